@@ -1,0 +1,106 @@
+//! One error type for the API, rendered in AWS's JSON error shape.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use nimbus_invoker::InvokeError;
+
+/// An error as the wire sees it.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// AWS error code, e.g. `ResourceNotFoundException`; sent as `x-amzn-ErrorType`.
+    pub code: &'static str,
+    pub message: String,
+    /// `User` or `Service`, Lambda's `Type` field.
+    pub kind: &'static str,
+    /// Throttles carry a `Reason` and a `Retry-After`.
+    pub reason: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            kind: "User",
+            reason: None,
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "ResourceNotFoundException", message)
+    }
+
+    pub fn invalid_parameter(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValueException",
+            message,
+        )
+    }
+
+    pub fn invalid_content(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContentException",
+            message,
+        )
+    }
+
+    pub fn service(message: impl Into<String>) -> Self {
+        Self {
+            kind: "Service",
+            ..Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServiceException",
+                message,
+            )
+        }
+    }
+}
+
+impl From<InvokeError> for ApiError {
+    fn from(e: InvokeError) -> Self {
+        match e {
+            InvokeError::NotFound(_) => ApiError::not_found(e.to_string()),
+            InvokeError::InvalidParameter(m) => ApiError::invalid_parameter(m),
+            InvokeError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "ResourceConflictException", m),
+            InvokeError::Throttled(reason) => ApiError {
+                reason: Some(reason.as_str()),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", "Rate Exceeded.")
+            },
+            InvokeError::TooLarge { size, max, kind } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestTooLargeException",
+                format!("{size} byte payload is too large for the {kind} invocation type (limit {max} bytes)"),
+            ),
+            InvokeError::Service(m) => ApiError::service(m),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({ "Type": self.kind, "message": self.message });
+        if let Some(r) = self.reason {
+            body["Reason"] = r.into();
+        }
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        let h = resp.headers_mut();
+        h.insert("x-amzn-errortype", HeaderValue::from_static(self.code));
+        if self.reason.is_some() {
+            h.insert("retry-after", HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+/// Anything no route matched: AWS's answer to an operation it does not know.
+pub async fn unknown_operation(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "UnknownOperationException",
+        format!("Nimbus does not implement {method} {}", uri.path()),
+    )
+}

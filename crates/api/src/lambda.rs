@@ -1,0 +1,190 @@
+//! The AWS Lambda REST API (2015-03-31): the `Invoke` operation.
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use nimbus_core::{limits, Trigger};
+use nimbus_invoker::Invocation;
+use serde::Deserialize;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/2015-03-31/functions/{name}/invocations", post(invoke))
+}
+
+#[derive(Debug, Deserialize)]
+struct InvokeQuery {
+    #[serde(rename = "Qualifier")]
+    qualifier: Option<String>,
+}
+
+/// Read a body of at most `max` bytes; `None` when it is larger.
+pub(crate) async fn read_limited(body: Body, max: usize) -> Result<Option<Bytes>, ApiError> {
+    match Limited::new(body, max).collect().await {
+        Ok(c) => Ok(Some(c.to_bytes())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Ok(None),
+        Err(e) => Err(ApiError::invalid_content(format!(
+            "could not read request body: {e}"
+        ))),
+    }
+}
+
+/// `name`, `name:qualifier`, or a function ARN, as Lambda accepts in `FunctionName`.
+pub(crate) fn split_function_name(
+    raw: &str,
+    query_qualifier: Option<String>,
+) -> (String, Option<String>) {
+    // arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]
+    let raw = raw
+        .strip_prefix("arn:aws:lambda:")
+        .map_or(raw, |rest| rest.splitn(4, ':').nth(3).unwrap_or(rest));
+    match raw.split_once(':') {
+        Some((n, q)) => (n.to_string(), Some(q.to_string())),
+        None => (raw.to_string(), query_qualifier),
+    }
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn invoke(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<InvokeQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (function, qualifier) = split_function_name(&name, q.qualifier);
+    let invocation_type =
+        header_str(&headers, "x-amz-invocation-type").unwrap_or("RequestResponse");
+    let max = match invocation_type {
+        "RequestResponse" | "DryRun" => limits::SYNC_PAYLOAD_MAX,
+        "Event" => limits::ASYNC_PAYLOAD_MAX,
+        other => {
+            return Err(ApiError::invalid_parameter(format!(
+                "1 validation error detected: Value '{other}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
+            )))
+        }
+    };
+    let Some(payload) = read_limited(body, max).await? else {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestTooLargeException",
+            format!("Request must be smaller than {max} bytes for the InvokeFunction operation"),
+        ));
+    };
+    if !payload.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
+        return Err(ApiError::invalid_content(
+            "Could not parse request body into json: Could not parse payload into json",
+        ));
+    }
+    let payload = if payload.is_empty() {
+        Bytes::from_static(b"{}")
+    } else {
+        payload
+    };
+    let client_context = match header_str(&headers, "x-amz-client-context") {
+        Some(b64) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    ApiError::invalid_content(
+                        "Client context must be a valid Base64-encoded JSON object.",
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let st_invoker = &st.invoker;
+    if invocation_type == "DryRun" {
+        // Validates the function and qualifier exist, runs nothing.
+        if st_invoker.get(&function).is_none()
+            || !matches!(qualifier.as_deref(), None | Some("$LATEST"))
+        {
+            return Err(ApiError::not_found(format!(
+                "Function not found: {}",
+                nimbus_core::function_arn(st_invoker.region(), &function, qualifier.as_deref())
+            )));
+        }
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    if invocation_type == "Event" {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "InvalidParameterValueException",
+            "InvocationType Event is not implemented yet by Nimbus",
+        ));
+    }
+    let trace_id = header_str(&headers, "x-amzn-trace-id").map(str::to_string);
+    let res = st_invoker
+        .invoke(Invocation {
+            function,
+            qualifier,
+            payload,
+            trigger: Trigger::Api,
+            client_context,
+            trace_id,
+        })
+        .await?;
+    let mut resp = Response::new(Body::from(res.payload));
+    let h = resp.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(&res.request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&res.executed_version) {
+        h.insert("x-amz-executed-version", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&res.trace_id) {
+        h.insert("x-amzn-trace-id", v);
+    }
+    if res.function_error {
+        h.insert(
+            "x-amz-function-error",
+            HeaderValue::from_static("Unhandled"),
+        );
+    }
+    if header_str(&headers, "x-amz-log-type") == Some("Tail") {
+        let tail = base64::engine::general_purpose::STANDARD.encode(res.log_tail.as_bytes());
+        if let Ok(v) = HeaderValue::from_str(&tail) {
+            h.insert("x-amz-log-result", v);
+        }
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_name_forms() {
+        assert_eq!(split_function_name("f", None), ("f".into(), None));
+        assert_eq!(
+            split_function_name("f", Some("3".into())),
+            ("f".into(), Some("3".into()))
+        );
+        assert_eq!(
+            split_function_name("f:prod", None),
+            ("f".into(), Some("prod".into()))
+        );
+        assert_eq!(
+            split_function_name("arn:aws:lambda:us-east-1:123456789012:function:f:7", None),
+            ("f".into(), Some("7".into()))
+        );
+        assert_eq!(
+            split_function_name("arn:aws:lambda:us-east-1:123456789012:function:f", None),
+            ("f".into(), None)
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! The error body a Lambda caller sees and the core crate's own error type.
+
+use serde::{Deserialize, Serialize};
+
+/// `{"errorMessage", "errorType", "stackTrace"}`: what Lambda returns with
+/// `X-Amz-Function-Error: Unhandled`, both for the function's own exceptions and for
+/// platform-detected failures (`Sandbox.Timedout`, `Runtime.ExitError`, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionError {
+    #[serde(rename = "errorMessage", default)]
+    pub error_message: String,
+    #[serde(rename = "errorType", default)]
+    pub error_type: String,
+    #[serde(rename = "stackTrace", default, skip_serializing_if = "Vec::is_empty")]
+    pub stack_trace: Vec<String>,
+}
+
+impl FunctionError {
+    pub fn new(error_type: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            error_message: message.into(),
+            error_type: error_type.into(),
+            stack_trace: Vec::new(),
+        }
+    }
+
+    /// What Lambda reports when the function runs past its timeout.
+    pub fn timeout(timeout_s: u32) -> Self {
+        Self::new(
+            "Sandbox.Timedout",
+            format!("Task timed out after {timeout_s}.00 seconds"),
+        )
+    }
+
+    pub fn out_of_memory() -> Self {
+        Self::new(
+            "Runtime.OutOfMemory",
+            "Runtime exited with error: signal: killed (memory limit exceeded)",
+        )
+    }
+
+    /// The process died mid-request (or during init) without reporting an error.
+    pub fn exit_error(detail: &str) -> Self {
+        Self::new(
+            "Runtime.ExitError",
+            format!("Runtime exited with error: {detail}"),
+        )
+    }
+
+    /// Parse a body a runtime posted to `/error`; a body that is not the JSON shape
+    /// is wrapped as the message (as Lambda does), typed by the header when given.
+    pub fn from_runtime_body(body: &[u8], type_header: Option<&str>) -> Self {
+        match serde_json::from_slice::<FunctionError>(body) {
+            Ok(mut e) => {
+                if e.error_type.is_empty() {
+                    e.error_type = type_header.unwrap_or("Unhandled").to_string();
+                }
+                e
+            }
+            Err(_) => Self::new(
+                type_header.unwrap_or("Unhandled"),
+                String::from_utf8_lossy(body).into_owned(),
+            ),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("FunctionError serialises")
+    }
+}
+
+/// Errors from core validation.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Validation(#[from] crate::function::ValidationError),
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::UnknownRuntime),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_message_matches_lambda() {
+        let e = FunctionError::timeout(3);
+        assert_eq!(e.error_message, "Task timed out after 3.00 seconds");
+        let json: serde_json::Value = serde_json::from_slice(&e.to_json()).unwrap();
+        assert_eq!(json["errorType"], "Sandbox.Timedout");
+        assert!(json.get("stackTrace").is_none());
+    }
+
+    #[test]
+    fn runtime_bodies() {
+        let e = FunctionError::from_runtime_body(
+            br#"{"errorMessage":"boom","errorType":"ValueError","stackTrace":["a"]}"#,
+            None,
+        );
+        assert_eq!(e.error_type, "ValueError");
+        assert_eq!(e.stack_trace, vec!["a"]);
+        let e = FunctionError::from_runtime_body(b"not json", Some("Runtime.Custom"));
+        assert_eq!(e.error_type, "Runtime.Custom");
+        assert_eq!(e.error_message, "not json");
+    }
+}

@@ -1,0 +1,58 @@
+//! Nimbus core types shared by every other crate: a function's configuration
+//! ([`FunctionConfig`]), the runtime identifiers Nimbus understands ([`Runtime`]),
+//! the Lambda-shaped error body a caller sees ([`FunctionError`]), the per-invocation
+//! record ([`InvocationRecord`]) and the limits Lambda enforces ([`limits`]).
+//!
+//! This crate owns no I/O: it is the vocabulary the store, the runtime, the invoker and
+//! the API front-ends agree on.
+
+pub mod error;
+pub mod function;
+pub mod invocation;
+pub mod limits;
+pub mod runtime;
+
+pub use error::{CoreError, FunctionError};
+pub use function::{FunctionConfig, FunctionSpec, ValidationError};
+pub use invocation::{InvocationRecord, Outcome, Trigger};
+pub use runtime::Runtime;
+
+/// Account id used in every ARN Nimbus produces, as LocalStack and friends do.
+pub const ACCOUNT_ID: &str = "123456789012";
+/// Default region when a request does not name one.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// `arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]`
+pub fn function_arn(region: &str, name: &str, qualifier: Option<&str>) -> String {
+    match qualifier {
+        Some(q) => format!("arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}:{q}"),
+        None => format!("arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}"),
+    }
+}
+
+/// Milliseconds since the Unix epoch, the unit of every timestamp Nimbus stores.
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// A fresh request id in the UUID form Lambda uses.
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arn_shapes() {
+        assert_eq!(
+            function_arn("eu-west-1", "f", None),
+            "arn:aws:lambda:eu-west-1:123456789012:function:f"
+        );
+        assert_eq!(
+            function_arn("us-east-1", "f", Some("$LATEST")),
+            "arn:aws:lambda:us-east-1:123456789012:function:f:$LATEST"
+        );
+    }
+}

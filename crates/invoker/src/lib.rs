@@ -1,0 +1,330 @@
+//! The Nimbus invoker (DESIGN.md "Invoker").
+//!
+//! Owns the function registry (the durable list of deployed functions, with an
+//! in-memory index so the hot path never touches SQLite), admission control
+//! (reserved concurrency per function, an account-wide cap, 429 past either), and the
+//! synchronous invoke path: resolve → admit → lease an instance from the pool → run →
+//! release → record.
+
+mod admission;
+mod registry;
+
+pub use admission::{Admission, ThrottleReason};
+pub use registry::DeployOutcome;
+
+use bytes::Bytes;
+use nimbus_core::{
+    function_arn, invocation::billed_ms, limits, FunctionConfig, FunctionError, InvocationRecord,
+    Outcome, Trigger,
+};
+use nimbus_runtime::instance::StartError;
+use nimbus_runtime::{Deployment, InstanceInfo, Pool, Reply};
+use nimbus_store::{BlobStore, Db};
+use nimbus_telemetry::{lines, Telemetry};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// Errors a caller of the invoker can get. The API front-ends map each to its wire shape.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error("Function not found: {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("Rate Exceeded.")]
+    Throttled(ThrottleReason),
+    #[error("{size} byte payload is too large for the {kind} invocation type (limit {max} bytes)")]
+    TooLarge {
+        size: usize,
+        max: usize,
+        kind: &'static str,
+    },
+    #[error("{0}")]
+    Service(String),
+}
+
+impl From<nimbus_store::StoreError> for InvokeError {
+    fn from(e: nimbus_store::StoreError) -> Self {
+        match e {
+            nimbus_store::StoreError::BadZip(_) | nimbus_store::StoreError::TooLarge { .. } => {
+                InvokeError::InvalidParameter(e.to_string())
+            }
+            other => InvokeError::Service(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = InvokeError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+pub struct InvokerSettings {
+    pub region: String,
+    /// Account-wide cap on concurrent executions.
+    pub account_concurrency: u32,
+}
+
+/// One synchronous invocation request.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub function: String,
+    pub qualifier: Option<String>,
+    pub payload: Bytes,
+    pub trigger: Trigger,
+    /// JSON text (already base64-decoded) for `Lambda-Runtime-Client-Context`.
+    pub client_context: Option<String>,
+    pub trace_id: Option<String>,
+}
+
+/// What the invocation produced.
+#[derive(Debug, Clone)]
+pub struct InvokeResult {
+    pub request_id: String,
+    pub executed_version: String,
+    /// The function's response, or the error JSON when `function_error` is set.
+    pub payload: Bytes,
+    pub function_error: bool,
+    pub outcome: Outcome,
+    pub log_tail: String,
+    pub cold: bool,
+    pub trace_id: String,
+}
+
+struct Inner {
+    db: Db,
+    blobs: BlobStore,
+    pool: Pool,
+    telemetry: Telemetry,
+    settings: InvokerSettings,
+    admission: Admission,
+    functions: RwLock<HashMap<String, Arc<Deployment>>>,
+    deploy_lock: tokio::sync::Mutex<()>,
+}
+
+/// The invoker. Cheap to clone.
+#[derive(Clone)]
+pub struct Invoker {
+    inner: Arc<Inner>,
+}
+
+impl Invoker {
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    pub fn blobs(&self) -> &BlobStore {
+        &self.inner.blobs
+    }
+
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.inner.telemetry
+    }
+
+    pub fn region(&self) -> &str {
+        &self.inner.settings.region
+    }
+
+    pub fn admission(&self) -> &Admission {
+        &self.inner.admission
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<FunctionConfig>> {
+        self.inner
+            .functions
+            .read()
+            .unwrap()
+            .get(name)
+            .map(|d| d.config.clone())
+    }
+
+    pub fn list(&self) -> Vec<Arc<FunctionConfig>> {
+        let mut v: Vec<_> = self
+            .inner
+            .functions
+            .read()
+            .unwrap()
+            .values()
+            .map(|d| d.config.clone())
+            .collect();
+        v.sort_by(|a, b| a.name().cmp(b.name()));
+        v
+    }
+
+    pub fn instances(&self, name: &str) -> Vec<InstanceInfo> {
+        self.inner.pool.instances(name)
+    }
+
+    fn deployment(&self, name: &str, qualifier: Option<&str>) -> Result<Arc<Deployment>> {
+        let arn = function_arn(&self.inner.settings.region, name, qualifier);
+        match qualifier {
+            None | Some("$LATEST") => {}
+            Some(_) => return Err(InvokeError::NotFound(arn)),
+        }
+        self.inner
+            .functions
+            .read()
+            .unwrap()
+            .get(name)
+            .cloned()
+            .ok_or(InvokeError::NotFound(arn))
+    }
+
+    /// Run one request synchronously.
+    pub async fn invoke(&self, inv: Invocation) -> Result<InvokeResult> {
+        if inv.payload.len() > limits::SYNC_PAYLOAD_MAX {
+            return Err(InvokeError::TooLarge {
+                size: inv.payload.len(),
+                max: limits::SYNC_PAYLOAD_MAX,
+                kind: "RequestResponse",
+            });
+        }
+        let dep = self.deployment(&inv.function, inv.qualifier.as_deref())?;
+        let cfg = dep.config.clone();
+        let _permit = self
+            .inner
+            .admission
+            .try_acquire(cfg.name(), cfg.spec.reserved_concurrency)
+            .map_err(InvokeError::Throttled)?;
+        let request_id = nimbus_core::new_request_id();
+        let trace_id = inv.trace_id.clone().unwrap_or_else(new_trace_id);
+        let start_ms = nimbus_core::now_ms();
+        let arn = function_arn(&self.inner.settings.region, cfg.name(), None);
+
+        let lease = match self.inner.pool.acquire(&dep).await {
+            Ok(l) => l,
+            Err(StartError::Init(err)) => {
+                return Ok(self.init_failure(
+                    &dep,
+                    request_id,
+                    trace_id,
+                    start_ms,
+                    inv.trigger,
+                    err,
+                ));
+            }
+            Err(StartError::Runtime(e)) => return Err(InvokeError::Service(e.to_string())),
+        };
+        let cold = lease.cold;
+        let init_ms = lease.init_ms;
+        let out = lease
+            .instance
+            .invoke(nimbus_runtime::InvokeRequest {
+                request_id: request_id.clone(),
+                payload: inv.payload,
+                function_arn: arn,
+                trace_id: trace_id.clone(),
+                client_context: inv.client_context,
+                cognito_identity: None,
+                init_ms,
+            })
+            .await;
+        self.inner.pool.release(lease, out.reusable);
+        let (payload, function_error, error_type) = match out.reply {
+            Reply::Response(b) => (b, false, None),
+            Reply::Error(e) => {
+                let ty = e.error_type.clone();
+                (Bytes::from(e.to_json()), true, Some(ty))
+            }
+        };
+        self.inner.telemetry.record(InvocationRecord {
+            request_id: request_id.clone(),
+            function: cfg.name().to_string(),
+            version: dep.version.clone(),
+            revision: cfg.revision,
+            trigger: inv.trigger,
+            start_ms,
+            cold,
+            init_ms,
+            duration_ms: out.duration_ms,
+            billed_ms: billed_ms(out.duration_ms),
+            memory_mb: cfg.spec.memory_mb,
+            max_memory_used_mb: out.max_memory_used_mb,
+            outcome: out.outcome,
+            error_type,
+            trace_id: Some(trace_id.clone()),
+        });
+        Ok(InvokeResult {
+            request_id,
+            executed_version: dep.version.clone(),
+            payload,
+            function_error,
+            outcome: out.outcome,
+            log_tail: out.log_tail,
+            cold,
+            trace_id,
+        })
+    }
+
+    /// The request that paid for a cold start whose init failed gets the init error,
+    /// framed in the log like any other invocation.
+    fn init_failure(
+        &self,
+        dep: &Deployment,
+        request_id: String,
+        trace_id: String,
+        start_ms: i64,
+        trigger: Trigger,
+        err: FunctionError,
+    ) -> InvokeResult {
+        let cfg = &dep.config;
+        let duration_ms = (nimbus_core::now_ms() - start_ms).max(0) as f64;
+        let t = &self.inner.telemetry;
+        let mut tail = String::new();
+        for line in [
+            lines::start(&request_id, &dep.version),
+            format!("[ERROR] {}: {}", err.error_type, err.error_message),
+            lines::end(&request_id),
+            lines::report(&lines::Report {
+                request_id: &request_id,
+                duration_ms,
+                billed_ms: billed_ms(duration_ms),
+                memory_mb: cfg.spec.memory_mb,
+                max_memory_used_mb: 0,
+                init_ms: Some(duration_ms),
+            }),
+        ] {
+            tail.push_str(&line);
+            tail.push('\n');
+            t.log(cfg.name(), Some(&request_id), line);
+        }
+        t.record(InvocationRecord {
+            request_id: request_id.clone(),
+            function: cfg.name().to_string(),
+            version: dep.version.clone(),
+            revision: cfg.revision,
+            trigger,
+            start_ms,
+            cold: true,
+            init_ms: Some(duration_ms),
+            duration_ms,
+            billed_ms: billed_ms(duration_ms),
+            memory_mb: cfg.spec.memory_mb,
+            max_memory_used_mb: 0,
+            outcome: Outcome::InitError,
+            error_type: Some(err.error_type.clone()),
+            trace_id: Some(trace_id.clone()),
+        });
+        InvokeResult {
+            request_id,
+            executed_version: dep.version.clone(),
+            payload: Bytes::from(err.to_json()),
+            function_error: true,
+            outcome: Outcome::InitError,
+            log_tail: tail,
+            cold: true,
+            trace_id,
+        }
+    }
+}
+
+/// An X-Ray style trace header: `Root=1-<epoch hex>-<96-bit hex>;Sampled=0`.
+pub fn new_trace_id() -> String {
+    let secs = nimbus_core::now_ms() / 1000;
+    let rand = uuid::Uuid::new_v4().simple().to_string();
+    format!("Root=1-{secs:08x}-{};Sampled=0", &rand[..24])
+}

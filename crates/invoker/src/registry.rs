@@ -1,0 +1,170 @@
+//! The function registry: durable in SQLite, indexed in memory.
+
+use crate::{Admission, Inner, InvokeError, Invoker, InvokerSettings, Result};
+use nimbus_core::{FunctionConfig, FunctionSpec};
+use nimbus_runtime::{Deployment, Pool};
+use nimbus_store::{BlobStore, Db};
+use nimbus_telemetry::Telemetry;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// What a deploy did.
+#[derive(Debug, Clone)]
+pub struct DeployOutcome {
+    pub config: Arc<FunctionConfig>,
+    pub created: bool,
+    /// Said once at deploy, e.g. that another interpreter version stands in.
+    pub notice: Option<String>,
+}
+
+const LATEST: &str = "$LATEST";
+
+impl Invoker {
+    /// Load every stored function and make it invokable (starting provisioned
+    /// instances). Functions whose code or interpreter is missing are logged and
+    /// still listed; invoking them reports why.
+    pub async fn open(
+        db: Db,
+        blobs: BlobStore,
+        pool: Pool,
+        telemetry: Telemetry,
+        settings: InvokerSettings,
+    ) -> Result<Self> {
+        let admission = Admission::new(settings.account_concurrency);
+        let invoker = Invoker {
+            inner: Arc::new(Inner {
+                db: db.clone(),
+                blobs,
+                pool,
+                telemetry,
+                settings,
+                admission,
+                functions: RwLock::new(HashMap::new()),
+                deploy_lock: tokio::sync::Mutex::new(()),
+            }),
+        };
+        let stored = tokio::task::spawn_blocking(move || db.list_functions())
+            .await
+            .map_err(|e| InvokeError::Service(e.to_string()))??;
+        for cfg in stored {
+            let name = cfg.name().to_string();
+            match invoker.prepare(Arc::new(cfg)).await {
+                Ok((dep, _)) => invoker.install(dep),
+                Err(e) => {
+                    tracing::error!(function = %name, error = %e, "stored function cannot run")
+                }
+            }
+        }
+        Ok(invoker)
+    }
+
+    /// Unpack code and find the interpreter for a configuration.
+    async fn prepare(&self, config: Arc<FunctionConfig>) -> Result<(Deployment, Option<String>)> {
+        let blobs = self.inner.blobs.clone();
+        let sha = config.code_sha256.clone();
+        let pool = self.inner.pool.clone();
+        let runtime = config.spec.runtime;
+        let (code_dir, interp) = tokio::task::spawn_blocking(move || {
+            let dir = blobs.unpacked(&sha)?;
+            Ok::<_, nimbus_store::StoreError>((dir, pool.interpreters().resolve(runtime)))
+        })
+        .await
+        .map_err(|e| InvokeError::Service(e.to_string()))??;
+        if config.spec.runtime.needs_handler() && interp.is_none() {
+            return Err(InvokeError::InvalidParameter(format!(
+                "The runtime parameter of {} is not available on this host: no interpreter found",
+                config.spec.runtime
+            )));
+        }
+        let notice = interp.as_ref().and_then(|i| i.notice.clone());
+        Ok((
+            Deployment {
+                key: config.name().to_string(),
+                version: LATEST.to_string(),
+                interpreter: interp.map(|i| i.path),
+                code_dir,
+                config,
+            },
+            notice,
+        ))
+    }
+
+    fn install(&self, dep: Deployment) {
+        let cfg = dep.config.clone();
+        self.inner
+            .admission
+            .set_reserved(cfg.name(), cfg.spec.reserved_concurrency);
+        self.inner
+            .functions
+            .write()
+            .unwrap()
+            .insert(cfg.name().to_string(), Arc::new(dep.clone()));
+        self.inner.pool.set_deployment(dep);
+    }
+
+    /// Create or update a function. The new revision serves every invocation that
+    /// starts after this returns; it is on disk (fsynced) before it returns.
+    pub async fn deploy(&self, spec: FunctionSpec, code_sha256: String) -> Result<DeployOutcome> {
+        spec.validate()
+            .map_err(|e| InvokeError::InvalidParameter(e.to_string()))?;
+        if !self.inner.blobs.has(&code_sha256) {
+            return Err(InvokeError::InvalidParameter(format!(
+                "Code with sha256 {code_sha256} has not been uploaded"
+            )));
+        }
+        let _serial = self.inner.deploy_lock.lock().await;
+        let previous = self.get(&spec.name);
+        let now = nimbus_core::now_ms();
+        let code_size = {
+            let blobs = self.inner.blobs.clone();
+            let sha = code_sha256.clone();
+            tokio::task::spawn_blocking(move || blobs.read_zip(&sha).map(|b| b.len() as u64))
+                .await
+                .map_err(|e| InvokeError::Service(e.to_string()))??
+        };
+        let config = Arc::new(FunctionConfig {
+            spec,
+            code_sha256,
+            code_size,
+            revision: previous.as_ref().map_or(1, |p| p.revision + 1),
+            revision_id: uuid::Uuid::new_v4().to_string(),
+            created_ms: previous.as_ref().map_or(now, |p| p.created_ms),
+            last_modified_ms: now,
+        });
+        let (dep, notice) = self.prepare(config.clone()).await?;
+        let db = self.inner.db.clone();
+        let stored = (*config).clone();
+        tokio::task::spawn_blocking(move || db.put_function(&stored))
+            .await
+            .map_err(|e| InvokeError::Service(e.to_string()))??;
+        self.install(dep);
+        tracing::info!(function = %config.name(), revision = config.revision, sha256 = %config.code_sha256, "deployed");
+        Ok(DeployOutcome {
+            config,
+            created: previous.is_none(),
+            notice,
+        })
+    }
+
+    /// Delete a function; its instances stop (busy ones after their request).
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        let _serial = self.inner.deploy_lock.lock().await;
+        if self.get(name).is_none() {
+            return Err(InvokeError::NotFound(nimbus_core::function_arn(
+                self.region(),
+                name,
+                None,
+            )));
+        }
+        let db = self.inner.db.clone();
+        let n = name.to_string();
+        tokio::task::spawn_blocking(move || db.delete_function(&n))
+            .await
+            .map_err(|e| InvokeError::Service(e.to_string()))??;
+        self.inner.functions.write().unwrap().remove(name);
+        self.inner.admission.set_reserved(name, None);
+        self.inner.pool.remove(name);
+        tracing::info!(function = %name, "deleted");
+        Ok(())
+    }
+}

@@ -1,0 +1,82 @@
+//! The `nimbus` binary: `nimbus up` assembles the server from the role crates; every
+//! other subcommand is a client of a running server's API. One file per subcommand
+//! under `commands/`.
+
+mod client;
+mod commands;
+mod package;
+mod server;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "nimbus",
+    version,
+    about = "Run Lambda-style serverless apps on one machine."
+)]
+struct Cli {
+    /// API endpoint of the running server (client subcommands).
+    #[arg(
+        long,
+        global = true,
+        env = "NIMBUS_ENDPOINT",
+        default_value = "http://127.0.0.1:4566"
+    )]
+    endpoint: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (API, gateway, functions) with the embedded store.
+    Up(server::UpArgs),
+    /// Create or update a function from a directory or a zip.
+    Deploy(commands::deploy::Args),
+    /// Invoke a function and print its result.
+    Invoke(commands::invoke::Args),
+    /// List functions.
+    Ls,
+    /// Show one function's configuration and instances.
+    Get(commands::get::Args),
+    /// Delete a function.
+    Rm(commands::rm::Args),
+    /// Print a function's log (START/END/REPORT and its own output).
+    Logs(commands::logs::Args),
+    /// List invocation records.
+    Invocations(commands::invocations::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up(args) => server::run(args),
+        other => {
+            let client = client::Client::new(&cli.endpoint);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(async move {
+                match other {
+                    Command::Deploy(a) => commands::deploy::run(&client, a).await,
+                    Command::Invoke(a) => commands::invoke::run(&client, a).await,
+                    Command::Ls => commands::ls::run(&client).await,
+                    Command::Get(a) => commands::get::run(&client, a).await,
+                    Command::Rm(a) => commands::rm::run(&client, a).await,
+                    Command::Logs(a) => commands::logs::run(&client, a).await,
+                    Command::Invocations(a) => commands::invocations::run(&client, a).await,
+                    Command::Up(_) => unreachable!(),
+                }
+            })
+        }
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! `nimbus up`: assemble the server from the role crates and run it.
+
+use anyhow::{Context, Result};
+use nimbus_invoker::{Invoker, InvokerSettings};
+use nimbus_runtime::{Pool, PoolSettings};
+use nimbus_store::{BlobStore, Db};
+use nimbus_telemetry::Telemetry;
+use sha2::Digest;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Where state lives (SQLite database, code bundles, instance scratch dirs).
+    #[arg(long, env = "NIMBUS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// API listener (AWS-compatible APIs and the Nimbus control API).
+    #[arg(long, default_value = "127.0.0.1:4566")]
+    listen: SocketAddr,
+    /// Gateway listener for user HTTP routes.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    gateway_listen: SocketAddr,
+    /// Stop instances idle this long (e.g. 10m, 30s).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    keep_alive: Duration,
+    /// Account-wide cap on concurrent executions (default: sized to the host's memory).
+    #[arg(long)]
+    max_concurrency: Option<u32>,
+    /// Region used in ARNs and given to functions.
+    #[arg(long, default_value = nimbus_core::DEFAULT_REGION)]
+    region: String,
+    /// Server log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The bootstraps Nimbus ships, embedded so the binary is self-contained.
+const BOOTSTRAPS: &[(&str, &str)] = &[
+    (
+        "python/bootstrap.py",
+        include_str!("../../../runtimes/python/bootstrap.py"),
+    ),
+    (
+        "node/bootstrap.js",
+        include_str!("../../../runtimes/node/bootstrap.js"),
+    ),
+];
+
+fn default_data_dir() -> PathBuf {
+    dirs::data_local_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("nimbus")
+}
+
+/// Write the bootstraps under the data dir (only when they changed).
+fn install_runtimes(data_dir: &Path) -> Result<PathBuf> {
+    let dir = data_dir.join("runtimes");
+    for (rel, content) in BOOTSTRAPS {
+        let path = dir.join(rel);
+        if std::fs::read_to_string(&path).ok().as_deref() == Some(*content) {
+            continue;
+        }
+        std::fs::create_dir_all(path.parent().expect("has parent"))?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, content)?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(dir)
+}
+
+fn default_concurrency() -> u32 {
+    // One 128 MB instance per 128 MB of host memory, within Lambda's default of 1000.
+    let mem_mb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb / 1024)
+        .unwrap_or(4096);
+    (mem_mb / 128).clamp(16, 1000) as u32
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NIMBUS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub fn run(args: UpArgs) -> Result<i32> {
+    init_tracing(args.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("nimbus-worker")
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(serve(args))
+}
+
+async fn serve(args: UpArgs) -> Result<i32> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize()?;
+    let server_id = hex::encode(&sha2::Sha256::digest(data_dir.to_string_lossy().as_bytes())[..6]);
+    let runtime_dir = install_runtimes(&data_dir).context("cannot install runtime bootstraps")?;
+
+    let db = Db::open(&data_dir.join("nimbus.db")).context("cannot open the database")?;
+    let blobs = BlobStore::open(&data_dir).context("cannot open the code store")?;
+    let telemetry = Telemetry::start(db.clone());
+    let pool = Pool::new(
+        PoolSettings {
+            keep_alive: args.keep_alive,
+            data_dir: data_dir.clone(),
+            runtime_dir,
+            region: args.region.clone(),
+            server_id,
+        },
+        telemetry.clone(),
+    );
+    let invoker = Invoker::open(
+        db,
+        blobs,
+        pool.clone(),
+        telemetry.clone(),
+        InvokerSettings {
+            region: args.region.clone(),
+            account_concurrency: args.max_concurrency.unwrap_or_else(default_concurrency),
+        },
+    )
+    .await
+    .context("cannot load deployed functions")?;
+
+    let api_listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let gw_listener = tokio::net::TcpListener::bind(args.gateway_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.gateway_listen))?;
+    let api_addr = api_listener.local_addr()?;
+    let gw_addr = gw_listener.local_addr()?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let api = axum::serve(
+        api_listener,
+        nimbus_api::router(invoker.clone()).into_make_service(),
+    )
+    .with_graceful_shutdown(wait_stop(stop_rx.clone()));
+    let gateway = axum::serve(gw_listener, gateway_router().into_make_service())
+        .with_graceful_shutdown(wait_stop(stop_rx.clone()));
+    let api_task = tokio::spawn(async move { api.await });
+    let gw_task = tokio::spawn(async move { gateway.await });
+
+    println!(
+        "nimbus ready: api http://{api_addr} gateway http://{gw_addr} data {} functions {} limits {}",
+        data_dir.display(),
+        invoker.list().len(),
+        pool.limits_mechanism()
+    );
+    tracing::info!(api = %api_addr, gateway = %gw_addr, data_dir = %data_dir.display(), "nimbus ready");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    let _ = stop_tx.send(true);
+    // In-flight invocations finish or time out (the longest Lambda timeout bounds it).
+    let drain = async {
+        let _ = api_task.await;
+        let _ = gw_task.await;
+    };
+    if tokio::time::timeout(
+        Duration::from_secs(nimbus_core::limits::TIMEOUT_MAX_S as u64 + 5),
+        drain,
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!("in-flight requests did not drain in time");
+    }
+    pool.shutdown().await;
+    telemetry.flush().await;
+    tracing::info!("stopped");
+    Ok(0)
+}
+
+async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+/// The gateway listener. Routes are not configurable yet, so every request is the
+/// API Gateway answer for an unmatched route.
+fn gateway_router() -> axum::Router {
+    use axum::http::StatusCode;
+    axum::Router::new().fallback(|| async {
+        (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({ "message": "Not Found" })),
+        )
+    })
+}
