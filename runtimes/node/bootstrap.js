@@ -416,15 +416,11 @@ class RuntimeClient {
   }
 
   async nextInvocation() {
-    for (;;) {
-      const res = await this.request('GET', `${API_PREFIX}/invocation/next`, {}, null);
-      if (res.status === 200) return res;
-      runtimeWarning(`GET /invocation/next answered ${res.status}: ${res.body.toString().slice(0, 512)}`);
-      if (res.status < 400 || res.status >= 500) {
-        throw new Error(`Runtime API answered ${res.status} to /invocation/next`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
+    const res = await this.request('GET', `${API_PREFIX}/invocation/next`, {}, null);
+    if (res.status !== 200) {
+      throw new Error(`GET /invocation/next answered ${res.status}: ${res.body.toString().slice(0, 512)}`);
     }
+    return res;
   }
 
   async _post(reqPath, bodyString, headers) {

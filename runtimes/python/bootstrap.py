@@ -73,6 +73,10 @@ class FaultException(Exception):
 # --------------------------------------------------------------------------
 
 
+class RuntimeAPIError(Exception):
+    """The Runtime API is gone or answered something this runtime cannot use."""
+
+
 class _NoResponse(Exception):
     """The peer closed the connection before sending any response byte."""
 
@@ -140,7 +144,7 @@ class RuntimeClient(object):
                 # once on a new one. On a fresh connection it is a real error.
                 self.close()
                 if not reused:
-                    raise ConnectionError("Runtime API closed the connection without a response")
+                    raise RuntimeAPIError("Runtime API closed the connection without a response")
             except BaseException:
                 self.close()
                 raise
@@ -148,7 +152,7 @@ class RuntimeClient(object):
     def _fill(self):
         chunk = self._sock.recv(262144)
         if not chunk:
-            raise ConnectionError("Runtime API closed the connection mid-response")
+            raise RuntimeAPIError("Runtime API closed the connection mid-response")
         self._rbuf += chunk
 
     def _read_response(self, method):
@@ -161,7 +165,7 @@ class RuntimeClient(object):
                 if not chunk:
                     if not self._rbuf:
                         raise _NoResponse()
-                    raise ConnectionError("Runtime API closed the connection mid-response")
+                    raise RuntimeAPIError("Runtime API closed the connection mid-response")
                 self._rbuf += chunk
             lines = self._rbuf[:end].decode("latin-1").split("\r\n")
             self._rbuf = self._rbuf[end + 4 :]
@@ -202,7 +206,7 @@ class RuntimeClient(object):
         while have < n:
             got = self._sock.recv_into(view[have:])
             if not got:
-                raise ConnectionError("Runtime API closed the connection mid-response")
+                raise RuntimeAPIError("Runtime API closed the connection mid-response")
             have += got
         return bytes(buf)
 
@@ -228,15 +232,12 @@ class RuntimeClient(object):
     # --- Runtime API operations ---------------------------------------------
 
     def next_invocation(self):
-        while True:
-            status, headers, body = self.request("GET", _API_PREFIX + "/invocation/next")
-            if status == 200:
-                return headers, body
-            _runtime_warning("GET /invocation/next answered %d: %r" % (status, body[:512]))
-            if 400 <= status < 500:
-                time.sleep(0.05)
-            else:
-                raise ConnectionError("Runtime API answered %d to /invocation/next" % status)
+        status, headers, body = self.request("GET", _API_PREFIX + "/invocation/next")
+        if status != 200:
+            raise RuntimeAPIError(
+                "GET /invocation/next answered %d: %r" % (status, bytes(body[:512]))
+            )
+        return headers, body
 
     def post_invocation_result(self, invoke_id, body, content_type):
         self._post(
@@ -389,7 +390,7 @@ class LambdaContext(object):
         return remaining if remaining > 0 else 0
 
     def log(self, msg):
-        _stdout_write(str(msg))
+        _stdout_write(str(msg))  # as AWS: written as is, no newline added
 
     def __repr__(self):
         return (
@@ -482,10 +483,14 @@ def _flush_output():
 
 
 class StandardLogSink(object):
-    """Where Lambda-formatted log records go: this process's stdout."""
+    """Where Lambda-formatted log records go: this process's stdout.
+
+    Lambda ships each record as one log event; on a pipe a record must end
+    with a newline for that (a record with a traceback does not by itself).
+    """
 
     def log(self, msg, frame_type=None):
-        _stdout_write(msg)
+        _stdout_write(msg if msg.endswith("\n") else msg + "\n")
 
     def log_error(self, message_lines):
         _stdout_write(_ERROR_LOG_LINE_TERMINATE.join(message_lines) + "\n")
@@ -831,7 +836,12 @@ def main():
         sys.exit(1)
 
     while True:
-        headers, body = client.next_invocation()
+        try:
+            headers, body = client.next_invocation()
+        except (OSError, RuntimeAPIError) as e:
+            # Nothing to report to: the server is gone or disowned us.
+            _runtime_warning("lost the Runtime API: %s" % (e,))
+            sys.exit(1)
         invoke_id = headers.get("lambda-runtime-aws-request-id") or ""
         _request_id = invoke_id
         _tenant_id = headers.get("lambda-runtime-aws-tenant-id")
