@@ -6,17 +6,207 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
+use nimbus_core::EventInvokeConfig;
 use nimbus_core::{limits, Trigger};
 use nimbus_invoker::Invocation;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/2015-03-31/functions/{name}/invocations", post(invoke))
+    Router::new()
+        .route("/2015-03-31/functions/{name}/invocations", post(invoke))
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config",
+            get(get_event_invoke_config)
+                .put(put_event_invoke_config)
+                .post(update_event_invoke_config)
+                .delete(delete_event_invoke_config),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config/list",
+            get(list_event_invoke_configs),
+        )
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DestinationTarget {
+    destination: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DestinationConfig {
+    #[serde(default)]
+    on_success: Option<DestinationTarget>,
+    #[serde(default)]
+    on_failure: Option<DestinationTarget>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EventInvokeConfigBody {
+    maximum_retry_attempts: Option<u32>,
+    maximum_event_age_in_seconds: Option<u32>,
+    destination_config: Option<DestinationConfig>,
+}
+
+fn event_config_json(
+    st: &AppState,
+    function: &str,
+    qualifier: &str,
+    c: &EventInvokeConfig,
+) -> serde_json::Value {
+    let target = |d: &Option<String>| match d {
+        Some(arn) => json!({ "Destination": arn }),
+        None => json!({}),
+    };
+    let mut v = json!({
+        "LastModified": c.last_modified_ms as f64 / 1000.0,
+        "FunctionArn": nimbus_core::function_arn(st.invoker.region(), function, Some(qualifier)),
+        "DestinationConfig": { "OnSuccess": target(&c.on_success), "OnFailure": target(&c.on_failure) },
+    });
+    if let Some(r) = c.maximum_retry_attempts {
+        v["MaximumRetryAttempts"] = r.into();
+    }
+    if let Some(a) = c.maximum_event_age_s {
+        v["MaximumEventAgeInSeconds"] = a.into();
+    }
+    v
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid_content(format!("Could not parse request body into json: {e}"))
+    })
+}
+
+async fn store_event_config(
+    st: &AppState,
+    name: String,
+    qualifier: Option<String>,
+    body: &[u8],
+    merge: bool,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let (function, qualifier) = split_function_name(&name, qualifier);
+    let qualifier = qualifier.unwrap_or_else(|| "$LATEST".into());
+    let b: EventInvokeConfigBody = parse_body(body)?;
+    let mut cfg = if merge {
+        st.invoker
+            .event_invoke_config(&function, &qualifier)
+            .unwrap_or_default()
+    } else {
+        EventInvokeConfig::default()
+    };
+    if b.maximum_retry_attempts.is_some() || !merge {
+        cfg.maximum_retry_attempts = b.maximum_retry_attempts;
+    }
+    if b.maximum_event_age_in_seconds.is_some() || !merge {
+        cfg.maximum_event_age_s = b.maximum_event_age_in_seconds;
+    }
+    if let Some(d) = b.destination_config {
+        if let Some(s) = d.on_success {
+            cfg.on_success = s.destination;
+        }
+        if let Some(f) = d.on_failure {
+            cfg.on_failure = f.destination;
+        }
+    } else if !merge {
+        cfg.on_success = None;
+        cfg.on_failure = None;
+    }
+    let saved = st
+        .invoker
+        .put_event_invoke_config(&function, &qualifier, cfg)
+        .await?;
+    Ok(axum::Json(event_config_json(
+        st, &function, &qualifier, &saved,
+    )))
+}
+
+async fn put_event_invoke_config(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<InvokeQuery>,
+    body: Bytes,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    store_event_config(&st, name, q.qualifier, &body, false).await
+}
+
+async fn update_event_invoke_config(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<InvokeQuery>,
+    body: Bytes,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    store_event_config(&st, name, q.qualifier, &body, true).await
+}
+
+async fn get_event_invoke_config(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<InvokeQuery>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let (function, qualifier) = split_function_name(&name, q.qualifier);
+    let qualifier = qualifier.unwrap_or_else(|| "$LATEST".into());
+    if st.invoker.get(&function).is_none() {
+        return Err(ApiError::not_found(format!(
+            "Function not found: {}",
+            nimbus_core::function_arn(st.invoker.region(), &function, Some(&qualifier))
+        )));
+    }
+    let cfg = st
+        .invoker
+        .event_invoke_config(&function, &qualifier)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "The function {} doesn't have an EventInvokeConfig",
+                nimbus_core::function_arn(st.invoker.region(), &function, Some(&qualifier))
+            ))
+        })?;
+    Ok(axum::Json(event_config_json(
+        &st, &function, &qualifier, &cfg,
+    )))
+}
+
+async fn delete_event_invoke_config(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<InvokeQuery>,
+) -> Result<StatusCode, ApiError> {
+    let (function, qualifier) = split_function_name(&name, q.qualifier);
+    let qualifier = qualifier.unwrap_or_else(|| "$LATEST".into());
+    st.invoker
+        .delete_event_invoke_config(&function, &qualifier)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_event_invoke_configs(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let (function, _) = split_function_name(&name, None);
+    if st.invoker.get(&function).is_none() {
+        return Err(ApiError::not_found(format!(
+            "Function not found: {}",
+            nimbus_core::function_arn(st.invoker.region(), &function, None)
+        )));
+    }
+    let cfgs: Vec<_> = ["$LATEST"]
+        .iter()
+        .filter_map(|q| {
+            st.invoker
+                .event_invoke_config(&function, q)
+                .map(|c| event_config_json(&st, &function, q, &c))
+        })
+        .collect();
+    Ok(axum::Json(json!({ "FunctionEventInvokeConfigs": cfgs })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,14 +308,28 @@ async fn invoke(
         }
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    if invocation_type == "Event" {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "InvalidParameterValueException",
-            "InvocationType Event is not implemented yet by Nimbus",
-        ));
-    }
     let trace_id = header_str(&headers, "x-amzn-trace-id").map(str::to_string);
+    if invocation_type == "Event" {
+        let request_id = st
+            .queue
+            .enqueue(
+                Invocation {
+                    function,
+                    qualifier,
+                    payload,
+                    trigger: Trigger::Event,
+                    client_context,
+                    trace_id,
+                },
+                "event",
+            )
+            .await?;
+        let mut resp = StatusCode::ACCEPTED.into_response();
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-amzn-requestid", v);
+        }
+        return Ok(resp);
+    }
     let res = st_invoker
         .invoke(Invocation {
             function,

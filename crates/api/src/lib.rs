@@ -15,17 +15,18 @@ mod lambda;
 mod nimbus;
 
 use axum::Router;
-use nimbus_invoker::Invoker;
+use nimbus_invoker::{AsyncQueue, Invoker};
 
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {
     pub invoker: Invoker,
+    pub queue: AsyncQueue,
 }
 
 /// The router for the API listener.
-pub fn router(invoker: Invoker) -> Router {
-    let state = AppState { invoker };
+pub fn router(invoker: Invoker, queue: AsyncQueue) -> Router {
+    let state = AppState { invoker, queue };
     Router::new()
         .merge(nimbus::routes())
         .merge(lambda::routes())

@@ -154,6 +154,7 @@ async fn get_function(
         "function": &*cfg,
         "instances": st.invoker.instances(&name),
         "in_flight": st.invoker.admission().in_flight(&name),
+        "queue": st.queue.stats(&name),
     })))
 }
 

@@ -6,12 +6,14 @@
 //! This crate owns no I/O: it is the vocabulary the store, the runtime, the invoker and
 //! the API front-ends agree on.
 
+pub mod async_config;
 pub mod error;
 pub mod function;
 pub mod invocation;
 pub mod limits;
 pub mod runtime;
 
+pub use async_config::EventInvokeConfig;
 pub use error::{CoreError, FunctionError};
 pub use function::{FunctionConfig, FunctionSpec, ValidationError};
 pub use invocation::{InvocationRecord, Outcome, Trigger};

@@ -7,15 +7,17 @@
 //! release → record.
 
 mod admission;
+pub mod queue;
 mod registry;
 
-pub use admission::{Admission, ThrottleReason};
+pub use admission::{Admission, Permit, ThrottleReason};
+pub use queue::{AsyncQueue, QueueStats};
 pub use registry::DeployOutcome;
 
 use bytes::Bytes;
 use nimbus_core::{
-    function_arn, invocation::billed_ms, limits, FunctionConfig, FunctionError, InvocationRecord,
-    Outcome, Trigger,
+    function_arn, invocation::billed_ms, limits, EventInvokeConfig, FunctionConfig, FunctionError,
+    InvocationRecord, Outcome, Trigger,
 };
 use nimbus_runtime::instance::StartError;
 use nimbus_runtime::{Deployment, InstanceInfo, Pool, Reply};
@@ -99,6 +101,8 @@ struct Inner {
     settings: InvokerSettings,
     admission: Admission,
     functions: RwLock<HashMap<String, Arc<Deployment>>>,
+    /// Async settings by (function, qualifier).
+    event_configs: RwLock<HashMap<(String, String), EventInvokeConfig>>,
     deploy_lock: tokio::sync::Mutex<()>,
 }
 
@@ -174,7 +178,7 @@ impl Invoker {
             .ok_or(InvokeError::NotFound(arn))
     }
 
-    /// Run one request synchronously.
+    /// Run one request synchronously: admit (or throttle), then run.
     pub async fn invoke(&self, inv: Invocation) -> Result<InvokeResult> {
         if inv.payload.len() > limits::SYNC_PAYLOAD_MAX {
             return Err(InvokeError::TooLarge {
@@ -183,14 +187,35 @@ impl Invoker {
                 kind: "RequestResponse",
             });
         }
-        let dep = self.deployment(&inv.function, inv.qualifier.as_deref())?;
-        let cfg = dep.config.clone();
-        let _permit = self
+        let (dep, permit) = self.admit(&inv.function, inv.qualifier.as_deref())?;
+        self.run(dep, inv, permit, nimbus_core::new_request_id())
+            .await
+    }
+
+    /// Resolve a function and take a concurrency slot for it.
+    pub fn admit(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<(Arc<Deployment>, Permit)> {
+        let dep = self.deployment(function, qualifier)?;
+        let permit = self
             .inner
             .admission
-            .try_acquire(cfg.name(), cfg.spec.reserved_concurrency)
+            .try_acquire(dep.config.name(), dep.config.spec.reserved_concurrency)
             .map_err(InvokeError::Throttled)?;
-        let request_id = nimbus_core::new_request_id();
+        Ok((dep, permit))
+    }
+
+    /// Run an admitted request on an instance and record it.
+    pub async fn run(
+        &self,
+        dep: Arc<Deployment>,
+        inv: Invocation,
+        _permit: Permit,
+        request_id: String,
+    ) -> Result<InvokeResult> {
+        let cfg = dep.config.clone();
         let trace_id = inv.trace_id.clone().unwrap_or_else(new_trace_id);
         let start_ms = nimbus_core::now_ms();
         let arn = function_arn(&self.inner.settings.region, cfg.name(), None);

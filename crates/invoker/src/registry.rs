@@ -1,7 +1,7 @@
 //! The function registry: durable in SQLite, indexed in memory.
 
 use crate::{Admission, Inner, InvokeError, Invoker, InvokerSettings, Result};
-use nimbus_core::{FunctionConfig, FunctionSpec};
+use nimbus_core::{EventInvokeConfig, FunctionConfig, FunctionSpec};
 use nimbus_runtime::{Deployment, Pool};
 use nimbus_store::{BlobStore, Db};
 use nimbus_telemetry::Telemetry;
@@ -40,12 +40,24 @@ impl Invoker {
                 settings,
                 admission,
                 functions: RwLock::new(HashMap::new()),
+                event_configs: RwLock::new(HashMap::new()),
                 deploy_lock: tokio::sync::Mutex::new(()),
             }),
         };
-        let stored = tokio::task::spawn_blocking(move || db.list_functions())
-            .await
-            .map_err(|e| InvokeError::Service(e.to_string()))??;
+        let (stored, configs) = tokio::task::spawn_blocking(move || {
+            Ok::<_, nimbus_store::StoreError>((
+                db.list_functions()?,
+                db.list_event_invoke_configs()?,
+            ))
+        })
+        .await
+        .map_err(|e| InvokeError::Service(e.to_string()))??;
+        {
+            let mut map = invoker.inner.event_configs.write().unwrap();
+            for (f, q, c) in configs {
+                map.insert((f, q), c);
+            }
+        }
         for cfg in stored {
             let name = cfg.name().to_string();
             match invoker.prepare(Arc::new(cfg)).await {
@@ -162,9 +174,79 @@ impl Invoker {
             .await
             .map_err(|e| InvokeError::Service(e.to_string()))??;
         self.inner.functions.write().unwrap().remove(name);
+        self.inner
+            .event_configs
+            .write()
+            .unwrap()
+            .retain(|(f, _), _| f != name);
         self.inner.admission.set_reserved(name, None);
         self.inner.pool.remove(name);
         tracing::info!(function = %name, "deleted");
+        Ok(())
+    }
+}
+
+impl Invoker {
+    /// The async settings in force for a function (defaults when none are stored).
+    pub fn event_invoke_config(
+        &self,
+        function: &str,
+        qualifier: &str,
+    ) -> Option<EventInvokeConfig> {
+        self.inner
+            .event_configs
+            .read()
+            .unwrap()
+            .get(&(function.to_string(), qualifier.to_string()))
+            .cloned()
+    }
+
+    /// Store async settings (Put replaces, so callers merge for Update).
+    pub async fn put_event_invoke_config(
+        &self,
+        function: &str,
+        qualifier: &str,
+        mut cfg: EventInvokeConfig,
+    ) -> Result<EventInvokeConfig> {
+        if self.get(function).is_none() {
+            return Err(InvokeError::NotFound(nimbus_core::function_arn(
+                self.region(),
+                function,
+                Some(qualifier),
+            )));
+        }
+        cfg.validate().map_err(InvokeError::InvalidParameter)?;
+        for dest in [&cfg.on_success, &cfg.on_failure].into_iter().flatten() {
+            crate::queue::Destination::parse(dest).map_err(InvokeError::InvalidParameter)?;
+        }
+        cfg.last_modified_ms = nimbus_core::now_ms();
+        let db = self.inner.db.clone();
+        let (f, q, c) = (function.to_string(), qualifier.to_string(), cfg.clone());
+        tokio::task::spawn_blocking(move || db.put_event_invoke_config(&f, &q, &c))
+            .await
+            .map_err(|e| InvokeError::Service(e.to_string()))??;
+        self.inner
+            .event_configs
+            .write()
+            .unwrap()
+            .insert((function.to_string(), qualifier.to_string()), cfg.clone());
+        Ok(cfg)
+    }
+
+    pub async fn delete_event_invoke_config(&self, function: &str, qualifier: &str) -> Result<()> {
+        let key = (function.to_string(), qualifier.to_string());
+        if self.inner.event_configs.read().unwrap().get(&key).is_none() {
+            return Err(InvokeError::NotFound(format!(
+                "The function {} doesn't have an EventInvokeConfig",
+                nimbus_core::function_arn(self.region(), function, Some(qualifier))
+            )));
+        }
+        let db = self.inner.db.clone();
+        let (f, q) = key.clone();
+        tokio::task::spawn_blocking(move || db.delete_event_invoke_config(&f, &q))
+            .await
+            .map_err(|e| InvokeError::Service(e.to_string()))??;
+        self.inner.event_configs.write().unwrap().remove(&key);
         Ok(())
     }
 }

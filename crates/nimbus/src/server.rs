@@ -30,6 +30,10 @@ pub struct UpArgs {
     /// Region used in ARNs and given to functions.
     #[arg(long, default_value = nimbus_core::DEFAULT_REGION)]
     region: String,
+    /// Delay before the first retry of a failed async invocation (the second waits
+    /// twice as long). Lambda waits about a minute.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    async_retry_base: Duration,
     /// Server log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -146,6 +150,17 @@ async fn serve(args: UpArgs) -> Result<i32> {
     .await
     .context("cannot load deployed functions")?;
 
+    let events = nimbus_store::EventStore::open(&data_dir.join("events.db"))
+        .context("cannot open the event queue")?;
+    let queue = nimbus_invoker::AsyncQueue::start(
+        events,
+        invoker.clone(),
+        nimbus_invoker::queue::QueueSettings {
+            retry_base: args.async_retry_base,
+        },
+    )
+    .context("cannot start the async queue")?;
+
     let api_listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -158,7 +173,7 @@ async fn serve(args: UpArgs) -> Result<i32> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let api = axum::serve(
         api_listener,
-        nimbus_api::router(invoker.clone()).into_make_service(),
+        nimbus_api::router(invoker.clone(), queue.clone()).into_make_service(),
     )
     .with_graceful_shutdown(wait_stop(stop_rx.clone()));
     let gateway = axum::serve(gw_listener, gateway_router().into_make_service())

@@ -1,7 +1,7 @@
 //! The SQLite side of the store.
 
 use crate::{Result, StoreError};
-use nimbus_core::{FunctionConfig, InvocationRecord, Outcome};
+use nimbus_core::{EventInvokeConfig, FunctionConfig, InvocationRecord, Outcome};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -31,6 +31,12 @@ CREATE TABLE IF NOT EXISTS logs (
 );
 CREATE INDEX IF NOT EXISTS logs_by_fn ON logs(function, id);
 CREATE INDEX IF NOT EXISTS logs_by_request ON logs(request_id);
+CREATE TABLE IF NOT EXISTS event_invoke_configs (
+    function    TEXT NOT NULL,
+    qualifier   TEXT NOT NULL,
+    config      TEXT NOT NULL,
+    PRIMARY KEY (function, qualifier)
+);
 "#;
 
 /// One line of a function's log.
@@ -105,8 +111,67 @@ impl Db {
         })
     }
 
+    /// Delete a function and its async settings.
     pub fn delete_function(&self, name: &str) -> Result<bool> {
-        self.with(|c| Ok(c.execute("DELETE FROM functions WHERE name = ?1", [name])? > 0))
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "DELETE FROM event_invoke_configs WHERE function = ?1",
+                [name],
+            )?;
+            let n = tx.execute("DELETE FROM functions WHERE name = ?1", [name])?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+    }
+
+    pub fn put_event_invoke_config(
+        &self,
+        function: &str,
+        qualifier: &str,
+        cfg: &EventInvokeConfig,
+    ) -> Result<()> {
+        let json = serde_json::to_string(cfg).expect("config serialises");
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO event_invoke_configs(function, qualifier, config) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(function, qualifier) DO UPDATE SET config = excluded.config",
+                params![function, qualifier, json],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn delete_event_invoke_config(&self, function: &str, qualifier: &str) -> Result<bool> {
+        self.with(|c| {
+            Ok(c.execute(
+                "DELETE FROM event_invoke_configs WHERE function = ?1 AND qualifier = ?2",
+                params![function, qualifier],
+            )? > 0)
+        })
+    }
+
+    /// Every stored async configuration as `(function, qualifier, config)`.
+    pub fn list_event_invoke_configs(&self) -> Result<Vec<(String, String, EventInvokeConfig)>> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare("SELECT function, qualifier, config FROM event_invoke_configs")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (f, q, j) = row?;
+                let cfg = serde_json::from_str(&j)
+                    .map_err(|e| StoreError::Corrupt(format!("event invoke config: {e}")))?;
+                out.push((f, q, cfg));
+            }
+            Ok(out)
+        })
     }
 
     pub fn list_functions(&self) -> Result<Vec<FunctionConfig>> {

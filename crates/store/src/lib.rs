@@ -7,12 +7,15 @@
 //!   written to a temp file, fsynced and renamed into place, and unpacked once into a
 //!   read-only tree that instances run from. Paths inside user zips are never trusted:
 //!   entries that would escape the tree are refused.
+//! * [`EventStore`]: the durable async event queue, with group commit.
 
 mod blob;
 mod db;
+mod events;
 
 pub use blob::{BlobStore, CodeBundle};
 pub use db::{Db, LogLine, RecordQuery};
+pub use events::{EventStore, QueuedEvent};
 
 use std::path::PathBuf;
 
