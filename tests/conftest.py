@@ -150,6 +150,116 @@ class Server:
         assert r.status_code == 200, r.text
         return r.json(), r
 
+    def invoke_ok(self, name, payload=None, **kw):
+        """Invoke and require a successful function result (no function error)."""
+        r = self.invoke(name, payload, **kw)
+        assert r.status_code == 200, r.text
+        assert "x-amz-function-error" not in r.headers, r.text
+        return r.json(), r
+
+    # -- host-side inspection --------------------------------------------------
+    def processes(self, function=None):
+        """Pids of live instance processes of this server (and of `function`), found
+        by scanning /proc: every instance process, and everything it forks, carries a
+        TMPDIR under this server's data dir unless it scrubbed its own environment."""
+        return instance_processes(self.data_dir, function)
+
+    def cli(self, *args, timeout=60, endpoint=None, **kw):
+        """Run the `nimbus` CLI against this server."""
+        return run_cli(*args, endpoint=endpoint or self.api, timeout=timeout, **kw)
+
+
+def run_cli(*args, endpoint, timeout=60, **kw):
+    env = dict(os.environ)
+    env.pop("NIMBUS_ENDPOINT", None)
+    env.pop("RUST_BACKTRACE", None)
+    return subprocess.run(
+        [NIMBUS_BIN, "--endpoint", endpoint, *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, env=env, **kw,
+    )
+
+
+def instance_processes(data_dir, function=None):
+    marker = ("TMPDIR=" + os.path.realpath(data_dir) + "/instances/").encode()
+    fn = ("AWS_LAMBDA_FUNCTION_NAME=" + function).encode() if function else None
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if any(e.startswith(marker) for e in env) and (fn is None or fn in env):
+            if pid_alive(int(entry)):
+                found.append(int(entry))
+    return found
+
+
+def session_processes(sid):
+    """Live pids in session `sid`. Every instance is a session leader, and whatever it
+    forks stays in its session (unless it calls setsid itself)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        # fields: state ppid pgrp session ...
+        if fields[0] not in ("Z", "X") and int(fields[3]) == sid:
+            found.append(int(entry))
+    return found
+
+
+def concurrently(n, fn, timeout=120):
+    """Run fn(i) for i in range(n) in n threads released together; results in order."""
+    barrier = threading.Barrier(n)
+    results = [None] * n
+    errors = []
+
+    def run(i):
+        try:
+            barrier.wait(timeout=30)
+            results[i] = fn(i)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    if errors:
+        raise errors[0]
+    assert not any(t.is_alive() for t in threads), "concurrent calls did not finish"
+    return results
+
+
+def log_tail(response):
+    """The decoded `X-Amz-Log-Result` of an invoke made with `X-Amz-Log-Type: Tail`."""
+    return base64.b64decode(response.headers["x-amz-log-result"]).decode()
+
+
+CANARY = """
+import os
+def handler(event, context):
+    return {"canary": True, "pid": os.getpid(), "echo": event}
+"""
+
+
+def assert_platform_healthy(server, name="canary"):
+    """The server answers and an unrelated function still runs correctly."""
+    r = server.session.get(server.api + "/_nimbus/health", timeout=10)
+    assert r.status_code == 200, r.text
+    if server.session.get(f"{server.api}/_nimbus/functions/{name}", timeout=10).status_code == 404:
+        server.deploy(name, "python3.12", "app.handler", {"app.py": CANARY})
+    body, _ = server.invoke_ok(name, {"ping": 1}, timeout=60)
+    assert body["canary"] is True and body["echo"] == {"ping": 1}, body
+
 
 def make_zip(code):
     import io

@@ -802,11 +802,12 @@ def _report_init_error(client, error):
 def main():
     global _request_id, _tenant_id
 
-    # Output must reach the pipe as it is written (as with `python -u`).
+    # Output must reach the pipe as it is written; `python -u` does that, and
+    # without -u line buffering comes close (posts flush what is left).
     for stream in (sys.stdout, sys.stderr):
         if not getattr(stream, "write_through", True):
             try:
-                stream.reconfigure(write_through=True)
+                stream.reconfigure(line_buffering=True, write_through=True)
             except Exception:
                 pass
 
@@ -835,22 +836,23 @@ def main():
         _report_init_error(client, error)
         sys.exit(1)
 
-    while True:
-        try:
+    try:
+        while True:
             headers, body = client.next_invocation()
-        except (OSError, RuntimeAPIError) as e:
-            # Nothing to report to: the server is gone or disowned us.
-            _runtime_warning("lost the Runtime API: %s" % (e,))
-            sys.exit(1)
-        invoke_id = headers.get("lambda-runtime-aws-request-id") or ""
-        _request_id = invoke_id
-        _tenant_id = headers.get("lambda-runtime-aws-tenant-id")
-        trace_id = headers.get("lambda-runtime-trace-id")
-        if trace_id:
-            os.environ["_X_AMZN_TRACE_ID"] = trace_id
-        else:
-            os.environ.pop("_X_AMZN_TRACE_ID", None)
-        _handle_invocation(client, request_handler, invoke_id, headers, body)
+            invoke_id = headers.get("lambda-runtime-aws-request-id") or ""
+            _request_id = invoke_id
+            _tenant_id = headers.get("lambda-runtime-aws-tenant-id")
+            trace_id = headers.get("lambda-runtime-trace-id")
+            if trace_id:
+                os.environ["_X_AMZN_TRACE_ID"] = trace_id
+            else:
+                os.environ.pop("_X_AMZN_TRACE_ID", None)
+            # Handler exceptions are reported inside; what gets out is ours.
+            _handle_invocation(client, request_handler, invoke_id, headers, body)
+    except (OSError, RuntimeAPIError) as e:
+        # Nothing to report to: the server is gone or disowned this instance.
+        _runtime_warning("lost the Runtime API: %s" % (e,))
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,9 @@ impl From<InvokeError> for ApiError {
             InvokeError::NotFound(_) => ApiError::not_found(e.to_string()),
             InvokeError::InvalidParameter(m) => ApiError::invalid_parameter(m),
             InvokeError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "ResourceConflictException", m),
+            InvokeError::PreconditionFailed(m) => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, "PreconditionFailedException", m)
+            }
             InvokeError::Throttled(reason) => ApiError {
                 reason: Some(reason.as_str()),
                 ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", "Rate Exceeded.")

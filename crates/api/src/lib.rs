@@ -12,6 +12,7 @@
 
 pub mod error;
 mod lambda;
+mod lambda_functions;
 mod nimbus;
 
 use axum::Router;
@@ -30,6 +31,7 @@ pub fn router(invoker: Invoker, queue: AsyncQueue) -> Router {
     Router::new()
         .merge(nimbus::routes())
         .merge(lambda::routes())
+        .merge(lambda_functions::routes())
         .fallback(error::unknown_operation)
         .with_state(state)
 }

@@ -23,6 +23,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/_nimbus/health", get(health))
         .route("/_nimbus/code", post(upload_code))
+        .route("/_nimbus/code/{sha}", get(download_code))
         .route("/_nimbus/functions", get(list_functions))
         .route(
             "/_nimbus/functions/{name}",
@@ -65,6 +66,22 @@ async fn upload_code(
     ))
 }
 
+/// The zip of a stored bundle (GetFunction's `Code.Location`).
+async fn download_code(
+    State(st): State<AppState>,
+    Path(sha): Path<String>,
+) -> Result<Response, ApiError> {
+    let blobs = st.invoker.blobs().clone();
+    if !blobs.has(&sha) {
+        return Err(ApiError::not_found(format!("No code bundle {sha}")));
+    }
+    let bytes = tokio::task::spawn_blocking(move || blobs.read_zip(&sha))
+        .await
+        .map_err(|e| ApiError::service(e.to_string()))?
+        .map_err(|e| ApiError::service(e.to_string()))?;
+    Ok(([("content-type", "application/zip")], bytes).into_response())
+}
+
 /// The body of `PUT /_nimbus/functions/{name}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,22 +115,26 @@ async fn deploy_function(
             .map_err(|e: nimbus_core::runtime::UnknownRuntime| {
                 ApiError::invalid_parameter(e.to_string())
             })?;
-    let spec = FunctionSpec {
-        name,
-        runtime,
-        handler: body.handler,
-        memory_mb: body
-            .memory_mb
-            .unwrap_or(nimbus_core::limits::DEFAULT_MEMORY_MB),
-        timeout_s: body
-            .timeout_s
-            .unwrap_or(nimbus_core::limits::DEFAULT_TIMEOUT_S),
-        environment: body.environment,
-        reserved_concurrency: body.reserved_concurrency,
-        provisioned_concurrency: body.provisioned_concurrency,
-        description: body.description,
-        role: None,
-    };
+    let mut spec = FunctionSpec::new(name, runtime, body.handler);
+    spec.memory_mb = body
+        .memory_mb
+        .unwrap_or(nimbus_core::limits::DEFAULT_MEMORY_MB);
+    spec.timeout_s = body
+        .timeout_s
+        .unwrap_or(nimbus_core::limits::DEFAULT_TIMEOUT_S);
+    spec.environment = body.environment;
+    spec.reserved_concurrency = body.reserved_concurrency;
+    spec.provisioned_concurrency = body.provisioned_concurrency;
+    spec.description = body.description;
+    // Settings only the Lambda API sets (tags, role, …) survive a CLI redeploy.
+    if let Some(prev) = st.invoker.get(&spec.name) {
+        spec.role = prev.spec.role.clone();
+        spec.tags = prev.spec.tags.clone();
+        spec.architectures = prev.spec.architectures.clone();
+        spec.ephemeral_storage_mb = prev.spec.ephemeral_storage_mb;
+        spec.dead_letter_target = prev.spec.dead_letter_target.clone();
+        spec.tracing_mode = prev.spec.tracing_mode.clone();
+    }
     let out = st.invoker.deploy(spec, body.code_sha256).await?;
     let status = if out.created {
         StatusCode::CREATED

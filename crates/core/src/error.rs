@@ -13,6 +13,10 @@ pub struct FunctionError {
     pub error_type: String,
     #[serde(rename = "stackTrace", default, skip_serializing_if = "Vec::is_empty")]
     pub stack_trace: Vec<String>,
+    /// Any other fields the runtime reported (Node's `trace`, Python's `requestId`,
+    /// a custom runtime's own): Lambda hands the runtime's body back verbatim.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl FunctionError {
@@ -21,6 +25,7 @@ impl FunctionError {
             error_message: message.into(),
             error_type: error_type.into(),
             stack_trace: Vec::new(),
+            extra: serde_json::Map::new(),
         }
     }
 
@@ -57,10 +62,33 @@ impl FunctionError {
                 }
                 e
             }
-            Err(_) => Self::new(
-                type_header.unwrap_or("Unhandled"),
-                String::from_utf8_lossy(body).into_owned(),
-            ),
+            Err(_) => {
+                match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body) {
+                    // A JSON object whose fields have unexpected types (a stack trace given
+                    // as one string, say): keep every field as reported.
+                    Ok(mut map) => {
+                        let text = |v: Option<serde_json::Value>| match v {
+                            Some(serde_json::Value::String(s)) => Some(s),
+                            Some(other) => Some(other.to_string()),
+                            None => None,
+                        };
+                        let message = text(map.remove("errorMessage")).unwrap_or_default();
+                        let ty = text(map.remove("errorType"))
+                            .filter(|t| !t.is_empty())
+                            .unwrap_or_else(|| type_header.unwrap_or("Unhandled").to_string());
+                        Self {
+                            error_message: message,
+                            error_type: ty,
+                            stack_trace: Vec::new(),
+                            extra: map,
+                        }
+                    }
+                    Err(_) => Self::new(
+                        type_header.unwrap_or("Unhandled"),
+                        String::from_utf8_lossy(body).into_owned(),
+                    ),
+                }
+            }
         }
     }
 
@@ -99,6 +127,21 @@ mod tests {
         );
         assert_eq!(e.error_type, "ValueError");
         assert_eq!(e.stack_trace, vec!["a"]);
+        let e = FunctionError::from_runtime_body(
+            br#"{"errorMessage":"m","errorType":"T","stackTrace":"one string","trace":["a"]}"#,
+            None,
+        );
+        assert_eq!(
+            (e.error_type.as_str(), e.error_message.as_str()),
+            ("T", "m")
+        );
+        assert_eq!(e.extra["stackTrace"], "one string");
+        assert_eq!(e.extra["trace"][0], "a");
+        let e = FunctionError::from_runtime_body(
+            br#"{"errorMessage":"m","errorType":"T","requestId":"r1"}"#,
+            None,
+        );
+        assert_eq!(e.extra["requestId"], "r1");
         let e = FunctionError::from_runtime_body(b"not json", Some("Runtime.Custom"));
         assert_eq!(e.error_type, "Runtime.Custom");
         assert_eq!(e.error_message, "not json");

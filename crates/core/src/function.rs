@@ -32,6 +32,27 @@ pub struct FunctionSpec {
     /// Stored and returned, never enforced (there is no IAM here).
     #[serde(default)]
     pub role: Option<String>,
+    /// `x86_64` or `arm64`; stored and reported (instances run on the host's CPU).
+    #[serde(default = "default_architectures")]
+    pub architectures: Vec<String>,
+    /// Size of the instance's scratch space in MB (512–10240): the largest file it may write.
+    #[serde(default = "default_ephemeral")]
+    pub ephemeral_storage_mb: u32,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// `DeadLetterConfig.TargetArn`, honoured once queue/topic services exist.
+    #[serde(default)]
+    pub dead_letter_target: Option<String>,
+    /// `TracingConfig.Mode`: `PassThrough` or `Active`.
+    #[serde(default)]
+    pub tracing_mode: Option<String>,
+}
+
+fn default_architectures() -> Vec<String> {
+    vec!["x86_64".to_string()]
+}
+fn default_ephemeral() -> u32 {
+    512
 }
 
 fn default_memory() -> u32 {
@@ -62,6 +83,10 @@ pub enum ValidationError {
         "ProvisionedConcurrency ({provisioned}) must not exceed ReservedConcurrency ({reserved})"
     )]
     ProvisionedOverReserved { provisioned: u32, reserved: u32 },
+    #[error("1 validation error detected: Value '{0:?}' at 'architectures' failed to satisfy constraint: Member must satisfy constraint: [Member must satisfy enum value set: [x86_64, arm64]]")]
+    BadArchitectures(Vec<String>),
+    #[error("1 validation error detected: Value '{0}' at 'ephemeralStorage.size' failed to satisfy constraint: Member must have value between 512 and 10240")]
+    BadEphemeral(u32),
 }
 
 /// Variables Lambda sets itself and refuses to let users override.
@@ -96,6 +121,27 @@ pub fn valid_function_name(name: &str) -> bool {
 }
 
 impl FunctionSpec {
+    /// A spec with Lambda's defaults for everything but the essentials.
+    pub fn new(name: impl Into<String>, runtime: Runtime, handler: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            runtime,
+            handler: handler.into(),
+            memory_mb: default_memory(),
+            timeout_s: default_timeout(),
+            environment: BTreeMap::new(),
+            reserved_concurrency: None,
+            provisioned_concurrency: 0,
+            description: String::new(),
+            role: None,
+            architectures: default_architectures(),
+            ephemeral_storage_mb: default_ephemeral(),
+            tags: BTreeMap::new(),
+            dead_letter_target: None,
+            tracing_mode: None,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ValidationError> {
         if !valid_function_name(&self.name) {
             return Err(ValidationError::BadName(self.name.clone()));
@@ -114,6 +160,16 @@ impl FunctionSpec {
             if !ok {
                 return Err(ValidationError::BadHandler(self.handler.clone()));
             }
+        }
+        if self.architectures.len() != 1
+            || !matches!(self.architectures[0].as_str(), "x86_64" | "arm64")
+        {
+            return Err(ValidationError::BadArchitectures(
+                self.architectures.clone(),
+            ));
+        }
+        if !(512..=10_240).contains(&self.ephemeral_storage_mb) {
+            return Err(ValidationError::BadEphemeral(self.ephemeral_storage_mb));
         }
         let mut size = 0;
         let mut reserved = Vec::new();
@@ -187,6 +243,11 @@ mod tests {
             provisioned_concurrency: 0,
             description: String::new(),
             role: None,
+            architectures: default_architectures(),
+            ephemeral_storage_mb: 512,
+            tags: BTreeMap::new(),
+            dead_letter_target: None,
+            tracing_mode: None,
         }
     }
 
@@ -195,9 +256,11 @@ mod tests {
         spec().validate().unwrap();
     }
 
+    type Mutation = Box<dyn Fn(&mut FunctionSpec)>;
+
     #[test]
     fn table_of_invalid_specs() {
-        let cases: Vec<(Box<dyn Fn(&mut FunctionSpec)>, &str)> = vec![
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|s| s.name = "bad name".into()), "functionName"),
             (Box::new(|s| s.name = "x".repeat(65)), "functionName"),
             (Box::new(|s| s.memory_mb = 64), "memorySize"),
@@ -222,6 +285,14 @@ mod tests {
                     s.environment.insert("1X".into(), "x".into());
                 }),
                 "invalid",
+            ),
+            (
+                Box::new(|s| s.architectures = vec!["sparc".into()]),
+                "architectures",
+            ),
+            (
+                Box::new(|s| s.ephemeral_storage_mb = 100),
+                "ephemeralStorage",
             ),
             (
                 Box::new(|s| {

@@ -12,7 +12,7 @@ mod registry;
 
 pub use admission::{Admission, Permit, ThrottleReason};
 pub use queue::{AsyncQueue, QueueStats};
-pub use registry::DeployOutcome;
+pub use registry::{DeployMode, DeployOutcome};
 
 use bytes::Bytes;
 use nimbus_core::{
@@ -35,6 +35,8 @@ pub enum InvokeError {
     InvalidParameter(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("Rate Exceeded.")]
     Throttled(ThrottleReason),
     #[error("{size} byte payload is too large for the {kind} invocation type (limit {max} bytes)")]

@@ -19,6 +19,19 @@ pub struct DeployOutcome {
 
 const LATEST: &str = "$LATEST";
 
+const REVISION_MISMATCH: &str = "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id";
+
+/// How [`Invoker::deploy_with`] treats an existing function.
+#[derive(Debug, Clone, Copy)]
+pub enum DeployMode<'a> {
+    /// Create or replace.
+    Upsert,
+    /// Fail with a conflict when it exists (Lambda `CreateFunction`).
+    Create,
+    /// Fail when it does not exist; honour a `RevisionId` precondition.
+    Update { expect_revision_id: Option<&'a str> },
+}
+
 impl Invoker {
     /// Load every stored function and make it invokable (starting provisioned
     /// instances). Functions whose code or interpreter is missing are logged and
@@ -117,6 +130,16 @@ impl Invoker {
     /// Create or update a function. The new revision serves every invocation that
     /// starts after this returns; it is on disk (fsynced) before it returns.
     pub async fn deploy(&self, spec: FunctionSpec, code_sha256: String) -> Result<DeployOutcome> {
+        self.deploy_with(spec, code_sha256, DeployMode::Upsert)
+            .await
+    }
+
+    pub async fn deploy_with(
+        &self,
+        spec: FunctionSpec,
+        code_sha256: String,
+        mode: DeployMode<'_>,
+    ) -> Result<DeployOutcome> {
         spec.validate()
             .map_err(|e| InvokeError::InvalidParameter(e.to_string()))?;
         if !self.inner.blobs.has(&code_sha256) {
@@ -126,6 +149,30 @@ impl Invoker {
         }
         let _serial = self.inner.deploy_lock.lock().await;
         let previous = self.get(&spec.name);
+        match (&mode, &previous) {
+            (DeployMode::Create, Some(_)) => {
+                return Err(InvokeError::Conflict(format!(
+                    "Function already exist: {}",
+                    spec.name
+                )))
+            }
+            (DeployMode::Update { .. }, None) => {
+                return Err(InvokeError::NotFound(nimbus_core::function_arn(
+                    self.region(),
+                    &spec.name,
+                    None,
+                )))
+            }
+            (
+                DeployMode::Update {
+                    expect_revision_id: Some(want),
+                },
+                Some(p),
+            ) if p.revision_id != *want => {
+                return Err(InvokeError::PreconditionFailed(REVISION_MISMATCH.into()))
+            }
+            _ => {}
+        }
         let now = nimbus_core::now_ms();
         let code_size = {
             let blobs = self.inner.blobs.clone();
@@ -144,11 +191,7 @@ impl Invoker {
             last_modified_ms: now,
         });
         let (dep, notice) = self.prepare(config.clone()).await?;
-        let db = self.inner.db.clone();
-        let stored = (*config).clone();
-        tokio::task::spawn_blocking(move || db.put_function(&stored))
-            .await
-            .map_err(|e| InvokeError::Service(e.to_string()))??;
+        self.persist(&config).await?;
         self.install(dep);
         tracing::info!(function = %config.name(), revision = config.revision, sha256 = %config.code_sha256, "deployed");
         Ok(DeployOutcome {
@@ -156,6 +199,46 @@ impl Invoker {
             created: previous.is_none(),
             notice,
         })
+    }
+
+    async fn persist(&self, config: &FunctionConfig) -> Result<()> {
+        let db = self.inner.db.clone();
+        let stored = config.clone();
+        tokio::task::spawn_blocking(move || db.put_function(&stored))
+            .await
+            .map_err(|e| InvokeError::Service(e.to_string()))??;
+        Ok(())
+    }
+
+    /// Change settings that do not touch running instances (tags, reserved
+    /// concurrency): the revision stays, warm instances keep serving.
+    pub async fn amend(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut FunctionSpec) -> Result<()>,
+    ) -> Result<Arc<FunctionConfig>> {
+        let _serial = self.inner.deploy_lock.lock().await;
+        let dep = self
+            .inner
+            .functions
+            .read()
+            .unwrap()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| {
+                InvokeError::NotFound(nimbus_core::function_arn(self.region(), name, None))
+            })?;
+        let mut cfg = (*dep.config).clone();
+        f(&mut cfg.spec)?;
+        cfg.spec
+            .validate()
+            .map_err(|e| InvokeError::InvalidParameter(e.to_string()))?;
+        let cfg = Arc::new(cfg);
+        self.persist(&cfg).await?;
+        let mut new_dep = (*dep).clone();
+        new_dep.config = cfg.clone();
+        self.install(new_dep);
+        Ok(cfg)
     }
 
     /// Delete a function; its instances stop (busy ones after their request).

@@ -35,6 +35,8 @@ pub struct InstanceSpec {
     pub region: String,
     pub interpreter: Option<PathBuf>,
     pub provisioned: bool,
+    /// Largest file the instance may write, in MB (Lambda's ephemeral storage).
+    pub ephemeral_storage_mb: u32,
 }
 
 /// One request for an instance.
@@ -132,7 +134,7 @@ impl Instance {
             cwd: spec.code_dir.clone(),
             memory_mb: spec.memory_mb,
             pids_max: limits::PIDS_PER_INSTANCE,
-            file_size_max: 512 * 1024 * 1024,
+            file_size_max: spec.ephemeral_storage_mb as u64 * 1024 * 1024,
         };
         let t0 = Instant::now();
         let process = match driver.spawn(&proc_spec) {

@@ -428,6 +428,7 @@ impl Pool {
             region: s.region.clone(),
             interpreter: dep.interpreter.clone(),
             provisioned,
+            ephemeral_storage_mb: cfg.spec.ephemeral_storage_mb,
         };
         Instance::start(spec, &self.inner.driver, self.inner.telemetry.clone()).await
     }

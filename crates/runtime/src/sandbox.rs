@@ -487,10 +487,8 @@ impl InstanceCgroup {
     }
 
     fn kill_all(&self) {
-        if self.v2 {
-            if fs::write(self.dirs[0].join("cgroup.kill"), "1").is_ok() {
-                return;
-            }
+        if self.v2 && fs::write(self.dirs[0].join("cgroup.kill"), "1").is_ok() {
+            return;
         }
         for _ in 0..3 {
             let n: usize = self.dirs.iter().map(|d| kill_procs_in(d)).sum();

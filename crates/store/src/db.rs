@@ -337,18 +337,7 @@ mod tests {
 
     fn cfg(name: &str) -> FunctionConfig {
         FunctionConfig {
-            spec: FunctionSpec {
-                name: name.into(),
-                runtime: "python3.12".parse().unwrap(),
-                handler: "app.handler".into(),
-                memory_mb: 128,
-                timeout_s: 3,
-                environment: Default::default(),
-                reserved_concurrency: None,
-                provisioned_concurrency: 0,
-                description: String::new(),
-                role: None,
-            },
+            spec: FunctionSpec::new(name, "python3.12".parse().unwrap(), "app.handler"),
             code_sha256: "ab".repeat(32),
             code_size: 10,
             revision: 1,
