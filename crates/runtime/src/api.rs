@@ -12,7 +12,7 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use nimbus_core::{limits, FunctionError};
 use std::net::SocketAddr;
@@ -139,6 +139,13 @@ fn api_error(status: StatusCode, kind: &str, msg: &str) -> Resp {
 
 const ACCEPTED: &str = r#"{"status":"OK"}"#;
 
+/// Largest buffered response Lambda accepts from a runtime: 6 MB plus 100 bytes
+/// (Lambda's own figure in `Function.ResponseSizeTooLarge`, 6291556 bytes).
+pub const BUFFERED_RESPONSE_MAX: usize = limits::SYNC_PAYLOAD_MAX + 100;
+
+/// Largest streamed response (Lambda's default soft limit for response streaming).
+pub const STREAMING_RESPONSE_MAX: usize = 20 * 1024 * 1024;
+
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().to_string();
     let Some(rest) = path.strip_prefix("/2018-06-01/runtime/") else {
@@ -198,13 +205,80 @@ fn header(req: &Request<Incoming>, name: &str) -> Option<String> {
 }
 
 async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, Resp> {
-    match Limited::new(req.into_body(), max).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(_) => Err(api_error(
+    match read_capped(req.into_body(), max).await {
+        BodyRead::Complete { data, .. } => Ok(data),
+        BodyRead::TooLarge => Err(api_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "RequestEntityTooLarge",
             &format!("Request must be smaller than {max} bytes"),
         )),
+        BodyRead::Broken => Err(broken_body()),
+    }
+}
+
+/// The reply to a request whose body broke off (the runtime died or hung up mid-send).
+/// Nobody is likely to read it; what matters is that nothing is delivered.
+fn broken_body() -> Resp {
+    api_error(
+        StatusCode::BAD_REQUEST,
+        "InvalidRequest",
+        "the request body ended before it was complete",
+    )
+}
+
+/// How far past its limit an oversized body is still read (and thrown away) so that
+/// the runtime finishes sending and reads the 413, rather than meeting a reset
+/// connection. Beyond this the connection is simply closed.
+const DRAIN_MAX: usize = 64 * 1024 * 1024;
+
+/// A request body read up to a limit.
+#[derive(Debug)]
+enum BodyRead {
+    /// The whole body, and the trailers of a chunked one.
+    Complete {
+        data: Bytes,
+        trailers: Option<http::HeaderMap>,
+    },
+    /// More than the limit was sent (the rest was drained, up to [`DRAIN_MAX`]).
+    TooLarge,
+    /// The body broke off: the connection closed or the framing was invalid.
+    Broken,
+}
+
+async fn read_capped<B>(mut body: B, max: usize) -> BodyRead
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    let mut data = bytes::BytesMut::new();
+    let mut trailers = None;
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return BodyRead::Broken;
+        };
+        match frame.into_data() {
+            Ok(chunk) => {
+                seen = seen.saturating_add(chunk.len());
+                if seen > DRAIN_MAX {
+                    return BodyRead::TooLarge;
+                }
+                if seen <= max {
+                    data.extend_from_slice(&chunk);
+                }
+            }
+            Err(frame) => {
+                if let Ok(t) = frame.into_trailers() {
+                    trailers = Some(t);
+                }
+            }
+        }
+    }
+    if seen > max {
+        return BodyRead::TooLarge;
+    }
+    BodyRead::Complete {
+        data: data.freeze(),
+        trailers,
     }
 }
 
@@ -297,42 +371,43 @@ async fn response(state: Arc<State>, id: String, req: Request<Incoming>) -> Resp
         .get("lambda-runtime-function-response-mode")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"streaming"));
     let max = if streaming {
-        20 * 1024 * 1024
+        STREAMING_RESPONSE_MAX
     } else {
-        limits::SYNC_PAYLOAD_MAX
+        BUFFERED_RESPONSE_MAX
     };
-    let collected = match Limited::new(req.into_body(), max).collect().await {
-        Ok(c) => c,
-        Err(_) => {
-            let err = FunctionError::new(
-                "Function.ResponseSizeTooLarge",
-                format!(
-                    "Response payload size exceeded maximum allowed payload size ({max} bytes)."
-                ),
+    let (data, trailers) = match read_capped(req.into_body(), max).await {
+        BodyRead::Complete { data, trailers } => (data, trailers),
+        BodyRead::TooLarge => {
+            let msg = format!(
+                "Response payload size exceeded maximum allowed payload size ({max} bytes)."
             );
-            deliver(&state, &id, RuntimeReply::Error(err));
-            return api_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestEntityTooLarge",
-                &format!(
-                    "Response payload size exceeded maximum allowed payload size ({max} bytes)."
-                ),
+            deliver(
+                &state,
+                &id,
+                RuntimeReply::Error(FunctionError::new("Function.ResponseSizeTooLarge", &msg)),
             );
+            return api_error(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", &msg);
         }
+        // The runtime hung up mid-response (it crashed, most likely): leave the
+        // invocation open so that the instance's exit decides what the caller gets
+        // (`Runtime.ExitError`), or a retry by a runtime that is still alive.
+        BodyRead::Broken => return broken_body(),
     };
     // Streaming responses report a mid-stream failure in trailers.
-    if let Some(trailers) = collected.trailers() {
-        if let Some(ty) = trailers.get("lambda-runtime-function-error-type") {
-            let ty = ty.to_str().unwrap_or("Unhandled").to_string();
-            let body = trailers
-                .get("lambda-runtime-function-error-body")
-                .and_then(|b| decode_b64(b.as_bytes()))
-                .unwrap_or_default();
-            let err = FunctionError::from_runtime_body(&body, Some(&ty));
-            return deliver(&state, &id, RuntimeReply::Error(err));
-        }
+    if let Some(ty) = trailers
+        .as_ref()
+        .and_then(|t| t.get("lambda-runtime-function-error-type"))
+    {
+        let ty = ty.to_str().unwrap_or("Unhandled").to_string();
+        let body = trailers
+            .as_ref()
+            .and_then(|t| t.get("lambda-runtime-function-error-body"))
+            .and_then(|b| decode_b64(b.as_bytes()))
+            .unwrap_or_default();
+        let err = FunctionError::from_runtime_body(&body, Some(&ty));
+        return deliver(&state, &id, RuntimeReply::Error(err));
     }
-    deliver(&state, &id, RuntimeReply::Response(collected.to_bytes()))
+    deliver(&state, &id, RuntimeReply::Response(data))
 }
 
 fn decode_b64(input: &[u8]) -> Option<Vec<u8>> {
@@ -343,6 +418,8 @@ fn decode_b64(input: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpStream;
 
     #[test]
     fn b64() {
@@ -350,5 +427,185 @@ mod tests {
         assert_eq!(decode_b64(b"aGk=").unwrap(), b"hi");
         assert_eq!(decode_b64(b"YWJj").unwrap(), b"abc");
         assert!(decode_b64(b"!!!!").is_none());
+    }
+
+    /// Start an API, queue one invocation and take it with `/next` as a runtime would.
+    async fn one_invocation() -> (RuntimeApi, oneshot::Receiver<RuntimeReply>) {
+        let api = RuntimeApi::start().await.unwrap();
+        let (tx, rx) = oneshot::channel();
+        api.invocations
+            .send(Invocation {
+                request_id: "rid-1".into(),
+                payload: Bytes::from_static(b"{}"),
+                deadline_ms: 0,
+                function_arn: "arn:aws:lambda:us-east-1:123456789012:function:f".into(),
+                trace_id: "Root=1-00000000-000000000000000000000000;Sampled=0".into(),
+                client_context: None,
+                cognito_identity: None,
+                reply: tx,
+            })
+            .await
+            .unwrap();
+        let (status, _) = exchange(
+            api.addr,
+            b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nhost: x\r\n\r\n".to_vec(),
+        )
+        .await;
+        assert_eq!(status, 200);
+        (api, rx)
+    }
+
+    /// Send raw request bytes on a new connection (writing and reading at once) and
+    /// return the reply's status and body.
+    async fn exchange(addr: SocketAddr, request: Vec<u8>) -> (u16, String) {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (rd, mut wr) = stream.into_split();
+        let writer = tokio::spawn(async move { wr.write_all(&request).await });
+        let mut rd = BufReader::new(rd);
+        let mut line = String::new();
+        rd.read_line(&mut line).await.unwrap();
+        let status: u16 = line.split(' ').nth(1).unwrap().parse().unwrap();
+        let mut len = 0;
+        loop {
+            let mut h = String::new();
+            rd.read_line(&mut h).await.unwrap();
+            if h == "\r\n" {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0; len];
+        rd.read_exact(&mut body).await.unwrap();
+        writer.await.unwrap().unwrap();
+        (status, String::from_utf8(body).unwrap())
+    }
+
+    fn post(path: &str, extra_headers: &str, body: &[u8]) -> Vec<u8> {
+        let mut r = format!(
+            "POST /2018-06-01/runtime/{path} HTTP/1.1\r\nhost: x\r\n{extra_headers}content-length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(body);
+        r
+    }
+
+    #[tokio::test]
+    async fn oversized_response_is_a_413_the_runtime_can_read() {
+        let (api, rx) = one_invocation().await;
+        let body = vec![b'x'; BUFFERED_RESPONSE_MAX + 1];
+        let (status, reply) =
+            exchange(api.addr, post("invocation/rid-1/response", "", &body)).await;
+        assert_eq!(status, 413, "{reply}");
+        assert!(reply.contains("RequestEntityTooLarge"), "{reply}");
+        match rx.await.unwrap() {
+            RuntimeReply::Error(e) => {
+                assert_eq!(e.error_type, "Function.ResponseSizeTooLarge");
+                assert_eq!(
+                    e.error_message,
+                    "Response payload size exceeded maximum allowed payload size (6291556 bytes)."
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn response_at_the_limit_is_accepted() {
+        let (api, rx) = one_invocation().await;
+        let body = vec![b'x'; BUFFERED_RESPONSE_MAX];
+        let (status, _) = exchange(api.addr, post("invocation/rid-1/response", "", &body)).await;
+        assert_eq!(status, 202);
+        match rx.await.unwrap() {
+            RuntimeReply::Response(b) => assert_eq!(b.len(), BUFFERED_RESPONSE_MAX),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_off_mid_stream_delivers_nothing() {
+        let (api, mut rx) = one_invocation().await;
+        let mut s = TcpStream::connect(api.addr).await.unwrap();
+        s.write_all(
+            b"POST /2018-06-01/runtime/invocation/rid-1/response HTTP/1.1\r\nhost: x\r\n\
+              lambda-runtime-function-response-mode: streaming\r\n\
+              transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        )
+        .await
+        .unwrap();
+        drop(s); // the runtime dies mid-response
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(
+            matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty)),
+            "a broken body must not answer the invocation"
+        );
+        // The invocation is still open: a runtime that is alive can still answer it.
+        let (status, _) = exchange(
+            api.addr,
+            post(
+                "invocation/rid-1/error",
+                "",
+                br#"{"errorMessage":"retry","errorType":"Retried"}"#,
+            ),
+        )
+        .await;
+        assert_eq!(status, 202);
+        match rx.await.unwrap() {
+            RuntimeReply::Error(e) => assert_eq!(e.error_type, "Retried"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn streaming_body_and_error_trailers() {
+        let (api, rx) = one_invocation().await;
+        let req = b"POST /2018-06-01/runtime/invocation/rid-1/response HTTP/1.1\r\nhost: x\r\n\
+              lambda-runtime-function-response-mode: streaming\r\n\
+              transfer-encoding: chunked\r\n\
+              trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n\r\n\
+              3\r\nabc\r\n0\r\n\
+              Lambda-Runtime-Function-Error-Type: Boom\r\n\
+              Lambda-Runtime-Function-Error-Body: eyJlcnJvck1lc3NhZ2UiOiJtaWQtc3RyZWFtIn0=\r\n\r\n";
+        let (status, _) = exchange(api.addr, req.to_vec()).await;
+        assert_eq!(status, 202);
+        match rx.await.unwrap() {
+            RuntimeReply::Error(e) => {
+                assert_eq!(e.error_type, "Boom");
+                assert_eq!(e.error_message, "mid-stream");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Without trailers the streamed bytes are the response.
+        let (api, rx) = one_invocation().await;
+        let req = b"POST /2018-06-01/runtime/invocation/rid-1/response HTTP/1.1\r\nhost: x\r\n\
+              lambda-runtime-function-response-mode: streaming\r\n\
+              transfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let (status, _) = exchange(api.addr, req.to_vec()).await;
+        assert_eq!(status, 202);
+        match rx.await.unwrap() {
+            RuntimeReply::Response(b) => assert_eq!(&b[..], b"abcde"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn wrong_id_is_400_and_answering_twice_is_403() {
+        let (api, rx) = one_invocation().await;
+        let (status, body) = exchange(api.addr, post("invocation/other/response", "", b"{}")).await;
+        assert_eq!(status, 400);
+        assert!(body.contains("InvalidRequestID"), "{body}");
+        let (status, _) = exchange(api.addr, post("invocation/rid-1/response", "", b"1")).await;
+        assert_eq!(status, 202);
+        let (status, body) = exchange(api.addr, post("invocation/rid-1/response", "", b"2")).await;
+        assert_eq!(status, 403);
+        assert!(body.contains("InvalidStateTransition"), "{body}");
+        match rx.await.unwrap() {
+            RuntimeReply::Response(b) => assert_eq!(&b[..], b"1"),
+            other => panic!("{other:?}"),
+        }
     }
 }
