@@ -64,6 +64,9 @@ impl From<InvokeError> for ApiError {
     fn from(e: InvokeError) -> Self {
         match e {
             InvokeError::NotFound(_) => ApiError::not_found(e.to_string()),
+            InvokeError::Missing { code, message } => {
+                ApiError::new(StatusCode::NOT_FOUND, code, message)
+            }
             InvokeError::InvalidParameter(m) => ApiError::invalid_parameter(m),
             InvokeError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "ResourceConflictException", m),
             InvokeError::PreconditionFailed(m) => {

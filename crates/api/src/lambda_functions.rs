@@ -2,7 +2,8 @@
 //! CreateFunction, GetFunction, GetFunctionConfiguration, ListFunctions,
 //! UpdateFunctionCode, UpdateFunctionConfiguration, DeleteFunction,
 //! Put/Get/DeleteFunctionConcurrency, GetAccountSettings, TagResource,
-//! UntagResource, ListTags.
+//! UntagResource, ListTags. Versions, aliases and provisioned concurrency are in
+//! `lambda_versions`.
 
 use crate::error::ApiError;
 use crate::lambda::{read_limited, split_function_name};
@@ -59,7 +60,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Lambda's `LastModified`: `2019-09-24T18:20:35.054+0000`.
-fn last_modified(ms: i64) -> String {
+pub(crate) fn last_modified(ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format!(
@@ -81,13 +82,20 @@ fn code_sha_b64(hex_sha: &str) -> String {
         .unwrap_or_default()
 }
 
-/// `FunctionConfiguration` as Lambda returns it.
+/// `FunctionConfiguration` of `$LATEST` as Lambda returns it.
 pub(crate) fn configuration_json(st: &AppState, c: &FunctionConfig) -> Value {
+    version_configuration_json(st, c, "$LATEST")
+}
+
+/// `FunctionConfiguration` of a version (`$LATEST` or a number): a published
+/// version's ARN is qualified with its number.
+pub(crate) fn version_configuration_json(st: &AppState, c: &FunctionConfig, version: &str) -> Value {
     let s = &c.spec;
     let region = st.invoker.region();
+    let qualifier = (version != "$LATEST").then_some(version);
     let mut v = json!({
         "FunctionName": s.name,
-        "FunctionArn": nimbus_core::function_arn(region, &s.name, None),
+        "FunctionArn": nimbus_core::function_arn(region, &s.name, qualifier),
         "Runtime": s.runtime.to_string(),
         "Role": s.role.clone().unwrap_or_else(|| format!("arn:aws:iam::{}:role/nimbus-default", nimbus_core::ACCOUNT_ID)),
         "Handler": s.handler,
@@ -97,7 +105,7 @@ pub(crate) fn configuration_json(st: &AppState, c: &FunctionConfig) -> Value {
         "MemorySize": s.memory_mb,
         "LastModified": last_modified(c.last_modified_ms),
         "CodeSha256": code_sha_b64(&c.code_sha256),
-        "Version": "$LATEST",
+        "Version": version,
         "TracingConfig": { "Mode": s.tracing_mode.clone().unwrap_or_else(|| "PassThrough".into()) },
         "RevisionId": c.revision_id,
         "State": "Active",
@@ -124,7 +132,7 @@ fn not_found(st: &AppState, name: &str, qualifier: Option<&str>) -> ApiError {
     ))
 }
 
-/// Look a function up by name/ARN; only `$LATEST` exists until versions do.
+/// `$LATEST` of a function named by name or ARN.
 fn lookup(
     st: &AppState,
     raw: &str,
@@ -140,9 +148,23 @@ fn lookup(
     }
 }
 
-/// Versions are not implemented yet: say so rather than pretend to publish.
-fn publish_unsupported() -> ApiError {
-    ApiError::invalid_parameter("Publish is not supported by Nimbus yet: published versions are not implemented; deploy without Publish and invoke $LATEST")
+/// A version a qualifier (`$LATEST`, a number, an alias) names, with its version string.
+fn lookup_qualified(
+    st: &AppState,
+    raw: &str,
+    qualifier: Option<String>,
+) -> Result<(String, std::sync::Arc<FunctionConfig>), ApiError> {
+    let (name, qualifier) = split_function_name(raw, qualifier);
+    Ok(st.invoker.get_qualified(&name, qualifier.as_deref())?)
+}
+
+/// Publish `$LATEST` after a create or code update with `Publish: true`.
+async fn publish_after(st: &AppState, name: &str) -> Result<Value, ApiError> {
+    let (v, cfg) = st
+        .invoker
+        .publish_version(name, nimbus_invoker::PublishRequest::default())
+        .await?;
+    Ok(version_configuration_json(st, &cfg, &v))
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -316,9 +338,7 @@ async fn create_function(State(st): State<AppState>, body: Body) -> Result<Respo
         })?
         .parse::<Runtime>()
         .map_err(|e| ApiError::invalid_parameter(e.to_string()))?;
-    if b.publish {
-        return Err(publish_unsupported());
-    }
+    let publish = b.publish;
     let sha = store_zip(&st, b.code.take()).await?;
     let mut spec = FunctionSpec::new(name, runtime, String::new());
     if let Some(t) = b.tags.take() {
@@ -329,11 +349,12 @@ async fn create_function(State(st): State<AppState>, body: Body) -> Result<Respo
         .invoker
         .deploy_with(spec, sha, DeployMode::Create)
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(configuration_json(&st, &out.config)),
-    )
-        .into_response())
+    let body = if publish {
+        publish_after(&st, out.config.name()).await?
+    } else {
+        configuration_json(&st, &out.config)
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -348,13 +369,13 @@ async fn get_function(
     Query(q): Query<QualifierQuery>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let c = lookup(&st, &name, q.qualifier)?;
+    let (version, c) = lookup_qualified(&st, &name, q.qualifier)?;
     let host = headers
         .get("host")
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1:4566");
     let mut v = json!({
-        "Configuration": configuration_json(&st, &c),
+        "Configuration": version_configuration_json(&st, &c, &version),
         "Code": {
             "RepositoryType": "S3",
             "Location": format!("http://{host}/_nimbus/code/{}", c.code_sha256),
@@ -372,56 +393,22 @@ async fn get_configuration(
     Path(name): Path<String>,
     Query(q): Query<QualifierQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let c = lookup(&st, &name, q.qualifier)?;
-    Ok(Json(configuration_json(&st, &c)))
-}
-
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    #[serde(rename = "Marker")]
-    marker: Option<String>,
-    #[serde(rename = "MaxItems")]
-    max_items: Option<usize>,
+    let (version, c) = lookup_qualified(&st, &name, q.qualifier)?;
+    Ok(Json(version_configuration_json(&st, &c, &version)))
 }
 
 async fn list_functions(
     State(st): State<AppState>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<crate::lambda_versions::PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let max = q.max_items.unwrap_or(50);
-    if !(1..=10_000).contains(&max) {
-        return Err(ApiError::invalid_parameter(format!(
-            "1 validation error detected: Value '{max}' at 'maxItems' failed to satisfy constraint: Member must have value greater than or equal to 1"
-        )));
-    }
-    // The marker is the last name of the previous page (functions are listed by name).
-    let after = match q.marker.as_deref() {
-        Some(m) => Some(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(m)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| ApiError::invalid_parameter("Invalid Marker"))?,
-        ),
-        None => None,
-    };
-    let all = st.invoker.list();
-    let page: Vec<_> = all
+    let items = st
+        .invoker
+        .list()
         .iter()
-        .filter(|c| after.as_deref().is_none_or(|a| c.name() > a))
-        .take(max + 1)
+        .map(|c| (c.name().to_string(), configuration_json(&st, c)))
         .collect();
-    let more = page.len() > max;
-    let page = &page[..page.len().min(max)];
-    let mut v =
-        json!({ "Functions": page.iter().map(|c| configuration_json(&st, c)).collect::<Vec<_>>() });
-    if more {
-        let last = page.last().expect("non-empty when more").name();
-        v["NextMarker"] = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(last)
-            .into();
-    }
-    Ok(Json(v))
+    let (page, next) = crate::lambda_versions::paginate(items, q.marker(), q.max_items(), 50)?;
+    Ok(crate::lambda_versions::paged("Functions", page, next))
 }
 
 async fn update_code(
@@ -470,9 +457,6 @@ async fn update_code(
             .map_err(|e| ApiError::invalid_parameter(e.to_string()))?;
         return Ok(Json(configuration_json(&st, &current)));
     }
-    if b.publish {
-        return Err(publish_unsupported());
-    }
     let out = st
         .invoker
         .deploy_with(
@@ -483,6 +467,9 @@ async fn update_code(
             },
         )
         .await?;
+    if b.publish {
+        return Ok(Json(publish_after(&st, out.config.name()).await?));
+    }
     Ok(Json(configuration_json(&st, &out.config)))
 }
 
@@ -515,15 +502,10 @@ async fn delete_function(
     Query(q): Query<QualifierQuery>,
 ) -> Result<StatusCode, ApiError> {
     let (fname, qualifier) = split_function_name(&name, q.qualifier);
-    if let Some(qual) = qualifier.as_deref() {
-        if qual == "$LATEST" {
-            return Err(ApiError::invalid_parameter(
-                "$LATEST version cannot be deleted without deleting the function.",
-            ));
-        }
-        return Err(not_found(&st, &fname, Some(qual)));
+    match qualifier.as_deref() {
+        Some(qual) => st.invoker.delete_version(&fname, qual).await?,
+        None => st.invoker.delete(&fname).await?,
     }
-    st.invoker.delete(&fname).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -13,6 +13,7 @@
 pub mod error;
 mod lambda;
 mod lambda_functions;
+mod lambda_versions;
 mod nimbus;
 
 use axum::Router;
@@ -32,6 +33,7 @@ pub fn router(invoker: Invoker, queue: AsyncQueue) -> Router {
         .merge(nimbus::routes())
         .merge(lambda::routes())
         .merge(lambda_functions::routes())
+        .merge(lambda_versions::routes())
         .fallback(error::unknown_operation)
         .with_state(state)
 }

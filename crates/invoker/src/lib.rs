@@ -9,10 +9,12 @@
 mod admission;
 pub mod queue;
 mod registry;
+mod versions;
 
 pub use admission::{Admission, Permit, ThrottleReason};
 pub use queue::{AsyncQueue, QueueStats};
 pub use registry::{DeployMode, DeployOutcome};
+pub use versions::{AliasConfig, ProvisionedConfig, ProvisionedStatus, PublishRequest};
 
 use bytes::Bytes;
 use nimbus_core::{
@@ -31,6 +33,10 @@ use std::sync::{Arc, RwLock};
 pub enum InvokeError {
     #[error("Function not found: {0}")]
     NotFound(String),
+    /// Something other than a function is missing (an alias, a provisioned
+    /// concurrency config): `code` is the AWS error code, `message` the whole text.
+    #[error("{message}")]
+    Missing { code: &'static str, message: String },
     #[error("{0}")]
     InvalidParameter(String),
     #[error("{0}")]
@@ -105,6 +111,8 @@ struct Inner {
     functions: RwLock<HashMap<String, Arc<Deployment>>>,
     /// Async settings by (function, qualifier).
     event_configs: RwLock<HashMap<(String, String), EventInvokeConfig>>,
+    /// Published versions, aliases and provisioned configs, by function.
+    versions: RwLock<HashMap<String, versions::FnVersions>>,
     deploy_lock: tokio::sync::Mutex<()>,
 }
 
@@ -165,21 +173,6 @@ impl Invoker {
         self.inner.pool.instances(name)
     }
 
-    fn deployment(&self, name: &str, qualifier: Option<&str>) -> Result<Arc<Deployment>> {
-        let arn = function_arn(&self.inner.settings.region, name, qualifier);
-        match qualifier {
-            None | Some("$LATEST") => {}
-            Some(_) => return Err(InvokeError::NotFound(arn)),
-        }
-        self.inner
-            .functions
-            .read()
-            .unwrap()
-            .get(name)
-            .cloned()
-            .ok_or(InvokeError::NotFound(arn))
-    }
-
     /// Run one request synchronously: admit (or throttle), then run.
     pub async fn invoke(&self, inv: Invocation) -> Result<InvokeResult> {
         if inv.payload.len() > limits::SYNC_PAYLOAD_MAX {
@@ -200,11 +193,17 @@ impl Invoker {
         function: &str,
         qualifier: Option<&str>,
     ) -> Result<(Arc<Deployment>, Permit)> {
-        let dep = self.deployment(function, qualifier)?;
+        let dep = self.resolve(function, qualifier)?;
+        // Reserved concurrency is the function's, whichever version runs.
+        let reserved = self
+            .get(function)
+            .map_or(dep.config.spec.reserved_concurrency, |c| {
+                c.spec.reserved_concurrency
+            });
         let permit = self
             .inner
             .admission
-            .try_acquire(dep.config.name(), dep.config.spec.reserved_concurrency)
+            .try_acquire(dep.config.name(), reserved)
             .map_err(InvokeError::Throttled)?;
         Ok((dep, permit))
     }
@@ -220,7 +219,12 @@ impl Invoker {
         let cfg = dep.config.clone();
         let trace_id = inv.trace_id.clone().unwrap_or_else(new_trace_id);
         let start_ms = nimbus_core::now_ms();
-        let arn = function_arn(&self.inner.settings.region, cfg.name(), None);
+        // The ARN as invoked: qualified when the caller named a version or alias.
+        let arn = function_arn(
+            &self.inner.settings.region,
+            cfg.name(),
+            inv.qualifier.as_deref().filter(|q| *q != "$LATEST"),
+        );
 
         let lease = match self.inner.pool.acquire(&dep).await {
             Ok(l) => l,

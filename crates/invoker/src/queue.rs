@@ -125,9 +125,7 @@ impl AsyncQueue {
             });
         }
         let invoker = &self.inner.invoker;
-        if invoker.get(&inv.function).is_none()
-            || !matches!(inv.qualifier.as_deref(), None | Some("$LATEST"))
-        {
+        if !invoker.qualifier_exists(&inv.function, inv.qualifier.as_deref()) {
             return Err(InvokeError::NotFound(function_arn(
                 invoker.region(),
                 &inv.function,
@@ -361,6 +359,7 @@ impl AsyncQueue {
         let mut response_context = json!({ "statusCode": 200, "executedVersion": qualifier });
         let mut response_payload = serde_json::Value::Null;
         if let Some(r) = res {
+            response_context["executedVersion"] = r.executed_version.clone().into();
             if r.function_error {
                 response_context["functionError"] = "Unhandled".into();
             }

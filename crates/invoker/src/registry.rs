@@ -19,7 +19,7 @@ pub struct DeployOutcome {
 
 const LATEST: &str = "$LATEST";
 
-const REVISION_MISMATCH: &str = "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id";
+pub(crate) const REVISION_MISMATCH: &str = "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id";
 
 /// How [`Invoker::deploy_with`] treats an existing function.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +54,7 @@ impl Invoker {
                 admission,
                 functions: RwLock::new(HashMap::new()),
                 event_configs: RwLock::new(HashMap::new()),
+                versions: RwLock::new(HashMap::new()),
                 deploy_lock: tokio::sync::Mutex::new(()),
             }),
         };
@@ -80,11 +81,12 @@ impl Invoker {
                 }
             }
         }
+        invoker.load_versions().await?;
         Ok(invoker)
     }
 
     /// Unpack code and find the interpreter for a configuration.
-    async fn prepare(&self, config: Arc<FunctionConfig>) -> Result<(Deployment, Option<String>)> {
+    pub(crate) async fn prepare(&self, config: Arc<FunctionConfig>) -> Result<(Deployment, Option<String>)> {
         let blobs = self.inner.blobs.clone();
         let sha = config.code_sha256.clone();
         let pool = self.inner.pool.clone();
@@ -264,6 +266,7 @@ impl Invoker {
             .retain(|(f, _), _| f != name);
         self.inner.admission.set_reserved(name, None);
         self.inner.pool.remove(name);
+        self.forget_versions(name);
         tracing::info!(function = %name, "deleted");
         Ok(())
     }
@@ -291,7 +294,7 @@ impl Invoker {
         qualifier: &str,
         mut cfg: EventInvokeConfig,
     ) -> Result<EventInvokeConfig> {
-        if self.get(function).is_none() {
+        if !self.qualifier_exists(function, Some(qualifier)) {
             return Err(InvokeError::NotFound(nimbus_core::function_arn(
                 self.region(),
                 function,

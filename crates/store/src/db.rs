@@ -31,6 +31,15 @@ CREATE TABLE IF NOT EXISTS logs (
 );
 CREATE INDEX IF NOT EXISTS logs_by_fn ON logs(function, id);
 CREATE INDEX IF NOT EXISTS logs_by_request ON logs(request_id);
+-- Published versions, aliases, provisioned-concurrency configs and the version
+-- counter of a function, each a JSON value under (function, kind, key).
+CREATE TABLE IF NOT EXISTS function_objects (
+    function    TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    PRIMARY KEY (function, kind, key)
+);
 CREATE TABLE IF NOT EXISTS event_invoke_configs (
     function    TEXT NOT NULL,
     qualifier   TEXT NOT NULL,
@@ -48,6 +57,16 @@ pub struct LogLine {
     pub request_id: Option<String>,
     pub ts_ms: i64,
     pub line: String,
+}
+
+/// One stored object of a function (a published version, an alias, …); `value` is
+/// JSON, `None` in a [`Db::write_objects`] call means delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionObject {
+    pub function: String,
+    pub kind: String,
+    pub key: String,
+    pub value: Option<String>,
 }
 
 /// Filters for [`Db::records`].
@@ -119,9 +138,51 @@ impl Db {
                 "DELETE FROM event_invoke_configs WHERE function = ?1",
                 [name],
             )?;
+            tx.execute("DELETE FROM function_objects WHERE function = ?1", [name])?;
             let n = tx.execute("DELETE FROM functions WHERE name = ?1", [name])?;
             tx.commit()?;
             Ok(n > 0)
+        })
+    }
+
+    /// Write and delete objects of functions (versions, aliases, …) in one transaction:
+    /// `Some(value)` stores, `None` deletes.
+    pub fn write_objects(&self, changes: &[FunctionObject]) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            for o in changes {
+                match &o.value {
+                    Some(v) => tx.execute(
+                        "INSERT INTO function_objects(function, kind, key, value) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT(function, kind, key) DO UPDATE SET value = excluded.value",
+                        params![o.function, o.kind, o.key, v],
+                    )?,
+                    None => tx.execute(
+                        "DELETE FROM function_objects WHERE function = ?1 AND kind = ?2 AND key = ?3",
+                        params![o.function, o.kind, o.key],
+                    )?,
+                };
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Every stored object, ordered by function, kind and key.
+    pub fn list_objects(&self) -> Result<Vec<FunctionObject>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT function, kind, key, value FROM function_objects ORDER BY function, kind, key",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(FunctionObject {
+                    function: r.get(0)?,
+                    kind: r.get(1)?,
+                    key: r.get(2)?,
+                    value: Some(r.get(3)?),
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
 
@@ -334,6 +395,24 @@ fn parse_config(json: &str) -> Result<FunctionConfig> {
 mod tests {
     use super::*;
     use nimbus_core::{FunctionSpec, Trigger};
+
+    #[test]
+    fn function_objects_round_trip_and_go_with_the_function() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("o.db")).unwrap();
+        db.put_function(&cfg("f")).unwrap();
+        let obj = |k: &str, v: Option<&str>| FunctionObject {
+            function: "f".into(),
+            kind: "alias".into(),
+            key: k.into(),
+            value: v.map(str::to_string),
+        };
+        db.write_objects(&[obj("a", Some("1")), obj("b", Some("2"))]).unwrap();
+        db.write_objects(&[obj("a", None), obj("b", Some("3"))]).unwrap();
+        assert_eq!(db.list_objects().unwrap(), vec![obj("b", Some("3"))]);
+        db.delete_function("f").unwrap();
+        assert!(db.list_objects().unwrap().is_empty());
+    }
 
     fn cfg(name: &str) -> FunctionConfig {
         FunctionConfig {

@@ -14,7 +14,7 @@ mod db;
 mod events;
 
 pub use blob::{BlobStore, CodeBundle};
-pub use db::{Db, LogLine, RecordQuery};
+pub use db::{Db, FunctionObject, LogLine, RecordQuery};
 pub use events::{EventStore, QueuedEvent};
 
 use std::path::PathBuf;
