@@ -342,16 +342,19 @@ def _host_has(program):
 
 
 def test_missing_python_version_runs_the_closest_and_says_so_once(server, tmp_path):
-    if _host_has("python3.9"):
-        pytest.fail("this test needs a host without python3.9 (it has one); "
-                    "pick another absent version")
-    r = server.deploy("py39", "python3.9", "app.handler", {"app.py": PY_VERSION})
+    # python3.9 is the one to ask for (this project's hosts have 3.11); should a host
+    # have it, any other Lambda python it lacks shows the same thing.
+    missing = next((v for v in ("3.9", "3.10", "3.12", "3.13") if not _host_has(f"python{v}")), None)
+    if missing is None:
+        pytest.fail("the host has every Lambda python version: nothing to substitute")
+    rt = f"python{missing}"
+    r = server.deploy("py39", rt, "app.handler", {"app.py": PY_VERSION})
     notice = r.json().get("notice")
     assert notice, f"deploy response lacks the closest-interpreter notice: {r.text}"
-    assert "python3.9 is not installed on this host; running python3." in notice, notice
-    assert r.json()["function"]["runtime"] == "python3.9", r.text
+    assert f"{rt} is not installed on this host; running python3." in notice, notice
+    assert r.json()["function"]["runtime"] == rt, r.text
     body, inv = server.invoke_ok("py39", {})
-    assert body["version"] != "3.9"
+    assert body["version"] != missing
     assert f"running python{body['version']} ({body['executable']})" in notice, (notice, body)
     # Said once, at deploy: neither the invoke response nor the function's log repeat it.
     assert "not installed" not in inv.text
@@ -359,9 +362,9 @@ def test_missing_python_version_runs_the_closest_and_says_so_once(server, tmp_pa
 
     # The CLI's deploy prints it exactly once.
     (tmp_path / "app.py").write_text(PY_VERSION)
-    out = server.cli("deploy", "py39-cli", "--runtime", "python3.9", "--handler", "app.handler",
+    out = server.cli("deploy", "py39-cli", "--runtime", rt, "--handler", "app.handler",
                      "--code", tmp_path)
     assert out.returncode == 0, out.stderr
-    said = (out.stdout + out.stderr).count("python3.9 is not installed on this host")
+    said = (out.stdout + out.stderr).count(f"{rt} is not installed on this host")
     assert said == 1, (out.stdout, out.stderr)
     assert server.invoke_ok("py39-cli", {})[0]["version"] == body["version"]
