@@ -102,8 +102,15 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Anything no route matched: AWS's answer to an operation it does not know.
+/// Anything no route matched: a Lambda operation Nimbus does not implement is named
+/// as such; anything else is an operation AWS would not know either.
 pub async fn unknown_operation(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    use crate::lambda::ops::{not_implemented, LambdaOp};
+    if let Some(op) = LambdaOp::recognise(&method, uri.path(), uri.query()) {
+        if !op.implemented() {
+            return not_implemented(op);
+        }
+    }
     ApiError::new(
         StatusCode::NOT_FOUND,
         "UnknownOperationException",

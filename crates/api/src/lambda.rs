@@ -1,5 +1,7 @@
 //! The AWS Lambda REST API (2015-03-31): the `Invoke` operation.
 
+pub(crate) mod ops;
+
 use crate::error::ApiError;
 use crate::AppState;
 use axum::body::Body;

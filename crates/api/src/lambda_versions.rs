@@ -398,9 +398,7 @@ mod tests {
 
     #[test]
     fn pages_follow_markers_to_the_end() {
-        let items: Vec<(String, Value)> = (0..5)
-            .map(|i| (format!("k{i}"), json!(i)))
-            .collect();
+        let items: Vec<(String, Value)> = (0..5).map(|i| (format!("k{i}"), json!(i))).collect();
         let (p1, m1) = paginate(items.clone(), None, Some(2), 50).unwrap();
         assert_eq!(p1, vec![json!(0), json!(1)]);
         let (p2, m2) = paginate(items.clone(), m1.as_deref(), Some(2), 50).unwrap();

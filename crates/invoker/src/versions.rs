@@ -111,8 +111,7 @@ fn valid_alias_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 128
         && !n.bytes().all(|b| b.is_ascii_digit())
-        && n
-            .bytes()
+        && n.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
@@ -219,7 +218,9 @@ impl Invoker {
                 },
                 KIND_VERSION => match serde_json::from_str::<FunctionConfig>(&value) {
                     Ok(cfg) => {
-                        let Ok(v) = o.key.parse::<u32>() else { continue };
+                        let Ok(v) = o.key.parse::<u32>() else {
+                            continue;
+                        };
                         match self.prepare(Arc::new(cfg)).await {
                             Ok((mut dep, _)) => {
                                 dep.key = version_key(&o.function, v);
@@ -294,7 +295,11 @@ impl Invoker {
 
     /// The deployment a qualifier runs: `$LATEST`, a version, or an alias (weighted
     /// routing picked here, per invocation).
-    pub(crate) fn resolve(&self, function: &str, qualifier: Option<&str>) -> Result<Arc<Deployment>> {
+    pub(crate) fn resolve(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<Arc<Deployment>> {
         let latest = || {
             self.inner
                 .functions
@@ -305,7 +310,9 @@ impl Invoker {
                 .ok_or_else(|| self.not_found_q(function, qualifier))
         };
         let version = |fv: &FnVersions, v: &str| -> Option<Arc<Deployment>> {
-            v.parse::<u32>().ok().and_then(|n| fv.published.get(&n).cloned())
+            v.parse::<u32>()
+                .ok()
+                .and_then(|n| fv.published.get(&n).cloned())
         };
         match target(qualifier) {
             Target::Latest => latest(),
@@ -429,7 +436,9 @@ impl Invoker {
             .ok_or_else(|| self.not_found_q(function, None))?;
         if let Some(want) = &req.revision_id {
             if *want != latest.revision_id {
-                return Err(InvokeError::PreconditionFailed(crate::registry::REVISION_MISMATCH.into()));
+                return Err(InvokeError::PreconditionFailed(
+                    crate::registry::REVISION_MISMATCH.into(),
+                ));
             }
         }
         if let Some(sha) = &req.code_sha256 {
@@ -536,7 +545,12 @@ impl Invoker {
         Ok(())
     }
 
-    fn check_alias_target(&self, function: &str, fv: Option<&FnVersions>, a: &AliasConfig) -> Result<()> {
+    fn check_alias_target(
+        &self,
+        function: &str,
+        fv: Option<&FnVersions>,
+        a: &AliasConfig,
+    ) -> Result<()> {
         let exists = |v: &str| {
             v == LATEST
                 || v.parse::<u32>()
@@ -660,9 +674,7 @@ impl Invoker {
             }
             a.revision_id = uuid::Uuid::new_v4().to_string();
             self.check_alias_target(function, fv, &a)?;
-            if !a.routing.is_empty()
-                && fv.is_some_and(|fv| fv.provisioned.contains_key(name))
-            {
+            if !a.routing.is_empty() && fv.is_some_and(|fv| fv.provisioned.contains_key(name)) {
                 return Err(InvokeError::Conflict(
                     "Alias with weights can not be used with Provisioned Concurrency".into(),
                 ));
@@ -753,7 +765,9 @@ impl Invoker {
     fn provisioned_not_found(&self, function: &str) -> InvokeError {
         InvokeError::Missing {
             code: "ProvisionedConcurrencyConfigNotFoundException",
-            message: format!("No Provisioned Concurrency Config found for this function: {function}"),
+            message: format!(
+                "No Provisioned Concurrency Config found for this function: {function}"
+            ),
         }
     }
 
@@ -827,8 +841,13 @@ impl Invoker {
             requested,
             last_modified_ms: nimbus_core::now_ms(),
         };
-        self.write(vec![object(function, KIND_PROVISIONED, qualifier, json(&cfg))])
-            .await?;
+        self.write(vec![object(
+            function,
+            KIND_PROVISIONED,
+            qualifier,
+            json(&cfg),
+        )])
+        .await?;
         self.inner
             .versions
             .write()
@@ -838,7 +857,13 @@ impl Invoker {
             .provisioned
             .insert(qualifier.to_string(), cfg);
         self.apply_provisioned(function, &restart);
-        tracing::info!(function, qualifier, version, requested, "provisioned concurrency set");
+        tracing::info!(
+            function,
+            qualifier,
+            version,
+            requested,
+            "provisioned concurrency set"
+        );
         self.get_provisioned(function, qualifier)
     }
 
