@@ -355,16 +355,15 @@ fn deliver(state: &State, id: &str, reply: RuntimeReply) -> Resp {
 }
 
 async fn response(state: Arc<State>, id: String, req: Request<Incoming>) -> Resp {
-    {
-        // Refuse early, before reading a body nobody is waiting for.
-        let cur = state.current.lock().unwrap();
-        match cur.as_ref() {
-            Some((cur_id, _)) if *cur_id == id => {}
-            _ => {
-                drop(cur);
-                return deliver(&state, &id, RuntimeReply::Response(Bytes::new()));
-            }
-        }
+    let awaited = matches!(
+        state.current.lock().unwrap().as_ref(),
+        Some((cur_id, _)) if *cur_id == id
+    );
+    if !awaited {
+        // Nobody waits for this body: throw it away (so that the runtime's send
+        // completes and it reads the refusal), then refuse with 400 or 403.
+        let _ = read_capped(req.into_body(), 0).await;
+        return deliver(&state, &id, RuntimeReply::Response(Bytes::new()));
     }
     let streaming = req
         .headers()
@@ -456,15 +455,19 @@ mod tests {
     }
 
     /// Send raw request bytes on a new connection (writing and reading at once) and
-    /// return the reply's status and body.
+    /// return the reply's status and body. Like real runtime clients, this one does
+    /// not half-close its side of the connection while it waits for the reply.
     async fn exchange(addr: SocketAddr, request: Vec<u8>) -> (u16, String) {
         let stream = TcpStream::connect(addr).await.unwrap();
         let (rd, mut wr) = stream.into_split();
-        let writer = tokio::spawn(async move { wr.write_all(&request).await });
+        let writer = tokio::spawn(async move { wr.write_all(&request).await.map(|()| wr) });
         let mut rd = BufReader::new(rd);
         let mut line = String::new();
         rd.read_line(&mut line).await.unwrap();
-        let status: u16 = line.split(' ').nth(1).unwrap().parse().unwrap();
+        let status: u16 = match line.split(' ').nth(1) {
+            Some(s) => s.parse().unwrap(),
+            None => panic!("no reply; writer: {:?}", writer.await.map(|r| r.is_ok())),
+        };
         let mut len = 0;
         loop {
             let mut h = String::new();
@@ -601,6 +604,11 @@ mod tests {
         let (status, _) = exchange(api.addr, post("invocation/rid-1/response", "", b"1")).await;
         assert_eq!(status, 202);
         let (status, body) = exchange(api.addr, post("invocation/rid-1/response", "", b"2")).await;
+        assert_eq!(status, 403);
+        assert!(body.contains("InvalidStateTransition"), "{body}");
+        // A large refused body is read and dropped, so the refusal still arrives.
+        let big = vec![b'x'; 8 * 1024 * 1024];
+        let (status, body) = exchange(api.addr, post("invocation/rid-1/response", "", &big)).await;
         assert_eq!(status, 403);
         assert!(body.contains("InvalidStateTransition"), "{body}");
         match rx.await.unwrap() {
