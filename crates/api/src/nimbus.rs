@@ -157,6 +157,7 @@ async fn list_functions(State(st): State<AppState>) -> Json<serde_json::Value> {
             json!({
                 "function": &**c,
                 "instances": st.invoker.instances(c.name()).len(),
+                "queue": st.queue.stats(c.name()),
             })
         })
         .collect();
@@ -176,6 +177,12 @@ async fn get_function(
         "instances": st.invoker.instances(&name),
         "in_flight": st.invoker.admission().in_flight(&name),
         "queue": st.queue.stats(&name),
+        "versions": st.invoker.versions(&name).map(|v| v.into_iter().map(|(v, _)| v).collect::<Vec<_>>()).unwrap_or_default(),
+        "aliases": st.invoker.list_aliases(&name, None).unwrap_or_default().into_iter().map(|a| json!({
+            "name": a.name,
+            "function_version": a.function_version,
+            "routing": a.routing,
+        })).collect::<Vec<_>>(),
     })))
 }
 

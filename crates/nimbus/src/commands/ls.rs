@@ -11,8 +11,8 @@ pub async fn run(client: &Client) -> Result<i32> {
         return Ok(0);
     }
     println!(
-        "{:<28} {:<16} {:<28} {:>7} {:>8} {:>9}  MODIFIED",
-        "NAME", "RUNTIME", "HANDLER", "MEMORY", "TIMEOUT", "INSTANCES"
+        "{:<28} {:<16} {:<28} {:>7} {:>8} {:>9} {:>14}  MODIFIED",
+        "NAME", "RUNTIME", "HANDLER", "MEMORY", "TIMEOUT", "INSTANCES", "QUEUED (AGE)"
     );
     for f in fns {
         let c = &f["function"];
@@ -20,14 +20,22 @@ pub async fn run(client: &Client) -> Result<i32> {
             .as_i64()
             .map(rfc3339)
             .unwrap_or_default();
+        let depth = f["queue"]["depth"].as_u64().unwrap_or(0);
+        let queued = if depth == 0 {
+            "0".to_string()
+        } else {
+            let age_s = f["queue"]["oldest_age_ms"].as_i64().unwrap_or(0) as f64 / 1000.0;
+            format!("{depth} ({age_s:.0}s)")
+        };
         println!(
-            "{:<28} {:<16} {:<28} {:>7} {:>8} {:>9}  {}",
+            "{:<28} {:<16} {:<28} {:>7} {:>8} {:>9} {:>14}  {}",
             c["name"].as_str().unwrap_or(""),
             c["runtime"].as_str().unwrap_or(""),
             c["handler"].as_str().unwrap_or(""),
             format!("{}MB", c["memory_mb"]),
             format!("{}s", c["timeout_s"]),
             f["instances"],
+            queued,
             modified
         );
     }
