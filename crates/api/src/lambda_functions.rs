@@ -61,18 +61,7 @@ pub fn routes() -> Router<AppState> {
 
 /// Lambda's `LastModified`: `2019-09-24T18:20:35.054+0000`.
 pub(crate) fn last_modified(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}+0000",
-        t.year(),
-        t.month() as u8,
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    nimbus_core::format_ms(ms, "+0000")
 }
 
 /// Lambda reports `CodeSha256` as base64 of the digest; Nimbus stores hex.
@@ -89,7 +78,11 @@ pub(crate) fn configuration_json(st: &AppState, c: &FunctionConfig) -> Value {
 
 /// `FunctionConfiguration` of a version (`$LATEST` or a number): a published
 /// version's ARN is qualified with its number.
-pub(crate) fn version_configuration_json(st: &AppState, c: &FunctionConfig, version: &str) -> Value {
+pub(crate) fn version_configuration_json(
+    st: &AppState,
+    c: &FunctionConfig,
+    version: &str,
+) -> Value {
     let s = &c.spec;
     let region = st.invoker.region();
     let qualifier = (version != "$LATEST").then_some(version);

@@ -140,15 +140,12 @@ async fn publish_version(
     let b: Body = parse(&body)?;
     let name = bare_name(&name)?;
     // Lambda's CodeSha256 is base64 of the digest; the invoker compares hex.
-    let code_sha256 = match b.code_sha256.filter(|s| !s.is_empty()) {
-        Some(s) => Some(
-            base64::engine::general_purpose::STANDARD
-                .decode(s.as_bytes())
-                .map(hex::encode)
-                .unwrap_or(s),
-        ),
-        None => None,
-    };
+    let code_sha256 = b.code_sha256.filter(|s| !s.is_empty()).map(|s| {
+        base64::engine::general_purpose::STANDARD
+            .decode(s.as_bytes())
+            .map(hex::encode)
+            .unwrap_or(s)
+    });
     let (v, cfg) = st
         .invoker
         .publish_version(

@@ -37,6 +37,23 @@ pub fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+/// A millisecond timestamp as `YYYY-MM-DDTHH:MM:SS.mmm` followed by `zone` (`Z` for
+/// RFC 3339, `+0000` for Lambda's `LastModified`).
+pub fn format_ms(ms: i64, zone: &str) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}{zone}",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
 /// A fresh request id in the UUID form Lambda uses.
 pub fn new_request_id() -> String {
     uuid::Uuid::new_v4().to_string()

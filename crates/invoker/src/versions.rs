@@ -180,6 +180,17 @@ impl Invoker {
         }
     }
 
+    /// Change a function's versioned state in memory (after it is stored).
+    fn with_versions<T>(&self, function: &str, f: impl FnOnce(&mut FnVersions) -> T) -> T {
+        f(self
+            .inner
+            .versions
+            .write()
+            .unwrap()
+            .entry(function.to_string())
+            .or_default())
+    }
+
     async fn write(&self, changes: Vec<FunctionObject>) -> Result<()> {
         let db = self.inner.db.clone();
         tokio::task::spawn_blocking(move || db.write_objects(&changes))
@@ -487,12 +498,10 @@ impl Invoker {
         ])
         .await?;
         let config = dep.config.clone();
-        {
-            let mut all = self.inner.versions.write().unwrap();
-            let fv = all.entry(function.to_string()).or_default();
+        self.with_versions(function, |fv| {
             fv.last = v;
             fv.published.insert(v, Arc::new(dep));
-        }
+        });
         self.apply_provisioned(function, &[]);
         tracing::info!(function, version = v, "version published");
         Ok((v.to_string(), config))
@@ -626,14 +635,9 @@ impl Invoker {
         }
         self.write(vec![object(function, KIND_ALIAS, name, json(&alias))])
             .await?;
-        self.inner
-            .versions
-            .write()
-            .unwrap()
-            .entry(function.to_string())
-            .or_default()
-            .aliases
-            .insert(name.to_string(), alias.clone());
+        self.with_versions(function, |fv| {
+            fv.aliases.insert(name.to_string(), alias.clone())
+        });
         Ok(alias)
     }
 
@@ -848,14 +852,9 @@ impl Invoker {
             json(&cfg),
         )])
         .await?;
-        self.inner
-            .versions
-            .write()
-            .unwrap()
-            .entry(function.to_string())
-            .or_default()
-            .provisioned
-            .insert(qualifier.to_string(), cfg);
+        self.with_versions(function, |fv| {
+            fv.provisioned.insert(qualifier.to_string(), cfg)
+        });
         self.apply_provisioned(function, &restart);
         tracing::info!(
             function,
