@@ -353,9 +353,30 @@ impl Invoker {
     }
 }
 
-/// An X-Ray style trace header: `Root=1-<epoch hex>-<96-bit hex>;Sampled=0`.
+/// An X-Ray trace header as Lambda passes it:
+/// `Root=1-<epoch hex>-<96-bit hex>;Parent=<64-bit hex>;Sampled=0`.
 pub fn new_trace_id() -> String {
     let secs = nimbus_core::now_ms() / 1000;
-    let rand = uuid::Uuid::new_v4().simple().to_string();
-    format!("Root=1-{secs:08x}-{};Sampled=0", &rand[..24])
+    let root = uuid::Uuid::new_v4().simple().to_string();
+    let parent = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "Root=1-{secs:08x}-{};Parent={};Sampled=0",
+        &root[..24],
+        &parent[..16]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn trace_header_has_lambdas_shape() {
+        let t = super::new_trace_id();
+        let parts: Vec<&str> = t.split(';').collect();
+        assert_eq!(parts.len(), 3, "{t}");
+        let root = parts[0].strip_prefix("Root=1-").unwrap();
+        let (epoch, id) = root.split_once('-').unwrap();
+        assert_eq!((epoch.len(), id.len()), (8, 24));
+        assert_eq!(parts[1].strip_prefix("Parent=").unwrap().len(), 16);
+        assert_eq!(parts[2], "Sampled=0");
+    }
 }
