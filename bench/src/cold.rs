@@ -46,6 +46,14 @@ pub struct ColdResult {
 }
 
 impl ColdResult {
+    /// `/root/.pyenv/versions/3.11.7/bin/python3.11 -c 'import json'` → `python3.11 -c 'import json'`.
+    pub fn bare_label_short(&self) -> String {
+        let full = self.bare_label.as_str();
+        let (prog, rest) = full.split_once(' ').unwrap_or((full, ""));
+        let base = prog.rsplit('/').next().unwrap_or(prog);
+        format!("{base} {rest}").trim().to_string()
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "function": self.label,

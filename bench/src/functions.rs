@@ -80,6 +80,16 @@ pub fn python_for(minor: u32) -> Option<Host> {
     best.map(|(path, version, _)| Host { path, version })
 }
 
+/// The minor version of the host's `python3`.
+pub fn python3_minor() -> Option<u32> {
+    let (_, v) = probe(
+        "python3",
+        "-c",
+        "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])",
+    )?;
+    v.split('.').nth(1)?.parse().ok()
+}
+
 pub fn node() -> Option<Host> {
     probe(
         "node",
@@ -99,14 +109,6 @@ pub fn noop_bootstrap() -> Result<PathBuf> {
         p.display()
     );
     Ok(p)
-}
-
-/// The path in a deploy notice such as
-/// "python3.12 is not installed on this host; running python3.11 (/usr/bin/python3.11)".
-pub fn notice_path(notice: &str) -> Option<PathBuf> {
-    let open = notice.rfind('(')?;
-    let close = notice.rfind(')')?;
-    (close > open).then(|| PathBuf::from(&notice[open + 1..close]))
 }
 
 /// Process spawn-to-exit time of `program args` in ms, with the clean environment an

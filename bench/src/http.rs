@@ -58,13 +58,27 @@ impl Conn {
 
     /// Send one request on this connection and read the whole response.
     pub async fn send(&mut self, method: Method, path: &str, body: Bytes) -> Result<Resp> {
+        self.send_with(method, path, &[], body).await
+    }
+
+    /// [`Conn::send`] with extra request headers.
+    pub async fn send_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Resp> {
         self.sender.ready().await?;
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(path)
             .header(hyper::header::HOST, self.addr.to_string())
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body))?;
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(body))?;
         let resp = self.sender.send_request(req).await?;
         let (parts, body) = resp.into_parts();
         let body = body.collect().await?.to_bytes();

@@ -1,18 +1,32 @@
-//! `nimbus-bench`: starts the real `nimbus` binary, deploys no-op functions and prints
-//! markdown tables for cold starts (vs. the bare interpreter start), warm invoke
-//! latency and throughput. Writes the same numbers as JSON to
-//! `bench/results/latest.json`. See bench/README.md for what each number means.
+//! `nimbus-bench`: starts the real `nimbus` binary on random ports with a throw-away
+//! data dir, deploys no-op functions and prints markdown tables, each number next to
+//! a peer measured in the same run:
+//!
+//! * cold start of python, node and `provided` functions vs. the bare start of the
+//!   same interpreter (`python3 -c 'import json'`, `node -e 0`, the bootstrap binary);
+//! * warm invoke latency and throughput (sequential and concurrent) vs. a raw loopback
+//!   HTTP round trip with the same client and the handler's own REPORT `Duration`;
+//! * sync Invoke through boto3 vs. a boto3 call that runs no function;
+//! * durable async (`InvocationType=Event`) acceptance rate vs. one `fdatasync`.
+//!
+//! `--repeat N` runs everything N times (a fresh server each time) and ends with the
+//! median of each headline number across runs. Writes the numbers as JSON to
+//! `bench/results/latest.json` (and the tables to `latest.md`). See bench/README.md
+//! and docs/BENCHMARKS.md for what each number means.
 
 mod cold;
+mod events;
 mod functions;
 mod http;
 mod machine;
+mod peers;
 mod server;
 mod stats;
 mod warm;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use hyper::Method;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -32,9 +46,17 @@ struct Args {
     /// Cold-start samples per function (default 30, --quick 5).
     #[arg(long)]
     samples: Option<usize>,
-    /// Seconds per warm load level (default 10, --quick 1).
+    /// Seconds per load level (default 10, --quick 1).
     #[arg(long)]
     duration: Option<f64>,
+    /// Run everything this many times, each on a fresh server, and summarise the
+    /// headline numbers as medians across runs.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// A python with boto3 for the SDK section (default: .venv/bin/python of the
+    /// repository when it exists; the section is skipped without one).
+    #[arg(long)]
+    sdk_python: Option<PathBuf>,
     /// Where to write the JSON results.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -44,6 +66,12 @@ struct Args {
     /// Skip the warm section.
     #[arg(long)]
     no_warm: bool,
+    /// Skip the boto3 section.
+    #[arg(long)]
+    no_sdk: bool,
+    /// Skip the async acceptance section.
+    #[arg(long)]
+    no_async: bool,
     /// Keep the server's data dir (and its server.log) for inspection.
     #[arg(long)]
     keep_data: bool,
@@ -77,9 +105,9 @@ fn nimbus_bin(arg: Option<PathBuf>) -> Result<PathBuf> {
 fn f(x: f64) -> String {
     if !x.is_finite() {
         "–".into()
-    } else if x >= 100.0 {
+    } else if x.abs() >= 100.0 {
         format!("{x:.0}")
-    } else if x >= 10.0 {
+    } else if x.abs() >= 10.0 {
         format!("{x:.1}")
     } else {
         format!("{x:.2}")
@@ -94,6 +122,34 @@ fn rt(x: f64) -> String {
     }
 }
 
+/// What every run shares: the programs under test, resolved once.
+struct Setup {
+    bin: PathBuf,
+    /// `python3.<minor>` of the host's `python3`, so the function runs on exactly
+    /// the interpreter the bare start measures (no closest-minor fallback).
+    py_runtime: String,
+    python: functions::Host,
+    node: functions::Host,
+    bootstrap: PathBuf,
+    sdk_python: Option<PathBuf>,
+    samples: usize,
+    dur: Duration,
+}
+
+/// One headline number of one run, for the cross-run summary.
+struct Headline {
+    key: String,
+    value: f64,
+    /// Ratios print as `1.23×`, everything else as a number.
+    ratio: bool,
+}
+
+struct Run {
+    md: String,
+    json: Value,
+    headline: Vec<Headline>,
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -101,22 +157,144 @@ async fn main() -> Result<()> {
     let samples = args.samples.unwrap_or(if args.quick { 5 } else { 30 });
     let dur = Duration::from_secs_f64(args.duration.unwrap_or(if args.quick { 1.0 } else { 10.0 }));
     let bin = nimbus_bin(args.nimbus.clone())?;
-    let mut machine = machine::info(&repo_root());
     let command: Vec<String> = std::env::args().collect();
 
     // The host programs, resolved as the server resolves them.
-    let python = functions::python_for(12).context("no python3 on PATH")?;
+    let default_py = functions::python3_minor().context("no python3 on PATH")?;
+    let py_runtime = format!("python3.{default_py}");
+    let python = functions::python_for(default_py).context("no python3 on PATH")?;
     let node = functions::node().context("no node on PATH")?;
     let bootstrap = functions::noop_bootstrap()?;
-    let bootstrap_bytes = std::fs::read(&bootstrap)?;
+    let sdk_python = if args.no_sdk {
+        None
+    } else {
+        args.sdk_python
+            .clone()
+            .or_else(|| Some(repo_root().join(".venv/bin/python")))
+            .filter(|p| p.is_file())
+    };
+    let setup = Setup {
+        bin,
+        py_runtime,
+        python,
+        node,
+        bootstrap,
+        sdk_python,
+        samples,
+        dur,
+    };
 
-    let server = server::Server::start(&bin, args.keep_data)?;
+    let mut md = String::new();
+    let _ = writeln!(md, "# nimbus-bench\n");
+    let _ = writeln!(md, "- command: `{}`", command.join(" "));
+    let mut runs = Vec::new();
+    for i in 0..args.repeat.max(1) {
+        if args.repeat > 1 {
+            eprintln!("=== run {}/{}", i + 1, args.repeat);
+        }
+        let run = run_once(&args, &setup).await?;
+        if args.repeat > 1 {
+            let _ = writeln!(md, "\n# Run {} of {}\n", i + 1, args.repeat);
+        }
+        md.push_str(&run.md);
+        runs.push(run);
+    }
+    if runs.len() > 1 {
+        md.push_str(&summary(&runs));
+    }
+    print!("{md}");
+
+    let results = json!({
+        "mode": if args.quick { "quick" } else { "full" },
+        "command": command.join(" "),
+        "nimbus": setup.bin.display().to_string(),
+        "runs": runs.iter().map(|r| r.json.clone()).collect::<Vec<Value>>(),
+        "median_across_runs": runs.first().map(|r| {
+            r.headline
+                .iter()
+                .map(|h| (h.key.clone(), stats::round3(median_of(&runs, &h.key))))
+                .collect::<serde_json::Map<String, Value>>()
+        }),
+        "elapsed_s": (began.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+    });
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| repo_root().join("bench/results/latest.json"));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&results)? + "\n")?;
+    std::fs::write(out.with_extension("md"), &md)?;
+    eprintln!(
+        "wrote {} ({:.1} s)",
+        out.display(),
+        began.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn median_of(runs: &[Run], key: &str) -> f64 {
+    let xs: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r.headline.iter().find(|h| h.key == key).map(|h| h.value))
+        .collect();
+    stats::median(&xs)
+}
+
+fn summary(runs: &[Run]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "\n# Summary: median of {} runs (each run on a fresh server)\n",
+        runs.len()
+    );
+    let mut head = "| number |".to_string();
+    let mut rule = "|---|".to_string();
+    for i in 0..runs.len() {
+        let _ = write!(head, " run {} |", i + 1);
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(md, "{head} median |\n{rule}---:|");
+    for h in &runs[0].headline {
+        let show = |x: f64| if h.ratio { rt(x) } else { f(x) };
+        let mut row = format!("| {} |", h.key);
+        for r in runs {
+            let v = r
+                .headline
+                .iter()
+                .find(|x| x.key == h.key)
+                .map_or(f64::NAN, |x| x.value);
+            let _ = write!(row, " {} |", show(v));
+        }
+        let _ = writeln!(md, "{row} **{}** |", show(median_of(runs, &h.key)));
+    }
+    md
+}
+
+fn files_of(files: &[(String, Vec<u8>, u32)]) -> Vec<(&str, &[u8], u32)> {
+    files
+        .iter()
+        .map(|(n, c, m)| (n.as_str(), c.as_slice(), *m))
+        .collect()
+}
+
+async fn run_once(args: &Args, setup: &Setup) -> Result<Run> {
+    let (samples, dur) = (setup.samples, setup.dur);
+    let (python, node) = (&setup.python, &setup.node);
+    let py_rt = setup.py_runtime.as_str();
+    let mut machine = machine::info(&repo_root());
+    let mut headline = Vec::new();
+    let mut head =
+        |key: String, value: f64, ratio: bool| headline.push(Headline { key, value, ratio });
+
+    let server = server::Server::start(&setup.bin, args.keep_data)?;
     let server_pid = server.pid();
     let health = server.get("/_nimbus/health").await?;
     machine["instance_limits"] = health["limits"].clone();
     eprintln!(
-        "nimbus-bench: {} (pid {server_pid}) api {} · python3.12 → {} ({}) · node {} ({}) · load {}",
-        bin.display(),
+        "nimbus-bench: {} (pid {server_pid}) api {} · {py_rt} → {} ({}) · node {} ({}) · load {}",
+        setup.bin.display(),
         server.api,
         python.path.display(),
         python.version,
@@ -136,21 +314,15 @@ async fn main() -> Result<()> {
     let reply = server
         .deploy(
             "bench-probe",
-            "python3.12",
+            py_rt,
             "app.handler",
             &probe_sha,
             &HashMap::new(),
         )
         .await?;
     let notice = reply["notice"].as_str().map(str::to_string);
-    if let Some(p) = notice.as_deref().and_then(functions::notice_path) {
-        if p != python.path {
-            eprintln!(
-                "warning: the server runs python3.12 on {} but this benchmark resolved {}",
-                p.display(),
-                python.path.display()
-            );
-        }
+    if let Some(n) = &notice {
+        eprintln!("warning: the server says: {n}");
     }
     server.delete("bench-probe").await?;
 
@@ -164,7 +336,11 @@ async fn main() -> Result<()> {
         functions::NODE_NOOP.as_bytes().to_vec(),
         0o644,
     )];
-    let provided_files = vec![("bootstrap".to_string(), bootstrap_bytes.clone(), 0o755)];
+    let provided_files = vec![(
+        "bootstrap".to_string(),
+        std::fs::read(&setup.bootstrap)?,
+        0o755,
+    )];
 
     let py_bare = format!("{} -c 'import json'", python.path.display());
     let node_bare = format!("{} -e 0", node.path.display());
@@ -194,9 +370,9 @@ async fn main() -> Result<()> {
         };
         let targets = vec![
             target(
-                "python3.12",
+                py_rt,
                 "cold-python",
-                "python3.12",
+                py_rt,
                 "app.handler",
                 &py_files,
                 false,
@@ -222,14 +398,14 @@ async fn main() -> Result<()> {
                 "bootstrap",
                 &provided_files,
                 false,
-                &bootstrap,
+                &setup.bootstrap,
                 &["--exit"],
                 &bs_bare,
             ),
             target(
-                "python3.12, new code each sample",
+                &format!("{py_rt}, new code each sample"),
                 "cold-python-newcode",
-                "python3.12",
+                py_rt,
                 "app.handler",
                 &py_files,
                 true,
@@ -243,18 +419,59 @@ async fn main() -> Result<()> {
             targets.len()
         );
         cold_results = cold::run(&server, &targets, samples).await?;
+        for c in &cold_results {
+            head(
+                format!("cold p50 / bare p50, {}", c.label),
+                stats::ratio(c.client.p50, c.bare.p50),
+                true,
+            );
+        }
+        for c in &cold_results {
+            head(format!("cold p50 ms, {}", c.label), c.client.p50, false);
+            head(
+                format!("bare p50 ms, {}", c.bare_label_short()),
+                c.bare.p50,
+                false,
+            );
+        }
     }
 
     // ---------------------------------------------------------------- warm
     let mut warm_results: Vec<warm::WarmResult> = Vec::new();
-    let mut floor = None;
+    let raw = peers::RawHttp::start()?;
+    let mut floors: Vec<warm::Floor> = Vec::new();
     if !args.no_warm {
         eprintln!(
             "warm: {:.1} s per level, concurrency {LEVELS:?}",
             dur.as_secs_f64()
         );
+        let peer_dur = dur.min(Duration::from_secs(3));
+        for c in [1, 16] {
+            floors.push(
+                warm::floor(
+                    "raw loopback HTTP server (blocking thread per connection)",
+                    raw.addr,
+                    Method::POST,
+                    "/",
+                    c,
+                    peer_dur,
+                )
+                .await?,
+            );
+        }
+        floors.push(
+            warm::floor(
+                "nimbus GET /_nimbus/health",
+                server.api,
+                Method::GET,
+                "/_nimbus/health",
+                1,
+                peer_dur,
+            )
+            .await?,
+        );
         let fns = [
-            ("python3.12", "warm-python", "app.handler", &py_files),
+            (py_rt, "warm-python", "app.handler", &py_files),
             ("nodejs20.x", "warm-node", "index.handler", &node_files),
             (
                 "provided.al2023",
@@ -264,11 +481,7 @@ async fn main() -> Result<()> {
             ),
         ];
         for (runtime, name, handler, files) in fns {
-            let refs: Vec<(&str, &[u8], u32)> = files
-                .iter()
-                .map(|(n, c, m)| (n.as_str(), c.as_slice(), *m))
-                .collect();
-            let sha = server.upload(functions::zip(&refs)?).await?;
+            let sha = server.upload(functions::zip(&files_of(files))?).await?;
             server
                 .deploy(name, runtime, handler, &sha, &HashMap::new())
                 .await?;
@@ -280,14 +493,116 @@ async fn main() -> Result<()> {
             server.delete(name).await?;
             server.wait_no_instances(name, &pids).await.ok();
         }
-        floor = Some(warm::floor(&server, dur.min(Duration::from_secs(3))).await?);
+        let raw1 = floors[0].client.p50;
+        for w in warm_results.iter().filter(|w| w.concurrency == 1) {
+            head(format!("warm p50 ms, {}", w.runtime), w.client.p50, false);
+            head(
+                format!("warm overhead p50 ms (− raw HTTP RTT), {}", w.runtime),
+                w.client.p50 - raw1,
+                false,
+            );
+            head(
+                format!("warm overhead p50 ms (− handler Duration), {}", w.runtime),
+                w.overhead_p50(),
+                false,
+            );
+        }
+        head("raw loopback HTTP RTT p50 ms".into(), raw1, false);
+        for w in &warm_results {
+            if w.concurrency == 1 || w.concurrency == 16 {
+                head(
+                    format!("throughput req/s c={}, {}", w.concurrency, w.runtime),
+                    w.throughput,
+                    false,
+                );
+            }
+        }
+        head(
+            "raw loopback HTTP req/s c=16".into(),
+            floors[1].throughput,
+            false,
+        );
+    }
+
+    // ---------------------------------------------------------------- boto3
+    let mut sdk: Option<(stats::Summary, stats::Summary, usize)> = None;
+    if let Some(py) = &setup.sdk_python {
+        eprintln!("boto3: {:.1} s", dur.as_secs_f64());
+        let name = "sdk-provided";
+        let sha = server
+            .upload(functions::zip(&files_of(&provided_files))?)
+            .await?;
+        server
+            .deploy(name, "provided.al2023", "bootstrap", &sha, &HashMap::new())
+            .await?;
+        let out = tokio::process::Command::new(py)
+            .arg(repo_root().join("bench/boto3_invoke.py"))
+            .args(["--endpoint", &format!("http://{}", server.api)])
+            .args(["--function", name])
+            .args(["--seconds", &dur.as_secs_f64().to_string()])
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .output()
+            .await
+            .context("run bench/boto3_invoke.py")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "bench/boto3_invoke.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout)?;
+        let xs = |k: &str| -> Vec<f64> {
+            v[k].as_array()
+                .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                .unwrap_or_default()
+        };
+        let (inv, peer) = (
+            stats::summarize(&xs("invoke_ms")),
+            stats::summarize(&xs("account_settings_ms")),
+        );
+        head("boto3 Invoke p50 ms".into(), inv.p50, false);
+        head(
+            "boto3 Invoke p50 − GetAccountSettings p50 ms".into(),
+            inv.p50 - peer.p50,
+            false,
+        );
+        sdk = Some((inv, peer, v["errors"].as_u64().unwrap_or(0) as usize));
+        server.delete(name).await?;
+    }
+
+    // ---------------------------------------------------------------- async
+    let mut event_results = Vec::new();
+    let mut fsync = None;
+    if !args.no_async {
+        eprintln!("async: {:.1} s per level", dur.as_secs_f64());
+        let name = "async-provided";
+        let sha = server
+            .upload(functions::zip(&files_of(&provided_files))?)
+            .await?;
+        server
+            .deploy(name, "provided.al2023", "bootstrap", &sha, &HashMap::new())
+            .await?;
+        server.invoke_once(name).await?;
+        fsync = Some(peers::fsync_ms(&server.data_dir, 200)?);
+        event_results = events::run(&server, name, &LEVELS, dur).await?;
+        for e in &event_results {
+            head(
+                format!("async accepted/s c={}", e.concurrency),
+                e.accept_rate,
+                false,
+            );
+        }
+        if let Some(fs) = &fsync {
+            head("fdatasync p50 ms".into(), fs.p50, false);
+        }
+        server.delete(name).await?;
     }
     machine["loadavg_end"] = json!(machine::loadavg());
     drop(server);
 
     // ---------------------------------------------------------------- report
     let mut md = String::new();
-    let _ = writeln!(md, "## Machine\n");
+    let _ = writeln!(md, "\n## Machine\n");
     let _ = writeln!(
         md,
         "- {} × {} · {} GiB RAM · Linux {} · instance limits: {}",
@@ -307,7 +622,7 @@ async fn main() -> Result<()> {
     );
     let _ = writeln!(
         md,
-        "- python3.12 runs on {} (Python {}){} · node {} (v{})",
+        "- {py_rt} runs on {} (Python {}){} · node {} (v{})",
         python.path.display(),
         python.version,
         notice
@@ -317,10 +632,9 @@ async fn main() -> Result<()> {
         node.path.display(),
         node.version
     );
-    let _ = writeln!(md, "- command: `{}`", command.join(" "));
     if !cold_results.is_empty() {
         let _ = writeln!(md, "\n## Cold start ({samples} samples each, ms)\n");
-        let _ = writeln!(md, "Client-observed latency of the first Invoke after a redeploy; `init` is the server's `init_ms` (spawn → first `/next`); `bare` is spawn-to-exit of the program named, same round, alternating order.\n");
+        let _ = writeln!(md, "Client-observed latency of the first Invoke after a redeploy (new revision; the old instance is gone); `init` is the server's `init_ms` (spawn → first `/next`); `bare` is spawn-to-exit of the program named, same round, alternating order.\n");
         let _ = writeln!(md, "| function | cold p50 | cold p99 | init p50 | init p99 | bare start | bare p50 | bare p99 | cold p50 / bare p50 | cold p99 / bare p99 | init p50 / bare p50 |");
         let _ = writeln!(md, "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|");
         for c in &cold_results {
@@ -333,7 +647,7 @@ async fn main() -> Result<()> {
                 f(c.client.p99),
                 f(c.init.p50),
                 f(c.init.p99),
-                short_cmd(&c.bare_label),
+                c.bare_label_short(),
                 f(c.bare.p50),
                 f(c.bare.p99),
                 rt(stats::ratio(c.client.p50, c.bare.p50)),
@@ -343,21 +657,27 @@ async fn main() -> Result<()> {
         }
     }
     if !warm_results.is_empty() {
+        let raw1 = floors[0].client.p50;
         let _ = writeln!(
             md,
             "\n## Warm invoke latency (ms, {:.0} s per level, keep-alive connection per worker)\n",
             dur.as_secs_f64()
         );
-        let _ = writeln!(md, "`handler` is the function's `duration_ms` from its invocation records (REPORT `Duration`: Runtime API hand-off to response); overhead = client p50 − handler p50. CPU columns: server process and instance processes, per request.\n");
-        let _ = writeln!(md, "| runtime | concurrency | requests | p50 | p90 | p99 | handler p50 | handler p99 | overhead p50 | server CPU µs/req | instance CPU µs/req |");
+        let _ = writeln!(md, "Sync `Invoke` with a raw HTTP/1.1 client (hyper connection, no SDK). `handler` is the function's `duration_ms` from its invocation records (REPORT `Duration`: Runtime API hand-off to response, so it already holds two of the platform's loopback hops). Overheads at p50: `− RTT` = client p50 − raw loopback HTTP round trip p50 at the same concurrency (c=64 uses the c=16 peer); `− handler` = client p50 − handler p50. CPU columns: server process and instance processes, per request.\n");
+        let _ = writeln!(md, "| runtime | concurrency | requests | p50 | p90 | p99 | handler p50 | handler p99 | overhead − RTT | overhead − handler | server CPU µs/req | instance CPU µs/req |");
         let _ = writeln!(
             md,
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for w in &warm_results {
+            let peer = if w.concurrency == 1 {
+                raw1
+            } else {
+                floors[1].client.p50
+            };
             let _ = writeln!(
                 md,
-                "| {} | {} | {}{}{} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} |",
+                "| {} | {} | {}{}{} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} |",
                 w.runtime,
                 w.concurrency,
                 w.ok,
@@ -376,21 +696,37 @@ async fn main() -> Result<()> {
                 f(w.client.p99),
                 f(w.handler.p50),
                 f(w.handler.p99),
+                f(w.client.p50 - peer),
                 f(w.overhead_p50()),
                 w.server_cpu_us_per_req,
                 w.instance_cpu_us_per_req,
             );
         }
-        if let Some(fl) = &floor {
-            let _ = writeln!(md, "\nRound-trip floor, same client: `GET /_nimbus/health` at concurrency 1: p50 {} ms, p90 {} ms, p99 {} ms ({:.0} req/s).", f(fl.client.p50), f(fl.client.p90), f(fl.client.p99), fl.throughput);
+        let _ = writeln!(md, "\nPeers, same client, same run:\n");
+        let _ = writeln!(md, "| peer | concurrency | p50 | p90 | p99 | req/s |");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+        for fl in &floors {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {:.0} |",
+                fl.what,
+                fl.concurrency,
+                f(fl.client.p50),
+                f(fl.client.p90),
+                f(fl.client.p99),
+                fl.throughput
+            );
         }
         let _ = writeln!(
             md,
             "\n## Throughput (req/s, closed loop, {:.0} s per level)\n",
             dur.as_secs_f64()
         );
-        let _ = writeln!(md, "| runtime | c=1 | c=16 | c=64 | c=16 / c=1 | errors |");
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            md,
+            "| runtime | c=1 | c=16 | c=64 | c=16 / c=1 | c=16 / raw HTTP c=16 | errors |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
         let mut rts: Vec<&str> = warm_results.iter().map(|w| w.runtime.as_str()).collect();
         rts.dedup();
         for r in rts {
@@ -407,53 +743,92 @@ async fn main() -> Result<()> {
                 .sum();
             let _ = writeln!(
                 md,
-                "| {r} | {:.0} | {:.0} | {:.0} | {} | {errs} |",
+                "| {r} | {:.0} | {:.0} | {:.0} | {} | {} | {errs} |",
                 tp(1),
                 tp(16),
                 tp(64),
-                rt(stats::ratio(tp(16), tp(1)))
+                rt(stats::ratio(tp(16), tp(1))),
+                rt(stats::ratio(tp(16), floors[1].throughput)),
             );
         }
     }
-    print!("{md}");
+    if let Some((inv, peer, errors)) = &sdk {
+        let _ = writeln!(
+            md,
+            "\n## Sync Invoke through boto3 (ms, {:.0} s, one client, alternating calls)\n",
+            dur.as_secs_f64()
+        );
+        let _ = writeln!(md, "`GetAccountSettings` runs no function: it is the SDK + SigV4 + HTTP + routing floor of the same client.\n");
+        let _ = writeln!(md, "| call | n | p50 | p90 | p99 |");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+        for (what, s) in [
+            ("Invoke (provided no-op)", inv),
+            ("GetAccountSettings", peer),
+        ] {
+            let _ = writeln!(
+                md,
+                "| {what} | {} | {} | {} | {} |",
+                s.n,
+                f(s.p50),
+                f(s.p90),
+                f(s.p99)
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nInvoke − GetAccountSettings at p50: {} ms; errors: {errors}.",
+            f(inv.p50 - peer.p50)
+        );
+    }
+    if !event_results.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Durable async acceptance (`InvocationType=Event`, {:.0} s per level)\n",
+            dur.as_secs_f64()
+        );
+        if let Some(fs) = &fsync {
+            let _ = writeln!(md, "Each event is fsynced to the event store before its 202 (group commit). Peer: one 200-byte append + `fdatasync` in the same data dir: p50 {} ms, p99 {} ms, so {:.0} events/s is the ceiling without group commit. The events run (no-op `provided` function) while later ones are accepted; `drain` is the time after the load until all had run.\n", f(fs.p50), f(fs.p99), 1000.0 / fs.p50);
+        }
+        let _ = writeln!(md, "| concurrency | accepted | accepted/s | 202 p50 | 202 p99 | drain s | run/s | errors |");
+        let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for e in &event_results {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.0} | {} | {} | {:.1}{} | {:.0} | {} |",
+                e.concurrency,
+                e.accepted,
+                e.accept_rate,
+                f(e.client.p50),
+                f(e.client.p99),
+                e.drain_s,
+                if e.drained { "" } else { " (NOT DRAINED)" },
+                e.run_rate,
+                e.errors
+            );
+        }
+    }
 
-    let results = json!({
-        "mode": if args.quick { "quick" } else { "full" },
-        "command": command.join(" "),
-        "nimbus": bin.display().to_string(),
+    let json = json!({
         "machine": machine,
         "interpreters": {
-            "python3.12": { "path": python.path, "version": python.version, "server_notice": notice },
+            py_rt: { "path": python.path, "version": python.version, "server_notice": notice },
             "nodejs20.x": { "path": node.path, "version": node.version },
-            "provided.al2023": { "path": bootstrap, "bare": "noop-bootstrap --exit" },
+            "provided.al2023": { "path": setup.bootstrap, "bare": "noop-bootstrap --exit" },
         },
         "cold_start": { "samples": samples, "results": cold_results.iter().map(|c| c.to_json()).collect::<Vec<Value>>() },
         "warm": {
             "duration_s": dur.as_secs_f64(),
             "results": warm_results.iter().map(|w| w.to_json()).collect::<Vec<Value>>(),
-            "floor": floor.as_ref().map(|f| f.to_json()),
+            "peers": floors.iter().map(|f| f.to_json()).collect::<Vec<Value>>(),
         },
-        "elapsed_s": (began.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        "boto3": sdk.as_ref().map(|(i, p, e)| json!({
+            "invoke_ms": i.to_json(), "get_account_settings_ms": p.to_json(), "errors": e,
+        })),
+        "async": {
+            "fdatasync_ms": fsync.as_ref().map(|s| s.to_json()),
+            "results": event_results.iter().map(|e| e.to_json()).collect::<Vec<Value>>(),
+        },
+        "headline": headline.iter().map(|h| (h.key.clone(), stats::round3(h.value))).collect::<serde_json::Map<String, Value>>(),
     });
-    let out = args
-        .out
-        .unwrap_or_else(|| repo_root().join("bench/results/latest.json"));
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&out, serde_json::to_string_pretty(&results)? + "\n")?;
-    std::fs::write(out.with_extension("md"), &md)?;
-    eprintln!(
-        "wrote {} ({:.1} s)",
-        out.display(),
-        began.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
-/// `/root/.pyenv/versions/3.11.7/bin/python3.11 -c 'import json'` → `python3.11 -c 'import json'`.
-fn short_cmd(full: &str) -> String {
-    let (prog, rest) = full.split_once(' ').unwrap_or((full, ""));
-    let base = prog.rsplit('/').next().unwrap_or(prog);
-    format!("{base} {rest}").trim().to_string()
+    Ok(Run { md, json, headline })
 }

@@ -77,3 +77,14 @@ pub fn ratio(a: f64, b: f64) -> f64 {
         f64::NAN
     }
 }
+
+/// The median (mean of the two middle samples for an even count).
+pub fn median(samples: &[f64]) -> f64 {
+    let mut s: Vec<f64> = samples.iter().copied().filter(|x| x.is_finite()).collect();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}

@@ -31,7 +31,16 @@ struct WorkerOut {
     done: Instant,
 }
 
-async fn worker(addr: SocketAddr, method: Method, path: String, until: Until) -> Result<WorkerOut> {
+/// Extra request headers, fixed for a whole load run.
+pub type Headers = &'static [(&'static str, &'static str)];
+
+async fn worker(
+    addr: SocketAddr,
+    method: Method,
+    path: String,
+    headers: Headers,
+    until: Until,
+) -> Result<WorkerOut> {
     let mut conn = Conn::connect(addr).await?;
     let mut out = WorkerOut {
         lat: Vec::with_capacity(4096),
@@ -53,7 +62,10 @@ async fn worker(addr: SocketAddr, method: Method, path: String, until: Until) ->
         }
         n += 1;
         let t0 = Instant::now();
-        match conn.send(method.clone(), &path, body.clone()).await {
+        match conn
+            .send_with(method.clone(), &path, headers, body.clone())
+            .await
+        {
             Ok(r) => {
                 let ms = t0.elapsed().as_secs_f64() * 1000.0;
                 if r.status.is_success() && !r.headers.contains_key("x-amz-function-error") {
@@ -76,22 +88,30 @@ async fn worker(addr: SocketAddr, method: Method, path: String, until: Until) ->
 }
 
 #[derive(Clone, Copy)]
-enum Until {
+pub enum Until {
     Deadline(Instant),
     Count(usize),
 }
 
-async fn load(
+/// `c` closed-loop workers, each on its own keep-alive connection.
+pub async fn load(
     addr: SocketAddr,
     method: Method,
     path: &str,
+    headers: Headers,
     c: usize,
     until: Until,
 ) -> Result<LoadResult> {
     let start = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..c {
-        set.spawn(worker(addr, method.clone(), path.to_string(), until));
+        set.spawn(worker(
+            addr,
+            method.clone(),
+            path.to_string(),
+            headers,
+            until,
+        ));
     }
     let mut res = LoadResult {
         ok: 0,
@@ -150,7 +170,9 @@ impl WarmResult {
     }
 }
 
+/// A peer of the warm invoke: the same client against an endpoint that does no work.
 pub struct Floor {
+    pub what: String,
     pub concurrency: usize,
     pub ok: usize,
     pub client: Summary,
@@ -160,7 +182,7 @@ pub struct Floor {
 impl Floor {
     pub fn to_json(&self) -> Value {
         json!({
-            "what": "GET /_nimbus/health with the same client (HTTP round trip floor)",
+            "what": self.what,
             "concurrency": self.concurrency,
             "requests_ok": self.ok,
             "client_ms": self.client.to_json(),
@@ -183,7 +205,7 @@ pub async fn run_function(
     let path = Server::invoke_path(function);
     let mut out = Vec::new();
     for &c in levels {
-        let w = load(server.api, Method::POST, &path, c, Until::Count(3)).await?;
+        let w = load(server.api, Method::POST, &path, &[], c, Until::Count(3)).await?;
         if w.errors > 0 {
             bail!(
                 "{function}: {} errors while warming up at concurrency {c}",
@@ -197,6 +219,7 @@ pub async fn run_function(
             server.api,
             Method::POST,
             &path,
+            &[],
             c,
             Until::Deadline(Instant::now() + dur),
         )
@@ -245,26 +268,28 @@ pub async fn run_function(
     Ok(out)
 }
 
-/// The round-trip floor: a trivial endpoint of the same server, same client.
-pub async fn floor(server: &Server, dur: Duration) -> Result<Floor> {
-    load(
-        server.api,
-        Method::GET,
-        "/_nimbus/health",
-        1,
-        Until::Count(10),
-    )
-    .await?;
+/// A round-trip floor: `method path` on `addr` with the same client, `c` workers.
+pub async fn floor(
+    what: &str,
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    c: usize,
+    dur: Duration,
+) -> Result<Floor> {
+    load(addr, method.clone(), path, &[], c, Until::Count(10)).await?;
     let r = load(
-        server.api,
-        Method::GET,
-        "/_nimbus/health",
-        1,
+        addr,
+        method,
+        path,
+        &[],
+        c,
         Until::Deadline(Instant::now() + dur),
     )
     .await?;
     Ok(Floor {
-        concurrency: 1,
+        what: what.to_string(),
+        concurrency: c,
         ok: r.ok,
         client: summarize(&r.latencies),
         throughput: r.ok as f64 / r.elapsed_s,

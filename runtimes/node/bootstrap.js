@@ -216,10 +216,36 @@ function patchConsole() {
     : (msg, err) => console.error(msg, toFormatted(intoError(err)));
 }
 
+/**
+ * process.stdout and process.stderr are created on first access, and creating
+ * one on a pipe costs about a millisecond. Note which ones exist, so that
+ * flushing output after an invocation that wrote nothing creates neither (it
+ * was a measurable part of every cold start; docs/BENCHMARKS.md). The original
+ * getter is put back on first access.
+ */
+const openedStreams = [];
+for (const name of ['stdout', 'stderr']) {
+  const desc = Object.getOwnPropertyDescriptor(process, name);
+  if (!desc || typeof desc.get !== 'function' || !desc.configurable) {
+    openedStreams.push(process[name]);
+    continue;
+  }
+  Object.defineProperty(process, name, {
+    configurable: true,
+    enumerable: desc.enumerable,
+    get() {
+      Object.defineProperty(process, name, desc);
+      const stream = desc.get.call(process);
+      openedStreams.push(stream);
+      return stream;
+    },
+  });
+}
+
 /** Resolves once stdout/stderr have handed everything written to the pipe. */
 function flushOutput() {
   const pending = [];
-  for (const stream of [process.stdout, process.stderr]) {
+  for (const stream of openedStreams) {
     if (stream.writableLength > 0 && !stream.destroyed) {
       pending.push(new Promise((resolve) => stream.write('', resolve)));
     }

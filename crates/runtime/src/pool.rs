@@ -424,7 +424,7 @@ impl Pool {
             code_dir: dep.code_dir.clone(),
             runtime_dir: s.runtime_dir.clone(),
             scratch_root: s.data_dir.join("instances"),
-            pycache_dir: s.data_dir.join("pycache").join(&cfg.code_sha256),
+            pycache_dir: s.data_dir.join("pycache"),
             region: s.region.clone(),
             interpreter: dep.interpreter.clone(),
             provisioned,

@@ -205,12 +205,14 @@ impl Driver {
             .stderr(Stdio::from(write_err))
             .kill_on_drop(false);
 
-        let procs_files: Vec<CString> = cgroup
+        // Per group: the file to write our pid into, and a fallback.
+        let cstr = |p: PathBuf| CString::new(p.as_os_str().as_bytes()).ok();
+        let attach_files: Vec<(CString, Option<CString>)> = cgroup
             .as_ref()
-            .map(|cg| cg.procs_files())
+            .map(|cg| cg.attach_files())
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|p| CString::new(p.as_os_str().as_bytes()).ok())
+            .filter_map(|(file, fallback)| Some((cstr(file)?, fallback.and_then(cstr))))
             .collect();
         let rlimit_data = if cgroup.is_none() {
             // Headroom for the interpreter's own mappings on top of the user's budget.
@@ -231,11 +233,22 @@ impl Driver {
                     // The server died between fork and prctl.
                     libc::_exit(1);
                 }
-                for path in &procs_files {
+                // The child is single-threaded here, so moving this thread moves the
+                // whole process (see `InstanceCgroup::attach_files`).
+                let attach = |path: &CString| {
                     let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                    if fd >= 0 {
-                        libc::write(fd, b"0\n".as_ptr().cast(), 2);
-                        libc::close(fd);
+                    if fd < 0 {
+                        return false;
+                    }
+                    let ok = libc::write(fd, b"0\n".as_ptr().cast(), 2) == 2;
+                    libc::close(fd);
+                    ok
+                };
+                for (file, fallback) in &attach_files {
+                    if !attach(file) {
+                        if let Some(f) = fallback {
+                            attach(f);
+                        }
                     }
                 }
                 let set = |res, v: u64| {
@@ -443,8 +456,26 @@ impl InstanceCgroup {
         }
     }
 
-    fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
+    /// Where the child writes `0` to join each group, with a fallback.
+    ///
+    /// On v1 that is `tasks`, not `cgroup.procs`: both move a single-threaded process
+    /// the same way, but a write to `cgroup.procs` migrates a thread group and takes
+    /// the global `cgroup_threadgroup_rwsem` for writing, which waits for an RCU
+    /// grace period: 5 to 15 ms on every spawn (docs/BENCHMARKS.md). The kernel skips
+    /// that lock when a task moves only its own thread, as a write of `0` to `tasks`
+    /// does: under 0.1 ms, measured on Linux 6.18 (a kernel that takes the lock anyway
+    /// costs what it did before). v2 has no such file for domain groups.
+    fn attach_files(&self) -> Vec<(PathBuf, Option<PathBuf>)> {
+        self.dirs
+            .iter()
+            .map(|d| {
+                if self.v2 {
+                    (d.join("cgroup.procs"), None)
+                } else {
+                    (d.join("tasks"), Some(d.join("cgroup.procs")))
+                }
+            })
+            .collect()
     }
 
     fn peak_bytes(&self) -> Option<u64> {
