@@ -1,22 +1,84 @@
-//! HTTP client for the server's API, shared by the client subcommands.
+//! HTTP client for the server's API, shared by the client subcommands. With an
+//! access key it signs every request with SigV4 (nimbus-auth's [`Signer`]), as a
+//! server started with `--credentials` requires.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use nimbus_auth::{Credentials, Signer};
 use serde_json::Value;
 
 pub struct Client {
     pub base: String,
     pub http: reqwest::Client,
+    /// Signers for the control API (`nimbus`) and the Lambda API (`lambda`).
+    signers: Option<(Signer, Signer)>,
+}
+
+/// The signing credentials: `--access-key`/`--secret-key` (or `NIMBUS_ACCESS_KEY`/
+/// `NIMBUS_SECRET_KEY`), else `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`; the
+/// region from `AWS_REGION`/`AWS_DEFAULT_REGION`. `None`: send unsigned.
+pub fn credentials(
+    access_key: Option<String>,
+    secret_key: Option<String>,
+) -> Result<Option<Credentials>> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let (key, secret) = match (access_key, secret_key) {
+        (Some(k), Some(s)) => (k, s),
+        (Some(_), None) => bail!("--access-key needs --secret-key (or NIMBUS_SECRET_KEY)"),
+        (None, Some(_)) => bail!("--secret-key needs --access-key (or NIMBUS_ACCESS_KEY)"),
+        (None, None) => match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+            (Some(k), Some(s)) => (k, s),
+            (None, None) => return Ok(None),
+            (Some(_), None) => bail!("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not"),
+            (None, Some(_)) => bail!("AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not"),
+        },
+    };
+    Ok(Some(Credentials::new(key, secret)))
 }
 
 impl Client {
-    pub fn new(endpoint: &str) -> Self {
+    pub fn new(endpoint: &str, credentials: Option<Credentials>) -> Self {
+        let region = std::env::var("AWS_REGION")
+            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+            .ok()
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| nimbus_core::DEFAULT_REGION.to_owned());
         Self {
             base: endpoint.trim_end_matches('/').to_string(),
             http: reqwest::Client::builder()
                 .tcp_nodelay(true)
                 .build()
                 .expect("http client"),
+            signers: credentials.map(|c| {
+                (
+                    Signer::new(c.clone(), &region, "nimbus"),
+                    Signer::new(c, &region, "lambda"),
+                )
+            }),
         }
+    }
+
+    /// Sign the request when the client has credentials. A body that is a stream
+    /// (code uploads) is signed as `UNSIGNED-PAYLOAD`.
+    fn sign(&self, req: &mut reqwest::Request) -> Result<()> {
+        let Some((control, lambda)) = &self.signers else {
+            return Ok(());
+        };
+        let uri: http::Uri = req.url().as_str().parse().context("request URL")?;
+        let signer = if uri.path().starts_with("/_nimbus/") {
+            control
+        } else {
+            lambda
+        };
+        let method = req.method().as_str().to_owned();
+        let body = req.body().map(|b| b.as_bytes().map(<[u8]>::to_vec));
+        let body = match body {
+            // A streamed body is not known up front.
+            Some(None) => None,
+            Some(Some(bytes)) => Some(bytes),
+            None => Some(Vec::new()),
+        };
+        signer.sign(&method, &uri, req.headers_mut(), body.as_deref());
+        Ok(())
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -25,7 +87,9 @@ impl Client {
 
     /// Send a request; a non-2xx answer becomes an error carrying the server's message.
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let resp = req.send().await.map_err(|e| {
+        let mut req = req.build().context("cannot build the request")?;
+        self.sign(&mut req)?;
+        let resp = self.http.execute(req).await.map_err(|e| {
             if e.is_connect() {
                 anyhow!(
                     "cannot reach the Nimbus server at {} (is `nimbus up` running?)",
@@ -54,10 +118,22 @@ impl Client {
                     .and_then(|m| m.as_str().map(str::to_string))
             })
             .unwrap_or(body);
-        if code.is_empty() {
-            Err(anyhow!("{msg} (HTTP {status})"))
-        } else {
-            Err(anyhow!("{code}: {msg}"))
+        match (code.as_str(), &self.signers) {
+            ("MissingAuthenticationTokenException", None) => Err(anyhow!(
+                "the server at {} requires signed requests: set AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY (or --access-key and --secret-key) to one of its \
+                 --credentials",
+                self.base
+            )),
+            ("UnrecognizedClientException" | "InvalidSignatureException", Some((signer, _))) => {
+                Err(anyhow!(
+                    "{code}: {msg} (signed with access key {}; check --access-key/--secret-key \
+                 or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)",
+                    signer.access_key_id()
+                ))
+            }
+            ("", _) => Err(anyhow!("{msg} (HTTP {status})")),
+            _ => Err(anyhow!("{code}: {msg}")),
         }
     }
 

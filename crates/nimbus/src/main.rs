@@ -24,6 +24,14 @@ struct Cli {
         default_value = "http://127.0.0.1:4566"
     )]
     endpoint: String,
+    /// Access key to sign requests with (client subcommands), for a server
+    /// started with --credentials. Falls back to AWS_ACCESS_KEY_ID. Without one,
+    /// requests go unsigned.
+    #[arg(long, global = true, env = "NIMBUS_ACCESS_KEY", hide_env_values = true)]
+    access_key: Option<String>,
+    /// Secret of --access-key. Falls back to AWS_SECRET_ACCESS_KEY.
+    #[arg(long, global = true, env = "NIMBUS_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,7 +61,14 @@ fn main() {
     let result = match cli.command {
         Command::Up(args) => server::run(args),
         other => {
-            let client = client::Client::new(&cli.endpoint);
+            let credentials = match client::credentials(cli.access_key, cli.secret_key) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::exit(2);
+                }
+            };
+            let client = client::Client::new(&cli.endpoint, credentials);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -37,6 +37,50 @@ pub struct UpArgs {
     /// Server log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Require AWS SigV4-signed requests on the API listener, accepting this
+    /// access key (repeatable): ACCESS_KEY:SECRET acts as the account root,
+    /// ACCESS_KEY:SECRET:USER as the IAM user USER. Keys from this flag, from
+    /// NIMBUS_CREDENTIALS (comma-separated) and from --credentials-file are all
+    /// accepted. Every route then needs a signature except GET /_nimbus/health.
+    /// Prefer the file or the variable: a flag's value shows in `ps`.
+    /// DEFAULT: NO CREDENTIALS, AND THE API ACCEPTS EVERY REQUEST, SIGNED OR NOT.
+    #[arg(long = "credentials", value_name = "KEY:SECRET[:USER]")]
+    credentials: Vec<nimbus_api::AccessKey>,
+    /// File of access keys to accept: one ACCESS_KEY:SECRET[:USER] per line;
+    /// blank lines and lines starting with # are ignored.
+    #[arg(long, env = "NIMBUS_CREDENTIALS_FILE", value_name = "PATH")]
+    credentials_file: Option<PathBuf>,
+}
+
+/// The access keys of `--credentials`, `NIMBUS_CREDENTIALS` and `--credentials-file`.
+fn auth_config(args: &UpArgs) -> Result<nimbus_api::AuthConfig> {
+    let mut keys = args.credentials.clone();
+    if let Ok(env) = std::env::var("NIMBUS_CREDENTIALS") {
+        for (i, entry) in env.split(',').map(str::trim).enumerate() {
+            if entry.is_empty() {
+                continue;
+            }
+            let key = entry
+                .parse()
+                .map_err(|e| anyhow::anyhow!("NIMBUS_CREDENTIALS entry {}: {e}", i + 1))?;
+            keys.push(key);
+        }
+    }
+    if let Some(path) = &args.credentials_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read credentials file {}", path.display()))?;
+        let parsed = nimbus_api::AuthConfig::parse_file(&text)
+            .map_err(|e| anyhow::anyhow!("credentials file {}: {e}", path.display()))?;
+        if parsed.is_empty() {
+            anyhow::bail!(
+                "credentials file {} has no access keys: refusing to start without \
+                 authentication when it was asked for",
+                path.display()
+            );
+        }
+        keys.extend(parsed);
+    }
+    nimbus_api::AuthConfig::new(keys).map_err(anyhow::Error::msg)
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -117,6 +161,7 @@ pub fn run(args: UpArgs) -> Result<i32> {
 }
 
 async fn serve(args: UpArgs) -> Result<i32> {
+    let auth = auth_config(&args)?;
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
@@ -170,10 +215,24 @@ async fn serve(args: UpArgs) -> Result<i32> {
     let api_addr = api_listener.local_addr()?;
     let gw_addr = gw_listener.local_addr()?;
 
+    let auth_summary = if auth.is_enabled() {
+        let n = auth.key_count();
+        format!("sigv4 ({n} access key{})", if n == 1 { "" } else { "s" })
+    } else {
+        "OFF (every request accepted, signed or not; see --credentials)".to_owned()
+    };
+    if !auth.is_enabled() && !api_addr.ip().is_loopback() {
+        tracing::warn!(
+            api = %api_addr,
+            "the API listens beyond loopback without credentials: anyone who reaches it \
+             can deploy and run code; start with --credentials"
+        );
+    }
+
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let api = axum::serve(
         api_listener,
-        nimbus_api::router(invoker.clone(), queue.clone()).into_make_service(),
+        nimbus_api::router(invoker.clone(), queue.clone(), auth).into_make_service(),
     )
     .with_graceful_shutdown(wait_stop(stop_rx.clone()));
     let gateway = axum::serve(gw_listener, gateway_router().into_make_service())
@@ -182,7 +241,7 @@ async fn serve(args: UpArgs) -> Result<i32> {
     let gw_task = tokio::spawn(async move { gateway.await });
 
     println!(
-        "nimbus ready: api http://{api_addr} gateway http://{gw_addr} data {} functions {} limits {}",
+        "nimbus ready: api http://{api_addr} gateway http://{gw_addr} data {} functions {} limits {} auth {auth_summary}",
         data_dir.display(),
         invoker.list().len(),
         pool.limits_mechanism()
