@@ -233,11 +233,6 @@ impl Verifier {
         }
     }
 
-    /// Whether `access_key_id` is one of the accepted keys.
-    pub fn knows(&self, access_key_id: &str) -> bool {
-        self.secrets.contains_key(access_key_id)
-    }
-
     /// Also canonicalise `service`'s paths with S3's rule (no normalisation, no
     /// second encoding). `s3`, `s3-object-lambda`, `s3express` and `s3-outposts`
     /// are preset.
