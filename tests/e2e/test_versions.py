@@ -253,3 +253,17 @@ def test_async_invoke_of_an_alias_runs_its_version(lam, tmp_path):
         recs = recs.get("invocations", recs) if isinstance(recs, dict) else recs
         return [x for x in recs if x.get("version") == "1"]
     wait_for(ran, timeout=30)
+
+
+def test_arns_use_the_requests_region_and_dry_run_knows_qualifiers(server):
+    lam = boto3.client("lambda", endpoint_url=server.api, region_name="eu-west-3",
+                       aws_access_key_id="test", aws_secret_access_key="test",
+                       config=Config(retries={"max_attempts": 0}))
+    c = create(lam, "ver-region", Publish=True)
+    assert c["FunctionArn"].startswith("arn:aws:lambda:eu-west-3:123456789012:function:ver-region")
+    a = lam.create_alias(FunctionName="ver-region", Name="live", FunctionVersion="1")
+    assert a["AliasArn"] == "arn:aws:lambda:eu-west-3:123456789012:function:ver-region:live"
+    assert lam.invoke(FunctionName="ver-region", Qualifier="live", InvocationType="DryRun")["StatusCode"] == 204
+    assert lam.invoke(FunctionName="ver-region", Qualifier="1", InvocationType="DryRun")["StatusCode"] == 204
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.invoke(FunctionName="ver-region", Qualifier="2", InvocationType="DryRun")

@@ -70,7 +70,7 @@ fn event_config_json(
     };
     let mut v = json!({
         "LastModified": c.last_modified_ms as f64 / 1000.0,
-        "FunctionArn": nimbus_core::function_arn(st.invoker.region(), function, Some(qualifier)),
+        "FunctionArn": nimbus_core::function_arn(&st.region(), function, Some(qualifier)),
         "DestinationConfig": { "OnSuccess": target(&c.on_success), "OnFailure": target(&c.on_failure) },
     });
     if let Some(r) = c.maximum_retry_attempts {
@@ -159,7 +159,7 @@ async fn get_event_invoke_config(
     if st.invoker.get(&function).is_none() {
         return Err(ApiError::not_found(format!(
             "Function not found: {}",
-            nimbus_core::function_arn(st.invoker.region(), &function, Some(&qualifier))
+            nimbus_core::function_arn(&st.region(), &function, Some(&qualifier))
         )));
     }
     let cfg = st
@@ -168,7 +168,7 @@ async fn get_event_invoke_config(
         .ok_or_else(|| {
             ApiError::not_found(format!(
                 "The function {} doesn't have an EventInvokeConfig",
-                nimbus_core::function_arn(st.invoker.region(), &function, Some(&qualifier))
+                nimbus_core::function_arn(&st.region(), &function, Some(&qualifier))
             ))
         })?;
     Ok(axum::Json(event_config_json(
@@ -197,7 +197,7 @@ async fn list_event_invoke_configs(
     if st.invoker.get(&function).is_none() {
         return Err(ApiError::not_found(format!(
             "Function not found: {}",
-            nimbus_core::function_arn(st.invoker.region(), &function, None)
+            nimbus_core::function_arn(&st.region(), &function, None)
         )));
     }
     let cfgs: Vec<_> = ["$LATEST"]
@@ -300,12 +300,10 @@ async fn invoke(
     let st_invoker = &st.invoker;
     if invocation_type == "DryRun" {
         // Validates the function and qualifier exist, runs nothing.
-        if st_invoker.get(&function).is_none()
-            || !matches!(qualifier.as_deref(), None | Some("$LATEST"))
-        {
+        if !st_invoker.qualifier_exists(&function, qualifier.as_deref()) {
             return Err(ApiError::not_found(format!(
                 "Function not found: {}",
-                nimbus_core::function_arn(st_invoker.region(), &function, qualifier.as_deref())
+                nimbus_core::function_arn(&st.region(), &function, qualifier.as_deref())
             )));
         }
         return Ok(StatusCode::NO_CONTENT.into_response());

@@ -84,7 +84,7 @@ pub(crate) fn version_configuration_json(
     version: &str,
 ) -> Value {
     let s = &c.spec;
-    let region = st.invoker.region();
+    let region = &st.region();
     let qualifier = (version != "$LATEST").then_some(version);
     let mut v = json!({
         "FunctionName": s.name,
@@ -121,7 +121,7 @@ pub(crate) fn version_configuration_json(
 fn not_found(st: &AppState, name: &str, qualifier: Option<&str>) -> ApiError {
     ApiError::not_found(format!(
         "Function not found: {}",
-        nimbus_core::function_arn(st.invoker.region(), name, qualifier)
+        nimbus_core::function_arn(&st.region(), name, qualifier)
     ))
 }
 

@@ -189,7 +189,7 @@ async fn list_versions(
 
 fn alias_json(st: &AppState, function: &str, a: &AliasConfig) -> Value {
     let mut v = json!({
-        "AliasArn": nimbus_core::function_arn(st.invoker.region(), function, Some(&a.name)),
+        "AliasArn": nimbus_core::function_arn(&st.region(), function, Some(&a.name)),
         "Name": a.name,
         "FunctionVersion": a.function_version,
         "Description": a.description,
@@ -365,7 +365,7 @@ async fn get_or_list_provisioned(
             .map(|p| {
                 let mut v = provisioned_json(p);
                 v["FunctionArn"] =
-                    nimbus_core::function_arn(st.invoker.region(), &function, Some(&p.qualifier))
+                    nimbus_core::function_arn(&st.region(), &function, Some(&p.qualifier))
                         .into();
                 (p.qualifier.clone(), v)
             })

@@ -36,6 +36,38 @@ pub struct AppState {
     pub queue: AsyncQueue,
 }
 
+tokio::task_local! {
+    /// The region of the request being handled (its SigV4 credential scope's).
+    static REQUEST_REGION: String;
+}
+
+impl AppState {
+    /// The region for ARNs in a response: the request's credential scope names it,
+    /// else the server's `--region`.
+    pub(crate) fn region(&self) -> String {
+        REQUEST_REGION
+            .try_with(|r| r.clone())
+            .unwrap_or_else(|_| self.invoker.region().to_string())
+    }
+}
+
+/// Run the handler with the request's region in scope (after authentication put the
+/// credential scope on the request).
+async fn region_scope(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let region = req
+        .extensions()
+        .get::<auth::RequestScope>()
+        .map(|s| s.region.clone())
+        .filter(|r| !r.is_empty());
+    match region {
+        Some(r) => REQUEST_REGION.scope(r, next.run(req)).await,
+        None => next.run(req).await,
+    }
+}
+
 /// The router for the API listener; `auth` says which SigV4 credentials every
 /// request must be signed with (none: accept everything).
 pub fn router(invoker: Invoker, queue: AsyncQueue, auth: AuthConfig) -> Router {
@@ -48,6 +80,7 @@ pub fn router(invoker: Invoker, queue: AsyncQueue, auth: AuthConfig) -> Router {
         .merge(sts::routes())
         .fallback(error::unknown_operation)
         .with_state(state)
+        .layer(axum::middleware::from_fn(region_scope))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(auth::Auth::from(auth)),
             auth::authenticate,
