@@ -365,8 +365,7 @@ async fn get_or_list_provisioned(
             .map(|p| {
                 let mut v = provisioned_json(p);
                 v["FunctionArn"] =
-                    nimbus_core::function_arn(&st.region(), &function, Some(&p.qualifier))
-                        .into();
+                    nimbus_core::function_arn(&st.region(), &function, Some(&p.qualifier)).into();
                 (p.qualifier.clone(), v)
             })
             .collect();
