@@ -21,6 +21,7 @@ mod lambda;
 mod lambda_functions;
 mod lambda_versions;
 mod nimbus;
+mod routes_api;
 pub mod sts;
 
 pub use auth::{AccessKey, AuthConfig};
@@ -77,6 +78,7 @@ pub fn router(invoker: Invoker, queue: AsyncQueue, auth: AuthConfig) -> Router {
         .merge(lambda::routes())
         .merge(lambda_functions::routes())
         .merge(lambda_versions::routes())
+        .merge(routes_api::routes())
         .merge(sts::routes())
         .fallback(error::unknown_operation)
         .with_state(state)

@@ -54,6 +54,9 @@ enum Command {
     Logs(commands::logs::Args),
     /// List invocation records.
     Invocations(commands::invocations::Args),
+    /// Manage gateway routes (METHOD /path -> function).
+    #[command(subcommand)]
+    Route(commands::route::Cmd),
 }
 
 fn main() {
@@ -82,6 +85,7 @@ fn main() {
                     Command::Rm(a) => commands::rm::run(&client, a).await,
                     Command::Logs(a) => commands::logs::run(&client, a).await,
                     Command::Invocations(a) => commands::invocations::run(&client, a).await,
+                    Command::Route(c) => commands::route::run(&client, c).await,
                     Command::Up(_) => unreachable!(),
                 }
             })

@@ -21,6 +21,9 @@ pub struct UpArgs {
     /// Gateway listener for user HTTP routes.
     #[arg(long, default_value = "127.0.0.1:8080")]
     gateway_listen: SocketAddr,
+    /// Gateway clients must send a request's whole head within this long (slowloris).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    gateway_header_timeout: Duration,
     /// Stop instances idle this long (e.g. 10m, 30s).
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     keep_alive: Duration,
@@ -168,6 +171,7 @@ async fn serve(args: UpArgs) -> Result<i32> {
     let data_dir = data_dir.canonicalize()?;
     let server_id = hex::encode(&sha2::Sha256::digest(data_dir.to_string_lossy().as_bytes())[..6]);
     let runtime_dir = install_runtimes(&data_dir).context("cannot install runtime bootstraps")?;
+    let gateway_api_id = server_id[..10].to_string();
 
     let db = Db::open(&data_dir.join("nimbus.db")).context("cannot open the database")?;
     let blobs = BlobStore::open(&data_dir).context("cannot open the code store")?;
@@ -229,16 +233,30 @@ async fn serve(args: UpArgs) -> Result<i32> {
         );
     }
 
+    let routes = nimbus_gateway::RouteTable::open(
+        &data_dir.join("nimbus.db"),
+        invoker.clone(),
+        format!("http://{gw_addr}"),
+    )
+    .context("cannot load gateway routes")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let api = axum::serve(
         api_listener,
-        nimbus_api::router(invoker.clone(), queue.clone(), auth).into_make_service(),
+        nimbus_api::router(invoker.clone(), queue.clone(), auth)
+            .layer(axum::Extension(routes.clone()))
+            .into_make_service(),
     )
     .with_graceful_shutdown(wait_stop(stop_rx.clone()));
-    let gateway = axum::serve(gw_listener, gateway_router().into_make_service())
-        .with_graceful_shutdown(wait_stop(stop_rx.clone()));
+    let gateway = nimbus_gateway::Gateway::new(
+        routes,
+        nimbus_gateway::GatewaySettings {
+            api_id: gateway_api_id,
+            header_read_timeout: args.gateway_header_timeout,
+            ..Default::default()
+        },
+    );
     let api_task = tokio::spawn(async move { api.await });
-    let gw_task = tokio::spawn(async move { gateway.await });
+    let gw_task = tokio::spawn(gateway.serve(gw_listener, wait_stop(stop_rx.clone())));
 
     println!(
         "nimbus ready: api http://{api_addr} gateway http://{gw_addr} data {} functions {} limits {} auth {auth_summary}",
@@ -283,16 +301,4 @@ async fn shutdown_signal() {
         _ = term.recv() => {},
         _ = int.recv() => {},
     }
-}
-
-/// The gateway listener. Routes are not configurable yet, so every request is the
-/// API Gateway answer for an unmatched route.
-fn gateway_router() -> axum::Router {
-    use axum::http::StatusCode;
-    axum::Router::new().fallback(|| async {
-        (
-            StatusCode::NOT_FOUND,
-            axum::Json(serde_json::json!({ "message": "Not Found" })),
-        )
-    })
 }

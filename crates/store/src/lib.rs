@@ -12,10 +12,12 @@
 mod blob;
 mod db;
 mod events;
+mod routes;
 
 pub use blob::{BlobStore, CodeBundle};
 pub use db::{Db, FunctionObject, LogLine, RecordQuery};
 pub use events::{EventStore, QueuedEvent};
+pub use routes::{RouteStore, StoredRoute};
 
 use std::path::PathBuf;
 

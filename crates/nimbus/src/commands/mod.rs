@@ -7,6 +7,7 @@ pub mod invoke;
 pub mod logs;
 pub mod ls;
 pub mod rm;
+pub mod route;
 
 /// `1.2 KB`, `3.4 MB`.
 pub fn human_bytes(n: u64) -> String {

@@ -1,0 +1,359 @@
+//! The gateway listener: hyper's auto connection builder (HTTP/1.1 keep-alive and
+//! h2c), a header-read timeout against slowloris, a body limit, graceful shutdown
+//! and one access-log line per request.
+
+use crate::event::{self, RequestInfo};
+use crate::matcher::Match;
+use crate::response::{self, Response};
+use crate::route::PayloadFormat;
+use crate::table::RouteTable;
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_LENGTH};
+use http::StatusCode;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use nimbus_core::Trigger;
+use nimbus_invoker::{Invocation, InvokeError};
+use std::borrow::Cow;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// API Gateway's request payload limit.
+pub const BODY_LIMIT: usize = 10 * 1024 * 1024;
+
+/// How the gateway listener behaves.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// The `apiId` events carry (10 characters, like AWS's).
+    pub api_id: String,
+    /// A client must send a request's whole head within this long.
+    pub header_read_timeout: Duration,
+    /// Largest request body; past it, 413.
+    pub body_limit: usize,
+    /// Largest request head (request line and headers); past it, 431.
+    pub max_header_bytes: usize,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            api_id: "nimbus0000".into(),
+            header_read_timeout: Duration::from_secs(10),
+            body_limit: BODY_LIMIT,
+            max_header_bytes: 64 * 1024,
+        }
+    }
+}
+
+struct Inner {
+    routes: RouteTable,
+    settings: GatewaySettings,
+    port: String,
+}
+
+/// The gateway: a route table served on a listener. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+impl Gateway {
+    pub fn new(routes: RouteTable, settings: GatewaySettings) -> Self {
+        let port = routes
+            .public_url()
+            .rsplit(':')
+            .next()
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+            .unwrap_or("80")
+            .to_string();
+        Self {
+            inner: Arc::new(Inner {
+                routes,
+                settings,
+                port,
+            }),
+        }
+    }
+
+    /// Serve `listener` until `shutdown` resolves, then stop accepting and wait for
+    /// the requests in flight to finish (callers bound the wait).
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .keep_alive(true)
+            .header_read_timeout(self.inner.settings.header_read_timeout)
+            .max_buf_size(self.inner.settings.max_header_bytes.max(8192));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(self.inner.settings.max_header_bytes as u32);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, don't spin.
+                        tracing::warn!(error = %e, "gateway accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let gw = self.clone();
+            let svc = hyper::service::service_fn(move |req| {
+                let gw = gw.clone();
+                async move { Ok::<_, std::convert::Infallible>(gw.handle(req, peer).await) }
+            });
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), svc)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, peer = %peer, "gateway connection ended");
+                }
+            });
+        }
+        drop(listener);
+        graceful.shutdown().await;
+    }
+
+    async fn handle(&self, req: http::Request<Incoming>, peer: SocketAddr) -> Response {
+        let started = Instant::now();
+        let request_id = crate::http_util::new_apigw_request_id();
+        let mut log = Access::default();
+        let mut resp = self.route(req, peer, &request_id, &mut log).await;
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("apigw-requestid", v);
+        }
+        tracing::info!(
+            target: "nimbus::gateway::access",
+            request_id = %request_id,
+            method = %log.method,
+            path = %log.path,
+            route = %log.route,
+            status = resp.status().as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            integration_ms = log.integration_ms,
+            function_request_id = %log.function_request_id,
+            "gateway request"
+        );
+        resp
+    }
+
+    async fn route(
+        &self,
+        req: http::Request<Incoming>,
+        peer: SocketAddr,
+        request_id: &str,
+        log: &mut Access,
+    ) -> Response {
+        let time_ms = nimbus_core::now_ms();
+        let (parts, body) = req.into_parts();
+        log.method = parts.method.to_string();
+        log.path = parts.uri.path().to_string();
+        let matcher = self.inner.routes.matcher();
+        let (route, params) = match matcher.find(&parts.method, parts.uri.path()) {
+            Match::Found { route, params } => (route.clone(), params),
+            Match::MethodNotAllowed(allow) => {
+                let mut r = response::message(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+                if let Ok(v) = HeaderValue::from_str(&allow) {
+                    r.headers_mut().insert(http::header::ALLOW, v);
+                }
+                return r;
+            }
+            Match::NotFound => return response::not_found(),
+        };
+        let route_key = route.route_key.to_string();
+        log.route = route_key.clone();
+
+        // The body, within the limit.
+        let limit = self.inner.settings.body_limit;
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return too_large();
+        }
+        let body: Bytes = match Limited::new(body, limit).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    return too_large();
+                }
+                tracing::debug!(error = %e, "gateway: client body read failed");
+                return response::message(StatusCode::BAD_REQUEST, "Bad Request");
+            }
+        };
+
+        // Headers as the event carries them, plus what API Gateway adds.
+        let source_ip = peer.ip().to_string();
+        let trace_id = parts
+            .headers
+            .get("x-amzn-trace-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(nimbus_invoker::new_trace_id);
+        let mut headers: Vec<(&str, Cow<str>)> = Vec::with_capacity(parts.headers.len() + 5);
+        let mut xff = None;
+        for name in parts.headers.keys() {
+            let n = name.as_str();
+            if n == "x-forwarded-for" || n == "x-forwarded-proto" || n == "x-forwarded-port" {
+                if n == "x-forwarded-for" {
+                    xff = parts.headers.get(name).map(|v| lossy(v.as_bytes()));
+                }
+                continue;
+            }
+            if n == "x-amzn-trace-id" {
+                continue;
+            }
+            for v in parts.headers.get_all(name) {
+                headers.push((n, lossy(v.as_bytes())));
+            }
+        }
+        let http1 = parts.version < http::Version::HTTP_2;
+        if !parts.headers.contains_key(http::header::HOST) {
+            if let Some(a) = parts.uri.authority() {
+                headers.push(("host", Cow::Borrowed(a.as_str())));
+            }
+        }
+        headers.push(("x-amzn-trace-id", Cow::Borrowed(trace_id.as_str())));
+        headers.push((
+            "x-forwarded-for",
+            match xff {
+                Some(prev) => Cow::Owned(format!("{prev}, {source_ip}")),
+                None => Cow::Borrowed(source_ip.as_str()),
+            },
+        ));
+        headers.push(("x-forwarded-port", Cow::Borrowed(self.inner.port.as_str())));
+        headers.push(("x-forwarded-proto", Cow::Borrowed("http")));
+
+        let resource = route.route_key.path().map_or("$default", |p| p.as_str());
+        let info = RequestInfo {
+            method: parts.method.as_str(),
+            raw_path: parts.uri.path(),
+            raw_query: parts.uri.query().unwrap_or(""),
+            protocol: protocol(parts.version),
+            headers: &headers,
+            http1,
+            source_ip: &source_ip,
+            request_id,
+            time_ms,
+            body: &body,
+            route_key: &route_key,
+            resource,
+            params: &params,
+            api_id: &self.inner.settings.api_id,
+            account_id: nimbus_core::ACCOUNT_ID,
+            stage: "$default",
+        };
+        let payload = match route.payload_format {
+            PayloadFormat::V1 => event::v1(&info),
+            PayloadFormat::V2 => event::v2(&info),
+        };
+        drop(headers);
+
+        // Run the function; past the integration timeout the client gets 504 and
+        // the invocation runs on (as behind API Gateway).
+        let invoker = self.inner.routes.invoker().clone();
+        let inv = Invocation {
+            function: route.function.clone(),
+            qualifier: route.qualifier.clone(),
+            payload: Bytes::from(payload),
+            trigger: Trigger::Http,
+            client_context: None,
+            trace_id: Some(trace_id),
+        };
+        let t0 = Instant::now();
+        let task = tokio::spawn(async move { invoker.invoke(inv).await });
+        let outcome = tokio::time::timeout(route.timeout(), task).await;
+        log.integration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        let result = match outcome {
+            Err(_) => {
+                return response::message(StatusCode::GATEWAY_TIMEOUT, "Endpoint request timed out")
+            }
+            Ok(Err(join)) => {
+                tracing::error!(error = %join, route = %route_key, "gateway invocation task failed");
+                return response::message(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal Server Error",
+                );
+            }
+            Ok(Ok(r)) => r,
+        };
+        match result {
+            Ok(res) => {
+                log.function_request_id = res.request_id.clone();
+                if res.function_error {
+                    return response::bad_gateway();
+                }
+                match response::from_function(route.payload_format, &res.payload) {
+                    Ok(r) => r,
+                    Err(why) => {
+                        tracing::warn!(
+                            route = %route_key,
+                            function = %route.function,
+                            function_request_id = %res.request_id,
+                            "malformed Lambda proxy response: {why}"
+                        );
+                        response::bad_gateway()
+                    }
+                }
+            }
+            Err(InvokeError::Throttled(_)) => {
+                response::message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")
+            }
+            Err(InvokeError::TooLarge { .. }) => too_large(),
+            Err(e @ (InvokeError::NotFound(_) | InvokeError::Missing { .. })) => {
+                // The route outlived its function (or alias): API Gateway answers 500.
+                tracing::warn!(route = %route_key, error = %e, "gateway route target is gone");
+                response::message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            }
+            Err(e) => {
+                tracing::error!(route = %route_key, error = %e, "gateway invocation failed");
+                response::message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            }
+        }
+    }
+}
+
+/// The access-log fields a request fills in as it goes.
+#[derive(Default)]
+struct Access {
+    method: String,
+    path: String,
+    route: String,
+    integration_ms: f64,
+    function_request_id: String,
+}
+
+fn too_large() -> Response {
+    response::message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+}
+
+fn protocol(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+fn lossy(b: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(b)
+}
