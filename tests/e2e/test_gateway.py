@@ -442,6 +442,16 @@ def test_slowloris_is_cut_off(gw):
     assert requests.get(f"{gw.gateway}/r/pets/dog/1").status_code == 200
 
 
+def test_silent_connection_is_closed(gw):
+    host, port = urlparse(gw.gateway).netloc.split(":")
+    s = socket.create_connection((host, int(port)))
+    s.settimeout(HEADER_TIMEOUT_S + 10)
+    t0 = time.time()
+    assert s.recv(100) == b""
+    assert time.time() - t0 < HEADER_TIMEOUT_S + 3
+    s.close()
+
+
 def test_keep_alive_reuses_the_connection(gw):
     conn = http.client.HTTPConnection(urlparse(gw.gateway).netloc, timeout=10)
     conn.connect()

@@ -93,6 +93,8 @@ impl Gateway {
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(self.inner.settings.max_header_bytes as u32);
+        let builder = Arc::new(builder);
+        let header_timeout = self.inner.settings.header_read_timeout;
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -115,12 +117,20 @@ impl Gateway {
                 let gw = gw.clone();
                 async move { Ok::<_, std::convert::Infallible>(gw.handle(req, peer).await) }
             });
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), svc)
-                .into_owned();
-            let conn = graceful.watch(conn);
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
+                // hyper's header timer starts once the protocol is known; a client that
+                // connects and sends nothing is cut off here instead.
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return,
+                }
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .into_owned();
+                if let Err(e) = watcher.watch(conn).await {
                     tracing::debug!(error = %e, peer = %peer, "gateway connection ended");
                 }
             });
