@@ -3,9 +3,11 @@
 //! It serves, on one port:
 //! * `GET /_nimbus/health` — 200 once the server is ready;
 //! * the Nimbus control API under `/_nimbus/` that the `nimbus` CLI uses
-//!   (code upload, deploy, list, get, delete, logs with follow, invocation records);
-//! * the AWS Lambda `Invoke` operation (`POST /2015-03-31/functions/{name}/invocations`)
-//!   with Lambda's headers and error shapes ([`error::ApiError`]);
+//!   (code upload, deploy, list, get, delete, logs with follow, invocation records,
+//!   gateway routes);
+//! * the AWS Lambda REST API: invoke, functions, versions, aliases, concurrency,
+//!   event-invoke configs, tags, with Lambda's headers and error shapes
+//!   ([`error::ApiError`]); every other Lambda operation answers 501 by name;
 //! * AWS STS on the query protocol at `/` ([`sts`]).
 //!
 //! Every request passes the SigV4 middleware ([`auth`]) first: with credentials
