@@ -7,9 +7,12 @@
 //! connection, client-side. The server's `init_ms` for the same request comes from
 //! its invocation record. The bare start is spawn-to-exit of the interpreter (or the
 //! bootstrap binary) doing nothing, measured right before or after (alternating) in
-//! the same round, so drift and background load hit both.
+//! the same round, so drift and background load hit both. Spawn-to-exit includes the
+//! interpreter's teardown, which a cold start does not pay, so a second, stricter peer
+//! is spawn-to-ready: the same program writing one byte to its stdout pipe after the
+//! same imports, timed to that byte.
 
-use crate::functions::{bare_start_ms, zip};
+use crate::functions::{bare_ready_ms, bare_start_ms, zip};
 use crate::http::Conn;
 use crate::server::{now_ms, Server};
 use crate::stats::{ratio, round3, summarize, Summary};
@@ -33,6 +36,8 @@ pub struct Target {
     pub bare_program: PathBuf,
     pub bare_args: Vec<String>,
     pub bare_label: String,
+    /// Arguments that make `bare_program` write one byte to stdout once ready.
+    pub ready_args: Vec<String>,
 }
 
 pub struct ColdResult {
@@ -41,6 +46,7 @@ pub struct ColdResult {
     pub client: Summary,
     pub init: Summary,
     pub bare: Summary,
+    pub ready: Summary,
     pub all_cold: bool,
     pub samples: usize,
 }
@@ -63,6 +69,8 @@ impl ColdResult {
             "client_ms": self.client.to_json(),
             "init_ms": self.init.to_json(),
             "bare_ms": self.bare.to_json(),
+            "bare_ready_ms": self.ready.to_json(),
+            "ratio_client_p50_over_ready_p50": round3(ratio(self.client.p50, self.ready.p50)),
             "ratio_client_p50_over_bare_p50": round3(ratio(self.client.p50, self.bare.p50)),
             "ratio_client_p99_over_bare_p99": round3(ratio(self.client.p99, self.bare.p99)),
             "ratio_init_p50_over_bare_p50": round3(ratio(self.init.p50, self.bare.p50)),
@@ -74,6 +82,7 @@ struct State {
     sha: String,
     client: Vec<f64>,
     bare: Vec<f64>,
+    ready: Vec<f64>,
     ids: Vec<String>,
     since: i64,
 }
@@ -113,6 +122,7 @@ pub async fn run(server: &Server, targets: &[Target], n: usize) -> Result<Vec<Co
             sha,
             client: Vec::new(),
             bare: Vec::new(),
+            ready: Vec::new(),
             ids: Vec::new(),
             since: now_ms(),
         });
@@ -157,6 +167,7 @@ pub async fn run(server: &Server, targets: &[Target], n: usize) -> Result<Vec<Co
             client: summarize(&s.client),
             init: summarize(&init),
             bare: summarize(&s.bare),
+            ready: summarize(&s.ready),
             all_cold,
             samples: s.ids.len(),
         });
@@ -168,6 +179,8 @@ pub async fn run(server: &Server, targets: &[Target], n: usize) -> Result<Vec<Co
 fn bare_sample(t: &Target, s: &mut State, home: &std::path::Path) -> Result<()> {
     let args: Vec<&str> = t.bare_args.iter().map(String::as_str).collect();
     s.bare.push(bare_start_ms(&t.bare_program, &args, home)?);
+    let ready: Vec<&str> = t.ready_args.iter().map(String::as_str).collect();
+    s.ready.push(bare_ready_ms(&t.bare_program, &ready, home)?);
     Ok(())
 }
 

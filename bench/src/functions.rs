@@ -111,12 +111,9 @@ pub fn noop_bootstrap() -> Result<PathBuf> {
     Ok(p)
 }
 
-/// Process spawn-to-exit time of `program args` in ms, with the clean environment an
-/// instance gets (PATH, LANG, TZ, HOME) and stdio on /dev/null.
-pub fn bare_start_ms(program: &Path, args: &[&str], home: &Path) -> Result<f64> {
-    let t0 = std::time::Instant::now();
-    let status = Command::new(program)
-        .args(args)
+fn bare_command(program: &Path, args: &[&str], home: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("LANG", "en_US.UTF-8")
@@ -124,7 +121,36 @@ pub fn bare_start_ms(program: &Path, args: &[&str], home: &Path) -> Result<f64> 
         .env("HOME", home)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// Spawn-to-first-stdout-byte time of `program args` in ms (the program writes one
+/// byte when it is ready); the process is then waited for, untimed.
+pub fn bare_ready_ms(program: &Path, args: &[&str], home: &Path) -> Result<f64> {
+    let t0 = std::time::Instant::now();
+    let mut child = bare_command(program, args, home)
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("run {}", program.display()))?;
+    let mut byte = [0u8; 1];
+    let n = std::io::Read::read(child.stdout.as_mut().expect("piped"), &mut byte)?;
+    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let status = child.wait()?;
+    anyhow::ensure!(
+        n == 1 && status.success(),
+        "{} {:?} did not write its ready byte: {status}",
+        program.display(),
+        args
+    );
+    Ok(ms)
+}
+
+/// Process spawn-to-exit time of `program args` in ms, with the clean environment an
+/// instance gets (PATH, LANG, TZ, HOME) and stdio on /dev/null.
+pub fn bare_start_ms(program: &Path, args: &[&str], home: &Path) -> Result<f64> {
+    let t0 = std::time::Instant::now();
+    let status = bare_command(program, args, home)
         .status()
         .with_context(|| format!("run {}", program.display()))?;
     let ms = t0.elapsed().as_secs_f64() * 1000.0;

@@ -5,7 +5,7 @@
 //!   fixed `200 null` from a blocking thread per connection (no parsing beyond
 //!   the head and `Content-Length`, no runtime, no routing). The round trip to it
 //!   with the benchmark's own client is the floor any HTTP service pays.
-//! * [`fsync_ms`]: append 200 bytes to a file in the server's data dir and
+//! * [`fsync_ms`]: write 200 bytes to a file in the server's data dir and
 //!   `fdatasync` it; the floor under "on disk before the 202".
 
 use crate::stats::{summarize, Summary};
@@ -72,22 +72,40 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
     }
 }
 
-/// `n` sequential append + `fdatasync` of 200 bytes in `dir`, in ms.
-pub fn fsync_ms(dir: &Path, n: usize) -> Result<Summary> {
+/// The durability floor, two ways, `n` samples each, in ms: a 200-byte write +
+/// `fdatasync` that overwrites a block of a preallocated file (what a reused SQLite WAL
+/// does in steady state: no metadata to journal), and the same as an append that
+/// grows the file (the size change must be journaled too).
+pub fn fsync_ms(dir: &Path, n: usize) -> Result<(Summary, Summary)> {
+    use std::os::unix::fs::FileExt;
     let path = dir.join("bench-fsync-probe");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)?;
     let rec = [b'x'; 200];
-    let mut out = Vec::with_capacity(n);
+    let block = 4096u64;
+    let blocks = 256u64;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)?;
+    f.write_all_at(&vec![0u8; (block * blocks) as usize], 0)?;
+    f.sync_all()?;
+    let mut overwrite = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        let t0 = Instant::now();
+        f.write_all_at(&rec, (i % blocks) * block)?;
+        f.sync_data()?;
+        overwrite.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    let mut append = Vec::with_capacity(n);
+    let mut f = std::fs::OpenOptions::new().append(true).open(&path)?;
     for _ in 0..n {
         let t0 = Instant::now();
         f.write_all(&rec)?;
         f.sync_data()?;
-        out.push(t0.elapsed().as_secs_f64() * 1000.0);
+        append.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
     drop(f);
     let _ = std::fs::remove_file(&path);
-    Ok(summarize(&out))
+    Ok((summarize(&overwrite), summarize(&append)))
 }

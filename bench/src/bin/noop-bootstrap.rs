@@ -4,8 +4,8 @@
 //! body `null`, over one persistent HTTP/1.1 connection to `$AWS_LAMBDA_RUNTIME_API`.
 //! Std only, so its own start-up cost is a bare process exec.
 //!
-//! `noop-bootstrap --exit` exits at once: the benchmark times that as the "bare start"
-//! of this same binary.
+//! `noop-bootstrap --exit` exits at once and `noop-bootstrap --ready` writes one byte
+//! to stdout first: the benchmark times those as the "bare start" of this same binary.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -117,6 +117,10 @@ fn bad(what: &str) -> std::io::Error {
 
 fn main() {
     if std::env::args().any(|a| a == "--exit") {
+        return;
+    }
+    if std::env::args().any(|a| a == "--ready") {
+        let _ = std::io::stdout().write_all(b".");
         return;
     }
     let api = match std::env::var("AWS_LAMBDA_RUNTIME_API") {
