@@ -1,0 +1,389 @@
+//! Reads the manifests serverless apps already have — the Serverless Framework's
+//! `serverless.yml` (v3/v4 syntax) and AWS SAM's `template.yaml` — into one
+//! normalised [`App`]: the functions, gateway routes and schedules that `nimbus
+//! deploy` creates, updates and prunes as one unit.
+//!
+//! Parsing is strict in the useful way (STYLE.md habit 5): every message names
+//! `file:line`. An unknown key is a warning, a key or event Nimbus recognises but
+//! does not run yet is reported as "not supported yet" and the rest of the app
+//! still loads, a wrong type or a missing handler file is an error and no app is
+//! returned.
+//!
+//! * [`yaml`]: YAML to a tree of nodes that keep their line and local tag;
+//! * [`vars`]: the Framework's `${…}` variables (`self:`, `opt:`, `sls:`, `env:`,
+//!   `file(…)`, `param:`);
+//! * [`serverless`] and [`sam`]: one interpreter per format; [`sam`] also evaluates
+//!   the intrinsic functions (`!Ref`, `!Sub`, `!GetAtt`, `!If`, `!Equals`, …);
+//! * [`schedule`]: the syntax check of `rate(…)`/`cron(…)` expressions done before
+//!   anything is deployed (the scheduler does the full check).
+//!
+//! The crate does no I/O beyond reading the manifest, files it names and checking
+//! that handler files exist; applying the app is the CLI's job.
+
+pub mod sam;
+pub mod schedule;
+pub mod serverless;
+pub mod vars;
+pub mod yaml;
+
+mod fields;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The function tag that records which app owns a function.
+pub const APP_TAG: &str = "nimbus:app";
+
+/// The manifest file names looked for in an app directory, in order.
+pub const MANIFEST_NAMES: &[&str] = &[
+    "serverless.yml",
+    "serverless.yaml",
+    "template.yaml",
+    "template.yml",
+];
+
+/// The manifest in `dir`, if there is one.
+pub fn find_manifest(dir: &Path) -> Option<PathBuf> {
+    MANIFEST_NAMES
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Serverless,
+    Sam,
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Serverless => "serverless.yml",
+            Format::Sam => "SAM template",
+        })
+    }
+}
+
+/// What the caller passes in from the command line and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--stage`.
+    pub stage: Option<String>,
+    /// `--region`; the Framework's `${opt:region}`.
+    pub region: Option<String>,
+    /// SAM `--stack-name` (default: the template directory's name).
+    pub stack_name: Option<String>,
+    /// `--parameter-overrides K=V`.
+    pub parameter_overrides: BTreeMap<String, String>,
+    /// The environment `${env:…}` reads.
+    pub env: BTreeMap<String, String>,
+}
+
+/// One app, normalised from either format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct App {
+    /// The owner name recorded on every resource: `<service>-<stage>` or the stack name.
+    pub name: String,
+    pub format: Format,
+    pub manifest: PathBuf,
+    /// The Framework's stage (`None` for SAM).
+    pub stage: Option<String>,
+    pub functions: Vec<Function>,
+    pub routes: Vec<Route>,
+    pub schedules: Vec<Schedule>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Function {
+    /// The name in the manifest (`functions.<key>` or the SAM logical id).
+    pub key: String,
+    /// The deployed name.
+    pub name: String,
+    pub runtime: String,
+    pub handler: String,
+    /// The directory packaged as the function's code.
+    pub code: PathBuf,
+    pub memory_mb: Option<u32>,
+    pub timeout_s: Option<u32>,
+    pub environment: BTreeMap<String, String>,
+    pub reserved_concurrency: Option<u32>,
+    pub provisioned_concurrency: u32,
+    pub description: String,
+    /// Async-invocation settings (retries, max age, destinations).
+    pub event_invoke: Option<EventInvoke>,
+    /// SAM `AutoPublishAlias`: publish a version on change and point this alias at
+    /// it; routes and schedules then target the alias.
+    pub alias: Option<String>,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventInvoke {
+    pub maximum_retry_attempts: Option<u32>,
+    pub maximum_event_age_s: Option<u32>,
+    /// Destination ARNs.
+    pub on_success: Option<String>,
+    pub on_failure: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// `GET /users/{id}`, `ANY /{proxy+}` or `$default`.
+    pub route_key: String,
+    /// The deployed function name.
+    pub function: String,
+    pub qualifier: Option<String>,
+    /// `1.0` (REST API, `http` / `Api` events) or `2.0` (HTTP API).
+    pub payload_format: String,
+    pub timeout_ms: Option<u64>,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    pub name: String,
+    pub expression: String,
+    pub function: String,
+    pub qualifier: Option<String>,
+    /// The event the function receives; `None`: EventBridge's scheduled event.
+    pub input: Option<serde_json::Value>,
+    pub timezone: Option<String>,
+    pub enabled: bool,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Error,
+    /// Recognised, but Nimbus does not run it yet: skipped, the rest deploys.
+    Unsupported,
+    Warning,
+}
+
+/// One message about the manifest, always with `file:line`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub level: Level,
+    pub file: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.level {
+            Level::Error => "error",
+            Level::Unsupported => "not supported yet",
+            Level::Warning => "warning",
+        };
+        write!(
+            f,
+            "{}:{}: {level}: {}",
+            self.file.display(),
+            self.line,
+            self.message
+        )
+    }
+}
+
+/// The messages collected while reading one manifest.
+#[derive(Debug, Clone)]
+pub struct Diags {
+    file: PathBuf,
+    pub list: Vec<Diagnostic>,
+}
+
+impl Diags {
+    pub fn new(file: &Path) -> Self {
+        Diags {
+            file: file.to_path_buf(),
+            list: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, level: Level, line: usize, message: String) {
+        self.list.push(Diagnostic {
+            level,
+            file: self.file.clone(),
+            line,
+            message,
+        });
+    }
+
+    pub fn error(&mut self, line: usize, message: impl Into<String>) {
+        self.push(Level::Error, line, message.into());
+    }
+
+    pub fn warn(&mut self, line: usize, message: impl Into<String>) {
+        self.push(Level::Warning, line, message.into());
+    }
+
+    pub fn unsupported(&mut self, line: usize, message: impl Into<String>) {
+        self.push(Level::Unsupported, line, message.into());
+    }
+
+    /// The manifest the messages are about.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.list.iter().any(|d| d.level == Level::Error)
+    }
+}
+
+/// The result of [`load`]: the app when there was no error, and every message.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub app: Option<App>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.level == Level::Error)
+    }
+}
+
+/// Read the manifest at `path` (shown in messages as given). The format comes from
+/// the content: `service:` is the Framework's, `Resources:`/`Transform:` SAM's.
+pub fn load(path: &Path, opts: &Options) -> Loaded {
+    let mut d = Diags::new(path);
+    let app = load_inner(path, opts, &mut d);
+    let mut diagnostics = d.list;
+    diagnostics.sort_by_key(|x| (x.level, x.line));
+    let app = if diagnostics.iter().any(|x| x.level == Level::Error) {
+        None
+    } else {
+        app
+    };
+    Loaded { app, diagnostics }
+}
+
+fn load_inner(path: &Path, opts: &Options, d: &mut Diags) -> Option<App> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            d.error(0, format!("cannot read the manifest: {e}"));
+            return None;
+        }
+    };
+    let root = match yaml::parse(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            d.error(e.pos.line, format!("invalid YAML: {}", e.message));
+            return None;
+        }
+    };
+    if root.as_map().is_none() {
+        d.error(
+            root.pos.line,
+            format!("the manifest must be a mapping, found {}", root.kind()),
+        );
+        return None;
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if root.get("service").is_some() {
+        serverless::interpret(&root, dir, opts, d)
+    } else if root.get("Resources").is_some() || root.get("Transform").is_some() {
+        sam::interpret(&root, dir, opts, d)
+    } else {
+        d.error(
+            1,
+            "neither a serverless.yml (no `service:`) nor a SAM template (no `Resources:`)",
+        );
+        None
+    }
+}
+
+/// Lambda's function-name rule.
+pub(crate) fn valid_function_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Check that the handler's file exists under the code directory
+/// (`src/app.handler` → `src/app.py` for Python, `.js`/`.mjs`/`.cjs` for Node).
+pub(crate) fn handler_file_problem(runtime: &str, handler: &str, code: &Path) -> Option<String> {
+    if runtime.starts_with("provided") {
+        return None;
+    }
+    let Some((module, _func)) = handler.rsplit_once('.') else {
+        return Some(format!(
+            "handler {handler:?} must be file.function (for example app.handler)"
+        ));
+    };
+    let candidates: Vec<PathBuf> = if runtime.starts_with("python") {
+        vec![
+            code.join(format!("{module}.py")),
+            code.join(module).join("__init__.py"),
+        ]
+    } else if runtime.starts_with("nodejs") {
+        ["js", "mjs", "cjs"]
+            .iter()
+            .map(|e| code.join(format!("{module}.{e}")))
+            .collect()
+    } else {
+        return None;
+    };
+    if candidates.iter().any(|c| c.is_file()) {
+        None
+    } else {
+        Some(format!(
+            "handler file {} does not exist",
+            candidates[0].display()
+        ))
+    }
+}
+
+/// `--parameter-overrides` items: `K=V` or SAM's `ParameterKey=K,ParameterValue=V`.
+pub fn parse_parameter_overrides(items: &[String]) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for item in items {
+        if let Some(rest) = item.strip_prefix("ParameterKey=") {
+            let Some((k, v)) = rest.split_once(",ParameterValue=") else {
+                return Err(format!(
+                    "{item:?}: expected ParameterKey=K,ParameterValue=V"
+                ));
+            };
+            out.insert(k.to_string(), v.to_string());
+        } else if let Some((k, v)) = item.split_once('=') {
+            out.insert(k.to_string(), v.to_string());
+        } else {
+            return Err(format!("{item:?}: expected KEY=VALUE"));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_overrides_both_forms() {
+        let o =
+            parse_parameter_overrides(&["A=1".into(), "ParameterKey=B,ParameterValue=x=y".into()])
+                .unwrap();
+        assert_eq!(o["A"], "1");
+        assert_eq!(o["B"], "x=y");
+        assert!(parse_parameter_overrides(&["nope".into()]).is_err());
+    }
+
+    #[test]
+    fn diagnostic_display() {
+        let mut d = Diags::new(Path::new("app/serverless.yml"));
+        d.warn(7, "unknown key 'functions.a.memorySiz'");
+        assert_eq!(
+            d.list[0].to_string(),
+            "app/serverless.yml:7: warning: unknown key 'functions.a.memorySiz'"
+        );
+    }
+}

@@ -1,0 +1,1415 @@
+//! AWS SAM `template.yaml` into an [`App`].
+//!
+//! The app is the stack: `--stack-name`, else the template directory's name.
+//! `AWS::Serverless::Function` resources become functions named
+//! `<stack>-<LogicalId>` (or their `FunctionName`), with `Globals.Function` as
+//! defaults; their `Api` events become payload-1.0 routes, `HttpApi` events
+//! payload-2.0 routes (or `PayloadFormatVersion`), `Schedule`/`ScheduleV2` events
+//! schedules named `<function>-<EventName>` (or their `Name`).
+//!
+//! Intrinsic functions are evaluated for what Nimbus knows, in short (`!Ref`) and
+//! long (`Fn::Sub`) form: `Ref` (parameters, pseudo parameters, functions),
+//! `Fn::Sub`, `Fn::GetAtt` (`<Function>.Arn`), `Fn::If` with `Conditions`
+//! (`Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`, `Condition`), `Fn::Join`,
+//! `Fn::Select`, `Fn::Split`, and `AWS::NoValue`.
+
+use crate::fields::{self, fields, join, Field};
+use crate::serverless::{check_duplicate_routes, json_input};
+use crate::yaml::{Node, Pos, Value};
+use crate::{
+    handler_file_problem, valid_function_name, App, Diags, EventInvoke, Format, Function, Options,
+    Route, Schedule,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+pub const TRANSFORM: &str = "AWS::Serverless-2016-10-31";
+
+const TOP: &[&str] = &[
+    "AWSTemplateFormatVersion",
+    "Transform",
+    "Description",
+    "Metadata",
+    "Parameters",
+    "Mappings",
+    "Conditions",
+    "Globals",
+    "Resources",
+    "Outputs",
+    "Rules",
+];
+
+const FUNCTION: &[&str] = &[
+    "CodeUri",
+    "Handler",
+    "Runtime",
+    "MemorySize",
+    "Timeout",
+    "Environment",
+    "ReservedConcurrentExecutions",
+    "ProvisionedConcurrencyConfig",
+    "AutoPublishAlias",
+    "FunctionUrlConfig",
+    "EventInvokeConfig",
+    "Events",
+    "FunctionName",
+    "Description",
+    // Accepted without effect (no IAM, one host).
+    "Policies",
+    "Role",
+    "Architectures",
+    "Tags",
+    "Tracing",
+    "PackageType",
+    "DeploymentPreference",
+    "AutoPublishCodeSha256",
+    // Recognised, not run yet.
+    "Layers",
+    "VpcConfig",
+    "InlineCode",
+    "ImageUri",
+    "DeadLetterQueue",
+    "FileSystemConfigs",
+    "SnapStart",
+    "KmsKeyArn",
+    "RuntimeManagementConfig",
+    "LoggingConfig",
+    "EphemeralStorage",
+];
+const FUNCTION_UNSUPPORTED: &[&str] = &[
+    "Layers",
+    "VpcConfig",
+    "InlineCode",
+    "ImageUri",
+    "DeadLetterQueue",
+    "FileSystemConfigs",
+    "SnapStart",
+    "KmsKeyArn",
+    "DeploymentPreference",
+];
+
+/// What an intrinsic evaluates against.
+struct Eval<'a> {
+    params: BTreeMap<String, Node>,
+    conditions: Option<&'a Node>,
+    /// Logical id → (type, deployed function name when a function).
+    resources: HashMap<String, (String, Option<String>)>,
+    stack: String,
+    region: String,
+    cond_cache: std::cell::RefCell<HashMap<String, bool>>,
+}
+
+type EvalResult = Result<Option<Node>, (usize, String)>;
+
+const INTRINSICS: &[&str] = &[
+    "Ref",
+    "Sub",
+    "GetAtt",
+    "If",
+    "Equals",
+    "Not",
+    "And",
+    "Or",
+    "Join",
+    "Select",
+    "Split",
+    "Condition",
+    "FindInMap",
+    "Base64",
+    "GetAZs",
+    "ImportValue",
+    "Cidr",
+    "Length",
+    "ToJsonString",
+];
+
+/// The intrinsic a node is, with its argument: `!Ref X` or `{Ref: X}`, `{Fn::Sub: …}`.
+fn intrinsic(n: &Node) -> Option<(String, Node)> {
+    if let Some(t) = &n.tag {
+        if INTRINSICS.contains(&t.as_str()) {
+            let mut arg = n.clone();
+            arg.tag = None;
+            return Some((t.clone(), arg));
+        }
+    }
+    let m = n.as_map()?;
+    if m.len() != 1 {
+        return None;
+    }
+    let key = m[0].0.as_str()?;
+    let name = if key == "Ref" {
+        "Ref"
+    } else {
+        key.strip_prefix("Fn::")?
+    };
+    if !INTRINSICS.contains(&name) || name == "Condition" {
+        return None;
+    }
+    Some((name.to_string(), m[0].1.clone()))
+}
+
+impl Eval<'_> {
+    /// Evaluate every intrinsic in `n`; `None` is `AWS::NoValue` (the key goes away).
+    fn node(&self, n: &Node, d: &mut Diags) -> EvalResult {
+        if let Some((f, arg)) = intrinsic(n) {
+            let out = self.call(&f, &arg, n.pos, d)?;
+            return Ok(out.map(|mut o| {
+                o.pos = n.pos;
+                o
+            }));
+        }
+        Ok(Some(match &n.value {
+            Value::Seq(items) => {
+                let mut out = Vec::new();
+                for i in items {
+                    if let Some(v) = self.node(i, d)? {
+                        out.push(v);
+                    }
+                }
+                Node::new(Value::Seq(out), n.pos)
+            }
+            Value::Map(entries) => {
+                let mut out = Vec::new();
+                for (k, v) in entries {
+                    if let Some(v) = self.node(v, d)? {
+                        out.push((k.clone(), v));
+                    }
+                }
+                Node::new(Value::Map(out), n.pos)
+            }
+            _ => n.clone(),
+        }))
+    }
+
+    fn value(&self, n: &Node, d: &mut Diags) -> Result<Node, (usize, String)> {
+        self.node(n, d)?
+            .ok_or((n.pos.line, "AWS::NoValue is not allowed here".into()))
+    }
+
+    fn text(&self, n: &Node, what: &str, d: &mut Diags) -> Result<String, (usize, String)> {
+        let v = self.value(n, d)?;
+        v.scalar_text().ok_or((
+            n.pos.line,
+            format!("{what} needs a string, found {}", v.kind()),
+        ))
+    }
+
+    fn list(&self, n: &Node, what: &str, len: Option<usize>) -> Result<Vec<Node>, (usize, String)> {
+        match n.as_seq() {
+            Some(s) if len.is_none_or(|l| l == s.len()) => Ok(s.to_vec()),
+            _ => Err((
+                n.pos.line,
+                match len {
+                    Some(l) => format!("{what} needs a list of {l}"),
+                    None => format!("{what} needs a list"),
+                },
+            )),
+        }
+    }
+
+    fn call(&self, f: &str, arg: &Node, pos: Pos, d: &mut Diags) -> EvalResult {
+        let line = pos.line;
+        match f {
+            "Ref" => {
+                let name = self.text(arg, "!Ref", d)?;
+                self.reference(&name, line, d).map(|o| o.map(|s| s))
+            }
+            "GetAtt" => {
+                let (res, attr) = match &arg.value {
+                    Value::Str(s) => match s.split_once('.') {
+                        Some((r, a)) => (r.to_string(), a.to_string()),
+                        None => {
+                            return Err((line, format!("!GetAtt {s}: expected Resource.Attribute")))
+                        }
+                    },
+                    _ => {
+                        let l = self.list(arg, "!GetAtt", Some(2))?;
+                        (
+                            self.text(&l[0], "!GetAtt", d)?,
+                            self.text(&l[1], "!GetAtt", d)?,
+                        )
+                    }
+                };
+                self.get_att(&res, &attr, line)
+                    .map(|s| Some(Node::str(s, pos)))
+            }
+            "Sub" => {
+                let (template, vars) = match &arg.value {
+                    Value::Seq(items) if items.len() == 2 => {
+                        let mut vars = BTreeMap::new();
+                        for (k, v) in items[1].as_map().unwrap_or(&[]) {
+                            vars.insert(
+                                k.scalar_text().unwrap_or_default(),
+                                self.text(v, "!Sub variable", d)?,
+                            );
+                        }
+                        (self.text(&items[0], "!Sub", d)?, vars)
+                    }
+                    _ => (self.text(arg, "!Sub", d)?, BTreeMap::new()),
+                };
+                self.sub(&template, &vars, line, d)
+                    .map(|s| Some(Node::str(s, pos)))
+            }
+            "If" => {
+                let l = self.list(arg, "!If", Some(3))?;
+                let cond = self.text(&l[0], "!If condition", d)?;
+                let branch = if self.condition(&cond, line, d)? {
+                    &l[1]
+                } else {
+                    &l[2]
+                };
+                self.node(branch, d)
+            }
+            "Equals" | "Not" | "And" | "Or" => {
+                let b = self.boolean(f, arg, d)?;
+                Ok(Some(Node::new(Value::Bool(b), pos)))
+            }
+            "Join" => {
+                let l = self.list(arg, "!Join", Some(2))?;
+                let sep = self.text(&l[0], "!Join delimiter", d)?;
+                let items = self.value(&l[1], d)?;
+                let items = self.list(&items, "!Join", None)?;
+                let mut parts = Vec::new();
+                for i in &items {
+                    parts.push(self.text(i, "!Join item", d)?);
+                }
+                Ok(Some(Node::str(parts.join(&sep), pos)))
+            }
+            "Select" => {
+                let l = self.list(arg, "!Select", Some(2))?;
+                let idx: usize = self
+                    .text(&l[0], "!Select index", d)?
+                    .parse()
+                    .map_err(|_| (line, "!Select index must be a number".to_string()))?;
+                let items = self.value(&l[1], d)?;
+                let items = self.list(&items, "!Select", None)?;
+                let item = items
+                    .get(idx)
+                    .ok_or((line, format!("!Select index {idx} is out of range")))?;
+                self.node(item, d)
+            }
+            "Split" => {
+                let l = self.list(arg, "!Split", Some(2))?;
+                let sep = self.text(&l[0], "!Split delimiter", d)?;
+                let s = self.text(&l[1], "!Split", d)?;
+                Ok(Some(Node::new(
+                    Value::Seq(s.split(sep.as_str()).map(|p| Node::str(p, pos)).collect()),
+                    pos,
+                )))
+            }
+            other => Err((line, format!("!{other} is not supported yet"))),
+        }
+    }
+
+    fn reference(&self, name: &str, line: usize, d: &mut Diags) -> EvalResult {
+        let pos = Pos { line, col: 1 };
+        let s = |v: &str| Ok(Some(Node::str(v, pos)));
+        match name {
+            "AWS::Region" => return s(&self.region),
+            "AWS::AccountId" => return s(nimbus_core::ACCOUNT_ID),
+            "AWS::StackName" => return s(&self.stack),
+            "AWS::Partition" => return s("aws"),
+            "AWS::URLSuffix" => return s("amazonaws.com"),
+            "AWS::StackId" => {
+                return s(&format!(
+                    "arn:aws:cloudformation:{}:{}:stack/{}/nimbus",
+                    self.region,
+                    nimbus_core::ACCOUNT_ID,
+                    self.stack
+                ))
+            }
+            "AWS::NoValue" => return Ok(None),
+            _ => {}
+        }
+        if let Some(v) = self.params.get(name) {
+            return Ok(Some(v.clone()));
+        }
+        match self.resources.get(name) {
+            Some((_, Some(fname))) => s(fname),
+            Some((ty, None)) => {
+                d.unsupported(
+                    line,
+                    format!("!Ref {name}: {ty} is not supported yet; it resolves to {name:?}"),
+                );
+                s(name)
+            }
+            None => Err((line, format!("!Ref {name}: no such parameter or resource"))),
+        }
+    }
+
+    fn get_att(&self, res: &str, attr: &str, line: usize) -> Result<String, (usize, String)> {
+        match (self.resources.get(res), attr) {
+            (Some((_, Some(fname))), "Arn") => {
+                Ok(nimbus_core::function_arn(&self.region, fname, None))
+            }
+            (Some((ty, _)), _) => Err((
+                line,
+                format!("!GetAtt {res}.{attr}: not supported yet for {ty}"),
+            )),
+            (None, _) => Err((line, format!("!GetAtt {res}.{attr}: no such resource"))),
+        }
+    }
+
+    fn sub(
+        &self,
+        t: &str,
+        vars: &BTreeMap<String, String>,
+        line: usize,
+        d: &mut Diags,
+    ) -> Result<String, (usize, String)> {
+        let mut out = String::new();
+        let mut rest = t;
+        while let Some(i) = rest.find("${") {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 2..];
+            if let Some(lit) = after.strip_prefix('!') {
+                // `${!Literal}` writes `${Literal}`.
+                out.push_str("${");
+                rest = lit;
+                continue;
+            }
+            let end = after
+                .find('}')
+                .ok_or((line, format!("!Sub {t:?}: unclosed ${{")))?;
+            let name = after[..end].trim();
+            let v = if let Some(v) = vars.get(name) {
+                v.clone()
+            } else if let Some((r, a)) = name.split_once('.').filter(|_| !name.starts_with("AWS::"))
+            {
+                self.get_att(r, a, line)?
+            } else {
+                self.reference(name, line, d)?
+                    .and_then(|n| n.scalar_text())
+                    .ok_or((line, format!("!Sub ${{{name}}} is not a string")))?
+            };
+            out.push_str(&v);
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    fn boolean(&self, f: &str, arg: &Node, d: &mut Diags) -> Result<bool, (usize, String)> {
+        match f {
+            "Equals" => {
+                let l = self.list(arg, "!Equals", Some(2))?;
+                let a = self.value(&l[0], d)?;
+                let b = self.value(&l[1], d)?;
+                Ok(
+                    a.scalar_text() == b.scalar_text() && a.scalar_text().is_some()
+                        || (a.scalar_text().is_none() && a.value == b.value),
+                )
+            }
+            "Not" => {
+                let l = self.list(arg, "!Not", Some(1))?;
+                Ok(!self.cond_node(&l[0], d)?)
+            }
+            "And" => {
+                let mut all = true;
+                for c in self.list(arg, "!And", None)? {
+                    all &= self.cond_node(&c, d)?;
+                }
+                Ok(all)
+            }
+            "Or" => {
+                let mut any = false;
+                for c in self.list(arg, "!Or", None)? {
+                    any |= self.cond_node(&c, d)?;
+                }
+                Ok(any)
+            }
+            _ => Err((arg.pos.line, format!("!{f} is not a condition function"))),
+        }
+    }
+
+    /// A condition expression: `!Equals`, `!Not`, …, `{Condition: Name}`, `!Condition Name`.
+    fn cond_node(&self, n: &Node, d: &mut Diags) -> Result<bool, (usize, String)> {
+        if n.tag.as_deref() == Some("Condition") {
+            return self.condition(n.as_str().unwrap_or(""), n.pos.line, d);
+        }
+        if let Some(c) = n.get("Condition").and_then(Node::as_str) {
+            if n.as_map().is_some_and(|m| m.len() == 1) {
+                return self.condition(c, n.pos.line, d);
+            }
+        }
+        if let Some((f, arg)) = intrinsic(n) {
+            if matches!(f.as_str(), "Equals" | "Not" | "And" | "Or") {
+                return self.boolean(&f, &arg, d);
+            }
+        }
+        match self.value(n, d)?.value {
+            Value::Bool(b) => Ok(b),
+            _ => Err((
+                n.pos.line,
+                "a condition must be !Equals, !Not, !And, !Or or !Condition".into(),
+            )),
+        }
+    }
+
+    fn condition(&self, name: &str, line: usize, d: &mut Diags) -> Result<bool, (usize, String)> {
+        if let Some(b) = self.cond_cache.borrow().get(name) {
+            return Ok(*b);
+        }
+        let node = self.conditions.and_then(|c| c.get(name)).ok_or((
+            line,
+            format!("condition {name:?} is not defined in Conditions"),
+        ))?;
+        // A cycle shows as a missing entry while it is being evaluated.
+        self.cond_cache.borrow_mut().insert(name.to_string(), false);
+        let b = self.cond_node(node, d)?;
+        self.cond_cache.borrow_mut().insert(name.to_string(), b);
+        Ok(b)
+    }
+}
+
+pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) -> Option<App> {
+    let top = fields(d, root, "", TOP)?;
+    match top.get("Transform") {
+        Some(t) => {
+            let ok = match &t.val.value {
+                Value::Str(s) => s == TRANSFORM,
+                Value::Seq(items) => items.iter().any(|i| i.as_str() == Some(TRANSFORM)),
+                _ => false,
+            };
+            if !ok {
+                d.error(t.line(), format!("Transform must be {TRANSFORM}"));
+            }
+        }
+        None => d.error(
+            1,
+            format!("Transform: {TRANSFORM} is required (this is not a SAM template)"),
+        ),
+    }
+    if let Some(f) = top.get("Mappings") {
+        d.unsupported(f.line(), "Mappings (and !FindInMap)");
+    }
+    let stack = opts.stack_name.clone().unwrap_or_else(|| {
+        let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        sanitize(
+            &abs.file_name()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_else(|| "app".into()),
+        )
+    });
+    if opts.stage.is_some() {
+        d.warn(
+            1,
+            "--stage applies to serverless.yml; a SAM template takes --parameter-overrides",
+        );
+    }
+    let region = opts
+        .region
+        .clone()
+        .unwrap_or_else(|| nimbus_core::DEFAULT_REGION.to_string());
+
+    // Parameters, with overrides.
+    let mut params = BTreeMap::new();
+    if let Some(pf) = top.get("Parameters") {
+        if let Some(pmap) = pf.val.as_map() {
+            for (k, v) in pmap {
+                let name = k.scalar_text().unwrap_or_default();
+                let path = format!("Parameters.{name}");
+                let Some(f) = fields(
+                    d,
+                    v,
+                    &path,
+                    &[
+                        "Type",
+                        "Default",
+                        "AllowedValues",
+                        "AllowedPattern",
+                        "Description",
+                        "ConstraintDescription",
+                        "MinLength",
+                        "MaxLength",
+                        "MinValue",
+                        "MaxValue",
+                        "NoEcho",
+                    ],
+                ) else {
+                    continue;
+                };
+                let ty = f
+                    .get("Type")
+                    .and_then(|t| t.val.scalar_text())
+                    .unwrap_or_else(|| "String".into());
+                let value = match opts.parameter_overrides.get(&name) {
+                    Some(v) => Some(v.clone()),
+                    None => f.get("Default").and_then(|x| x.val.scalar_text()),
+                };
+                let Some(value) = value else {
+                    d.error(
+                        k.pos.line,
+                        format!("parameter {name} has no Default; give it with --parameter-overrides {name}=VALUE"),
+                    );
+                    continue;
+                };
+                if let Some(allowed) = f.get("AllowedValues").and_then(|a| a.val.as_seq()) {
+                    let allowed: Vec<String> =
+                        allowed.iter().filter_map(Node::scalar_text).collect();
+                    if !allowed.contains(&value) {
+                        d.error(
+                            k.pos.line,
+                            format!("parameter {name}: {value:?} is not one of {allowed:?}"),
+                        );
+                    }
+                }
+                let node = if ty == "CommaDelimitedList" || ty.starts_with("List<") {
+                    Node::new(
+                        Value::Seq(
+                            value
+                                .split(',')
+                                .map(|s| Node::str(s.trim(), k.pos))
+                                .collect(),
+                        ),
+                        k.pos,
+                    )
+                } else {
+                    Node::str(value, k.pos)
+                };
+                params.insert(name, node);
+            }
+        } else if !pf.val.is_null() {
+            d.error(pf.line(), "Parameters must be a mapping");
+        }
+    }
+    for name in opts.parameter_overrides.keys() {
+        if !params.contains_key(name) {
+            d.warn(
+                1,
+                format!("--parameter-overrides {name}: the template has no such parameter"),
+            );
+        }
+    }
+
+    let Some(resources) = top.get("Resources").and_then(|r| r.val.as_map()) else {
+        d.error(1, "Resources must be a mapping");
+        return None;
+    };
+    // Logical ids first: !Ref and !GetAtt may name a function defined later.
+    let mut index = HashMap::new();
+    for (k, v) in resources {
+        let id = k.scalar_text().unwrap_or_default();
+        let ty = v
+            .get("Type")
+            .and_then(Node::scalar_text)
+            .unwrap_or_default();
+        let fname = (ty == "AWS::Serverless::Function").then(|| {
+            v.path("Properties.FunctionName")
+                .and_then(Node::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| truncate(&format!("{stack}-{id}"), 64))
+        });
+        index.insert(id, (ty, fname));
+    }
+    let ev = Eval {
+        params,
+        conditions: top.get("Conditions").map(|c| c.val),
+        resources: index,
+        stack: stack.clone(),
+        region,
+        cond_cache: Default::default(),
+    };
+
+    let globals = match top.get("Globals") {
+        Some(g) => globals(d, g.val, &ev),
+        None => None,
+    };
+
+    let mut app = App {
+        name: stack.clone(),
+        format: Format::Sam,
+        manifest: d.file().to_path_buf(),
+        stage: None,
+        functions: Vec::new(),
+        routes: Vec::new(),
+        schedules: Vec::new(),
+    };
+    for (k, v) in resources {
+        let id = k.scalar_text().unwrap_or_default();
+        let path = format!("Resources.{id}");
+        let Some(rf) = fields(
+            d,
+            v,
+            &path,
+            &[
+                "Type",
+                "Properties",
+                "Condition",
+                "DependsOn",
+                "Metadata",
+                "DeletionPolicy",
+                "UpdateReplacePolicy",
+            ],
+        ) else {
+            continue;
+        };
+        let Some(ty) = rf
+            .get("Type")
+            .and_then(|t| fields::string(d, *t, &join(&path, "Type")))
+        else {
+            d.error(k.pos.line, format!("{path}.Type is required"));
+            continue;
+        };
+        if let Some(c) = rf.get("Condition") {
+            let name = c.val.scalar_text().unwrap_or_default();
+            match ev.condition(&name, c.line(), d) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err((line, e)) => {
+                    d.error(line, e);
+                    continue;
+                }
+            }
+        }
+        let props = match rf.get("Properties") {
+            Some(p) => match ev.node(p.val, d) {
+                Ok(Some(n)) => n,
+                Ok(None) => Node::new(Value::Null, p.val.pos),
+                Err((line, e)) => {
+                    d.error(line, e);
+                    continue;
+                }
+            },
+            None => Node::new(Value::Null, k.pos),
+        };
+        match ty.as_str() {
+            "AWS::Serverless::Function" => function(
+                d,
+                &id,
+                k.pos.line,
+                &props,
+                globals.as_ref(),
+                dir,
+                &ev,
+                &mut app,
+            ),
+            "AWS::Serverless::HttpApi" | "AWS::Serverless::Api" => {
+                if let Some(pm) = props.as_map() {
+                    for (pk, _) in pm {
+                        let key = pk.scalar_text().unwrap_or_default();
+                        if matches!(
+                            key.as_str(),
+                            "Auth"
+                                | "CorsConfiguration"
+                                | "Cors"
+                                | "Domain"
+                                | "DefinitionBody"
+                                | "DefinitionUri"
+                                | "AccessLogSettings"
+                        ) {
+                            d.unsupported(
+                                pk.pos.line,
+                                format!("{path}.Properties.{key}: the gateway does not apply it yet; its routes deploy without it"),
+                            );
+                        }
+                    }
+                }
+            }
+            other => d.unsupported(
+                k.pos.line,
+                format!("resource {id} of type {other} is ignored"),
+            ),
+        }
+    }
+    check_duplicate_routes(d, &app.routes);
+    Some(app)
+}
+
+fn globals(d: &mut Diags, g: &Node, ev: &Eval) -> Option<Node> {
+    let gf = fields(
+        d,
+        g,
+        "Globals",
+        &[
+            "Function",
+            "Api",
+            "HttpApi",
+            "SimpleTable",
+            "LayerVersion",
+            "StateMachine",
+        ],
+    )?;
+    for key in ["Api", "HttpApi"] {
+        if let Some(x) = gf.get(key) {
+            for (pk, _) in x.val.as_map().unwrap_or(&[]) {
+                let name = pk.scalar_text().unwrap_or_default();
+                if matches!(
+                    name.as_str(),
+                    "Auth" | "Cors" | "CorsConfiguration" | "Domain"
+                ) {
+                    d.unsupported(
+                        pk.pos.line,
+                        format!("Globals.{key}.{name}: the gateway does not apply it yet"),
+                    );
+                }
+            }
+        }
+    }
+    let f = gf.get("Function")?;
+    match ev.node(f.val, d) {
+        Ok(n) => n,
+        Err((line, e)) => {
+            d.error(line, e);
+            None
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn function(
+    d: &mut Diags,
+    id: &str,
+    line: usize,
+    props: &Node,
+    globals: Option<&Node>,
+    dir: &Path,
+    ev: &Eval,
+    app: &mut App,
+) {
+    let path = format!("Resources.{id}.Properties");
+    let empty = Node::new(Value::Null, Pos::default());
+    let Some(pf) = fields(d, props, &path, FUNCTION) else {
+        return;
+    };
+    let gf = fields(d, globals.unwrap_or(&empty), "Globals.Function", FUNCTION).unwrap_or_default();
+    for u in FUNCTION_UNSUPPORTED {
+        if let Some(f) = pf.get(*u).or(gf.get(*u)) {
+            d.unsupported(f.line(), format!("{path}.{u} is ignored"));
+        }
+    }
+    if let Some(f) = pf.get("PackageType") {
+        if f.val.as_str() == Some("Image") {
+            d.unsupported(
+                f.line(),
+                format!("{path}.PackageType Image: container images"),
+            );
+            return;
+        }
+    }
+    // A property, else its global.
+    let get = |k: &str| pf.get(k).or_else(|| gf.get(k)).copied();
+    let name = ev.resources[id].1.clone().unwrap_or_default();
+    if !valid_function_name(&name) {
+        d.error(
+            line,
+            format!("function name {name:?} must be 1 to 64 letters, digits, - or _"),
+        );
+    }
+    let code = match get("CodeUri") {
+        Some(f) => match &f.val.value {
+            Value::Str(s) => dir.join(s),
+            _ => {
+                d.error(
+                    f.line(),
+                    format!(
+                        "{path}.CodeUri must be a local directory, found {}",
+                        f.val.kind()
+                    ),
+                );
+                return;
+            }
+        },
+        None => dir.to_path_buf(),
+    };
+    if !code.is_dir() {
+        let l = get("CodeUri").map_or(line, |f| f.line());
+        d.error(
+            l,
+            format!(
+                "{path}.CodeUri: directory {} does not exist",
+                code.display()
+            ),
+        );
+        return;
+    }
+    let Some(runtime) = get("Runtime").and_then(|f| fields::string(d, f, &join(&path, "Runtime")))
+    else {
+        d.error(
+            line,
+            format!("{path}.Runtime is required (or Globals.Function.Runtime)"),
+        );
+        return;
+    };
+    if let Err(e) = runtime.parse::<nimbus_core::Runtime>() {
+        d.error(get("Runtime").map_or(line, |f| f.line()), e.to_string());
+        return;
+    }
+    let handler = match get("Handler") {
+        Some(f) => fields::string(d, f, &join(&path, "Handler")),
+        None => {
+            d.error(line, format!("{path}.Handler is required"));
+            None
+        }
+    };
+    let Some(handler) = handler else { return };
+    if let Some(problem) = handler_file_problem(&runtime, &handler, &code) {
+        d.error(
+            get("Handler").map_or(line, |f| f.line()),
+            format!("{path}.Handler: {problem}"),
+        );
+    }
+    let mut environment = BTreeMap::new();
+    for src in [gf.get("Environment"), pf.get("Environment")]
+        .into_iter()
+        .flatten()
+    {
+        let epath = join(&path, "Environment");
+        if let Some(ef) = fields(d, src.val, &epath, &["Variables"]) {
+            if let Some(vars) = ef.get("Variables") {
+                if let Some(m) = fields::string_map(d, *vars, &join(&epath, "Variables")) {
+                    environment.extend(m);
+                }
+            }
+        }
+    }
+    let provisioned = match get("ProvisionedConcurrencyConfig") {
+        Some(f) => {
+            let p = join(&path, "ProvisionedConcurrencyConfig");
+            fields(d, f.val, &p, &["ProvisionedConcurrentExecutions"])
+                .and_then(|m| m.get("ProvisionedConcurrentExecutions").copied())
+                .and_then(|x| {
+                    fields::int(
+                        d,
+                        x,
+                        &join(&p, "ProvisionedConcurrentExecutions"),
+                        0,
+                        100_000,
+                    )
+                })
+                .unwrap_or(0)
+        }
+        None => 0,
+    };
+    let alias = get("AutoPublishAlias")
+        .and_then(|f| fields::string(d, f, &join(&path, "AutoPublishAlias")));
+    if provisioned > 0 && alias.is_none() {
+        d.warn(line, format!("{path}.ProvisionedConcurrencyConfig needs AutoPublishAlias in SAM; Nimbus applies it to the function"));
+    }
+    if let Some(f) = get("FunctionUrlConfig") {
+        d.unsupported(
+            f.line(),
+            format!("{path}.FunctionUrlConfig: function URLs (no Lambda function-URL API in Nimbus yet); the function deploys without one"),
+        );
+    }
+    let event_invoke = get("EventInvokeConfig")
+        .and_then(|f| event_invoke(d, f, &join(&path, "EventInvokeConfig")));
+    let func = Function {
+        key: id.to_string(),
+        name: name.clone(),
+        runtime,
+        handler,
+        code,
+        memory_mb: get("MemorySize")
+            .and_then(|f| fields::int(d, f, &join(&path, "MemorySize"), 128, 10240)),
+        timeout_s: get("Timeout").and_then(|f| fields::int(d, f, &join(&path, "Timeout"), 1, 900)),
+        environment,
+        reserved_concurrency: get("ReservedConcurrentExecutions").and_then(|f| {
+            fields::int(
+                d,
+                f,
+                &join(&path, "ReservedConcurrentExecutions"),
+                0,
+                100_000,
+            )
+        }),
+        provisioned_concurrency: provisioned,
+        description: get("Description")
+            .and_then(|f| fields::string(d, f, &join(&path, "Description")))
+            .unwrap_or_default(),
+        event_invoke,
+        alias: alias.clone(),
+        line,
+    };
+    if let Some(evs) = pf.get("Events") {
+        events(d, *evs, &join(&path, "Events"), &func, app);
+    }
+    app.functions.push(func);
+}
+
+fn event_invoke(d: &mut Diags, f: Field, path: &str) -> Option<EventInvoke> {
+    let ef = fields(
+        d,
+        f.val,
+        path,
+        &[
+            "MaximumEventAgeInSeconds",
+            "MaximumRetryAttempts",
+            "DestinationConfig",
+        ],
+    )?;
+    let mut out = EventInvoke {
+        maximum_event_age_s: ef
+            .get("MaximumEventAgeInSeconds")
+            .and_then(|x| fields::int(d, *x, &join(path, "MaximumEventAgeInSeconds"), 60, 21600)),
+        maximum_retry_attempts: ef
+            .get("MaximumRetryAttempts")
+            .and_then(|x| fields::int(d, *x, &join(path, "MaximumRetryAttempts"), 0, 2)),
+        ..Default::default()
+    };
+    if let Some(dc) = ef.get("DestinationConfig") {
+        let dp = join(path, "DestinationConfig");
+        if let Some(df) = fields(d, dc.val, &dp, &["OnSuccess", "OnFailure"]) {
+            for (which, slot) in [
+                ("OnSuccess", &mut out.on_success),
+                ("OnFailure", &mut out.on_failure),
+            ] {
+                let Some(t) = df.get(which) else { continue };
+                let tp = join(&dp, which);
+                let Some(tf) = fields(d, t.val, &tp, &["Type", "Destination"]) else {
+                    continue;
+                };
+                let ty = tf
+                    .get("Type")
+                    .and_then(|x| x.val.scalar_text())
+                    .unwrap_or_default();
+                if ty != "Lambda" {
+                    d.unsupported(
+                        t.line(),
+                        format!("{tp}: destinations of type {ty:?} (only Lambda)"),
+                    );
+                    continue;
+                }
+                match tf
+                    .get("Destination")
+                    .and_then(|x| fields::string(d, *x, &join(&tp, "Destination")))
+                {
+                    Some(arn) => *slot = Some(arn),
+                    None => d.error(t.line(), format!("{tp}.Destination is required")),
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+fn events(d: &mut Diags, f: Field, path: &str, func: &Function, app: &mut App) {
+    let Some(evs) = f.val.as_map() else {
+        if !f.val.is_null() {
+            d.error(
+                f.line(),
+                format!("{path} must be a mapping, found {}", f.val.kind()),
+            );
+        }
+        return;
+    };
+    for (k, v) in evs {
+        let name = k.scalar_text().unwrap_or_default();
+        let epath = join(path, &name);
+        let Some(ef) = fields(d, v, &epath, &["Type", "Properties"]) else {
+            continue;
+        };
+        let Some(ty) = ef
+            .get("Type")
+            .and_then(|t| fields::string(d, *t, &join(&epath, "Type")))
+        else {
+            d.error(k.pos.line, format!("{epath}.Type is required"));
+            continue;
+        };
+        let empty = Node::new(Value::Null, k.pos);
+        let props = ef.get("Properties").map_or(&empty, |p| p.val);
+        let pp = join(&epath, "Properties");
+        match ty.as_str() {
+            "Api" | "HttpApi" => {
+                let known: &[&str] = if ty == "Api" {
+                    &["Path", "Method", "RestApiId", "Auth", "RequestModel", "RequestParameters", "TimeoutInMillis"]
+                } else {
+                    &["Path", "Method", "ApiId", "Auth", "PayloadFormatVersion", "TimeoutInMillis", "RouteSettings"]
+                };
+                let Some(pf) = fields(d, props, &pp, known) else { continue };
+                for key in ["Auth", "RequestModel", "RequestParameters", "RouteSettings"] {
+                    if let Some(x) = pf.get(key) {
+                        d.unsupported(x.line(), format!("{pp}.{key}: the gateway does not apply it yet; the route deploys without it"));
+                    }
+                }
+                let method = pf.get("Method").and_then(|m| fields::string(d, *m, &join(&pp, "Method")));
+                let p = pf.get("Path").and_then(|m| fields::string(d, *m, &join(&pp, "Path")));
+                let route_key = match (method, p) {
+                    (Some(m), Some(p)) => {
+                        let m = if m.eq_ignore_ascii_case("any") || m == "*" { "ANY".to_string() } else { m.to_ascii_uppercase() };
+                        format!("{m} {p}")
+                    }
+                    (None, None) if ty == "HttpApi" => "$default".to_string(),
+                    _ => {
+                        d.error(k.pos.line, format!("{pp} needs Path and Method"));
+                        continue;
+                    }
+                };
+                let payload = match pf.get("PayloadFormatVersion") {
+                    Some(x) => fields::payload_version(d, *x, &join(&pp, "PayloadFormatVersion")).unwrap_or_default(),
+                    None if ty == "Api" => "1.0".into(),
+                    None => "2.0".into(),
+                };
+                let timeout_ms = pf
+                    .get("TimeoutInMillis")
+                    .and_then(|x| fields::int(d, *x, &join(&pp, "TimeoutInMillis"), 50, 30_000))
+                    .map(u64::from);
+                app.routes.push(Route {
+                    route_key,
+                    function: func.name.clone(),
+                    qualifier: func.alias.clone(),
+                    payload_format: payload,
+                    timeout_ms,
+                    line: k.pos.line,
+                });
+            }
+            "Schedule" | "ScheduleV2" => {
+                let v2 = ty == "ScheduleV2";
+                let known: &[&str] = if v2 {
+                    &["ScheduleExpression", "ScheduleExpressionTimezone", "Input", "State", "Name", "Description", "FlexibleTimeWindow", "RetryPolicy", "DeadLetterConfig", "StartDate", "EndDate", "GroupName", "RoleArn", "KmsKeyArn", "OmitName"]
+                } else {
+                    &["Schedule", "Input", "Enabled", "State", "Name", "Description", "RetryPolicy", "DeadLetterConfig"]
+                };
+                let Some(pf) = fields(d, props, &pp, known) else { continue };
+                for key in ["RetryPolicy", "DeadLetterConfig", "StartDate", "EndDate", "FlexibleTimeWindow"] {
+                    if let Some(x) = pf.get(key) {
+                        d.unsupported(x.line(), format!("{pp}.{key} is ignored (retries follow the function's async settings)"));
+                    }
+                }
+                let ekey = if v2 { "ScheduleExpression" } else { "Schedule" };
+                let Some(ex) = pf.get(ekey) else {
+                    d.error(k.pos.line, format!("{pp}.{ekey} is required"));
+                    continue;
+                };
+                let Some(expr) = fields::string(d, *ex, &join(&pp, ekey)) else { continue };
+                if let Err(e) = crate::schedule::check(&expr) {
+                    d.error(ex.line(), format!("{pp}.{ekey}: {e}"));
+                    continue;
+                }
+                let mut enabled = true;
+                if let Some(x) = pf.get("Enabled") {
+                    enabled = fields::boolean(d, *x, &join(&pp, "Enabled")).unwrap_or(true);
+                }
+                if let Some(x) = pf.get("State") {
+                    match x.val.as_str() {
+                        Some("ENABLED") => enabled = true,
+                        Some("DISABLED") => enabled = false,
+                        _ => d.error(x.line(), format!("{pp}.State must be ENABLED or DISABLED")),
+                    }
+                }
+                let input = pf.get("Input").and_then(|x| json_input(d, *x, &join(&pp, "Input")));
+                let sname = pf
+                    .get("Name")
+                    .and_then(|x| fields::string(d, *x, &join(&pp, "Name")))
+                    .unwrap_or_else(|| truncate(&format!("{}-{name}", func.name), 64));
+                app.schedules.push(Schedule {
+                    name: sname,
+                    expression: expr,
+                    function: func.name.clone(),
+                    qualifier: func.alias.clone(),
+                    input,
+                    timezone: pf
+                        .get("ScheduleExpressionTimezone")
+                        .and_then(|x| fields::string(d, *x, &join(&pp, "ScheduleExpressionTimezone"))),
+                    enabled,
+                    line: k.pos.line,
+                });
+            }
+            other => d.unsupported(
+                k.pos.line,
+                format!("event {name} of type {other}: Nimbus has no such service yet; the function deploys without it"),
+            ),
+        }
+    }
+}
+
+fn sanitize(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    truncate(out.trim_matches('-'), 40)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{load, yaml};
+    use serde_json::json;
+
+    fn eval_ctx(root: &Node) -> Eval<'_> {
+        let mut resources = HashMap::new();
+        resources.insert(
+            "UsersFunction".to_string(),
+            (
+                "AWS::Serverless::Function".to_string(),
+                Some("app-UsersFunction".to_string()),
+            ),
+        );
+        resources.insert(
+            "Table".to_string(),
+            ("AWS::DynamoDB::Table".to_string(), None),
+        );
+        Eval {
+            params: [
+                ("Stage".to_string(), Node::str("prod", Pos::default())),
+                ("Mem".to_string(), Node::str("512", Pos::default())),
+            ]
+            .into(),
+            conditions: root.get("Conditions"),
+            resources,
+            stack: "app".into(),
+            region: "eu-west-1".into(),
+            cond_cache: Default::default(),
+        }
+    }
+
+    #[test]
+    fn intrinsics_table() {
+        let acct = nimbus_core::ACCOUNT_ID;
+        let cases: Vec<(&str, Result<serde_json::Value, &str>)> = vec![
+            ("!Ref Stage", Ok(json!("prod"))),
+            ("{Ref: Stage}", Ok(json!("prod"))),
+            ("!Ref AWS::Region", Ok(json!("eu-west-1"))),
+            ("!Ref AWS::StackName", Ok(json!("app"))),
+            ("!Ref UsersFunction", Ok(json!("app-UsersFunction"))),
+            ("!Ref Nope", Err("no such parameter or resource")),
+            (
+                "!Sub '${AWS::StackName}-${Stage}-x'",
+                Ok(json!("app-prod-x")),
+            ),
+            ("{'Fn::Sub': 'a-${Stage}'}", Ok(json!("a-prod"))),
+            (
+                "!Sub ['${A}-${Stage}', {A: !Ref Mem}]",
+                Ok(json!("512-prod")),
+            ),
+            ("!Sub 'lit ${!Stage}'", Ok(json!("lit ${Stage}"))),
+            (
+                "!Sub '${UsersFunction.Arn}'",
+                Ok(json!(format!(
+                    "arn:aws:lambda:eu-west-1:{acct}:function:app-UsersFunction"
+                ))),
+            ),
+            (
+                "!GetAtt UsersFunction.Arn",
+                Ok(json!(format!(
+                    "arn:aws:lambda:eu-west-1:{acct}:function:app-UsersFunction"
+                ))),
+            ),
+            (
+                "{'Fn::GetAtt': [UsersFunction, Arn]}",
+                Ok(json!(format!(
+                    "arn:aws:lambda:eu-west-1:{acct}:function:app-UsersFunction"
+                ))),
+            ),
+            (
+                "!GetAtt Table.StreamArn",
+                Err("not supported yet for AWS::DynamoDB::Table"),
+            ),
+            ("!If [IsProd, 1024, 128]", Ok(json!(1024))),
+            ("{'Fn::If': [IsDev, 1024, 128]}", Ok(json!(128))),
+            ("!If [IsNotDev, big, small]", Ok(json!("big"))),
+            ("!If [Both, yes, no]", Ok(json!("yes"))),
+            (
+                "!If [Missing, yes, no]",
+                Err("condition \"Missing\" is not defined"),
+            ),
+            ("!Equals [!Ref Stage, prod]", Ok(json!(true))),
+            ("!Join ['-', [a, !Ref Stage, c]]", Ok(json!("a-prod-c"))),
+            ("!Select [1, [a, b, c]]", Ok(json!("b"))),
+            ("!Select [1, !Split [',', 'x,y']]", Ok(json!("y"))),
+            ("[a, !Ref AWS::NoValue, b]", Ok(json!(["a", "b"]))),
+            (
+                "{A: !If [IsDev, x, !Ref AWS::NoValue], B: 1}",
+                Ok(json!({"B": 1})),
+            ),
+            (
+                "!FindInMap [M, a, b]",
+                Err("!FindInMap is not supported yet"),
+            ),
+        ];
+        let conditions = yaml::parse(
+            "Conditions:\n  IsProd: !Equals [!Ref Stage, prod]\n  IsDev: {'Fn::Equals': [!Ref Stage, dev]}\n  IsNotDev: !Not [!Condition IsDev]\n  Both: !And [{Condition: IsProd}, !Or [!Condition IsDev, !Equals [a, a]]]\n",
+        )
+        .unwrap();
+        let ev = eval_ctx(&conditions);
+        for (src, want) in cases {
+            let node = yaml::parse(&format!("v: {src}\n")).unwrap();
+            let mut d = Diags::new(Path::new("t.yaml"));
+            let got = ev.node(node.get("v").unwrap(), &mut d);
+            match (got, want) {
+                (Ok(Some(n)), Ok(w)) => assert_eq!(n.to_json(), w, "{src}"),
+                (Err((_, e)), Err(w)) => assert!(e.contains(w), "{src}: {e}"),
+                (got, want) => panic!("{src}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    fn template_dir(t: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("template.yaml"), t).unwrap();
+        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        std::fs::write(
+            dir.path().join("src/app.js"),
+            "exports.handler = async () => ({})\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    const GOOD: &str = "\
+AWSTemplateFormatVersion: '2010-09-09'
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Stage:
+    Type: String
+    Default: dev
+    AllowedValues: [dev, prod]
+Conditions:
+  IsProd: !Equals [!Ref Stage, prod]
+Globals:
+  Function:
+    Runtime: nodejs20.x
+    MemorySize: !If [IsProd, 1024, 256]
+    Timeout: 10
+    Environment:
+      Variables:
+        STAGE: !Ref Stage
+Resources:
+  UsersFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: src/
+      Handler: app.handler
+      Environment:
+        Variables:
+          SELF: !Sub '${AWS::StackName}-users'
+      EventInvokeConfig:
+        MaximumRetryAttempts: 0
+        DestinationConfig:
+          OnFailure:
+            Type: Lambda
+            Destination: !GetAtt Dlq.Arn
+      Events:
+        List:
+          Type: HttpApi
+          Properties:
+            Path: /users
+            Method: get
+        Create:
+          Type: Api
+          Properties:
+            Path: /users
+            Method: post
+        Nightly:
+          Type: ScheduleV2
+          Properties:
+            ScheduleExpression: cron(0 2 * * ? *)
+            ScheduleExpressionTimezone: Europe/Paris
+            Input: '{\"job\": \"cleanup\"}'
+        Queue:
+          Type: SQS
+          Properties:
+            Queue: arn:aws:sqs:us-east-1:1:q
+  Dlq:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: my-dlq
+      CodeUri: src/
+      Handler: app.handler
+  Table:
+    Type: AWS::DynamoDB::Table
+";
+
+    #[test]
+    fn full_template() {
+        let dir = template_dir(GOOD);
+        let opts = Options {
+            stack_name: Some("users".into()),
+            ..Default::default()
+        };
+        let l = load(&dir.path().join("template.yaml"), &opts);
+        let msgs: Vec<String> = l.diagnostics.iter().map(|d| d.to_string()).collect();
+        assert_eq!(msgs.len(), 2, "{msgs:#?}");
+        assert!(msgs[0].ends_with("template.yaml:50: not supported yet: event Queue of type SQS: Nimbus has no such service yet; the function deploys without it"), "{msgs:?}");
+        assert!(msgs[1].ends_with("template.yaml:60: not supported yet: resource Table of type AWS::DynamoDB::Table is ignored"), "{msgs:?}");
+        let app = l.app.unwrap();
+        assert_eq!(app.name, "users");
+        let f = &app.functions[0];
+        assert_eq!(f.name, "users-UsersFunction");
+        assert_eq!(f.memory_mb, Some(256));
+        assert_eq!(f.environment["STAGE"], "dev");
+        assert_eq!(f.environment["SELF"], "users-users");
+        assert!(f.code.ends_with("src/"));
+        assert_eq!(
+            f.event_invoke
+                .as_ref()
+                .unwrap()
+                .on_failure
+                .as_deref()
+                .unwrap(),
+            nimbus_core::function_arn(nimbus_core::DEFAULT_REGION, "my-dlq", None)
+        );
+        assert_eq!(app.functions[1].name, "my-dlq");
+        let routes: Vec<_> = app
+            .routes
+            .iter()
+            .map(|r| (r.route_key.as_str(), r.payload_format.as_str()))
+            .collect();
+        assert_eq!(routes, [("GET /users", "2.0"), ("POST /users", "1.0")]);
+        let s = &app.schedules[0];
+        assert_eq!(s.name, "users-UsersFunction-Nightly");
+        assert_eq!(s.timezone.as_deref(), Some("Europe/Paris"));
+        assert_eq!(s.input, Some(json!({"job": "cleanup"})));
+
+        let prod = load(
+            &dir.path().join("template.yaml"),
+            &Options {
+                parameter_overrides: [("Stage".to_string(), "prod".to_string())].into(),
+                ..opts.clone()
+            },
+        );
+        assert_eq!(prod.app.unwrap().functions[0].memory_mb, Some(1024));
+        let bad = load(
+            &dir.path().join("template.yaml"),
+            &Options {
+                parameter_overrides: [("Stage".to_string(), "qa".to_string())].into(),
+                ..opts
+            },
+        );
+        assert!(
+            bad.errors().any(|e| e.to_string().ends_with(
+                "template.yaml:4: error: parameter Stage: \"qa\" is not one of [\"dev\", \"prod\"]"
+            )),
+            "{:?}",
+            bad.diagnostics
+        );
+    }
+
+    #[test]
+    fn malformed_templates_name_file_and_line() {
+        let head = "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: src\n";
+        let cases: Vec<(String, &str)> = vec![
+            (format!("{head}      Handler: app.handler\n      Runtime: nodejs20.x\n      MemorySize: big\n"), "template.yaml:9: error: Resources.Fn.Properties.MemorySize must be an integer, found a string"),
+            (format!("{head}      Handler: nope.handler\n      Runtime: nodejs20.x\n"), "template.yaml:7: error: Resources.Fn.Properties.Handler: handler file"),
+            (format!("{head}      Handler: app.handler\n      Runtime: nodejs20.x\n      Timeoutt: 3\n"), "template.yaml:9: warning: unknown key 'Resources.Fn.Properties.Timeoutt'"),
+            (format!("{head}      Handler: app.handler\n      Runtime: nodejs20.x\n      Environment:\n        Variables:\n          A: !Ref Nope\n"), "template.yaml:11: error: !Ref Nope: no such parameter or resource"),
+            (format!("{head}      Handler: app.handler\n      Runtime: nodejs20.x\n      Events:\n        E:\n          Type: Schedule\n          Properties:\n            Schedule: cron(0 2 * * *)\n"), "template.yaml:13: error: Resources.Fn.Properties.Events.E.Properties.Schedule: \"cron(0 2 * * *)\": cron needs 6 fields"),
+            (format!("{head}      Handler: app.handler\n"), "template.yaml:3: error: Resources.Fn.Properties.Runtime is required"),
+            ("Resources:\n  X:\n    Type: AWS::SQS::Queue\n".to_string(), "template.yaml:1: error: Transform: AWS::Serverless-2016-10-31 is required"),
+            (format!("{head}      Handler: app.handler\n      Runtime: nodejs20.x\n      FunctionUrlConfig:\n        AuthType: NONE\n"), "template.yaml:9: not supported yet: Resources.Fn.Properties.FunctionUrlConfig"),
+        ];
+        for (t, want) in cases {
+            let dir = template_dir(&t);
+            let l = load(&dir.path().join("template.yaml"), &Options::default());
+            let msgs: Vec<String> = l.diagnostics.iter().map(|d| d.to_string()).collect();
+            assert!(
+                msgs.iter()
+                    .any(|m| m.contains(want)
+                        && m[..m.find("template.yaml").unwrap()].ends_with('/')),
+                "want {want:?} in {msgs:#?}\n{t}"
+            );
+            assert_eq!(l.app.is_none(), want.contains(": error: "), "{msgs:?}");
+        }
+    }
+}

@@ -1,0 +1,1106 @@
+//! `serverless.yml` (Serverless Framework v3/v4) into an [`App`].
+//!
+//! Functions are named `<service>-<stage>-<function>` as the Framework names them;
+//! the whole service directory is each function's code (the Framework's default
+//! packaging). `http` events become payload-1.0 routes (REST API), `httpApi` events
+//! payload-2.0 routes (or `provider.httpApi.payload`), `schedule` events schedules
+//! named `<function name>-schedule-<n>` unless they carry a `name`.
+
+use crate::fields::{self, fields, join, Field};
+use crate::vars::Context;
+use crate::yaml::{Node, Value};
+use crate::{
+    handler_file_problem, valid_function_name, App, Diags, EventInvoke, Format, Function, Options,
+    Route, Schedule,
+};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const TOP: &[&str] = &[
+    "service",
+    "frameworkVersion",
+    "provider",
+    "functions",
+    "custom",
+    "plugins",
+    "package",
+    "resources",
+    "params",
+    "useDotenv",
+    "configValidationMode",
+    "variablesResolutionMode",
+    "org",
+    "app",
+    "console",
+    "outputs",
+    "layers",
+    "stepFunctions",
+    "deprecationNotificationMode",
+    "disabledDeprecations",
+];
+
+const PROVIDER: &[&str] = &[
+    "name",
+    "runtime",
+    "memorySize",
+    "timeout",
+    "environment",
+    "stage",
+    "region",
+    "httpApi",
+    "apiGateway",
+    // Accepted and without effect on Nimbus (no IAM, no CloudFormation, one host).
+    "iam",
+    "iamRoleStatements",
+    "role",
+    "profile",
+    "deploymentBucket",
+    "deploymentMethod",
+    "deploymentPrefix",
+    "versionFunctions",
+    "logRetentionInDays",
+    "logs",
+    "tracing",
+    "architecture",
+    "tags",
+    "stackTags",
+    "stackName",
+    "apiName",
+    "lambdaHashingVersion",
+    "runtimeManagement",
+    "endpointType",
+    // Recognised, not run yet.
+    "vpc",
+    "layers",
+    "kmsKeyArn",
+    "eventBridge",
+    "websocketsApiName",
+    "alb",
+];
+const PROVIDER_UNSUPPORTED: &[&str] = &["vpc", "layers", "kmsKeyArn", "eventBridge", "alb"];
+
+const FUNCTION: &[&str] = &[
+    "handler",
+    "runtime",
+    "memorySize",
+    "timeout",
+    "environment",
+    "reservedConcurrency",
+    "provisionedConcurrency",
+    "destinations",
+    "maximumRetryAttempts",
+    "maximumEventAge",
+    "url",
+    "events",
+    "name",
+    "description",
+    "package",
+    // Accepted without effect.
+    "role",
+    "tags",
+    "architecture",
+    "logRetentionInDays",
+    "tracing",
+    "disableLogs",
+    "dependsOn",
+    "condition",
+    // Recognised, not run yet.
+    "layers",
+    "vpc",
+    "image",
+    "onError",
+    "kmsKeyArn",
+    "fileSystemConfig",
+    "snapStart",
+];
+const FUNCTION_UNSUPPORTED: &[&str] = &[
+    "url",
+    "layers",
+    "vpc",
+    "image",
+    "onError",
+    "kmsKeyArn",
+    "fileSystemConfig",
+    "snapStart",
+];
+
+/// Event types whose services Nimbus does not have yet.
+const UNSUPPORTED_EVENTS: &[&str] = &[
+    "sqs",
+    "sns",
+    "s3",
+    "stream",
+    "eventBridge",
+    "cloudwatchEvent",
+    "cloudwatchLog",
+    "websocket",
+    "alb",
+    "alexaSkill",
+    "alexaSmartHome",
+    "iot",
+    "iotFleetProvisioning",
+    "cognitoUserPool",
+    "kafka",
+    "msk",
+    "activemq",
+    "rabbitmq",
+    "cloudFront",
+];
+
+pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) -> Option<App> {
+    // The stage first: --stage, else provider.stage (which may use ${opt:…}), else dev.
+    let mut options = BTreeMap::new();
+    if let Some(s) = &opts.stage {
+        options.insert("stage".to_string(), s.clone());
+    }
+    if let Some(r) = &opts.region {
+        options.insert("region".to_string(), r.clone());
+    }
+    let mut ctx = Context {
+        root,
+        stage: None,
+        region: opts
+            .region
+            .clone()
+            .unwrap_or_else(|| nimbus_core::DEFAULT_REGION.to_string()),
+        options,
+        env: &opts.env,
+        dir: dir.to_path_buf(),
+    };
+    let stage = match (&opts.stage, root.path("provider.stage")) {
+        (Some(s), _) => s.clone(),
+        (None, Some(n)) => {
+            let r = ctx.resolve(n, d);
+            match r.scalar_text() {
+                Some(s) => s,
+                None => {
+                    d.error(n.pos.line, "provider.stage must be a string");
+                    return None;
+                }
+            }
+        }
+        (None, None) => "dev".to_string(),
+    };
+    ctx.stage = Some(stage.clone());
+    if let Some(n) = root.path("provider.region") {
+        if let Some(r) = ctx.resolve(n, d).scalar_text() {
+            if opts.region.is_none() {
+                ctx.region = r;
+            }
+        }
+    }
+    let root = ctx.resolve(root, d);
+    let top = fields(d, &root, "", TOP)?;
+
+    let service = match top.get("service") {
+        Some(f) => match &f.val.value {
+            // Framework v1's `service: {name: …}`.
+            Value::Map(_) => f.val.get("name").and_then(Node::scalar_text),
+            _ => fields::string(d, *f, "service"),
+        },
+        None => None,
+    };
+    let Some(service) = service else {
+        d.error(1, "service is required");
+        return None;
+    };
+    if let Some(f) = top.get("frameworkVersion") {
+        if let Some(v) = fields::string(d, *f, "frameworkVersion") {
+            let major = v
+                .trim_start_matches(['^', '~', '>', '=', ' '])
+                .split('.')
+                .next();
+            if !matches!(major, Some("3" | "4")) {
+                d.warn(
+                    f.line(),
+                    format!("frameworkVersion {v:?}: Nimbus reads Framework v3/v4 syntax"),
+                );
+            }
+        }
+    }
+    for key in ["resources", "layers", "stepFunctions", "outputs"] {
+        if let Some(f) = top.get(key) {
+            d.unsupported(
+                f.line(),
+                format!("'{key}' (CloudFormation and extra resources) is ignored"),
+            );
+        }
+    }
+    if let Some(f) = top.get("plugins") {
+        let empty = f.val.as_seq().is_some_and(|s| s.is_empty()) || f.val.is_null();
+        if !empty {
+            d.unsupported(f.line(), "'plugins' are not run by Nimbus");
+        }
+    }
+    if let Some(f) = top.get("package") {
+        package(d, *f, "package");
+    }
+
+    let app_name = format!("{service}-{stage}");
+    let mut defaults = Defaults::default();
+    let mut payload_default = "2.0".to_string();
+    if let Some(p) = top.get("provider") {
+        let pf = fields(d, p.val, "provider", PROVIDER)?;
+        for key in PROVIDER_UNSUPPORTED {
+            if let Some(f) = pf.get(*key) {
+                d.unsupported(f.line(), format!("provider.{key} is ignored"));
+            }
+        }
+        if let Some(f) = pf.get("name") {
+            if let Some(n) = fields::string(d, *f, "provider.name") {
+                if n != "aws" {
+                    d.error(f.line(), format!("provider.name must be aws, found {n:?}"));
+                }
+            }
+        }
+        defaults = read_defaults(d, &pf, "provider");
+        if let Some(h) = pf.get("httpApi") {
+            if let Some(hf) = fields(
+                d,
+                h.val,
+                "provider.httpApi",
+                &[
+                    "cors",
+                    "authorizers",
+                    "payload",
+                    "name",
+                    "id",
+                    "disableDefaultEndpoint",
+                    "metrics",
+                    "useProviderTags",
+                    "shouldStartNameWithService",
+                ],
+            ) {
+                if let Some(f) = hf.get("payload") {
+                    if let Some(v) = fields::payload_version(d, *f, "provider.httpApi.payload") {
+                        payload_default = v;
+                    }
+                }
+                for key in ["cors", "authorizers", "id"] {
+                    if let Some(f) = hf.get(key) {
+                        d.unsupported(
+                            f.line(),
+                            format!("provider.httpApi.{key}: the gateway does not apply it; routes deploy without it"),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(a) = pf.get("apiGateway") {
+            if let Some(af) = a.val.as_map() {
+                for (k, _) in af {
+                    let key = k.scalar_text().unwrap_or_default();
+                    d.unsupported(
+                        k.pos.line,
+                        format!("provider.apiGateway.{key}: the gateway does not apply it"),
+                    );
+                }
+            }
+        }
+    }
+
+    let mut app = App {
+        name: app_name,
+        format: Format::Serverless,
+        manifest: d.file().to_path_buf(),
+        stage: Some(stage.clone()),
+        functions: Vec::new(),
+        routes: Vec::new(),
+        schedules: Vec::new(),
+    };
+    let Some(funcs) = top.get("functions") else {
+        d.warn(1, "no functions");
+        return Some(app);
+    };
+    let Some(fmap) = funcs.val.as_map() else {
+        d.error(
+            funcs.line(),
+            format!("functions must be a mapping, found {}", funcs.val.kind()),
+        );
+        return None;
+    };
+    // Names first: destinations may name another function of the service.
+    let names: BTreeMap<String, String> = fmap
+        .iter()
+        .filter_map(|(k, v)| {
+            let key = k.scalar_text()?;
+            let name = v
+                .get("name")
+                .and_then(Node::scalar_text)
+                .unwrap_or_else(|| format!("{service}-{stage}-{key}"));
+            Some((key, name))
+        })
+        .collect();
+    for (k, v) in fmap {
+        let key = k.scalar_text().unwrap_or_default();
+        let path = format!("functions.{key}");
+        let Some(ff) = fields(d, v, &path, FUNCTION) else {
+            continue;
+        };
+        for u in FUNCTION_UNSUPPORTED {
+            if let Some(f) = ff.get(*u) {
+                let what = if *u == "url" {
+                    "function URLs (no Lambda function-URL API in Nimbus yet); the function deploys without one"
+                        .to_string()
+                } else {
+                    "ignored".to_string()
+                };
+                d.unsupported(f.line(), format!("{path}.{u}: {what}"));
+            }
+        }
+        let name = names[&key].clone();
+        if let Some(f) = ff.get("name") {
+            fields::string(d, *f, &join(&path, "name"));
+        }
+        if !valid_function_name(&name) {
+            d.error(
+                k.pos.line,
+                format!("function name {name:?} must be 1 to 64 letters, digits, - or _"),
+            );
+        }
+        if let Some(f) = ff.get("package") {
+            package(d, *f, &join(&path, "package"));
+        }
+        let own = read_defaults(d, &ff, &path);
+        let runtime = own.runtime.or(defaults.runtime.clone());
+        let Some(runtime) = runtime else {
+            d.error(
+                k.pos.line,
+                format!("{path}: no runtime (set provider.runtime or {path}.runtime)"),
+            );
+            continue;
+        };
+        if let Err(e) = runtime.parse::<nimbus_core::Runtime>() {
+            let line = ff
+                .get("runtime")
+                .map(|f| f.line())
+                .or_else(|| root.path("provider.runtime").map(|n| n.pos.line))
+                .unwrap_or(k.pos.line);
+            d.error(line, e.to_string());
+            continue;
+        }
+        let handler = match ff.get("handler") {
+            Some(f) => fields::string(d, *f, &join(&path, "handler")),
+            None => {
+                d.error(k.pos.line, format!("{path}.handler is required"));
+                None
+            }
+        };
+        let Some(handler) = handler else { continue };
+        if let Some(problem) = handler_file_problem(&runtime, &handler, dir) {
+            d.error(
+                ff["handler"].val.pos.line,
+                format!("{path}.handler: {problem}"),
+            );
+        }
+        let mut environment = defaults.environment.clone();
+        environment.extend(own.environment);
+        let mut event_invoke = EventInvoke::default();
+        if let Some(f) = ff.get("maximumRetryAttempts") {
+            event_invoke.maximum_retry_attempts =
+                fields::int(d, *f, &join(&path, "maximumRetryAttempts"), 0, 2);
+        }
+        if let Some(f) = ff.get("maximumEventAge") {
+            event_invoke.maximum_event_age_s =
+                fields::int(d, *f, &join(&path, "maximumEventAge"), 60, 21600);
+        }
+        if let Some(f) = ff.get("destinations") {
+            let dp = join(&path, "destinations");
+            if let Some(df) = fields(d, f.val, &dp, &["onSuccess", "onFailure"]) {
+                for (which, slot) in [
+                    ("onSuccess", &mut event_invoke.on_success),
+                    ("onFailure", &mut event_invoke.on_failure),
+                ] {
+                    if let Some(t) = df.get(which) {
+                        *slot = destination(d, *t, &join(&dp, which), &names, &ctx.region);
+                    }
+                }
+            }
+        }
+        let function = Function {
+            key: key.clone(),
+            name: name.clone(),
+            runtime,
+            handler,
+            code: dir.to_path_buf(),
+            memory_mb: own.memory_mb.or(defaults.memory_mb),
+            timeout_s: own.timeout_s.or(defaults.timeout_s),
+            environment,
+            reserved_concurrency: ff
+                .get("reservedConcurrency")
+                .and_then(|f| fields::int(d, *f, &join(&path, "reservedConcurrency"), 0, 100_000)),
+            provisioned_concurrency: ff
+                .get("provisionedConcurrency")
+                .and_then(|f| {
+                    fields::int(d, *f, &join(&path, "provisionedConcurrency"), 0, 100_000)
+                })
+                .unwrap_or(0),
+            description: ff
+                .get("description")
+                .and_then(|f| fields::string(d, *f, &join(&path, "description")))
+                .unwrap_or_default(),
+            event_invoke: (event_invoke != EventInvoke::default()).then_some(event_invoke),
+            alias: None,
+            line: k.pos.line,
+        };
+        if let Some(f) = ff.get("events") {
+            events(d, *f, &path, &function, &payload_default, &mut app);
+        }
+        app.functions.push(function);
+    }
+    check_duplicate_routes(d, &app.routes);
+    Some(app)
+}
+
+#[derive(Default, Clone)]
+struct Defaults {
+    runtime: Option<String>,
+    memory_mb: Option<u32>,
+    timeout_s: Option<u32>,
+    environment: BTreeMap<String, String>,
+}
+
+fn read_defaults(d: &mut Diags, f: &BTreeMap<String, Field>, path: &str) -> Defaults {
+    Defaults {
+        runtime: f
+            .get("runtime")
+            .and_then(|x| fields::string(d, *x, &join(path, "runtime"))),
+        memory_mb: f
+            .get("memorySize")
+            .and_then(|x| fields::int(d, *x, &join(path, "memorySize"), 128, 10240)),
+        timeout_s: f
+            .get("timeout")
+            .and_then(|x| fields::int(d, *x, &join(path, "timeout"), 1, 900)),
+        environment: f
+            .get("environment")
+            .and_then(|x| fields::string_map(d, *x, &join(path, "environment")))
+            .unwrap_or_default(),
+    }
+}
+
+fn package(d: &mut Diags, f: Field, path: &str) {
+    if let Some(pf) = fields(
+        d,
+        f.val,
+        path,
+        &[
+            "patterns",
+            "individually",
+            "artifact",
+            "exclude",
+            "include",
+            "excludeDevDependencies",
+        ],
+    ) {
+        for (k, x) in pf {
+            if k != "excludeDevDependencies" {
+                d.unsupported(
+                    x.line(),
+                    format!("{path}.{k}: the whole service directory is packaged"),
+                );
+            }
+        }
+    }
+}
+
+/// A destination: a function of this service (by its key), a deployed function
+/// name, or an ARN.
+fn destination(
+    d: &mut Diags,
+    f: Field,
+    path: &str,
+    names: &BTreeMap<String, String>,
+    region: &str,
+) -> Option<String> {
+    let target = match &f.val.value {
+        Value::Map(_) => f.val.get("arn").and_then(Node::scalar_text),
+        _ => fields::string(d, f, path),
+    }?;
+    if target.starts_with("arn:") {
+        return Some(target);
+    }
+    let name = names.get(&target).cloned().unwrap_or(target);
+    if !valid_function_name(&name) {
+        d.error(
+            f.line(),
+            format!("{path}: {name:?} is neither a function nor an ARN"),
+        );
+        return None;
+    }
+    Some(nimbus_core::function_arn(region, &name, None))
+}
+
+fn events(d: &mut Diags, f: Field, path: &str, func: &Function, payload: &str, app: &mut App) {
+    let Some(list) = f.val.as_seq() else {
+        if !f.val.is_null() {
+            d.error(
+                f.line(),
+                format!("{path}.events must be a list, found {}", f.val.kind()),
+            );
+        }
+        return;
+    };
+    let mut n_schedule = 0;
+    for (i, ev) in list.iter().enumerate() {
+        let epath = format!("{path}.events[{i}]");
+        let Some(entries) = ev.as_map().filter(|m| m.len() == 1) else {
+            d.error(
+                ev.pos.line,
+                format!(
+                    "{epath} must be a mapping with one event type (http, httpApi, schedule, …)"
+                ),
+            );
+            continue;
+        };
+        let (k, v) = &entries[0];
+        let kind = k.scalar_text().unwrap_or_default();
+        let f = Field { key: k, val: v };
+        match kind.as_str() {
+            "http" => http_event(d, f, &format!("{epath}.http"), func, app),
+            "httpApi" => http_api_event(d, f, &format!("{epath}.httpApi"), func, payload, app),
+            "schedule" => {
+                schedule_event(d, f, &format!("{epath}.schedule"), func, &mut n_schedule, app)
+            }
+            other if UNSUPPORTED_EVENTS.contains(&other) => d.unsupported(
+                k.pos.line,
+                format!("event '{other}' of {path}: Nimbus has no such service yet; the function deploys without it"),
+            ),
+            other => d.warn(k.pos.line, format!("unknown event type '{other}' in {path}")),
+        }
+    }
+}
+
+fn norm_path(p: &str) -> String {
+    let p = p.trim().trim_end_matches('/');
+    if p.starts_with('/') {
+        p.to_string()
+    } else {
+        format!("/{p}")
+    }
+}
+
+fn norm_method(m: &str) -> String {
+    match m.trim() {
+        "*" => "ANY".to_string(),
+        m => m.to_ascii_uppercase(),
+    }
+}
+
+fn http_event(d: &mut Diags, f: Field, path: &str, func: &Function, app: &mut App) {
+    let (method, p) = match &f.val.value {
+        Value::Str(s) => match s.split_once(char::is_whitespace) {
+            Some((m, p)) => (m.to_string(), p.to_string()),
+            None => {
+                d.error(
+                    f.line(),
+                    format!("{path} must be 'METHOD path', found {s:?}"),
+                );
+                return;
+            }
+        },
+        Value::Map(_) => {
+            let Some(hf) = fields(
+                d,
+                f.val,
+                path,
+                &[
+                    "path",
+                    "method",
+                    "cors",
+                    "private",
+                    "authorizer",
+                    "request",
+                    "integration",
+                    "async",
+                    "response",
+                    "operationId",
+                    "summary",
+                    "description",
+                ],
+            ) else {
+                return;
+            };
+            for key in [
+                "cors",
+                "private",
+                "authorizer",
+                "request",
+                "integration",
+                "async",
+                "response",
+            ] {
+                if let Some(x) = hf.get(key) {
+                    let what = match key {
+                        "private" => "API keys".to_string(),
+                        "request" => "request validation (schemas, parameters)".to_string(),
+                        k => k.to_string(),
+                    };
+                    d.unsupported(
+                        x.line(),
+                        format!("{path}.{key}: the gateway does not apply {what} yet; the route deploys without it"),
+                    );
+                }
+            }
+            let (Some(m), Some(p)) = (hf.get("method"), hf.get("path")) else {
+                d.error(f.line(), format!("{path} needs method and path"));
+                return;
+            };
+            let (Some(m), Some(p)) = (
+                fields::string(d, *m, &join(path, "method")),
+                fields::string(d, *p, &join(path, "path")),
+            ) else {
+                return;
+            };
+            (m, p)
+        }
+        _ => {
+            d.error(
+                f.line(),
+                format!(
+                    "{path} must be a string or a mapping, found {}",
+                    f.val.kind()
+                ),
+            );
+            return;
+        }
+    };
+    push_route(
+        d,
+        f.line(),
+        format!("{} {}", norm_method(&method), norm_path(&p)),
+        func,
+        "1.0",
+        app,
+    );
+}
+
+fn http_api_event(
+    d: &mut Diags,
+    f: Field,
+    path: &str,
+    func: &Function,
+    payload: &str,
+    app: &mut App,
+) {
+    let key = match &f.val.value {
+        Value::Str(s) if s.trim() == "*" => "$default".to_string(),
+        Value::Str(s) => match s.split_once(char::is_whitespace) {
+            Some((m, p)) => format!("{} {}", norm_method(m), norm_path(p)),
+            None => {
+                d.error(
+                    f.line(),
+                    format!("{path} must be 'METHOD /path' or '*', found {s:?}"),
+                );
+                return;
+            }
+        },
+        Value::Map(_) => {
+            let Some(hf) = fields(
+                d,
+                f.val,
+                path,
+                &[
+                    "method",
+                    "path",
+                    "authorizer",
+                    "cors",
+                    "summary",
+                    "description",
+                ],
+            ) else {
+                return;
+            };
+            for key in ["authorizer", "cors"] {
+                if let Some(x) = hf.get(key) {
+                    d.unsupported(
+                        x.line(),
+                        format!("{path}.{key}: the gateway does not apply it yet; the route deploys without it"),
+                    );
+                }
+            }
+            let method = hf
+                .get("method")
+                .and_then(|m| fields::string(d, *m, &join(path, "method")));
+            let p = hf
+                .get("path")
+                .and_then(|p| fields::string(d, *p, &join(path, "path")));
+            match (method, p) {
+                (Some(m), Some(p)) => format!("{} {}", norm_method(&m), norm_path(&p)),
+                (None, None) => "$default".to_string(),
+                _ => {
+                    d.error(f.line(), format!("{path} needs both method and path"));
+                    return;
+                }
+            }
+        }
+        _ => {
+            d.error(
+                f.line(),
+                format!(
+                    "{path} must be a string or a mapping, found {}",
+                    f.val.kind()
+                ),
+            );
+            return;
+        }
+    };
+    push_route(d, f.line(), key, func, payload, app);
+}
+
+fn push_route(
+    _d: &mut Diags,
+    line: usize,
+    route_key: String,
+    func: &Function,
+    payload: &str,
+    app: &mut App,
+) {
+    app.routes.push(Route {
+        route_key,
+        function: func.name.clone(),
+        qualifier: None,
+        payload_format: payload.to_string(),
+        timeout_ms: None,
+        line,
+    });
+}
+
+pub(crate) fn check_duplicate_routes(d: &mut Diags, routes: &[Route]) {
+    for (i, r) in routes.iter().enumerate() {
+        if let Some(first) = routes[..i].iter().find(|p| p.route_key == r.route_key) {
+            d.error(
+                r.line,
+                format!(
+                    "route {} is declared twice (first at line {})",
+                    r.route_key, first.line
+                ),
+            );
+        }
+    }
+}
+
+fn schedule_event(
+    d: &mut Diags,
+    f: Field,
+    path: &str,
+    func: &Function,
+    n: &mut usize,
+    app: &mut App,
+) {
+    let mut exprs: Vec<(String, usize)> = Vec::new();
+    let mut input = None;
+    let mut enabled = true;
+    let mut name = None;
+    let mut timezone = None;
+    match &f.val.value {
+        Value::Str(s) => exprs.push((s.clone(), f.line())),
+        Value::Map(_) => {
+            let Some(sf) = fields(
+                d,
+                f.val,
+                path,
+                &[
+                    "rate",
+                    "cron",
+                    "enabled",
+                    "input",
+                    "name",
+                    "description",
+                    "timezone",
+                    "method",
+                    "inputPath",
+                    "inputTransformer",
+                ],
+            ) else {
+                return;
+            };
+            for key in ["rate", "cron"] {
+                if let Some(r) = sf.get(key) {
+                    match &r.val.value {
+                        Value::Seq(items) => {
+                            for it in items {
+                                match it.scalar_text() {
+                                    Some(s) => exprs.push((s, it.pos.line)),
+                                    None => d.error(
+                                        it.pos.line,
+                                        format!("{path}.{key} items must be strings"),
+                                    ),
+                                }
+                            }
+                        }
+                        _ => {
+                            if let Some(s) = fields::string(d, *r, &join(path, key)) {
+                                exprs.push((s, r.line()));
+                            }
+                        }
+                    }
+                }
+            }
+            if exprs.is_empty() {
+                d.error(
+                    f.line(),
+                    format!("{path} needs rate (a rate(…) or cron(…) expression)"),
+                );
+            }
+            if let Some(x) = sf.get("enabled") {
+                enabled = fields::boolean(d, *x, &join(path, "enabled")).unwrap_or(true);
+            }
+            if let Some(x) = sf.get("input") {
+                input = json_input(d, *x, &join(path, "input"));
+            }
+            if let Some(x) = sf.get("name") {
+                name = fields::string(d, *x, &join(path, "name"));
+            }
+            if let Some(x) = sf.get("timezone") {
+                timezone = fields::string(d, *x, &join(path, "timezone"));
+            }
+            for key in ["inputPath", "inputTransformer"] {
+                if let Some(x) = sf.get(key) {
+                    d.unsupported(
+                        x.line(),
+                        format!("{path}.{key}: the schedule sends `input` or the scheduled event"),
+                    );
+                }
+            }
+        }
+        _ => {
+            d.error(
+                f.line(),
+                format!(
+                    "{path} must be an expression or a mapping, found {}",
+                    f.val.kind()
+                ),
+            );
+            return;
+        }
+    }
+    let multi = exprs.len() > 1;
+    for (i, (expr, line)) in exprs.into_iter().enumerate() {
+        if let Err(e) = crate::schedule::check(&expr) {
+            d.error(line, format!("{path}: {e}"));
+            continue;
+        }
+        *n += 1;
+        let sname = match &name {
+            Some(nm) if multi => format!("{nm}-{}", i + 1),
+            Some(nm) => nm.clone(),
+            None => format!("{}-schedule-{}", func.name, *n),
+        };
+        app.schedules.push(Schedule {
+            name: sname,
+            expression: expr,
+            function: func.name.clone(),
+            qualifier: None,
+            input: input.clone(),
+            timezone: timezone.clone(),
+            enabled,
+            line,
+        });
+    }
+}
+
+/// `input`: a mapping, or a JSON text.
+pub(crate) fn json_input(d: &mut Diags, f: Field, path: &str) -> Option<serde_json::Value> {
+    match &f.val.value {
+        Value::Str(s) => match serde_json::from_str(s) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                d.error(f.line(), format!("{path} is not valid JSON: {e}"));
+                None
+            }
+        },
+        _ => Some(f.val.to_json()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{load, Level, Options};
+    use std::path::Path;
+
+    fn app_dir(manifest: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("serverless.yml"), manifest).unwrap();
+        for (p, body) in files {
+            let p = dir.path().join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, body).unwrap();
+        }
+        dir
+    }
+
+    fn messages(dir: &Path, opts: &Options) -> Vec<String> {
+        let l = load(&dir.join("serverless.yml"), opts);
+        l.diagnostics
+            .iter()
+            .map(|d| {
+                let s = d.to_string();
+                s[s.find("serverless.yml").unwrap()..].to_string()
+            })
+            .collect()
+    }
+
+    const GOOD: &str = "\
+service: orders
+frameworkVersion: '3'
+provider:
+  name: aws
+  runtime: python3.12
+  stage: ${opt:stage, 'dev'}
+  memorySize: 256
+  environment:
+    TABLE: ${self:service}-${sls:stage}
+functions:
+  create:
+    handler: src/handler.create
+    timeout: 10
+    events:
+      - http:
+          path: orders
+          method: post
+      - httpApi: 'GET /orders/{id}'
+  cleanup:
+    handler: src/handler.cleanup
+    maximumRetryAttempts: 1
+    destinations:
+      onFailure: create
+    events:
+      - schedule:
+          rate: cron(0 2 * * ? *)
+      - schedule:
+          rate: rate(5 minutes)
+          input:
+            source: warmup
+  all:
+    handler: src/handler.create
+    events:
+      - httpApi: '*'
+";
+
+    #[test]
+    fn full_app() {
+        let dir = app_dir(GOOD, &[("src/handler.py", "def create(e, c): pass\n")]);
+        let l = load(&dir.path().join("serverless.yml"), &Options::default());
+        assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
+        let app = l.app.unwrap();
+        assert_eq!(app.name, "orders-dev");
+        let names: Vec<_> = app.functions.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["orders-dev-create", "orders-dev-cleanup", "orders-dev-all"]
+        );
+        let create = &app.functions[0];
+        assert_eq!(create.memory_mb, Some(256));
+        assert_eq!(create.timeout_s, Some(10));
+        assert_eq!(create.environment["TABLE"], "orders-dev");
+        assert_eq!(create.handler, "src/handler.create");
+        let keys: Vec<_> = app
+            .routes
+            .iter()
+            .map(|r| (r.route_key.as_str(), r.payload_format.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("POST /orders", "1.0"),
+                ("GET /orders/{id}", "2.0"),
+                ("$default", "2.0")
+            ]
+        );
+        assert_eq!(app.schedules.len(), 2);
+        assert_eq!(app.schedules[0].name, "orders-dev-cleanup-schedule-1");
+        assert_eq!(app.schedules[0].expression, "cron(0 2 * * ? *)");
+        assert_eq!(
+            app.schedules[1].input,
+            Some(serde_json::json!({"source": "warmup"}))
+        );
+        let ei = app.functions[1].event_invoke.as_ref().unwrap();
+        assert_eq!(ei.maximum_retry_attempts, Some(1));
+        assert_eq!(
+            ei.on_failure.as_deref(),
+            Some("arn:aws:lambda:us-east-1:000000000000:function:orders-dev-create")
+                .map(|s| s.replace("000000000000", nimbus_core::ACCOUNT_ID))
+                .as_deref()
+        );
+
+        let prod = load(
+            &dir.path().join("serverless.yml"),
+            &Options {
+                stage: Some("prod".into()),
+                ..Default::default()
+            },
+        )
+        .app
+        .unwrap();
+        assert_eq!(prod.name, "orders-prod");
+        assert_eq!(prod.functions[0].environment["TABLE"], "orders-prod");
+    }
+
+    #[test]
+    fn malformed_manifests_name_file_and_line() {
+        let handler = [("handler.py", "def main(e, c): pass\n")];
+        let cases: Vec<(&str, Vec<&str>)> = vec![
+            (
+                "service: s\nprovider:\n  runtime: python3.12\n  memorySize: lots\nfunctions:\n  a:\n    handler: handler.main\n",
+                vec!["serverless.yml:4: error: provider.memorySize must be an integer, found a string"],
+            ),
+            (
+                "service: s\nprovider:\n  runtime: python3.12\nfunctions:\n  a:\n    handler: handler.main\n    memorySiz: 512\n",
+                vec!["serverless.yml:7: warning: unknown key 'functions.a.memorySiz'"],
+            ),
+            (
+                "service: s\nprovider:\n  runtime: python3.12\nfunctions:\n  a:\n    handler: nope.main\n",
+                vec!["serverless.yml:6: error: functions.a.handler: handler file"],
+            ),
+            (
+                "service: s\nprovider:\n  runtime: python3.12\nfunctions:\n  a:\n    timeout: 5\n",
+                vec!["serverless.yml:5: error: functions.a.handler is required"],
+            ),
+            (
+                "service: s\nprovider:\n  runtime: python3.12\nfunctions:\n  a:\n    handler: handler.main\n    events:\n      - sqs: arn:aws:sqs:us-east-1:1:q\n      - http: GET hello\n",
+                vec!["serverless.yml:8: not supported yet: event 'sqs' of functions.a"],
+            ),
+            (
+                "service: s\nprovider:\n  runtime: python3.12\nfunctions:\n  a:\n    handler: handler.main\n    events:\n      - schedule: rate(5 minute)\n",
+                vec!["serverless.yml:8: error: functions.a.events[0].schedule: \"rate(5 minute)\""],
+            ),
+            (
+                "service: s\nprovider:\n  runtime: cobol\nfunctions:\n  a:\n    handler: handler.main\n",
+                vec!["serverless.yml:3: error: Value cobol at 'runtime'"],
+            ),
+            (
+                "service: s\nprovider:\n  runtime: python3.12\n  environment:\n    A: ${env:NIMBUS_TEST_UNSET_VAR}\nfunctions: {}\n",
+                vec!["serverless.yml:5: error: variable ${env:NIMBUS_TEST_UNSET_VAR} cannot be resolved"],
+            ),
+            (
+                "service: s\nprovider:\n  runtime: python3.12\nfunctions:\n  a:\n    handler: handler.main\n    events:\n      - httpApi: GET /x\n  b:\n    handler: handler.main\n    events:\n      - httpApi: GET /x\n",
+                vec!["serverless.yml:12: error: route GET /x is declared twice (first at line 8)"],
+            ),
+            (
+                "service: s\nprovider:\n  runtime: python3.12\nfunctions:\n  a:\n    handler: handler.main\n  bad: [\n",
+                vec!["serverless.yml:8: error: invalid YAML"],
+            ),
+            (
+                "service: s\nresources:\n  Resources: {}\nprovider:\n  runtime: python3.12\nfunctions:\n  a:\n    handler: handler.main\n    url: true\n",
+                vec![
+                    "serverless.yml:2: not supported yet: 'resources'",
+                    "serverless.yml:9: not supported yet: functions.a.url",
+                ],
+            ),
+        ];
+        for (manifest, want) in cases {
+            let dir = app_dir(manifest, &handler);
+            let got = messages(dir.path(), &Options::default());
+            for w in &want {
+                assert!(
+                    got.iter().any(|g| g.starts_with(w)),
+                    "want {w:?} in {got:#?}\nfor\n{manifest}"
+                );
+            }
+            let errors = want.iter().any(|w| w.contains(": error: "));
+            let l = load(&dir.path().join("serverless.yml"), &Options::default());
+            assert_eq!(l.app.is_none(), errors, "{got:?}");
+            assert!(l.diagnostics.iter().all(|d| d.level != Level::Error) || errors);
+        }
+    }
+}
