@@ -1,4 +1,5 @@
-//! `nimbus deploy NAME --runtime R --handler H --code DIR|ZIP …`
+//! `nimbus deploy NAME --runtime R --handler H --code DIR|ZIP …`; without NAME, the
+//! app manifest in the current directory (see `app_deploy`).
 
 use crate::client::Client;
 use crate::package;
@@ -11,17 +12,18 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Function name.
-    name: String,
+    /// Function name. Without it, deploy the app manifest (serverless.yml or
+    /// template.yaml in the current directory, or -f FILE).
+    name: Option<String>,
     /// python3.x, nodejsNN.x, provided, provided.al2, provided.al2023.
     #[arg(long)]
-    runtime: String,
+    runtime: Option<String>,
     /// module.function (python/node); ignored by provided runtimes.
     #[arg(long, default_value = "")]
     handler: String,
     /// A directory or a zip file.
     #[arg(long)]
-    code: PathBuf,
+    code: Option<PathBuf>,
     /// Memory size in MB (128–10240).
     #[arg(long)]
     memory: Option<u32>,
@@ -37,9 +39,20 @@ pub struct Args {
     provisioned_concurrency: u32,
     #[arg(long, default_value = "")]
     description: String,
+    #[command(flatten)]
+    app: super::app_deploy::AppArgs,
 }
 
-pub async fn run(client: &Client, a: Args) -> Result<i32> {
+pub async fn run(client: &Client, mut a: Args) -> Result<i32> {
+    let Some(name) = a.name.take() else {
+        return super::app_deploy::run(client, a.app).await;
+    };
+    if a.app.any() {
+        bail!("-f/--stage/--region/--parameter-overrides/--stack-name deploy an app manifest: leave out NAME");
+    }
+    let (Some(runtime), Some(code)) = (a.runtime.take(), a.code.take()) else {
+        bail!("nimbus deploy NAME needs --runtime and --code (without NAME it deploys the app manifest in the current directory)");
+    };
     let mut environment = BTreeMap::new();
     for kv in &a.env {
         let Some((k, v)) = kv.split_once('=') else {
@@ -47,7 +60,6 @@ pub async fn run(client: &Client, a: Args) -> Result<i32> {
         };
         environment.insert(k.to_string(), v.to_string());
     }
-    let code = a.code.clone();
     let zip = tokio::task::spawn_blocking(move || package::bundle(&code)).await??;
     let size = zip.len() as u64;
     let bar = if size > 8 * 1024 * 1024 {
@@ -86,7 +98,7 @@ pub async fn run(client: &Client, a: Args) -> Result<i32> {
         .context("upload answer lacks sha256")?
         .to_string();
     let mut body = json!({
-        "runtime": a.runtime,
+        "runtime": runtime,
         "handler": a.handler,
         "code_sha256": sha,
         "environment": environment,
@@ -106,7 +118,7 @@ pub async fn run(client: &Client, a: Args) -> Result<i32> {
         .send(
             client
                 .http
-                .put(client.url(&format!("/_nimbus/functions/{}", a.name)))
+                .put(client.url(&format!("/_nimbus/functions/{}", name)))
                 .json(&body),
         )
         .await?
@@ -118,7 +130,7 @@ pub async fn run(client: &Client, a: Args) -> Result<i32> {
     }
     println!(
         "Deployed {} ({} {}) revision {} — code sha256 {} ({})",
-        a.name,
+        name,
         f["runtime"].as_str().unwrap_or(""),
         f["handler"].as_str().unwrap_or(""),
         f["revision"],

@@ -1,5 +1,6 @@
 //! One module per client subcommand.
 
+pub mod app_deploy;
 pub mod deploy;
 pub mod get;
 pub mod invocations;

@@ -1,0 +1,888 @@
+//! `nimbus deploy` without NAME: deploy the app of a `serverless.yml` or SAM
+//! `template.yaml` (read by nimbus-manifest) in one step.
+//!
+//! The app owns its resources: each function carries the tag `nimbus:app=<app>`,
+//! each schedule the `app` field, and the routes of an app are the routes whose
+//! function the app owns. A redeploy removes what the manifest no longer declares.
+//!
+//! All or nothing, as far as a client can make it so: the manifest is checked
+//! whole and every code bundle is uploaded (content-addressed, invisible until a
+//! function names it) before the first change. The changes are then applied one
+//! by one while a journal records how to undo each; if one fails, the journal is
+//! played backwards (previous function configuration and code, tags, async
+//! settings, routes, schedules, aliases; deleted resources are recreated) and the
+//! command exits 1. What the undo cannot bring back — a version published on the
+//! way stays published, route settings the manifest does not manage (authorizers,
+//! validation) are not restored on a route that was replaced — is named in
+//! docs/compat/manifests.md. A crash of the CLI in the middle of a deploy can leave
+//! a partial app; deploying again converges.
+
+use crate::client::Client;
+use crate::package;
+use anyhow::{anyhow, bail, Context, Result};
+use nimbus_manifest::{App, Function, APP_TAG};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Default)]
+pub struct AppArgs {
+    /// The manifest to deploy (default: serverless.yml, serverless.yaml,
+    /// template.yaml or template.yml in the current directory).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// The Framework's stage (`${opt:stage}`, `${sls:stage}`); default provider.stage, else dev.
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// The region the manifest's `${opt:region}`/`AWS::Region` see.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// SAM template parameters: `Name=Value` (or `ParameterKey=Name,ParameterValue=Value`).
+    #[arg(long = "parameter-overrides", num_args = 1.., value_name = "K=V")]
+    pub parameter_overrides: Vec<String>,
+    /// The SAM app's name (default: the template directory's name).
+    #[arg(long)]
+    pub stack_name: Option<String>,
+}
+
+impl AppArgs {
+    pub fn any(&self) -> bool {
+        self.file.is_some()
+            || self.stage.is_some()
+            || self.region.is_some()
+            || !self.parameter_overrides.is_empty()
+            || self.stack_name.is_some()
+    }
+}
+
+pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
+    let manifest = match &a.file {
+        Some(f) => f.clone(),
+        None => {
+            let cwd = std::env::current_dir()?;
+            let found = nimbus_manifest::find_manifest(&cwd).ok_or_else(|| {
+                anyhow!(
+                    "no serverless.yml or template.yaml in {} (give NAME to deploy one function, or -f FILE)",
+                    cwd.display()
+                )
+            })?;
+            PathBuf::from(found.file_name().expect("a file name"))
+        }
+    };
+    let opts = nimbus_manifest::Options {
+        stage: a.stage,
+        region: a.region,
+        stack_name: a.stack_name,
+        parameter_overrides: nimbus_manifest::parse_parameter_overrides(&a.parameter_overrides)
+            .map_err(|e| anyhow!("--parameter-overrides {e}"))?,
+        env: std::env::vars().collect(),
+    };
+    let loaded = nimbus_manifest::load(&manifest, &opts);
+    for d in &loaded.diagnostics {
+        eprintln!("{d}");
+    }
+    let Some(app) = loaded.app else {
+        let n = loaded.errors().count();
+        eprintln!(
+            "error: {n} error{} in {}; nothing was deployed",
+            if n == 1 { "" } else { "s" },
+            manifest.display()
+        );
+        return Ok(1);
+    };
+    eprintln!(
+        "Deploying app {} from {}{}: {} function(s), {} route(s), {} schedule(s)",
+        app.name,
+        manifest.display(),
+        app.stage
+            .as_ref()
+            .map(|s| format!(" (stage {s})"))
+            .unwrap_or_default(),
+        app.functions.len(),
+        app.routes.len(),
+        app.schedules.len()
+    );
+
+    // 1. Package and upload every bundle: nothing visible changes yet.
+    let mut shas: BTreeMap<PathBuf, String> = BTreeMap::new();
+    for f in &app.functions {
+        if shas.contains_key(&f.code) {
+            continue;
+        }
+        eprint!("  packaging {} … ", f.code.display());
+        let code = f.code.clone();
+        let zip = tokio::task::spawn_blocking(move || package::bundle(&code)).await??;
+        let size = zip.len() as u64;
+        let up: Value = client
+            .send(
+                client
+                    .http
+                    .post(client.url("/_nimbus/code"))
+                    .header("content-type", "application/zip")
+                    .body(zip),
+            )
+            .await?
+            .json()
+            .await
+            .context("invalid upload answer")?;
+        let sha = up["sha256"]
+            .as_str()
+            .context("upload answer lacks sha256")?
+            .to_string();
+        eprintln!("{} uploaded ({})", super::human_bytes(size), &sha[..12]);
+        shas.insert(f.code.clone(), sha);
+    }
+
+    // 2. What is there now.
+    let state = State::read(client, &app).await?;
+    let plan = plan(&app, &state)?;
+
+    // 3. Apply, undoing everything on the first failure.
+    let mut journal = Vec::new();
+    let outcome = apply(client, &app, &state, &plan, &shas, &mut journal).await;
+    if let Err(e) = outcome {
+        eprintln!("error: {e:#}");
+        eprintln!("rolling back {} change(s) …", journal.len());
+        let mut failed = 0;
+        while let Some(u) = journal.pop() {
+            if let Err(e) = undo(client, &u).await {
+                failed += 1;
+                eprintln!("  could not undo {}: {e:#}", u.describe());
+            }
+        }
+        if failed == 0 {
+            eprintln!(
+                "the previous version of app {} is restored; nothing was changed",
+                app.name
+            );
+        } else {
+            eprintln!("{failed} change(s) could not be undone; deploy again to converge");
+        }
+        return Ok(1);
+    }
+    print_summary(client, &app, &plan).await?;
+    Ok(0)
+}
+
+/// The server's state that the deploy touches.
+struct State {
+    /// Every function, by name (the `function` object of `GET /_nimbus/functions`).
+    functions: BTreeMap<String, Value>,
+    routes: Vec<Value>,
+    /// `None`: the server has no scheduler.
+    schedules: Option<Vec<Value>>,
+}
+
+impl State {
+    async fn read(client: &Client, app: &App) -> Result<State> {
+        let fns = client.get_json("/_nimbus/functions").await?;
+        let functions = fns["functions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|f| {
+                let f = f["function"].clone();
+                Some((f["name"].as_str()?.to_string(), f))
+            })
+            .collect();
+        let routes = client.get_json("/_nimbus/routes").await?;
+        let schedules = match client
+            .send(client.http.get(client.url("/_nimbus/schedules")))
+            .await
+        {
+            Ok(r) => Some(
+                r.json::<Value>().await.context("schedules")?["schedules"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+            Err(e) if !app.schedules.is_empty() => {
+                bail!("app {} declares schedules, but this server cannot store them (GET /_nimbus/schedules: {e:#}); nothing was changed", app.name)
+            }
+            Err(_) => None,
+        };
+        Ok(State {
+            functions,
+            routes: routes["routes"].as_array().cloned().unwrap_or_default(),
+            schedules,
+        })
+    }
+
+    fn owner(&self, function: &str) -> Option<&str> {
+        self.functions.get(function)?["tags"][APP_TAG].as_str()
+    }
+}
+
+struct Plan {
+    /// Functions that exist but belong to no app: taken over (tagged).
+    adopted: BTreeSet<String>,
+    delete_functions: Vec<String>,
+    delete_routes: Vec<Value>,
+    delete_schedules: Vec<Value>,
+}
+
+fn plan(app: &App, st: &State) -> Result<Plan> {
+    let declared: BTreeSet<&str> = app.functions.iter().map(|f| f.name.as_str()).collect();
+    let mut problems = Vec::new();
+    let mut adopted = BTreeSet::new();
+    for f in &app.functions {
+        if !st.functions.contains_key(&f.name) {
+            continue;
+        }
+        match st.owner(&f.name) {
+            Some(o) if o == app.name => {}
+            Some(o) => problems.push(format!("function {} belongs to app {o}", f.name)),
+            None => {
+                adopted.insert(f.name.clone());
+            }
+        }
+    }
+    let owned = |name: &str| st.owner(name) == Some(app.name.as_str()) || declared.contains(name);
+    for r in &app.routes {
+        if let Some(cur) = st
+            .routes
+            .iter()
+            .find(|x| x["route_key"] == r.route_key.as_str())
+        {
+            let target = cur["function"].as_str().unwrap_or("");
+            if let Some(o) = st.owner(target).filter(|o| *o != app.name) {
+                problems.push(format!(
+                    "route {} belongs to app {o} (it runs {target})",
+                    r.route_key
+                ));
+            } else if !owned(target) {
+                eprintln!(
+                    "note: route {} now runs {} instead of {target}",
+                    r.route_key, r.function
+                );
+            }
+        }
+    }
+    if let Some(schedules) = &st.schedules {
+        for s in &app.schedules {
+            if let Some(cur) = schedules.iter().find(|x| x["name"] == s.name.as_str()) {
+                match cur["app"].as_str() {
+                    Some(o) if o != app.name && !o.is_empty() => {
+                        problems.push(format!("schedule {} belongs to app {o}", s.name))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}; nothing was changed", problems.join("; "));
+    }
+    for name in &adopted {
+        eprintln!(
+            "note: function {name} exists outside any app; app {} takes it over",
+            app.name
+        );
+    }
+    let delete_functions: Vec<String> = st
+        .functions
+        .keys()
+        .filter(|n| st.owner(n) == Some(app.name.as_str()) && !declared.contains(n.as_str()))
+        .cloned()
+        .collect();
+    let declared_keys: BTreeSet<&str> = app.routes.iter().map(|r| r.route_key.as_str()).collect();
+    let delete_routes = st
+        .routes
+        .iter()
+        .filter(|r| {
+            let target = r["function"].as_str().unwrap_or("");
+            st.owner(target) == Some(app.name.as_str())
+                && !declared_keys.contains(r["route_key"].as_str().unwrap_or(""))
+        })
+        .cloned()
+        .collect();
+    let declared_schedules: BTreeSet<&str> =
+        app.schedules.iter().map(|s| s.name.as_str()).collect();
+    let delete_schedules = st
+        .schedules
+        .iter()
+        .flatten()
+        .filter(|s| {
+            s["app"].as_str() == Some(app.name.as_str())
+                && !declared_schedules.contains(s["name"].as_str().unwrap_or(""))
+        })
+        .cloned()
+        .collect();
+    Ok(Plan {
+        adopted,
+        delete_functions,
+        delete_routes,
+        delete_schedules,
+    })
+}
+
+/// One applied change and what restores the state before it.
+enum Undo {
+    DeleteFunction(String),
+    /// Redeploy this configuration (with its code and tags).
+    RestoreFunction(Value),
+    /// `(function, previous config or none)`.
+    EventInvoke(String, Option<Value>),
+    /// `(function, alias, previous alias or none)`.
+    Alias(String, String, Option<Value>),
+    /// `(route key, previous route or none)`.
+    Route(String, Option<Value>),
+    /// `(schedule name, previous schedule or none)`.
+    Schedule(String, Option<Value>),
+}
+
+impl Undo {
+    fn describe(&self) -> String {
+        match self {
+            Undo::DeleteFunction(n) => format!("the creation of function {n}"),
+            Undo::RestoreFunction(f) => format!("the update of function {}", f["name"]),
+            Undo::EventInvoke(n, _) => format!("the async settings of {n}"),
+            Undo::Alias(n, a, _) => format!("alias {n}:{a}"),
+            Undo::Route(k, _) => format!("route {k}"),
+            Undo::Schedule(n, _) => format!("schedule {n}"),
+        }
+    }
+}
+
+fn function_body(f: &Function, sha: &str) -> Value {
+    let mut body = json!({
+        "runtime": f.runtime,
+        "handler": f.handler,
+        "code_sha256": sha,
+        "environment": f.environment,
+        "provisioned_concurrency": f.provisioned_concurrency,
+        "description": f.description,
+    });
+    if let Some(m) = f.memory_mb {
+        body["memory_mb"] = m.into();
+    }
+    if let Some(t) = f.timeout_s {
+        body["timeout_s"] = t.into();
+    }
+    if let Some(r) = f.reserved_concurrency {
+        body["reserved_concurrency"] = r.into();
+    }
+    body
+}
+
+/// The deploy body that recreates a function as `GET /_nimbus/functions` showed it.
+fn body_of(cfg: &Value) -> Value {
+    json!({
+        "runtime": cfg["runtime"],
+        "handler": cfg["handler"],
+        "code_sha256": cfg["code_sha256"],
+        "environment": cfg["environment"],
+        "provisioned_concurrency": cfg["provisioned_concurrency"],
+        "description": cfg["description"],
+        "memory_mb": cfg["memory_mb"],
+        "timeout_s": cfg["timeout_s"],
+        "reserved_concurrency": cfg["reserved_concurrency"],
+    })
+}
+
+fn path_seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn put_function(client: &Client, name: &str, body: &Value) -> Result<()> {
+    client
+        .send(
+            client
+                .http
+                .put(client.url(&format!("/_nimbus/functions/{}", path_seg(name))))
+                .json(body),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn tag(client: &Client, name: &str, tags: &Value) -> Result<()> {
+    client
+        .send(
+            client
+                .http
+                .post(client.url(&format!("/2017-03-31/tags/{}", path_seg(name))))
+                .json(&json!({ "Tags": tags })),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn untag(client: &Client, name: &str, key: &str) -> Result<()> {
+    client
+        .send(
+            client
+                .http
+                .delete(client.url(&format!("/2017-03-31/tags/{}", path_seg(name))))
+                .query(&[("tagKeys", key)]),
+        )
+        .await?;
+    Ok(())
+}
+
+/// GET that maps 404 to `None`.
+async fn get_optional(client: &Client, path: &str) -> Result<Option<Value>> {
+    match client.send(client.http.get(client.url(path))).await {
+        Ok(r) => Ok(Some(r.json().await?)),
+        Err(e)
+            if format!("{e:#}").contains("ResourceNotFoundException")
+                || format!("{e:#}").contains("(HTTP 404") =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn eic_path(name: &str) -> String {
+    format!(
+        "/2019-09-25/functions/{}/event-invoke-config",
+        path_seg(name)
+    )
+}
+
+async fn put_eic(client: &Client, name: &str, body: &Value) -> Result<()> {
+    client
+        .send(client.http.put(client.url(&eic_path(name))).json(body))
+        .await?;
+    Ok(())
+}
+
+async fn delete(client: &Client, path: &str, query: &[(&str, &str)]) -> Result<()> {
+    client
+        .send(client.http.delete(client.url(path)).query(query))
+        .await?;
+    Ok(())
+}
+
+fn route_body(r: &Value) -> Value {
+    let mut b = json!({
+        "route_key": r["route_key"],
+        "function": r["function"],
+        "payload_format": r["payload_format"],
+        "timeout_ms": r["timeout_ms"],
+    });
+    if let Some(q) = r["qualifier"].as_str() {
+        b["qualifier"] = q.into();
+    }
+    b
+}
+
+fn schedule_body(s: &Value) -> Value {
+    let mut b = json!({});
+    for k in [
+        "expression",
+        "function",
+        "qualifier",
+        "input",
+        "timezone",
+        "enabled",
+        "app",
+    ] {
+        if !s[k].is_null() {
+            b[k] = s[k].clone();
+        }
+    }
+    b
+}
+
+async fn put_route(client: &Client, body: &Value) -> Result<()> {
+    client
+        .send(client.http.put(client.url("/_nimbus/routes")).json(body))
+        .await?;
+    Ok(())
+}
+
+async fn put_schedule(client: &Client, name: &str, body: &Value) -> Result<()> {
+    client
+        .send(
+            client
+                .http
+                .put(client.url(&format!("/_nimbus/schedules/{}", path_seg(name))))
+                .json(body),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn apply(
+    client: &Client,
+    app: &App,
+    st: &State,
+    plan: &Plan,
+    shas: &BTreeMap<PathBuf, String>,
+    journal: &mut Vec<Undo>,
+) -> Result<()> {
+    for f in &app.functions {
+        let prev = st.functions.get(&f.name);
+        let body = function_body(f, &shas[&f.code]);
+        put_function(client, &f.name, &body)
+            .await
+            .with_context(|| format!("deploying function {}", f.name))?;
+        journal.push(match prev {
+            Some(p) => Undo::RestoreFunction(p.clone()),
+            None => Undo::DeleteFunction(f.name.clone()),
+        });
+        if prev.is_none() || plan.adopted.contains(&f.name) {
+            tag(client, &f.name, &json!({ APP_TAG: app.name }))
+                .await
+                .with_context(|| format!("tagging function {}", f.name))?;
+        }
+        // Async settings: the manifest's, or none.
+        let prev_eic = match prev {
+            Some(_) => get_optional(client, &eic_path(&f.name)).await?,
+            None => None,
+        };
+        match &f.event_invoke {
+            Some(e) => {
+                let target = |d: &Option<String>| match d {
+                    Some(arn) => json!({ "Destination": arn }),
+                    None => json!({}),
+                };
+                let mut body = json!({
+                    "DestinationConfig": { "OnSuccess": target(&e.on_success), "OnFailure": target(&e.on_failure) },
+                });
+                if let Some(r) = e.maximum_retry_attempts {
+                    body["MaximumRetryAttempts"] = r.into();
+                }
+                if let Some(a) = e.maximum_event_age_s {
+                    body["MaximumEventAgeInSeconds"] = a.into();
+                }
+                journal.push(Undo::EventInvoke(f.name.clone(), prev_eic));
+                put_eic(client, &f.name, &body)
+                    .await
+                    .with_context(|| format!("setting async invocation of {}", f.name))?;
+            }
+            None if prev_eic.is_some() => {
+                journal.push(Undo::EventInvoke(f.name.clone(), prev_eic));
+                delete(client, &eic_path(&f.name), &[]).await?;
+            }
+            None => {}
+        }
+        if let Some(alias) = &f.alias {
+            let apath = format!(
+                "/2015-03-31/functions/{}/aliases/{}",
+                path_seg(&f.name),
+                path_seg(alias)
+            );
+            let prev_alias = match prev {
+                Some(_) => get_optional(client, &apath).await?,
+                None => None,
+            };
+            let v: Value = client
+                .send(
+                    client
+                        .http
+                        .post(client.url(&format!(
+                            "/2015-03-31/functions/{}/versions",
+                            path_seg(&f.name)
+                        )))
+                        .json(&json!({})),
+                )
+                .await
+                .with_context(|| format!("publishing a version of {}", f.name))?
+                .json()
+                .await?;
+            let version = v["Version"].as_str().unwrap_or("").to_string();
+            journal.push(Undo::Alias(
+                f.name.clone(),
+                alias.clone(),
+                prev_alias.clone(),
+            ));
+            let req = if prev_alias.is_some() {
+                client
+                    .http
+                    .put(client.url(&apath))
+                    .json(&json!({ "FunctionVersion": version }))
+            } else {
+                client
+                    .http
+                    .post(client.url(&format!(
+                        "/2015-03-31/functions/{}/aliases",
+                        path_seg(&f.name)
+                    )))
+                    .json(&json!({ "Name": alias, "FunctionVersion": version }))
+            };
+            client.send(req).await.with_context(|| {
+                format!("pointing alias {}:{alias} at version {version}", f.name)
+            })?;
+        }
+    }
+    for r in &app.routes {
+        let prev = st
+            .routes
+            .iter()
+            .find(|x| x["route_key"] == r.route_key.as_str())
+            .cloned();
+        let mut body = json!({
+            "route_key": r.route_key,
+            "function": r.function,
+            "payload_format": r.payload_format,
+        });
+        if let Some(q) = &r.qualifier {
+            body["qualifier"] = q.as_str().into();
+        }
+        if let Some(t) = r.timeout_ms {
+            body["timeout_ms"] = t.into();
+        }
+        journal.push(Undo::Route(r.route_key.clone(), prev));
+        put_route(client, &body)
+            .await
+            .with_context(|| format!("adding route {}", r.route_key))?;
+    }
+    for s in &app.schedules {
+        let prev = st
+            .schedules
+            .iter()
+            .flatten()
+            .find(|x| x["name"] == s.name.as_str())
+            .cloned();
+        let mut body = json!({
+            "expression": s.expression,
+            "function": s.function,
+            "enabled": s.enabled,
+            "app": app.name,
+        });
+        if let Some(q) = &s.qualifier {
+            body["qualifier"] = q.as_str().into();
+        }
+        if let Some(i) = &s.input {
+            body["input"] = i.clone();
+        }
+        if let Some(tz) = &s.timezone {
+            body["timezone"] = tz.as_str().into();
+        }
+        journal.push(Undo::Schedule(s.name.clone(), prev));
+        put_schedule(client, &s.name, &body)
+            .await
+            .with_context(|| format!("adding schedule {} ({})", s.name, s.expression))?;
+    }
+    // Removals last, so a failure above never leaves the app without something it had.
+    for s in &plan.delete_schedules {
+        let name = s["name"].as_str().unwrap_or("");
+        delete(
+            client,
+            &format!("/_nimbus/schedules/{}", path_seg(name)),
+            &[],
+        )
+        .await
+        .with_context(|| format!("removing schedule {name}"))?;
+        journal.push(Undo::Schedule(name.to_string(), Some(s.clone())));
+    }
+    for r in &plan.delete_routes {
+        let key = r["route_key"].as_str().unwrap_or("");
+        delete(client, "/_nimbus/routes", &[("route_key", key)])
+            .await
+            .with_context(|| format!("removing route {key}"))?;
+        journal.push(Undo::Route(key.to_string(), Some(r.clone())));
+    }
+    for name in &plan.delete_functions {
+        let prev_eic = get_optional(client, &eic_path(name)).await?;
+        delete(
+            client,
+            &format!("/_nimbus/functions/{}", path_seg(name)),
+            &[],
+        )
+        .await
+        .with_context(|| format!("removing function {name}"))?;
+        journal.push(Undo::RestoreFunction(st.functions[name].clone()));
+        if prev_eic.is_some() {
+            journal.push(Undo::EventInvoke(name.clone(), prev_eic));
+        }
+    }
+    Ok(())
+}
+
+async fn undo(client: &Client, u: &Undo) -> Result<()> {
+    match u {
+        Undo::DeleteFunction(name) => {
+            delete(
+                client,
+                &format!("/_nimbus/functions/{}", path_seg(name)),
+                &[],
+            )
+            .await
+        }
+        Undo::RestoreFunction(cfg) => {
+            let name = cfg["name"].as_str().unwrap_or("");
+            put_function(client, name, &body_of(cfg)).await?;
+            // A redeploy keeps tags; a recreated function needs them back, and a
+            // taken-over one loses the app tag.
+            let tags = cfg["tags"].clone();
+            if tags.as_object().is_some_and(|t| !t.is_empty()) {
+                tag(client, name, &tags).await?;
+            }
+            if tags[APP_TAG].is_null() {
+                untag(client, name, APP_TAG).await?;
+            }
+            Ok(())
+        }
+        Undo::EventInvoke(name, prev) => match prev {
+            Some(p) => {
+                let mut body = json!({ "DestinationConfig": p["DestinationConfig"] });
+                for k in ["MaximumRetryAttempts", "MaximumEventAgeInSeconds"] {
+                    if !p[k].is_null() {
+                        body[k] = p[k].clone();
+                    }
+                }
+                put_eic(client, name, &body).await
+            }
+            None => delete(client, &eic_path(name), &[])
+                .await
+                .or_else(ignore_missing),
+        },
+        Undo::Alias(name, alias, prev) => {
+            let apath = format!(
+                "/2015-03-31/functions/{}/aliases/{}",
+                path_seg(name),
+                path_seg(alias)
+            );
+            match prev {
+                Some(p) => {
+                    client
+                        .send(
+                            client
+                                .http
+                                .put(client.url(&apath))
+                                .json(&json!({ "FunctionVersion": p["FunctionVersion"] })),
+                        )
+                        .await?;
+                    Ok(())
+                }
+                None => delete(client, &apath, &[]).await.or_else(ignore_missing),
+            }
+        }
+        Undo::Route(key, prev) => match prev {
+            Some(p) => put_route(client, &route_body(p)).await,
+            None => delete(client, "/_nimbus/routes", &[("route_key", key)])
+                .await
+                .or_else(ignore_missing),
+        },
+        Undo::Schedule(name, prev) => match prev {
+            Some(p) => put_schedule(client, name, &schedule_body(p)).await,
+            None => delete(
+                client,
+                &format!("/_nimbus/schedules/{}", path_seg(name)),
+                &[],
+            )
+            .await
+            .or_else(ignore_missing),
+        },
+    }
+}
+
+fn ignore_missing(e: anyhow::Error) -> Result<()> {
+    let s = format!("{e:#}");
+    if s.contains("ResourceNotFoundException") || s.contains("(HTTP 404") {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+fn fmt_time(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second]Z"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+async fn print_summary(client: &Client, app: &App, plan: &Plan) -> Result<()> {
+    println!("App {} deployed", app.name);
+    println!();
+    println!(
+        "{:<40} {:<12} {:>7} {:>8}",
+        "FUNCTION", "RUNTIME", "MEMORY", "TIMEOUT"
+    );
+    let fns = client.get_json("/_nimbus/functions").await?;
+    for f in &app.functions {
+        let cfg = fns["functions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|x| &x["function"])
+            .find(|x| x["name"] == f.name.as_str());
+        let (mem, to) = cfg
+            .map(|c| (c["memory_mb"].to_string(), format!("{}s", c["timeout_s"])))
+            .unwrap_or_default();
+        let name = match &f.alias {
+            Some(a) => format!("{}:{a}", f.name),
+            None => f.name.clone(),
+        };
+        println!("{:<40} {:<12} {:>7} {:>8}", name, f.runtime, mem, to);
+    }
+    if !app.routes.is_empty() {
+        let routes = client.get_json("/_nimbus/routes").await?;
+        let base = routes["gateway_url"].as_str().unwrap_or("").to_string();
+        println!();
+        println!("{:<32} {:<40} URL", "ROUTE", "FUNCTION");
+        for r in &app.routes {
+            let url = routes["routes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|x| x["route_key"] == r.route_key.as_str())
+                .and_then(|x| x["url"].as_str().map(str::to_string))
+                .unwrap_or_else(|| format!("{base}/* (every unmatched request)"));
+            println!("{:<32} {:<40} {url}", r.route_key, r.function);
+        }
+    }
+    if !app.schedules.is_empty() {
+        let s = client.get_json("/_nimbus/schedules").await?;
+        println!();
+        println!(
+            "{:<40} {:<26} {:<36} NEXT FIRE",
+            "SCHEDULE", "EXPRESSION", "FUNCTION"
+        );
+        for sc in &app.schedules {
+            let cur = s["schedules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|x| x["name"] == sc.name.as_str());
+            let next = match cur.and_then(|c| c["next_fire_ms"].as_i64()) {
+                _ if !sc.enabled => "disabled".to_string(),
+                Some(ms) => fmt_time(ms),
+                None => "-".to_string(),
+            };
+            println!(
+                "{:<40} {:<26} {:<36} {next}",
+                sc.name, sc.expression, sc.function
+            );
+        }
+    }
+    let removed: Vec<String> = plan
+        .delete_functions
+        .iter()
+        .map(|f| format!("function {f}"))
+        .chain(
+            plan.delete_routes
+                .iter()
+                .map(|r| format!("route {}", r["route_key"].as_str().unwrap_or(""))),
+        )
+        .chain(
+            plan.delete_schedules
+                .iter()
+                .map(|s| format!("schedule {}", s["name"].as_str().unwrap_or(""))),
+        )
+        .collect();
+    if !removed.is_empty() {
+        println!();
+        println!("Removed (no longer declared): {}", removed.join(", "));
+    }
+    Ok(())
+}
