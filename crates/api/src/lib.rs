@@ -8,7 +8,8 @@
 //! * the AWS Lambda REST API: invoke, functions, versions, aliases, concurrency,
 //!   event-invoke configs, tags, with Lambda's headers and error shapes
 //!   ([`error::ApiError`]); every other Lambda operation answers 501 by name;
-//! * AWS STS on the query protocol at `/` ([`sts`]).
+//! * AWS STS on the query protocol at `/` ([`sts`]);
+//! * `GET /metrics` (Prometheus) and `GET /_nimbus/cost` (metering priced as Lambda).
 //!
 //! Every request passes the SigV4 middleware ([`auth`]) first: with credentials
 //! configured it must be signed by one of them; without, everything is accepted.
@@ -22,6 +23,7 @@ pub mod error;
 mod lambda;
 mod lambda_functions;
 mod lambda_versions;
+mod metrics_api;
 mod nimbus;
 mod routes_api;
 pub mod sts;
@@ -81,6 +83,7 @@ pub fn router(invoker: Invoker, queue: AsyncQueue, auth: AuthConfig) -> Router {
         .merge(lambda_functions::routes())
         .merge(lambda_versions::routes())
         .merge(routes_api::routes())
+        .merge(metrics_api::routes())
         .merge(sts::routes())
         .fallback(error::unknown_operation)
         .with_state(state)

@@ -159,6 +159,16 @@ impl Gateway {
             function_request_id = %log.function_request_id,
             "gateway request"
         );
+        self.inner
+            .routes
+            .invoker()
+            .telemetry()
+            .metrics()
+            .gateway_request(
+                std::mem::take(&mut log.route),
+                resp.status().as_u16(),
+                started.elapsed(),
+            );
         resp
     }
 

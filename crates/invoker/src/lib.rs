@@ -182,7 +182,21 @@ impl Invoker {
                 kind: "RequestResponse",
             });
         }
-        let (dep, permit) = self.admit(&inv.function, inv.qualifier.as_deref())?;
+        let (dep, permit) = match self.admit(&inv.function, inv.qualifier.as_deref()) {
+            Ok(a) => a,
+            Err(e @ InvokeError::Throttled(_)) => {
+                // Sync throttles count; async ones wait in the queue (its depth shows them).
+                if let Ok(dep) = self.resolve(&inv.function, inv.qualifier.as_deref()) {
+                    self.inner
+                        .telemetry
+                        .metrics()
+                        .function(dep.config.name(), &dep.version)
+                        .throttled();
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         self.run(dep, inv, permit, nimbus_core::new_request_id())
             .await
     }
@@ -217,6 +231,12 @@ impl Invoker {
         request_id: String,
     ) -> Result<InvokeResult> {
         let cfg = dep.config.clone();
+        let fn_metrics = self
+            .inner
+            .telemetry
+            .metrics()
+            .function(cfg.name(), &dep.version);
+        let _executing = fn_metrics.executing();
         let trace_id = inv.trace_id.clone().unwrap_or_else(new_trace_id);
         let start_ms = nimbus_core::now_ms();
         // The ARN as invoked: qualified when the caller named a version or alias.
@@ -262,7 +282,7 @@ impl Invoker {
                 (Bytes::from(e.to_json()), true, Some(ty))
             }
         };
-        self.inner.telemetry.record(InvocationRecord {
+        let record = InvocationRecord {
             request_id: request_id.clone(),
             function: cfg.name().to_string(),
             version: dep.version.clone(),
@@ -278,7 +298,9 @@ impl Invoker {
             outcome: out.outcome,
             error_type,
             trace_id: Some(trace_id.clone()),
-        });
+        };
+        fn_metrics.observe(&record);
+        self.inner.telemetry.record(record);
         Ok(InvokeResult {
             request_id,
             executed_version: dep.version.clone(),
@@ -323,7 +345,7 @@ impl Invoker {
             tail.push('\n');
             t.log(cfg.name(), Some(&request_id), line);
         }
-        t.record(InvocationRecord {
+        let record = InvocationRecord {
             request_id: request_id.clone(),
             function: cfg.name().to_string(),
             version: dep.version.clone(),
@@ -339,7 +361,11 @@ impl Invoker {
             outcome: Outcome::InitError,
             error_type: Some(err.error_type.clone()),
             trace_id: Some(trace_id.clone()),
-        });
+        };
+        t.metrics()
+            .function(cfg.name(), &dep.version)
+            .observe(&record);
+        t.record(record);
         InvokeResult {
             request_id,
             executed_version: dep.version.clone(),

@@ -17,6 +17,7 @@ use crate::{Invocation, InvokeError, Invoker};
 use bytes::Bytes;
 use nimbus_core::{function_arn, limits, EventInvokeConfig, Trigger};
 use nimbus_store::{EventStore, QueuedEvent};
+use nimbus_telemetry::metrics::{DestinationKind, DropReason};
 use serde::Serialize;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -147,6 +148,11 @@ impl AsyncQueue {
             source: source.to_string(),
         };
         ev.id = self.inner.store.insert(vec![ev.clone()]).await?[0];
+        invoker
+            .telemetry()
+            .metrics()
+            .async_function(&ev.function)
+            .enqueued();
         self.inner
             .pending
             .lock()
@@ -182,6 +188,27 @@ impl AsyncQueue {
             st.oldest_age_ms = now - oldest;
         }
         st
+    }
+
+    /// Backlog of every function with one (queued plus running), by function name.
+    pub fn all_stats(&self) -> BTreeMap<String, QueueStats> {
+        let now = nimbus_core::now_ms();
+        let mut out: BTreeMap<String, QueueStats> = BTreeMap::new();
+        let mut add = |function: &str, enqueued_ms: i64| {
+            let st = match out.get_mut(function) {
+                Some(st) => st,
+                None => out.entry(function.to_string()).or_default(),
+            };
+            st.depth += 1;
+            st.oldest_age_ms = st.oldest_age_ms.max(now - enqueued_ms);
+        };
+        for e in self.inner.pending.lock().unwrap().values() {
+            add(&e.function, e.enqueued_ms);
+        }
+        for (f, enq) in self.inner.running.lock().unwrap().values() {
+            add(f, *enq);
+        }
+        out
     }
 
     async fn dispatch(self) {
@@ -304,6 +331,11 @@ impl AsyncQueue {
                         .await;
                 } else {
                     tracing::info!(function = %ev.function, request_id = %ev.request_id, attempt = ev.attempts, "async invocation failed; will retry");
+                    invoker
+                        .telemetry()
+                        .metrics()
+                        .async_function(&ev.function)
+                        .retried();
                     self.requeue(ev, retry_at);
                 }
             }
@@ -346,13 +378,22 @@ impl AsyncQueue {
             Condition::Success => cfg.on_success.as_deref(),
             _ => cfg.on_failure.as_deref(),
         };
+        let invoker = &self.inner.invoker;
+        let metrics = invoker.telemetry().metrics().async_function(&ev.function);
+        let kind = match cond {
+            Condition::Success => DestinationKind::OnSuccess,
+            _ => DestinationKind::OnFailure,
+        };
         let Some(target) = target else {
             if cond != Condition::Success {
                 tracing::warn!(function = %ev.function, request_id = %ev.request_id, condition = cond.as_str(), "async event discarded: no on-failure destination");
+                metrics.dropped(match cond {
+                    Condition::EventAgeExceeded => DropReason::EventAgeExceeded,
+                    _ => DropReason::RetriesExhausted,
+                });
             }
             return;
         };
-        let invoker = &self.inner.invoker;
         let qualifier = ev.qualifier.as_deref().unwrap_or("$LATEST");
         let request_payload: serde_json::Value = serde_json::from_slice(&ev.payload)
             .unwrap_or_else(|_| String::from_utf8_lossy(&ev.payload).into());
@@ -391,11 +432,16 @@ impl AsyncQueue {
                     client_context: None,
                     trace_id: ev.trace_id.clone(),
                 };
-                if let Err(e) = self.enqueue(inv, "destination").await {
+                let delivered = self.enqueue(inv, "destination").await;
+                if let Err(e) = &delivered {
                     tracing::error!(function = %ev.function, destination = %target, error = %e, "could not deliver to destination");
                 }
+                metrics.destination(kind, delivered.is_ok());
             }
-            Err(e) => tracing::error!(destination = %target, error = %e, "invalid destination"),
+            Err(e) => {
+                tracing::error!(destination = %target, error = %e, "invalid destination");
+                metrics.destination(kind, false);
+            }
         }
     }
 }

@@ -137,6 +137,11 @@ impl Client {
         }
     }
 
+    pub async fn get_text(&self, path: &str) -> Result<String> {
+        let resp = self.send(self.http.get(self.url(path))).await?;
+        resp.text().await.context("cannot read the server's answer")
+    }
+
     pub async fn get_json(&self, path: &str) -> Result<Value> {
         let resp = self.send(self.http.get(self.url(path))).await?;
         resp.json().await.context("server sent invalid JSON")

@@ -37,6 +37,11 @@ pub struct UpArgs {
     /// twice as long). Lambda waits about a minute.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     async_retry_base: Duration,
+    /// Keep invocation records and log lines this long (e.g. 7d, 12h); older ones
+    /// are deleted in the background. 0 keeps them forever. Metered usage (for
+    /// `nimbus cost`) is kept regardless.
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    retention: Duration,
     /// Server log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -176,6 +181,9 @@ async fn serve(args: UpArgs) -> Result<i32> {
     let db = Db::open(&data_dir.join("nimbus.db")).context("cannot open the database")?;
     let blobs = BlobStore::open(&data_dir).context("cannot open the code store")?;
     let telemetry = Telemetry::start(db.clone());
+    if !args.retention.is_zero() {
+        nimbus_telemetry::retention::spawn(db.clone(), args.retention);
+    }
     let pool = Pool::new(
         PoolSettings {
             keep_alive: args.keep_alive,

@@ -71,6 +71,17 @@ pub struct InstanceInfo {
     pub init_ms: f64,
 }
 
+/// How many instances of one function version are in each state (for the metrics).
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolCensus {
+    pub function: String,
+    pub version: String,
+    /// Started and not yet through init (cold starts and provisioned top-ups).
+    pub initialising: usize,
+    pub idle: usize,
+    pub busy: usize,
+}
+
 struct FnPool {
     deployment: Arc<Deployment>,
     idle: Vec<(Arc<Instance>, Instant)>,
@@ -290,6 +301,20 @@ impl Pool {
             .filter(|(i, _)| !i.is_dead())
             .map(|(i, _)| info(i, InstanceState::Idle))
             .chain(p.busy.values().map(|i| info(i, InstanceState::Busy)))
+            .collect()
+    }
+
+    /// Instances by state for every function version the pool serves.
+    pub fn census(&self) -> Vec<PoolCensus> {
+        let fns = self.inner.fns.lock().unwrap();
+        fns.values()
+            .map(|p| PoolCensus {
+                function: p.deployment.config.name().to_string(),
+                version: p.deployment.version.clone(),
+                initialising: p.starting,
+                idle: p.idle.iter().filter(|(i, _)| !i.is_dead()).count(),
+                busy: p.busy.len(),
+            })
             .collect()
     }
 

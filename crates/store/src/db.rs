@@ -46,7 +46,33 @@ CREATE TABLE IF NOT EXISTS event_invoke_configs (
     config      TEXT NOT NULL,
     PRIMARY KEY (function, qualifier)
 );
+-- Hourly usage per function and memory size, folded in from every record as it is
+-- stored; not pruned by retention (the cost report reads it).
+CREATE TABLE IF NOT EXISTS metering_hourly (
+    function            TEXT NOT NULL,
+    hour_ms             INTEGER NOT NULL,
+    memory_mb           INTEGER NOT NULL,
+    requests            INTEGER NOT NULL,
+    billed_ms           INTEGER NOT NULL,
+    max_memory_used_mb  INTEGER NOT NULL,
+    PRIMARY KEY (function, hour_ms, memory_mb)
+);
 "#;
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// One row of the hourly metering rollup.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MeterRow {
+    pub function: String,
+    /// Start of the hour (UTC), ms since the epoch.
+    pub hour_ms: i64,
+    pub memory_mb: u32,
+    pub requests: u64,
+    /// Sum of billed durations (each rounded up to 1 ms).
+    pub billed_ms: u64,
+    pub max_memory_used_mb: u32,
+}
 
 /// One line of a function's log.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -94,7 +120,22 @@ impl Db {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let had_metering: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'metering_hourly'",
+            [],
+            |r| r.get(0),
+        )?;
         conn.execute_batch(SCHEMA)?;
+        if !had_metering {
+            // A store from before metering: fold the records it still has in once.
+            conn.execute(
+                "INSERT INTO metering_hourly(function, hour_ms, memory_mb, requests, billed_ms, max_memory_used_mb)
+                 SELECT function, (start_ms / ?1) * ?1, json_extract(record, '$.memory_mb'), COUNT(*),
+                        SUM(json_extract(record, '$.billed_ms')), MAX(json_extract(record, '$.max_memory_used_mb'))
+                 FROM invocations GROUP BY 1, 2, 3",
+                [HOUR_MS],
+            )?;
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -278,6 +319,28 @@ impl Db {
                     ins.execute(params![l.function, l.request_id, l.ts_ms, l.line])?;
                     l.id = tx.last_insert_rowid();
                 }
+                // The batch's usage, folded into the hourly rollup.
+                let mut usage: std::collections::HashMap<(&str, i64, u32), (u64, u64, u32)> =
+                    std::collections::HashMap::new();
+                for r in records {
+                    let u = usage
+                        .entry((&r.function, r.start_ms.div_euclid(HOUR_MS) * HOUR_MS, r.memory_mb))
+                        .or_default();
+                    u.0 += 1;
+                    u.1 += r.billed_ms;
+                    u.2 = u.2.max(r.max_memory_used_mb);
+                }
+                let mut up = tx.prepare_cached(
+                    "INSERT INTO metering_hourly(function, hour_ms, memory_mb, requests, billed_ms, max_memory_used_mb)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT(function, hour_ms, memory_mb) DO UPDATE SET
+                       requests = requests + excluded.requests,
+                       billed_ms = billed_ms + excluded.billed_ms,
+                       max_memory_used_mb = MAX(max_memory_used_mb, excluded.max_memory_used_mb)",
+                )?;
+                for ((function, hour_ms, memory_mb), (n, billed, max)) in usage {
+                    up.execute(params![function, hour_ms, memory_mb, n as i64, billed as i64, max])?;
+                }
             }
             tx.commit()?;
             Ok(())
@@ -367,6 +430,50 @@ impl Db {
         })
     }
 
+    /// The metering rollup from the hour holding `since_ms` on, by function and hour.
+    pub fn metering(&self, since_ms: i64) -> Result<Vec<MeterRow>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT function, hour_ms, memory_mb, requests, billed_ms, max_memory_used_mb
+                 FROM metering_hourly WHERE hour_ms >= ?1 ORDER BY function, hour_ms, memory_mb",
+            )?;
+            let rows = st.query_map([since_ms.div_euclid(HOUR_MS) * HOUR_MS], |r| {
+                Ok(MeterRow {
+                    function: r.get(0)?,
+                    hour_ms: r.get(1)?,
+                    memory_mb: r.get(2)?,
+                    requests: r.get::<_, i64>(3)? as u64,
+                    billed_ms: r.get::<_, i64>(4)? as u64,
+                    max_memory_used_mb: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    /// Delete at most `limit` records and at most `limit` log lines older than
+    /// `cutoff_ms`, in one short transaction; returns the larger of the two counts
+    /// (below `limit`: nothing older is left). Log lines are looked for among the
+    /// `limit` oldest ids only, so a batch reads at most `limit` rows of the log
+    /// whatever its size (ids follow time: the writer assigns them in arrival order).
+    pub fn prune_batch(&self, cutoff_ms: i64, limit: usize) -> Result<usize> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let records = tx.execute(
+                "DELETE FROM invocations WHERE rowid IN
+                 (SELECT rowid FROM invocations WHERE start_ms < ?1 LIMIT ?2)",
+                params![cutoff_ms, limit as i64],
+            )?;
+            let logs = tx.execute(
+                "DELETE FROM logs WHERE id IN
+                 (SELECT id FROM (SELECT id, ts_ms FROM logs ORDER BY id LIMIT ?2) WHERE ts_ms < ?1)",
+                params![cutoff_ms, limit as i64],
+            )?;
+            tx.commit()?;
+            Ok(records.max(logs))
+        })
+    }
+
     /// Delete records and logs older than `cutoff_ms`; returns rows removed.
     pub fn prune_before(&self, cutoff_ms: i64) -> Result<usize> {
         self.with(|c| {
@@ -412,6 +519,76 @@ mod tests {
         assert_eq!(db.list_objects().unwrap(), vec![obj("b", Some("3"))]);
         db.delete_function("f").unwrap();
         assert!(db.list_objects().unwrap().is_empty());
+    }
+
+    #[test]
+    fn metering_rolls_up_by_hour_and_outlives_pruning() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("m.db")).unwrap();
+        let rec = |start: i64, billed: u64, mem: u32, used: u32| InvocationRecord {
+            request_id: format!("r{start}"),
+            function: "f".into(),
+            version: "$LATEST".into(),
+            revision: 1,
+            trigger: Trigger::Api,
+            start_ms: start,
+            cold: false,
+            init_ms: None,
+            duration_ms: billed as f64 - 0.5,
+            billed_ms: billed,
+            memory_mb: mem,
+            max_memory_used_mb: used,
+            outcome: Outcome::Success,
+            error_type: None,
+            trace_id: None,
+        };
+        let h = HOUR_MS;
+        db.append_telemetry(&[rec(10, 5, 128, 20), rec(h - 1, 7, 128, 30)], &mut [])
+            .unwrap();
+        db.append_telemetry(&[rec(20, 1, 128, 25), rec(h, 3, 256, 40)], &mut [])
+            .unwrap();
+        let rows = db.metering(0).unwrap();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(
+            (
+                rows[0].hour_ms,
+                rows[0].requests,
+                rows[0].billed_ms,
+                rows[0].max_memory_used_mb
+            ),
+            (0, 3, 13, 30)
+        );
+        assert_eq!(
+            (rows[1].hour_ms, rows[1].memory_mb, rows[1].requests),
+            (h, 256, 1)
+        );
+        // The hour holding `since` counts whole.
+        assert_eq!(db.metering(h + 5).unwrap().len(), 1);
+        assert_eq!(db.prune_before(i64::MAX).unwrap(), 4);
+        assert_eq!(db.metering(0).unwrap(), rows);
+    }
+
+    #[test]
+    fn prune_batch_deletes_old_rows_a_batch_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("p.db")).unwrap();
+        let mut logs: Vec<LogLine> = (0..25)
+            .map(|i| LogLine {
+                id: 0,
+                function: "f".into(),
+                request_id: None,
+                ts_ms: if i < 20 { 100 } else { 1000 },
+                line: format!("{i}"),
+            })
+            .collect();
+        db.append_telemetry(&[], &mut logs).unwrap();
+        assert_eq!(db.prune_batch(500, 8).unwrap(), 8);
+        assert_eq!(db.prune_batch(500, 8).unwrap(), 8);
+        assert_eq!(db.prune_batch(500, 8).unwrap(), 4);
+        assert_eq!(db.prune_batch(500, 8).unwrap(), 0);
+        let left = db.logs("f", 0, 0, 100).unwrap();
+        assert_eq!(left.len(), 5);
+        assert_eq!(left[0].line, "20");
     }
 
     fn cfg(name: &str) -> FunctionConfig {

@@ -15,7 +15,7 @@ mod events;
 mod routes;
 
 pub use blob::{BlobStore, CodeBundle};
-pub use db::{Db, FunctionObject, LogLine, RecordQuery};
+pub use db::{Db, FunctionObject, LogLine, MeterRow, RecordQuery};
 pub use events::{EventStore, QueuedEvent};
 pub use routes::{RouteStore, StoredRoute};
 

@@ -5,8 +5,16 @@
 //! writer thread that batches them into the store (one transaction per batch, so a
 //! chatty function costs one fsync per batch rather than per line) and then publishes
 //! them, with their store ids, to live subscribers (`nimbus logs --follow`).
+//!
+//! It also owns the Prometheus [`metrics`], the hourly usage rollup's pricing
+//! ([`metering`]) and the [`retention`] of records and logs.
 
 pub mod lines;
+pub mod metering;
+pub mod metrics;
+pub mod retention;
+
+pub use metrics::Metrics;
 
 use nimbus_core::InvocationRecord;
 use nimbus_store::{Db, LogLine};
@@ -25,6 +33,7 @@ enum Msg {
 pub struct Telemetry {
     tx: mpsc::Sender<Msg>,
     live: broadcast::Sender<LogLine>,
+    metrics: Metrics,
 }
 
 const BATCH_MAX: usize = 2048;
@@ -40,7 +49,16 @@ impl Telemetry {
             .name("nimbus-telemetry".into())
             .spawn(move || writer(db, rx, live2))
             .expect("spawn telemetry thread");
-        Self { tx, live }
+        Self {
+            tx,
+            live,
+            metrics: Metrics::new(),
+        }
+    }
+
+    /// The server's Prometheus metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Append one line to a function's log.

@@ -1,12 +1,14 @@
 //! One module per client subcommand.
 
 pub mod app_deploy;
+pub mod cost;
 pub mod deploy;
 pub mod get;
 pub mod invocations;
 pub mod invoke;
 pub mod logs;
 pub mod ls;
+pub mod metrics;
 pub mod rm;
 pub mod route;
 

@@ -1,0 +1,128 @@
+//! `GET /metrics` (Prometheus text exposition, or OpenMetrics when the scraper's
+//! `Accept` asks for it) and `GET /_nimbus/cost` (the usage priced as AWS Lambda,
+//! for `nimbus cost`).
+//!
+//! Both sit behind the SigV4 middleware like every route but `/_nimbus/health`: with
+//! credentials configured, a scraper must sign its requests (see docs/OPERATIONS.md).
+//! The counters are kept by [`nimbus_telemetry::Metrics`]; the state gauges
+//! (instances by state, async backlog) are read here, at scrape time.
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use nimbus_telemetry::metering;
+use nimbus_telemetry::metrics::GaugeFamily;
+use nimbus_telemetry::Metrics;
+use serde::Deserialize;
+use std::collections::HashMap;
+
+/// The window `nimbus cost` prices when the request names none.
+const DEFAULT_COST_WINDOW_MS: i64 = 30 * 24 * 3_600_000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/_nimbus/cost", get(cost))
+}
+
+async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
+    let body = st
+        .invoker
+        .telemetry()
+        .metrics()
+        .encode(sampled(&st), openmetrics);
+    (
+        [(header::CONTENT_TYPE, Metrics::content_type(openmetrics))],
+        body,
+    )
+        .into_response()
+}
+
+/// The gauges read from the pool, the queue and admission control at scrape time.
+fn sampled(st: &AppState) -> Vec<GaugeFamily> {
+    let mut instances = GaugeFamily::new(
+        "nimbus_function_instances",
+        "Instances of a function version by state (initialising, idle, busy)",
+    );
+    for c in st.invoker.pool().census() {
+        for (state, n) in [
+            ("initialising", c.initialising),
+            ("idle", c.idle),
+            ("busy", c.busy),
+        ] {
+            instances.push(
+                vec![
+                    ("function", c.function.clone()),
+                    ("version", c.version.clone()),
+                    ("state", state.to_string()),
+                ],
+                n as f64,
+            );
+        }
+    }
+    let mut depth = GaugeFamily::new(
+        "nimbus_async_queue_depth",
+        "Async events of a function waiting or running",
+    );
+    let mut age = GaugeFamily::new(
+        "nimbus_async_queue_oldest_event_age_seconds",
+        "Age of a function's oldest queued async event (0: none queued)",
+    );
+    // Functions with an empty queue report 0, so the series do not vanish.
+    let mut stats = st.queue.all_stats();
+    for f in st.invoker.list() {
+        stats.entry(f.name().to_string()).or_default();
+    }
+    for (function, s) in stats {
+        depth.push(vec![("function", function.clone())], s.depth as f64);
+        age.push(
+            vec![("function", function)],
+            s.oldest_age_ms as f64 / 1000.0,
+        );
+    }
+    let mut limit = GaugeFamily::new(
+        "nimbus_account_concurrency_limit",
+        "Account-wide cap on concurrent executions",
+    );
+    limit.push(Vec::new(), st.invoker.admission().account_limit() as f64);
+    vec![instances, depth, age, limit]
+}
+
+#[derive(Deserialize)]
+struct CostQuery {
+    /// Start of the window, ms since the epoch (default: 30 days ago).
+    since: Option<i64>,
+}
+
+async fn cost(
+    State(st): State<AppState>,
+    Query(q): Query<CostQuery>,
+) -> Result<Json<metering::CostReport>, ApiError> {
+    // What was invoked just now is in the rollup before it is priced.
+    st.invoker.telemetry().flush().await;
+    let since = q
+        .since
+        .unwrap_or_else(|| nimbus_core::now_ms() - DEFAULT_COST_WINDOW_MS);
+    let db = st.invoker.db().clone();
+    let rows = tokio::task::spawn_blocking(move || db.metering(since))
+        .await
+        .map_err(|e| ApiError::service(e.to_string()))?
+        .map_err(|e| ApiError::service(e.to_string()))?;
+    let memory: HashMap<String, u32> = st
+        .invoker
+        .list()
+        .iter()
+        .map(|f| (f.name().to_string(), f.spec.memory_mb))
+        .collect();
+    let mut report = metering::report(&rows, &memory, since);
+    report.since_ms = since.div_euclid(3_600_000) * 3_600_000;
+    Ok(Json(report))
+}
