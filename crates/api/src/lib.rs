@@ -26,6 +26,7 @@ mod lambda_versions;
 mod metrics_api;
 mod nimbus;
 mod routes_api;
+mod schedules_api;
 pub mod sts;
 
 pub use auth::{AccessKey, AuthConfig};
@@ -83,6 +84,7 @@ pub fn router(invoker: Invoker, queue: AsyncQueue, auth: AuthConfig) -> Router {
         .merge(lambda_functions::routes())
         .merge(lambda_versions::routes())
         .merge(routes_api::routes())
+        .merge(schedules_api::routes())
         .merge(metrics_api::routes())
         .merge(sts::routes())
         .fallback(error::unknown_operation)

@@ -57,6 +57,10 @@ enum Command {
     /// Manage gateway routes (METHOD /path -> function).
     #[command(subcommand)]
     Route(commands::route::Cmd),
+    /// Manage schedules: rate() or cron() expressions that invoke a function.
+    /// Alone (or as `nimbus schedules`), list them with their next fire times.
+    #[command(visible_alias = "schedules")]
+    Schedule(commands::schedule::Args),
     /// Summarise the server's Prometheus metrics (GET /metrics).
     Metrics(commands::metrics::Args),
     /// Metered usage per function, priced as AWS Lambda would charge it.
@@ -90,6 +94,7 @@ fn main() {
                     Command::Logs(a) => commands::logs::run(&client, a).await,
                     Command::Invocations(a) => commands::invocations::run(&client, a).await,
                     Command::Route(c) => commands::route::run(&client, c).await,
+                    Command::Schedule(c) => commands::schedule::run(&client, c).await,
                     Command::Metrics(a) => commands::metrics::run(&client, a).await,
                     Command::Cost(a) => commands::cost::run(&client, a).await,
                     Command::Up(_) => unreachable!(),

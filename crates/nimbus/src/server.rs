@@ -37,6 +37,10 @@ pub struct UpArgs {
     /// twice as long). Lambda waits about a minute.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     async_retry_base: Duration,
+    /// Testing only: run the schedule clock this many times faster than real time
+    /// (60 makes `rate(1 minute)` fire every second). Kept monotonic across restarts.
+    #[arg(long, hide = true, default_value_t = 1)]
+    schedule_clock_speed: u32,
     /// Keep invocation records and log lines this long (e.g. 7d, 12h); older ones
     /// are deleted in the background. 0 keeps them forever. Metered usage (for
     /// `nimbus cost`) is kept regardless.
@@ -217,6 +221,14 @@ async fn serve(args: UpArgs) -> Result<i32> {
         },
     )
     .context("cannot start the async queue")?;
+    let scheduler = nimbus_scheduler::Scheduler::start_for_server(
+        &data_dir.join("events.db"),
+        queue.clone(),
+        invoker.clone(),
+        args.region.clone(),
+        args.schedule_clock_speed,
+    )
+    .context("cannot start the scheduler")?;
 
     let api_listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -252,6 +264,7 @@ async fn serve(args: UpArgs) -> Result<i32> {
         api_listener,
         nimbus_api::router(invoker.clone(), queue.clone(), auth)
             .layer(axum::Extension(routes.clone()))
+            .layer(axum::Extension(scheduler.clone()))
             .into_make_service(),
     )
     .with_graceful_shutdown(wait_stop(stop_rx.clone()));

@@ -32,7 +32,9 @@ impl Clock for SystemClock {
 
     fn sleep_until(&self, deadline_ms: i64) -> Sleep<'_> {
         let wait = (deadline_ms - self.now_ms()).max(0) as u64;
-        Box::pin(tokio::time::sleep(Duration::from_millis(wait).min(MAX_SLEEP)))
+        Box::pin(tokio::time::sleep(
+            Duration::from_millis(wait).min(MAX_SLEEP),
+        ))
     }
 }
 
@@ -63,7 +65,9 @@ impl Clock for ScaledClock {
 
     fn sleep_until(&self, deadline_ms: i64) -> Sleep<'_> {
         let wait = ((deadline_ms - self.now_ms()).max(0) as u64).div_ceil(self.speed as u64);
-        Box::pin(tokio::time::sleep(Duration::from_millis(wait).min(MAX_SLEEP)))
+        Box::pin(tokio::time::sleep(
+            Duration::from_millis(wait).min(MAX_SLEEP),
+        ))
     }
 }
 

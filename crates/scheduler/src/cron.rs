@@ -109,7 +109,10 @@ fn value(f: &Field, s: &str) -> Result<u32, ExprError> {
     let (lo, hi) = bounds(f.index);
     let upper = s.to_ascii_uppercase();
     let named = match f.index {
-        3 => MONTHS.iter().position(|m| *m == upper).map(|i| i as u32 + 1),
+        3 => MONTHS
+            .iter()
+            .position(|m| *m == upper)
+            .map(|i| i as u32 + 1),
         4 => DAYS.iter().position(|d| *d == upper).map(|i| i as u32 + 1),
         _ => None,
     };
@@ -124,11 +127,16 @@ fn value(f: &Field, s: &str) -> Result<u32, ExprError> {
                 };
                 return Err(f.err(format!("'{s}' is not a valid value{hint}")));
             }
-            s.parse::<u32>().map_err(|_| f.err(format!("'{s}' is too large")))?
+            s.parse::<u32>()
+                .map_err(|_| f.err(format!("'{s}' is too large")))?
         }
     };
     if v < lo || v > hi {
-        let extra = if f.index == 4 { " (1=SUN ... 7=SAT)" } else { "" };
+        let extra = if f.index == 4 {
+            " (1=SUN ... 7=SAT)"
+        } else {
+            ""
+        };
         return Err(f.err(format!("{v} is out of range {lo}-{hi}{extra}")));
     }
     Ok(v)

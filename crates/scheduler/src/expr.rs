@@ -59,7 +59,10 @@ impl Expression {
         let mut window = 60_000i64;
         loop {
             let from = (now_ms - window).max(after_ms);
-            if let Some(mut t) = self.next_after(from, anchor_ms, tz).filter(|t| *t <= now_ms) {
+            if let Some(mut t) = self
+                .next_after(from, anchor_ms, tz)
+                .filter(|t| *t <= now_ms)
+            {
                 while let Some(n) = self.next_after(t, anchor_ms, tz).filter(|n| *n <= now_ms) {
                     t = n;
                 }

@@ -140,10 +140,13 @@ impl Target for QueueTarget {
                 client_context: None,
                 trace_id: Some(f.trace_id),
             };
-            self.queue.enqueue(inv, "schedule").await.map_err(|e| match e {
-                E::Service(_) => SubmitError::Transient(e.to_string()),
-                _ => SubmitError::Permanent(e.to_string()),
-            })
+            self.queue
+                .enqueue(inv, "schedule")
+                .await
+                .map_err(|e| match e {
+                    E::Service(_) => SubmitError::Transient(e.to_string()),
+                    _ => SubmitError::Permanent(e.to_string()),
+                })
         })
     }
 }
@@ -272,7 +275,10 @@ impl Scheduler {
             timezone: s.timezone.clone(),
             function: s.function.clone(),
             qualifier: s.qualifier.clone(),
-            input: s.input.as_deref().and_then(|t| serde_json::from_str(t).ok()),
+            input: s
+                .input
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok()),
             enabled: s.enabled,
             app: s.app.clone(),
             last_fired_ms: s.last_fired_ms,
@@ -313,7 +319,11 @@ impl Scheduler {
             return Err(Error::InvalidParameter("function is required".into()));
         }
         let qualifier = spec.qualifier.filter(|q| !q.is_empty());
-        if !self.inner.target.exists(&spec.function, qualifier.as_deref()) {
+        if !self
+            .inner
+            .target
+            .exists(&spec.function, qualifier.as_deref())
+        {
             let what = match &qualifier {
                 Some(q) => format!("{}:{q}", spec.function),
                 None => spec.function.clone(),
@@ -339,7 +349,7 @@ impl Scheduler {
         let previous = self.blocking(move |s| s.get(&n)).await?;
         let enabled = spec
             .enabled
-            .unwrap_or_else(|| previous.as_ref().map_or(true, |p| p.enabled));
+            .unwrap_or(previous.as_ref().map(|p| p.enabled).unwrap_or(true));
         let anchor_ms = match &previous {
             Some(p)
                 if p.expression == expression
@@ -512,4 +522,38 @@ pub fn format_time(ms: i64) -> String {
         .single()
         .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_default()
+}
+
+impl Scheduler {
+    /// The server's scheduler: state in the async queue's database (`events_db`,
+    /// opened by the queue's `EventStore` first), firings into `queue`, on the host
+    /// clock (`clock_speed` above 1 runs it faster, for end-to-end tests only).
+    /// Starts firing at once.
+    pub fn start_for_server(
+        events_db: &std::path::Path,
+        queue: nimbus_invoker::AsyncQueue,
+        invoker: nimbus_invoker::Invoker,
+        region: String,
+        clock_speed: u32,
+    ) -> Result<Self> {
+        let store = ScheduleStore::open(events_db)?;
+        let clock: Arc<dyn Clock> = if clock_speed > 1 {
+            let origin = store.meta_or_init("scaled_clock_origin_ms", nimbus_core::now_ms())?;
+            tracing::warn!(
+                speed = clock_speed,
+                "schedule clock runs {clock_speed}x faster than real time (testing only)"
+            );
+            Arc::new(ScaledClock::new(origin, clock_speed))
+        } else {
+            Arc::new(SystemClock)
+        };
+        let s = Scheduler::new(
+            store,
+            Arc::new(QueueTarget { queue, invoker }),
+            clock,
+            SchedulerSettings { region },
+        );
+        s.start();
+        Ok(s)
+    }
 }

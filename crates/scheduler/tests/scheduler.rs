@@ -43,7 +43,10 @@ impl Target for Recorder {
                 }
             }
             if !self.exists(&f.function, None) {
-                return Err(SubmitError::Permanent(format!("Function not found: {}", f.function)));
+                return Err(SubmitError::Permanent(format!(
+                    "Function not found: {}",
+                    f.function
+                )));
             }
             self.fired.lock().unwrap().push(f);
             Ok(uuid_like())
@@ -82,7 +85,9 @@ impl Env {
             ScheduleStore::open(&self.path).unwrap(),
             self.target.clone(),
             Arc::new(self.clock.clone()),
-            SchedulerSettings { region: "eu-west-1".into() },
+            SchedulerSettings {
+                region: "eu-west-1".into(),
+            },
         )
     }
 }
@@ -123,7 +128,10 @@ async fn rate_fires_every_period_with_the_scheduled_event() {
     assert_eq!(ev["account"], "123456789012");
     assert_eq!(ev["time"], "2024-01-01T00:05:30Z");
     assert_eq!(ev["region"], "eu-west-1");
-    assert_eq!(ev["resources"], serde_json::json!(["arn:aws:events:eu-west-1:123456789012:rule/every5"]));
+    assert_eq!(
+        ev["resources"],
+        serde_json::json!(["arn:aws:events:eu-west-1:123456789012:rule/every5"])
+    );
     assert_eq!(ev["detail"], serde_json::json!({}));
     assert_eq!(ev["id"].as_str().unwrap().len(), 36);
     let view = s.get("every5").await.unwrap();
@@ -154,7 +162,9 @@ async fn cron_with_input_and_zone() {
 async fn the_run_loop_fires_on_the_fake_clock() {
     let env = Env::new();
     let s = env.scheduler();
-    s.put("every-minute", spec("cron(* * * * ? *)")).await.unwrap();
+    s.put("every-minute", spec("cron(* * * * ? *)"))
+        .await
+        .unwrap();
     let task = s.start();
     for i in 1..=3 {
         env.clock.set(T0 - 30_000 + i * MIN);
@@ -167,7 +177,14 @@ async fn the_run_loop_fires_on_the_fake_clock() {
         .expect("the loop fired");
     }
     task.abort();
-    assert_eq!(env.target.slots(), [T0 - 30_000 + MIN, T0 - 30_000 + 2 * MIN, T0 - 30_000 + 3 * MIN]);
+    assert_eq!(
+        env.target.slots(),
+        [
+            T0 - 30_000 + MIN,
+            T0 - 30_000 + 2 * MIN,
+            T0 - 30_000 + 3 * MIN
+        ]
+    );
 }
 
 #[tokio::test]
@@ -182,7 +199,11 @@ async fn runs_missed_while_down_are_caught_up_once() {
     env.clock.set(T0 + 62 * MIN);
     let s = env.scheduler();
     assert_eq!(s.tick().await.unwrap(), Some(T0 + 65 * MIN));
-    assert_eq!(env.target.slots(), [T0 + 5 * MIN, T0 + 60 * MIN], "one catch-up firing, for the latest slot");
+    assert_eq!(
+        env.target.slots(),
+        [T0 + 5 * MIN, T0 + 60 * MIN],
+        "one catch-up firing, for the latest slot"
+    );
     let ev: serde_json::Value = serde_json::from_slice(&env.target.fired()[1].payload).unwrap();
     assert_eq!(ev["time"], "2024-01-01T01:00:30Z");
     // And nothing more until the next slot.
@@ -216,12 +237,17 @@ async fn crash_before_the_enqueue_commits_fires_after_restart() {
     drop(s);
     env.clock.set(T0 + 5 * MIN);
     let store = ScheduleStore::open(&env.path).unwrap();
-    assert!(store.begin_firing("every5", T0 + 5 * MIN, "Root=1-crashed").unwrap());
+    assert!(store
+        .begin_firing("every5", T0 + 5 * MIN, "Root=1-crashed")
+        .unwrap());
     drop(store);
     let s = env.scheduler();
     s.tick().await.unwrap();
     assert_eq!(env.target.slots(), [T0 + 5 * MIN]);
-    assert_eq!(s.get("every5").await.unwrap().last_fired_ms, Some(T0 + 5 * MIN));
+    assert_eq!(
+        s.get("every5").await.unwrap().last_fired_ms,
+        Some(T0 + 5 * MIN)
+    );
 }
 
 /// kill -9 after the queue committed the event but before the scheduler heard back:
@@ -238,7 +264,10 @@ async fn crash_after_the_enqueue_commits_does_not_fire_twice() {
     let trace = "Root=1-65920000-000000000000000000000001;Parent=0000000000000001;Sampled=0";
     let store = ScheduleStore::open(&env.path).unwrap();
     assert!(store.begin_firing("every5", slot, trace).unwrap());
-    assert_eq!(store.get("every5").unwrap().unwrap().pending_slot_ms, Some(slot));
+    assert_eq!(
+        store.get("every5").unwrap().unwrap().pending_slot_ms,
+        Some(slot)
+    );
     // What AsyncQueue::enqueue writes, through the queue's own store.
     let events = nimbus_store::EventStore::open(&env.path).unwrap();
     events
@@ -259,11 +288,21 @@ async fn crash_after_the_enqueue_commits_does_not_fire_twice() {
     // ... and the process dies here, before `confirm`.
     drop(events);
     drop(store);
-    let stored = ScheduleStore::open(&env.path).unwrap().get("every5").unwrap().unwrap();
-    assert_eq!((stored.last_fired_ms, stored.pending_slot_ms), (Some(slot), None));
+    let stored = ScheduleStore::open(&env.path)
+        .unwrap()
+        .get("every5")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.last_fired_ms, stored.pending_slot_ms),
+        (Some(slot), None)
+    );
     let s = env.scheduler();
     assert_eq!(s.tick().await.unwrap(), Some(T0 + 10 * MIN));
-    assert!(env.target.fired().is_empty(), "the slot was not enqueued a second time");
+    assert!(
+        env.target.fired().is_empty(),
+        "the slot was not enqueued a second time"
+    );
 }
 
 #[tokio::test]
@@ -272,7 +311,9 @@ async fn other_events_do_not_touch_schedules() {
     let s = env.scheduler();
     s.put("every5", spec("rate(5 minutes)")).await.unwrap();
     let store = ScheduleStore::open(&env.path).unwrap();
-    store.begin_firing("every5", T0 + 5 * MIN, "trace-a").unwrap();
+    store
+        .begin_firing("every5", T0 + 5 * MIN, "trace-a")
+        .unwrap();
     let events = nimbus_store::EventStore::open(&env.path).unwrap();
     let ev = |source: &str, trace: &str| nimbus_store::QueuedEvent {
         id: 0,
@@ -286,9 +327,15 @@ async fn other_events_do_not_touch_schedules() {
         trace_id: Some(trace.into()),
         source: source.into(),
     };
-    events.insert(vec![ev("event", "trace-a"), ev("schedule", "trace-b")]).await.unwrap();
+    events
+        .insert(vec![ev("event", "trace-a"), ev("schedule", "trace-b")])
+        .await
+        .unwrap();
     let stored = store.get("every5").unwrap().unwrap();
-    assert_eq!((stored.last_fired_ms, stored.pending_slot_ms), (None, Some(T0 + 5 * MIN)));
+    assert_eq!(
+        (stored.last_fired_ms, stored.pending_slot_ms),
+        (None, Some(T0 + 5 * MIN))
+    );
 }
 
 #[tokio::test]
@@ -298,19 +345,30 @@ async fn a_failed_enqueue_is_retried_and_a_gone_function_is_skipped() {
     s.put("every5", spec("rate(5 minutes)")).await.unwrap();
     *env.target.transient_failures.lock().unwrap() = 2;
     env.clock.set(T0 + 5 * MIN);
-    assert_eq!(s.tick().await.unwrap(), Some(T0 + 5 * MIN + 1000), "retry in a second");
+    assert_eq!(
+        s.tick().await.unwrap(),
+        Some(T0 + 5 * MIN + 1000),
+        "retry in a second"
+    );
     assert!(env.target.fired().is_empty());
     env.clock.set(T0 + 5 * MIN + 1000);
     s.tick().await.unwrap();
     env.clock.set(T0 + 5 * MIN + 2000);
     s.tick().await.unwrap();
-    assert_eq!(env.target.slots(), [T0 + 5 * MIN], "fired once, after the failures");
+    assert_eq!(
+        env.target.slots(),
+        [T0 + 5 * MIN],
+        "fired once, after the failures"
+    );
 
     // The function is deleted: the slot is dropped (logged), the schedule moves on.
     env.target.missing.lock().unwrap().push("fn".into());
     env.clock.set(T0 + 10 * MIN);
     assert_eq!(s.tick().await.unwrap(), Some(T0 + 15 * MIN));
-    assert_eq!(s.get("every5").await.unwrap().last_fired_ms, Some(T0 + 10 * MIN));
+    assert_eq!(
+        s.get("every5").await.unwrap().last_fired_ms,
+        Some(T0 + 10 * MIN)
+    );
     assert_eq!(env.target.fired().len(), 1);
 }
 
@@ -365,21 +423,38 @@ async fn definitions_are_validated_and_listed() {
     assert!(err.to_string().contains("field 2 (hours) '25'"), "{err}");
     let mut sp = spec("rate(5 minutes)");
     sp.timezone = Some("Nowhere/Special".into());
-    assert!(matches!(s.put("bad", sp).await.unwrap_err(), Error::Invalid(_)));
+    assert!(matches!(
+        s.put("bad", sp).await.unwrap_err(),
+        Error::Invalid(_)
+    ));
     env.target.missing.lock().unwrap().push("ghost".into());
     let mut sp = spec("rate(5 minutes)");
     sp.function = "ghost".into();
     let err = s.put("bad", sp).await.unwrap_err();
     assert!(matches!(err, Error::FunctionNotFound(_)), "{err}");
-    assert!(matches!(s.put("bad name", spec("rate(5 minutes)")).await.unwrap_err(), Error::InvalidParameter(_)));
+    assert!(matches!(
+        s.put("bad name", spec("rate(5 minutes)"))
+            .await
+            .unwrap_err(),
+        Error::InvalidParameter(_)
+    ));
     assert!(s.list().await.unwrap().is_empty());
 
     s.put("b", spec("rate(5 minutes)")).await.unwrap();
     s.put("a", spec("cron(0 2 * * ? *)")).await.unwrap();
-    let names: Vec<_> = s.list().await.unwrap().into_iter().map(|v| v.name).collect();
+    let names: Vec<_> = s
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
     assert_eq!(names, ["a", "b"]);
     s.delete("a").await.unwrap();
-    assert!(matches!(s.delete("a").await.unwrap_err(), Error::NotFound(_)));
+    assert!(matches!(
+        s.delete("a").await.unwrap_err(),
+        Error::NotFound(_)
+    ));
     assert!(matches!(s.get("a").await.unwrap_err(), Error::NotFound(_)));
     // Survives reopening.
     drop(s);

@@ -11,6 +11,7 @@ pub mod ls;
 pub mod metrics;
 pub mod rm;
 pub mod route;
+pub mod schedule;
 
 /// `1.2 KB`, `3.4 MB`.
 pub fn human_bytes(n: u64) -> String {
