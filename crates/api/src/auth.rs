@@ -183,6 +183,11 @@ impl AuthConfig {
     pub fn key_count(&self) -> usize {
         self.keys.len()
     }
+
+    /// The accepted access keys.
+    pub fn keys(&self) -> &[AccessKey] {
+        &self.keys
+    }
 }
 
 /// The middleware's state, built once from the [`AuthConfig`].

@@ -19,9 +19,12 @@
 //! protocol, [`sts::QueryError`] to XML).
 
 pub mod auth;
+mod cors_api;
 pub mod error;
+mod gateway_auth_api;
 mod lambda;
 mod lambda_functions;
+mod lambda_urls;
 mod lambda_versions;
 mod metrics_api;
 mod nimbus;
@@ -85,6 +88,9 @@ pub fn router(invoker: Invoker, queue: AsyncQueue, auth: AuthConfig) -> Router {
         .merge(lambda_versions::routes())
         .merge(routes_api::routes())
         .merge(schedules_api::routes())
+        .merge(gateway_auth_api::routes())
+        .merge(cors_api::routes())
+        .merge(lambda_urls::routes())
         .merge(metrics_api::routes())
         .merge(sts::routes())
         .fallback(error::unknown_operation)

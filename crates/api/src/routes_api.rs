@@ -17,7 +17,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use nimbus_gateway::{PayloadFormat, Route, RouteKey, RouteTable, TableError};
+use nimbus_gateway::{
+    BodySchema, PayloadFormat, Route, RouteKey, RouteTable, TableError, Validation,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -62,6 +64,24 @@ struct PutRoute {
     qualifier: Option<String>,
     payload_format: Option<String>,
     timeout_ms: Option<u64>,
+    /// A JSON Schema the request body must match.
+    body_schema: Option<serde_json::Value>,
+    /// Query-string parameters every request must carry.
+    #[serde(default)]
+    required_query: Vec<String>,
+    /// Headers every request must carry.
+    #[serde(default)]
+    required_headers: Vec<String>,
+    /// An authorizer's name, optionally typed: `jwt:NAME`, `lambda:NAME`.
+    authorizer: Option<String>,
+    /// JWT authorizers: scopes of which the token needs one.
+    #[serde(default)]
+    authorization_scopes: Vec<String>,
+    /// Requests need an API key (`x-api-key`).
+    #[serde(default)]
+    api_key_required: bool,
+    /// `{"rate": requests per second, "burst": n}`.
+    throttle: Option<nimbus_gateway::throttle::ThrottleSettings>,
 }
 
 async fn put_route(
@@ -88,6 +108,16 @@ async fn put_route(
             .map_err(|e| ApiError::invalid_parameter(e.to_string()))?,
         None => PayloadFormat::default(),
     };
+    let validation = Validation {
+        body_schema: match b.body_schema {
+            Some(s) => Some(BodySchema::compile(s).map_err(ApiError::invalid_parameter)?),
+            None => None,
+        },
+        required_query: b.required_query,
+        required_headers: b.required_headers,
+    }
+    .normalize()
+    .map_err(ApiError::invalid_parameter)?;
     let route = Route {
         route_key,
         function: b.function,
@@ -96,9 +126,15 @@ async fn put_route(
         timeout_ms: b
             .timeout_ms
             .unwrap_or(nimbus_gateway::route::DEFAULT_TIMEOUT_MS),
+        validation,
+        authorizer: None,
+        authorization_scopes: b.authorization_scopes,
+        api_key_required: b.api_key_required,
+        throttle: b.throttle,
         created_ms: 0,
         updated_ms: 0,
     };
+    let route = crate::gateway_auth_api::route_access(&table, route, b.authorizer.as_deref())?;
     let (stored, created) = table.put(route).await?;
     let status = if created {
         StatusCode::CREATED

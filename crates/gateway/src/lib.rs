@@ -21,14 +21,22 @@
 //! integration timeout → 504 `{"message":"Endpoint request timed out"}`; throttled →
 //! 429 `{"message":"Too Many Requests"}`; the route's function deleted → 500.
 
+pub mod auth;
+pub mod cors;
 pub mod event;
+pub mod function_url;
 mod http_util;
 pub mod matcher;
 pub mod response;
 pub mod route;
 mod server;
 mod table;
+pub mod throttle;
+pub mod validate;
 
+pub use cors::CorsConfig;
+pub use function_url::{FunctionUrlConfig, FunctionUrls, IamKey};
 pub use route::{PayloadFormat, Route, RouteError, RouteKey};
 pub use server::{Gateway, GatewaySettings, BODY_LIMIT};
 pub use table::{RouteTable, TableError, DEFAULT_API};
+pub use validate::{BodySchema, Validation};

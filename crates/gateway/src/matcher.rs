@@ -261,6 +261,11 @@ mod tests {
             qualifier: None,
             payload_format: Default::default(),
             timeout_ms: 29_000,
+            validation: Default::default(),
+            authorizer: None,
+            authorization_scopes: Vec::new(),
+            api_key_required: false,
+            throttle: None,
             created_ms: 0,
             updated_ms: 0,
         })

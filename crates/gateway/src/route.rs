@@ -309,6 +309,22 @@ pub struct Route {
     /// The integration timeout: past it the client gets 504 (the function runs on).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Required query parameters and headers, and a JSON Schema for the body,
+    /// checked before the function is invoked (400 on failure).
+    #[serde(default, skip_serializing_if = "crate::validate::Validation::is_empty")]
+    pub validation: crate::validate::Validation,
+    /// The authorizer (JWT or Lambda, by name) requests must pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorizer: Option<String>,
+    /// With a JWT authorizer: the token needs one of these scopes (else 403).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorization_scopes: Vec<String>,
+    /// Requests need the `x-api-key` of a key in a usage plan (else 403).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub api_key_required: bool,
+    /// The route's token bucket: past it, 429 before anything runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<crate::throttle::ThrottleSettings>,
     #[serde(default)]
     pub created_ms: i64,
     #[serde(default)]

@@ -36,6 +36,8 @@ pub struct GatewaySettings {
     pub body_limit: usize,
     /// Largest request head (request line and headers); past it, 431.
     pub max_header_bytes: usize,
+    /// Access keys `AWS_IAM` function URLs accept (the server's credentials).
+    pub iam_keys: Vec<crate::function_url::IamKey>,
 }
 
 impl Default for GatewaySettings {
@@ -45,6 +47,7 @@ impl Default for GatewaySettings {
             header_read_timeout: Duration::from_secs(10),
             body_limit: BODY_LIMIT,
             max_header_bytes: 64 * 1024,
+            iam_keys: Vec::new(),
         }
     }
 }
@@ -137,13 +140,15 @@ impl Gateway {
         }
         drop(listener);
         graceful.shutdown().await;
+        // API key quota counters counted since the last periodic write.
+        self.inner.routes.auth().flush().await;
     }
 
     async fn handle(&self, req: http::Request<Incoming>, peer: SocketAddr) -> Response {
         let started = Instant::now();
         let request_id = crate::http_util::new_apigw_request_id();
         let mut log = Access::default();
-        let mut resp = self.route(req, peer, &request_id, &mut log).await;
+        let mut resp = crate::function_url::front(self, req, peer, &request_id, &mut log).await;
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("apigw-requestid", v);
         }
@@ -172,7 +177,20 @@ impl Gateway {
         resp
     }
 
-    async fn route(
+    pub(crate) fn routes(&self) -> &RouteTable {
+        &self.inner.routes
+    }
+
+    pub(crate) fn settings(&self) -> &GatewaySettings {
+        &self.inner.settings
+    }
+
+    /// The listener's port, as `x-forwarded-port` carries it.
+    pub(crate) fn port(&self) -> &str {
+        &self.inner.port
+    }
+
+    pub(crate) async fn route(
         &self,
         req: http::Request<Incoming>,
         peer: SocketAddr,
@@ -218,6 +236,12 @@ impl Gateway {
                 return response::message(StatusCode::BAD_REQUEST, "Bad Request");
             }
         };
+
+        // Request validation: 400 without invoking.
+        let query = parts.uri.query().unwrap_or("");
+        if let Some(r) = route.validation.check(&parts.headers, query, &body) {
+            return r;
+        }
 
         // Headers as the event carries them, plus what API Gateway adds.
         let source_ip = peer.ip().to_string();
@@ -280,9 +304,15 @@ impl Gateway {
             account_id: nimbus_core::ACCOUNT_ID,
             stage: "$default",
         };
+        // Throttling, authorizer, API key: 401/403/429/500 without invoking.
+        let routes = &self.inner.routes;
+        let granted = match routes.auth().check(&route, &info, routes.invoker()).await {
+            Ok(g) => g,
+            Err(denied) => return denied.response(),
+        };
         let payload = match route.payload_format {
-            PayloadFormat::V1 => event::v1(&info),
-            PayloadFormat::V2 => event::v2(&info),
+            PayloadFormat::V1 => event::v1_with(&info, granted.as_ref()),
+            PayloadFormat::V2 => event::v2_with(&info, granted.as_ref()),
         };
         drop(headers);
 
@@ -352,19 +382,19 @@ impl Gateway {
 
 /// The access-log fields a request fills in as it goes.
 #[derive(Default)]
-struct Access {
-    method: String,
-    path: String,
-    route: String,
-    integration_ms: f64,
-    function_request_id: String,
+pub(crate) struct Access {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) route: String,
+    pub(crate) integration_ms: f64,
+    pub(crate) function_request_id: String,
 }
 
 fn too_large() -> Response {
     response::message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
 }
 
-fn protocol(v: http::Version) -> &'static str {
+pub(crate) fn protocol(v: http::Version) -> &'static str {
     match v {
         http::Version::HTTP_09 => "HTTP/0.9",
         http::Version::HTTP_10 => "HTTP/1.0",

@@ -41,6 +41,12 @@ struct Inner {
     /// changes apply in one order in the store and in memory.
     routes: tokio::sync::Mutex<BTreeMap<String, Arc<Route>>>,
     matcher: RwLock<Arc<Matcher>>,
+    /// The API's CORS configuration.
+    cors: crate::cors::ApiCors,
+    /// Lambda function URLs, served on the same listener.
+    function_urls: crate::function_url::FunctionUrls,
+    /// Authorizers, API keys, usage plans and throttling state.
+    auth: crate::auth::GatewayAuth,
 }
 
 /// Handle to the route table. Cheap to clone.
@@ -71,6 +77,9 @@ impl RouteTable {
             }
         }
         let matcher = Matcher::new(routes.values());
+        let cors = crate::cors::ApiCors::open(store.clone(), DEFAULT_API)?;
+        let function_urls = crate::function_url::FunctionUrls::open(store.clone())?;
+        let auth = crate::auth::GatewayAuth::open(db_path)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -78,6 +87,9 @@ impl RouteTable {
                 public_url: public_url.trim_end_matches('/').to_string(),
                 routes: tokio::sync::Mutex::new(routes),
                 matcher: RwLock::new(Arc::new(matcher)),
+                cors,
+                function_urls,
+                auth,
             }),
         })
     }
@@ -175,6 +187,21 @@ impl RouteTable {
             .matcher
             .write()
             .unwrap_or_else(|p| p.into_inner()) = m;
+    }
+
+    /// The API's CORS configuration.
+    pub fn cors(&self) -> &crate::cors::ApiCors {
+        &self.inner.cors
+    }
+
+    /// The function URL configs served on the gateway listener.
+    pub fn function_urls(&self) -> &crate::function_url::FunctionUrls {
+        &self.inner.function_urls
+    }
+
+    /// Authorizers, API keys, usage plans and throttling state.
+    pub fn auth(&self) -> &crate::auth::GatewayAuth {
+        &self.inner.auth
     }
 
     pub(crate) fn invoker(&self) -> &Invoker {

@@ -57,10 +57,22 @@ enum Command {
     /// Manage gateway routes (METHOD /path -> function).
     #[command(subcommand)]
     Route(commands::route::Cmd),
+    /// The gateway's CORS configuration (origins, methods, headers, credentials, max age).
+    #[command(subcommand)]
+    Cors(commands::cors::Cmd),
     /// Manage schedules: rate() or cron() expressions that invoke a function.
     /// Alone (or as `nimbus schedules`), list them with their next fire times.
     #[command(visible_alias = "schedules")]
     Schedule(commands::schedule::Args),
+    /// Manage gateway authorizers (JWT, Lambda) that routes use.
+    #[command(subcommand)]
+    Authorizer(commands::authorizer::Cmd),
+    /// Manage gateway API keys (x-api-key).
+    #[command(subcommand)]
+    Apikey(commands::apikey::Cmd),
+    /// Manage usage plans: the throttle and quota of API keys.
+    #[command(subcommand, name = "usage-plan")]
+    UsagePlan(commands::usage_plan::Cmd),
     /// Summarise the server's Prometheus metrics (GET /metrics).
     Metrics(commands::metrics::Args),
     /// Metered usage per function, priced as AWS Lambda would charge it.
@@ -94,7 +106,11 @@ fn main() {
                     Command::Logs(a) => commands::logs::run(&client, a).await,
                     Command::Invocations(a) => commands::invocations::run(&client, a).await,
                     Command::Route(c) => commands::route::run(&client, c).await,
+                    Command::Cors(c) => commands::cors::run(&client, c).await,
                     Command::Schedule(c) => commands::schedule::run(&client, c).await,
+                    Command::Authorizer(c) => commands::authorizer::run(&client, c).await,
+                    Command::Apikey(c) => commands::apikey::run(&client, c).await,
+                    Command::UsagePlan(c) => commands::usage_plan::run(&client, c).await,
                     Command::Metrics(a) => commands::metrics::run(&client, a).await,
                     Command::Cost(a) => commands::cost::run(&client, a).await,
                     Command::Up(_) => unreachable!(),

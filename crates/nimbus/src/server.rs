@@ -253,6 +253,18 @@ async fn serve(args: UpArgs) -> Result<i32> {
         );
     }
 
+    // AWS_IAM function URLs accept the API's access keys.
+    let iam_keys: Vec<nimbus_gateway::IamKey> = auth
+        .keys()
+        .iter()
+        .map(|k| nimbus_gateway::IamKey {
+            credentials: k.credentials.clone(),
+            user: match &k.principal {
+                nimbus_api::auth::Principal::User(u) => Some(u.clone()),
+                nimbus_api::auth::Principal::Root => None,
+            },
+        })
+        .collect();
     let routes = nimbus_gateway::RouteTable::open(
         &data_dir.join("nimbus.db"),
         invoker.clone(),
@@ -273,6 +285,7 @@ async fn serve(args: UpArgs) -> Result<i32> {
         nimbus_gateway::GatewaySettings {
             api_id: gateway_api_id,
             header_read_timeout: args.gateway_header_timeout,
+            iam_keys,
             ..Default::default()
         },
     );

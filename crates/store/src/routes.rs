@@ -22,6 +22,13 @@ CREATE TABLE IF NOT EXISTS gateway_routes (
     updated_ms  INTEGER NOT NULL,
     PRIMARY KEY (api, route_key)
 );
+CREATE TABLE IF NOT EXISTS gateway_settings (
+    kind        TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    config      TEXT NOT NULL,
+    updated_ms  INTEGER NOT NULL,
+    PRIMARY KEY (kind, key)
+);
 "#;
 
 /// One stored route: `config` is the gateway's JSON for it.
@@ -104,6 +111,46 @@ impl RouteStore {
     }
 }
 
+/// Other gateway settings, each an opaque JSON document under `(kind, key)`: an
+/// API's CORS configuration (`cors`, the API's id), a function URL's (`function_url`,
+/// `function` or `function:alias`).
+impl RouteStore {
+    /// Every setting of `kind` as `(key, config)`, ordered by key.
+    pub fn list_settings(&self, kind: &str) -> Result<Vec<(String, String)>> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare("SELECT key, config FROM gateway_settings WHERE kind = ?1 ORDER BY key")?;
+            let rows = stmt.query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    /// Insert or replace a setting; returns once the write is durable.
+    pub fn put_setting(&self, kind: &str, key: &str, config: &str, updated_ms: i64) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO gateway_settings(kind, key, config, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(kind, key) DO UPDATE
+                 SET config = excluded.config, updated_ms = excluded.updated_ms",
+                params![kind, key, config, updated_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Delete a setting; `false` when there was none.
+    pub fn delete_setting(&self, kind: &str, key: &str) -> Result<bool> {
+        self.with(|c| {
+            let n = c.execute(
+                "DELETE FROM gateway_settings WHERE kind = ?1 AND key = ?2",
+                params![kind, key],
+            )?;
+            Ok(n > 0)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +181,24 @@ mod tests {
         assert!(s.delete("default", "GET /users/{id}").unwrap());
         assert!(!s.delete("default", "GET /users/{id}").unwrap());
         assert!(s.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn settings_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nimbus.db");
+        let s = RouteStore::open(&path).unwrap();
+        s.put_setting("cors", "default", "{}", 1).unwrap();
+        s.put_setting("cors", "default", r#"{"a":1}"#, 2).unwrap();
+        s.put_setting("function_url", "f", "{}", 3).unwrap();
+        drop(s);
+        let s = RouteStore::open(&path).unwrap();
+        assert_eq!(
+            s.list_settings("cors").unwrap(),
+            [("default".to_string(), r#"{"a":1}"#.to_string())]
+        );
+        assert!(s.delete_setting("function_url", "f").unwrap());
+        assert!(!s.delete_setting("function_url", "f").unwrap());
+        assert!(s.list_settings("function_url").unwrap().is_empty());
     }
 }

@@ -1,6 +1,9 @@
 //! One module per client subcommand.
 
+pub mod apikey;
 pub mod app_deploy;
+pub mod authorizer;
+pub mod cors;
 pub mod cost;
 pub mod deploy;
 pub mod get;
@@ -12,6 +15,7 @@ pub mod metrics;
 pub mod rm;
 pub mod route;
 pub mod schedule;
+pub mod usage_plan;
 
 /// `1.2 KB`, `3.4 MB`.
 pub fn human_bytes(n: u64) -> String {

@@ -28,6 +28,26 @@ pub struct AddArgs {
     /// Integration timeout in seconds (0.05 to 30): past it the client gets 504.
     #[arg(long, default_value_t = 29.0)]
     timeout: f64,
+    /// Protect the route: jwt:NAME or lambda:NAME (an authorizer, see `nimbus
+    /// authorizer`), apikey (an x-api-key of a usage plan). Repeatable: one
+    /// authorizer plus apikey.
+    #[arg(long = "auth", value_name = "jwt:NAME|lambda:NAME|apikey")]
+    auth: Vec<String>,
+    /// With a JWT authorizer: a scope the token must hold (repeatable; any one suffices).
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// The route's token bucket, RATE:BURST (requests per second : at once); past it 429.
+    #[arg(long, value_name = "RATE:BURST")]
+    throttle: Option<String>,
+    /// A JSON Schema file the request body must match (else 400, no invocation).
+    #[arg(long, value_name = "FILE")]
+    body_schema: Option<std::path::PathBuf>,
+    /// A query-string parameter every request must carry (repeatable; else 400).
+    #[arg(long = "require-query", value_name = "NAME")]
+    require_query: Vec<String>,
+    /// A header every request must carry (repeatable; else 400).
+    #[arg(long = "require-header", value_name = "NAME")]
+    require_header: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -55,13 +75,27 @@ async fn add(client: &Client, a: AddArgs) -> Result<i32> {
     if !a.timeout.is_finite() || a.timeout <= 0.0 {
         bail!("--timeout must be a positive number of seconds");
     }
-    let body = json!({
+    let mut body = json!({
         "route_key": route_key,
         "function": function,
         "qualifier": qualifier,
         "payload_format": a.payload,
         "timeout_ms": (a.timeout * 1000.0).round() as u64,
     });
+    access_settings(&mut body, &a.auth, &a.scopes, a.throttle.as_deref())?;
+    if let Some(path) = &a.body_schema {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let schema: Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{} is not JSON: {e}", path.display()))?;
+        body["body_schema"] = schema;
+    }
+    if !a.require_query.is_empty() {
+        body["required_query"] = json!(a.require_query);
+    }
+    if !a.require_header.is_empty() {
+        body["required_headers"] = json!(a.require_header);
+    }
     let resp = client
         .send(client.http.put(client.url("/_nimbus/routes")).json(&body))
         .await?;
@@ -79,6 +113,41 @@ async fn add(client: &Client, a: AddArgs) -> Result<i32> {
         r["url"].as_str().unwrap_or("(every unmatched request)")
     );
     Ok(0)
+}
+
+/// `--auth`, `--scope` and `--throttle` into the route's body.
+fn access_settings(
+    body: &mut Value,
+    auth: &[String],
+    scopes: &[String],
+    throttle: Option<&str>,
+) -> Result<()> {
+    let mut authorizer = None;
+    for a in auth {
+        if a.eq_ignore_ascii_case("apikey") {
+            body["api_key_required"] = json!(true);
+        } else if a.starts_with("jwt:") || a.starts_with("lambda:") {
+            if authorizer.replace(a).is_some() {
+                bail!("a route takes one authorizer (plus apikey)");
+            }
+            body["authorizer"] = json!(a);
+        } else {
+            bail!("invalid --auth {a:?}: jwt:NAME, lambda:NAME or apikey");
+        }
+    }
+    if !scopes.is_empty() {
+        body["authorization_scopes"] = json!(scopes);
+    }
+    if let Some(t) = throttle {
+        let parsed = t.split_once(':').and_then(|(r, b)| {
+            Some((r.trim().parse::<f64>().ok()?, b.trim().parse::<u32>().ok()?))
+        });
+        let Some((rate, burst)) = parsed else {
+            bail!("invalid --throttle {t:?}: RATE:BURST, like 10:20");
+        };
+        body["throttle"] = json!({"rate": rate, "burst": burst});
+    }
+    Ok(())
 }
 
 async fn ls(client: &Client) -> Result<i32> {
@@ -106,15 +175,47 @@ async fn ls(client: &Client) -> Result<i32> {
             None => format!("{}/* (unmatched)", v["gateway_url"].as_str().unwrap_or("")),
         };
         println!(
-            "{:<32} {:<28} {:>7} {:>8}  {}",
+            "{:<32} {:<28} {:>7} {:>8}  {}{}",
             r["route_key"].as_str().unwrap_or(""),
             function,
             r["payload_format"].as_str().unwrap_or(""),
             format!("{timeout_s}s"),
-            url
+            url,
+            access_summary(&r)
         );
     }
     Ok(0)
+}
+
+/// `  [auth NAME scopes a,b; apikey; throttle 10/s burst 20]`, or nothing.
+fn access_summary(r: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(a) = r["authorizer"].as_str() {
+        let scopes: Vec<&str> = r["authorization_scopes"]
+            .as_array()
+            .map(|s| s.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if scopes.is_empty() {
+            parts.push(format!("auth {a}"));
+        } else {
+            parts.push(format!("auth {a} scopes {}", scopes.join(",")));
+        }
+    }
+    if r["api_key_required"].as_bool() == Some(true) {
+        parts.push("apikey".to_string());
+    }
+    if let Some(t) = r["throttle"].as_object() {
+        parts.push(format!(
+            "throttle {}/s burst {}",
+            t.get("rate").and_then(Value::as_f64).unwrap_or(0.0),
+            t.get("burst").and_then(Value::as_u64).unwrap_or(0)
+        ));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("  [{}]", parts.join("; "))
+    }
 }
 
 async fn rm(client: &Client, a: RmArgs) -> Result<i32> {
