@@ -104,6 +104,12 @@ impl<K: AsRef<str>, V: Serialize> Serialize for Obj<'_, K, V> {
 
 /// Payload format 2.0.
 pub fn v2(req: &RequestInfo<'_>) -> Vec<u8> {
+    v2_with(req, None)
+}
+
+/// Payload format 2.0 with what the route's authorizer granted
+/// (`requestContext.authorizer`).
+pub fn v2_with(req: &RequestInfo<'_>, auth: Option<&crate::auth::Granted>) -> Vec<u8> {
     let mut cookies: Vec<&str> = Vec::new();
     let mut headers: Vec<(&str, String)> = Vec::new();
     for (name, vals) in group(req.headers) {
@@ -147,13 +153,16 @@ pub fn v2(req: &RequestInfo<'_>) -> Vec<u8> {
             st.end()
         }
     }
-    struct Ctx<'a>(&'a RequestInfo<'a>, &'a str);
+    struct Ctx<'a>(&'a RequestInfo<'a>, &'a str, Option<&'a serde_json::Value>);
     impl Serialize for Ctx<'_> {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let (r, domain) = (self.0, self.1);
             let mut st = s.serialize_struct("RequestContext", 10)?;
             st.serialize_field("accountId", r.account_id)?;
             st.serialize_field("apiId", r.api_id)?;
+            if let Some(a) = self.2 {
+                st.serialize_field("authorizer", a)?;
+            }
             st.serialize_field("domainName", domain)?;
             st.serialize_field("domainPrefix", domain_prefix(domain))?;
             st.serialize_field("http", &Http(r))?;
@@ -181,7 +190,8 @@ pub fn v2(req: &RequestInfo<'_>) -> Vec<u8> {
         if !query.is_empty() {
             m.serialize_entry("queryStringParameters", &Obj(&query))?;
         }
-        m.serialize_entry("requestContext", &Ctx(req, domain))?;
+        let authorizer = auth.and_then(|a| a.authorizer.as_ref());
+        m.serialize_entry("requestContext", &Ctx(req, domain, authorizer))?;
         if let Some(b) = &body {
             m.serialize_entry("body", b)?;
         }
@@ -197,6 +207,12 @@ pub fn v2(req: &RequestInfo<'_>) -> Vec<u8> {
 
 /// Payload format 1.0.
 pub fn v1(req: &RequestInfo<'_>) -> Vec<u8> {
+    v1_with(req, None)
+}
+
+/// Payload format 1.0 with what the route's authorizer and API key granted
+/// (`requestContext.authorizer`, `identity.apiKey`/`apiKeyId`).
+pub fn v1_with(req: &RequestInfo<'_>, auth: Option<&crate::auth::Granted>) -> Vec<u8> {
     let name_of = |n: &str| -> String {
         if req.http1 {
             title_case(n)
@@ -227,7 +243,7 @@ pub fn v1(req: &RequestInfo<'_>) -> Vec<u8> {
     let (body, b64) = req.body();
     let domain = req.domain();
 
-    struct Identity<'a>(&'a RequestInfo<'a>);
+    struct Identity<'a>(&'a RequestInfo<'a>, Option<&'a (String, String)>);
     impl Serialize for Identity<'_> {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let r = self.0;
@@ -235,6 +251,10 @@ pub fn v1(req: &RequestInfo<'_>) -> Vec<u8> {
             let mut st = s.serialize_struct("Identity", 12)?;
             st.serialize_field("accessKey", &none)?;
             st.serialize_field("accountId", &none)?;
+            if let Some((key, id)) = self.1 {
+                st.serialize_field("apiKey", key)?;
+                st.serialize_field("apiKeyId", id)?;
+            }
             st.serialize_field("caller", &none)?;
             st.serialize_field("cognitoAuthenticationProvider", &none)?;
             st.serialize_field("cognitoAuthenticationType", &none)?;
@@ -258,7 +278,11 @@ pub fn v1(req: &RequestInfo<'_>) -> Vec<u8> {
             st.end()
         }
     }
-    struct Ctx<'a>(&'a RequestInfo<'a>, &'a str);
+    struct Ctx<'a>(
+        &'a RequestInfo<'a>,
+        &'a str,
+        Option<&'a crate::auth::Granted>,
+    );
     impl Serialize for Ctx<'_> {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let (r, domain) = (self.0, self.1);
@@ -266,12 +290,16 @@ pub fn v1(req: &RequestInfo<'_>) -> Vec<u8> {
             let mut st = s.serialize_struct("RequestContext", 17)?;
             st.serialize_field("accountId", r.account_id)?;
             st.serialize_field("apiId", r.api_id)?;
-            st.serialize_field("authorizer", &Authorizer)?;
+            match self.2.and_then(|g| g.authorizer.as_ref()) {
+                Some(a) => st.serialize_field("authorizer", a)?,
+                None => st.serialize_field("authorizer", &Authorizer)?,
+            }
             st.serialize_field("domainName", domain)?;
             st.serialize_field("domainPrefix", domain_prefix(domain))?;
             st.serialize_field("extendedRequestId", r.request_id)?;
             st.serialize_field("httpMethod", r.method)?;
-            st.serialize_field("identity", &Identity(r))?;
+            let api_key = self.2.and_then(|g| g.api_key.as_ref());
+            st.serialize_field("identity", &Identity(r, api_key))?;
             st.serialize_field("path", r.raw_path)?;
             st.serialize_field("protocol", r.protocol)?;
             st.serialize_field("requestId", r.request_id)?;
@@ -307,7 +335,7 @@ pub fn v1(req: &RequestInfo<'_>) -> Vec<u8> {
             m.serialize_entry("queryStringParameters", &Obj(&query))?;
             m.serialize_entry("multiValueQueryStringParameters", &Obj(&multi_query))?;
         }
-        m.serialize_entry("requestContext", &Ctx(req, domain))?;
+        m.serialize_entry("requestContext", &Ctx(req, domain, auth))?;
         if req.params.is_empty() {
             m.serialize_entry("pathParameters", &none)?;
         } else {

@@ -12,11 +12,13 @@
 mod blob;
 mod db;
 mod events;
+mod gateway_auth;
 mod routes;
 
 pub use blob::{BlobStore, CodeBundle};
 pub use db::{Db, FunctionObject, LogLine, MeterRow, RecordQuery};
 pub use events::{EventStore, QueuedEvent};
+pub use gateway_auth::{GatewayAuthStore, StoredObject, UsageRow};
 pub use routes::{RouteStore, StoredRoute};
 
 use std::path::PathBuf;
