@@ -212,7 +212,7 @@ impl Eval<'_> {
         match f {
             "Ref" => {
                 let name = self.text(arg, "!Ref", d)?;
-                self.reference(&name, line, d).map(|o| o.map(|s| s))
+                self.reference(&name, line, d)
             }
             "GetAtt" => {
                 let (res, attr) = match &arg.value {
@@ -1085,6 +1085,11 @@ fn events(d: &mut Diags, f: Field, path: &str, func: &Function, app: &mut App) {
                         Some("ENABLED") => enabled = true,
                         Some("DISABLED") => enabled = false,
                         _ => d.error(x.line(), format!("{pp}.State must be ENABLED or DISABLED")),
+                    }
+                }
+                if let Some(x) = pf.get("ScheduleExpressionTimezone") {
+                    if let Some(Err(e)) = x.val.as_str().map(crate::schedule::check_timezone) {
+                        d.error(x.line(), format!("{pp}.ScheduleExpressionTimezone: {e}"));
                     }
                 }
                 let input = pf.get("Input").and_then(|x| json_input(d, *x, &join(&pp, "Input")));

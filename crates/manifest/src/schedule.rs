@@ -1,6 +1,7 @@
-//! The shape of schedule expressions, checked before anything is deployed so that a
-//! typo fails the whole deploy up front. The scheduler validates fully (field
-//! ranges, names, `L`/`W`/`#`) when the schedule is stored.
+//! Schedule expressions and time zones, checked before anything is deployed so that
+//! a typo fails the whole deploy up front: a quick shape check with messages that
+//! say what to write, then the scheduler's own parser (field ranges, names,
+//! `L`/`W`/`#`), so that what passes here is what the scheduler accepts.
 
 /// `Err` names what is wrong with `rate(N unit)` / `cron(6 fields)` / `at(…)`.
 pub fn check(expr: &str) -> Result<(), String> {
@@ -31,7 +32,7 @@ pub fn check(expr: &str) -> Result<(), String> {
                 unit.trim_end_matches('s')
             ));
         }
-        return Ok(());
+        return full(expr);
     }
     if let Some(inner) = expr.strip_prefix("cron(").and_then(|s| s.strip_suffix(')')) {
         let fields: Vec<&str> = inner.split_whitespace().collect();
@@ -46,19 +47,29 @@ pub fn check(expr: &str) -> Result<(), String> {
                 "{expr:?}: exactly one of day-of-month and day-of-week must be '?'"
             ));
         }
-        return Ok(());
-    }
-    if expr.starts_with("at(") && expr.ends_with(')') {
-        return Ok(());
+        return full(expr);
     }
     Err(format!(
         "{expr:?} is not a schedule expression: use rate(N unit) or cron(min hour dom month dow year)"
     ))
 }
 
+fn full(expr: &str) -> Result<(), String> {
+    nimbus_scheduler::Expression::parse(expr)
+        .map(|_| ())
+        .map_err(|e| format!("{expr:?}: {e}"))
+}
+
+/// An IANA time zone name (`Europe/Paris`); empty is UTC.
+pub fn check_timezone(tz: &str) -> Result<(), String> {
+    nimbus_scheduler::parse_timezone(tz)
+        .map(|_| ())
+        .map_err(|e| format!("{tz:?}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::check;
+    use super::{check, check_timezone};
 
     #[test]
     fn table() {
@@ -69,7 +80,6 @@ mod tests {
             "cron(0 2 * * ? *)",
             "cron(0/15 8-17 ? * MON-FRI *)",
             "cron(0 10 L * ? 2030)",
-            "at(2030-01-01T00:00:00)",
         ] {
             assert_eq!(check(ok), Ok(()), "{ok}");
         }
@@ -83,9 +93,12 @@ mod tests {
             ("cron(0 2 * * * *)", "exactly one"),
             ("cron(0 2 ? * ? *)", "exactly one"),
             ("every 5 minutes", "not a schedule expression"),
+            ("cron(99 2 * * ? *)", "cron(99 2 * * ? *)"),
         ] {
             let e = check(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
         }
+        assert_eq!(check_timezone("Europe/Paris"), Ok(()));
+        assert!(check_timezone("Mars/Olympus").is_err());
     }
 }

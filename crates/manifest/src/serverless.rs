@@ -853,6 +853,9 @@ fn schedule_event(
             }
             if let Some(x) = sf.get("timezone") {
                 timezone = fields::string(d, *x, &join(path, "timezone"));
+                if let Some(Err(e)) = timezone.as_deref().map(crate::schedule::check_timezone) {
+                    d.error(x.line(), format!("{path}.timezone: {e}"));
+                }
             }
             for key in ["inputPath", "inputTransformer"] {
                 if let Some(x) = sf.get(key) {

@@ -81,6 +81,31 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
     for d in &loaded.diagnostics {
         eprintln!("{d}");
     }
+    let mut loaded = loaded;
+    // Route keys as the gateway will parse them, before anything changes.
+    if let Some(app) = &loaded.app {
+        let bad: Vec<String> = app
+            .routes
+            .iter()
+            .filter_map(|r| {
+                nimbus_gateway::RouteKey::parse(&r.route_key)
+                    .err()
+                    .map(|e| format!("{}:{}: error: {e}", manifest.display(), r.line))
+            })
+            .collect();
+        if !bad.is_empty() {
+            for b in &bad {
+                eprintln!("{b}");
+            }
+            eprintln!(
+                "error: {} error(s) in {}; nothing was deployed",
+                bad.len(),
+                manifest.display()
+            );
+            loaded.app = None;
+            return Ok(1);
+        }
+    }
     let Some(app) = loaded.app else {
         let n = loaded.errors().count();
         eprintln!(
@@ -537,37 +562,6 @@ async fn apply(
                 .await
                 .with_context(|| format!("tagging function {}", f.name))?;
         }
-        // Async settings: the manifest's, or none.
-        let prev_eic = match prev {
-            Some(_) => get_optional(client, &eic_path(&f.name)).await?,
-            None => None,
-        };
-        match &f.event_invoke {
-            Some(e) => {
-                let target = |d: &Option<String>| match d {
-                    Some(arn) => json!({ "Destination": arn }),
-                    None => json!({}),
-                };
-                let mut body = json!({
-                    "DestinationConfig": { "OnSuccess": target(&e.on_success), "OnFailure": target(&e.on_failure) },
-                });
-                if let Some(r) = e.maximum_retry_attempts {
-                    body["MaximumRetryAttempts"] = r.into();
-                }
-                if let Some(a) = e.maximum_event_age_s {
-                    body["MaximumEventAgeInSeconds"] = a.into();
-                }
-                journal.push(Undo::EventInvoke(f.name.clone(), prev_eic));
-                put_eic(client, &f.name, &body)
-                    .await
-                    .with_context(|| format!("setting async invocation of {}", f.name))?;
-            }
-            None if prev_eic.is_some() => {
-                journal.push(Undo::EventInvoke(f.name.clone(), prev_eic));
-                delete(client, &eic_path(&f.name), &[]).await?;
-            }
-            None => {}
-        }
         if let Some(alias) = &f.alias {
             let apath = format!(
                 "/2015-03-31/functions/{}/aliases/{}",
@@ -634,10 +628,10 @@ async fn apply(
         if let Some(t) = r.timeout_ms {
             body["timeout_ms"] = t.into();
         }
-        journal.push(Undo::Route(r.route_key.clone(), prev));
         put_route(client, &body)
             .await
             .with_context(|| format!("adding route {}", r.route_key))?;
+        journal.push(Undo::Route(r.route_key.clone(), prev));
     }
     for s in &app.schedules {
         let prev = st
@@ -661,10 +655,46 @@ async fn apply(
         if let Some(tz) = &s.timezone {
             body["timezone"] = tz.as_str().into();
         }
-        journal.push(Undo::Schedule(s.name.clone(), prev));
         put_schedule(client, &s.name, &body)
             .await
             .with_context(|| format!("adding schedule {} ({})", s.name, s.expression))?;
+        journal.push(Undo::Schedule(s.name.clone(), prev));
+    }
+    // Async settings last among the updates: a destination the server refuses
+    // (a service it does not have) is then undone with everything else.
+    for f in &app.functions {
+        let prev = st.functions.get(&f.name);
+        // Async settings: the manifest's, or none.
+        let prev_eic = match prev {
+            Some(_) => get_optional(client, &eic_path(&f.name)).await?,
+            None => None,
+        };
+        match &f.event_invoke {
+            Some(e) => {
+                let target = |d: &Option<String>| match d {
+                    Some(arn) => json!({ "Destination": arn }),
+                    None => json!({}),
+                };
+                let mut body = json!({
+                    "DestinationConfig": { "OnSuccess": target(&e.on_success), "OnFailure": target(&e.on_failure) },
+                });
+                if let Some(r) = e.maximum_retry_attempts {
+                    body["MaximumRetryAttempts"] = r.into();
+                }
+                if let Some(a) = e.maximum_event_age_s {
+                    body["MaximumEventAgeInSeconds"] = a.into();
+                }
+                put_eic(client, &f.name, &body)
+                    .await
+                    .with_context(|| format!("setting async invocation of {}", f.name))?;
+                journal.push(Undo::EventInvoke(f.name.clone(), prev_eic));
+            }
+            None if prev_eic.is_some() => {
+                delete(client, &eic_path(&f.name), &[]).await?;
+                journal.push(Undo::EventInvoke(f.name.clone(), prev_eic));
+            }
+            None => {}
+        }
     }
     // Removals last, so a failure above never leaves the app without something it had.
     for s in &plan.delete_schedules {
