@@ -10,7 +10,7 @@ pub enum Cmd {
     /// Create or replace an authorizer:
     /// `nimbus authorizer create users --jwt --issuer https://id.example.com --audience api --jwks https://id.example.com/.well-known/jwks.json`,
     /// `nimbus authorizer create gate --lambda authFn --type TOKEN`.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List authorizers.
     Ls,
     /// Delete an authorizer no route uses.
@@ -59,7 +59,7 @@ pub struct CreateArgs {
 
 pub async fn run(client: &Client, cmd: Cmd) -> Result<i32> {
     match cmd {
-        Cmd::Create(a) => create(client, a).await,
+        Cmd::Create(a) => create(client, *a).await,
         Cmd::Ls => ls(client).await,
         Cmd::Rm { name } => {
             client
