@@ -144,6 +144,9 @@ def test_users_crud_sam_template(server, tmp_path):
     users = server.gateway + "/users"
     health = requests.get(server.gateway + "/health").json()
     assert health["usersFunction"] == "users-e2e-UsersFunction"
+    url = server.session.get(server.api + "/2021-10-31/functions/users-e2e-HealthFunction/url").json()
+    assert url["AuthType"] == "NONE" and url["FunctionUrl"] in p.stdout
+    assert requests.get(url["FunctionUrl"]).json() == health
     assert health["usersFunctionArn"].endswith(":function:users-e2e-UsersFunction")
 
     assert requests.get(users).json() == {"users": []}
@@ -222,6 +225,17 @@ def test_unsupported_and_unknown_are_reported_and_the_rest_deploys(server, tmp_p
     assert "serverless.yml:7: warning: unknown key 'functions.a.memorySiz'" in p.stderr
     assert "serverless.yml:9: not supported yet: event 'sqs' of functions.a" in p.stderr
     assert requests.get(server.gateway + "/partial").json() == {"v": 1}
+
+    # A function URL comes and goes with the manifest.
+    manifest = (app / "serverless.yml").read_text()
+    (app / "serverless.yml").write_text(manifest.replace("    memorySiz: 512\n", "    url: true\n"))
+    deploy(server, app)
+    url_api = server.api + "/2021-10-31/functions/partial-dev-a/url"
+    url = server.session.get(url_api).json()["FunctionUrl"]
+    assert requests.get(url).json() == {"v": 1}
+    (app / "serverless.yml").write_text(manifest)
+    deploy(server, app)
+    assert server.session.get(url_api).status_code == 404
 
 
 def test_failed_apply_restores_the_previous_app(server, tmp_path):

@@ -116,7 +116,18 @@ pub struct Function {
     /// SAM `AutoPublishAlias`: publish a version on change and point this alias at
     /// it; routes and schedules then target the alias.
     pub alias: Option<String>,
+    /// A Lambda function URL (on the alias when there is one).
+    pub url: Option<FunctionUrl>,
     pub line: usize,
+}
+
+/// A function URL as the Lambda API takes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionUrl {
+    /// `NONE` or `AWS_IAM`.
+    pub auth_type: String,
+    /// Lambda's `Cors` object (`AllowOrigins`, `AllowMethods`, …).
+    pub cors: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

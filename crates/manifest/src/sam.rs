@@ -886,12 +886,26 @@ fn function(
     if provisioned > 0 && alias.is_none() {
         d.warn(line, format!("{path}.ProvisionedConcurrencyConfig needs AutoPublishAlias in SAM; Nimbus applies it to the function"));
     }
-    if let Some(f) = get("FunctionUrlConfig") {
-        d.unsupported(
-            f.line(),
-            format!("{path}.FunctionUrlConfig: function URLs (no Lambda function-URL API in Nimbus yet); the function deploys without one"),
-        );
-    }
+    let url = get("FunctionUrlConfig").and_then(|f| {
+        let p = join(&path, "FunctionUrlConfig");
+        let uf = fields(d, f.val, &p, &["AuthType", "Cors", "InvokeMode"])?;
+        let auth = match uf.get("AuthType").and_then(|a| a.val.as_str()) {
+            Some(a @ ("NONE" | "AWS_IAM")) => a.to_string(),
+            _ => {
+                d.error(f.line(), format!("{p}.AuthType must be NONE or AWS_IAM"));
+                return None;
+            }
+        };
+        if let Some(m) = uf.get("InvokeMode") {
+            if m.val.as_str() != Some("BUFFERED") {
+                d.unsupported(m.line(), format!("{p}.InvokeMode: only BUFFERED"));
+            }
+        }
+        Some(crate::FunctionUrl {
+            auth_type: auth,
+            cors: uf.get("Cors").map(|c| c.val.to_json()),
+        })
+    });
     let event_invoke = get("EventInvokeConfig")
         .and_then(|f| event_invoke(d, f, &join(&path, "EventInvokeConfig")));
     let func = Function {
@@ -919,6 +933,7 @@ fn function(
             .unwrap_or_default(),
         event_invoke,
         alias: alias.clone(),
+        url,
         line,
     };
     if let Some(evs) = pf.get("Events") {
@@ -1402,7 +1417,7 @@ Resources:
             (format!("{head}      Handler: app.handler\n      Runtime: nodejs20.x\n      Events:\n        E:\n          Type: Schedule\n          Properties:\n            Schedule: cron(0 2 * * *)\n"), "template.yaml:13: error: Resources.Fn.Properties.Events.E.Properties.Schedule: \"cron(0 2 * * *)\": cron needs 6 fields"),
             (format!("{head}      Handler: app.handler\n"), "template.yaml:3: error: Resources.Fn.Properties.Runtime is required"),
             ("Resources:\n  X:\n    Type: AWS::SQS::Queue\n".to_string(), "template.yaml:1: error: Transform: AWS::Serverless-2016-10-31 is required"),
-            (format!("{head}      Handler: app.handler\n      Runtime: nodejs20.x\n      FunctionUrlConfig:\n        AuthType: NONE\n"), "template.yaml:9: not supported yet: Resources.Fn.Properties.FunctionUrlConfig"),
+            (format!("{head}      Handler: app.handler\n      Runtime: nodejs20.x\n      FunctionUrlConfig:\n        AuthType: PUBLIC\n"), "template.yaml:9: error: Resources.Fn.Properties.FunctionUrlConfig.AuthType must be NONE or AWS_IAM"),
         ];
         for (t, want) in cases {
             let dir = template_dir(&t);

@@ -114,7 +114,6 @@ const FUNCTION: &[&str] = &[
     "snapStart",
 ];
 const FUNCTION_UNSUPPORTED: &[&str] = &[
-    "url",
     "layers",
     "vpc",
     "image",
@@ -339,13 +338,7 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
         };
         for u in FUNCTION_UNSUPPORTED {
             if let Some(f) = ff.get(*u) {
-                let what = if *u == "url" {
-                    "function URLs (no Lambda function-URL API in Nimbus yet); the function deploys without one"
-                        .to_string()
-                } else {
-                    "ignored".to_string()
-                };
-                d.unsupported(f.line(), format!("{path}.{u}: {what}"));
+                d.unsupported(f.line(), format!("{path}.{u}: ignored"));
             }
         }
         let name = names[&key].clone();
@@ -441,6 +434,9 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                 .unwrap_or_default(),
             event_invoke: (event_invoke != EventInvoke::default()).then_some(event_invoke),
             alias: None,
+            url: ff
+                .get("url")
+                .and_then(|f| function_url(d, *f, &join(&path, "url"))),
             line: k.pos.line,
         };
         if let Some(f) = ff.get("events") {
@@ -902,6 +898,83 @@ fn schedule_event(
     }
 }
 
+/// `url: true`, or `url: {authorizer: aws_iam, cors: true | {allowedOrigins, …}}`.
+fn function_url(d: &mut Diags, f: Field, path: &str) -> Option<crate::FunctionUrl> {
+    let mut url = crate::FunctionUrl {
+        auth_type: "NONE".into(),
+        cors: None,
+    };
+    match &f.val.value {
+        Value::Bool(true) => return Some(url),
+        Value::Bool(false) | Value::Null => return None,
+        Value::Map(_) => {}
+        _ => {
+            d.error(
+                f.line(),
+                format!("{path} must be true or a mapping, found {}", f.val.kind()),
+            );
+            return None;
+        }
+    }
+    let uf = fields(d, f.val, path, &["authorizer", "cors", "invokeMode"])?;
+    if let Some(a) = uf.get("authorizer") {
+        match a.val.as_str() {
+            Some("aws_iam") => url.auth_type = "AWS_IAM".into(),
+            _ => d.error(a.line(), format!("{path}.authorizer must be aws_iam")),
+        }
+    }
+    if let Some(m) = uf.get("invokeMode") {
+        if m.val.as_str() != Some("BUFFERED") {
+            d.unsupported(m.line(), format!("{path}.invokeMode: only BUFFERED"));
+        }
+    }
+    if let Some(c) = uf.get("cors") {
+        url.cors = match &c.val.value {
+            Value::Bool(true) => Some(serde_json::json!({
+                "AllowOrigins": ["*"],
+                "AllowMethods": ["*"],
+                "AllowHeaders": ["Content-Type", "X-Amz-Date", "Authorization", "X-Api-Key", "X-Amz-Security-Token"],
+            })),
+            Value::Bool(false) | Value::Null => None,
+            Value::Map(_) => {
+                let cp = join(path, "cors");
+                let cf = fields(
+                    d,
+                    c.val,
+                    &cp,
+                    &[
+                        "allowCredentials",
+                        "allowedHeaders",
+                        "allowedMethods",
+                        "allowedOrigins",
+                        "exposedResponseHeaders",
+                        "maxAge",
+                    ],
+                )?;
+                let mut out = serde_json::Map::new();
+                for (from, to) in [
+                    ("allowCredentials", "AllowCredentials"),
+                    ("allowedHeaders", "AllowHeaders"),
+                    ("allowedMethods", "AllowMethods"),
+                    ("allowedOrigins", "AllowOrigins"),
+                    ("exposedResponseHeaders", "ExposeHeaders"),
+                    ("maxAge", "MaxAge"),
+                ] {
+                    if let Some(x) = cf.get(from) {
+                        out.insert(to.into(), x.val.to_json());
+                    }
+                }
+                Some(serde_json::Value::Object(out))
+            }
+            _ => {
+                d.error(c.line(), format!("{path}.cors must be true or a mapping"));
+                None
+            }
+        };
+    }
+    Some(url)
+}
+
 /// `input`: a mapping, or a JSON text.
 pub(crate) fn json_input(d: &mut Diags, f: Field, path: &str) -> Option<serde_json::Value> {
     match &f.val.value {
@@ -1087,8 +1160,7 @@ functions:
                 "service: s\nresources:\n  Resources: {}\nprovider:\n  runtime: python3.12\nfunctions:\n  a:\n    handler: handler.main\n    url: true\n",
                 vec![
                     "serverless.yml:2: not supported yet: 'resources'",
-                    "serverless.yml:9: not supported yet: functions.a.url",
-                ],
+                                    ],
             ),
         ];
         for (manifest, want) in cases {

@@ -355,6 +355,8 @@ enum Undo {
     Route(String, Option<Value>),
     /// `(schedule name, previous schedule or none)`.
     Schedule(String, Option<Value>),
+    /// `(function, qualifier, previous URL config or none)`.
+    Url(String, Option<String>, Option<Value>),
 }
 
 impl Undo {
@@ -366,6 +368,7 @@ impl Undo {
             Undo::Alias(n, a, _) => format!("alias {n}:{a}"),
             Undo::Route(k, _) => format!("route {k}"),
             Undo::Schedule(n, _) => format!("schedule {n}"),
+            Undo::Url(n, _, _) => format!("the function URL of {n}"),
         }
     }
 }
@@ -696,6 +699,42 @@ async fn apply(
             None => {}
         }
     }
+    // Function URLs: the manifest's, or none (for functions the app had before).
+    for f in &app.functions {
+        let q = f.alias.clone();
+        let prev = match st.functions.get(&f.name) {
+            Some(_) => get_url(client, &f.name, &q).await?,
+            None => None,
+        };
+        match &f.url {
+            Some(u) => {
+                let cors = u.cors.clone().unwrap_or(Value::Null);
+                put_url(
+                    client,
+                    &f.name,
+                    &q,
+                    &url_body(&json!(u.auth_type), &cors),
+                    prev.is_some(),
+                )
+                .await
+                .with_context(|| format!("setting the function URL of {}", f.name))?;
+                journal.push(Undo::Url(f.name.clone(), q, prev));
+            }
+            None if prev.is_some() => {
+                client
+                    .send(
+                        client
+                            .http
+                            .delete(client.url(&url_path(&f.name)))
+                            .query(&url_query(&q)),
+                    )
+                    .await
+                    .with_context(|| format!("removing the function URL of {}", f.name))?;
+                journal.push(Undo::Url(f.name.clone(), q, prev));
+            }
+            None => {}
+        }
+    }
     // Removals last, so a failure above never leaves the app without something it had.
     for s in &plan.delete_schedules {
         let name = s["name"].as_str().unwrap_or("");
@@ -797,6 +836,19 @@ async fn undo(client: &Client, u: &Undo) -> Result<()> {
                 .await
                 .or_else(ignore_missing),
         },
+        Undo::Url(name, q, prev) => match prev {
+            Some(p) => put_url(client, name, q, &url_body(&p["AuthType"], &p["Cors"]), true).await,
+            None => client
+                .send(
+                    client
+                        .http
+                        .delete(client.url(&url_path(name)))
+                        .query(&url_query(q)),
+                )
+                .await
+                .map(|_| ())
+                .or_else(ignore_missing),
+        },
         Undo::Schedule(name, prev) => match prev {
             Some(p) => put_schedule(client, name, &schedule_body(p)).await,
             None => delete(
@@ -808,6 +860,54 @@ async fn undo(client: &Client, u: &Undo) -> Result<()> {
             .or_else(ignore_missing),
         },
     }
+}
+
+fn url_path(name: &str) -> String {
+    format!("/2021-10-31/functions/{}/url", path_seg(name))
+}
+
+fn url_query(q: &Option<String>) -> Vec<(&'static str, String)> {
+    q.iter().map(|q| ("Qualifier", q.clone())).collect()
+}
+
+/// Create (`prev` none) or update a function URL to `{AuthType, Cors}`.
+async fn put_url(
+    client: &Client,
+    name: &str,
+    q: &Option<String>,
+    body: &Value,
+    exists: bool,
+) -> Result<()> {
+    let req = if exists {
+        client.http.put(client.url(&url_path(name)))
+    } else {
+        client.http.post(client.url(&url_path(name)))
+    };
+    client.send(req.query(&url_query(q)).json(body)).await?;
+    Ok(())
+}
+
+async fn get_url(client: &Client, name: &str, q: &Option<String>) -> Result<Option<Value>> {
+    match client
+        .send(
+            client
+                .http
+                .get(client.url(&url_path(name)))
+                .query(&url_query(q)),
+        )
+        .await
+    {
+        Ok(r) => Ok(Some(r.json().await?)),
+        Err(e) => ignore_missing(e).map(|_| None),
+    }
+}
+
+fn url_body(auth: &Value, cors: &Value) -> Value {
+    let mut b = json!({ "AuthType": auth });
+    if !cors.is_null() {
+        b["Cors"] = cors.clone();
+    }
+    b
 }
 
 fn ignore_missing(e: anyhow::Error) -> Result<()> {
@@ -835,7 +935,7 @@ async fn print_summary(client: &Client, app: &App, plan: &Plan) -> Result<()> {
     println!("App {} deployed", app.name);
     println!();
     println!(
-        "{:<40} {:<12} {:>7} {:>8}",
+        "{:<40} {:<12} {:>7} {:>8}  URL",
         "FUNCTION", "RUNTIME", "MEMORY", "TIMEOUT"
     );
     let fns = client.get_json("/_nimbus/functions").await?;
@@ -853,7 +953,14 @@ async fn print_summary(client: &Client, app: &App, plan: &Plan) -> Result<()> {
             Some(a) => format!("{}:{a}", f.name),
             None => f.name.clone(),
         };
-        println!("{:<40} {:<12} {:>7} {:>8}", name, f.runtime, mem, to);
+        let url = match &f.url {
+            Some(_) => get_url(client, &f.name, &f.alias)
+                .await?
+                .and_then(|u| u["FunctionUrl"].as_str().map(str::to_string))
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        println!("{:<40} {:<12} {:>7} {:>8}  {url}", name, f.runtime, mem, to);
     }
     if !app.routes.is_empty() {
         let routes = client.get_json("/_nimbus/routes").await?;
