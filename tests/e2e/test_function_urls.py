@@ -180,6 +180,24 @@ def test_errors(srv):
     lam.delete_function_url_config(FunctionName="plain")
 
 
+def test_deleting_the_function_deletes_its_url(srv):
+    srv.deploy("doomed", "python3.12", "app.handler", {"app.py": PLAIN})
+    lam = lambda_client(srv)
+    c = lam.create_function_url_config(FunctionName="doomed", AuthType="NONE")
+    assert requests.get(c["FunctionUrl"], timeout=30).status_code == 200
+    assert srv.delete("doomed").status_code == 204
+    assert requests.get(c["FunctionUrl"], timeout=10).status_code == 404
+    # A new function of the same name starts without a URL.
+    srv.deploy("doomed", "python3.12", "app.handler", {"app.py": PLAIN})
+    assert requests.get(c["FunctionUrl"], timeout=10).status_code == 404
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_function_url_config(FunctionName="doomed")
+    assert lam.list_function_url_configs(FunctionName="doomed")["FunctionUrlConfigs"] == []
+    c2 = lam.create_function_url_config(FunctionName="doomed", AuthType="NONE")
+    assert c2["FunctionUrl"] != c["FunctionUrl"]
+    assert requests.get(c2["FunctionUrl"], timeout=30).status_code == 200
+
+
 # -- the URL ---------------------------------------------------------------------
 
 def test_event_is_function_url_payload(srv):

@@ -148,20 +148,24 @@ fn invoke_mode(s: &str) -> Result<InvokeMode, ApiError> {
     })
 }
 
-/// The function and alias a request names; both must exist.
-fn target(
+/// The function and alias a request names (both must exist), and when the function
+/// was created. URL configs left by an earlier function of the same name are dropped.
+async fn target(
     st: &AppState,
+    table: &RouteTable,
     raw: &str,
     q: QualifierQuery,
-) -> Result<(String, Option<String>), ApiError> {
+) -> Result<(String, Option<String>, i64), ApiError> {
     let (name, qualifier) = split_function_name(raw, q.qualifier);
     let qualifier = qualifier.filter(|q| !q.is_empty());
-    if st.invoker.get(&name).is_none() {
+    let Some(function) = st.invoker.get(&name) else {
         return Err(ApiError::not_found(format!(
             "Function not found: {}",
             nimbus_core::function_arn(&st.region(), &name, qualifier.as_deref())
         )));
-    }
+    };
+    let created_ms = function.created_ms;
+    table.function_urls().prune(&name, created_ms).await?;
     if let Some(q) = &qualifier {
         let alias_like = !q.is_empty()
             && !q.bytes().all(|b| b.is_ascii_digit())
@@ -175,7 +179,7 @@ fn target(
         }
         st.invoker.get_alias(&name, q)?;
     }
-    Ok((name, qualifier))
+    Ok((name, qualifier, created_ms))
 }
 
 /// The config as the Lambda API shows it; `LastModifiedTime` everywhere but on
@@ -205,7 +209,7 @@ async fn create_url(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let b = parse_body(&body)?;
-    let (name, qualifier) = target(&st, &name, q)?;
+    let (name, qualifier, created_ms) = target(&st, &table, &name, q).await?;
     let Some(auth) = b.auth_type.as_deref() else {
         return Err(validation(
             "1 validation error detected: Value null at 'authType' failed to satisfy constraint: Member must not be null".into(),
@@ -216,7 +220,14 @@ async fn create_url(
     let cors = b.cors.map(Cors::into_config).transpose()?;
     let urls = table.function_urls();
     let c = urls
-        .create(&name, qualifier.as_deref(), auth, cors, mode.unwrap_or_default())
+        .create(
+            &name,
+            created_ms,
+            qualifier.as_deref(),
+            auth,
+            cors,
+            mode.unwrap_or_default(),
+        )
         .await
         .map_err(|e| match e {
             UrlError::Exists => ApiError::new(
@@ -238,7 +249,7 @@ async fn get_url(
     Path(name): Path<String>,
     Query(q): Query<QualifierQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let (name, qualifier) = target(&st, &name, q)?;
+    let (name, qualifier, _) = target(&st, &table, &name, q).await?;
     let c = table
         .function_urls()
         .get(&name, qualifier.as_deref())
@@ -254,7 +265,7 @@ async fn update_url(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let b = parse_body(&body)?;
-    let (name, qualifier) = target(&st, &name, q)?;
+    let (name, qualifier, _) = target(&st, &table, &name, q).await?;
     let auth = b.auth_type.as_deref().map(auth_type).transpose()?;
     let mode = b.invoke_mode.as_deref().map(invoke_mode).transpose()?;
     let cors = b.cors.map(Cors::into_config).transpose()?;
@@ -271,7 +282,7 @@ async fn delete_url(
     Path(name): Path<String>,
     Query(q): Query<QualifierQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let (name, qualifier) = target(&st, &name, q)?;
+    let (name, qualifier, _) = target(&st, &table, &name, q).await?;
     table
         .function_urls()
         .delete(&name, qualifier.as_deref())
@@ -285,7 +296,7 @@ async fn list_urls(
     Path(name): Path<String>,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let (name, _) = target(&st, &name, QualifierQuery { qualifier: None })?;
+    let (name, _, _) = target(&st, &table, &name, QualifierQuery { qualifier: None }).await?;
     let items: Vec<(String, Value)> = table
         .function_urls()
         .list(&name)

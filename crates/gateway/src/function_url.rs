@@ -118,11 +118,21 @@ pub struct FunctionUrlConfig {
     pub invoke_mode: InvokeMode,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// The `created_ms` of the function the URL was made for: a function deleted and
+    /// created again under the same name does not inherit the old one's URL.
+    #[serde(default)]
+    pub function_created_ms: i64,
 }
 
 impl FunctionUrlConfig {
     fn key(&self) -> String {
         key_of(&self.function, self.qualifier.as_deref())
+    }
+
+    /// Whether the config belongs to the function now deployed under its name,
+    /// created at `function_created_ms`.
+    pub fn belongs_to(&self, function_created_ms: i64) -> bool {
+        self.function_created_ms == function_created_ms
     }
 }
 
@@ -230,10 +240,30 @@ impl FunctionUrls {
             .map_err(|e| StoreError::Corrupt(format!("function URL write task failed: {e}")))?
     }
 
+    /// Forget the URL configs of an earlier function of this name (one deleted and
+    /// created again since): the function now deployed was created at
+    /// `function_created_ms`.
+    pub async fn prune(&self, function: &str, function_created_ms: i64) -> Result<(), UrlError> {
+        let stale: Vec<Arc<FunctionUrlConfig>> = self
+            .list(function)
+            .into_iter()
+            .filter(|c| !c.belongs_to(function_created_ms))
+            .collect();
+        for c in stale {
+            match self.delete(&c.function, c.qualifier.as_deref()).await {
+                Ok(()) | Err(UrlError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Create a function's URL config; [`UrlError::Exists`] when it has one.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create(
         &self,
         function: &str,
+        function_created_ms: i64,
         qualifier: Option<&str>,
         auth_type: AuthType,
         cors: Option<CorsConfig>,
@@ -257,6 +287,7 @@ impl FunctionUrls {
             invoke_mode,
             created_ms: now,
             updated_ms: now,
+            function_created_ms,
         };
         self.write_through(&c).await?;
         let c = Arc::new(c);
@@ -350,14 +381,23 @@ fn host_url_id(host: &str) -> Option<&str> {
     rest.starts_with("lambda-url.").then_some(id)
 }
 
-fn target(urls: &FunctionUrls, parts: &http::request::Parts) -> Option<Target> {
+fn target(routes: &crate::RouteTable, parts: &http::request::Parts) -> Option<Target> {
+    let urls = routes.function_urls();
+    // A config whose function is gone (or was created again since) does not answer.
+    let live = |c: Arc<FunctionUrlConfig>| {
+        routes
+            .invoker()
+            .get(&c.function)
+            .is_some_and(|f| c.belongs_to(f.created_ms))
+            .then_some(c)
+    };
     let host = parts
         .headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| parts.uri.authority().map(|a| a.as_str()));
     if let Some(id) = host.and_then(host_url_id) {
-        return Some(match urls.by_id(id) {
+        return Some(match urls.by_id(id).and_then(live) {
             Some(c) => Target::Url(c, parts.uri.path().to_string()),
             None => Target::Unknown,
         });
@@ -367,7 +407,7 @@ fn target(urls: &FunctionUrls, parts: &http::request::Parts) -> Option<Target> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    Some(match urls.by_id(id) {
+    Some(match urls.by_id(id).and_then(live) {
         Some(c) => Target::Url(c, path.to_string()),
         None => Target::Unknown,
     })
@@ -383,7 +423,7 @@ pub(crate) async fn front(
     log: &mut crate::server::Access,
 ) -> Response {
     let (parts, body) = req.into_parts();
-    match target(gw.routes().function_urls(), &parts) {
+    match target(gw.routes(), &parts) {
         None => {
             cors::serve_routes(
                 gw,
@@ -726,17 +766,18 @@ mod tests {
         let path = dir.path().join("nimbus.db");
         let urls = FunctionUrls::open(RouteStore::open(&path).unwrap()).unwrap();
         let a = urls
-            .create("f", None, AuthType::None, None, InvokeMode::Buffered)
+            .create("f", 1, None, AuthType::None, None, InvokeMode::Buffered)
             .await
             .unwrap();
         assert!(matches!(
-            urls.create("f", None, AuthType::None, None, InvokeMode::Buffered)
+            urls.create("f", 1, None, AuthType::None, None, InvokeMode::Buffered)
                 .await,
             Err(UrlError::Exists)
         ));
         let b = urls
             .create(
                 "f",
+                1,
                 Some("live"),
                 AuthType::AwsIam,
                 None,
@@ -764,5 +805,11 @@ mod tests {
             FunctionUrls::url_of("http://127.0.0.1:8080", &a),
             format!("http://127.0.0.1:8080/_url/{}/", a.url_id)
         );
+        // A function of the same name created again does not inherit the URL.
+        urls.prune("f", 1).await.unwrap();
+        assert_eq!(urls.list("f").len(), 1);
+        urls.prune("f", 2).await.unwrap();
+        assert!(urls.list("f").is_empty());
+        assert!(urls.by_id(&a.url_id).is_none());
     }
 }

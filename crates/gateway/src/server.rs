@@ -237,12 +237,6 @@ impl Gateway {
             }
         };
 
-        // Request validation: 400 without invoking.
-        let query = parts.uri.query().unwrap_or("");
-        if let Some(r) = route.validation.check(&parts.headers, query, &body) {
-            return r;
-        }
-
         // Headers as the event carries them, plus what API Gateway adds.
         let source_ip = peer.ip().to_string();
         let trace_id = parts
@@ -310,6 +304,11 @@ impl Gateway {
             Ok(g) => g,
             Err(denied) => return denied.response(),
         };
+        // Request validation, after the authorizers as on AWS: 400 without invoking.
+        let query = info.raw_query;
+        if let Some(r) = route.validation.check(&parts.headers, query, &body) {
+            return r;
+        }
         let payload = match route.payload_format {
             PayloadFormat::V1 => event::v1_with(&info, granted.as_ref()),
             PayloadFormat::V2 => event::v2_with(&info, granted.as_ref()),
