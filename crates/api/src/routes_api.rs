@@ -2,7 +2,8 @@
 //!
 //! * `GET /_nimbus/routes` → `{"gateway_url", "routes": [route + "url"]}`
 //! * `PUT /_nimbus/routes` with a route (`route_key`, or `method` and `path`;
-//!   `function`, optional `qualifier`, `payload_format`, `timeout_ms`) → 201 when
+//!   `function`, optional `qualifier`, `payload_format`, `timeout_ms`, and request
+//!   validation: `body_schema`, `required_query`, `required_headers`) → 201 when
 //!   new, 200 when it replaced one; the function must exist.
 //! * `DELETE /_nimbus/routes?route_key=GET%20/users/{id}` → 204, 404 when absent.
 //!

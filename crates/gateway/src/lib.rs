@@ -11,6 +11,10 @@
 //! * [`event`]: the proxy events, payload formats 1.0 and 2.0, field for field;
 //!   [`response`]: the function's answer back to HTTP (status, headers,
 //!   `multiValueHeaders`, `cookies`, base64 bodies, 2.0's inferred responses).
+//! * [`validate`]: per-route request validation (required query parameters and
+//!   headers, a JSON Schema for the body) → 400 without invoking;
+//!   [`cors`]: the API's CORS (gateway-answered preflights, headers on every
+//!   response); [`function_url`]: Lambda function URLs served on the same listener.
 //! * [`Gateway`]: the listener — hyper's auto builder (HTTP/1.1 keep-alive and h2c),
 //!   a 10 MB body limit (413), a header-read timeout against slowloris, graceful
 //!   shutdown, one `nimbus::gateway::access` log line per request.
