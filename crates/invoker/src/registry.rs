@@ -86,7 +86,10 @@ impl Invoker {
     }
 
     /// Unpack code and find the interpreter for a configuration.
-    pub(crate) async fn prepare(&self, config: Arc<FunctionConfig>) -> Result<(Deployment, Option<String>)> {
+    pub(crate) async fn prepare(
+        &self,
+        config: Arc<FunctionConfig>,
+    ) -> Result<(Deployment, Option<String>)> {
         let blobs = self.inner.blobs.clone();
         let sha = config.code_sha256.clone();
         let pool = self.inner.pool.clone();

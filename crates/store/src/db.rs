@@ -514,8 +514,10 @@ mod tests {
             key: k.into(),
             value: v.map(str::to_string),
         };
-        db.write_objects(&[obj("a", Some("1")), obj("b", Some("2"))]).unwrap();
-        db.write_objects(&[obj("a", None), obj("b", Some("3"))]).unwrap();
+        db.write_objects(&[obj("a", Some("1")), obj("b", Some("2"))])
+            .unwrap();
+        db.write_objects(&[obj("a", None), obj("b", Some("3"))])
+            .unwrap();
         assert_eq!(db.list_objects().unwrap(), vec![obj("b", Some("3"))]);
         db.delete_function("f").unwrap();
         assert!(db.list_objects().unwrap().is_empty());
