@@ -42,6 +42,9 @@ enum Command {
     Up(server::UpArgs),
     /// Create or update a function from a directory or a zip.
     Deploy(commands::deploy::Args),
+    /// Deploy the app in the current directory, then redeploy what changes on
+    /// every save (a broken change keeps the last good version serving).
+    Dev(commands::dev::Args),
     /// Invoke a function and print its result.
     Invoke(commands::invoke::Args),
     /// List functions.
@@ -99,6 +102,7 @@ fn main() {
             rt.block_on(async move {
                 match other {
                     Command::Deploy(a) => commands::deploy::run(&client, a).await,
+                    Command::Dev(a) => commands::dev::run(&client, a).await,
                     Command::Invoke(a) => commands::invoke::run(&client, a).await,
                     Command::Ls => commands::ls::run(&client).await,
                     Command::Get(a) => commands::get::run(&client, a).await,

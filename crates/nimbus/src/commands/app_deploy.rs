@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-#[derive(clap::Args, Default)]
+#[derive(clap::Args, Default, Clone)]
 pub struct AppArgs {
     /// The manifest to deploy (default: serverless.yml, serverless.yaml,
     /// template.yaml or template.yml in the current directory).
@@ -373,7 +373,7 @@ impl Undo {
     }
 }
 
-fn function_body(f: &Function, sha: &str) -> Value {
+pub(crate) fn function_body(f: &Function, sha: &str) -> Value {
     let mut body = json!({
         "runtime": f.runtime,
         "handler": f.handler,
@@ -421,7 +421,7 @@ fn path_seg(s: &str) -> String {
         .collect()
 }
 
-async fn put_function(client: &Client, name: &str, body: &Value) -> Result<()> {
+pub(crate) async fn put_function(client: &Client, name: &str, body: &Value) -> Result<()> {
     client
         .send(
             client

@@ -6,6 +6,7 @@ pub mod authorizer;
 pub mod cors;
 pub mod cost;
 pub mod deploy;
+pub mod dev;
 pub mod get;
 pub mod invocations;
 pub mod invoke;
