@@ -7,7 +7,9 @@
 //! * warm invoke latency and throughput (sequential and concurrent) vs. a raw loopback
 //!   HTTP round trip with the same client and the handler's own REPORT `Duration`;
 //! * sync Invoke through boto3 vs. a boto3 call that runs no function;
-//! * durable async (`InvocationType=Event`) acceptance rate vs. one `fdatasync`.
+//! * durable async (`InvocationType=Event`) acceptance rate vs. one `fdatasync`;
+//! * the HTTP gateway: a no-op function through a route (payload 2.0 and 1.0) vs. a
+//!   direct Invoke of the same function, interleaved, and req/s at 1 / 16 / 64.
 //!
 //! `--repeat N` runs everything N times (a fresh server each time) and ends with the
 //! median of each headline number across runs. Writes the numbers as JSON to
@@ -17,6 +19,7 @@
 mod cold;
 mod events;
 mod functions;
+mod gateway;
 mod http;
 mod machine;
 mod peers;
@@ -40,13 +43,14 @@ struct Args {
     /// to this binary).
     #[arg(long)]
     nimbus: Option<PathBuf>,
-    /// Smoke-test mode for CI: 5 cold samples, 1 s per load level.
+    /// Smoke-test mode (tests/e2e/test_bench_smoke.py): every section, 3 cold samples,
+    /// 0.3 s per load level; a few seconds, numbers meaningless.
     #[arg(long)]
     quick: bool,
-    /// Cold-start samples per function (default 30, --quick 5).
+    /// Cold-start samples per function (default 30, --quick 3).
     #[arg(long)]
     samples: Option<usize>,
-    /// Seconds per load level (default 10, --quick 1).
+    /// Seconds per load level (default 10, --quick 0.3).
     #[arg(long)]
     duration: Option<f64>,
     /// Run everything this many times, each on a fresh server, and summarise the
@@ -72,12 +76,17 @@ struct Args {
     /// Skip the async acceptance section.
     #[arg(long)]
     no_async: bool,
+    /// Skip the gateway section.
+    #[arg(long)]
+    no_gateway: bool,
     /// Keep the server's data dir (and its server.log) for inspection.
     #[arg(long)]
     keep_data: bool,
 }
 
 const LEVELS: [usize; 3] = [1, 16, 64];
+/// `--quick`: c=64 would start 64 python and 64 node instances, most of a smoke run.
+const QUICK_LEVELS: [usize; 2] = [1, 4];
 
 /// The bare programs again, writing one byte to stdout when ready (spawn-to-ready peer).
 const PY_READY: &str = "import json, os; os.write(1, b'.')";
@@ -138,6 +147,8 @@ struct Setup {
     sdk_python: Option<PathBuf>,
     samples: usize,
     dur: Duration,
+    /// Concurrency levels of the load sections.
+    levels: Vec<usize>,
 }
 
 /// One headline number of one run, for the cross-run summary.
@@ -158,8 +169,8 @@ struct Run {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let began = Instant::now();
-    let samples = args.samples.unwrap_or(if args.quick { 5 } else { 30 });
-    let dur = Duration::from_secs_f64(args.duration.unwrap_or(if args.quick { 1.0 } else { 10.0 }));
+    let samples = args.samples.unwrap_or(if args.quick { 3 } else { 30 });
+    let dur = Duration::from_secs_f64(args.duration.unwrap_or(if args.quick { 0.3 } else { 10.0 }));
     let bin = nimbus_bin(args.nimbus.clone())?;
     let command: Vec<String> = std::env::args().collect();
 
@@ -186,6 +197,11 @@ async fn main() -> Result<()> {
         sdk_python,
         samples,
         dur,
+        levels: if args.quick {
+            QUICK_LEVELS.to_vec()
+        } else {
+            LEVELS.to_vec()
+        },
     };
 
     let mut md = String::new();
@@ -285,6 +301,7 @@ fn files_of(files: &[(String, Vec<u8>, u32)]) -> Vec<(&str, &[u8], u32)> {
 
 async fn run_once(args: &Args, setup: &Setup) -> Result<Run> {
     let (samples, dur) = (setup.samples, setup.dur);
+    let levels = setup.levels.as_slice();
     let (python, node) = (&setup.python, &setup.node);
     let py_rt = setup.py_runtime.as_str();
     let mut machine = machine::info(&repo_root());
@@ -461,7 +478,7 @@ async fn run_once(args: &Args, setup: &Setup) -> Result<Run> {
     let mut floors: Vec<warm::Floor> = Vec::new();
     if !args.no_warm {
         eprintln!(
-            "warm: {:.1} s per level, concurrency {LEVELS:?}",
+            "warm: {:.1} s per level, concurrency {levels:?}",
             dur.as_secs_f64()
         );
         let peer_dur = dur.min(Duration::from_secs(3));
@@ -505,9 +522,8 @@ async fn run_once(args: &Args, setup: &Setup) -> Result<Run> {
                 .deploy(name, runtime, handler, &sha, &HashMap::new())
                 .await?;
             server.invoke_once(name).await?;
-            warm_results.extend(
-                warm::run_function(&server, server_pid, runtime, name, &LEVELS, dur).await?,
-            );
+            warm_results
+                .extend(warm::run_function(&server, server_pid, runtime, name, levels, dur).await?);
             let pids = server.instance_pids(name).await?;
             server.delete(name).await?;
             server.wait_no_instances(name, &pids).await.ok();
@@ -602,8 +618,11 @@ async fn run_once(args: &Args, setup: &Setup) -> Result<Run> {
             .deploy(name, "provided.al2023", "bootstrap", &sha, &HashMap::new())
             .await?;
         server.invoke_once(name).await?;
-        fsync = Some(peers::fsync_ms(&server.data_dir, 200)?);
-        event_results = events::run(&server, name, &LEVELS, dur).await?;
+        fsync = Some(peers::fsync_ms(
+            &server.data_dir,
+            if args.quick { 20 } else { 200 },
+        )?);
+        event_results = events::run(&server, name, levels, dur).await?;
         for e in &event_results {
             head(
                 format!("async accepted/s c={}", e.concurrency),
@@ -616,6 +635,65 @@ async fn run_once(args: &Args, setup: &Setup) -> Result<Run> {
             head("fdatasync p50 ms, append".into(), app.p50, false);
         }
         server.delete(name).await?;
+    }
+    // ---------------------------------------------------------------- gateway
+    let mut gw: Option<gateway::GatewayResult> = None;
+    if !args.no_gateway {
+        eprintln!(
+            "gateway: {:.1} s interleaved at c=1, then {:.1} s per way per level {levels:?}",
+            dur.as_secs_f64(),
+            dur.as_secs_f64()
+        );
+        let ways = gateway::setup(&server, &std::fs::read(&setup.bootstrap)?).await?;
+        let g = gateway::run(server_pid, &ways, levels, dur).await?;
+        let inv = g.invoke().client.clone();
+        for l in &g.latency[1..] {
+            head(format!("gateway p50 ms, {}", l.short), l.client.p50, false);
+        }
+        head("gateway p50 ms, Invoke".into(), inv.p50, false);
+        for l in &g.latency[1..] {
+            head(
+                format!("{} − Invoke, p50 ms", l.short),
+                l.client.p50 - inv.p50,
+                false,
+            );
+            head(
+                format!("{} − Invoke, paired Δ median ms", l.short),
+                l.paired_delta_p50,
+                false,
+            );
+            head(
+                format!("{} / Invoke, p50", l.short),
+                stats::ratio(l.client.p50, inv.p50),
+                true,
+            );
+            head(
+                format!("{} − Invoke, p99 ms", l.short),
+                l.client.p99 - inv.p99,
+                false,
+            );
+        }
+        for &c in levels {
+            for l in &g.latency {
+                if let Some(t) = g.tp(l.short, c) {
+                    head(format!("gateway req/s c={c}, {}", l.short), t.rps, false);
+                }
+            }
+            if let (Some(r), Some(i)) = (g.tp("route 2.0 POST", c), g.tp("Invoke", c)) {
+                head(
+                    format!("route 2.0 POST / Invoke req/s c={c}"),
+                    stats::ratio(r.rps, i.rps),
+                    true,
+                );
+            }
+        }
+        let pids = server.instance_pids(gateway::FUNCTION).await?;
+        server.delete(gateway::FUNCTION).await?;
+        server
+            .wait_no_instances(gateway::FUNCTION, &pids)
+            .await
+            .ok();
+        gw = Some(g);
     }
     machine["loadavg_end"] = json!(machine::loadavg());
     drop(server);
@@ -832,6 +910,61 @@ async fn run_once(args: &Args, setup: &Setup) -> Result<Run> {
         }
     }
 
+    if let Some(g) = &gw {
+        let inv = &g.invoke().client;
+        let _ = writeln!(
+            md,
+            "\n## Gateway overhead (ms, concurrency 1, {} interleaved rounds in {} s)\n",
+            g.rounds,
+            f(dur.as_secs_f64())
+        );
+        let _ = writeln!(md, "One no-op `provided` function (answers `{}`), reached four ways by the same client, one keep-alive HTTP/1.1 connection per way; each round sends one request per way, the order rotating. `Δ` = way − Invoke; `paired Δ` = median over rounds of (way − Invoke in the same round). Target: a route adds ≤ 0.2 ms p50.\n", gateway::RESPONSE);
+        let _ = writeln!(
+            md,
+            "| way | n | p50 | p90 | p99 | Δ p50 | paired Δ | p50 / Invoke p50 | Δ p99 | errors |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for l in &g.latency {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                l.label,
+                l.client.n,
+                f(l.client.p50),
+                f(l.client.p90),
+                f(l.client.p99),
+                f(l.client.p50 - inv.p50),
+                f(l.paired_delta_p50),
+                rt(stats::ratio(l.client.p50, inv.p50)),
+                f(l.client.p99 - inv.p99),
+                l.errors
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\n## Gateway throughput (req/s, closed loop, {} s per way per level in two alternating halves)\n",
+            f(dur.as_secs_f64())
+        );
+        let _ = writeln!(md, "| way | concurrency | requests | req/s | req/s / Invoke | p50 | p99 | server CPU µs/req | errors |");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for t in &g.throughput {
+            let base = g.tp("Invoke", t.concurrency).map_or(f64::NAN, |i| i.rps);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.0} | {} | {} | {} | {:.0} | {} |",
+                t.short,
+                t.concurrency,
+                t.ok,
+                t.rps,
+                rt(stats::ratio(t.rps, base)),
+                f(t.client.p50),
+                f(t.client.p99),
+                t.server_cpu_us_per_req,
+                t.errors
+            );
+        }
+    }
+
     let json = json!({
         "machine": machine,
         "interpreters": {
@@ -853,6 +986,7 @@ async fn run_once(args: &Args, setup: &Setup) -> Result<Run> {
             "fdatasync_append_ms": fsync.as_ref().map(|s| s.1.to_json()),
             "results": event_results.iter().map(|e| e.to_json()).collect::<Vec<Value>>(),
         },
+        "gateway": gw.as_ref().map(|g| g.to_json()),
         "headline": headline.iter().map(|h| (h.key.clone(), stats::round3(h.value))).collect::<serde_json::Map<String, Value>>(),
     });
     Ok(Run { md, json, headline })

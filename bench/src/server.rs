@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 pub struct Server {
     child: Child,
     pub api: SocketAddr,
+    /// The gateway listener (`--gateway-listen`), where routes are served.
+    pub gateway: SocketAddr,
     pub data_dir: PathBuf,
     keep_data: bool,
 }
@@ -54,7 +56,16 @@ impl Server {
                 let _ = writeln!(log, "{line}");
                 if let Some(rest) = line.split("nimbus ready: api http://").nth(1) {
                     if let Some(t) = tx.take() {
-                        let _ = t.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                        let mut words = rest.split_whitespace();
+                        let api = words.next().unwrap_or("").to_string();
+                        // `... gateway http://ADDR ...`
+                        let gw = words
+                            .skip_while(|w| *w != "gateway")
+                            .nth(1)
+                            .and_then(|u| u.strip_prefix("http://"))
+                            .unwrap_or("")
+                            .to_string();
+                        let _ = t.send((api, gw));
                     }
                 }
             }
@@ -62,11 +73,17 @@ impl Server {
         let mut server = Server {
             child,
             api: "127.0.0.1:1".parse().unwrap(),
+            gateway: "127.0.0.1:1".parse().unwrap(),
             data_dir,
             keep_data,
         };
         match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => server.api = addr.parse().context("ready line address")?,
+            Ok((api, gw)) => {
+                server.api = api.parse().context("ready line address")?;
+                server.gateway = gw
+                    .parse()
+                    .with_context(|| format!("gateway address in the ready line: {gw:?}"))?;
+            }
             Err(_) => {
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 bail!("nimbus did not become ready within 60 s:\n{log}");
@@ -114,6 +131,29 @@ impl Server {
             self.api,
             Method::PUT,
             &format!("/_nimbus/functions/{name}"),
+            serde_json::to_vec(&body)?.into(),
+        )
+        .await?
+        .ok()?
+        .json()
+    }
+
+    /// Add (or replace) a gateway route: `PUT /_nimbus/routes`.
+    pub async fn put_route(
+        &self,
+        method: &str,
+        path: &str,
+        function: &str,
+        payload_format: &str,
+    ) -> Result<Value> {
+        let body = json!({
+            "method": method, "path": path, "function": function,
+            "payload_format": payload_format,
+        });
+        call(
+            self.api,
+            Method::PUT,
+            "/_nimbus/routes",
             serde_json::to_vec(&body)?.into(),
         )
         .await?

@@ -4,6 +4,9 @@
 //! body `null`, over one persistent HTTP/1.1 connection to `$AWS_LAMBDA_RUNTIME_API`.
 //! Std only, so its own start-up cost is a bare process exec.
 //!
+//! `$NOOP_BOOTSTRAP_RESPONSE`, when set, is the response body instead of `null` (the
+//! gateway benchmark returns `{"statusCode":200,...}`, which both payload formats accept).
+//!
 //! `noop-bootstrap --exit` exits at once and `noop-bootstrap --ready` writes one byte
 //! to stdout first: the benchmark times those as the "bare start" of this same binary.
 
@@ -137,6 +140,9 @@ fn main() {
             exit(1);
         }
     };
+    let response = std::env::var("NOOP_BOOTSTRAP_RESPONSE")
+        .map(String::into_bytes)
+        .unwrap_or_else(|_| b"null".to_vec());
     let mut retried = false;
     loop {
         let step = conn
@@ -149,7 +155,7 @@ fn main() {
                 conn.call(
                     "POST",
                     &format!("/2018-06-01/runtime/invocation/{id}/response"),
-                    b"null",
+                    &response,
                 )
             });
         match step {
