@@ -308,7 +308,11 @@ async fn invoke(
         }
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let trace_id = header_str(&headers, "x-amzn-trace-id").map(str::to_string);
+    // X-Ray header, else W3C traceparent converted, else a new trace.
+    let trace_id = nimbus_invoker::trace_header(
+        header_str(&headers, "x-amzn-trace-id"),
+        header_str(&headers, "traceparent"),
+    );
     if invocation_type == "Event" {
         let request_id = st
             .queue
@@ -319,7 +323,7 @@ async fn invoke(
                     payload,
                     trigger: Trigger::Event,
                     client_context,
-                    trace_id,
+                    trace_id: Some(trace_id.clone()),
                 },
                 "event",
             )
@@ -327,6 +331,9 @@ async fn invoke(
         let mut resp = StatusCode::ACCEPTED.into_response();
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-amzn-requestid", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&trace_id) {
+            resp.headers_mut().insert("x-amzn-trace-id", v);
         }
         return Ok(resp);
     }
@@ -337,7 +344,7 @@ async fn invoke(
             payload,
             trigger: Trigger::Api,
             client_context,
-            trace_id,
+            trace_id: Some(trace_id),
         })
         .await?;
     let mut resp = Response::new(Body::from(res.payload));

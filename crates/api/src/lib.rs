@@ -9,7 +9,8 @@
 //!   event-invoke configs, tags, with Lambda's headers and error shapes
 //!   ([`error::ApiError`]); every other Lambda operation answers 501 by name;
 //! * AWS STS on the query protocol at `/` ([`sts`]);
-//! * `GET /metrics` (Prometheus) and `GET /_nimbus/cost` (metering priced as Lambda).
+//! * `GET /metrics` (Prometheus) and `GET /_nimbus/cost` (metering priced as Lambda);
+//! * `GET /_nimbus/traces/{trace}`: the invocation records and logs of one trace.
 //!
 //! Every request passes the SigV4 middleware ([`auth`]) first: with credentials
 //! configured it must be signed by one of them; without, everything is accepted.
@@ -31,6 +32,7 @@ mod nimbus;
 mod routes_api;
 mod schedules_api;
 pub mod sts;
+mod traces_api;
 
 pub use auth::{AccessKey, AuthConfig};
 
@@ -92,6 +94,7 @@ pub fn router(invoker: Invoker, queue: AsyncQueue, auth: AuthConfig) -> Router {
         .merge(cors_api::routes())
         .merge(lambda_urls::routes())
         .merge(metrics_api::routes())
+        .merge(traces_api::routes())
         .merge(sts::routes())
         .fallback(error::unknown_operation)
         .with_state(state)

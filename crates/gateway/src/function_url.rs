@@ -590,12 +590,7 @@ async fn serve(
 
     // Headers as the event carries them, plus what Lambda adds.
     let source_ip = peer.ip().to_string();
-    let trace_id = parts
-        .headers
-        .get("x-amzn-trace-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .unwrap_or_else(nimbus_invoker::new_trace_id);
+    let trace_id = crate::server::request_trace(&parts.headers, log);
     let mut headers: Vec<(&str, Cow<str>)> = Vec::with_capacity(parts.headers.len() + 5);
     let mut xff = None;
     for name in parts.headers.keys() {

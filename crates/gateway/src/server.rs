@@ -152,6 +152,19 @@ impl Gateway {
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("apigw-requestid", v);
         }
+        // The trace the function ran in goes back to the caller (W3C callers get
+        // their traceparent back too).
+        if !log.trace_id.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&log.trace_id) {
+                resp.headers_mut().insert("x-amzn-trace-id", v);
+            }
+            if log.traceparent {
+                let tp = nimbus_invoker::traceparent(&log.trace_id);
+                if let Some(v) = tp.and_then(|t| HeaderValue::from_str(&t).ok()) {
+                    resp.headers_mut().insert("traceparent", v);
+                }
+            }
+        }
         tracing::info!(
             target: "nimbus::gateway::access",
             request_id = %request_id,
@@ -162,6 +175,7 @@ impl Gateway {
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
             integration_ms = log.integration_ms,
             function_request_id = %log.function_request_id,
+            trace_id = %log.trace_id,
             "gateway request"
         );
         self.inner
@@ -239,12 +253,7 @@ impl Gateway {
 
         // Headers as the event carries them, plus what API Gateway adds.
         let source_ip = peer.ip().to_string();
-        let trace_id = parts
-            .headers
-            .get("x-amzn-trace-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .unwrap_or_else(nimbus_invoker::new_trace_id);
+        let trace_id = request_trace(&parts.headers, log);
         let mut headers: Vec<(&str, Cow<str>)> = Vec::with_capacity(parts.headers.len() + 5);
         let mut xff = None;
         for name in parts.headers.keys() {
@@ -387,6 +396,20 @@ pub(crate) struct Access {
     pub(crate) route: String,
     pub(crate) integration_ms: f64,
     pub(crate) function_request_id: String,
+    /// The request's trace header, once known (returned as `x-amzn-trace-id`).
+    pub(crate) trace_id: String,
+    /// The request came with a W3C `traceparent` (it gets one back).
+    pub(crate) traceparent: bool,
+}
+
+/// The trace of a gateway request: its `X-Amzn-Trace-Id`, else its `traceparent`
+/// converted, else a new one; noted in the access log.
+pub(crate) fn request_trace(headers: &http::HeaderMap, log: &mut Access) -> String {
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let trace_id = nimbus_invoker::trace_header(get("x-amzn-trace-id"), get("traceparent"));
+    log.trace_id = trace_id.clone();
+    log.traceparent = get("traceparent").is_some();
+    trace_id
 }
 
 fn too_large() -> Response {

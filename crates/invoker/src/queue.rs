@@ -144,7 +144,7 @@ impl AsyncQueue {
             enqueued_ms: now,
             attempts: 0,
             due_ms: now,
-            trace_id: Some(inv.trace_id.unwrap_or_else(crate::new_trace_id)),
+            trace_id: Some(crate::trace_header(inv.trace_id.as_deref(), None)),
             source: source.to_string(),
         };
         ev.id = self.inner.store.insert(vec![ev.clone()]).await?[0];

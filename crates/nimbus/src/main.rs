@@ -57,6 +57,9 @@ enum Command {
     Logs(commands::logs::Args),
     /// List invocation records.
     Invocations(commands::invocations::Args),
+    /// Show every invocation of one trace (X-Ray Root or W3C trace id), in time
+    /// order, with their log lines.
+    Trace(commands::trace::Args),
     /// Manage gateway routes (METHOD /path -> function).
     #[command(subcommand)]
     Route(commands::route::Cmd),
@@ -109,6 +112,7 @@ fn main() {
                     Command::Rm(a) => commands::rm::run(&client, a).await,
                     Command::Logs(a) => commands::logs::run(&client, a).await,
                     Command::Invocations(a) => commands::invocations::run(&client, a).await,
+                    Command::Trace(a) => commands::trace::run(&client, a).await,
                     Command::Route(c) => commands::route::run(&client, c).await,
                     Command::Cors(c) => commands::cors::run(&client, c).await,
                     Command::Schedule(c) => commands::schedule::run(&client, c).await,

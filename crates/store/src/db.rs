@@ -126,6 +126,24 @@ impl Db {
             |r| r.get(0),
         )?;
         conn.execute_batch(SCHEMA)?;
+        // The trace Root of a record, for `nimbus trace` (stores from before it: the
+        // column is added and filled from the records' trace headers).
+        let has_trace_root: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('invocations') WHERE name = 'trace_root'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_trace_root {
+            conn.execute_batch(
+                "ALTER TABLE invocations ADD COLUMN trace_root TEXT;
+                 UPDATE invocations SET trace_root = substr(json_extract(record, '$.trace_id'),
+                        instr(json_extract(record, '$.trace_id'), 'Root=') + 5, 35)
+                  WHERE instr(json_extract(record, '$.trace_id'), 'Root=') > 0;",
+            )?;
+        }
+        conn.execute_batch(
+            "CREATE INDEX IF NOT EXISTS invocations_by_trace ON invocations(trace_root, start_ms)",
+        )?;
         if !had_metering {
             // A store from before metering: fold the records it still has in once.
             conn.execute(
@@ -299,8 +317,8 @@ impl Db {
             let tx = c.transaction()?;
             {
                 let mut ins = tx.prepare_cached(
-                    "INSERT INTO invocations(request_id, function, start_ms, outcome, cold, record)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO invocations(request_id, function, start_ms, outcome, cold, record, trace_root)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?;
                 for r in records {
                     ins.execute(params![
@@ -310,6 +328,7 @@ impl Db {
                         r.outcome.as_str(),
                         r.cold,
                         serde_json::to_string(r).expect("record serialises"),
+                        r.trace_id.as_deref().and_then(trace_root),
                     ])?;
                 }
                 let mut ins = tx.prepare_cached(
@@ -410,6 +429,42 @@ impl Db {
         })
     }
 
+    /// The records of one trace (by its Root, `1-<8 hex>-<24 hex>`), oldest first.
+    pub fn trace_records(&self, root: &str, limit: u32) -> Result<Vec<InvocationRecord>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT record FROM invocations WHERE trace_root = ?1
+                 ORDER BY start_ms, rowid LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![root, limit], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(
+                    serde_json::from_str(&row?).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                );
+            }
+            Ok(out)
+        })
+    }
+
+    /// The log lines of the given requests, in the order they were written.
+    pub fn request_logs(&self, request_ids: &[String], limit: u32) -> Result<Vec<LogLine>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, function, request_id, ts_ms, line FROM logs
+                 WHERE request_id = ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let mut out = Vec::new();
+            for id in request_ids {
+                let rows = stmt.query_map(params![id, limit], row_to_log)?;
+                out.extend(rows.collect::<rusqlite::Result<Vec<_>>>()?);
+            }
+            out.sort_by_key(|l| l.id);
+            out.truncate(limit as usize);
+            Ok(out)
+        })
+    }
+
     /// Count records of a function by outcome (used by tests and `nimbus get`).
     pub fn count_outcomes(&self, function: &str) -> Result<Vec<(Outcome, u64)>> {
         self.with(|c| {
@@ -482,6 +537,14 @@ impl Db {
             Ok(a + b)
         })
     }
+}
+
+/// The `Root` of an X-Ray trace header.
+fn trace_root(header: &str) -> Option<&str> {
+    header
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("Root="))
+        .filter(|r| !r.is_empty())
 }
 
 fn row_to_log(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogLine> {
@@ -627,6 +690,38 @@ mod tests {
     }
 
     #[test]
+    fn a_store_from_before_traces_gets_its_trace_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let root = "1-5759e988-bd862e3fe1be46a994272793";
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE invocations (request_id TEXT NOT NULL, function TEXT NOT NULL,
+                   start_ms INTEGER NOT NULL, outcome TEXT NOT NULL, cold INTEGER NOT NULL,
+                   record TEXT NOT NULL);",
+            )
+            .unwrap();
+            let rec = serde_json::json!({
+                "request_id": "r", "function": "f", "version": "$LATEST", "revision": 1,
+                "trigger": "api", "start_ms": 5, "cold": false, "init_ms": null,
+                "duration_ms": 1.0, "billed_ms": 1, "memory_mb": 128,
+                "max_memory_used_mb": 1, "outcome": "success", "error_type": null,
+                "trace_id": format!("Root={root};Parent=53995c3f42cd8ad8;Sampled=0"),
+            });
+            c.execute(
+                "INSERT INTO invocations VALUES ('r', 'f', 5, 'success', 0, ?1)",
+                [rec.to_string()],
+            )
+            .unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        let t = db.trace_records(root, 10).unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].request_id, "r");
+    }
+
+    #[test]
     fn telemetry_and_queries() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("n.db")).unwrap();
@@ -647,6 +742,24 @@ mod tests {
             error_type: None,
             trace_id: None,
         };
+        let root = "1-5759e988-bd862e3fe1be46a994272793";
+        let traced = |id: &str, start: i64| InvocationRecord {
+            function: "g".into(),
+            trace_id: Some(format!("Root={root};Parent=53995c3f42cd8ad8;Sampled=0")),
+            ..rec(id, start, Outcome::Success, false)
+        };
+        db.append_telemetry(&[traced("t2", 50), traced("t1", 40)], &mut [])
+            .unwrap();
+        let t = db.trace_records(root, 10).unwrap();
+        assert_eq!(
+            t.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(),
+            ["t1", "t2"],
+            "oldest first"
+        );
+        assert!(db
+            .trace_records("1-00000000-000000000000000000000000", 10)
+            .unwrap()
+            .is_empty());
         let mut logs = vec![
             LogLine {
                 id: 0,
@@ -698,7 +811,8 @@ mod tests {
         assert_eq!(after.len(), 1);
         assert_eq!(after[0].line, "b");
         assert_eq!(db.tail_logs("f", 1).unwrap()[0].line, "b");
-        assert_eq!(db.prune_before(200).unwrap(), 2);
+        // Record "1", its log line and the two traced records.
+        assert_eq!(db.prune_before(200).unwrap(), 4);
         assert_eq!(db.records(&RecordQuery::default()).unwrap().len(), 1);
     }
 }

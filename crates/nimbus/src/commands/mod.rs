@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod rm;
 pub mod route;
 pub mod schedule;
+pub mod trace;
 pub mod usage_plan;
 
 /// `1.2 KB`, `3.4 MB`.
