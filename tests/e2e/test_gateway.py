@@ -621,3 +621,28 @@ def test_shutdown_drains_in_flight_requests(server_factory):
     t.join(30)
     assert out["r"].status_code == 200 and out["r"].text == "finished"
     assert s.proc.wait(30) == 0
+
+
+def test_every_invocation_and_api_request_logged_once(gw):
+    """Server logs (issue 6 item 5): one structured line per invocation and per API
+    request, in JSON with --log-format json."""
+    r = requests.get(f"{gw.gateway}/r/pets/dog/2")
+    fn_rid = r.headers["x-fn-request-id"]
+    api = requests.post(f"{gw.api}/2015-03-31/functions/no-such-fn/invocations", data=b"{}")
+    assert api.status_code == 404
+    api_rid = api.headers["x-amzn-requestid"]
+
+    def lines(target, needle):
+        return [json.loads(l) for l in gw.log_text().splitlines()
+                if l.startswith("{") and f'"target":"{target}"' in l and needle in l]
+
+    inv = wait_for(lambda: lines("nimbus::invocation", fn_rid), timeout=5, what="the invocation line")
+    assert len(inv) == 1, inv
+    f = inv[0]["fields"]
+    assert f["request_id"] == fn_rid and f["trigger"] == "http" and f["outcome"] == "success"
+    assert f["duration_ms"] > 0 and f["memory_mb"] > 0 and f["trace_id"].startswith("Root=1-")
+    acc = wait_for(lambda: lines("nimbus::api::access", api_rid), timeout=5, what="the API access line")
+    assert len(acc) == 1, acc
+    f = acc[0]["fields"]
+    assert f["status"] == 404 and f["method"] == "POST" and f["error_type"] == "ResourceNotFoundException"
+    assert f["path"] == "/2015-03-31/functions/no-such-fn/invocations" and f["latency_ms"] >= 0

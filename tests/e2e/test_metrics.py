@@ -236,6 +236,30 @@ def test_gateway_requests_by_route_and_status(srv):
     assert value(samples, "nimbus_gateway_request_duration_seconds_sum", route="POST /things") > 0
 
 
+def test_gateway_rejections_by_reason(srv):
+    s = srv
+    s.deploy("m-rej", "python3.12", "app.handler",
+             {"app.py": "def handler(e, c):\n    return {'statusCode': 200, 'body': 'ok'}\n"})
+    s.deploy("m-rej-zero", "python3.12", "app.handler",
+             {"app.py": "def handler(e, c):\n    return 1\n"}, reserved_concurrency=0)
+    for body in (
+        {"route_key": "GET /rej/q", "function": "m-rej", "required_query": ["page"]},
+        {"route_key": "GET /rej/t", "function": "m-rej", "throttle": {"rate": 0.001, "burst": 1}},
+        {"route_key": "GET /rej/z", "function": "m-rej-zero"},
+    ):
+        r = s.session.put(f"{s.api}/_nimbus/routes", json=body, timeout=10)
+        assert r.status_code in (200, 201), r.text
+    assert requests.get(s.gateway + "/rej/q", timeout=10).status_code == 400
+    assert requests.get(s.gateway + "/rej/q?page=1", timeout=10).status_code == 200
+    codes = [requests.get(s.gateway + "/rej/t", timeout=10).status_code for _ in range(3)]
+    assert codes == [200, 429, 429], codes
+    assert requests.get(s.gateway + "/rej/z", timeout=10).status_code == 429
+    samples, _ = scrape(s)
+    assert value(samples, "nimbus_gateway_rejections_total", route="GET /rej/q", reason="invalid_request") == 1
+    assert value(samples, "nimbus_gateway_rejections_total", route="GET /rej/t", reason="throttled") == 2
+    assert value(samples, "nimbus_gateway_rejections_total", route="GET /rej/z", reason="function_throttled") == 1
+
+
 def test_nimbus_metrics_prints_a_summary(srv):
     s = srv
     s.deploy("m-cli", "python3.12", "app.handler", {"app.py": CHAOS})

@@ -62,6 +62,41 @@ impl AppState {
     }
 }
 
+/// One structured log line per API request (target `nimbus::api::access`).
+async fn access_log(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let mut resp = next.run(req).await;
+    // Every AWS answer carries a request id, errors included.
+    if !resp.headers().contains_key("x-amzn-requestid") {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&nimbus_core::new_request_id()) {
+            resp.headers_mut().insert("x-amzn-requestid", v);
+        }
+    }
+    let header = |n: &str| {
+        resp.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    tracing::info!(
+        target: "nimbus::api::access",
+        method = %method,
+        path = %path,
+        status = resp.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        request_id = %header("x-amzn-requestid"),
+        error_type = %header("x-amzn-errortype"),
+        "api request"
+    );
+    resp
+}
+
 /// Run the handler with the request's region in scope (after authentication put the
 /// credential scope on the request).
 async fn region_scope(
@@ -103,4 +138,6 @@ pub fn router(invoker: Invoker, queue: AsyncQueue, auth: AuthConfig) -> Router {
             Arc::new(auth::Auth::from(auth)),
             auth::authenticate,
         ))
+        // Outermost, so refused requests are logged too.
+        .layer(axum::middleware::from_fn(access_log))
 }

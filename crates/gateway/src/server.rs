@@ -176,18 +176,18 @@ impl Gateway {
             integration_ms = log.integration_ms,
             function_request_id = %log.function_request_id,
             trace_id = %log.trace_id,
+            rejected = log.rejected,
             "gateway request"
         );
-        self.inner
-            .routes
-            .invoker()
-            .telemetry()
-            .metrics()
-            .gateway_request(
-                std::mem::take(&mut log.route),
-                resp.status().as_u16(),
-                started.elapsed(),
-            );
+        let metrics = self.inner.routes.invoker().telemetry().metrics();
+        if !log.rejected.is_empty() {
+            metrics.gateway_rejection(&log.route, log.rejected);
+        }
+        metrics.gateway_request(
+            std::mem::take(&mut log.route),
+            resp.status().as_u16(),
+            started.elapsed(),
+        );
         resp
     }
 
@@ -311,11 +311,15 @@ impl Gateway {
         let routes = &self.inner.routes;
         let granted = match routes.auth().check(&route, &info, routes.invoker()).await {
             Ok(g) => g,
-            Err(denied) => return denied.response(),
+            Err(denied) => {
+                log.rejected = denied.reason();
+                return denied.response();
+            }
         };
         // Request validation, after the authorizers as on AWS: 400 without invoking.
         let query = info.raw_query;
         if let Some(r) = route.validation.check(&parts.headers, query, &body) {
+            log.rejected = "invalid_request";
             return r;
         }
         let payload = match route.payload_format {
@@ -372,6 +376,7 @@ impl Gateway {
                 }
             }
             Err(InvokeError::Throttled(_)) => {
+                log.rejected = "function_throttled";
                 response::message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")
             }
             Err(InvokeError::TooLarge { .. }) => too_large(),
@@ -400,6 +405,9 @@ pub(crate) struct Access {
     pub(crate) trace_id: String,
     /// The request came with a W3C `traceparent` (it gets one back).
     pub(crate) traceparent: bool,
+    /// Why the gateway refused the request without a successful invocation
+    /// (a [`crate::auth::Denied`] reason, `invalid_request`, `function_throttled`).
+    pub(crate) rejected: &'static str,
 }
 
 /// The trace of a gateway request: its `X-Amzn-Trace-Id`, else its `traceparent`

@@ -72,7 +72,26 @@ impl Telemetry {
         }));
     }
 
+    /// Store one invocation's record, and log it once as a structured server log line
+    /// (target `nimbus::invocation`; silence it with `NIMBUS_LOG=info,nimbus::invocation=off`).
     pub fn record(&self, rec: InvocationRecord) {
+        tracing::info!(
+            target: "nimbus::invocation",
+            request_id = %rec.request_id,
+            function = %rec.function,
+            version = %rec.version,
+            trigger = rec.trigger.as_str(),
+            outcome = rec.outcome.as_str(),
+            cold = rec.cold,
+            init_ms = rec.init_ms.unwrap_or(0.0),
+            duration_ms = rec.duration_ms,
+            billed_ms = rec.billed_ms,
+            memory_mb = rec.memory_mb,
+            max_memory_used_mb = rec.max_memory_used_mb,
+            error_type = rec.error_type.as_deref().unwrap_or(""),
+            trace_id = rec.trace_id.as_deref().unwrap_or(""),
+            "invocation"
+        );
         let _ = self.tx.send(Msg::Record(rec));
     }
 

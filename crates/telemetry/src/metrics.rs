@@ -99,6 +99,12 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectionLabels {
+    route: Cow<'static, str>,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteStatusLabels {
     route: Cow<'static, str>,
     status: u16,
@@ -130,6 +136,7 @@ struct Families {
     async_dropped: Family<DroppedLabels, Counter>,
     gateway_requests: Family<RouteStatusLabels, Counter>,
     gateway_latency: HistogramFamily<RouteLabels>,
+    gateway_rejections: Family<RejectionLabels, Counter>,
 }
 
 /// The counters of one function version, resolved once.
@@ -315,6 +322,7 @@ impl Metrics {
             async_dropped: Family::default(),
             gateway_requests: Family::default(),
             gateway_latency: Family::new_with_constructor(gateway_histogram),
+            gateway_rejections: Family::default(),
         };
         let f = &families;
         let mut r = Registry::default();
@@ -373,6 +381,13 @@ impl Metrics {
             "nimbus_gateway_requests",
             "Gateway requests by route key and status code (route \"none\": no route matched)",
             f.gateway_requests.clone(),
+        );
+        r.register(
+            "nimbus_gateway_rejections",
+            "Gateway requests refused before (or instead of) an invocation, by reason: \
+             unauthorized, forbidden, throttled, quota_exceeded, authorizer_failed, \
+             invalid_request, function_throttled",
+            f.gateway_rejections.clone(),
         );
         r.register(
             "nimbus_gateway_request_duration_seconds",
@@ -510,6 +525,21 @@ impl Metrics {
             Some(h) => h.observe(secs),
             None => f.gateway_latency.get_or_create(&labels).observe(secs),
         }
+    }
+
+    /// Count a gateway request refused for `reason` (an authorizer's denial, a
+    /// throttle, a failed validation) on `route`.
+    pub fn gateway_rejection(&self, route: &str, reason: &'static str) {
+        let route: Cow<'static, str> = if route.is_empty() {
+            Cow::Borrowed("none")
+        } else {
+            Cow::Owned(route.to_string())
+        };
+        self.inner
+            .families
+            .gateway_rejections
+            .get_or_create(&RejectionLabels { route, reason })
+            .inc();
     }
 
     /// The exposition: everything registered, then `sampled` (state read at scrape
@@ -656,6 +686,7 @@ mod tests {
         a.destination(DestinationKind::OnFailure, true);
         a.dropped(DropReason::EventAgeExceeded);
         m.gateway_request("GET /x".into(), 200, Duration::from_millis(3));
+        m.gateway_rejection("GET /x", "throttled");
         m.gateway_request(String::new(), 404, Duration::from_millis(1));
         let mut g = GaugeFamily::new("nimbus_function_instances", "x");
         g.push(
@@ -676,6 +707,7 @@ mod tests {
             r#"nimbus_async_destination_deliveries_total{function="f",destination="on_failure",result="delivered"} 1"#,
             r#"nimbus_async_events_dropped_total{function="f",reason="EventAgeExceeded"} 1"#,
             r#"nimbus_gateway_requests_total{route="GET /x",status="200"} 1"#,
+            r#"nimbus_gateway_rejections_total{route="GET /x",reason="throttled"} 1"#,
             r#"nimbus_gateway_requests_total{route="none",status="404"} 1"#,
             r#"nimbus_gateway_request_duration_seconds_count{route="GET /x"} 1"#,
             r#"nimbus_function_instances{function="f",state="idle"} 2"#,

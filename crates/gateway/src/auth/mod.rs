@@ -526,6 +526,17 @@ pub enum Denied {
 }
 
 impl Denied {
+    /// The reason label of `nimbus_gateway_rejections_total` and the access log.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Denied::Unauthorized => "unauthorized",
+            Denied::Forbidden => "forbidden",
+            Denied::Throttled => "throttled",
+            Denied::LimitExceeded => "quota_exceeded",
+            Denied::Failed => "authorizer_failed",
+        }
+    }
+
     /// The gateway's answer, in API Gateway's words.
     pub fn response(self) -> Response {
         let (status, text) = match self {
