@@ -15,7 +15,6 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS schedules (
@@ -73,7 +72,7 @@ pub struct StoredSchedule {
 /// Handle to the schedules table. Cheap to clone.
 #[derive(Clone)]
 pub struct ScheduleStore {
-    conn: Arc<Mutex<Connection>>,
+    conn: nimbus_store::SharedConn,
 }
 
 pub type Result<T> = std::result::Result<T, rusqlite::Error>;
@@ -103,19 +102,13 @@ impl ScheduleStore {
     /// Open the schedules table in the event queue's database at `path`. The queue's
     /// `events` table must exist already (open the `EventStore` first).
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: nimbus_store::SharedConn::open(path, SCHEMA)?,
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&conn)
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        self.conn.with(f)
     }
 
     /// Every schedule, by name.

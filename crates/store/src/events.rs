@@ -133,10 +133,7 @@ impl EventStore {
 }
 
 fn open_conn(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let conn = crate::open_durable(path)?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
 }

@@ -7,10 +7,9 @@
 //! back in batches ([`GatewayAuthStore::put_usage`]), so a restart resumes a
 //! period's count instead of resetting it.
 
-use crate::Result;
+use crate::{Result, SharedConn};
 use rusqlite::{params, Connection};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS gateway_objects (
@@ -50,25 +49,19 @@ pub struct UsageRow<'a> {
 /// Handle to the gateway's access-control tables. Cheap to clone.
 #[derive(Clone)]
 pub struct GatewayAuthStore {
-    conn: Arc<Mutex<Connection>>,
+    conn: SharedConn,
 }
 
 impl GatewayAuthStore {
     /// Open the tables in the database at `path`, creating them if needed.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: SharedConn::open(path, SCHEMA)?,
         })
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut conn)
+        self.conn.with(f)
     }
 
     /// Every stored object, ordered by kind then name.

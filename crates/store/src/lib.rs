@@ -8,14 +8,18 @@
 //!   read-only tree that instances run from. Paths inside user zips are never trusted:
 //!   entries that would escape the tree are refused.
 //! * [`EventStore`]: the durable async event queue, with group commit.
+//! * [`RouteStore`], [`GatewayAuthStore`]: the gateway's routes, authorizers, API keys
+//!   and usage plans; [`SharedConn`] is the connection every store opens the same way.
 
 mod blob;
+mod conn;
 mod db;
 mod events;
 mod gateway_auth;
 mod routes;
 
 pub use blob::{BlobStore, CodeBundle};
+pub use conn::{open_durable, SharedConn};
 pub use db::{Db, FunctionObject, LogLine, MeterRow, RecordQuery};
 pub use events::{EventStore, QueuedEvent};
 pub use gateway_auth::{GatewayAuthStore, StoredObject, UsageRow};

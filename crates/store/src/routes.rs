@@ -9,10 +9,9 @@
 //! write survive `kill -9`. Routes are read once at start-up: the gateway serves
 //! requests from memory and never queries SQLite per request.
 
-use crate::Result;
+use crate::{Result, SharedConn};
 use rusqlite::{params, Connection};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS gateway_routes (
@@ -45,25 +44,19 @@ pub struct StoredRoute {
 /// Handle to the routes table. Cheap to clone.
 #[derive(Clone)]
 pub struct RouteStore {
-    conn: Arc<Mutex<Connection>>,
+    conn: SharedConn,
 }
 
 impl RouteStore {
     /// Open the routes table in the database at `path`, creating it if needed.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: SharedConn::open(path, SCHEMA)?,
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&conn)
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        self.conn.with(f)
     }
 
     /// Every stored route, ordered by API then route key.
