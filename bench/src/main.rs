@@ -22,6 +22,7 @@ mod functions;
 mod gateway;
 mod http;
 mod machine;
+mod peer;
 mod peers;
 mod server;
 mod stats;
@@ -82,6 +83,11 @@ struct Args {
     /// Keep the server's data dir (and its server.log) for inspection.
     #[arg(long)]
     keep_data: bool,
+    /// Run only the side-by-side comparison with a peer platform on the same
+    /// serverless.yml app (bench/peer/<PEER>/app); installs the peer with npm into
+    /// its git-ignored node_modules on first use. Only `serverless-offline` so far.
+    #[arg(long, value_parser = ["serverless-offline"])]
+    peer: Option<String>,
 }
 
 const LEVELS: [usize; 3] = [1, 16, 64];
@@ -173,6 +179,9 @@ async fn main() -> Result<()> {
     let dur = Duration::from_secs_f64(args.duration.unwrap_or(if args.quick { 0.3 } else { 10.0 }));
     let bin = nimbus_bin(args.nimbus.clone())?;
     let command: Vec<String> = std::env::args().collect();
+    if args.peer.is_some() {
+        return peer_main(&args, &bin, dur, &command, began).await;
+    }
 
     // The host programs, resolved as the server resolves them.
     let default_py = functions::python3_minor().context("no python3 on PATH")?;
@@ -241,6 +250,71 @@ async fn main() -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| repo_root().join("bench/results/latest.json"));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&results)? + "\n")?;
+    std::fs::write(out.with_extension("md"), &md)?;
+    eprintln!(
+        "wrote {} ({:.1} s)",
+        out.display(),
+        began.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `--peer serverless-offline`: only the side-by-side table, to
+/// bench/results/peer-serverless-offline.{json,md} (or --out).
+async fn peer_main(
+    args: &Args,
+    bin: &Path,
+    dur: Duration,
+    command: &[String],
+    began: Instant,
+) -> Result<()> {
+    let levels = if args.quick {
+        &QUICK_LEVELS[..]
+    } else {
+        &LEVELS[..]
+    };
+    let machine = machine::info(&repo_root());
+    let mut md = String::new();
+    let _ = writeln!(md, "# nimbus-bench --peer\n");
+    let _ = writeln!(md, "- command: `{}`", command.join(" "));
+    let _ = writeln!(
+        md,
+        "- machine: {} × {}, {} GiB, kernel {}, load {} · {} · commit {}",
+        machine["nproc"],
+        machine["cpu_model"].as_str().unwrap_or("?"),
+        machine["mem_total_gib"],
+        machine["kernel"].as_str().unwrap_or("?"),
+        machine["loadavg_start"].as_str().unwrap_or("?"),
+        machine["date"].as_str().unwrap_or("?"),
+        machine["git_commit"].as_str().unwrap_or("?"),
+    );
+    let mut runs = Vec::new();
+    for i in 0..args.repeat.max(1) {
+        if args.repeat > 1 {
+            eprintln!("=== run {}/{}", i + 1, args.repeat);
+            let _ = writeln!(md, "\n# Run {} of {}", i + 1, args.repeat);
+        }
+        let r = peer::run(bin, &repo_root(), levels, dur, args.keep_data).await?;
+        md.push_str(&r.md);
+        runs.push(r.json);
+    }
+    print!("{md}");
+    let results = json!({
+        "mode": if args.quick { "quick" } else { "full" },
+        "command": command.join(" "),
+        "nimbus": bin.display().to_string(),
+        "machine": machine,
+        "runs": runs,
+        "elapsed_s": (began.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+    });
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| repo_root().join("bench/results/peer-serverless-offline.json"));
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
