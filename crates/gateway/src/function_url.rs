@@ -40,7 +40,6 @@ use nimbus_invoker::{Invocation, InvokeError};
 use nimbus_store::{RouteStore, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -591,38 +590,7 @@ async fn serve(
     // Headers as the event carries them, plus what Lambda adds.
     let source_ip = peer.ip().to_string();
     let trace_id = crate::server::request_trace(&parts.headers, log);
-    let mut headers: Vec<(&str, Cow<str>)> = Vec::with_capacity(parts.headers.len() + 5);
-    let mut xff = None;
-    for name in parts.headers.keys() {
-        let n = name.as_str();
-        if n == "x-forwarded-for" || n == "x-forwarded-proto" || n == "x-forwarded-port" {
-            if n == "x-forwarded-for" {
-                xff = parts.headers.get(name).map(|v| lossy(v.as_bytes()));
-            }
-            continue;
-        }
-        if n == "x-amzn-trace-id" {
-            continue;
-        }
-        for v in parts.headers.get_all(name) {
-            headers.push((n, lossy(v.as_bytes())));
-        }
-    }
-    if !parts.headers.contains_key(HOST) {
-        if let Some(a) = parts.uri.authority() {
-            headers.push(("host", Cow::Borrowed(a.as_str())));
-        }
-    }
-    headers.push(("x-amzn-trace-id", Cow::Borrowed(trace_id.as_str())));
-    headers.push((
-        "x-forwarded-for",
-        match xff {
-            Some(prev) => Cow::Owned(format!("{prev}, {source_ip}")),
-            None => Cow::Borrowed(source_ip.as_str()),
-        },
-    ));
-    headers.push(("x-forwarded-port", Cow::Borrowed(gw.port())));
-    headers.push(("x-forwarded-proto", Cow::Borrowed("http")));
+    let headers = crate::server::event_headers(&parts, &source_ip, &trace_id, gw.port());
 
     let info = RequestInfo {
         method: parts.method.as_str(),
@@ -727,10 +695,6 @@ fn id_of(user: &str) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     user.hash(&mut h);
     format!("{:016X}", h.finish())
-}
-
-fn lossy(b: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(b)
 }
 
 #[cfg(test)]

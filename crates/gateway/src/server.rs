@@ -254,39 +254,8 @@ impl Gateway {
         // Headers as the event carries them, plus what API Gateway adds.
         let source_ip = peer.ip().to_string();
         let trace_id = request_trace(&parts.headers, log);
-        let mut headers: Vec<(&str, Cow<str>)> = Vec::with_capacity(parts.headers.len() + 5);
-        let mut xff = None;
-        for name in parts.headers.keys() {
-            let n = name.as_str();
-            if n == "x-forwarded-for" || n == "x-forwarded-proto" || n == "x-forwarded-port" {
-                if n == "x-forwarded-for" {
-                    xff = parts.headers.get(name).map(|v| lossy(v.as_bytes()));
-                }
-                continue;
-            }
-            if n == "x-amzn-trace-id" {
-                continue;
-            }
-            for v in parts.headers.get_all(name) {
-                headers.push((n, lossy(v.as_bytes())));
-            }
-        }
+        let headers = event_headers(&parts, &source_ip, &trace_id, &self.inner.port);
         let http1 = parts.version < http::Version::HTTP_2;
-        if !parts.headers.contains_key(http::header::HOST) {
-            if let Some(a) = parts.uri.authority() {
-                headers.push(("host", Cow::Borrowed(a.as_str())));
-            }
-        }
-        headers.push(("x-amzn-trace-id", Cow::Borrowed(trace_id.as_str())));
-        headers.push((
-            "x-forwarded-for",
-            match xff {
-                Some(prev) => Cow::Owned(format!("{prev}, {source_ip}")),
-                None => Cow::Borrowed(source_ip.as_str()),
-            },
-        ));
-        headers.push(("x-forwarded-port", Cow::Borrowed(self.inner.port.as_str())));
-        headers.push(("x-forwarded-proto", Cow::Borrowed("http")));
 
         let resource = route.route_key.path().map_or("$default", |p| p.as_str());
         let info = RequestInfo {
@@ -408,6 +377,51 @@ pub(crate) struct Access {
     /// Why the gateway refused the request without a successful invocation
     /// (a [`crate::auth::Denied`] reason, `invalid_request`, `function_throttled`).
     pub(crate) rejected: &'static str,
+}
+
+/// The request's headers as an event carries them (each value of a repeated header
+/// kept), minus the forwarding and trace headers the gateway sets itself, plus `host`
+/// (from the URI over HTTP/2), `x-amzn-trace-id` and `x-forwarded-for/-port/-proto`
+/// as API Gateway and function URLs add them.
+pub(crate) fn event_headers<'a>(
+    parts: &'a http::request::Parts,
+    source_ip: &'a str,
+    trace_id: &'a str,
+    port: &'a str,
+) -> Vec<(&'a str, Cow<'a, str>)> {
+    let mut headers: Vec<(&str, Cow<str>)> = Vec::with_capacity(parts.headers.len() + 5);
+    let mut xff = None;
+    for name in parts.headers.keys() {
+        let n = name.as_str();
+        if n == "x-forwarded-for" || n == "x-forwarded-proto" || n == "x-forwarded-port" {
+            if n == "x-forwarded-for" {
+                xff = parts.headers.get(name).map(|v| lossy(v.as_bytes()));
+            }
+            continue;
+        }
+        if n == "x-amzn-trace-id" {
+            continue;
+        }
+        for v in parts.headers.get_all(name) {
+            headers.push((n, lossy(v.as_bytes())));
+        }
+    }
+    if !parts.headers.contains_key(http::header::HOST) {
+        if let Some(a) = parts.uri.authority() {
+            headers.push(("host", Cow::Borrowed(a.as_str())));
+        }
+    }
+    headers.push(("x-amzn-trace-id", Cow::Borrowed(trace_id)));
+    headers.push((
+        "x-forwarded-for",
+        match xff {
+            Some(prev) => Cow::Owned(format!("{prev}, {source_ip}")),
+            None => Cow::Borrowed(source_ip),
+        },
+    ));
+    headers.push(("x-forwarded-port", Cow::Borrowed(port)));
+    headers.push(("x-forwarded-proto", Cow::Borrowed("http")));
+    headers
 }
 
 /// The trace of a gateway request: its `X-Amzn-Trace-Id`, else its `traceparent`
