@@ -138,22 +138,7 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
         let code = f.code.clone();
         let zip = tokio::task::spawn_blocking(move || package::bundle(&code)).await??;
         let size = zip.len() as u64;
-        let up: Value = client
-            .send(
-                client
-                    .http
-                    .post(client.url("/_nimbus/code"))
-                    .header("content-type", "application/zip")
-                    .body(zip),
-            )
-            .await?
-            .json()
-            .await
-            .context("invalid upload answer")?;
-        let sha = up["sha256"]
-            .as_str()
-            .context("upload answer lacks sha256")?
-            .to_string();
+        let sha = upload_zip(client, zip).await?;
         eprintln!("{} uploaded ({})", super::human_bytes(size), &sha[..12]);
         shas.insert(f.code.clone(), sha);
     }
@@ -1022,4 +1007,24 @@ async fn print_summary(client: &Client, app: &App, plan: &Plan) -> Result<()> {
         println!("Removed (no longer declared): {}", removed.join(", "));
     }
     Ok(())
+}
+
+/// Upload a code zip; the server answers with its sha256.
+pub(crate) async fn upload_zip(client: &Client, zip: Vec<u8>) -> Result<String> {
+    let up: Value = client
+        .send(
+            client
+                .http
+                .post(client.url("/_nimbus/code"))
+                .header("content-type", "application/zip")
+                .body(zip),
+        )
+        .await?
+        .json()
+        .await
+        .context("invalid upload answer")?;
+    Ok(up["sha256"]
+        .as_str()
+        .context("upload answer lacks sha256")?
+        .to_string())
 }

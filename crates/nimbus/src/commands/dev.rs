@@ -20,7 +20,6 @@ use crate::package;
 use anyhow::{anyhow, Context, Result};
 use nimbus_manifest::App;
 use notify::{EventKind, RecursiveMode, Watcher};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -293,22 +292,7 @@ async fn reload(
                 code.strip_prefix(root).unwrap_or(&code).display()
             ));
         }
-        let up: Value = client
-            .send(
-                client
-                    .http
-                    .post(client.url("/_nimbus/code"))
-                    .header("content-type", "application/zip")
-                    .body(zip),
-            )
-            .await?
-            .json()
-            .await
-            .context("invalid upload answer")?;
-        let sha = up["sha256"]
-            .as_str()
-            .context("upload answer lacks sha256")?
-            .to_string();
+        let sha = app_deploy::upload_zip(client, zip).await?;
         for f in &functions {
             app_deploy::put_function(client, &f.name, &app_deploy::function_body(f, &sha))
                 .await
