@@ -84,7 +84,7 @@ struct Args {
     #[arg(long)]
     keep_data: bool,
     /// Run only the side-by-side comparison with a peer platform on the same
-    /// serverless.yml app (bench/peer/<PEER>/app); installs the peer with npm into
+    /// serverless.yml app (`bench/peer/PEER/app`); installs the peer with npm into
     /// its git-ignored node_modules on first use. Only `serverless-offline` so far.
     #[arg(long, value_parser = ["serverless-offline"])]
     peer: Option<String>,
@@ -298,7 +298,8 @@ async fn peer_main(
             eprintln!("=== run {}/{}", i + 1, args.repeat);
             let _ = writeln!(md, "\n# Run {} of {}", i + 1, args.repeat);
         }
-        let r = peer::run(bin, &repo_root(), levels, dur, args.keep_data).await?;
+        let samples = args.samples.unwrap_or(if args.quick { 3 } else { 30 });
+        let r = peer::run(bin, &repo_root(), levels, dur, samples, args.keep_data).await?;
         md.push_str(&r.md);
         runs.push(r.json);
     }

@@ -7,8 +7,9 @@
 //! (`warm::load`) with `GET /noop`, alternating A B A B at each concurrency.
 //!
 //! Measured: warm route latency p50/p90/p99 and req/s at each concurrency, errors,
-//! and RSS of each platform's process tree at rest (after one request) and after the
-//! load. Not measured yet: cold starts, a Python handler, direct (Lambda API) invokes.
+//! RSS of each platform's process tree at rest (after one request) and after the
+//! load, and cold starts (see [`cold`]). Not measured yet: a Python handler, direct
+//! (Lambda API) invokes.
 
 use crate::server::Server;
 use crate::stats::{ratio, round3, summarize, Summary};
@@ -76,7 +77,7 @@ impl Drop for Offline {
     }
 }
 
-fn start_offline(sls: &Path, app: &Path) -> Result<Offline> {
+fn start_offline(sls: &Path, app: &Path, extra: &[&str]) -> Result<Offline> {
     use std::os::unix::process::CommandExt;
     let (hp, lp) = (free_port()?, free_port()?);
     let log = std::env::temp_dir().join(format!("nimbus-bench-sls-{}.log", std::process::id()));
@@ -84,6 +85,7 @@ fn start_offline(sls: &Path, app: &Path) -> Result<Offline> {
     let child = Command::new(sls)
         .args(["offline", "--httpPort", &hp.to_string()])
         .args(["--lambdaPort", &lp.to_string()])
+        .args(extra)
         .current_dir(app)
         .env("SLS_TELEMETRY_DISABLED", "1")
         .env("SLS_NOTIFICATIONS_MODE", "off")
@@ -164,6 +166,76 @@ fn tree_rss_mib(pid: u32) -> f64 {
     kb / 1024.0
 }
 
+fn nimbus_deploy(bin: &Path, server: &Server, app: &Path) -> Result<()> {
+    let st = Command::new(bin)
+        .arg("deploy")
+        .args(["--endpoint", &format!("http://{}", server.api)])
+        .current_dir(app)
+        .stdout(Stdio::null())
+        .status()?;
+    anyhow::ensure!(st.success(), "nimbus deploy failed in {}", app.display());
+    Ok(())
+}
+
+/// Cold starts, the first request after the idle instance is gone: both systems
+/// restarted with a 1 s idle limit (`nimbus up --keep-alive 1s`, `sls offline
+/// --terminateIdleLambdaTime 1`), then `samples` rounds of: wait `IDLE_WAIT`, one
+/// `GET` to each (order alternating). A sample counts only when the handler's body
+/// says `{"cold":true}` (a new instance); the others are reported as `not_cold`.
+const IDLE_WAIT: Duration = Duration::from_millis(2600);
+
+struct Cold {
+    ms: [Vec<f64>; 2],
+    not_cold: [usize; 2],
+    errors: [usize; 2],
+}
+
+async fn cold(bin: &Path, sls: &Path, app: &Path, samples: usize, keep: bool) -> Result<Cold> {
+    let server = Server::start_with(bin, keep, &["--keep-alive", "1s"])?;
+    nimbus_deploy(bin, &server, app)?;
+    let off = start_offline(sls, app, &["--terminateIdleLambdaTime", "1"])?;
+    wait_ready(
+        server.gateway,
+        "nimbus",
+        &server.data_dir.join("server.log"),
+    )
+    .await?;
+    wait_ready(off.http, PEER, &off.log).await?;
+    let addrs = [server.gateway, off.http];
+    let mut res = Cold {
+        ms: [Vec::new(), Vec::new()],
+        not_cold: [0; 2],
+        errors: [0; 2],
+    };
+    for s in 0..samples {
+        tokio::time::sleep(IDLE_WAIT).await;
+        for k in 0..2 {
+            let i = (s + k) % 2;
+            let t0 = Instant::now();
+            let r = crate::http::call(addrs[i], Method::GET, ROUTE, Default::default()).await;
+            let ms = t0.elapsed().as_secs_f64() * 1000.0;
+            match r {
+                Ok(r) if r.status.is_success() => {
+                    if r.body.as_ref() == br#"{"cold":true}"# {
+                        res.ms[i].push(ms);
+                    } else {
+                        res.not_cold[i] += 1;
+                    }
+                }
+                _ => res.errors[i] += 1,
+            }
+        }
+    }
+    eprintln!(
+        "peer cold: nimbus {} cold ({} not cold) · {PEER} {} cold ({} not cold)",
+        res.ms[0].len(),
+        res.not_cold[0],
+        res.ms[1].len(),
+        res.not_cold[1]
+    );
+    Ok(res)
+}
+
 struct Level {
     c: usize,
     ok: [usize; 2],
@@ -182,6 +254,7 @@ pub async fn run(
     repo: &Path,
     levels: &[usize],
     dur: Duration,
+    samples: usize,
     keep_data: bool,
 ) -> Result<PeerRun> {
     let dir = peer_dir(repo);
@@ -192,13 +265,7 @@ pub async fn run(
 
     // A: Nimbus, `nimbus deploy` in the app dir.
     let server = Server::start(bin, keep_data)?;
-    let st = Command::new(bin)
-        .arg("deploy")
-        .args(["--endpoint", &format!("http://{}", server.api)])
-        .current_dir(&app)
-        .stdout(Stdio::null())
-        .status()?;
-    anyhow::ensure!(st.success(), "nimbus deploy failed in {}", app.display());
+    nimbus_deploy(bin, &server, &app)?;
     let nimbus_first_ms = wait_ready(
         server.gateway,
         "nimbus",
@@ -208,7 +275,7 @@ pub async fn run(
 
     // B: serverless-offline on the same app.
     let t0 = Instant::now();
-    let off = start_offline(&sls, &app)?;
+    let off = start_offline(&sls, &app, &[])?;
     let peer_first_ms = wait_ready(off.http, PEER, &off.log).await?;
     let offline_start_s = t0.elapsed().as_secs_f64();
     eprintln!(
@@ -336,9 +403,39 @@ pub async fn run(
             },
         })).collect::<Vec<Value>>(),
     });
-    let errs: usize = out.iter().map(|l| l.errors[0] + l.errors[1]).sum();
     drop(off);
     drop(server);
+
+    let cold = cold(bin, &sls, &app, samples, keep_data).await?;
+    let cs = [summarize(&cold.ms[0]), summarize(&cold.ms[1])];
+    let _ = writeln!(
+        md,
+        "\n| cold start (first GET after the idle instance is gone) | Nimbus | {PEER} | Nimbus/peer |\n|---|---:|---:|---:|"
+    );
+    row(&mut md, "cold p50 ms", cs[0].p50, cs[1].p50);
+    row(&mut md, "cold p99 ms", cs[0].p99, cs[1].p99);
+    let _ = writeln!(
+        md,
+        "| cold samples / not cold / errors | {} / {} / {} | {} / {} / {} | |",
+        cs[0].n, cold.not_cold[0], cold.errors[0], cs[1].n, cold.not_cold[1], cold.errors[1]
+    );
+    let _ = writeln!(
+        md,
+        "\nCold: both restarted with a 1 s idle limit (`--keep-alive 1s`, \
+         `--terminateIdleLambdaTime 1`), {} s idle before each sample, order alternating; \
+         a sample counts only if the handler's body says it was its first request.",
+        IDLE_WAIT.as_secs_f64()
+    );
+    let mut json = json;
+    json["cold"] = json!({
+        "idle_wait_s": IDLE_WAIT.as_secs_f64(),
+        "nimbus": {"client_ms": cs[0].to_json(), "not_cold": cold.not_cold[0], "errors": cold.errors[0]},
+        "peer": {"client_ms": cs[1].to_json(), "not_cold": cold.not_cold[1], "errors": cold.errors[1]},
+        "ratio_nimbus_over_peer": {"p50": round3(ratio(cs[0].p50, cs[1].p50)), "p99": round3(ratio(cs[0].p99, cs[1].p99))},
+    });
+    let errs: usize = out.iter().map(|l| l.errors[0] + l.errors[1]).sum::<usize>()
+        + cold.errors[0]
+        + cold.errors[1];
     if errs > 0 {
         eprintln!("peer: {errs} errors in total (must be 0)");
     }

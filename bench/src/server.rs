@@ -26,6 +26,11 @@ pub struct Server {
 
 impl Server {
     pub fn start(bin: &Path, keep_data: bool) -> Result<Server> {
+        Self::start_with(bin, keep_data, &[])
+    }
+
+    /// [`Server::start`] with extra `nimbus up` arguments.
+    pub fn start_with(bin: &Path, keep_data: bool, extra: &[&str]) -> Result<Server> {
         let data_dir = std::env::temp_dir().join(format!(
             "nimbus-bench-{}-{}",
             std::process::id(),
@@ -41,6 +46,7 @@ impl Server {
             .args(["up", "--data-dir"])
             .arg(&data_dir)
             .args(["--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
