@@ -51,7 +51,8 @@ class Dev:
             env=env, start_new_session=True,
         )
         self.lines = []
-        threading.Thread(target=self._pump, daemon=True).start()
+        self.pump = threading.Thread(target=self._pump, daemon=True)
+        self.pump.start()
 
     def _pump(self):
         for line in self.proc.stdout:
@@ -127,6 +128,7 @@ def test_dev_loop(server, tmp_path):
         if dev.proc.poll() is None:
             dev.proc.send_signal(signal.SIGINT)
     rc = dev.proc.wait(timeout=15)
+    dev.pump.join(timeout=10)  # the last lines are read after the exit
     assert rc == 0, dev.text()
     assert "stopped" in dev.text()
     print(dev.text())
