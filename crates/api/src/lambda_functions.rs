@@ -160,7 +160,7 @@ async fn publish_after(st: &AppState, name: &str) -> Result<Value, ApiError> {
     Ok(version_configuration_json(st, &cfg, &v))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::invalid_content(format!("Could not parse request body into json: {e}"))
     })

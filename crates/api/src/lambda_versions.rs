@@ -39,13 +39,9 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
+/// These operations may be sent with no body at all: that is an empty object.
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if body.is_empty() {
-        return serde_json::from_slice(b"{}").map_err(|e| ApiError::invalid_content(e.to_string()));
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::invalid_content(format!("Could not parse request body into json: {e}"))
-    })
+    crate::lambda_functions::parse(if body.is_empty() { b"{}" } else { body })
 }
 
 /// The function name from a path segment that may be an ARN; a qualifier in it is
