@@ -292,24 +292,48 @@ async fn peer_main(
         machine["date"].as_str().unwrap_or("?"),
         machine["git_commit"].as_str().unwrap_or("?"),
     );
+    let samples = args.samples.unwrap_or(if args.quick { 3 } else { 30 });
+    let repeat = args.repeat.max(1);
     let mut runs = Vec::new();
-    for i in 0..args.repeat.max(1) {
-        if args.repeat > 1 {
-            eprintln!("=== run {}/{}", i + 1, args.repeat);
-            let _ = writeln!(md, "\n# Run {} of {}", i + 1, args.repeat);
+    for i in 0..repeat {
+        if repeat > 1 {
+            eprintln!("=== run {}/{}", i + 1, repeat);
         }
-        let samples = args.samples.unwrap_or(if args.quick { 3 } else { 30 });
         let r = peer::run(bin, &repo_root(), levels, dur, samples, args.keep_data).await?;
-        md.push_str(&r.md);
-        runs.push(r.json);
+        if repeat > 1 {
+            let _ = writeln!(md, "\n## Run {} of {repeat}\n", i + 1);
+            md.push_str(&peer::table(&r.cells));
+        }
+        runs.push(r);
     }
+    let cells: Vec<Vec<peer::Cell>> = runs.iter().map(|r| r.cells.clone()).collect();
+    let med = peer::median_cells(&cells);
+    let _ = writeln!(
+        md,
+        "\n## vs {}: Nimbus and {} on the same serverless.yml app{}\n",
+        peer::PEER,
+        peer::PEER,
+        if repeat > 1 {
+            format!(", median of {repeat} runs")
+        } else {
+            String::new()
+        }
+    );
+    md.push_str(&peer::table(&med));
+    let _ = writeln!(md, "\n{}", peer::note(levels, dur, samples, repeat));
     print!("{md}");
     let results = json!({
         "mode": if args.quick { "quick" } else { "full" },
         "command": command.join(" "),
         "nimbus": bin.display().to_string(),
         "machine": machine,
-        "runs": runs,
+        "repeat": repeat,
+        "duration_s_per_level": dur.as_secs_f64(),
+        "levels": levels,
+        "cold_samples": samples,
+        "median_across_runs": med.iter().map(peer::Cell::to_json).collect::<Vec<Value>>(),
+        "runs": runs.iter().map(|r| r.json.clone()).collect::<Vec<Value>>(),
+        "loadavg_end": machine::loadavg(),
         "elapsed_s": (began.elapsed().as_secs_f64() * 10.0).round() / 10.0,
     });
     let out = args
