@@ -419,7 +419,7 @@ pub fn note(levels: &[usize], dur: Duration, samples: usize, runs: usize) -> Str
          Invoke API, `POST /2015-03-31/functions/{FN_PREFIX}<fn>/invocations` with body `{{}}` \
          (Nimbus's API listener, {PEER} `--lambdaPort`). Each concurrency c = {}: c closed-loop \
          workers on their own keep-alive HTTP/1.1 connections, 3 warm-up requests per worker, \
-         then A B A B, two segments of {:.1} s per system; `max req/s` is the best level. \
+         then A B A B, two segments of {} s per system; `max req/s` is the best level. \
          An error is a non-2xx answer, an `X-Amz-Function-Error` or a transport error. \
          Both platforms keep idle instances {WARM_IDLE_S} s in this phase (Nimbus's default; \
          `--terminateIdleLambdaTime {WARM_IDLE_S}` for {PEER}, whose default is 60 s). \
@@ -436,7 +436,7 @@ pub fn note(levels: &[usize], dur: Duration, samples: usize, runs: usize) -> Str
          request per system and runtime (order rotating); a sample counts only if the \
          handler says it was its instance's first request (`{{\"cold\":true}}`).",
         lv.join(" / "),
-        dur.as_secs_f64() / 2.0,
+        f(dur.as_secs_f64() / 2.0),
         IDLE_WAIT.as_secs_f64()
     );
     if runs > 1 {
@@ -597,6 +597,14 @@ pub async fn run(
     );
 
     let mut cells = Vec::new();
+    // The memory rows, after all the warm ones.
+    let mut mem = vec![Cell::new(
+        "memory",
+        "RSS at rest, MiB (process tree, no instance)",
+        rss_rest[0],
+        rss_rest[1],
+        Kind::Lower,
+    )];
     let mut jlevels = Vec::new();
     let mut jmem = Vec::new();
     let mut first_ms = Vec::new();
@@ -743,14 +751,14 @@ pub async fn run(
             "warm_instances": {"nimbus": n[0], "peer": n[1]},
             "rss_per_warm_instance_mib": {"nimbus": round3(per(0)), "peer": round3(per(1))},
         }));
-        cells.push(Cell::new(
+        mem.push(Cell::new(
             "memory",
             &format!("{} warm instances after load", fun.label),
             n[0] as f64,
             n[1] as f64,
             Kind::Info,
         ));
-        cells.push(Cell::new(
+        mem.push(Cell::new(
             "memory",
             &format!("RSS per warm {} instance, MiB", fun.label),
             per(0),
@@ -762,26 +770,14 @@ pub async fn run(
     // Were the node instances still there at the end (the python delta assumes so)?
     let node_end = instances(&server, &off, 0, threads0).await?;
     let py_threads = threads(pids[1]).saturating_sub(threads0);
-    cells.insert(
-        cells
-            .iter()
-            .position(|c| c.section == "memory")
-            .unwrap_or(cells.len()),
-        Cell::new(
-            "memory",
-            "RSS at rest, MiB (process tree, no instance)",
-            rss_rest[0],
-            rss_rest[1],
-            Kind::Lower,
-        ),
-    );
-    cells.push(Cell::new(
+    mem.push(Cell::new(
         "memory",
         "RSS after all load, MiB (process tree)",
         rss_before[0],
         rss_before[1],
         Kind::Lower,
     ));
+    cells.extend(mem);
     drop(off);
     drop(server);
 
