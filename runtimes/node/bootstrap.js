@@ -12,6 +12,9 @@
  * done), the context object, console output and error payloads behave as in
  * AWS Lambda's own Node.js runtime, so code moves between the two unmodified.
  *
+ * It may also be started ahead of time as a spare, with a generic environment,
+ * and told later which instance to become (becomeInstance below).
+ *
  * Start-up cost matters (it is part of every cold start), so the Runtime API
  * client is a small HTTP/1.1 keep-alive client over one `net` socket rather
  * than the `http` module.
@@ -139,7 +142,8 @@ const LEVELS = {
   ERROR: { name: 'ERROR', priority: 5 },
   FATAL: { name: 'FATAL', priority: 6 },
 };
-const LOG_JSON = (process.env.AWS_LAMBDA_LOG_FORMAT || '').toUpperCase() === 'JSON';
+// Read in main(): a spare only learns its environment when it is claimed.
+let LOG_JSON = false;
 
 function writeLine(line) {
   process.stdout.write(line.replace(/\n/g, '\r') + '\n');
@@ -717,7 +721,64 @@ function buildCallbackContext(client, id, scheduleNext) {
   return [once(callback), context, markCompleted];
 }
 
+/**
+ * Spare mode (crates/runtime/src/spare.rs): this process was started ahead of
+ * time with a generic environment and the control channel on fd
+ * $_NIMBUS_SPARE. Say we are loaded, wait for the instance we are to become,
+ * and become it: its complete environment in place of ours (the kernel's copy
+ * in /proc/self/environ too), its cwd, and what Node derived at start-up from
+ * the environment recomputed (module search paths, time zone).
+ */
+function becomeInstance(fd) {
+  fs.writeSync(fd, 'R');
+  const text = fs.readFileSync(fd, 'utf8'); // until the server closes its end
+  fs.closeSync(fd);
+  if (!text) process.exit(0); // dismissed
+  const spec = JSON.parse(text);
+  for (const key of Object.keys(process.env)) delete process.env[key];
+  for (const [key, value] of Object.entries(spec.env)) process.env[key] = value;
+  rewriteProcEnviron(spec.env);
+  process.chdir(spec.cwd);
+  require('module')._initPaths(); // from HOME and NODE_PATH, as at start-up
+  // Assigning TZ resets V8's time-zone cache, now that the new value is in place.
+  if (spec.env.TZ !== undefined) process.env.TZ = spec.env.TZ;
+}
+
+/**
+ * /proc/self/environ shows the environment a process was started with (the
+ * bytes between env_start and env_end of /proc/self/stat), whatever it did
+ * since. Write the instance's environment there, NUL-padded, so the process
+ * looks started with it. The spare's environment was padded so it fits (the
+ * server checked). Best effort: process.env is right either way.
+ */
+function rewriteProcEnviron(env) {
+  try {
+    const stat = fs.readFileSync('/proc/self/stat', 'latin1');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const start = Number(fields[47]); // field 50: env_start
+    const end = Number(fields[48]); // field 51: env_end
+    const block = Buffer.from(
+      Object.entries(env)
+        .map(([k, v]) => `${k}=${v}\0`)
+        .join(''),
+    );
+    if (!(end > start) || block.length > end - start) return;
+    const buf = Buffer.alloc(end - start);
+    block.copy(buf);
+    const mem = fs.openSync('/proc/self/mem', 'r+');
+    try {
+      fs.writeSync(mem, buf, 0, buf.length, start);
+    } finally {
+      fs.closeSync(mem);
+    }
+  } catch (_) {
+    // Leave the kernel's copy as it was.
+  }
+}
+
 function main() {
+  if (process.env._NIMBUS_SPARE) becomeInstance(Number(process.env._NIMBUS_SPARE));
+  LOG_JSON = (process.env.AWS_LAMBDA_LOG_FORMAT || '').toUpperCase() === 'JSON';
   patchConsole();
 
   const address = process.env.AWS_LAMBDA_RUNTIME_API;

@@ -4,7 +4,8 @@ Started once per function instance as
 
     python3 -u $LAMBDA_RUNTIME_DIR/python/bootstrap.py
 
-with cwd = $LAMBDA_TASK_ROOT. It imports the module named by $_HANDLER and
+with cwd = $LAMBDA_TASK_ROOT (or ahead of time as a spare, told later which
+instance to become: _become_instance). It imports the module named by $_HANDLER and
 then serves invocations from the Lambda Runtime API at
 http://$AWS_LAMBDA_RUNTIME_API until the process is killed. Handlers, the
 context object, log lines and error payloads behave as in AWS Lambda's own
@@ -44,9 +45,9 @@ _LAMBDA_WARNING = (
 _request_id = None
 _tenant_id = None
 
-_LOG_JSON = (os.environ.get("AWS_LAMBDA_LOG_FORMAT") or "").upper() == "JSON"
-_LOG_LEVEL = os.environ.get("AWS_LAMBDA_LOG_LEVEL")
-_LOG_LEVEL = {None: "", "TRACE": "DEBUG"}.get(_LOG_LEVEL, _LOG_LEVEL).upper()
+# Read from the environment by _read_environment(), again when a spare is claimed.
+_LOG_JSON = False
+_LOG_LEVEL = ""
 
 
 class FaultException(Exception):
@@ -323,8 +324,18 @@ def _make_encoder():
     return json.JSONEncoder(ensure_ascii=not raw_utf8, default=_json_default)
 
 
-_encoder = _make_encoder()
-_to_json = _encoder.encode
+def _read_environment():
+    """Settings taken from the environment: at import, and again when a spare
+    becomes an instance (its environment is only known then)."""
+    global _LOG_JSON, _LOG_LEVEL, _encoder, _to_json
+    _LOG_JSON = (os.environ.get("AWS_LAMBDA_LOG_FORMAT") or "").upper() == "JSON"
+    level = os.environ.get("AWS_LAMBDA_LOG_LEVEL")
+    _LOG_LEVEL = {None: "", "TRACE": "DEBUG"}.get(level, level).upper()
+    _encoder = _make_encoder()
+    _to_json = _encoder.encode
+
+
+_read_environment()
 
 
 def _unmarshal_event(body, content_type):
@@ -799,8 +810,83 @@ def _report_init_error(client, error):
     client.post_init_error(error)
 
 
+def _become_instance(fd):
+    """Spare mode (crates/runtime/src/spare.rs): this process was started ahead
+    of time with a generic environment and the control channel on `fd`. Say we
+    are loaded, wait for the instance we are to become, and become it: its
+    complete environment in place of ours (the kernel's copy in
+    /proc/self/environ too), its cwd, and what Python derived at start-up from
+    the environment recomputed (time zone, pycache prefix, user site dir)."""
+    os.write(fd, b"R")
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)  # until the server closes its end
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    if not chunks:
+        sys.exit(0)  # dismissed
+    spec = json.loads(b"".join(chunks))
+    env = spec["env"]
+    # What the interpreter itself added to its environment while starting (PEP 538
+    # locale coercion sets LC_CTYPE) it would have added for the instance too: the
+    # server rules out spares for functions that set LANG or LC_*.
+    added = _startup_additions()
+    os.environ.clear()
+    os.environ.update(env)
+    for key, value in added.items():
+        os.environ.setdefault(key, value)
+    _rewrite_proc_environ(env)
+    os.chdir(spec["cwd"])
+    time.tzset()
+    sys.pycache_prefix = env.get("PYTHONPYCACHEPREFIX") or None
+    site = sys.modules.get("site")
+    if site is not None and getattr(site, "ENABLE_USER_SITE", False):
+        site.USER_BASE = site.USER_SITE = None
+        site.getusersitepackages()  # from the new HOME, as at start-up
+    _read_environment()
+
+
+def _startup_additions():
+    """Variables in os.environ that the process was not started with."""
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            started = {e.partition(b"=")[0] for e in f.read().split(b"\0") if e}
+    except OSError:
+        return {}
+    return {k: v for k, v in os.environ.items() if os.fsencode(k) not in started}
+
+
+def _rewrite_proc_environ(env):
+    """/proc/self/environ shows the environment a process was started with (the
+    bytes between env_start and env_end of /proc/self/stat), whatever it did
+    since. Write the instance's environment there, NUL-padded, so the process
+    looks started with it. The spare's environment was padded so it fits (the
+    server checked). Best effort: os.environ is right either way."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        start, end = int(fields[47]), int(fields[48])  # env_start, env_end
+        block = b"".join(os.fsencode(k) + b"=" + os.fsencode(v) + b"\0" for k, v in env.items())
+        if end <= start or len(block) > end - start:
+            return
+        mem = os.open("/proc/self/mem", os.O_RDWR)
+        try:
+            os.pwrite(mem, block + bytes(end - start - len(block)), start)
+        finally:
+            os.close(mem)
+    except Exception:
+        pass  # leave the kernel's copy as it was
+
+
 def main():
     global _request_id, _tenant_id
+
+    spare_fd = os.environ.get("_NIMBUS_SPARE")
+    if spare_fd:
+        _become_instance(int(spare_fd))
 
     # Output must reach the pipe as it is written; `python -u` does that, and
     # without -u line buffering comes close (posts flush what is left).

@@ -30,6 +30,11 @@ pub struct UpArgs {
     /// Account-wide cap on concurrent executions (default: sized to the host's memory).
     #[arg(long)]
     max_concurrency: Option<u32>,
+    /// Pre-started interpreter spares kept per Node.js/Python interpreter (Node: per
+    /// memory size too) so that cold starts skip the interpreter's own start-up.
+    /// Each spare serves one instance and is replaced in the background. 0 disables.
+    #[arg(long, default_value_t = 1, env = "NIMBUS_SPARES")]
+    spares: usize,
     /// Region used in ARNs and given to functions.
     #[arg(long, default_value = nimbus_core::DEFAULT_REGION)]
     region: String,
@@ -195,6 +200,7 @@ async fn serve(args: UpArgs) -> Result<i32> {
             runtime_dir,
             region: args.region.clone(),
             server_id,
+            spares: args.spares,
         },
         telemetry.clone(),
     );

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use nimbus_core::{limits, FunctionError, Outcome, Runtime};
 use nimbus_telemetry::{lines, Telemetry};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,15 +139,47 @@ impl Instance {
             memory_mb: spec.memory_mb,
             pids_max: limits::PIDS_PER_INSTANCE,
             file_size_max: spec.ephemeral_storage_mb as u64 * 1024 * 1024,
+            claimable: false,
         };
+        let spare_key = driver.spares().and_then(|s| {
+            s.key(
+                spec.runtime,
+                spec.interpreter.as_deref(),
+                spec.memory_mb,
+                &spec.environment,
+            )
+        });
+        // Init Duration runs from here, whether a spare is claimed or a process spawned.
         let t0 = Instant::now();
-        let process = match driver.spawn(&proc_spec) {
+        let claimed = match (driver.spares(), &spare_key) {
+            (Some(spares), Some(key)) => spares.claim(
+                key,
+                &proc_spec.env,
+                &proc_spec.cwd,
+                proc_spec.memory_mb,
+                proc_spec.file_size_max,
+            ),
+            _ => None,
+        };
+        let from_spare = claimed.is_some();
+        let spawned = match claimed {
+            Some(p) => Ok(p),
+            None => driver.spawn(&proc_spec),
+        };
+        let process = match spawned {
             Ok(p) => Arc::new(p),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&scratch);
                 return Err(e.into());
             }
         };
+        tracing::debug!(
+            function = %spec.function,
+            instance = %spec.id,
+            pid = process.pid,
+            from_spare,
+            "instance process started"
+        );
         let mut exit = process.exit.clone();
         let (pump_tx, pump_rx) = mpsc::unbounded_channel();
         // The pump owns the read end of the output pipe.
@@ -191,6 +223,11 @@ impl Instance {
             )),
         };
         let init_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        // A replacement (or this key's first spare) starts now that init no longer
+        // competes with it for the CPU.
+        if let (Some(spares), Some(key)) = (driver.spares(), spare_key) {
+            spares.replenish(key);
+        }
         if let Err(e) = result {
             telemetry.log(
                 &spec.function,
@@ -397,16 +434,18 @@ del sys.modules['bootstrap']
 bootstrap.main()
 ";
 
-fn command_for(spec: &InstanceSpec) -> Result<(PathBuf, Vec<String>), StartError> {
-    match spec.runtime {
+/// How Nimbus's own bootstrap for `runtime` is started (`None` for `provided.*`).
+/// Spares are started with exactly this command.
+pub(crate) fn bootstrap_command(
+    runtime: Runtime,
+    interpreter: &Path,
+    runtime_dir: &Path,
+) -> Option<(PathBuf, Vec<String>)> {
+    match runtime {
         Runtime::Python { .. } => {
-            let interp = spec
-                .interpreter
-                .clone()
-                .ok_or_else(|| RuntimeError::NoInterpreter(spec.runtime.to_string()))?;
-            let script = spec.runtime_dir.join("python").join("bootstrap.py");
-            Ok((
-                interp,
+            let script = runtime_dir.join("python").join("bootstrap.py");
+            Some((
+                interpreter.to_path_buf(),
                 vec![
                     "-u".into(),
                     "-c".into(),
@@ -416,12 +455,25 @@ fn command_for(spec: &InstanceSpec) -> Result<(PathBuf, Vec<String>), StartError
             ))
         }
         Runtime::Node { .. } => {
+            let script = runtime_dir.join("node").join("bootstrap.js");
+            Some((
+                interpreter.to_path_buf(),
+                vec![script.to_string_lossy().into_owned()],
+            ))
+        }
+        Runtime::Provided(_) => None,
+    }
+}
+
+fn command_for(spec: &InstanceSpec) -> Result<(PathBuf, Vec<String>), StartError> {
+    match spec.runtime {
+        Runtime::Python { .. } | Runtime::Node { .. } => {
             let interp = spec
                 .interpreter
-                .clone()
+                .as_deref()
                 .ok_or_else(|| RuntimeError::NoInterpreter(spec.runtime.to_string()))?;
-            let script = spec.runtime_dir.join("node").join("bootstrap.js");
-            Ok((interp, vec![script.to_string_lossy().into_owned()]))
+            Ok(bootstrap_command(spec.runtime, interp, &spec.runtime_dir)
+                .expect("python and node have a bootstrap"))
         }
         Runtime::Provided(_) => {
             let bootstrap = spec.code_dir.join("bootstrap");

@@ -12,6 +12,9 @@
 //! * [`instance`]: one running instance, its log pump (stdout+stderr attributed to the
 //!   current request, framed by START/END/REPORT) and the invoke state machine
 //!   (response, error, timeout, out-of-memory, crash).
+//! * [`spare`]: pre-started Node.js and Python interpreters with the bootstrap
+//!   loaded, each claimed once by a cold start that would be no different started
+//!   from scratch.
 //! * [`pool`]: per-function warm pools: cold start, warm reuse (LIFO), idle reaping,
 //!   provisioned concurrency, retiring instances of an old code revision.
 //!
@@ -23,6 +26,7 @@ pub mod instance;
 pub mod interpreters;
 pub mod pool;
 pub mod sandbox;
+pub mod spare;
 
 pub use instance::{InvokeOutcome, InvokeRequest, Reply};
 pub use pool::{Deployment, InstanceInfo, InstanceState, Lease, Pool, PoolSettings};

@@ -32,6 +32,9 @@ pub struct PoolSettings {
     pub region: String,
     /// Names this server's cgroup, so two servers on one host stay apart.
     pub server_id: String,
+    /// Pre-started interpreter spares kept per interpreter (and, for Node, memory
+    /// size) for cold starts; 0 disables them (see `spare`).
+    pub spares: usize,
 }
 
 /// One function revision, as the pool needs it.
@@ -113,7 +116,12 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(settings: PoolSettings, telemetry: Telemetry) -> Self {
-        let driver = Driver::new(&settings.server_id);
+        let driver = Driver::new(&settings.server_id).with_spares(crate::spare::SpareSettings {
+            per_key: settings.spares,
+            runtime_dir: settings.runtime_dir.clone(),
+            pycache_dir: settings.data_dir.join("pycache"),
+            dir: settings.data_dir.join("spares"),
+        });
         let _ = std::fs::create_dir_all(settings.data_dir.join("instances"));
         // Scratch dirs of a previous run belong to processes that no longer exist.
         if let Ok(entries) = std::fs::read_dir(settings.data_dir.join("instances")) {

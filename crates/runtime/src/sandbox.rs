@@ -17,12 +17,15 @@
 use crate::{Result, RuntimeError};
 use std::ffi::CString;
 use std::fs;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::sync::watch;
+
+/// The descriptor a spare finds its control channel on.
+pub const CONTROL_FD: i32 = 3;
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -36,6 +39,11 @@ pub struct ProcSpec {
     pub pids_max: u32,
     /// Bytes any one file written by the instance may reach (Lambda's /tmp size).
     pub file_size_max: u64,
+    /// A spare (see [`crate::spare`]): the file-size and data rlimits are set as soft
+    /// limits only, their hard limits left as inherited, so that the claim can set
+    /// both to the instance's values with `prlimit(2)` (an unprivileged process may
+    /// lower a hard limit but never raise it).
+    pub claimable: bool,
 }
 
 /// How a process ended.
@@ -101,6 +109,20 @@ impl Process {
         self.cgroup.as_ref().is_some_and(|cg| cg.oom_kills() > 0)
     }
 
+    /// Give a running process (a claimed spare) an instance's limits: the cgroup's
+    /// memory cap, and `RLIMIT_FSIZE` (plus `RLIMIT_DATA` without cgroups) as
+    /// [`Driver::spawn`] would have set them, soft and hard, with `prlimit(2)`.
+    pub fn set_instance_limits(&self, memory_mb: u32, file_size_max: u64) -> std::io::Result<()> {
+        if let Some(cg) = &self.cgroup {
+            cg.set_memory((memory_mb as u64) * 1024 * 1024)?;
+        }
+        prlimit(self.pid, libc::RLIMIT_FSIZE, file_size_max)?;
+        if self.cgroup.is_none() {
+            prlimit(self.pid, libc::RLIMIT_DATA, rlimit_data_bytes(memory_mb))?;
+        }
+        Ok(())
+    }
+
     pub fn take_output(&self) -> Option<tokio::net::unix::pipe::Receiver> {
         self.output.lock().unwrap().take()
     }
@@ -113,6 +135,24 @@ impl Process {
             cg.remove();
         }
     }
+}
+
+fn prlimit(pid: u32, resource: libc::__rlimit_resource_t, v: u64) -> std::io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: v,
+        rlim_max: v,
+    };
+    // SAFETY: prlimit(2) with a valid new limit and no old-limit out pointer.
+    if unsafe { libc::prlimit(pid as libc::pid_t, resource, &lim, std::ptr::null_mut()) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `RLIMIT_DATA` when no cgroup caps memory: the user's budget plus headroom for
+/// the interpreter's own mappings.
+fn rlimit_data_bytes(memory_mb: u32) -> u64 {
+    (memory_mb as u64 + 64) * 1024 * 1024
 }
 
 fn kill_group(pid: i32) {
@@ -148,6 +188,8 @@ enum Hierarchy {
 #[derive(Debug, Clone)]
 pub struct Driver {
     hierarchy: Option<Hierarchy>,
+    /// Pre-started interpreters for cold starts, if enabled.
+    spares: Option<std::sync::Arc<crate::spare::Spares>>,
 }
 
 impl Driver {
@@ -164,7 +206,31 @@ impl Driver {
                 "no writable cgroup hierarchy: memory is capped with RLIMIT_DATA and the pids limit is not enforced"
             ),
         }
-        Self { hierarchy }
+        Self {
+            hierarchy,
+            spares: None,
+        }
+    }
+
+    /// Keep pre-started interpreter spares (see [`crate::spare`]); `per_key == 0`
+    /// leaves them off.
+    pub fn with_spares(mut self, settings: crate::spare::SpareSettings) -> Self {
+        if settings.per_key > 0 {
+            let plain = Driver {
+                hierarchy: self.hierarchy.clone(),
+                spares: None,
+            };
+            tracing::info!(
+                per_key = settings.per_key,
+                "pre-started interpreter spares enabled"
+            );
+            self.spares = Some(crate::spare::Spares::new(plain, settings));
+        }
+        self
+    }
+
+    pub fn spares(&self) -> Option<&std::sync::Arc<crate::spare::Spares>> {
+        self.spares.as_ref()
     }
 
     pub fn cgroups_enabled(&self) -> bool {
@@ -182,6 +248,12 @@ impl Driver {
     /// Start a process. Must be called from a long-lived thread (a tokio worker):
     /// `PR_SET_PDEATHSIG` fires when the spawning *thread* exits.
     pub fn spawn(&self, spec: &ProcSpec) -> Result<Process> {
+        self.spawn_with_control(spec, None)
+    }
+
+    /// [`Driver::spawn`], and when `control` is given, pass it to the child as fd 3
+    /// (the control channel of a spare).
+    pub fn spawn_with_control(&self, spec: &ProcSpec, control: Option<OwnedFd>) -> Result<Process> {
         let cgroup = match &self.hierarchy {
             Some(h) => match InstanceCgroup::create(h, &spec.instance_id, spec) {
                 Ok(cg) => Some(cg),
@@ -215,14 +287,15 @@ impl Driver {
             .filter_map(|(file, fallback)| Some((cstr(file)?, fallback.and_then(cstr))))
             .collect();
         let rlimit_data = if cgroup.is_none() {
-            // Headroom for the interpreter's own mappings on top of the user's budget.
-            Some((spec.memory_mb as u64 + 64) * 1024 * 1024)
+            Some(rlimit_data_bytes(spec.memory_mb))
         } else {
             None
         };
         let fsize = spec.file_size_max;
-        // SAFETY: only async-signal-safe calls (setsid, prctl, setrlimit, open, write,
-        // close) on memory prepared before fork.
+        let claimable = spec.claimable;
+        let control_fd = control.as_ref().map(|fd| fd.as_raw_fd());
+        // SAFETY: only async-signal-safe calls (setsid, prctl, setrlimit, getrlimit,
+        // open, write, close, dup2, fcntl) on memory prepared before fork.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::setsid() < 0 {
@@ -251,18 +324,37 @@ impl Driver {
                         }
                     }
                 }
-                let set = |res, v: u64| {
-                    let lim = libc::rlimit {
+                let set = |res, v: u64, soft_only: bool| {
+                    let mut lim = libc::rlimit {
                         rlim_cur: v,
                         rlim_max: v,
                     };
+                    if soft_only {
+                        let mut old = libc::rlimit {
+                            rlim_cur: 0,
+                            rlim_max: 0,
+                        };
+                        if libc::getrlimit(res, &mut old) == 0 {
+                            lim.rlim_max = old.rlim_max;
+                            lim.rlim_cur = v.min(old.rlim_max);
+                        }
+                    }
                     libc::setrlimit(res, &lim);
                 };
-                set(libc::RLIMIT_CORE, 0);
-                set(libc::RLIMIT_NOFILE, 1024);
-                set(libc::RLIMIT_FSIZE, fsize);
+                set(libc::RLIMIT_CORE, 0, false);
+                set(libc::RLIMIT_NOFILE, 1024, false);
+                set(libc::RLIMIT_FSIZE, fsize, claimable);
                 if let Some(d) = rlimit_data {
-                    set(libc::RLIMIT_DATA, d);
+                    set(libc::RLIMIT_DATA, d, claimable);
+                }
+                if let Some(fd) = control_fd {
+                    // dup2 clears close-on-exec on the copy; a descriptor that already
+                    // is 3 keeps its flag, so clear it by hand.
+                    if fd == CONTROL_FD {
+                        libc::fcntl(fd, libc::F_SETFD, 0);
+                    } else if libc::dup2(fd, CONTROL_FD) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });
@@ -277,6 +369,7 @@ impl Driver {
             }
         };
         drop(cmd); // closes our copies of the write ends
+        drop(control); // the child's end of the control channel
         let pid = child.id().unwrap_or(0);
         let (exit_tx, exit_rx) = watch::channel(None);
         tokio::spawn(async move {
@@ -476,6 +569,24 @@ impl InstanceCgroup {
                 }
             })
             .collect()
+    }
+
+    /// Change the memory cap of a live group (a claimed spare's).
+    fn set_memory(&self, bytes: u64) -> std::io::Result<()> {
+        let dir = &self.dirs[0];
+        if self.v2 {
+            return fs::write(dir.join("memory.max"), bytes.to_string());
+        }
+        // v1 keeps memory.limit_in_bytes <= memory.memsw.limit_in_bytes at every
+        // step: when raising, memsw must move first; when lowering, the limit.
+        let limit = dir.join("memory.limit_in_bytes");
+        let memsw = dir.join("memory.memsw.limit_in_bytes");
+        if fs::write(&limit, bytes.to_string()).is_err() {
+            let _ = fs::write(&memsw, bytes.to_string());
+            fs::write(&limit, bytes.to_string())?;
+        }
+        let _ = fs::write(&memsw, bytes.to_string());
+        Ok(())
     }
 
     fn peak_bytes(&self) -> Option<u64> {
