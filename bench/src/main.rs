@@ -84,8 +84,11 @@ struct Args {
     #[arg(long)]
     keep_data: bool,
     /// Run only the side-by-side comparison with a peer platform on the same
-    /// serverless.yml app (`bench/peer/PEER/app`); installs the peer with npm into
-    /// its git-ignored node_modules on first use. Only `serverless-offline` so far.
+    /// serverless.yml app (`bench/peer/PEER/app`: node and python no-ops, through their
+    /// routes and the Invoke API); installs the peer with npm into its git-ignored
+    /// node_modules on first use. Only `serverless-offline` so far. With `--repeat N`
+    /// it ends with the median of every cell across the runs. `bench/run` builds the
+    /// release binaries and runs this.
     #[arg(long, value_parser = ["serverless-offline"])]
     peer: Option<String>,
 }

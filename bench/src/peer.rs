@@ -266,14 +266,44 @@ fn threads(pid: u32) -> usize {
 
 /// Python processes in the tree of `pid` (serverless-offline's python instances: one
 /// `python3 invoke.py` each, under an `sh -c`).
-fn python_procs(pid: u32) -> usize {
+fn python_procs(pid: u32) -> Vec<u32> {
     tree(pid)
         .into_iter()
-        .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/comm"))
-                .is_ok_and(|c| c.trim_start().starts_with("python"))
+        .filter(|p| comm(*p).starts_with("python"))
+        .collect()
+}
+
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Mean RSS (MiB) of process-based instances, each with its descendants; for a
+/// python instance of the peer also its `sh -c` parent.
+fn mean_instance_rss(pids: &[u32], with_sh_parent: bool) -> f64 {
+    let per: Vec<f64> = pids
+        .iter()
+        .map(|&p| {
+            let sh = parent_of(p).filter(|&pp| with_sh_parent && comm(pp) == "sh");
+            tree_rss_mib(sh.unwrap_or(p))
         })
-        .count()
+        .collect();
+    if per.is_empty() {
+        f64::NAN
+    } else {
+        per.iter().sum::<f64>() / per.len() as f64
+    }
 }
 
 fn nimbus_deploy(bin: &Path, server: &Server, app: &Path) -> Result<()> {
@@ -427,11 +457,19 @@ pub fn note(levels: &[usize], dur: Duration, samples: usize, runs: usize) -> Str
          instance processes; {PEER}: its node process, with node handlers in worker threads, \
          and one `sh` + `python3` process pair per python instance). `at rest` is before any \
          request (no instance). Per warm instance = (tree RSS after that runtime's load − \
-         tree RSS before it) / warm instances of that runtime; the node phase runs first. \
+         tree RSS before it) / that runtime's warm instances alive at that moment (which \
+         can be fewer than c); node runs first, and for python the change in the number of \
+         node instances since then, times node's MiB per instance, is taken out. \
          Warm instances counted: Nimbus, the function's instances in its control API \
          (`GET /_nimbus/functions/<name>`); {PEER}, node = threads of its process minus those \
          at rest (one worker thread per node instance), python = `python3` processes in its \
-         tree. Cold: both restarted with a 1 s idle limit (`nimbus up --keep-alive 1s`, \
+         tree. `RSS of one instance process` = the mean RSS of an instance's own process \
+         (Nimbus: each instance pid and its children; {PEER} python: `sh` + `python3`; \
+         its node instances are threads, so –): unlike Δ tree it leaves out what the \
+         platform itself grows by, and it counts shared library pages in every process. \
+         Nimbus keeps pre-started interpreters (`nimbus up --spares`, default 1) outside \
+         these counts (in the tree RSS), and a cold start loads the handler into one. \
+         Cold: both restarted with a 1 s idle limit (`nimbus up --keep-alive 1s`, \
          `--terminateIdleLambdaTime 1`); {samples} rounds of {:.1} s idle, then one route \
          request per system and runtime (order rotating); a sample counts only if the \
          handler says it was its instance's first request (`{{\"cold\":true}}`).",
@@ -543,7 +581,19 @@ async fn instances(
     let p = if fi == 0 {
         threads(pid).saturating_sub(threads0)
     } else {
-        python_procs(pid)
+        python_procs(pid).len()
+    };
+    Ok([n, p])
+}
+
+/// Mean RSS of one instance process (with its children): [Nimbus, peer]; the peer's
+/// node instances are threads of its one process, so NaN there.
+async fn instance_process_rss(server: &Server, off: &Offline, fi: usize) -> Result<[f64; 2]> {
+    let n = mean_instance_rss(&server.instance_pids(&FUNS[fi].name()).await?, false);
+    let p = if fi == 0 {
+        f64::NAN
+    } else {
+        mean_instance_rss(&python_procs(off.child.id()), true)
     };
     Ok([n, p])
 }
@@ -609,6 +659,8 @@ pub async fn run(
     let mut jmem = Vec::new();
     let mut first_ms = Vec::new();
     let mut rss_before = rss_rest;
+    // The runtimes measured so far: (function, warm instances then, MiB per instance).
+    let mut measured: Vec<(usize, [usize; 2], [f64; 2])> = Vec::new();
     let half = dur / 2;
     for (fi, fun) in FUNS.iter().enumerate() {
         // The first request of each (also a cold start, after deploy).
@@ -733,13 +785,28 @@ pub async fn run(
         // Memory of this runtime's warm instances.
         let rss_after = [tree_rss_mib(pids[0]), tree_rss_mib(pids[1])];
         let n = instances(&server, &off, fi, threads0).await?;
-        let per = |i: usize| {
+        let proc_rss = instance_process_rss(&server, &off, fi).await?;
+        // The earlier runtimes' instances may have changed meanwhile (Nimbus retires
+        // surplus ones): take their change out, at their own MiB per instance.
+        let mut other = [0.0; 2];
+        for (fj, then, per_j) in measured.iter_mut() {
+            let now = instances(&server, &off, *fj, threads0).await?;
+            for i in 0..2 {
+                if per_j[i].is_finite() {
+                    other[i] += (now[i] as f64 - then[i] as f64) * per_j[i];
+                }
+            }
+            *then = now;
+        }
+        let per_inst: [f64; 2] = std::array::from_fn(|i| {
             if n[i] > 0 {
-                (rss_after[i] - rss_before[i]) / n[i] as f64
+                (rss_after[i] - rss_before[i] - other[i]) / n[i] as f64
             } else {
                 f64::NAN
             }
-        };
+        });
+        let per = |i: usize| per_inst[i];
+        measured.push((fi, n, per_inst));
         eprintln!(
             "peer {}: RSS {:.0} → {:.0} MiB / {:.0} → {:.0} MiB, warm instances {} / {}",
             fun.label, rss_before[0], rss_after[0], rss_before[1], rss_after[1], n[0], n[1]
@@ -749,6 +816,8 @@ pub async fn run(
             "rss_before_mib": {"nimbus": round3(rss_before[0]), "peer": round3(rss_before[1])},
             "rss_after_mib": {"nimbus": round3(rss_after[0]), "peer": round3(rss_after[1])},
             "warm_instances": {"nimbus": n[0], "peer": n[1]},
+            "instance_process_rss_mean_mib": {"nimbus": round3(proc_rss[0]), "peer": round3(proc_rss[1])},
+            "earlier_runtimes_rss_change_mib": {"nimbus": round3(other[0]), "peer": round3(other[1])},
             "rss_per_warm_instance_mib": {"nimbus": round3(per(0)), "peer": round3(per(1))},
         }));
         mem.push(Cell::new(
@@ -760,9 +829,19 @@ pub async fn run(
         ));
         mem.push(Cell::new(
             "memory",
-            &format!("RSS per warm {} instance, MiB", fun.label),
+            &format!(
+                "RSS per warm {} instance, MiB (Δ tree / instances)",
+                fun.label
+            ),
             per(0),
             per(1),
+            Kind::Lower,
+        ));
+        mem.push(Cell::new(
+            "memory",
+            &format!("RSS of one {} instance process, MiB (mean)", fun.label),
+            proc_rss[0],
+            proc_rss[1],
             Kind::Lower,
         ));
         rss_before = rss_after;
