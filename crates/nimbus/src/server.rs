@@ -30,6 +30,13 @@ pub struct UpArgs {
     /// Account-wide cap on concurrent executions (default: sized to the host's memory).
     #[arg(long)]
     max_concurrency: Option<u32>,
+    /// When every instance of a function is busy: `eager` always starts a new
+    /// instance, as Lambda does; `adaptive` does too up to one busy instance per CPU,
+    /// but past that waits for a busy instance to free up when that is expected
+    /// sooner than a start, or when the host's CPUs are all busy (it starts one
+    /// anyway once no instance has freed up for as long as a start takes).
+    #[arg(long, value_enum, default_value = "adaptive", env = "NIMBUS_SCALE_UP")]
+    scale_up: ScaleUpArg,
     /// Pre-started interpreter spares kept per Node.js/Python interpreter (Node: per
     /// memory size too) so that cold starts skip the interpreter's own start-up.
     /// Each spare serves one instance and is replaced in the background. 0 disables.
@@ -67,6 +74,21 @@ pub struct UpArgs {
     /// blank lines and lines starting with # are ignored.
     #[arg(long, env = "NIMBUS_CREDENTIALS_FILE", value_name = "PATH")]
     credentials_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ScaleUpArg {
+    Adaptive,
+    Eager,
+}
+
+impl From<ScaleUpArg> for nimbus_runtime::ScaleUp {
+    fn from(a: ScaleUpArg) -> Self {
+        match a {
+            ScaleUpArg::Adaptive => nimbus_runtime::ScaleUp::Adaptive,
+            ScaleUpArg::Eager => nimbus_runtime::ScaleUp::Eager,
+        }
+    }
 }
 
 /// The access keys of `--credentials`, `NIMBUS_CREDENTIALS` and `--credentials-file`.
@@ -155,20 +177,31 @@ fn default_concurrency() -> u32 {
     (mem_mb / 128).clamp(16, 1000) as u32
 }
 
-fn init_tracing(format: LogFormat) {
+/// The server log goes to stderr through a writer thread (`tracing-appender`), so a
+/// request never waits on a write(2) of its access or invocation line; lines are
+/// buffered and written in batches, flushed whenever the writer catches up. Colour
+/// only on a terminal. The guard flushes what is left when `run` returns.
+fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("NIMBUS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    guard
 }
 
 pub fn run(args: UpArgs) -> Result<i32> {
-    init_tracing(args.log_format);
+    let _log = init_tracing(args.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("nimbus-worker")
@@ -200,6 +233,7 @@ async fn serve(args: UpArgs) -> Result<i32> {
             runtime_dir,
             region: args.region.clone(),
             server_id,
+            scale_up: args.scale_up.into(),
             spares: args.spares,
         },
         telemetry.clone(),

@@ -29,7 +29,7 @@ pub mod sandbox;
 pub mod spare;
 
 pub use instance::{InvokeOutcome, InvokeRequest, Reply};
-pub use pool::{Deployment, InstanceInfo, InstanceState, Lease, Pool, PoolSettings};
+pub use pool::{Deployment, InstanceInfo, InstanceState, Lease, Pool, PoolSettings, ScaleUp};
 
 /// Errors starting or talking to an instance (not the function's own errors, which
 /// are values of [`nimbus_core::FunctionError`]).

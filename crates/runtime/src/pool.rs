@@ -16,10 +16,11 @@ use crate::RuntimeError;
 use nimbus_core::FunctionConfig;
 use nimbus_telemetry::Telemetry;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
@@ -32,9 +33,26 @@ pub struct PoolSettings {
     pub region: String,
     /// Names this server's cgroup, so two servers on one host stay apart.
     pub server_id: String,
+    /// What a request does when every instance of its function is busy.
+    pub scale_up: ScaleUp,
     /// Pre-started interpreter spares kept per interpreter (and, for Node, memory
     /// size) for cold starts; 0 disables them (see `spare`).
     pub spares: usize,
+}
+
+/// What a request does when no instance of its function is idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScaleUp {
+    /// Start a new instance at once, as Lambda does.
+    Eager,
+    /// Wait for a busy instance when one is expected to free up sooner than a new
+    /// one could start (from the function's recent service and start times), and
+    /// start one anyway once the wait has lasted as long as a start would. Short
+    /// requests under load then share a few busy instances instead of spreading
+    /// over one process per concurrent request, which on a small host costs more
+    /// CPU per request than it saves (docs/BENCHMARKS.md, "Scale-up policy").
+    #[default]
+    Adaptive,
 }
 
 /// One function revision, as the pool needs it.
@@ -55,6 +73,7 @@ pub struct Lease {
     /// Init duration when this request paid for the cold start.
     pub init_ms: Option<f64>,
     key: String,
+    since: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -90,13 +109,119 @@ struct FnPool {
     idle: Vec<(Arc<Instance>, Instant)>,
     busy: HashMap<String, Arc<Instance>>,
     starting: usize,
+    /// Requests waiting for a busy instance ([`ScaleUp::Adaptive`]), oldest first.
+    waiters: VecDeque<oneshot::Sender<Arc<Instance>>>,
+    /// Moving averages of how long a request holds an instance and how long an
+    /// instance takes to start, in ms (`None` until seen).
+    service_ms: Option<f64>,
+    start_ms: Option<f64>,
+    /// When a request last gave an instance back.
+    last_release: Instant,
 }
 
 impl FnPool {
+    fn new(deployment: Arc<Deployment>) -> Self {
+        FnPool {
+            deployment,
+            idle: Vec::new(),
+            busy: HashMap::new(),
+            starting: 0,
+            waiters: VecDeque::new(),
+            service_ms: None,
+            start_ms: None,
+            last_release: Instant::now(),
+        }
+    }
+
     fn revision(&self) -> u64 {
         self.deployment.config.revision
     }
+
+    /// How long a request that finds no idle instance should wait for a busy one
+    /// before starting its own, or `None` to start one at once. Instances are added
+    /// freely up to one per CPU. Past that a request waits when the expected wait
+    /// (its place in the queue times the service time, spread over the busy
+    /// instances) is shorter than a start, and whenever the host's CPUs are all
+    /// busy (another process could not run any sooner). It waits about as long as a
+    /// start takes, longer while the queue keeps moving (see [`Pool::acquire`]).
+    fn patience(&self) -> Option<Duration> {
+        let (service, start) = (self.service_ms?, self.start_ms?);
+        let start = start.max(MIN_START_COST_MS);
+        let busy = (self.busy.len() + self.starting) as f64;
+        if busy == 0.0 {
+            return None;
+        }
+        let expected = (self.waiters.len() + 1) as f64 * service / busy;
+        let wait = HOST_BUSY.load(Ordering::Relaxed) || (busy >= *HOST_CPUS && expected < start);
+        wait.then(|| Duration::from_secs_f64(start / 1000.0))
+    }
+
+    /// Hand a freed instance to the oldest waiter still waiting, else keep it idle.
+    fn hand_over(&mut self, mut inst: Arc<Instance>) {
+        while let Some(w) = self.waiters.pop_front() {
+            match w.send(inst) {
+                Ok(()) => return,
+                Err(back) => inst = back,
+            }
+        }
+        self.busy.remove(&inst.id);
+        self.idle.push((inst, Instant::now()));
+    }
 }
+
+/// Weight of the newest sample in the moving averages.
+const EWMA_WEIGHT: f64 = 0.2;
+
+fn ewma(avg: &mut Option<f64>, sample: f64) {
+    *avg = Some(match *avg {
+        Some(a) => a + EWMA_WEIGHT * (sample - a),
+        None => sample,
+    });
+}
+
+/// The least a start is taken to cost when deciding whether to wait for a busy
+/// instance. A start that looks cheaper (a pre-started interpreter hides most of
+/// it) still spends an interpreter start of CPU to replace what it used, and a new
+/// process per concurrent request costs CPU on every request after.
+const MIN_START_COST_MS: f64 = 20.0;
+
+/// Logical CPUs of the host: how many instances can run at the same time.
+static HOST_CPUS: std::sync::LazyLock<f64> = std::sync::LazyLock::new(|| {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+});
+
+/// Whether the host's CPUs were all but fully busy over the pool's last tick
+/// (from `/proc/stat`), in which case another instance cannot run any sooner.
+static HOST_BUSY: AtomicBool = AtomicBool::new(false);
+
+/// Samples `/proc/stat` and updates [`HOST_BUSY`]: busy when less than a tenth of
+/// a CPU was idle on average since the previous call.
+fn sample_host_cpu(prev: &mut Option<(u64, u64)>) {
+    let Some(now) = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        let line = s.lines().next()?;
+        let v: Vec<u64> = line
+            .split_ascii_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal …
+        let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+        Some((v.iter().take(8).sum::<u64>(), idle))
+    }) else {
+        return;
+    };
+    if let Some((total0, idle0)) = prev.replace(now) {
+        let (dt, di) = (now.0.saturating_sub(total0), now.1.saturating_sub(idle0));
+        if dt > 0 {
+            let idle_cpus = di as f64 / dt as f64 * *HOST_CPUS;
+            HOST_BUSY.store(idle_cpus < 0.1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A waiting request starts its own instance after this many patience spells even
+/// when the queue is moving.
+const MAX_PATIENCE_SPELLS: u32 = 4;
 
 struct Inner {
     driver: Driver,
@@ -144,8 +269,10 @@ impl Pool {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut host_cpu = None;
             loop {
                 tick.tick().await;
+                sample_host_cpu(&mut host_cpu);
                 let Some(inner) = weak.upgrade() else { return };
                 if inner.shutting_down.load(Ordering::SeqCst) {
                     return;
@@ -175,19 +302,15 @@ impl Pool {
                 Some(p) => {
                     if p.revision() != dep.config.revision {
                         stale.extend(p.idle.drain(..).map(|(i, _)| i));
+                        // Waiters start instances of the new code instead.
+                        p.waiters.clear();
+                        p.service_ms = None;
+                        p.start_ms = None;
                     }
                     p.deployment = dep.clone();
                 }
                 None => {
-                    fns.insert(
-                        dep.key.clone(),
-                        FnPool {
-                            deployment: dep.clone(),
-                            idle: Vec::new(),
-                            busy: HashMap::new(),
-                            starting: 0,
-                        },
-                    );
+                    fns.insert(dep.key.clone(), FnPool::new(dep.clone()));
                 }
             }
         }
@@ -206,20 +329,24 @@ impl Pool {
         self.stop_all(stale);
     }
 
-    /// A warm instance if one is idle, else a freshly started one.
+    /// A warm instance if one is idle; else, by the [`ScaleUp`] policy, a busy one
+    /// once it frees up or a freshly started one.
     pub async fn acquire(&self, dep: &Arc<Deployment>) -> Result<Lease, StartError> {
         if self.inner.shutting_down.load(Ordering::SeqCst) {
             return Err(RuntimeError::ShuttingDown.into());
         }
         let mut dead = Vec::new();
-        let warm = {
+        let adaptive = self.inner.settings.scale_up == ScaleUp::Adaptive;
+        enum Next {
+            Warm(Arc<Instance>),
+            Wait(oneshot::Receiver<Arc<Instance>>, Duration),
+            Start,
+        }
+        let next = {
             let mut fns = self.inner.fns.lock().unwrap();
-            let p = fns.entry(dep.key.clone()).or_insert_with(|| FnPool {
-                deployment: dep.clone(),
-                idle: Vec::new(),
-                busy: HashMap::new(),
-                starting: 0,
-            });
+            let p = fns
+                .entry(dep.key.clone())
+                .or_insert_with(|| FnPool::new(dep.clone()));
             let mut found = None;
             while let Some((inst, _)) = p.idle.pop() {
                 if inst.is_dead() || inst.revision != dep.config.revision {
@@ -231,17 +358,77 @@ impl Pool {
                 break;
             }
             if found.is_none() {
-                p.starting += 1;
+                tracing::debug!(
+                    function = %dep.key,
+                    service_ms = ?p.service_ms,
+                    start_ms = ?p.start_ms,
+                    busy = p.busy.len(),
+                    starting = p.starting,
+                    waiting = p.waiters.len(),
+                    "no idle instance"
+                );
             }
-            found
+            match found {
+                Some(inst) => Next::Warm(inst),
+                None => match p.patience().filter(|_| adaptive) {
+                    Some(patience) if p.revision() == dep.config.revision => {
+                        let (tx, rx) = oneshot::channel();
+                        p.waiters.push_back(tx);
+                        Next::Wait(rx, patience)
+                    }
+                    _ => {
+                        p.starting += 1;
+                        Next::Start
+                    }
+                },
+            }
         };
         self.stop_all(dead);
+        let warm = match next {
+            Next::Warm(inst) => Some(inst),
+            Next::Wait(mut rx, patience) => {
+                // Wait while the busy instances keep finishing requests (the queue
+                // moves); start an instance when none has finished for as long as a
+                // start takes (a slow request holds them all), or after
+                // MAX_PATIENCE_SPELLS of waiting in all.
+                let mut spells = 0;
+                let got = loop {
+                    match tokio::time::timeout(patience, &mut rx).await {
+                        Ok(r) => break r.ok(),
+                        Err(_) => {
+                            spells += 1;
+                            let moving = {
+                                let fns = self.inner.fns.lock().unwrap();
+                                fns.get(&dep.key)
+                                    .is_some_and(|p| p.last_release.elapsed() < patience)
+                            };
+                            let saturating = HOST_BUSY.load(Ordering::Relaxed);
+                            if moving && (saturating || spells < MAX_PATIENCE_SPELLS) {
+                                continue;
+                            }
+                            // Handed over just as the wait ran out: take it.
+                            rx.close();
+                            break rx.try_recv().ok();
+                        }
+                    }
+                };
+                if got.is_none() {
+                    let mut fns = self.inner.fns.lock().unwrap();
+                    if let Some(p) = fns.get_mut(&dep.key) {
+                        p.starting += 1;
+                    }
+                }
+                got
+            }
+            Next::Start => None,
+        };
         if let Some(instance) = warm {
             return Ok(Lease {
                 instance,
                 cold: false,
                 init_ms: None,
                 key: dep.key.clone(),
+                since: Instant::now(),
             });
         }
         let started = self.start_instance(dep, false).await;
@@ -250,6 +437,7 @@ impl Pool {
             p.starting = p.starting.saturating_sub(1);
             if let Ok(inst) = &started {
                 p.busy.insert(inst.id.clone(), inst.clone());
+                ewma(&mut p.start_ms, inst.init_ms);
             }
         }
         drop(fns);
@@ -260,24 +448,31 @@ impl Pool {
             cold: true,
             init_ms,
             key: dep.key.clone(),
+            since: Instant::now(),
         })
     }
 
+
     /// Give an instance back after a request. `reusable` is false when the invoke
-    /// killed it (timeout, crash).
+    /// killed it (timeout, crash). A reusable one goes to the oldest request waiting
+    /// for it, else back to the idle stack.
     pub fn release(&self, lease: Lease, reusable: bool) {
         let inst = lease.instance;
         let keep = {
             let mut fns = self.inner.fns.lock().unwrap();
             match fns.get_mut(&lease.key) {
                 Some(p) => {
-                    p.busy.remove(&inst.id);
                     let keep = reusable
                         && !inst.is_dead()
                         && inst.revision == p.revision()
                         && !self.inner.shutting_down.load(Ordering::SeqCst);
                     if keep {
-                        p.idle.push((inst.clone(), Instant::now()));
+                        p.last_release = Instant::now();
+                        let service_ms = lease.since.elapsed().as_secs_f64() * 1000.0;
+                        ewma(&mut p.service_ms, service_ms);
+                        p.hand_over(inst.clone());
+                    } else {
+                        p.busy.remove(&inst.id);
                     }
                     keep
                 }
@@ -333,6 +528,7 @@ impl Pool {
             let mut fns = self.inner.fns.lock().unwrap();
             fns.values_mut()
                 .flat_map(|p| {
+                    p.waiters.clear();
                     p.idle
                         .drain(..)
                         .map(|(i, _)| i)

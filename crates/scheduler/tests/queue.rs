@@ -79,6 +79,7 @@ async fn a_failed_scheduled_run_is_retried_by_the_async_queue() {
             runtime_dir,
             region: "us-east-1".into(),
             server_id: "schedtest".into(),
+            scale_up: Default::default(),
             spares: 0,
         },
         telemetry.clone(),

@@ -133,13 +133,19 @@ fn writer(db: Db, rx: mpsc::Receiver<Msg>, live: broadcast::Sender<LogLine>) {
             }
         }
         push(first, &mut logs, &mut records, &mut waiters);
-        let deadline = std::time::Instant::now() + BATCH_WAIT;
-        while waiters.is_empty() {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
+        // Let a batch gather by sleeping rather than by waiting on the channel: a
+        // sender wakes this thread only for the first message of a batch, not for
+        // each of the several lines every invocation sends. A flush waits at most
+        // one BATCH_WAIT for it.
+        if waiters.is_empty() {
+            std::thread::sleep(BATCH_WAIT);
+        }
+        // Everything already queued joins the batch.
+        loop {
+            match rx.try_recv() {
                 Ok(m) => push(m, &mut logs, &mut records, &mut waiters),
-                Err(mpsc::RecvTimeoutError::Timeout) => break,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
                     closed = true;
                     break;
                 }
@@ -147,10 +153,6 @@ fn writer(db: Db, rx: mpsc::Receiver<Msg>, live: broadcast::Sender<LogLine>) {
             if logs.len() + records.len() >= BATCH_MAX {
                 break;
             }
-        }
-        // Everything already queued joins a flush's batch.
-        while let Ok(m) = rx.try_recv() {
-            push(m, &mut logs, &mut records, &mut waiters);
         }
         if !logs.is_empty() || !records.is_empty() {
             if let Err(e) = db.append_telemetry(&records, &mut logs) {
