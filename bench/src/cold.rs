@@ -219,5 +219,9 @@ async fn cold_sample(server: &Server, t: &Target, s: &mut State, i: usize) -> Re
         .to_string();
     s.client.push(ms);
     s.ids.push(id);
+    // The server starts a replacement interpreter spare after a cold start's first
+    // request (`nimbus up --spares`); let it finish so it neither competes with the
+    // bare sample nor is missing at the next cold sample.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     Ok(())
 }

@@ -114,7 +114,11 @@ pub struct Instance {
     /// Serialises invocations: one request per instance.
     busy: Mutex<()>,
     _api: RuntimeApi,
+    /// Run once the first invocation is over (see `Instance::start`).
+    after_first_invoke: std::sync::Mutex<Option<Replenish>>,
 }
+
+type Replenish = Box<dyn FnOnce() + Send>;
 
 const TAIL_BYTES: usize = 4096;
 
@@ -223,10 +227,17 @@ impl Instance {
             )),
         };
         let init_ms = t0.elapsed().as_secs_f64() * 1000.0;
-        // A replacement (or this key's first spare) starts now that init no longer
-        // competes with it for the CPU.
-        if let (Some(spares), Some(key)) = (driver.spares(), spare_key) {
-            spares.replenish(key);
+        // A replacement spare (or this key's first) starts once the request that
+        // paid for this cold start has its answer, so it never competes with that
+        // request for the CPU; at once when no request waits (failed init, a
+        // provisioned instance).
+        let mut replenish: Option<Replenish> = None;
+        if let (Some(spares), Some(key)) = (driver.spares().cloned(), spare_key) {
+            if result.is_ok() && !spec.provisioned {
+                replenish = Some(Box::new(move || spares.replenish(key)));
+            } else {
+                spares.replenish(key);
+            }
         }
         if let Err(e) = result {
             telemetry.log(
@@ -256,6 +267,7 @@ impl Instance {
             dead: AtomicBool::new(false),
             busy: Mutex::new(()),
             _api: api,
+            after_first_invoke: std::sync::Mutex::new(replenish),
         }))
     }
 
@@ -354,6 +366,10 @@ impl Instance {
             tail.push_str(&line);
             tail.push('\n');
             self.telemetry.log(&self.function, Some(id), line);
+        }
+        let after = self.after_first_invoke.lock().unwrap().take();
+        if let Some(f) = after {
+            f();
         }
         InvokeOutcome {
             reply,

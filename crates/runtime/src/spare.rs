@@ -29,8 +29,8 @@
 //! with (Node sizes the V8 heap from the cgroup's memory limit at start-up, so Node
 //! spares are keyed by memory size). Anything else, no ready spare, or a failed
 //! claim: the caller spawns normally. Spares of a key are created after the first
-//! cold start of that key and replaced after each claim, once the claimed
-//! instance's init is over (never on the request's path). Spares are not
+//! cold start of that key and replaced after each claim, once the request that
+//! paid for the cold start has its answer (never on the request's path). Spares are not
 //! instances: they belong to no function, appear in no pool, census or metric.
 //! They die with the server (`PR_SET_PDEATHSIG`, kill on drop) and a restarted
 //! server sweeps their cgroups like any instance's.
@@ -319,8 +319,11 @@ impl Spares {
     }
 
     /// Start spares of `key` until it has its count (ready or starting). Called
-    /// after a cold start's init is over, so a replacement never competes with it.
+    /// after a cold start's first request, so a replacement never competes with it.
     pub fn replenish(self: &Arc<Self>, key: SpareKey) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // the server is going away
+        };
         let missing = {
             let mut slots = self.slots.lock().unwrap();
             let slot = slots.entry(key.clone()).or_default();
@@ -332,7 +335,7 @@ impl Spares {
         for _ in 0..missing {
             let me = Arc::clone(self);
             let key = key.clone();
-            tokio::spawn(async move { me.start_one(key) });
+            runtime.spawn(async move { me.start_one(key) });
         }
     }
 
