@@ -233,6 +233,13 @@ impl Driver {
         self.spares.as_ref()
     }
 
+    /// Stop the spares, if any (see [`crate::spare::Spares::shutdown`]).
+    pub async fn shutdown_spares(&self) {
+        if let Some(s) = &self.spares {
+            s.shutdown().await;
+        }
+    }
+
     pub fn cgroups_enabled(&self) -> bool {
         self.hierarchy.is_some()
     }

@@ -42,7 +42,7 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -216,6 +216,8 @@ pub struct Spares {
     settings: SpareSettings,
     slots: Mutex<HashMap<SpareKey, Slot>>,
     next_id: AtomicU64,
+    /// Set by [`Spares::shutdown`].
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for Spares {
@@ -240,6 +242,7 @@ impl Spares {
             settings,
             slots: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -318,12 +321,37 @@ impl Spares {
         }
     }
 
+    /// Stop every spare and start no more. For the server's shutdown: without it
+    /// spares die with the server process (`PR_SET_PDEATHSIG`) and their empty
+    /// cgroups wait for the next start's sweep.
+    pub async fn shutdown(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let all: Vec<Spare> = {
+            let mut slots = self.slots.lock().unwrap();
+            slots
+                .values_mut()
+                .flat_map(|s| s.spares.drain(..))
+                .collect()
+        };
+        let _ = tokio::task::spawn_blocking(move || {
+            for mut spare in all {
+                if let Some(p) = spare.process.take() {
+                    p.cleanup();
+                }
+            }
+        })
+        .await;
+    }
+
     /// Start spares of `key` until it has its count (ready or starting). Called
     /// after a cold start's first request, so a replacement never competes with it.
     pub fn replenish(self: &Arc<Self>, key: SpareKey) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return; // the server is going away
         };
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
         let missing = {
             let mut slots = self.slots.lock().unwrap();
             let slot = slots.entry(key.clone()).or_default();
@@ -344,6 +372,9 @@ impl Spares {
         let mut slots = self.slots.lock().unwrap();
         let slot = slots.entry(key.clone()).or_default();
         slot.starting = slot.starting.saturating_sub(1);
+        if self.closed.load(Ordering::SeqCst) {
+            return; // dropping the spare kills it
+        }
         match started {
             Ok(spare) => {
                 let (id, exit) = (spare.id, spare.process.as_ref().map(|p| p.exit.clone()));
@@ -591,6 +622,30 @@ mod tests {
         tokio::task::spawn_blocking(move || process.cleanup())
             .await
             .unwrap();
+
+        // Shutdown stops the spares and starts no more.
+        spares.replenish(key.clone());
+        wait_ready(&spares, &key).await;
+        let pid = {
+            let slots = spares.slots.lock().unwrap();
+            slots[&key].spares[0].process.as_ref().unwrap().pid
+        };
+        spares.shutdown().await;
+        assert_eq!(spares.ready(&key), 0);
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists() || {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                stat.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            },
+            "the spare was killed"
+        );
+        spares.replenish(key.clone());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(spares.slots.lock().unwrap()[&key].spares.len(), 0);
     }
 
     #[test]
