@@ -214,3 +214,40 @@ def test_redeploy_while_busy_retires_old_instance_after_request(server):
     assert old.status_code == 200 and old.json() == {"pid": old_pid, "version": "v1"}, old.text
     wait_for(lambda: not pid_alive(old_pid), timeout=10, what="old busy instance stopped")
     assert old_pid not in [i["pid"] for i in server.instances("redeploy-busy")]
+
+
+def _burst(s, name, clients=8, per_client=40):
+    """`clients` threads, each sending `per_client` no-op invokes back to back."""
+    def call(_):
+        sess = requests.Session()
+        return {s.invoke_ok(name, {}, session=sess)[0]["pid"] for _ in range(per_client)}
+    return set().union(*concurrently(clients, call))
+
+
+def test_adaptive_scale_up_shares_busy_instances_between_short_requests(server_factory):
+    # Default policy: past one instance per CPU, a short request waits for a busy
+    # instance rather than starting a process that would cost more than the wait.
+    limit = (os.cpu_count() or 1) + 2
+    if limit >= 8:
+        import pytest
+        pytest.skip("with 6 or more CPUs eight concurrent clients are within one per CPU")
+    s = server_factory()
+    s.deploy("short", "python3.12", "app.handler", {"app.py": PY_PID})
+    s.invoke_ok("short", {})  # one warm instance: service and start times known
+    pids = _burst(s, "short")
+    n = len(s.instances("short"))
+    assert n <= limit, f"{n} instances for 8 clients of a no-op on {os.cpu_count()} CPUs"
+    assert len(pids) == n
+    outcomes = [r["outcome"] for r in s.records("short")]
+    assert len(outcomes) == 1 + 8 * 40 and set(outcomes) == {"success"}
+    # A waiting request got a warm instance: only the starts are cold.
+    assert sum(r["cold"] for r in s.records("short")) == n
+
+
+def test_eager_scale_up_starts_an_instance_per_concurrent_request(server_factory):
+    s = server_factory("--scale-up", "eager")
+    s.deploy("eager", "python3.12", "app.handler", {"app.py": PY_PID})
+    s.invoke_ok("eager", {})
+    _burst(s, "eager")
+    n = len(s.instances("eager"))
+    assert n >= 7, f"eager policy: {n} instances for 8 concurrent clients"

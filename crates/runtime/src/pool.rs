@@ -20,8 +20,8 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::oneshot;
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
@@ -145,15 +145,14 @@ impl FnPool {
     /// busy (another process could not run any sooner). It waits about as long as a
     /// start takes, longer while the queue keeps moving (see [`Pool::acquire`]).
     fn patience(&self) -> Option<Duration> {
-        let (service, start) = (self.service_ms?, self.start_ms?);
-        let start = start.max(MIN_START_COST_MS);
-        let busy = (self.busy.len() + self.starting) as f64;
-        if busy == 0.0 {
-            return None;
-        }
-        let expected = (self.waiters.len() + 1) as f64 * service / busy;
-        let wait = HOST_BUSY.load(Ordering::Relaxed) || (busy >= *HOST_CPUS && expected < start);
-        wait.then(|| Duration::from_secs_f64(start / 1000.0))
+        patience(
+            self.service_ms?,
+            self.start_ms?,
+            self.busy.len() + self.starting,
+            self.waiters.len(),
+            *HOST_CPUS,
+            HOST_BUSY.load(Ordering::Relaxed),
+        )
     }
 
     /// Hand a freed instance to the oldest waiter still waiting, else keep it idle.
@@ -167,6 +166,27 @@ impl FnPool {
         self.busy.remove(&inst.id);
         self.idle.push((inst, Instant::now()));
     }
+}
+
+/// [`FnPool::patience`] from its inputs: the moving averages of service and start
+/// times (ms), instances busy or starting, requests already waiting, the host's
+/// CPUs and whether they are all busy.
+fn patience(
+    service_ms: f64,
+    start_ms: f64,
+    busy: usize,
+    waiting: usize,
+    cpus: f64,
+    host_busy: bool,
+) -> Option<Duration> {
+    if busy == 0 {
+        return None;
+    }
+    let start = start_ms.max(MIN_START_COST_MS);
+    let busy = busy as f64;
+    let expected = (waiting + 1) as f64 * service_ms / busy;
+    let wait = host_busy || (busy >= cpus && expected < start);
+    wait.then(|| Duration::from_secs_f64(start / 1000.0))
 }
 
 /// Weight of the newest sample in the moving averages.
@@ -186,9 +206,8 @@ fn ewma(avg: &mut Option<f64>, sample: f64) {
 const MIN_START_COST_MS: f64 = 20.0;
 
 /// Logical CPUs of the host: how many instances can run at the same time.
-static HOST_CPUS: std::sync::LazyLock<f64> = std::sync::LazyLock::new(|| {
-    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
-});
+static HOST_CPUS: std::sync::LazyLock<f64> =
+    std::sync::LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as f64);
 
 /// Whether the host's CPUs were all but fully busy over the pool's last tick
 /// (from `/proc/stat`), in which case another instance cannot run any sooner.
@@ -452,7 +471,6 @@ impl Pool {
         })
     }
 
-
     /// Give an instance back after a request. `reusable` is false when the invoke
     /// killed it (timeout, crash). A reusable one goes to the oldest request waiting
     /// for it, else back to the idle stack.
@@ -660,5 +678,40 @@ impl Pool {
             ephemeral_storage_mb: cfg.spec.ephemeral_storage_mb,
         };
         Instance::start(spec, &self.inner.driver, self.inner.telemetry.clone()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_freely_up_to_one_instance_per_cpu() {
+        // 2 CPUs, 1 busy: a 1 ms function still gets a second instance.
+        assert_eq!(patience(1.0, 50.0, 1, 0, 2.0, false), None);
+        // Nothing busy or starting: nothing to wait for.
+        assert_eq!(patience(1.0, 50.0, 0, 5, 2.0, true), None);
+    }
+
+    #[test]
+    fn waits_past_one_per_cpu_when_a_busy_one_frees_sooner_than_a_start() {
+        let p = patience(1.0, 50.0, 2, 10, 2.0, false);
+        assert_eq!(p, Some(Duration::from_millis(50)));
+        // 100 ahead at 1 ms over 2 instances: 50.5 ms expected, a start is sooner.
+        assert_eq!(patience(1.0, 50.0, 2, 100, 2.0, false), None);
+        // Slow requests (a 1 s sleep) never queue behind each other.
+        assert_eq!(patience(1000.0, 50.0, 4, 0, 2.0, false), None);
+    }
+
+    #[test]
+    fn waits_whenever_the_host_is_cpu_bound() {
+        assert!(patience(1000.0, 50.0, 1, 0, 2.0, true).is_some());
+    }
+
+    #[test]
+    fn a_start_counts_as_at_least_the_floor() {
+        // A start that looked nearly free (a pre-started spare) still costs CPU.
+        let p = patience(1.0, 2.0, 2, 3, 2.0, false);
+        assert_eq!(p, Some(Duration::from_secs_f64(MIN_START_COST_MS / 1000.0)));
     }
 }

@@ -37,7 +37,7 @@ pub struct Telemetry {
 }
 
 const BATCH_MAX: usize = 2048;
-const BATCH_WAIT: Duration = Duration::from_millis(20);
+const BATCH_WAIT: Duration = Duration::from_millis(50);
 
 impl Telemetry {
     /// Start the writer thread over `db`.
