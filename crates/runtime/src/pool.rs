@@ -542,6 +542,7 @@ impl Pool {
     /// Stop every instance. In-flight requests should have drained first.
     pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
+        self.inner.driver.shutdown_spares().await;
         let all: Vec<Arc<Instance>> = {
             let mut fns = self.inner.fns.lock().unwrap();
             fns.values_mut()

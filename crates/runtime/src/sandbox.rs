@@ -519,6 +519,9 @@ fn kill_procs_in(group: &Path) -> usize {
 struct InstanceCgroup {
     dirs: Vec<PathBuf>,
     v2: bool,
+    /// The peak-usage file, kept open: read once per invocation (for REPORT's Max
+    /// Memory Used) with one `pread` instead of an open/read/close.
+    peak: std::sync::OnceLock<Option<fs::File>>,
 }
 
 impl InstanceCgroup {
@@ -535,6 +538,7 @@ impl InstanceCgroup {
                 Ok(Self {
                     dirs: vec![dir],
                     v2: true,
+                    peak: std::sync::OnceLock::new(),
                 })
             }
             Hierarchy::V1 { memory, pids } => {
@@ -551,7 +555,11 @@ impl InstanceCgroup {
                         dirs.push(pd);
                     }
                 }
-                Ok(Self { dirs, v2: false })
+                Ok(Self {
+                    dirs,
+                    v2: false,
+                    peak: std::sync::OnceLock::new(),
+                })
             }
         }
     }
@@ -597,16 +605,21 @@ impl InstanceCgroup {
     }
 
     fn peak_bytes(&self) -> Option<u64> {
-        let file = if self.v2 {
-            "memory.peak"
-        } else {
-            "memory.max_usage_in_bytes"
-        };
-        fs::read_to_string(self.dirs[0].join(file))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        use std::os::unix::fs::FileExt;
+        let file = self
+            .peak
+            .get_or_init(|| {
+                let name = if self.v2 {
+                    "memory.peak"
+                } else {
+                    "memory.max_usage_in_bytes"
+                };
+                fs::File::open(self.dirs[0].join(name)).ok()
+            })
+            .as_ref()?;
+        let mut buf = [0u8; 32];
+        let n = file.read_at(&mut buf, 0).ok()?;
+        std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
     }
 
     fn oom_kills(&self) -> u64 {
