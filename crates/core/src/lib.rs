@@ -56,7 +56,11 @@ pub fn format_ms(ms: i64, zone: &str) -> String {
 
 /// A fresh request id in the UUID form Lambda uses.
 pub fn new_request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    // Time-ordered (UUID version 7, same 8-4-4-4-12 shape as Lambda's): the store
+    // indexes log lines and records by request id, and ids that grow with time land
+    // at the end of those indexes instead of dirtying a random page each (measured:
+    // about 14 KB written per invocation with random ids; docs/BENCHMARKS.md).
+    uuid::Uuid::now_v7().to_string()
 }
 
 #[cfg(test)]

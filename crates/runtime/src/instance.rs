@@ -105,6 +105,9 @@ pub struct Instance {
     pub timeout_s: u32,
     pub provisioned: bool,
     pub init_ms: f64,
+    /// Whether a pre-started spare became this instance (its init skipped the
+    /// interpreter's own start, which the spare's replacement pays instead).
+    pub from_spare: bool,
     process: Arc<Process>,
     invocations: mpsc::Sender<Invocation>,
     pump: mpsc::UnboundedSender<PumpCmd>,
@@ -259,6 +262,7 @@ impl Instance {
             timeout_s: spec.timeout_s,
             provisioned: spec.provisioned,
             init_ms,
+            from_spare,
             invocations: api.invocations.clone(),
             process,
             pump: pump_tx,

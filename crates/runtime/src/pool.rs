@@ -74,6 +74,8 @@ pub struct Lease {
     pub init_ms: Option<f64>,
     key: String,
     since: Instant,
+    /// The instance's CPU clock and its reading when the lease began.
+    cpu_start: Option<(Arc<CpuClock>, CpuReading)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -117,6 +119,11 @@ struct FnPool {
     start_ms: Option<f64>,
     /// When a request last gave an instance back.
     last_release: Instant,
+    /// Moving average of the share of a request's service time its instance wanted
+    /// a CPU (see [`cpu_share`]); `None` until seen or where the kernel does not say.
+    cpu_share: Option<f64>,
+    /// CPU clocks of this key's instances, by instance id.
+    clocks: HashMap<String, Arc<CpuClock>>,
 }
 
 impl FnPool {
@@ -130,6 +137,8 @@ impl FnPool {
             service_ms: None,
             start_ms: None,
             last_release: Instant::now(),
+            cpu_share: None,
+            clocks: HashMap::new(),
         }
     }
 
@@ -148,11 +157,32 @@ impl FnPool {
         patience(
             self.service_ms?,
             self.start_ms?,
+            self.cpu_share,
             self.busy.len() + self.starting,
             self.waiters.len(),
             *HOST_CPUS,
             HOST_BUSY.load(Ordering::Relaxed),
         )
+    }
+
+    /// The CPU clock of an instance, opened on first use.
+    fn clock(&mut self, inst: &Instance) -> Option<Arc<CpuClock>> {
+        if let Some(c) = self.clocks.get(&inst.id) {
+            return Some(c.clone());
+        }
+        if self.clocks.len() > self.idle.len() + self.busy.len() {
+            // Forget the clocks of instances that have gone.
+            let live: std::collections::HashSet<&str> = self
+                .idle
+                .iter()
+                .map(|(i, _)| i.id.as_str())
+                .chain(self.busy.keys().map(String::as_str))
+                .collect();
+            self.clocks.retain(|id, _| live.contains(id.as_str()));
+        }
+        let c = Arc::new(CpuClock::open(inst.pid)?);
+        self.clocks.insert(inst.id.clone(), c.clone());
+        Some(c)
     }
 
     /// Hand a freed instance to the oldest waiter still waiting, else keep it idle.
@@ -169,11 +199,12 @@ impl FnPool {
 }
 
 /// [`FnPool::patience`] from its inputs: the moving averages of service and start
-/// times (ms), instances busy or starting, requests already waiting, the host's
-/// CPUs and whether they are all busy.
+/// times (ms) and of the CPU share of the service time, instances busy or starting,
+/// requests already waiting, the host's CPUs and whether they are all busy.
 fn patience(
     service_ms: f64,
     start_ms: f64,
+    cpu_share: Option<f64>,
     busy: usize,
     waiting: usize,
     cpus: f64,
@@ -185,8 +216,53 @@ fn patience(
     let start = start_ms.max(MIN_START_COST_MS);
     let busy = busy as f64;
     let expected = (waiting + 1) as f64 * service_ms / busy;
-    let wait = host_busy || (busy >= cpus && expected < start);
+    // The busy instances already want every CPU: another one would only share them.
+    let cpu_bound = cpu_share.is_some_and(|share| busy * share >= cpus);
+    let wait = host_busy || (busy >= cpus && (expected < start || cpu_bound));
     wait.then(|| Duration::from_secs_f64(start / 1000.0))
+}
+
+/// The scheduler clocks of an instance's main thread, from `/proc/<pid>/schedstat`
+/// (its first two fields: nanoseconds on a CPU, and nanoseconds runnable but waiting
+/// for one), read through a descriptor kept open for the instance's life: one
+/// `pread` per read.
+struct CpuClock(std::fs::File);
+
+/// One reading of a [`CpuClock`].
+#[derive(Clone, Copy)]
+struct CpuReading {
+    on_cpu_ns: u64,
+    runnable_ns: u64,
+}
+
+impl CpuClock {
+    fn open(pid: u32) -> Option<Self> {
+        let c = CpuClock(std::fs::File::open(format!("/proc/{pid}/schedstat")).ok()?);
+        c.read()?;
+        Some(c)
+    }
+
+    fn read(&self) -> Option<CpuReading> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 96];
+        let n = self.0.read_at(&mut buf, 0).ok()?;
+        let mut it = std::str::from_utf8(&buf[..n])
+            .ok()?
+            .split_ascii_whitespace();
+        Some(CpuReading {
+            on_cpu_ns: it.next()?.parse().ok()?,
+            runnable_ns: it.next()?.parse().ok()?,
+        })
+    }
+}
+
+/// The share of a request's service time its instance wanted a CPU: time on a CPU
+/// over the service time less the time it was runnable but waiting for a CPU, so a
+/// busy host does not make a CPU-bound function look idle.
+fn cpu_share(start: CpuReading, end: CpuReading, service_ms: f64) -> f64 {
+    let on = end.on_cpu_ns.saturating_sub(start.on_cpu_ns) as f64 / 1e6;
+    let waited = end.runnable_ns.saturating_sub(start.runnable_ns) as f64 / 1e6;
+    (on / (service_ms - waited).max(on).max(0.001)).min(1.0)
 }
 
 /// Weight of the newest sample in the moving averages.
@@ -200,9 +276,9 @@ fn ewma(avg: &mut Option<f64>, sample: f64) {
 }
 
 /// The least a start is taken to cost when deciding whether to wait for a busy
-/// instance. A start that looks cheaper (a pre-started interpreter hides most of
-/// it) still spends an interpreter start of CPU to replace what it used, and a new
-/// process per concurrent request costs CPU on every request after.
+/// instance. A start that looks cheaper (a small native `provided` bootstrap) still
+/// adds a process, and a process per concurrent request costs CPU on every request
+/// after (cache and scheduler churn: docs/BENCHMARKS.md, "Scale-up policy").
 const MIN_START_COST_MS: f64 = 20.0;
 
 /// Logical CPUs of the host: how many instances can run at the same time.
@@ -325,6 +401,7 @@ impl Pool {
                         p.waiters.clear();
                         p.service_ms = None;
                         p.start_ms = None;
+                        p.cpu_share = None;
                     }
                     p.deployment = dep.clone();
                 }
@@ -381,6 +458,7 @@ impl Pool {
                     function = %dep.key,
                     service_ms = ?p.service_ms,
                     start_ms = ?p.start_ms,
+                    cpu_share = ?p.cpu_share,
                     busy = p.busy.len(),
                     starting = p.starting,
                     waiting = p.waiters.len(),
@@ -425,6 +503,13 @@ impl Pool {
                             if moving && (saturating || spells < MAX_PATIENCE_SPELLS) {
                                 continue;
                             }
+                            tracing::debug!(
+                                function = %dep.key,
+                                spells,
+                                moving,
+                                saturating,
+                                "no instance freed up in time: starting one"
+                            );
                             // Handed over just as the wait ran out: take it.
                             rx.close();
                             break rx.try_recv().ok();
@@ -442,12 +527,14 @@ impl Pool {
             Next::Start => None,
         };
         if let Some(instance) = warm {
+            let cpu_start = self.cpu_now(&dep.key, &instance);
             return Ok(Lease {
                 instance,
                 cold: false,
                 init_ms: None,
                 key: dep.key.clone(),
                 since: Instant::now(),
+                cpu_start,
             });
         }
         let started = self.start_instance(dep, false).await;
@@ -456,25 +543,45 @@ impl Pool {
             p.starting = p.starting.saturating_sub(1);
             if let Ok(inst) = &started {
                 p.busy.insert(inst.id.clone(), inst.clone());
-                ewma(&mut p.start_ms, inst.init_ms);
+                // What a start costs is an interpreter's start, which a spare only
+                // hides (its replacement pays it): count full starts only.
+                if !inst.from_spare {
+                    ewma(&mut p.start_ms, inst.init_ms);
+                }
             }
         }
         drop(fns);
         let instance = started?;
         let init_ms = Some(instance.init_ms);
+        let cpu_start = self.cpu_now(&dep.key, &instance);
         Ok(Lease {
             instance,
             cold: true,
             init_ms,
             key: dep.key.clone(),
             since: Instant::now(),
+            cpu_start,
         })
+    }
+
+    /// An instance's CPU clock and its reading now (adaptive policy only).
+    fn cpu_now(&self, key: &str, inst: &Instance) -> Option<(Arc<CpuClock>, CpuReading)> {
+        if self.inner.settings.scale_up != ScaleUp::Adaptive {
+            return None;
+        }
+        let clock = self.inner.fns.lock().unwrap().get_mut(key)?.clock(inst)?;
+        let now = clock.read()?;
+        Some((clock, now))
     }
 
     /// Give an instance back after a request. `reusable` is false when the invoke
     /// killed it (timeout, crash). A reusable one goes to the oldest request waiting
     /// for it, else back to the idle stack.
     pub fn release(&self, lease: Lease, reusable: bool) {
+        let cpu = lease
+            .cpu_start
+            .as_ref()
+            .and_then(|(clock, start)| Some((*start, clock.read()?)));
         let inst = lease.instance;
         let keep = {
             let mut fns = self.inner.fns.lock().unwrap();
@@ -488,6 +595,9 @@ impl Pool {
                         p.last_release = Instant::now();
                         let service_ms = lease.since.elapsed().as_secs_f64() * 1000.0;
                         ewma(&mut p.service_ms, service_ms);
+                        if let Some((start, end)) = cpu {
+                            ewma(&mut p.cpu_share, cpu_share(start, end, service_ms));
+                        }
                         p.hand_over(inst.clone());
                     } else {
                         p.busy.remove(&inst.id);
@@ -689,30 +799,50 @@ mod tests {
     #[test]
     fn starts_freely_up_to_one_instance_per_cpu() {
         // 2 CPUs, 1 busy: a 1 ms function still gets a second instance.
-        assert_eq!(patience(1.0, 50.0, 1, 0, 2.0, false), None);
+        assert_eq!(patience(1.0, 50.0, None, 1, 0, 2.0, false), None);
         // Nothing busy or starting: nothing to wait for.
-        assert_eq!(patience(1.0, 50.0, 0, 5, 2.0, true), None);
+        assert_eq!(patience(1.0, 50.0, None, 0, 5, 2.0, true), None);
     }
 
     #[test]
     fn waits_past_one_per_cpu_when_a_busy_one_frees_sooner_than_a_start() {
-        let p = patience(1.0, 50.0, 2, 10, 2.0, false);
+        let p = patience(1.0, 50.0, None, 2, 10, 2.0, false);
         assert_eq!(p, Some(Duration::from_millis(50)));
         // 100 ahead at 1 ms over 2 instances: 50.5 ms expected, a start is sooner.
-        assert_eq!(patience(1.0, 50.0, 2, 100, 2.0, false), None);
+        assert_eq!(patience(1.0, 50.0, None, 2, 100, 2.0, false), None);
         // Slow requests (a 1 s sleep) never queue behind each other.
-        assert_eq!(patience(1000.0, 50.0, 4, 0, 2.0, false), None);
+        assert_eq!(patience(1000.0, 50.0, Some(0.01), 4, 0, 2.0, false), None);
+    }
+
+    #[test]
+    fn cpu_bound_instances_stop_growing_at_the_host_cpus() {
+        // A long queue of 1 ms CPU-bound requests: a start would be sooner, but
+        // three instances at 0.9 of a CPU each already want more than 2 CPUs.
+        assert!(patience(1.0, 50.0, Some(0.9), 3, 200, 2.0, false).is_some());
+        assert_eq!(patience(1.0, 50.0, Some(0.1), 3, 200, 2.0, false), None);
+    }
+
+    #[test]
+    fn cpu_share_leaves_out_time_spent_waiting_for_a_cpu() {
+        let r = |on, wait| CpuReading {
+            on_cpu_ns: on,
+            runnable_ns: wait,
+        };
+        // 1 ms of service: 0.5 ms on a CPU, 0.5 ms runnable: it wanted a CPU throughout.
+        assert_eq!(cpu_share(r(0, 0), r(500_000, 500_000), 1.0), 1.0);
+        // 10 ms of service, 1 ms on a CPU, the rest blocked (I/O): a tenth.
+        assert!((cpu_share(r(0, 0), r(1_000_000, 0), 10.0) - 0.1).abs() < 1e-9);
     }
 
     #[test]
     fn waits_whenever_the_host_is_cpu_bound() {
-        assert!(patience(1000.0, 50.0, 1, 0, 2.0, true).is_some());
+        assert!(patience(1000.0, 50.0, None, 1, 0, 2.0, true).is_some());
     }
 
     #[test]
     fn a_start_counts_as_at_least_the_floor() {
         // A start that looked nearly free (a pre-started spare) still costs CPU.
-        let p = patience(1.0, 2.0, 2, 3, 2.0, false);
+        let p = patience(1.0, 2.0, None, 2, 3, 2.0, false);
         assert_eq!(p, Some(Duration::from_secs_f64(MIN_START_COST_MS / 1000.0)));
     }
 }
