@@ -159,6 +159,7 @@ impl FnPool {
             self.start_ms?,
             self.cpu_share,
             self.busy.len() + self.starting,
+            self.starting,
             self.waiters.len(),
             *HOST_CPUS,
             HOST_BUSY.load(Ordering::Relaxed),
@@ -199,13 +200,15 @@ impl FnPool {
 }
 
 /// [`FnPool::patience`] from its inputs: the moving averages of service and start
-/// times (ms) and of the CPU share of the service time, instances busy or starting,
-/// requests already waiting, the host's CPUs and whether they are all busy.
+/// times (ms) and of the CPU share of the service time, instances busy or starting
+/// and those starting, requests already waiting, the host's CPUs and whether they
+/// are all busy.
 fn patience(
     service_ms: f64,
     start_ms: f64,
     cpu_share: Option<f64>,
     busy: usize,
+    starting: usize,
     waiting: usize,
     cpus: f64,
     host_busy: bool,
@@ -213,12 +216,16 @@ fn patience(
     if busy == 0 {
         return None;
     }
+    // Past one instance per CPU, at most one start per CPU at a time: a burst
+    // grows the pool step by step, each step measured, not all at once on a
+    // service time that the burst itself is inflating.
+    let throttled = busy as f64 >= cpus && starting as f64 >= cpus;
     let start = start_ms.max(MIN_START_COST_MS);
     let busy = busy as f64;
     let expected = (waiting + 1) as f64 * service_ms / busy;
     // The busy instances already want every CPU: another one would only share them.
     let cpu_bound = cpu_share.is_some_and(|share| busy * share >= cpus);
-    let wait = host_busy || (busy >= cpus && (expected < start || cpu_bound));
+    let wait = host_busy || throttled || (busy >= cpus && (expected < start || cpu_bound));
     wait.then(|| Duration::from_secs_f64(start / 1000.0))
 }
 
@@ -805,27 +812,30 @@ mod tests {
     #[test]
     fn starts_freely_up_to_one_instance_per_cpu() {
         // 2 CPUs, 1 busy: a 1 ms function still gets a second instance.
-        assert_eq!(patience(1.0, 50.0, None, 1, 0, 2.0, false), None);
+        assert_eq!(patience(1.0, 50.0, None, 1, 0, 0, 2.0, false), None);
         // Nothing busy or starting: nothing to wait for.
-        assert_eq!(patience(1.0, 50.0, None, 0, 5, 2.0, true), None);
+        assert_eq!(patience(1.0, 50.0, None, 0, 0, 5, 2.0, true), None);
     }
 
     #[test]
     fn waits_past_one_per_cpu_when_a_busy_one_frees_sooner_than_a_start() {
-        let p = patience(1.0, 50.0, None, 2, 10, 2.0, false);
+        let p = patience(1.0, 50.0, None, 2, 0, 10, 2.0, false);
         assert_eq!(p, Some(Duration::from_millis(50)));
         // 100 ahead at 1 ms over 2 instances: 50.5 ms expected, a start is sooner.
-        assert_eq!(patience(1.0, 50.0, None, 2, 100, 2.0, false), None);
+        assert_eq!(patience(1.0, 50.0, None, 2, 0, 100, 2.0, false), None);
         // Slow requests (a 1 s sleep) never queue behind each other.
-        assert_eq!(patience(1000.0, 50.0, Some(0.01), 4, 0, 2.0, false), None);
+        assert_eq!(
+            patience(1000.0, 50.0, Some(0.01), 4, 0, 0, 2.0, false),
+            None
+        );
     }
 
     #[test]
     fn cpu_bound_instances_stop_growing_at_the_host_cpus() {
         // A long queue of 1 ms CPU-bound requests: a start would be sooner, but
         // three instances at 0.9 of a CPU each already want more than 2 CPUs.
-        assert!(patience(1.0, 50.0, Some(0.9), 3, 200, 2.0, false).is_some());
-        assert_eq!(patience(1.0, 50.0, Some(0.1), 3, 200, 2.0, false), None);
+        assert!(patience(1.0, 50.0, Some(0.9), 3, 0, 200, 2.0, false).is_some());
+        assert_eq!(patience(1.0, 50.0, Some(0.1), 3, 0, 200, 2.0, false), None);
     }
 
     #[test]
@@ -841,14 +851,21 @@ mod tests {
     }
 
     #[test]
+    fn starts_past_one_per_cpu_go_one_per_cpu_at_a_time() {
+        // 100 queued 10 ms requests: a start is sooner, but 2 are starting already.
+        assert!(patience(10.0, 50.0, None, 4, 2, 100, 2.0, false).is_some());
+        assert_eq!(patience(10.0, 50.0, None, 4, 1, 100, 2.0, false), None);
+    }
+
+    #[test]
     fn waits_whenever_the_host_is_cpu_bound() {
-        assert!(patience(1000.0, 50.0, None, 1, 0, 2.0, true).is_some());
+        assert!(patience(1000.0, 50.0, None, 1, 0, 0, 2.0, true).is_some());
     }
 
     #[test]
     fn a_start_counts_as_at_least_the_floor() {
         // A start that looked nearly free (a pre-started spare) still costs CPU.
-        let p = patience(1.0, 2.0, None, 2, 3, 2.0, false);
+        let p = patience(1.0, 2.0, None, 2, 0, 3, 2.0, false);
         assert_eq!(p, Some(Duration::from_secs_f64(MIN_START_COST_MS / 1000.0)));
     }
 }
