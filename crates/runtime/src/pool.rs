@@ -155,12 +155,14 @@ impl FnPool {
     /// start takes, longer while the queue keeps moving (see [`Pool::acquire`]).
     fn patience(&self) -> Option<Duration> {
         patience(
-            self.service_ms?,
-            self.start_ms?,
-            self.cpu_share,
-            self.busy.len() + self.starting,
-            self.starting,
-            self.waiters.len(),
+            &Signals {
+                service_ms: self.service_ms?,
+                start_ms: self.start_ms?,
+                cpu_share: self.cpu_share,
+                busy: self.busy.len() + self.starting,
+                starting: self.starting,
+                waiting: self.waiters.len(),
+            },
             *HOST_CPUS,
             HOST_BUSY.load(Ordering::Relaxed),
         )
@@ -199,20 +201,30 @@ impl FnPool {
     }
 }
 
-/// [`FnPool::patience`] from its inputs: the moving averages of service and start
-/// times (ms) and of the CPU share of the service time, instances busy or starting
-/// and those starting, requests already waiting, the host's CPUs and whether they
-/// are all busy.
-fn patience(
+/// What [`patience`] decides from, for one function: the moving averages of service
+/// and start times (ms) and of the CPU share of the service time, instances busy or
+/// starting, those starting, and requests already waiting.
+#[derive(Clone, Copy)]
+struct Signals {
     service_ms: f64,
     start_ms: f64,
     cpu_share: Option<f64>,
     busy: usize,
     starting: usize,
     waiting: usize,
-    cpus: f64,
-    host_busy: bool,
-) -> Option<Duration> {
+}
+
+/// [`FnPool::patience`] from its [`Signals`], the host's CPUs and whether they are
+/// all busy.
+fn patience(sig: &Signals, cpus: f64, host_busy: bool) -> Option<Duration> {
+    let Signals {
+        service_ms,
+        start_ms,
+        cpu_share,
+        busy,
+        starting,
+        waiting,
+    } = *sig;
     if busy == 0 {
         return None;
     }
@@ -809,23 +821,41 @@ impl Pool {
 mod tests {
     use super::*;
 
+    fn sig(
+        service_ms: f64,
+        start_ms: f64,
+        cpu_share: Option<f64>,
+        busy: usize,
+        starting: usize,
+        waiting: usize,
+    ) -> Signals {
+        Signals {
+            service_ms,
+            start_ms,
+            cpu_share,
+            busy,
+            starting,
+            waiting,
+        }
+    }
+
     #[test]
     fn starts_freely_up_to_one_instance_per_cpu() {
         // 2 CPUs, 1 busy: a 1 ms function still gets a second instance.
-        assert_eq!(patience(1.0, 50.0, None, 1, 0, 0, 2.0, false), None);
+        assert_eq!(patience(&sig(1.0, 50.0, None, 1, 0, 0), 2.0, false), None);
         // Nothing busy or starting: nothing to wait for.
-        assert_eq!(patience(1.0, 50.0, None, 0, 0, 5, 2.0, true), None);
+        assert_eq!(patience(&sig(1.0, 50.0, None, 0, 0, 5), 2.0, true), None);
     }
 
     #[test]
     fn waits_past_one_per_cpu_when_a_busy_one_frees_sooner_than_a_start() {
-        let p = patience(1.0, 50.0, None, 2, 0, 10, 2.0, false);
+        let p = patience(&sig(1.0, 50.0, None, 2, 0, 10), 2.0, false);
         assert_eq!(p, Some(Duration::from_millis(50)));
         // 100 ahead at 1 ms over 2 instances: 50.5 ms expected, a start is sooner.
-        assert_eq!(patience(1.0, 50.0, None, 2, 0, 100, 2.0, false), None);
+        assert_eq!(patience(&sig(1.0, 50.0, None, 2, 0, 100), 2.0, false), None);
         // Slow requests (a 1 s sleep) never queue behind each other.
         assert_eq!(
-            patience(1000.0, 50.0, Some(0.01), 4, 0, 0, 2.0, false),
+            patience(&sig(1000.0, 50.0, Some(0.01), 4, 0, 0), 2.0, false),
             None
         );
     }
@@ -834,8 +864,11 @@ mod tests {
     fn cpu_bound_instances_stop_growing_at_the_host_cpus() {
         // A long queue of 1 ms CPU-bound requests: a start would be sooner, but
         // three instances at 0.9 of a CPU each already want more than 2 CPUs.
-        assert!(patience(1.0, 50.0, Some(0.9), 3, 0, 200, 2.0, false).is_some());
-        assert_eq!(patience(1.0, 50.0, Some(0.1), 3, 0, 200, 2.0, false), None);
+        assert!(patience(&sig(1.0, 50.0, Some(0.9), 3, 0, 200), 2.0, false).is_some());
+        assert_eq!(
+            patience(&sig(1.0, 50.0, Some(0.1), 3, 0, 200), 2.0, false),
+            None
+        );
     }
 
     #[test]
@@ -853,19 +886,22 @@ mod tests {
     #[test]
     fn starts_past_one_per_cpu_go_one_per_cpu_at_a_time() {
         // 100 queued 10 ms requests: a start is sooner, but 2 are starting already.
-        assert!(patience(10.0, 50.0, None, 4, 2, 100, 2.0, false).is_some());
-        assert_eq!(patience(10.0, 50.0, None, 4, 1, 100, 2.0, false), None);
+        assert!(patience(&sig(10.0, 50.0, None, 4, 2, 100), 2.0, false).is_some());
+        assert_eq!(
+            patience(&sig(10.0, 50.0, None, 4, 1, 100), 2.0, false),
+            None
+        );
     }
 
     #[test]
     fn waits_whenever_the_host_is_cpu_bound() {
-        assert!(patience(1000.0, 50.0, None, 1, 0, 0, 2.0, true).is_some());
+        assert!(patience(&sig(1000.0, 50.0, None, 1, 0, 0), 2.0, true).is_some());
     }
 
     #[test]
     fn a_start_counts_as_at_least_the_floor() {
         // A start that looked nearly free (a pre-started spare) still costs CPU.
-        let p = patience(1.0, 2.0, None, 2, 0, 3, 2.0, false);
+        let p = patience(&sig(1.0, 2.0, None, 2, 0, 3), 2.0, false);
         assert_eq!(p, Some(Duration::from_secs_f64(MIN_START_COST_MS / 1000.0)));
     }
 }
