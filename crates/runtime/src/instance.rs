@@ -275,6 +275,11 @@ impl Instance {
         }))
     }
 
+    /// The instance process's scheduler clocks now (for the pool's CPU share).
+    pub fn cpu_reading(&self) -> Option<crate::sandbox::CpuReading> {
+        self.process.cpu_reading()
+    }
+
     /// Whether the process is gone (or was condemned).
     pub fn is_dead(&self) -> bool {
         self.dead.load(Ordering::SeqCst) || self.process.exit.borrow().is_some()

@@ -11,7 +11,7 @@
 
 use crate::instance::{Instance, InstanceSpec, StartError};
 use crate::interpreters::Interpreters;
-use crate::sandbox::Driver;
+use crate::sandbox::{CpuReading, Driver};
 use crate::RuntimeError;
 use nimbus_core::FunctionConfig;
 use nimbus_telemetry::Telemetry;
@@ -45,12 +45,13 @@ pub struct PoolSettings {
 pub enum ScaleUp {
     /// Start a new instance at once, as Lambda does.
     Eager,
-    /// Wait for a busy instance when one is expected to free up sooner than a new
-    /// one could start (from the function's recent service and start times), and
-    /// start one anyway once the wait has lasted as long as a start would. Short
-    /// requests under load then share a few busy instances instead of spreading
-    /// over one process per concurrent request, which on a small host costs more
-    /// CPU per request than it saves (docs/BENCHMARKS.md, "Scale-up policy").
+    /// Start one at once up to one busy instance per CPU; past that, wait for a
+    /// busy instance when that is expected sooner than a start, when the busy
+    /// instances already want every CPU, or when the host's CPUs are all busy (see
+    /// [`patience`]). Short requests under load then share a few busy instances
+    /// instead of spreading over one process per concurrent request, which on a
+    /// small host costs more CPU per request than it saves (docs/BENCHMARKS.md,
+    /// "Scale-up policy"). Slow and I/O-bound requests still get one each.
     #[default]
     Adaptive,
 }
@@ -74,8 +75,8 @@ pub struct Lease {
     pub init_ms: Option<f64>,
     key: String,
     since: Instant,
-    /// The instance's CPU clock and its reading when the lease began.
-    cpu_start: Option<(Arc<CpuClock>, CpuReading)>,
+    /// The instance's CPU clocks when the lease began (adaptive policy only).
+    cpu_start: Option<CpuReading>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -122,8 +123,6 @@ struct FnPool {
     /// Moving average of the share of a request's service time its instance wanted
     /// a CPU (see [`cpu_share`]); `None` until seen or where the kernel does not say.
     cpu_share: Option<f64>,
-    /// CPU clocks of this key's instances, by instance id.
-    clocks: HashMap<String, Arc<CpuClock>>,
 }
 
 impl FnPool {
@@ -138,7 +137,6 @@ impl FnPool {
             start_ms: None,
             last_release: Instant::now(),
             cpu_share: None,
-            clocks: HashMap::new(),
         }
     }
 
@@ -147,12 +145,9 @@ impl FnPool {
     }
 
     /// How long a request that finds no idle instance should wait for a busy one
-    /// before starting its own, or `None` to start one at once. Instances are added
-    /// freely up to one per CPU. Past that a request waits when the expected wait
-    /// (its place in the queue times the service time, spread over the busy
-    /// instances) is shorter than a start, and whenever the host's CPUs are all
-    /// busy (another process could not run any sooner). It waits about as long as a
-    /// start takes, longer while the queue keeps moving (see [`Pool::acquire`]).
+    /// before starting its own, or `None` to start one at once (the rules are
+    /// [`patience`]'s). It waits about as long as a start takes, longer while the
+    /// queue keeps moving (see [`Pool::acquire`]).
     fn patience(&self) -> Option<Duration> {
         patience(
             &Signals {
@@ -166,26 +161,6 @@ impl FnPool {
             *HOST_CPUS,
             HOST_BUSY.load(Ordering::Relaxed),
         )
-    }
-
-    /// The CPU clock of an instance, opened on first use.
-    fn clock(&mut self, inst: &Instance) -> Option<Arc<CpuClock>> {
-        if let Some(c) = self.clocks.get(&inst.id) {
-            return Some(c.clone());
-        }
-        if self.clocks.len() > self.idle.len() + self.busy.len() {
-            // Forget the clocks of instances that have gone.
-            let live: std::collections::HashSet<&str> = self
-                .idle
-                .iter()
-                .map(|(i, _)| i.id.as_str())
-                .chain(self.busy.keys().map(String::as_str))
-                .collect();
-            self.clocks.retain(|id, _| live.contains(id.as_str()));
-        }
-        let c = Arc::new(CpuClock::open(inst.pid)?);
-        self.clocks.insert(inst.id.clone(), c.clone());
-        Some(c)
     }
 
     /// Hand a freed instance to the oldest waiter still waiting, else keep it idle.
@@ -215,7 +190,10 @@ struct Signals {
 }
 
 /// [`FnPool::patience`] from its [`Signals`], the host's CPUs and whether they are
-/// all busy.
+/// all busy. A request waits when the host's CPUs are all busy; and, past one
+/// instance per CPU, when one start per CPU is already under way, when the expected
+/// wait (its place in the queue × the service time ÷ the busy instances) is shorter
+/// than a start, or when the busy instances already want every CPU.
 fn patience(sig: &Signals, cpus: f64, host_busy: bool) -> Option<Duration> {
     let Signals {
         service_ms,
@@ -239,40 +217,6 @@ fn patience(sig: &Signals, cpus: f64, host_busy: bool) -> Option<Duration> {
     let cpu_bound = cpu_share.is_some_and(|share| busy * share >= cpus);
     let wait = host_busy || throttled || (busy >= cpus && (expected < start || cpu_bound));
     wait.then(|| Duration::from_secs_f64(start / 1000.0))
-}
-
-/// The scheduler clocks of an instance's main thread, from `/proc/<pid>/schedstat`
-/// (its first two fields: nanoseconds on a CPU, and nanoseconds runnable but waiting
-/// for one), read through a descriptor kept open for the instance's life: one
-/// `pread` per read.
-struct CpuClock(std::fs::File);
-
-/// One reading of a [`CpuClock`].
-#[derive(Clone, Copy)]
-struct CpuReading {
-    on_cpu_ns: u64,
-    runnable_ns: u64,
-}
-
-impl CpuClock {
-    fn open(pid: u32) -> Option<Self> {
-        let c = CpuClock(std::fs::File::open(format!("/proc/{pid}/schedstat")).ok()?);
-        c.read()?;
-        Some(c)
-    }
-
-    fn read(&self) -> Option<CpuReading> {
-        use std::os::unix::fs::FileExt;
-        let mut buf = [0u8; 96];
-        let n = self.0.read_at(&mut buf, 0).ok()?;
-        let mut it = std::str::from_utf8(&buf[..n])
-            .ok()?
-            .split_ascii_whitespace();
-        Some(CpuReading {
-            on_cpu_ns: it.next()?.parse().ok()?,
-            runnable_ns: it.next()?.parse().ok()?,
-        })
-    }
 }
 
 /// The share of a request's service time its instance wanted a CPU: time on a CPU
@@ -552,7 +496,7 @@ impl Pool {
             Next::Start => None,
         };
         if let Some(instance) = warm {
-            let cpu_start = self.cpu_now(&dep.key, &instance);
+            let cpu_start = self.cpu_now(&instance);
             return Ok(Lease {
                 instance,
                 cold: false,
@@ -578,7 +522,7 @@ impl Pool {
         drop(fns);
         let instance = started?;
         let init_ms = Some(instance.init_ms);
-        let cpu_start = self.cpu_now(&dep.key, &instance);
+        let cpu_start = self.cpu_now(&instance);
         Ok(Lease {
             instance,
             cold: true,
@@ -589,14 +533,11 @@ impl Pool {
         })
     }
 
-    /// An instance's CPU clock and its reading now (adaptive policy only).
-    fn cpu_now(&self, key: &str, inst: &Instance) -> Option<(Arc<CpuClock>, CpuReading)> {
-        if self.inner.settings.scale_up != ScaleUp::Adaptive {
-            return None;
-        }
-        let clock = self.inner.fns.lock().unwrap().get_mut(key)?.clock(inst)?;
-        let now = clock.read()?;
-        Some((clock, now))
+    /// An instance's CPU clocks now, when the adaptive policy needs them.
+    fn cpu_now(&self, inst: &Instance) -> Option<CpuReading> {
+        (self.inner.settings.scale_up == ScaleUp::Adaptive)
+            .then(|| inst.cpu_reading())
+            .flatten()
     }
 
     /// Give an instance back after a request. `reusable` is false when the invoke
@@ -605,8 +546,7 @@ impl Pool {
     pub fn release(&self, lease: Lease, reusable: bool) {
         let cpu = lease
             .cpu_start
-            .as_ref()
-            .and_then(|(clock, start)| Some((*start, clock.read()?)));
+            .and_then(|start| Some((start, lease.instance.cpu_reading()?)));
         let inst = lease.instance;
         let keep = {
             let mut fns = self.inner.fns.lock().unwrap();

@@ -82,9 +82,39 @@ pub struct Process {
     /// Read end of the stdout+stderr pipe, taken once by the log pump.
     output: std::sync::Mutex<Option<tokio::net::unix::pipe::Receiver>>,
     cgroup: Option<InstanceCgroup>,
+    /// `/proc/<pid>/schedstat`, opened on first use and kept open.
+    schedstat: std::sync::OnceLock<Option<fs::File>>,
+}
+
+/// The scheduler clocks of a process's main thread (`/proc/<pid>/schedstat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuReading {
+    /// Nanoseconds on a CPU.
+    pub on_cpu_ns: u64,
+    /// Nanoseconds runnable but waiting for a CPU.
+    pub runnable_ns: u64,
 }
 
 impl Process {
+    /// The main thread's scheduler clocks now: one `pread` on a descriptor kept
+    /// open for the process's life. `None` where the kernel does not say.
+    pub fn cpu_reading(&self) -> Option<CpuReading> {
+        use std::os::unix::fs::FileExt;
+        let file = self
+            .schedstat
+            .get_or_init(|| fs::File::open(format!("/proc/{}/schedstat", self.pid)).ok())
+            .as_ref()?;
+        let mut buf = [0u8; 96];
+        let n = file.read_at(&mut buf, 0).ok()?;
+        let mut it = std::str::from_utf8(&buf[..n])
+            .ok()?
+            .split_ascii_whitespace();
+        Some(CpuReading {
+            on_cpu_ns: it.next()?.parse().ok()?,
+            runnable_ns: it.next()?.parse().ok()?,
+        })
+    }
+
     /// Kill the process and everything it started. Idempotent.
     pub fn kill(&self) {
         kill_group(self.pid as i32);
@@ -397,6 +427,7 @@ impl Driver {
             exit: exit_rx,
             output: std::sync::Mutex::new(Some(output)),
             cgroup,
+            schedstat: std::sync::OnceLock::new(),
         })
     }
 }
