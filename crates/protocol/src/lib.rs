@@ -1,0 +1,76 @@
+//! The AWS wire protocols Nimbus's service front-ends speak, in one place:
+//! awsJson 1.0 and 1.1 (`X-Amz-Target` + JSON), awsQuery (form `Action=` in, XML
+//! out), restXml (S3) and restJson1 (Lambda, SES v2).
+//!
+//! This crate owns what is the same for every service of a protocol: which protocol
+//! a service speaks and how it is addressed ([`ServiceMeta`], generated per service
+//! from the AWS API model), how an error is written on the wire ([`AwsError`] and
+//! [`error_response`], including SQS-JSON's `x-amzn-query-error` header), and the
+//! not-implemented answer every front-end gives for an operation Nimbus does not do
+//! yet ([`AwsError::not_implemented`]). It knows nothing of any one service's
+//! operations: those live in the service crates.
+
+mod error;
+
+pub use error::{error_response, AwsError};
+
+/// An AWS wire protocol (the `metadata.protocol` of an API model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// `awsJson1_0`: `POST /`, `X-Amz-Target: <prefix>.<Op>`, `application/x-amz-json-1.0`.
+    AwsJson10,
+    /// `awsJson1_1`: as 1.0 with `application/x-amz-json-1.1`.
+    AwsJson11,
+    /// `query`: form-encoded `Action=<Op>&Version=<v>` in, XML out.
+    AwsQuery,
+    /// `rest-xml`: HTTP bindings, XML bodies (S3).
+    RestXml,
+    /// `rest-json`: HTTP bindings, JSON bodies (Lambda, SES v2).
+    RestJson1,
+}
+
+impl Protocol {
+    /// The name the API models use in `metadata.protocol`.
+    pub fn model_name(self) -> &'static str {
+        match self {
+            Protocol::AwsJson10 | Protocol::AwsJson11 => "json",
+            Protocol::AwsQuery => "query",
+            Protocol::RestXml => "rest-xml",
+            Protocol::RestJson1 => "rest-json",
+        }
+    }
+
+    /// Whether the protocol's bodies (and so its errors) are JSON.
+    pub fn is_json(self) -> bool {
+        matches!(
+            self,
+            Protocol::AwsJson10 | Protocol::AwsJson11 | Protocol::RestJson1
+        )
+    }
+}
+
+/// What the wire needs to know about one AWS API, generated from its model
+/// (`metadata` of botocore's `service-2.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceMeta {
+    /// Nimbus's name for the service (`sqs`, `dynamodb`, `sesv2`…).
+    pub name: &'static str,
+    /// The SigV4 signing name (`metadata.signingName`, else `endpointPrefix`).
+    pub signing_name: &'static str,
+    /// The endpoint prefix (`sqs`, `email`, `streams.dynamodb`…).
+    pub endpoint_prefix: &'static str,
+    /// `metadata.apiVersion`, the `Version=` of awsQuery requests.
+    pub api_version: &'static str,
+    /// The protocol Nimbus answers in by default (the model's `protocol`).
+    pub protocol: Protocol,
+    /// Every protocol the service accepts (`metadata.protocols`: SQS takes
+    /// awsJson 1.0 and awsQuery).
+    pub protocols: &'static [Protocol],
+    /// `metadata.targetPrefix` of the JSON protocols (`AmazonSQS`, `DynamoDB_20120810`).
+    pub target_prefix: Option<&'static str>,
+    /// `metadata.xmlNamespace` of awsQuery/restXml answers.
+    pub xml_namespace: Option<&'static str>,
+    /// `metadata.awsQueryCompatible`: JSON errors also carry the query error code in
+    /// `x-amzn-query-error` (SQS).
+    pub query_compatible: bool,
+}
