@@ -11,12 +11,14 @@ pub mod error;
 pub mod function;
 pub mod invocation;
 pub mod limits;
+pub mod principal;
 pub mod runtime;
 
 pub use async_config::EventInvokeConfig;
 pub use error::{CoreError, FunctionError};
 pub use function::{FunctionConfig, FunctionSpec, ValidationError};
 pub use invocation::{InvocationRecord, Outcome, Trigger};
+pub use principal::Principal;
 pub use runtime::Runtime;
 
 /// Account id used in every ARN Nimbus produces, as LocalStack and friends do.

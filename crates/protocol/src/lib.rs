@@ -74,3 +74,35 @@ pub struct ServiceMeta {
     /// `x-amzn-query-error` (SQS).
     pub query_compatible: bool,
 }
+
+/// The boxed future a [`Frontend`] answers with.
+pub type ResponseFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = axum::response::Response> + Send>>;
+
+/// One AWS API served on the edge listener. The edge classifies a request (by
+/// SigV4 scope, `X-Amz-Target`, `Action`, `Host`, path) to exactly one front-end
+/// and calls it; the front-end decodes the operation from its own [`ServiceMeta`]
+/// and operation table, and answers every error through [`error_response`].
+pub trait Frontend: Send + Sync + 'static {
+    /// What the wire needs to know about this API (also what the edge's routing
+    /// table is built from).
+    fn meta(&self) -> &'static ServiceMeta;
+    /// Serve one request the edge classified as this API's. The edge has already
+    /// authenticated it and put an [`EdgeContext`] in its extensions.
+    fn call(&self, req: axum::extract::Request) -> ResponseFuture;
+}
+
+/// What the edge learned about a request before handing it to a front-end; a
+/// request extension.
+#[derive(Debug, Clone)]
+pub struct EdgeContext {
+    /// The request id every answer (and error) carries.
+    pub request_id: String,
+    /// The region of the request's credential scope, else the server's.
+    pub region: String,
+    /// Whom the request acts as.
+    pub principal: nimbus_core::Principal,
+    /// The protocol the edge recognised the request as speaking (an SQS request
+    /// may be awsJson 1.0 or awsQuery; answers use the same one).
+    pub protocol: Protocol,
+}
