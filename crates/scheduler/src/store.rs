@@ -12,39 +12,13 @@
 //! So after `kill -9` either the event is in the queue and the slot is recorded as
 //! fired, or neither: a restart never enqueues a slot twice, and a slot whose event
 //! never committed is still owed. WAL with `synchronous=FULL` on every connection.
+//!
+//! The tables and the trigger are part of `events.db`'s versioned schema
+//! (`nimbus_store::schema::EVENTS_DB`, migration "schedules"), which opening either
+//! store applies.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS schedules (
-    name            TEXT PRIMARY KEY,
-    expression      TEXT NOT NULL,
-    timezone        TEXT NOT NULL,
-    function        TEXT NOT NULL,
-    qualifier       TEXT,
-    input           TEXT,
-    enabled         INTEGER NOT NULL,
-    app             TEXT NOT NULL DEFAULT '',
-    anchor_ms       INTEGER NOT NULL,
-    last_fired_ms   INTEGER,
-    pending_slot_ms INTEGER,
-    pending_trace   TEXT,
-    created_ms      INTEGER NOT NULL,
-    updated_ms      INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS schedule_meta (
-    key   TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS schedules_fired AFTER INSERT ON events
-WHEN NEW.source = 'schedule' AND NEW.trace_id IS NOT NULL
-BEGIN
-    UPDATE schedules
-       SET last_fired_ms = pending_slot_ms, pending_slot_ms = NULL, pending_trace = NULL
-     WHERE pending_trace = NEW.trace_id;
-END;
-"#;
 
 /// One stored schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,12 +73,12 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSchedule> {
 }
 
 impl ScheduleStore {
-    /// Open the schedules table in the event queue's database at `path`. The queue's
-    /// `events` table must exist already (open the `EventStore` first).
+    /// Open the schedules table in the event queue's database at `path`, creating or
+    /// migrating the file (a file newer than this build knows is refused).
     pub fn open(path: &Path) -> Result<Self> {
-        Ok(Self {
-            conn: nimbus_store::SharedConn::open(path, SCHEMA)?,
-        })
+        let conn = nimbus_store::SharedConn::open_schema(path, &nimbus_store::schema::EVENTS_DB)
+            .map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))?;
+        Ok(Self { conn })
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {

@@ -15,6 +15,13 @@ pub fn open_durable(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// [`open_durable`], then [`crate::migrate::migrate`] to `schema`.
+pub fn open_migrated(path: &Path, schema: &crate::migrate::Schema) -> crate::Result<Connection> {
+    let mut conn = open_durable(path)?;
+    crate::migrate::migrate(&mut conn, schema)?;
+    Ok(conn)
+}
+
 /// A connection for one store's tables. Cheap to clone; calls are serialised, so
 /// async callers should use `spawn_blocking` for anything but tiny calls.
 #[derive(Clone)]
@@ -23,11 +30,17 @@ pub struct SharedConn {
 }
 
 impl SharedConn {
-    /// Open `path` durably and create `schema` (idempotent DDL).
+    /// Open `path` durably and create `schema` (idempotent DDL). Files Nimbus
+    /// versions use [`SharedConn::open_schema`] instead.
     pub fn open(path: &Path, schema: &str) -> rusqlite::Result<Self> {
         let conn = open_durable(path)?;
         conn.execute_batch(schema)?;
         Ok(Self::new(conn))
+    }
+
+    /// Open `path` durably and migrate it to `schema`'s latest version.
+    pub fn open_schema(path: &Path, schema: &crate::migrate::Schema) -> crate::Result<Self> {
+        Ok(Self::new(open_migrated(path, schema)?))
     }
 
     pub fn new(conn: Connection) -> Self {

@@ -6,59 +6,6 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS functions (
-    name        TEXT PRIMARY KEY,
-    config      TEXT NOT NULL,
-    updated_ms  INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS invocations (
-    request_id  TEXT NOT NULL,
-    function    TEXT NOT NULL,
-    start_ms    INTEGER NOT NULL,
-    outcome     TEXT NOT NULL,
-    cold        INTEGER NOT NULL,
-    record      TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS invocations_by_fn ON invocations(function, start_ms);
-CREATE INDEX IF NOT EXISTS invocations_by_time ON invocations(start_ms);
-CREATE TABLE IF NOT EXISTS logs (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    function    TEXT NOT NULL,
-    request_id  TEXT,
-    ts_ms       INTEGER NOT NULL,
-    line        TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS logs_by_fn ON logs(function, id);
-CREATE INDEX IF NOT EXISTS logs_by_request ON logs(request_id);
--- Published versions, aliases, provisioned-concurrency configs and the version
--- counter of a function, each a JSON value under (function, kind, key).
-CREATE TABLE IF NOT EXISTS function_objects (
-    function    TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    key         TEXT NOT NULL,
-    value       TEXT NOT NULL,
-    PRIMARY KEY (function, kind, key)
-);
-CREATE TABLE IF NOT EXISTS event_invoke_configs (
-    function    TEXT NOT NULL,
-    qualifier   TEXT NOT NULL,
-    config      TEXT NOT NULL,
-    PRIMARY KEY (function, qualifier)
-);
--- Hourly usage per function and memory size, folded in from every record as it is
--- stored; not pruned by retention (the cost report reads it).
-CREATE TABLE IF NOT EXISTS metering_hourly (
-    function            TEXT NOT NULL,
-    hour_ms             INTEGER NOT NULL,
-    memory_mb           INTEGER NOT NULL,
-    requests            INTEGER NOT NULL,
-    billed_ms           INTEGER NOT NULL,
-    max_memory_used_mb  INTEGER NOT NULL,
-    PRIMARY KEY (function, hour_ms, memory_mb)
-);
-"#;
-
 const HOUR_MS: i64 = 3_600_000;
 
 /// One row of the hourly metering rollup.
@@ -113,44 +60,12 @@ pub struct Db {
 }
 
 impl Db {
-    /// Open (or create) the database file with WAL and full durability.
+    /// Open (or create) the database file with WAL and full durability, and bring
+    /// its schema up to date ([`crate::schema::MAIN_DB`]).
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = crate::open_durable(path)?;
+        let mut conn = crate::open_durable(path)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let had_metering: bool = conn.query_row(
-            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'metering_hourly'",
-            [],
-            |r| r.get(0),
-        )?;
-        conn.execute_batch(SCHEMA)?;
-        // The trace Root of a record, for `nimbus trace` (stores from before it: the
-        // column is added and filled from the records' trace headers).
-        let has_trace_root: bool = conn.query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('invocations') WHERE name = 'trace_root'",
-            [],
-            |r| r.get(0),
-        )?;
-        if !has_trace_root {
-            conn.execute_batch(
-                "ALTER TABLE invocations ADD COLUMN trace_root TEXT;
-                 UPDATE invocations SET trace_root = substr(json_extract(record, '$.trace_id'),
-                        instr(json_extract(record, '$.trace_id'), 'Root=') + 5, 35)
-                  WHERE instr(json_extract(record, '$.trace_id'), 'Root=') > 0;",
-            )?;
-        }
-        conn.execute_batch(
-            "CREATE INDEX IF NOT EXISTS invocations_by_trace ON invocations(trace_root, start_ms)",
-        )?;
-        if !had_metering {
-            // A store from before metering: fold the records it still has in once.
-            conn.execute(
-                "INSERT INTO metering_hourly(function, hour_ms, memory_mb, requests, billed_ms, max_memory_used_mb)
-                 SELECT function, (start_ms / ?1) * ?1, json_extract(record, '$.memory_mb'), COUNT(*),
-                        SUM(json_extract(record, '$.billed_ms')), MAX(json_extract(record, '$.max_memory_used_mb'))
-                 FROM invocations GROUP BY 1, 2, 3",
-                [HOUR_MS],
-            )?;
-        }
+        crate::migrate::migrate(&mut conn, &crate::schema::MAIN_DB)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -716,6 +631,62 @@ mod tests {
         let t = db.trace_records(root, 10).unwrap();
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].request_id, "r");
+    }
+
+    /// A database made by the schema of before versioning (every table already
+    /// there, `user_version` 0) is adopted as it is: nothing is folded twice, and the
+    /// gateway's tables keep their rows.
+    #[test]
+    fn an_unversioned_store_is_adopted_without_refolding() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nimbus.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE functions (name TEXT PRIMARY KEY, config TEXT NOT NULL, updated_ms INTEGER NOT NULL);
+                 CREATE TABLE invocations (request_id TEXT NOT NULL, function TEXT NOT NULL,
+                    start_ms INTEGER NOT NULL, outcome TEXT NOT NULL, cold INTEGER NOT NULL,
+                    record TEXT NOT NULL, trace_root TEXT);
+                 CREATE INDEX invocations_by_fn ON invocations(function, start_ms);
+                 CREATE INDEX invocations_by_time ON invocations(start_ms);
+                 CREATE INDEX invocations_by_trace ON invocations(trace_root, start_ms);
+                 CREATE TABLE logs (id INTEGER PRIMARY KEY AUTOINCREMENT, function TEXT NOT NULL,
+                    request_id TEXT, ts_ms INTEGER NOT NULL, line TEXT NOT NULL);
+                 CREATE TABLE function_objects (function TEXT NOT NULL, kind TEXT NOT NULL,
+                    key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (function, kind, key));
+                 CREATE TABLE event_invoke_configs (function TEXT NOT NULL, qualifier TEXT NOT NULL,
+                    config TEXT NOT NULL, PRIMARY KEY (function, qualifier));
+                 CREATE TABLE metering_hourly (function TEXT NOT NULL, hour_ms INTEGER NOT NULL,
+                    memory_mb INTEGER NOT NULL, requests INTEGER NOT NULL, billed_ms INTEGER NOT NULL,
+                    max_memory_used_mb INTEGER NOT NULL, PRIMARY KEY (function, hour_ms, memory_mb));
+                 CREATE TABLE gateway_routes (api TEXT NOT NULL, route_key TEXT NOT NULL,
+                    config TEXT NOT NULL, updated_ms INTEGER NOT NULL, PRIMARY KEY (api, route_key));
+                 INSERT INTO invocations VALUES ('r', 'f', 5, 'success', 0,
+                    '{\"memory_mb\":128,\"billed_ms\":7,\"max_memory_used_mb\":9}', NULL);
+                 INSERT INTO metering_hourly VALUES ('f', 0, 128, 1, 7, 9);
+                 INSERT INTO gateway_routes VALUES ('default', 'GET /', '{}', 1);",
+            )
+            .unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        let m = db.metering(0).unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!((m[0].requests, m[0].billed_ms), (1, 7), "not folded again");
+        let routes = crate::RouteStore::open(&path).unwrap();
+        assert_eq!(routes.list().unwrap().len(), 1);
+        let c = Connection::open(&path).unwrap();
+        assert_eq!(
+            crate::migrate::version(&c).unwrap(),
+            crate::schema::MAIN_DB.latest()
+        );
+        // A file from a newer Nimbus is refused with a clear error.
+        c.pragma_update(None, "user_version", 1000).unwrap();
+        drop((db, routes));
+        let err = Db::open(&path).err().expect("refused").to_string();
+        assert!(
+            err.contains("nimbus.db") && err.contains("1000") && err.contains("newer"),
+            "{err}"
+        );
     }
 
     #[test]

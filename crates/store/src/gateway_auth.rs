@@ -11,22 +11,6 @@ use crate::{Result, SharedConn};
 use rusqlite::{params, Connection};
 use std::path::Path;
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS gateway_objects (
-    kind        TEXT NOT NULL,
-    name        TEXT NOT NULL,
-    config      TEXT NOT NULL,
-    updated_ms  INTEGER NOT NULL,
-    PRIMARY KEY (kind, name)
-);
-CREATE TABLE IF NOT EXISTS gateway_usage (
-    key_id        TEXT NOT NULL,
-    period_start  INTEGER NOT NULL,
-    used          INTEGER NOT NULL,
-    PRIMARY KEY (key_id, period_start)
-);
-"#;
-
 /// One stored object: `config` is the gateway's JSON for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredObject {
@@ -56,7 +40,7 @@ impl GatewayAuthStore {
     /// Open the tables in the database at `path`, creating them if needed.
     pub fn open(path: &Path) -> Result<Self> {
         Ok(Self {
-            conn: SharedConn::open(path, SCHEMA)?,
+            conn: SharedConn::open_schema(path, &crate::schema::MAIN_DB)?,
         })
     }
 

@@ -7,7 +7,12 @@
 //!   written to a temp file, fsynced and renamed into place, and unpacked once into a
 //!   read-only tree that instances run from. Paths inside user zips are never trusted:
 //!   entries that would escape the tree are refused.
-//! * [`EventStore`]: the durable async event queue, with group commit.
+//! * [`EventStore`]: the durable async event queue, with group commit, read a
+//!   window of due events at a time.
+//! * [`migrate`] and [`schema`]: each database file's ordered migrations, tracked in
+//!   `PRAGMA user_version`.
+//! * [`traits`]: the durable state behind backend-neutral traits (no SQLite types),
+//!   which the types above implement; another backend is an addition.
 //! * [`RouteStore`], [`GatewayAuthStore`]: the gateway's routes, authorizers, API keys
 //!   and usage plans; [`SharedConn`] is the connection every store opens the same way.
 
@@ -16,22 +21,37 @@ mod conn;
 mod db;
 mod events;
 mod gateway_auth;
+pub mod migrate;
 mod routes;
+pub mod schema;
+pub mod traits;
 
 pub use blob::{BlobStore, CodeBundle};
-pub use conn::{open_durable, SharedConn};
+pub use conn::{open_durable, open_migrated, SharedConn};
 pub use db::{Db, FunctionObject, LogLine, MeterRow, RecordQuery};
-pub use events::{EventStore, QueuedEvent};
+pub use events::{EventMeta, EventStore, QueuedEvent};
 pub use gateway_auth::{GatewayAuthStore, StoredObject, UsageRow};
 pub use routes::{RouteStore, StoredRoute};
+pub use traits::{
+    BoxFuture, EventQueueStore, FunctionStore, GatewayAccessStore, GatewayRouteStore,
+    TelemetryStore,
+};
 
 use std::path::PathBuf;
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The backend failed (SQLite today); the source says how.
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The file was written by a newer Nimbus: its schema is past what this build knows.
+    #[error("{file} has schema version {found}, newer than the {known} this Nimbus knows; upgrade Nimbus or use another --data-dir")]
+    SchemaTooNew {
+        file: &'static str,
+        found: u32,
+        known: u32,
+    },
     #[error("I/O error on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -46,6 +66,12 @@ pub enum StoreError {
     TooLarge { max: u64 },
     #[error("corrupt record in the store: {0}")]
     Corrupt(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(Box::new(e))
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

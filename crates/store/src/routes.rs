@@ -13,23 +13,6 @@ use crate::{Result, SharedConn};
 use rusqlite::{params, Connection};
 use std::path::Path;
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS gateway_routes (
-    api         TEXT NOT NULL,
-    route_key   TEXT NOT NULL,
-    config      TEXT NOT NULL,
-    updated_ms  INTEGER NOT NULL,
-    PRIMARY KEY (api, route_key)
-);
-CREATE TABLE IF NOT EXISTS gateway_settings (
-    kind        TEXT NOT NULL,
-    key         TEXT NOT NULL,
-    config      TEXT NOT NULL,
-    updated_ms  INTEGER NOT NULL,
-    PRIMARY KEY (kind, key)
-);
-"#;
-
 /// One stored route: `config` is the gateway's JSON for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRoute {
@@ -51,7 +34,7 @@ impl RouteStore {
     /// Open the routes table in the database at `path`, creating it if needed.
     pub fn open(path: &Path) -> Result<Self> {
         Ok(Self {
-            conn: SharedConn::open(path, SCHEMA)?,
+            conn: SharedConn::open_schema(path, &crate::schema::MAIN_DB)?,
         })
     }
 

@@ -1,10 +1,13 @@
 //! Per-invocation telemetry for Nimbus (DESIGN.md decision 8).
 //!
 //! Owns the Lambda log framing (`START`/`END`/`REPORT` lines, [`lines`]) and the
-//! [`Telemetry`] sink: log lines and invocation records go through a channel to one
-//! writer thread that batches them into the store (one transaction per batch, so a
-//! chatty function costs one fsync per batch rather than per line) and then publishes
-//! them, with their store ids, to live subscribers (`nimbus logs --follow`).
+//! [`Telemetry`] sink: log lines and invocation records go through a bounded channel
+//! to one writer thread that batches them into the store (one transaction per batch,
+//! so a chatty function costs one fsync per batch rather than per line) and then
+//! publishes them, with their store ids, to live subscribers (`nimbus logs --follow`).
+//! When the writer falls behind and the channel is full, a line or record is dropped
+//! and counted (`nimbus_telemetry_dropped_total`): an invocation never waits for the
+//! telemetry writer, and memory stays bounded.
 //!
 //! It also owns the Prometheus [`metrics`], the hourly usage rollup's pricing
 //! ([`metering`]) and the [`retention`] of records and logs.
@@ -31,18 +34,26 @@ enum Msg {
 /// Handle to the telemetry writer. Cheap to clone.
 #[derive(Clone)]
 pub struct Telemetry {
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::SyncSender<Msg>,
     live: broadcast::Sender<LogLine>,
     metrics: Metrics,
 }
 
 const BATCH_MAX: usize = 2048;
 const BATCH_WAIT: Duration = Duration::from_millis(50);
+/// Messages the channel holds before new ones are dropped: about a second of the
+/// writer's throughput, a few MB of lines at most.
+pub const CHANNEL_CAPACITY: usize = 32 * 1024;
 
 impl Telemetry {
     /// Start the writer thread over `db`.
     pub fn start(db: Db) -> Self {
-        let (tx, rx) = mpsc::channel::<Msg>();
+        Self::start_with_capacity(db, CHANNEL_CAPACITY)
+    }
+
+    /// Start the writer thread over `db` with a channel of `capacity` messages.
+    pub fn start_with_capacity(db: Db, capacity: usize) -> Self {
+        let (tx, rx) = mpsc::sync_channel::<Msg>(capacity.max(1));
         let (live, _) = broadcast::channel(4096);
         let live2 = live.clone();
         std::thread::Builder::new()
@@ -63,13 +74,28 @@ impl Telemetry {
 
     /// Append one line to a function's log.
     pub fn log(&self, function: &str, request_id: Option<&str>, line: String) {
-        let _ = self.tx.send(Msg::Log(LogLine {
-            id: 0,
-            function: function.to_string(),
-            request_id: request_id.map(str::to_string),
-            ts_ms: nimbus_core::now_ms(),
-            line,
-        }));
+        self.offer(
+            Msg::Log(LogLine {
+                id: 0,
+                function: function.to_string(),
+                request_id: request_id.map(str::to_string),
+                ts_ms: nimbus_core::now_ms(),
+                line,
+            }),
+            "log",
+        );
+    }
+
+    /// Hand a message to the writer without waiting: when its channel is full the
+    /// message is dropped and counted.
+    fn offer(&self, msg: Msg, kind: &'static str) {
+        match self.tx.try_send(msg) {
+            Ok(()) | Err(mpsc::TrySendError::Disconnected(_)) => {}
+            Err(mpsc::TrySendError::Full(_)) => {
+                self.metrics.telemetry_dropped(kind);
+                tracing::debug!(kind, "telemetry writer behind: dropped");
+            }
+        }
     }
 
     /// Store one invocation's record, and log it once as a structured server log line
@@ -92,7 +118,7 @@ impl Telemetry {
             trace_id = rec.trace_id.as_deref().unwrap_or(""),
             "invocation"
         );
-        let _ = self.tx.send(Msg::Record(rec));
+        self.offer(Msg::Record(rec), "record");
     }
 
     /// Lines as they are stored, for live tails. Lagging receivers lose lines (and
@@ -101,10 +127,13 @@ impl Telemetry {
         self.live.subscribe()
     }
 
-    /// Wait until everything sent so far is in the store.
+    /// Wait until everything sent so far is in the store (or dropped). A flush is
+    /// never dropped: it waits for room, off the async runtime's worker threads.
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Msg::Flush(tx)).is_ok() {
+        let sender = self.tx.clone();
+        let sent = tokio::task::spawn_blocking(move || sender.send(Msg::Flush(tx)).is_ok()).await;
+        if matches!(sent, Ok(true)) {
             let _ = rx.await;
         }
     }
@@ -192,5 +221,70 @@ mod tests {
         let first = sub.recv().await.unwrap();
         assert_eq!(first.line, "line 0");
         assert_eq!(first.id, stored[0].id);
+    }
+
+    /// With the writer stuck (another connection holds the database's write lock),
+    /// a flood of lines and records neither blocks the caller nor grows memory: what
+    /// does not fit in the channel is dropped and counted; once the writer is free,
+    /// lines reach the store again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_is_dropped_and_counted_never_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let db = Db::open(&path).unwrap();
+        let t = Telemetry::start_with_capacity(db.clone(), 8);
+        let blocker = rusqlite::Connection::open(&path).unwrap();
+        blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let flood = t.clone();
+        std::thread::spawn(move || {
+            for i in 0..10_000 {
+                flood.log("f", Some("r"), format!("line {i}"));
+            }
+            for i in 0..100 {
+                flood.record(nimbus_core::InvocationRecord {
+                    request_id: format!("r{i}"),
+                    function: "f".into(),
+                    version: "$LATEST".into(),
+                    revision: 1,
+                    trigger: nimbus_core::Trigger::Api,
+                    start_ms: 1,
+                    cold: false,
+                    init_ms: None,
+                    duration_ms: 1.0,
+                    billed_ms: 1,
+                    memory_mb: 128,
+                    max_memory_used_mb: 1,
+                    outcome: nimbus_core::Outcome::Success,
+                    error_type: None,
+                    trace_id: None,
+                });
+            }
+            let _ = done_tx.send(());
+        });
+        // A liveness bound, not a latency assertion: a blocking sender would wait
+        // for the lock's holder, which waits for this.
+        done_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("logging blocked on a stuck telemetry writer");
+        let dropped_logs = t.metrics().telemetry_dropped_count("log");
+        assert!(dropped_logs > 0, "a full channel drops");
+        // At most the channel and one batch in the writer's hands were kept.
+        assert!(
+            dropped_logs >= 10_000 - 8 - BATCH_MAX as u64,
+            "{dropped_logs}"
+        );
+        assert!(t.metrics().telemetry_dropped_count("record") > 0);
+        let text = t.metrics().encode(Vec::new(), false);
+        assert!(
+            text.contains("nimbus_telemetry_dropped_total{kind=\"log\"}"),
+            "{text}"
+        );
+        blocker.execute_batch("COMMIT").unwrap();
+        t.flush().await;
+        t.log("f", Some("r"), "after".into());
+        t.flush().await;
+        let tail = db.tail_logs("f", 1).unwrap();
+        assert_eq!(tail[0].line, "after");
     }
 }

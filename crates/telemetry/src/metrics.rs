@@ -94,6 +94,11 @@ struct DroppedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TelemetryKindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: Cow<'static, str>,
 }
@@ -137,6 +142,7 @@ struct Families {
     gateway_requests: Family<RouteStatusLabels, Counter>,
     gateway_latency: HistogramFamily<RouteLabels>,
     gateway_rejections: Family<RejectionLabels, Counter>,
+    telemetry_dropped: Family<TelemetryKindLabels, Counter>,
 }
 
 /// The counters of one function version, resolved once.
@@ -323,6 +329,7 @@ impl Metrics {
             gateway_requests: Family::default(),
             gateway_latency: Family::new_with_constructor(gateway_histogram),
             gateway_rejections: Family::default(),
+            telemetry_dropped: Family::default(),
         };
         let f = &families;
         let mut r = Registry::default();
@@ -390,6 +397,13 @@ impl Metrics {
             f.gateway_rejections.clone(),
         );
         r.register(
+            "nimbus_telemetry_dropped",
+            "Log lines and invocation records dropped because the telemetry writer was \
+             behind (its queue full), by kind (log, record): an invocation never waits \
+             for the writer",
+            f.telemetry_dropped.clone(),
+        );
+        r.register(
             "nimbus_gateway_request_duration_seconds",
             "Gateway request latency, from the request head to the response head",
             f.gateway_latency.clone(),
@@ -403,6 +417,25 @@ impl Metrics {
                 started: SystemTime::now(),
             }),
         }
+    }
+
+    /// Count a log line (`kind` "log") or record ("record") the telemetry writer
+    /// had no room for.
+    pub fn telemetry_dropped(&self, kind: &'static str) {
+        self.inner
+            .families
+            .telemetry_dropped
+            .get_or_create(&TelemetryKindLabels { kind })
+            .inc();
+    }
+
+    /// How many of `kind` were dropped so far.
+    pub fn telemetry_dropped_count(&self, kind: &'static str) -> u64 {
+        self.inner
+            .families
+            .telemetry_dropped
+            .get_or_create(&TelemetryKindLabels { kind })
+            .get()
     }
 
     /// The counters of `function` at `version`, created on first use.
