@@ -1,12 +1,27 @@
 //! The durable async invocation queue (Lambda's `InvocationType=Event`).
 //!
 //! * An event is in `events.db` (fsynced, group-committed) before the caller's 202.
-//! * A dispatcher runs due events under the function's concurrency limits; a throttled
-//!   event stays queued and is tried again shortly (throttles never count as attempts).
+//! * The queue lives in the store, not in memory. Per function, the dispatcher keeps
+//!   a bounded window of the next events' metadata (id, due time, age, attempts; no
+//!   payload), paged in due order from the store's `(function, due_ms, id)` index; a
+//!   payload is read only when its event is about to run. With a million events
+//!   queued, memory holds at most [`WINDOW`] entries per function with a backlog
+//!   (plus those running).
+//! * A due event runs under the function's concurrency limits. A throttled function
+//!   is parked: none of its events is looked at until one of its runs finishes (or,
+//!   when the cap is the account's, any run), or after a backoff when the capacity is
+//!   held by synchronous traffic the queue does not see. No tick does work in
+//!   proportion to the queue.
+//! * The drain obeys the pool's scale-up policy: at most one run per CPU may be
+//!   waiting for an instance that is not yet up (across all functions), so a backlog
+//!   (after a restart, say) grows the pool as live traffic does, a CPU's worth of cold
+//!   starts at a time, instead of cold-starting an instance per queued event.
 //! * A function error is retried up to `MaximumRetryAttempts` (default 2) after
 //!   `retry_base × attempt` (Lambda waits about 1 then 2 minutes; the base is a server
 //!   setting so tests run in seconds); an event older than `MaximumEventAgeInSeconds`
-//!   is not tried again.
+//!   is not tried again. An init that timed out while the host was overloaded (its
+//!   CPUs saturated or a CPU's worth of other inits in flight) is the platform's
+//!   fault, not the function's: it is tried again soon and does not count.
 //! * `OnSuccess` / `OnFailure` destinations receive Lambda's destination record.
 //!   A function destination is itself an async event, queued durably in the same
 //!   transaction-per-batch path.
@@ -15,12 +30,12 @@
 
 use crate::{Invocation, InvokeError, Invoker};
 use bytes::Bytes;
-use nimbus_core::{function_arn, limits, EventInvokeConfig, Trigger};
-use nimbus_store::{EventStore, QueuedEvent};
+use nimbus_core::{function_arn, limits, EventInvokeConfig, Outcome, Trigger};
+use nimbus_store::{EventMeta, EventQueueStore, QueuedEvent};
 use nimbus_telemetry::metrics::{DestinationKind, DropReason};
 use serde::Serialize;
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -66,15 +81,132 @@ pub struct QueueStats {
     pub oldest_age_ms: i64,
 }
 
+/// Most event entries the dispatcher keeps in memory per function (not counting
+/// those running); refilled from the store when half of it has gone.
+pub const WINDOW: usize = 256;
+
+/// First wait of a parked (throttled) function before it is looked at again when
+/// nothing wakes it sooner; doubles up to [`PARK_MAX`].
+const PARK_MIN: Duration = Duration::from_millis(20);
+const PARK_MAX: Duration = Duration::from_millis(500);
+
+/// How soon an init that failed only because the host was overloaded is retried,
+/// and how many such retries an event gets for free before they count.
+const OVERLOAD_RETRY: Duration = Duration::from_secs(1);
+const MAX_OVERLOAD_RETRIES: u32 = 3;
+
+/// How soon an event that could not run for the platform's sake is tried again.
+const PLATFORM_RETRY: Duration = Duration::from_secs(1);
+
+type Key = (i64, i64);
+
+/// Why a function is parked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Park {
+    /// Its own reserved concurrency is taken: one of its runs must finish.
+    Own,
+    /// The account's capacity, or the drain's budget of cold starts: any run
+    /// finishing may free it.
+    Shared,
+}
+
+/// One function's share of the dispatcher's memory.
+#[derive(Default)]
+struct FnQueue {
+    /// Its events in the store (queued and running).
+    depth: u64,
+    /// The next events not running, by (due time, id).
+    window: BTreeMap<Key, EventMeta>,
+    /// Every stored event of the function with a key up to `cursor` is in `window`
+    /// or running; `exhausted`: every stored event is.
+    cursor: Option<Key>,
+    exhausted: bool,
+    /// The largest key ever held in memory.
+    hi: Option<Key>,
+    /// A window read is under way; events written meanwhile past the cursor wait in
+    /// `stash` to be merged with its answer.
+    refilling: bool,
+    stash: Vec<EventMeta>,
+    /// Its events being run: id → enqueued time.
+    running: HashMap<i64, i64>,
+    parked: Option<(i64, Park)>,
+    backoff: Duration,
+}
+
+impl FnQueue {
+    fn holds(&self, key: Key) -> bool {
+        self.exhausted || self.cursor.is_some_and(|c| key <= c)
+    }
+
+    /// An event that is (again) waiting: into the window when it falls in the part of
+    /// the queue memory covers, else it stays in the store only.
+    fn offer(&mut self, meta: EventMeta) {
+        let key = (meta.due_ms, meta.id);
+        if self.holds(key) {
+            self.window.insert(key, meta);
+            self.hi = self.hi.max(Some(key));
+            if self.exhausted && self.window.len() > WINDOW {
+                // Memory no longer holds the whole backlog: from here on it holds the
+                // events up to the largest it has seen, the rest is paged in.
+                self.exhausted = false;
+                self.cursor = self.hi;
+            }
+        } else if self.refilling {
+            self.stash.push(meta);
+        }
+    }
+
+    /// Merge a window read (asked for with `want` rows) into memory.
+    fn merge(&mut self, rows: Vec<EventMeta>, want: usize) {
+        self.refilling = false;
+        if rows.len() < want {
+            self.exhausted = true;
+        }
+        if let Some(last) = rows.last() {
+            if !self.exhausted {
+                self.cursor = Some((last.due_ms, last.id));
+            }
+        }
+        for m in rows.into_iter().chain(std::mem::take(&mut self.stash)) {
+            if self.running.contains_key(&m.id) {
+                continue;
+            }
+            let key = (m.due_ms, m.id);
+            if self.holds(key) {
+                self.window.insert(key, m);
+                self.hi = self.hi.max(Some(key));
+            }
+        }
+    }
+
+    fn unpark(&mut self) {
+        self.parked = None;
+    }
+
+    fn park(&mut self, now: i64, why: Park) {
+        self.backoff = (self.backoff * 2).clamp(PARK_MIN, PARK_MAX);
+        self.parked = Some((now + self.backoff.as_millis() as i64, why));
+    }
+
+    fn idle(&self) -> bool {
+        self.depth == 0 && !self.refilling && self.running.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    fns: HashMap<String, FnQueue>,
+    /// Free retries spent per event on inits that timed out on an overloaded host.
+    overload_retries: HashMap<i64, u32>,
+}
+
 struct Inner {
-    store: EventStore,
+    store: Arc<dyn EventQueueStore>,
     invoker: Invoker,
     settings: QueueSettings,
-    /// Due time and id → event. Events being run are not in here.
-    pending: Mutex<BTreeMap<(i64, i64), QueuedEvent>>,
-    /// Events being run, by function (for the stats).
-    running: Mutex<HashMap<i64, (String, i64)>>,
+    state: Mutex<State>,
     wake: Notify,
+    cpus: usize,
 }
 
 /// The async queue. Cheap to clone.
@@ -83,32 +215,46 @@ pub struct AsyncQueue {
     inner: Arc<Inner>,
 }
 
-/// How often a throttled backlog is looked at again.
-const THROTTLE_RETRY: Duration = Duration::from_millis(20);
-
 impl AsyncQueue {
-    /// Load what is queued and start dispatching.
+    /// Find what is queued (counts per function, not the events) and start
+    /// dispatching.
     pub fn start(
-        store: EventStore,
+        store: impl EventQueueStore,
         invoker: Invoker,
         settings: QueueSettings,
     ) -> Result<Self, InvokeError> {
-        let leftovers = store.load_all()?;
-        if !leftovers.is_empty() {
-            tracing::info!(events = leftovers.len(), "resuming queued async events");
+        let backlog = store.backlog()?;
+        let total: u64 = backlog.iter().map(|(_, n)| n).sum();
+        if total > 0 {
+            tracing::info!(
+                events = total,
+                functions = backlog.len(),
+                "resuming queued async events"
+            );
         }
-        let pending = leftovers
+        let fns = backlog
             .into_iter()
-            .map(|e| ((e.due_ms, e.id), e))
+            .map(|(f, depth)| {
+                (
+                    f,
+                    FnQueue {
+                        depth,
+                        ..FnQueue::default()
+                    },
+                )
+            })
             .collect();
         let q = AsyncQueue {
             inner: Arc::new(Inner {
-                store,
+                store: Arc::new(store),
                 invoker,
                 settings,
-                pending: Mutex::new(pending),
-                running: Mutex::new(HashMap::new()),
+                state: Mutex::new(State {
+                    fns,
+                    overload_retries: HashMap::new(),
+                }),
                 wake: Notify::new(),
+                cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             }),
         };
         let d = q.clone();
@@ -135,7 +281,7 @@ impl AsyncQueue {
         }
         let now = nimbus_core::now_ms();
         let request_id = nimbus_core::new_request_id();
-        let mut ev = QueuedEvent {
+        let ev = QueuedEvent {
             id: 0,
             request_id: request_id.clone(),
             function: inv.function,
@@ -147,130 +293,89 @@ impl AsyncQueue {
             trace_id: Some(crate::trace_header(inv.trace_id.as_deref(), None)),
             source: source.to_string(),
         };
-        ev.id = self.inner.store.insert(vec![ev.clone()]).await?[0];
+        let function = ev.function.clone();
+        let id = self.inner.store.insert(vec![ev]).await?[0];
         invoker
             .telemetry()
             .metrics()
-            .async_function(&ev.function)
+            .async_function(&function)
             .enqueued();
-        self.inner
-            .pending
-            .lock()
-            .unwrap()
-            .insert((ev.due_ms, ev.id), ev);
+        {
+            let mut st = self.inner.state.lock().unwrap();
+            let fresh = !st.fns.contains_key(&function);
+            let fq = st.fns.entry(function).or_default();
+            if fresh {
+                // Nothing of it was queued: memory holds its whole backlog.
+                fq.exhausted = true;
+            }
+            fq.depth += 1;
+            fq.offer(EventMeta {
+                id,
+                due_ms: now,
+                enqueued_ms: now,
+                attempts: 0,
+            });
+        }
         self.inner.wake.notify_one();
         Ok(request_id)
     }
 
     /// Backlog of one function (queued plus running).
     pub fn stats(&self, function: &str) -> QueueStats {
-        let now = nimbus_core::now_ms();
-        let mut st = QueueStats::default();
-        let mut oldest = i64::MAX;
-        for e in self
-            .inner
-            .pending
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|e| e.function == function)
-        {
-            st.depth += 1;
-            oldest = oldest.min(e.enqueued_ms);
-        }
-        for (f, enq) in self.inner.running.lock().unwrap().values() {
-            if f == function {
-                st.depth += 1;
-                oldest = oldest.min(*enq);
+        let depth = {
+            let st = self.inner.state.lock().unwrap();
+            st.fns.get(function).map_or(0, |f| f.depth)
+        };
+        self.stats_of(function, depth)
+    }
+
+    fn stats_of(&self, function: &str, depth: u64) -> QueueStats {
+        let mut st = QueueStats {
+            depth,
+            oldest_age_ms: 0,
+        };
+        if depth > 0 {
+            match self.inner.store.oldest_enqueued(function) {
+                Ok(Some(oldest)) => st.oldest_age_ms = (nimbus_core::now_ms() - oldest).max(0),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(function, error = %e, "cannot read the queue's age"),
             }
-        }
-        if st.depth > 0 {
-            st.oldest_age_ms = now - oldest;
         }
         st
     }
 
     /// Backlog of every function with one (queued plus running), by function name.
     pub fn all_stats(&self) -> BTreeMap<String, QueueStats> {
-        let now = nimbus_core::now_ms();
-        let mut out: BTreeMap<String, QueueStats> = BTreeMap::new();
-        let mut add = |function: &str, enqueued_ms: i64| {
-            let st = match out.get_mut(function) {
-                Some(st) => st,
-                None => out.entry(function.to_string()).or_default(),
-            };
-            st.depth += 1;
-            st.oldest_age_ms = st.oldest_age_ms.max(now - enqueued_ms);
+        let depths: Vec<(String, u64)> = {
+            let st = self.inner.state.lock().unwrap();
+            st.fns
+                .iter()
+                .filter(|(_, f)| f.depth > 0)
+                .map(|(n, f)| (n.clone(), f.depth))
+                .collect()
         };
-        for e in self.inner.pending.lock().unwrap().values() {
-            add(&e.function, e.enqueued_ms);
-        }
-        for (f, enq) in self.inner.running.lock().unwrap().values() {
-            add(f, *enq);
-        }
-        out
+        depths
+            .into_iter()
+            .map(|(f, d)| {
+                let s = self.stats_of(&f, d);
+                (f, s)
+            })
+            .collect()
+    }
+
+    /// How many events the dispatcher holds in memory (windows, stashes and
+    /// running), whatever the depth of the queue.
+    pub fn resident(&self) -> usize {
+        let st = self.inner.state.lock().unwrap();
+        st.fns
+            .values()
+            .map(|f| f.window.len() + f.stash.len() + f.running.len())
+            .sum()
     }
 
     async fn dispatch(self) {
         loop {
-            let now = nimbus_core::now_ms();
-            let mut throttled: HashSet<String> = HashSet::new();
-            let mut to_run = Vec::new();
-            let mut dropped = Vec::new();
-            let next_due = {
-                let mut pending = self.inner.pending.lock().unwrap();
-                let due: Vec<(i64, i64)> = pending
-                    .range(..(now + 1, i64::MIN))
-                    .map(|(k, _)| *k)
-                    .collect();
-                for key in due {
-                    let ev = &pending[&key];
-                    if throttled.contains(&ev.function) {
-                        continue;
-                    }
-                    match self
-                        .inner
-                        .invoker
-                        .admit(&ev.function, ev.qualifier.as_deref())
-                    {
-                        Ok(admitted) => {
-                            let ev = pending.remove(&key).expect("present");
-                            to_run.push((ev, admitted));
-                        }
-                        Err(InvokeError::Throttled(_)) => {
-                            throttled.insert(ev.function.clone());
-                        }
-                        Err(e) => {
-                            let ev = pending.remove(&key).expect("present");
-                            dropped.push((ev, e));
-                        }
-                    }
-                }
-                pending
-                    .keys()
-                    .find(|(due, _)| *due > now)
-                    .map(|(due, _)| *due)
-            };
-            for (ev, e) in dropped {
-                tracing::warn!(function = %ev.function, request_id = %ev.request_id, error = %e, "dropping async event");
-                self.inner.store.delete(ev.id);
-            }
-            for (ev, (dep, permit)) in to_run {
-                self.inner
-                    .running
-                    .lock()
-                    .unwrap()
-                    .insert(ev.id, (ev.function.clone(), ev.enqueued_ms));
-                let q = self.clone();
-                tokio::spawn(async move { q.run_one(ev, dep, permit).await });
-            }
-            let wait = if !throttled.is_empty() {
-                THROTTLE_RETRY
-            } else {
-                next_due.map_or(Duration::from_secs(3600), |d| {
-                    Duration::from_millis((d - now).max(1) as u64)
-                })
-            };
+            let wait = self.pass();
             tokio::select! {
                 _ = self.inner.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
@@ -278,12 +383,195 @@ impl AsyncQueue {
         }
     }
 
+    /// One look at every function with a backlog: refill windows, launch what is due
+    /// and allowed, park what is throttled. Work is per function, never per queued
+    /// event beyond those launched. Returns how long to sleep unless woken.
+    fn pass(&self) -> Duration {
+        let now = nimbus_core::now_ms();
+        let invoker = &self.inner.invoker;
+        // Instances up (idle or busy) per function, for the drain's budget of runs
+        // waiting on a cold start.
+        let mut ready: HashMap<String, usize> = HashMap::new();
+        for c in invoker.pool().census() {
+            *ready.entry(c.function).or_default() += c.idle + c.busy;
+        }
+        let cpus = self.inner.cpus;
+        let mut next: Option<i64> = None;
+        let mut refills = Vec::new();
+        let mut launches = Vec::new();
+        let mut dropped = Vec::new();
+        {
+            let mut st = self.inner.state.lock().unwrap();
+            let mut cold: usize = st
+                .fns
+                .iter()
+                .map(|(f, q)| {
+                    q.running
+                        .len()
+                        .saturating_sub(ready.get(f).copied().unwrap_or(0))
+                })
+                .sum();
+            st.fns.retain(|_, q| !q.idle());
+            for (name, fq) in st.fns.iter_mut() {
+                if let Some((until, _)) = fq.parked {
+                    if until > now {
+                        next = Some(next.map_or(until, |n: i64| n.min(until)));
+                        continue;
+                    }
+                    fq.parked = None;
+                }
+                if !fq.exhausted && !fq.refilling && fq.window.len() < WINDOW / 2 {
+                    fq.refilling = true;
+                    refills.push((name.clone(), fq.cursor, WINDOW - fq.window.len()));
+                }
+                let up = ready.get(name).copied().unwrap_or(0);
+                while let Some((&key, meta)) = fq.window.first_key_value() {
+                    if key.0 > now {
+                        next = Some(next.map_or(key.0, |n: i64| n.min(key.0)));
+                        break;
+                    }
+                    // A run past the instances that are up waits for a start: at
+                    // most one per CPU of those across the drain.
+                    let needs_start = fq.running.len() >= up;
+                    if needs_start && cold >= cpus {
+                        fq.park(now, Park::Shared);
+                        break;
+                    }
+                    let meta = *meta;
+                    match invoker.admit(name, None) {
+                        Ok(admitted) => {
+                            fq.window.remove(&key);
+                            fq.running.insert(meta.id, meta.enqueued_ms);
+                            fq.backoff = Duration::ZERO;
+                            if needs_start {
+                                cold += 1;
+                            }
+                            launches.push((name.clone(), meta, admitted));
+                        }
+                        Err(InvokeError::Throttled(reason)) => {
+                            let why = match reason {
+                                crate::ThrottleReason::ReservedFunctionConcurrentInvocationLimitExceeded => Park::Own,
+                                crate::ThrottleReason::ConcurrentInvocationLimitExceeded => Park::Shared,
+                            };
+                            fq.park(now, why);
+                            break;
+                        }
+                        Err(e) => {
+                            // The function is gone: its events go with it.
+                            fq.window.remove(&key);
+                            fq.depth = fq.depth.saturating_sub(1);
+                            dropped.push((name.clone(), meta, e));
+                        }
+                    }
+                }
+                if let Some((until, _)) = fq.parked {
+                    next = Some(next.map_or(until, |n: i64| n.min(until)));
+                }
+            }
+        }
+        for (function, meta, e) in dropped {
+            tracing::warn!(function = %function, event = meta.id, error = %e, "dropping async event");
+            self.inner.store.delete(meta.id);
+        }
+        for (function, meta, (dep, permit)) in launches {
+            let q = self.clone();
+            tokio::spawn(async move { q.run_one(function, meta, dep, permit).await });
+        }
+        for (function, cursor, want) in refills {
+            let q = self.clone();
+            tokio::spawn(async move { q.refill(function, cursor, want).await });
+        }
+        next.map_or(Duration::from_secs(3600), |d| {
+            Duration::from_millis((d - now).max(1) as u64)
+        })
+    }
+
+    async fn refill(&self, function: String, cursor: Option<Key>, want: usize) {
+        let rows = self.inner.store.due_window(&function, cursor, want).await;
+        {
+            let mut st = self.inner.state.lock().unwrap();
+            let Some(fq) = st.fns.get_mut(&function) else {
+                return;
+            };
+            match rows {
+                Ok(rows) => fq.merge(rows, want),
+                Err(e) => {
+                    tracing::error!(function = %function, error = %e, "cannot read the event queue");
+                    fq.refilling = false;
+                    // Anything stashed is past the cursor, still in the store: the
+                    // next read finds it.
+                    fq.stash.clear();
+                    fq.park(nimbus_core::now_ms(), Park::Own);
+                }
+            }
+        }
+        self.inner.wake.notify_one();
+    }
+
     async fn run_one(
         &self,
-        mut ev: QueuedEvent,
+        function: String,
+        meta: EventMeta,
         dep: Arc<nimbus_runtime::Deployment>,
         permit: crate::Permit,
     ) {
+        let store = self.inner.store.clone();
+        let id = meta.id;
+        let loaded = tokio::task::spawn_blocking(move || store.load(id)).await;
+        let mut ev = match loaded {
+            Ok(Ok(Some(ev))) => ev,
+            Ok(Ok(None)) => {
+                // Already gone (deleted with its function): nothing to run.
+                drop(permit);
+                self.forget(&function, id);
+                return;
+            }
+            Ok(Err(e)) => {
+                drop(permit);
+                tracing::error!(function = %function, event = id, error = %e, "cannot read a queued event");
+                self.requeue_meta(
+                    &function,
+                    meta,
+                    nimbus_core::now_ms() + PLATFORM_RETRY.as_millis() as i64,
+                );
+                return;
+            }
+            Err(e) => {
+                drop(permit);
+                tracing::error!(function = %function, event = id, error = %e, "event read task failed");
+                self.requeue_meta(
+                    &function,
+                    meta,
+                    nimbus_core::now_ms() + PLATFORM_RETRY.as_millis() as i64,
+                );
+                return;
+            }
+        };
+        // The admitted deployment was resolved without the event's qualifier: an
+        // event for a version or alias runs that.
+        let (dep, permit) = if ev.qualifier.is_some() {
+            drop(permit);
+            match self
+                .inner
+                .invoker
+                .admit(&ev.function, ev.qualifier.as_deref())
+            {
+                Ok(a) => a,
+                Err(InvokeError::Throttled(_)) => {
+                    // Lost the slot in between: wait for the next one.
+                    let due = ev.due_ms;
+                    self.requeue(ev, due);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(function = %ev.function, request_id = %ev.request_id, error = %e, "dropping async event");
+                    self.finish(&ev);
+                    return;
+                }
+            }
+        } else {
+            (dep, permit)
+        };
         let invoker = &self.inner.invoker;
         let qualifier = ev.qualifier.clone().unwrap_or_else(|| "$LATEST".into());
         let cfg = invoker
@@ -300,7 +588,7 @@ impl AsyncQueue {
         let inv = Invocation {
             function: ev.function.clone(),
             qualifier: ev.qualifier.clone(),
-            payload: Bytes::from(ev.payload.clone()),
+            payload: Bytes::from(std::mem::take(&mut ev.payload)),
             trigger: if ev.source == "destination" {
                 Trigger::Event
             } else {
@@ -309,13 +597,27 @@ impl AsyncQueue {
             client_context: None,
             trace_id: ev.trace_id.clone(),
         };
+        let payload = inv.payload.clone();
         let result = invoker.run(dep, inv, permit, ev.request_id.clone()).await;
+        ev.payload = payload.to_vec();
         match result {
             Ok(r) if !r.function_error => {
                 ev.attempts += 1;
                 self.finish(&ev);
                 self.destination(&ev, &cfg, Condition::Success, Some(&r))
                     .await;
+            }
+            Ok(r)
+                if r.outcome == Outcome::InitError
+                    && init_timed_out(&r)
+                    && self.overloaded()
+                    && self.spend_overload_retry(ev.id) =>
+            {
+                // The init ran out of time because the host was saturated, not
+                // because of the function: soon again, and it does not count.
+                tracing::info!(function = %ev.function, request_id = %ev.request_id, "init timed out on an overloaded host; will retry without counting the attempt");
+                let retry_at = nimbus_core::now_ms() + OVERLOAD_RETRY.as_millis() as i64;
+                self.requeue(ev, retry_at);
             }
             Ok(r) => {
                 ev.attempts += 1;
@@ -344,26 +646,93 @@ impl AsyncQueue {
                 // Platform trouble (not the function's fault): try again later without
                 // spending an attempt, within the event's maximum age.
                 tracing::warn!(function = %ev.function, request_id = %ev.request_id, error = %e, "async invocation could not run; will retry");
-                let retry_at = nimbus_core::now_ms() + 1000;
+                let retry_at = nimbus_core::now_ms() + PLATFORM_RETRY.as_millis() as i64;
                 self.requeue(ev, retry_at);
             }
         }
     }
 
-    fn finish(&self, ev: &QueuedEvent) {
-        self.inner.running.lock().unwrap().remove(&ev.id);
-        self.inner.store.delete(ev.id);
+    /// Whether the host is overloaded: its CPUs saturated (load average at or
+    /// above the CPU count) or a CPU's worth of instance inits under way.
+    fn overloaded(&self) -> bool {
+        let cpus = self.inner.cpus as f64;
+        let load = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        let initialising: usize = self
+            .inner
+            .invoker
+            .pool()
+            .census()
+            .iter()
+            .map(|c| c.initialising)
+            .sum();
+        load >= cpus || initialising as f64 >= cpus
     }
 
-    fn requeue(&self, mut ev: QueuedEvent, due_ms: i64) {
-        ev.due_ms = due_ms;
-        self.inner.store.reschedule(ev.id, ev.attempts, due_ms);
-        self.inner.running.lock().unwrap().remove(&ev.id);
-        self.inner
-            .pending
-            .lock()
-            .unwrap()
-            .insert((ev.due_ms, ev.id), ev);
+    /// Take one of the event's free retries for an overloaded host, if any is left.
+    fn spend_overload_retry(&self, id: i64) -> bool {
+        let mut st = self.inner.state.lock().unwrap();
+        let n = st.overload_retries.entry(id).or_insert(0);
+        *n += 1;
+        *n <= MAX_OVERLOAD_RETRIES
+    }
+
+    /// A run of `function` ended (its event finished or went back to waiting):
+    /// wake what its end may unblock.
+    fn ended(st: &mut State, function: &str) {
+        for (name, fq) in st.fns.iter_mut() {
+            match fq.parked {
+                Some((_, Park::Shared)) => fq.unpark(),
+                Some((_, Park::Own)) if name == function => fq.unpark(),
+                _ => {}
+            }
+        }
+    }
+
+    /// Drop an event that disappeared from the store from memory.
+    fn forget(&self, function: &str, id: i64) {
+        {
+            let mut st = self.inner.state.lock().unwrap();
+            st.overload_retries.remove(&id);
+            if let Some(fq) = st.fns.get_mut(function) {
+                if fq.running.remove(&id).is_some() {
+                    fq.depth = fq.depth.saturating_sub(1);
+                }
+            }
+            Self::ended(&mut st, function);
+        }
+        self.inner.wake.notify_one();
+    }
+
+    fn finish(&self, ev: &QueuedEvent) {
+        self.inner.store.delete(ev.id);
+        self.forget(&ev.function, ev.id);
+    }
+
+    fn requeue(&self, ev: QueuedEvent, due_ms: i64) {
+        let meta = EventMeta {
+            id: ev.id,
+            due_ms,
+            enqueued_ms: ev.enqueued_ms,
+            attempts: ev.attempts,
+        };
+        self.requeue_meta(&ev.function, meta, due_ms);
+    }
+
+    fn requeue_meta(&self, function: &str, mut meta: EventMeta, due_ms: i64) {
+        meta.due_ms = due_ms;
+        {
+            let mut st = self.inner.state.lock().unwrap();
+            // Sent under the lock, so a window read asked for after this sees it.
+            self.inner.store.reschedule(meta.id, meta.attempts, due_ms);
+            if let Some(fq) = st.fns.get_mut(function) {
+                fq.running.remove(&meta.id);
+                fq.offer(meta);
+            }
+            Self::ended(&mut st, function);
+        }
         self.inner.wake.notify_one();
     }
 
@@ -444,6 +813,14 @@ impl AsyncQueue {
             }
         }
     }
+}
+
+/// Whether an init failure was the init phase running out of time.
+fn init_timed_out(r: &crate::InvokeResult) -> bool {
+    serde_json::from_slice::<serde_json::Value>(&r.payload)
+        .ok()
+        .and_then(|v| v.get("errorType")?.as_str().map(str::to_string))
+        .is_some_and(|t| t == "Sandbox.Timedout")
 }
 
 fn trigger_of(source: &str) -> Trigger {
