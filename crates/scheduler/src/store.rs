@@ -77,7 +77,7 @@ impl ScheduleStore {
     /// migrating the file (a file newer than this build knows is refused).
     pub fn open(path: &Path) -> Result<Self> {
         let conn = nimbus_store::SharedConn::open_schema(path, &nimbus_store::schema::EVENTS_DB)
-            .map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))?;
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         Ok(Self { conn })
     }
 
