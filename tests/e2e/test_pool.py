@@ -12,8 +12,9 @@ from conftest import concurrently, pid_alive, wait_for
 PY_PID = """
 import os, time
 def handler(event, context):
+    start = time.time()
     time.sleep(event.get("sleep", 0))
-    return {"pid": os.getpid(), "version": VERSION}
+    return {"pid": os.getpid(), "version": VERSION, "start": start, "end": time.time()}
 
 VERSION = "v1"
 """
@@ -44,17 +45,18 @@ def test_scale_out_runs_concurrently(server):
 
     def call(_):
         s = requests.Session()
-        return server.invoke_ok("fanout", {"sleep": 1}, session=s)[0]["pid"]
+        return server.invoke_ok("fanout", {"sleep": 1}, session=s)[0]
 
     # First round: eight cold starts, one process each.
-    pids = concurrently(8, call)
+    pids = [b["pid"] for b in concurrently(8, call)]
     assert len(set(pids)) == 8, pids
-    # Second round (warm): eight 1 s requests take about 1 s together, not 8 s.
-    t0 = time.monotonic()
-    pids = concurrently(8, call)
-    elapsed = time.monotonic() - t0
-    assert len(set(pids)) == 8, pids
-    assert elapsed < 2.0, f"8 concurrent 1 s invocations took {elapsed:.1f} s"
+    # Second round (warm): the eight 1 s requests run at the same time, on eight
+    # instances: by the functions' own clocks every one started before any ended.
+    bodies = concurrently(8, call)
+    assert len({b["pid"] for b in bodies}) == 8, bodies
+    last_start = max(b["start"] for b in bodies)
+    first_end = min(b["end"] for b in bodies)
+    assert last_start < first_end, f"the calls did not overlap: {bodies}"
     assert len(server.instances("fanout")) == 8
 
 
@@ -71,19 +73,20 @@ def test_reserved_concurrency_throttles_at_once(server):
                   reserved_concurrency=2, timeout_s=30)
 
     def call(_):
-        t0 = time.monotonic()
         r = server.invoke("reserved2", {"sleep": 3}, session=requests.Session())
-        return r, time.monotonic() - t0
+        return r, time.time()
 
     results = concurrently(8, call)
     ok = [r for r, _ in results if r.status_code == 200]
     throttled = [(r, t) for r, t in results if r.status_code != 200]
     assert len(ok) == 2, [r.status_code for r, _ in results]
     assert len(throttled) == 6
-    for r, took in throttled:
+    ends = [r.json()["end"] for r in ok]
+    for r, answered in throttled:
         _throttle_checks(r, "ReservedFunctionConcurrentInvocationLimitExceeded")
-        # Rejected at once, not queued behind the 3 s invocations.
-        assert took < 2.5, took
+        # Rejected at once, not queued behind the 3 s invocations: the 429 was in
+        # the client's hands before either admitted call finished (same host clock).
+        assert answered < min(ends), (answered, ends)
     assert all("x-amz-function-error" not in r.headers for r in ok)
     # Throttles do not leak permits: once they finish, the function runs again.
     server.invoke_ok("reserved2", {})
@@ -211,7 +214,8 @@ def test_redeploy_while_busy_retires_old_instance_after_request(server):
     assert new["version"] == "v2" and new["pid"] != old_pid
     t.join(30)
     old = results["old"]
-    assert old.status_code == 200 and old.json() == {"pid": old_pid, "version": "v1"}, old.text
+    assert old.status_code == 200, old.text
+    assert (old.json()["pid"], old.json()["version"]) == (old_pid, "v1"), old.text
     wait_for(lambda: not pid_alive(old_pid), timeout=10, what="old busy instance stopped")
     assert old_pid not in [i["pid"] for i in server.instances("redeploy-busy")]
 
