@@ -547,6 +547,9 @@ impl AsyncQueue {
                 return;
             }
         };
+        // What memory says wins over a row whose reschedule may not be committed yet.
+        ev.attempts = ev.attempts.max(meta.attempts);
+        ev.due_ms = meta.due_ms;
         // The admitted deployment was resolved without the event's qualifier: an
         // event for a version or alias runs that.
         let (dep, permit) = if ev.qualifier.is_some() {
@@ -875,6 +878,79 @@ mod tests {
             .unwrap_err()
             .contains("not supported"));
         assert!(Destination::parse("nonsense").is_err());
+    }
+
+    fn meta(due_ms: i64, id: i64) -> EventMeta {
+        EventMeta {
+            id,
+            due_ms,
+            enqueued_ms: 0,
+            attempts: 0,
+        }
+    }
+
+    fn keys(q: &FnQueue) -> Vec<i64> {
+        q.window.values().map(|m| m.id).collect()
+    }
+
+    #[test]
+    fn paging_never_skips_nor_doubles_an_event() {
+        // As after a restart: a backlog in the store, nothing in memory yet.
+        let mut q = FnQueue {
+            refilling: true,
+            ..FnQueue::default()
+        };
+        q.merge(vec![meta(1, 1), meta(2, 2)], 2);
+        assert!(!q.exhausted);
+        assert_eq!(q.cursor, Some((2, 2)));
+        // Past the cursor: stays in the store until a read reaches it.
+        q.offer(meta(5, 5));
+        assert_eq!(keys(&q), [1, 2]);
+        // Within the cursor (a retry due soon): memory must hold it.
+        q.offer(meta(1, 9));
+        assert_eq!(keys(&q), [1, 9, 2]);
+        // Claimed and running: a read that returns it again is ignored.
+        q.window.remove(&(1, 1));
+        q.running.insert(1, 0);
+        // A read under way; an event written meanwhile past the cursor waits in the
+        // stash, and the read's answer (which may or may not include it) is merged.
+        q.refilling = true;
+        q.offer(meta(7, 7));
+        assert_eq!(q.stash.len(), 1);
+        q.merge(vec![meta(1, 1), meta(5, 5), meta(7, 7)], 4);
+        assert!(q.exhausted, "a short read means the store has no more");
+        assert_eq!(keys(&q), [9, 2, 5, 7]);
+        assert!(q.stash.is_empty());
+        // Exhausted: new events go straight to memory, until it outgrows the window.
+        for i in 0..WINDOW as i64 {
+            q.offer(meta(100 + i, 100 + i));
+        }
+        assert!(!q.exhausted);
+        // It flipped when the window outgrew WINDOW; later offers stayed in the store.
+        assert_eq!(q.window.len(), WINDOW + 1);
+        assert_eq!(q.cursor, q.window.keys().last().copied());
+        let held = q.window.len();
+        q.offer(meta(10_000, 10_000));
+        assert_eq!(
+            q.window.len(),
+            held,
+            "past the cursor again: the store keeps it"
+        );
+    }
+
+    #[test]
+    fn parking_backs_off_and_resets() {
+        let mut q = FnQueue::default();
+        q.park(0, Park::Own);
+        assert_eq!(q.parked, Some((20, Park::Own)));
+        q.park(0, Park::Own);
+        assert_eq!(q.parked, Some((40, Park::Own)));
+        for _ in 0..10 {
+            q.park(0, Park::Shared);
+        }
+        assert_eq!(q.parked, Some((PARK_MAX.as_millis() as i64, Park::Shared)));
+        q.unpark();
+        assert_eq!(q.parked, None);
     }
 
     #[test]
