@@ -27,6 +27,7 @@ use nimbus_store::{BlobStore, Db};
 use nimbus_telemetry::{lines, Telemetry};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use tracing::Instrument;
 
 /// Errors a caller of the invoker can get. The API front-ends map each to its wire shape.
 #[derive(Debug, thiserror::Error)]
@@ -223,7 +224,35 @@ impl Invoker {
     }
 
     /// Run an admitted request on an instance and record it.
+    ///
+    /// Cancel-safe: the invocation runs on a task of its own that owns the lease and
+    /// the permit, so a caller that goes away (a client that disconnects mid-invoke
+    /// drops its handler future) does not cut it short. As on Lambda, the function
+    /// finishes whatever the client does, its instance goes back to the pool and its
+    /// record is written; only the result is thrown away.
     pub async fn run(
+        &self,
+        dep: Arc<Deployment>,
+        inv: Invocation,
+        permit: Permit,
+        request_id: String,
+    ) -> Result<InvokeResult> {
+        let this = self.clone();
+        let task = tokio::spawn(
+            async move { this.run_to_completion(dep, inv, permit, request_id).await }
+                .instrument(tracing::Span::current()),
+        );
+        match task.await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "invocation task failed");
+                Err(InvokeError::Service(format!("invocation failed: {e}")))
+            }
+        }
+    }
+
+    /// The body of [`Invoker::run`]: never called except on its own task.
+    async fn run_to_completion(
         &self,
         dep: Arc<Deployment>,
         inv: Invocation,
