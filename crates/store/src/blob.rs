@@ -345,7 +345,10 @@ mod tests {
         let mut a = zip::ZipArchive::new(std::io::Cursor::new(&z)).unwrap();
         assert_eq!(a.by_index(0).unwrap().size(), 16);
         let err = store.put_zip(&z, 1 << 20).unwrap_err();
-        assert!(matches!(err, StoreError::TooLarge { max } if max == 1 << 20), "{err}");
+        assert!(
+            matches!(err, StoreError::TooLarge { max } if max == 1 << 20),
+            "{err}"
+        );
         assert_eq!(
             err.to_string(),
             "Unzipped size must be smaller than 1048576 bytes"
