@@ -98,7 +98,7 @@ def test_zip_bomb_is_refused_with_memory_flat(server, lam):
 
 
 def test_honest_zip_under_the_limit_still_deploys(server, lam):
-    # The same lie about a small file is harmless: the real bytes are under the limit.
+    # Counting real bytes refuses nothing honest: a normal bundle still deploys and runs.
     code = b"def handler(event, context):\n    return {'ok': True}\n"
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
