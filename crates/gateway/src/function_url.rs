@@ -36,7 +36,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use nimbus_auth::{AuthError, Credentials, Verifier};
 use nimbus_core::Trigger;
-use nimbus_invoker::{Invocation, InvokeError};
+use nimbus_dispatch::{Invocation, InvokeError};
 use nimbus_store::{RouteStore, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -385,8 +385,8 @@ fn target(routes: &crate::RouteTable, parts: &http::request::Parts) -> Option<Ta
     // A config whose function is gone (or was created again since) does not answer.
     let live = |c: Arc<FunctionUrlConfig>| {
         routes
-            .invoker()
-            .get(&c.function)
+            .dispatch()
+            .function(&c.function)
             .is_some_and(|f| c.belongs_to(f.created_ms))
             .then_some(c)
     };
@@ -626,7 +626,7 @@ async fn serve(
         trace_id: Some(trace_id),
     };
     let t0 = std::time::Instant::now();
-    let result = gw.routes().invoker().invoke(inv).await;
+    let result = gw.routes().dispatch().invoke(inv).await;
     log.integration_ms = t0.elapsed().as_secs_f64() * 1000.0;
     match result {
         Ok(res) => {

@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use nimbus_core::Trigger;
-use nimbus_invoker::{Invocation, InvokeError};
+use nimbus_dispatch::{Invocation, InvokeError};
 use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -159,7 +159,7 @@ impl Gateway {
                 resp.headers_mut().insert("x-amzn-trace-id", v);
             }
             if log.traceparent {
-                let tp = nimbus_invoker::traceparent(&log.trace_id);
+                let tp = nimbus_dispatch::traceparent(&log.trace_id);
                 if let Some(v) = tp.and_then(|t| HeaderValue::from_str(&t).ok()) {
                     resp.headers_mut().insert("traceparent", v);
                 }
@@ -179,7 +179,7 @@ impl Gateway {
             rejected = log.rejected,
             "gateway request"
         );
-        let metrics = self.inner.routes.invoker().telemetry().metrics();
+        let metrics = self.inner.routes.telemetry().metrics();
         if !log.rejected.is_empty() {
             metrics.gateway_rejection(&log.route, log.rejected);
         }
@@ -278,7 +278,7 @@ impl Gateway {
         };
         // Throttling, authorizer, API key: 401/403/429/500 without invoking.
         let routes = &self.inner.routes;
-        let granted = match routes.auth().check(&route, &info, routes.invoker()).await {
+        let granted = match routes.auth().check(&route, &info, routes.dispatch()).await {
             Ok(g) => g,
             Err(denied) => {
                 log.rejected = denied.reason();
@@ -299,7 +299,7 @@ impl Gateway {
 
         // Run the function; past the integration timeout the client gets 504 and
         // the invocation runs on (as behind API Gateway).
-        let invoker = self.inner.routes.invoker().clone();
+        let dispatch = self.inner.routes.dispatch().clone();
         let inv = Invocation {
             function: route.function.clone(),
             qualifier: route.qualifier.clone(),
@@ -309,7 +309,7 @@ impl Gateway {
             trace_id: Some(trace_id),
         };
         let t0 = Instant::now();
-        let task = tokio::spawn(async move { invoker.invoke(inv).await });
+        let task = tokio::spawn(async move { dispatch.invoke(inv).await });
         let outcome = tokio::time::timeout(route.timeout(), task).await;
         log.integration_ms = t0.elapsed().as_secs_f64() * 1000.0;
         let result = match outcome {
@@ -428,7 +428,7 @@ pub(crate) fn event_headers<'a>(
 /// converted, else a new one; noted in the access log.
 pub(crate) fn request_trace(headers: &http::HeaderMap, log: &mut Access) -> String {
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    let trace_id = nimbus_invoker::trace_header(get("x-amzn-trace-id"), get("traceparent"));
+    let trace_id = nimbus_dispatch::trace_header(get("x-amzn-trace-id"), get("traceparent"));
     log.trace_id = trace_id.clone();
     log.traceparent = get("traceparent").is_some();
     trace_id

@@ -4,8 +4,9 @@
 
 use crate::matcher::Matcher;
 use crate::route::{Route, RouteError, RouteKey};
-use nimbus_invoker::Invoker;
+use nimbus_dispatch::Dispatch;
 use nimbus_store::{RouteStore, StoreError, StoredRoute};
+use nimbus_telemetry::Telemetry;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -35,7 +36,9 @@ pub enum TableError {
 
 struct Inner {
     store: RouteStore,
-    invoker: Invoker,
+    /// Runs the routes' functions: the dispatch seam, not the invoker.
+    dispatch: Arc<dyn Dispatch>,
+    telemetry: Telemetry,
     public_url: String,
     /// Writers take this lock for the whole change (store write, then swap), so
     /// changes apply in one order in the store and in memory.
@@ -56,9 +59,16 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Load the stored routes of the database at `db_path`. `public_url` is the
-    /// gateway's base URL as clients reach it (`http://127.0.0.1:8080`).
-    pub fn open(db_path: &Path, invoker: Invoker, public_url: String) -> Result<Self, StoreError> {
+    /// Load the stored routes of the database at `db_path`. Requests run their
+    /// functions through `dispatch`; `telemetry` gets the gateway's metrics.
+    /// `public_url` is the gateway's base URL as clients reach it
+    /// (`http://127.0.0.1:8080`).
+    pub fn open(
+        db_path: &Path,
+        dispatch: Arc<dyn Dispatch>,
+        telemetry: Telemetry,
+        public_url: String,
+    ) -> Result<Self, StoreError> {
         let store = RouteStore::open(db_path)?;
         let mut routes = BTreeMap::new();
         for s in store.list()? {
@@ -83,7 +93,8 @@ impl RouteTable {
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
-                invoker,
+                dispatch,
+                telemetry,
                 public_url: public_url.trim_end_matches('/').to_string(),
                 routes: tokio::sync::Mutex::new(routes),
                 matcher: RwLock::new(Arc::new(matcher)),
@@ -126,8 +137,8 @@ impl RouteTable {
     pub async fn put(&self, mut route: Route) -> Result<(Arc<Route>, bool), TableError> {
         route.validate()?;
         let key = route.route_key.to_string();
-        let inv = &self.inner.invoker;
-        if inv.get(&route.function).is_none() {
+        let inv = &self.inner.dispatch;
+        if inv.function(&route.function).is_none() {
             return Err(TableError::FunctionNotFound {
                 route: key,
                 function: route.function,
@@ -204,7 +215,13 @@ impl RouteTable {
         &self.inner.auth
     }
 
-    pub(crate) fn invoker(&self) -> &Invoker {
-        &self.inner.invoker
+    /// The dispatch seam requests invoke through.
+    pub(crate) fn dispatch(&self) -> &Arc<dyn Dispatch> {
+        &self.inner.dispatch
+    }
+
+    /// Where the gateway's metrics go.
+    pub(crate) fn telemetry(&self) -> &Telemetry {
+        &self.inner.telemetry
     }
 }

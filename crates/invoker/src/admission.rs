@@ -7,25 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Which cap a throttled request hit (Lambda's `Reason` field).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ThrottleReason {
-    /// The function's reserved concurrency is exhausted.
-    ReservedFunctionConcurrentInvocationLimitExceeded,
-    /// The account-wide (unreserved) pool is exhausted.
-    ConcurrentInvocationLimitExceeded,
-}
-
-impl ThrottleReason {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::ReservedFunctionConcurrentInvocationLimitExceeded => {
-                "ReservedFunctionConcurrentInvocationLimitExceeded"
-            }
-            Self::ConcurrentInvocationLimitExceeded => "ConcurrentInvocationLimitExceeded",
-        }
-    }
-}
+pub use nimbus_dispatch::ThrottleReason;
 
 #[derive(Default)]
 struct State {

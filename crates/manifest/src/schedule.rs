@@ -55,14 +55,14 @@ pub fn check(expr: &str) -> Result<(), String> {
 }
 
 fn full(expr: &str) -> Result<(), String> {
-    nimbus_scheduler::Expression::parse(expr)
+    nimbus_schedule_expr::Expression::parse(expr)
         .map(|_| ())
         .map_err(|e| format!("{expr:?}: {e}"))
 }
 
 /// An IANA time zone name (`Europe/Paris`); empty is UTC.
 pub fn check_timezone(tz: &str) -> Result<(), String> {
-    nimbus_scheduler::parse_timezone(tz)
+    nimbus_schedule_expr::parse_timezone(tz)
         .map(|_| ())
         .map_err(|e| format!("{tz:?}: {e}"))
 }

@@ -261,10 +261,11 @@ async fn serve(args: UpArgs) -> Result<i32> {
         },
     )
     .context("cannot start the async queue")?;
+    // Every trigger and the gateway run functions through the dispatch seam.
+    let dispatch = nimbus_invoker::LocalDispatch::shared(invoker.clone(), queue.clone());
     let scheduler = nimbus_scheduler::Scheduler::start_for_server(
         &data_dir.join("events.db"),
-        queue.clone(),
-        invoker.clone(),
+        dispatch.clone(),
         args.region.clone(),
         args.schedule_clock_speed,
     )
@@ -307,7 +308,8 @@ async fn serve(args: UpArgs) -> Result<i32> {
         .collect();
     let routes = nimbus_gateway::RouteTable::open(
         &data_dir.join("nimbus.db"),
-        invoker.clone(),
+        dispatch.clone(),
+        telemetry.clone(),
         format!("http://{gw_addr}"),
     )
     .context("cannot load gateway routes")?;

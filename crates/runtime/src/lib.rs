@@ -18,16 +18,19 @@
 //! * [`pool`]: per-function warm pools: cold start, warm reuse (LIFO), idle reaping,
 //!   provisioned concurrency, retiring instances of an old code revision.
 //!
-//! The process driver is behind [`sandbox::Driver`] so the zygote and Wasm drivers of
-//! DESIGN.md can slot in beside it.
+//! The process driver ([`ProcessDriver`], spares included) is behind the
+//! [`RuntimeDriver`] trait ([`driver`]) and the pool is generic over it, so the Wasm
+//! driver of DESIGN.md slots in beside it as a second implementation.
 
 pub mod api;
+pub mod driver;
 pub mod instance;
 pub mod interpreters;
 pub mod pool;
 pub mod sandbox;
 pub mod spare;
 
+pub use driver::{DriverInstance, ProcessDriver, RuntimeDriver};
 pub use instance::{InvokeOutcome, InvokeRequest, Reply};
 pub use pool::{Deployment, InstanceInfo, InstanceState, Lease, Pool, PoolSettings, ScaleUp};
 

@@ -9,9 +9,10 @@
 //! Admission (how many may run at once) is the invoker's job; the pool starts an
 //! instance whenever asked.
 
+use crate::driver::{DriverInstance, ProcessDriver, RuntimeDriver};
 use crate::instance::{Instance, InstanceSpec, StartError};
 use crate::interpreters::Interpreters;
-use crate::sandbox::{CpuReading, Driver};
+use crate::sandbox::CpuReading;
 use crate::RuntimeError;
 use nimbus_core::FunctionConfig;
 use nimbus_telemetry::Telemetry;
@@ -68,8 +69,8 @@ pub struct Deployment {
 }
 
 /// An instance handed out for one request. Give it back with [`Pool::release`].
-pub struct Lease {
-    pub instance: Arc<Instance>,
+pub struct Lease<I = Instance> {
+    pub instance: Arc<I>,
     pub cold: bool,
     /// Init duration when this request paid for the cold start.
     pub init_ms: Option<f64>,
@@ -107,13 +108,13 @@ pub struct PoolCensus {
     pub busy: usize,
 }
 
-struct FnPool {
+struct FnPool<I> {
     deployment: Arc<Deployment>,
-    idle: Vec<(Arc<Instance>, Instant)>,
-    busy: HashMap<String, Arc<Instance>>,
+    idle: Vec<(Arc<I>, Instant)>,
+    busy: HashMap<String, Arc<I>>,
     starting: usize,
     /// Requests waiting for a busy instance ([`ScaleUp::Adaptive`]), oldest first.
-    waiters: VecDeque<oneshot::Sender<Arc<Instance>>>,
+    waiters: VecDeque<oneshot::Sender<Arc<I>>>,
     /// Moving averages of how long a request holds an instance and how long an
     /// instance takes to start, in ms (`None` until seen).
     service_ms: Option<f64>,
@@ -125,7 +126,7 @@ struct FnPool {
     cpu_share: Option<f64>,
 }
 
-impl FnPool {
+impl<I: DriverInstance> FnPool<I> {
     fn new(deployment: Arc<Deployment>) -> Self {
         FnPool {
             deployment,
@@ -164,14 +165,14 @@ impl FnPool {
     }
 
     /// Hand a freed instance to the oldest waiter still waiting, else keep it idle.
-    fn hand_over(&mut self, mut inst: Arc<Instance>) {
+    fn hand_over(&mut self, mut inst: Arc<I>) {
         while let Some(w) = self.waiters.pop_front() {
             match w.send(inst) {
                 Ok(()) => return,
                 Err(back) => inst = back,
             }
         }
-        self.busy.remove(&inst.id);
+        self.busy.remove(inst.id());
         self.idle.push((inst, Instant::now()));
     }
 }
@@ -287,30 +288,47 @@ fn sample_host_cpu(prev: &mut Option<(u64, u64)>) {
 /// when the queue is moving.
 const MAX_PATIENCE_SPELLS: u32 = 4;
 
-struct Inner {
-    driver: Driver,
+struct Inner<D: RuntimeDriver> {
+    driver: D,
     telemetry: Telemetry,
     settings: PoolSettings,
     interpreters: Interpreters,
-    fns: Mutex<HashMap<String, FnPool>>,
+    fns: Mutex<HashMap<String, FnPool<D::Instance>>>,
     shutting_down: AtomicBool,
     next_id: AtomicU64,
 }
 
-/// The instance pools of one server. Cheap to clone.
-#[derive(Clone)]
-pub struct Pool {
-    inner: Arc<Inner>,
+/// The instance pools of one server, over a [`RuntimeDriver`] (the process driver
+/// unless told otherwise). Cheap to clone.
+pub struct Pool<D: RuntimeDriver = ProcessDriver> {
+    inner: Arc<Inner<D>>,
 }
 
-impl Pool {
+impl<D: RuntimeDriver> Clone for Pool<D> {
+    fn clone(&self) -> Self {
+        Pool {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl Pool<ProcessDriver> {
+    /// The process-driver pool: sandboxed processes, with spares per `settings`.
     pub fn new(settings: PoolSettings, telemetry: Telemetry) -> Self {
-        let driver = Driver::new(&settings.server_id).with_spares(crate::spare::SpareSettings {
-            per_key: settings.spares,
-            runtime_dir: settings.runtime_dir.clone(),
-            pycache_dir: settings.data_dir.join("pycache"),
-            dir: settings.data_dir.join("spares"),
-        });
+        let driver =
+            ProcessDriver::new(&settings.server_id).with_spares(crate::spare::SpareSettings {
+                per_key: settings.spares,
+                runtime_dir: settings.runtime_dir.clone(),
+                pycache_dir: settings.data_dir.join("pycache"),
+                dir: settings.data_dir.join("spares"),
+            });
+        Pool::with_driver(driver, settings, telemetry)
+    }
+}
+
+impl<D: RuntimeDriver> Pool<D> {
+    /// A pool over any driver.
+    pub fn with_driver(driver: D, settings: PoolSettings, telemetry: Telemetry) -> Self {
         let _ = std::fs::create_dir_all(settings.data_dir.join("instances"));
         // Scratch dirs of a previous run belong to processes that no longer exist.
         if let Ok(entries) = std::fs::read_dir(settings.data_dir.join("instances")) {
@@ -396,15 +414,15 @@ impl Pool {
 
     /// A warm instance if one is idle; else, by the [`ScaleUp`] policy, a busy one
     /// once it frees up or a freshly started one.
-    pub async fn acquire(&self, dep: &Arc<Deployment>) -> Result<Lease, StartError> {
+    pub async fn acquire(&self, dep: &Arc<Deployment>) -> Result<Lease<D::Instance>, StartError> {
         if self.inner.shutting_down.load(Ordering::SeqCst) {
             return Err(RuntimeError::ShuttingDown.into());
         }
         let mut dead = Vec::new();
         let adaptive = self.inner.settings.scale_up == ScaleUp::Adaptive;
-        enum Next {
-            Warm(Arc<Instance>),
-            Wait(oneshot::Receiver<Arc<Instance>>, Duration),
+        enum Next<I> {
+            Warm(Arc<I>),
+            Wait(oneshot::Receiver<Arc<I>>, Duration),
             Start,
         }
         let next = {
@@ -414,11 +432,11 @@ impl Pool {
                 .or_insert_with(|| FnPool::new(dep.clone()));
             let mut found = None;
             while let Some((inst, _)) = p.idle.pop() {
-                if inst.is_dead() || inst.revision != dep.config.revision {
+                if inst.is_dead() || inst.revision() != dep.config.revision {
                     dead.push(inst);
                     continue;
                 }
-                p.busy.insert(inst.id.clone(), inst.clone());
+                p.busy.insert(inst.id().to_string(), inst.clone());
                 found = Some(inst);
                 break;
             }
@@ -511,17 +529,17 @@ impl Pool {
         if let Some(p) = fns.get_mut(&dep.key) {
             p.starting = p.starting.saturating_sub(1);
             if let Ok(inst) = &started {
-                p.busy.insert(inst.id.clone(), inst.clone());
+                p.busy.insert(inst.id().to_string(), inst.clone());
                 // What a start costs is an interpreter's start, which a spare only
                 // hides (its replacement pays it): count full starts only.
-                if !inst.from_spare {
-                    ewma(&mut p.start_ms, inst.init_ms);
+                if !inst.started_from_spare() {
+                    ewma(&mut p.start_ms, inst.init_ms());
                 }
             }
         }
         drop(fns);
         let instance = started?;
-        let init_ms = Some(instance.init_ms);
+        let init_ms = Some(instance.init_ms());
         let cpu_start = self.cpu_now(&instance);
         Ok(Lease {
             instance,
@@ -534,7 +552,7 @@ impl Pool {
     }
 
     /// An instance's CPU clocks now, when the adaptive policy needs them.
-    fn cpu_now(&self, inst: &Instance) -> Option<CpuReading> {
+    fn cpu_now(&self, inst: &D::Instance) -> Option<CpuReading> {
         (self.inner.settings.scale_up == ScaleUp::Adaptive)
             .then(|| inst.cpu_reading())
             .flatten()
@@ -543,7 +561,7 @@ impl Pool {
     /// Give an instance back after a request. `reusable` is false when the invoke
     /// killed it (timeout, crash). A reusable one goes to the oldest request waiting
     /// for it, else back to the idle stack.
-    pub fn release(&self, lease: Lease, reusable: bool) {
+    pub fn release(&self, lease: Lease<D::Instance>, reusable: bool) {
         let cpu = lease
             .cpu_start
             .and_then(|start| Some((start, lease.instance.cpu_reading()?)));
@@ -554,7 +572,7 @@ impl Pool {
                 Some(p) => {
                     let keep = reusable
                         && !inst.is_dead()
-                        && inst.revision == p.revision()
+                        && inst.revision() == p.revision()
                         && !self.inner.shutting_down.load(Ordering::SeqCst);
                     if keep {
                         p.last_release = Instant::now();
@@ -565,7 +583,7 @@ impl Pool {
                         }
                         p.hand_over(inst.clone());
                     } else {
-                        p.busy.remove(&inst.id);
+                        p.busy.remove(inst.id());
                     }
                     keep
                 }
@@ -584,13 +602,13 @@ impl Pool {
         let Some(p) = fns.get(key) else {
             return Vec::new();
         };
-        let info = |i: &Arc<Instance>, state| InstanceInfo {
-            id: i.id.clone(),
-            pid: i.pid,
+        let info = |i: &Arc<D::Instance>, state| InstanceInfo {
+            id: i.id().to_string(),
+            pid: i.pid(),
             state,
-            revision: i.revision,
-            provisioned: i.provisioned,
-            init_ms: i.init_ms,
+            revision: i.revision(),
+            provisioned: i.provisioned(),
+            init_ms: i.init_ms(),
         };
         p.idle
             .iter()
@@ -617,8 +635,8 @@ impl Pool {
     /// Stop every instance. In-flight requests should have drained first.
     pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
-        self.inner.driver.shutdown_spares().await;
-        let all: Vec<Arc<Instance>> = {
+        self.inner.driver.shutdown().await;
+        let all: Vec<Arc<D::Instance>> = {
             let mut fns = self.inner.fns.lock().unwrap();
             fns.values_mut()
                 .flat_map(|p| {
@@ -638,7 +656,7 @@ impl Pool {
         while set.join_next().await.is_some() {}
     }
 
-    fn stop_all(&self, instances: Vec<Arc<Instance>>) {
+    fn stop_all(&self, instances: Vec<Arc<D::Instance>>) {
         for i in instances {
             tokio::spawn(async move { i.stop().await });
         }
@@ -706,7 +724,7 @@ impl Pool {
                         Some(p) => {
                             p.starting = p.starting.saturating_sub(1);
                             match started {
-                                Ok(inst) if inst.revision == p.revision() => {
+                                Ok(inst) if inst.revision() == p.revision() => {
                                     p.idle.push((inst, Instant::now()))
                                 }
                                 Ok(inst) => stop = Some(inst),
@@ -729,7 +747,7 @@ impl Pool {
         &self,
         dep: &Deployment,
         provisioned: bool,
-    ) -> Result<Arc<Instance>, StartError> {
+    ) -> Result<Arc<D::Instance>, StartError> {
         let n = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let id = format!("{:08x}{:08x}", std::process::id(), n);
         let cfg = &dep.config;
@@ -753,7 +771,10 @@ impl Pool {
             provisioned,
             ephemeral_storage_mb: cfg.spec.ephemeral_storage_mb,
         };
-        Instance::start(spec, &self.inner.driver, self.inner.telemetry.clone()).await
+        self.inner
+            .driver
+            .start(spec, self.inner.telemetry.clone())
+            .await
     }
 }
 

@@ -2,14 +2,12 @@
 //! ScheduleV2 time zones): the trigger that invokes functions on a clock.
 //!
 //! * [`Expression`]: `rate(N minute|minutes|hour|hours|day|days)` and AWS's six-field
-//!   `cron(...)` ([`cron`]: `?`, `L`, `W`, `#`, ranges, steps, lists, names), parsed
-//!   by hand (generic cron crates do not speak AWS's dialect), evaluated in UTC or an
-//!   IANA zone with `chrono-tz`. Parse errors name the bad field.
+//!   `cron(...)`, from the pure `nimbus-schedule-expr` crate (re-exported here).
 //! * [`Scheduler`]: the durable scheduler. Schedules live in SQLite ([`store`]); each
 //!   firing is an async invocation through a [`Target`] (in the server: the
-//!   [`nimbus_invoker::AsyncQueue`], so retries, maximum event age and destinations
-//!   apply) carrying the schedule's `input`, or else EventBridge's
-//!   `Scheduled Event`.
+//!   dispatcher, `nimbus_triggers::DispatchTarget`, so retries, maximum event age
+//!   and destinations apply) carrying the schedule's `input`, or else EventBridge's
+//!   `Scheduled Event`. The scheduler is a [`nimbus_triggers::Trigger`].
 //! * [`Clock`]: the time source, injectable so tests drive time ([`FakeClock`]).
 //!
 //! Restart policy (see `docs/compat/schedules.md`):
@@ -24,43 +22,19 @@
 //!   flight at a crash runs again with the same request id and event id.
 
 pub mod clock;
-pub mod cron;
-pub mod expr;
 pub mod store;
 
 pub use clock::{Clock, FakeClock, ScaledClock, SystemClock};
-pub use expr::{parse_timezone, Expression};
+// The expressions live in the pure `nimbus-schedule-expr` crate (so the manifest
+// loaders need not pull in the engine); re-exported here for compatibility.
+pub use nimbus_schedule_expr::{cron, expr, parse_timezone, ExprError, Expression};
 pub use store::{ScheduleStore, StoredSchedule};
 
 use chrono::{TimeZone, Utc};
 use serde::Serialize;
 use serde_json::json;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::Notify;
-
-/// A schedule expression or time zone that does not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ExprError {
-    #[error("Schedule expression '{0}' is invalid: use rate(value unit) or cron(minutes hours day-of-month month day-of-week year)")]
-    Syntax(String),
-    #[error("Invalid rate expression {0}")]
-    Rate(String),
-    #[error("Invalid cron expression: it needs 6 fields (minutes hours day-of-month month day-of-week year), found {0}")]
-    CronFieldCount(usize),
-    #[error("Invalid cron expression: field {position} ({field}) '{value}': {reason}")]
-    CronField {
-        field: &'static str,
-        position: usize,
-        value: String,
-        reason: String,
-    },
-    #[error("Invalid cron expression: one of day-of-month (field 3) and day-of-week (field 5) must be '?', and not both")]
-    CronDays,
-    #[error("Unknown time zone '{0}': use an IANA name such as Europe/Paris, or UTC")]
-    TimeZone(String),
-}
 
 /// What a scheduler operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -85,25 +59,14 @@ impl From<rusqlite::Error> for Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Why a firing could not be handed over.
-#[derive(Debug, Clone)]
-pub enum SubmitError {
-    /// It never will be (the function is gone, the input is too large): the slot is
-    /// given up.
-    Permanent(String),
-    /// Try again shortly (storage trouble).
-    Transient(String),
-}
+// What a trigger hands over and how it can fail are the triggers crate's; the
+// scheduler is one trigger among several.
+pub use nimbus_triggers::{BoxFuture, SubmitError};
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Where firings go: an async invocation with a given trace id.
-pub trait Target: Send + Sync + 'static {
-    /// Whether the function (and qualifier) exists now.
-    fn exists(&self, function: &str, qualifier: Option<&str>) -> bool;
-    /// Enqueue one async invocation; returns its request id once durable.
-    fn submit(&self, firing: Firing) -> BoxFuture<'_, Result<String, SubmitError>>;
-}
+/// Where firings go: a trigger [`nimbus_triggers::Target`] taking [`Firing`]s. In the
+/// server it is the dispatcher ([`nimbus_triggers::DispatchTarget`]): an async
+/// invocation, so retries, maximum event age and destinations apply.
+pub use nimbus_triggers::Target;
 
 /// One firing handed to a [`Target`].
 #[derive(Debug, Clone)]
@@ -117,37 +80,17 @@ pub struct Firing {
     pub trace_id: String,
 }
 
-/// The async queue as a target: the event source is `schedule`, so invocation
-/// records say `trigger: schedule`.
-pub struct QueueTarget {
-    pub queue: nimbus_invoker::AsyncQueue,
-    pub invoker: nimbus_invoker::Invoker,
-}
-
-impl Target for QueueTarget {
-    fn exists(&self, function: &str, qualifier: Option<&str>) -> bool {
-        self.invoker.qualifier_exists(function, qualifier)
-    }
-
-    fn submit(&self, f: Firing) -> BoxFuture<'_, Result<String, SubmitError>> {
-        Box::pin(async move {
-            use nimbus_invoker::InvokeError as E;
-            let inv = nimbus_invoker::Invocation {
-                function: f.function,
-                qualifier: f.qualifier,
-                payload: bytes::Bytes::from(f.payload),
-                trigger: nimbus_core::Trigger::Schedule,
-                client_context: None,
-                trace_id: Some(f.trace_id),
-            };
-            self.queue
-                .enqueue(inv, "schedule")
-                .await
-                .map_err(|e| match e {
-                    E::Service(_) => SubmitError::Transient(e.to_string()),
-                    _ => SubmitError::Permanent(e.to_string()),
-                })
-        })
+impl From<Firing> for nimbus_triggers::Event {
+    /// A firing as an async invocation whose record says `trigger: schedule`.
+    fn from(f: Firing) -> Self {
+        nimbus_triggers::Event {
+            kind: nimbus_core::Trigger::Schedule,
+            source: "schedule",
+            function: f.function,
+            qualifier: f.qualifier,
+            payload: bytes::Bytes::from(f.payload),
+            trace_id: Some(f.trace_id),
+        }
     }
 }
 
@@ -188,7 +131,7 @@ pub struct SchedulerSettings {
 
 struct Inner {
     store: ScheduleStore,
-    target: Arc<dyn Target>,
+    target: Arc<dyn Target<Firing>>,
     clock: Arc<dyn Clock>,
     settings: SchedulerSettings,
     /// Serialises firing with definition changes.
@@ -218,7 +161,7 @@ fn valid_name(name: &str) -> bool {
 impl Scheduler {
     pub fn new(
         store: ScheduleStore,
-        target: Arc<dyn Target>,
+        target: Arc<dyn Target<Firing>>,
         clock: Arc<dyn Clock>,
         settings: SchedulerSettings,
     ) -> Self {
@@ -466,7 +409,7 @@ impl Scheduler {
     }
 
     async fn fire(&self, s: &StoredSchedule, slot_ms: i64) -> Result<()> {
-        let trace_id = nimbus_invoker::new_trace_id();
+        let trace_id = nimbus_dispatch::new_trace_id();
         let (name, trace) = (s.name.clone(), trace_id.clone());
         if !self
             .blocking(move |st| st.begin_firing(&name, slot_ms, &trace))
@@ -526,13 +469,12 @@ pub fn format_time(ms: i64) -> String {
 
 impl Scheduler {
     /// The server's scheduler: state in the async queue's database (`events_db`,
-    /// opened by the queue's `EventStore` first), firings into `queue`, on the host
-    /// clock (`clock_speed` above 1 runs it faster, for end-to-end tests only).
-    /// Starts firing at once.
+    /// opened by the queue's `EventStore` first), firings into `dispatch` as async
+    /// invocations, on the host clock (`clock_speed` above 1 runs it faster, for
+    /// end-to-end tests only). Starts firing at once.
     pub fn start_for_server(
         events_db: &std::path::Path,
-        queue: nimbus_invoker::AsyncQueue,
-        invoker: nimbus_invoker::Invoker,
+        dispatch: Arc<dyn nimbus_dispatch::Dispatch>,
         region: String,
         clock_speed: u32,
     ) -> Result<Self> {
@@ -549,11 +491,26 @@ impl Scheduler {
         };
         let s = Scheduler::new(
             store,
-            Arc::new(QueueTarget { queue, invoker }),
+            Arc::new(nimbus_triggers::DispatchTarget::new(dispatch)),
             clock,
             SchedulerSettings { region },
         );
-        s.start();
+        nimbus_triggers::Trigger::start(&s);
         Ok(s)
+    }
+}
+
+/// The scheduler is a self-driven trigger: it fires on its clock.
+impl nimbus_triggers::Trigger for Scheduler {
+    fn kind(&self) -> nimbus_core::Trigger {
+        nimbus_core::Trigger::Schedule
+    }
+
+    fn name(&self) -> &str {
+        "schedules"
+    }
+
+    fn start(&self) -> tokio::task::JoinHandle<()> {
+        Scheduler::start(self)
     }
 }

@@ -4,12 +4,11 @@
 //! by the queue's own insert. Skipped when the host has no `python3`.
 
 use nimbus_invoker::queue::QueueSettings;
-use nimbus_invoker::{AsyncQueue, Invoker, InvokerSettings};
+use nimbus_invoker::{AsyncQueue, Invoker, InvokerSettings, LocalDispatch};
 use nimbus_runtime::{Pool, PoolSettings};
-use nimbus_scheduler::{
-    FakeClock, QueueTarget, ScheduleSpec, ScheduleStore, Scheduler, SchedulerSettings,
-};
+use nimbus_scheduler::{FakeClock, ScheduleSpec, ScheduleStore, Scheduler, SchedulerSettings};
 use nimbus_store::{BlobStore, Db, EventStore};
+use nimbus_triggers::DispatchTarget;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,10 +117,10 @@ async fn a_failed_scheduled_run_is_retried_by_the_async_queue() {
     let clock = FakeClock::new(T0);
     let scheduler = Scheduler::new(
         ScheduleStore::open(&events_db).unwrap(),
-        Arc::new(QueueTarget {
+        Arc::new(DispatchTarget::new(LocalDispatch::shared(
+            invoker.clone(),
             queue,
-            invoker: invoker.clone(),
-        }),
+        ))),
         Arc::new(clock.clone()),
         SchedulerSettings {
             region: "us-east-1".into(),

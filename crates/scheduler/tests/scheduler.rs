@@ -29,7 +29,7 @@ impl Recorder {
     }
 }
 
-impl Target for Recorder {
+impl Target<Firing> for Recorder {
     fn exists(&self, function: &str, _qualifier: Option<&str>) -> bool {
         !self.missing.lock().unwrap().iter().any(|m| m == function)
     }

@@ -94,7 +94,7 @@ impl BlobStore {
             .prefix("unpack-")
             .tempdir_in(self.root.join("tmp"))
             .map_err(io_err(self.root.join("tmp")))?;
-        extract(&bytes, tmp.path())?;
+        extract(&bytes, tmp.path(), nimbus_core::limits::CODE_UNZIPPED_MAX)?;
         let tmp_path = tmp.keep();
         match fs::rename(&tmp_path, &dest) {
             Ok(()) => Ok(dest),
@@ -141,12 +141,16 @@ fn safe_relative(name: &str) -> Option<PathBuf> {
     (!out.as_os_str().is_empty()).then_some(out)
 }
 
+/// Validate a zip: every entry stays inside the bundle and the bytes it really
+/// decompresses to — counted while inflating into a sink, never the sizes the archive
+/// declares, which a zip bomb lies about — total at most `max_unzipped`. Memory stays
+/// flat: entries are streamed, never buffered.
 fn check_zip(bytes: &[u8], max_unzipped: u64) -> Result<()> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| StoreError::BadZip(e.to_string()))?;
-    let mut total = 0u64;
+    let mut budget = Budget::new(max_unzipped);
     for i in 0..archive.len() {
-        let f = archive
+        let mut f = archive
             .by_index(i)
             .map_err(|e| StoreError::BadZip(e.to_string()))?;
         if safe_relative(f.name()).is_none() {
@@ -155,17 +159,59 @@ fn check_zip(bytes: &[u8], max_unzipped: u64) -> Result<()> {
                 f.name()
             )));
         }
-        total = total.saturating_add(f.size());
-        if total > max_unzipped {
-            return Err(StoreError::TooLarge { max: max_unzipped });
+        if f.is_dir() || f.is_symlink() {
+            continue;
         }
+        budget.copy(&mut f, &mut std::io::sink(), Path::new(""))?;
     }
     Ok(())
 }
 
-fn extract(bytes: &[u8], into: &Path) -> Result<()> {
+/// What is left of the unzipped-size limit while a bundle is inflated.
+struct Budget {
+    max: u64,
+    left: u64,
+}
+
+impl Budget {
+    fn new(max: u64) -> Self {
+        Self { max, left: max }
+    }
+
+    /// Stream one entry from `from` into `to`, charging the bytes really produced.
+    /// Reads at most one byte past what is left, so a bomb costs no more than the
+    /// limit to detect, whatever its headers claim.
+    fn copy(&mut self, from: &mut impl Read, to: &mut impl Write, path: &Path) -> Result<()> {
+        let mut limited = from.take(self.left + 1);
+        let n = std::io::copy(&mut limited, to).map_err(|e| {
+            // Read errors are the archive's (bad deflate, CRC); write errors the disk's.
+            if e.kind() == std::io::ErrorKind::InvalidData
+                || e.kind() == std::io::ErrorKind::UnexpectedEof
+                || path.as_os_str().is_empty()
+            {
+                StoreError::BadZip(e.to_string())
+            } else {
+                StoreError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                }
+            }
+        })?;
+        if n > self.left {
+            return Err(StoreError::TooLarge { max: self.max });
+        }
+        self.left -= n;
+        Ok(())
+    }
+}
+
+/// Unpack a bundle into `into`, streaming each entry to its file and bounding the
+/// real bytes written by `max_unzipped` (the bundle was checked when stored, but the
+/// limit is enforced again here rather than trusted).
+fn extract(bytes: &[u8], into: &Path, max_unzipped: u64) -> Result<()> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| StoreError::BadZip(e.to_string()))?;
+    let mut budget = Budget::new(max_unzipped);
     for i in 0..archive.len() {
         let mut f = archive
             .by_index(i)
@@ -187,10 +233,7 @@ fn extract(bytes: &[u8], into: &Path) -> Result<()> {
             continue;
         }
         let mut out = fs::File::create(&path).map_err(io_err(&path))?;
-        let mut buf = Vec::with_capacity(f.size().min(1 << 20) as usize);
-        f.read_to_end(&mut buf)
-            .map_err(|e| StoreError::BadZip(e.to_string()))?;
-        out.write_all(&buf).map_err(io_err(&path))?;
+        budget.copy(&mut f, &mut out, &path)?;
         // Keep the executable bit (bootstraps!), drop setuid/setgid/sticky and
         // make every file readable by the instance.
         let mode = f.unix_mode().unwrap_or(0o644) & 0o777 | 0o444;
@@ -260,5 +303,82 @@ mod tests {
             Err(StoreError::TooLarge { .. })
         ));
         assert!(store.unpacked("../../etc").is_err());
+    }
+
+    /// A zip whose central directory (and local header) claim a few bytes for an
+    /// entry that really inflates to far more: the real bytes are counted.
+    fn lying_zip(real: usize, claimed: u32) -> Vec<u8> {
+        let data = vec![0u8; real];
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        w.start_file(
+            "bomb.bin",
+            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated),
+        )
+        .unwrap();
+        w.write_all(&data).unwrap();
+        let mut z = w.finish().unwrap().into_inner();
+        let mut patched = 0;
+        // Local file header: signature PK\x03\x04, uncompressed size at +22.
+        // Central directory header: signature PK\x01\x02, uncompressed size at +24.
+        for i in 0..z.len().saturating_sub(4) {
+            let off = match &z[i..i + 4] {
+                b"PK\x03\x04" => 22,
+                b"PK\x01\x02" => 24,
+                _ => continue,
+            };
+            let at = i + off;
+            let declared = u32::from_le_bytes(z[at..at + 4].try_into().unwrap());
+            assert_eq!(declared as usize, real, "found the real size field");
+            z[at..at + 4].copy_from_slice(&claimed.to_le_bytes());
+            patched += 1;
+        }
+        assert_eq!(patched, 2, "one local and one central header patched");
+        z
+    }
+
+    #[test]
+    fn counts_real_bytes_not_declared_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let z = lying_zip(4 << 20, 16);
+        // The archive itself says 16 bytes; the metadata the old check trusted agrees.
+        let mut a = zip::ZipArchive::new(std::io::Cursor::new(&z)).unwrap();
+        assert_eq!(a.by_index(0).unwrap().size(), 16);
+        let err = store.put_zip(&z, 1 << 20).unwrap_err();
+        assert!(
+            matches!(err, StoreError::TooLarge { max } if max == 1 << 20),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "Unzipped size must be smaller than 1048576 bytes"
+        );
+        // Under the limit the same lying archive is accepted: its data is intact.
+        store.put_zip(&z, 8 << 20).unwrap();
+    }
+
+    #[test]
+    fn extraction_bounds_real_bytes_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let z = lying_zip(3 << 20, 10);
+        let out = dir.path().join("out");
+        fs::create_dir(&out).unwrap();
+        let err = extract(&z, &out, 1 << 20).unwrap_err();
+        assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+        // No more than the limit (plus the one byte that proved it) reached the disk.
+        let written = fs::metadata(out.join("bomb.bin")).unwrap().len();
+        assert!(written <= (1 << 20) + 1, "{written}");
+        // Several entries share one budget.
+        let z = make_zip(&[("a", &[1u8; 600], 0o644), ("b", &[2u8; 600], 0o644)]);
+        let out2 = dir.path().join("out2");
+        fs::create_dir(&out2).unwrap();
+        assert!(matches!(
+            extract(&z, &out2, 1000),
+            Err(StoreError::TooLarge { max: 1000 })
+        ));
+        let out3 = dir.path().join("out3");
+        fs::create_dir(&out3).unwrap();
+        extract(&z, &out3, 1200).unwrap();
+        assert_eq!(fs::read(out3.join("b")).unwrap(), vec![2u8; 600]);
     }
 }

@@ -25,7 +25,7 @@ use crate::event::{self, RequestInfo};
 use crate::route::{PayloadFormat, Route};
 use bytes::Bytes;
 use nimbus_core::Trigger;
-use nimbus_invoker::{Invocation, Invoker};
+use nimbus_dispatch::{Dispatch, Invocation};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -198,7 +198,7 @@ pub(crate) async fn authorize(
     cfg: &LambdaConfig,
     route: &Route,
     req: &RequestInfo<'_>,
-    invoker: &Invoker,
+    dispatch: &Arc<dyn Dispatch>,
 ) -> Result<Value, Denied> {
     let sources = cfg.sources().map_err(|_| Denied::Failed)?;
     let mut values = Vec::with_capacity(sources.len());
@@ -208,7 +208,7 @@ pub(crate) async fn authorize(
             None => return Err(Denied::Unauthorized),
         }
     }
-    let arn = method_arn(req, invoker.region());
+    let arn = method_arn(req, dispatch.region());
     let cache_key = values.join("\u{0}");
     let ttl = cfg.ttl_seconds;
     let started = Instant::now();
@@ -222,7 +222,7 @@ pub(crate) async fn authorize(
         Some(a) => a,
         None => {
             let payload = event_for(cfg, req, &arn, &values);
-            let a = Arc::new(call(name, cfg, payload, req, invoker).await?);
+            let a = Arc::new(call(name, cfg, payload, req, dispatch).await?);
             if ttl > 0 {
                 auth.inner
                     .lambda_cache
@@ -332,7 +332,7 @@ async fn call(
     cfg: &LambdaConfig,
     payload: Vec<u8>,
     req: &RequestInfo<'_>,
-    invoker: &Invoker,
+    dispatch: &Arc<dyn Dispatch>,
 ) -> Result<Answer, Denied> {
     let trace_id = req
         .headers
@@ -347,8 +347,8 @@ async fn call(
         client_context: None,
         trace_id,
     };
-    let invoker = invoker.clone();
-    let task = tokio::spawn(async move { invoker.invoke(inv).await });
+    let dispatch = dispatch.clone();
+    let task = tokio::spawn(async move { dispatch.invoke(inv).await });
     let res = match tokio::time::timeout(AUTHORIZER_TIMEOUT, task).await {
         Err(_) => {
             tracing::warn!(authorizer = %name, "Lambda authorizer timed out");

@@ -25,7 +25,7 @@ use crate::response::{self, Response};
 use crate::route::{PayloadFormat, Route};
 use crate::throttle::{ThrottleSettings, Throttles};
 use http::StatusCode;
-use nimbus_invoker::Invoker;
+use nimbus_dispatch::{Dispatch, FunctionLookup};
 use nimbus_store::{GatewayAuthStore, StoreError, StoredObject};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -347,11 +347,11 @@ impl GatewayAuth {
     pub async fn put_authorizer(
         &self,
         mut a: Authorizer,
-        invoker: &Invoker,
+        invoker: &dyn FunctionLookup,
     ) -> Result<(Arc<Authorizer>, bool), AuthError> {
         a.validate().map_err(AuthError::Invalid)?;
         if let Some(l) = &a.lambda {
-            if invoker.get(&l.function).is_none() {
+            if invoker.function(&l.function).is_none() {
                 return Err(AuthError::NotFound(format!(
                     "Function not found: {} (deploy the authorizer function first)",
                     l.function
@@ -460,7 +460,7 @@ impl GatewayAuth {
         &self,
         route: &Route,
         req: &RequestInfo<'_>,
-        invoker: &Invoker,
+        dispatch: &Arc<dyn Dispatch>,
     ) -> Result<Option<Granted>, Denied> {
         if route.authorizer.is_none() && !route.api_key_required && route.throttle.is_none() {
             return Ok(None);
@@ -487,7 +487,7 @@ impl GatewayAuth {
                 }
                 AuthorizerKind::Lambda => {
                     let cfg = a.lambda.as_ref().expect("validated");
-                    lambda::authorize(self, &a.name, cfg, route, req, invoker).await?
+                    lambda::authorize(self, &a.name, cfg, route, req, dispatch).await?
                 }
             });
         }

@@ -2,7 +2,7 @@
 //! including L/W/#, leap years and DST transitions, and the parse errors.
 
 use chrono::{DateTime, Utc};
-use nimbus_scheduler::{parse_timezone, ExprError, Expression};
+use nimbus_schedule_expr::{parse_timezone, ExprError, Expression};
 
 fn ms(t: &str) -> i64 {
     DateTime::parse_from_rfc3339(t).unwrap().timestamp_millis()
