@@ -10,9 +10,24 @@
 //! yet ([`AwsError::not_implemented`]). It knows nothing of any one service's
 //! operations: those live in the service crates.
 
+// `AwsError` (status, code, message, extra fields and headers) is the one error
+// every front-end returns and renders once; it is moved, not copied, and boxing
+// it would only add an allocation to every error path.
+#![allow(clippy::result_large_err)]
+
+mod body;
+mod checksum;
+mod chunked;
 mod error;
 
+pub use body::{body_error, declared_length, read_body, BodyLimit};
+pub use checksum::{verify_body_checksums, ChecksumAlgorithm, DeclaredChecksums, Hasher};
+pub use chunked::{
+    decode_aws_chunked, decode_aws_chunked_request, is_aws_chunked, strip_chunked_headers,
+    ChunkDecoder, StreamingMode, TrailingChecksum,
+};
 pub use error::{error_response, AwsError};
+pub use nimbus_auth::ChunkSigner;
 
 /// An AWS wire protocol (the `metadata.protocol` of an API model).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
