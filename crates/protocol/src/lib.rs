@@ -19,6 +19,8 @@ mod body;
 mod checksum;
 mod chunked;
 mod error;
+mod json;
+pub mod timestamp;
 
 pub use body::{body_error, declared_length, read_body, BodyLimit};
 pub use checksum::{verify_body_checksums, ChecksumAlgorithm, DeclaredChecksums, Hasher};
@@ -27,6 +29,7 @@ pub use chunked::{
     ChunkDecoder, StreamingMode, TrailingChecksum,
 };
 pub use error::{error_response, AwsError};
+pub use json::{decode_json, decode_json_as, encode_json, json_content_type, JsonOptions};
 pub use nimbus_auth::ChunkSigner;
 
 /// An AWS wire protocol (the `metadata.protocol` of an API model).
