@@ -20,7 +20,10 @@ mod checksum;
 mod chunked;
 mod error;
 mod json;
+mod query;
+mod shape;
 pub mod timestamp;
+mod xml;
 
 pub use body::{body_error, declared_length, read_body, BodyLimit};
 pub use checksum::{verify_body_checksums, ChecksumAlgorithm, DeclaredChecksums, Hasher};
@@ -31,6 +34,11 @@ pub use chunked::{
 pub use error::{error_response, AwsError};
 pub use json::{decode_json, decode_json_as, encode_json, json_content_type, JsonOptions};
 pub use nimbus_auth::ChunkSigner;
+pub use query::{query_response, query_response_value, QueryParams};
+pub use shape::{Member, Shape};
+pub use xml::{
+    decode_xml, malformed_xml, to_xml, xml_document, xml_response, XmlWriter, S3_NAMESPACE,
+};
 
 /// An AWS wire protocol (the `metadata.protocol` of an API model).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
