@@ -309,7 +309,7 @@ impl RunningChecks {
 /// Wrap a non-chunked body so that the checksums its headers declare
 /// (`x-amz-checksum-*`, `Content-MD5`) are verified as it streams: the returned
 /// body yields the same bytes and, if a checksum does not match, ends with the
-/// `BadDigest` error instead of its end (read it back with [`body_error`]).
+/// `BadDigest` error instead of its end (read it back with [`crate::body_error`]).
 /// Declared values of the wrong form are refused up front.
 pub fn verify_body_checksums(body: Body, headers: &HeaderMap) -> Result<Body, AwsError> {
     let declared = DeclaredChecksums::from_headers(headers)?;
