@@ -56,11 +56,13 @@
 //!
 //! Streaming uploads (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`) are verified up to the
 //! seed signature; per-chunk signatures are the body reader's business
-//! ([`Payload::Streaming`] carries the seed).
+//! ([`Payload::Streaming`] carries the seed, [`Verifier::chunk_signer`] the
+//! chain to check them with).
 //!
 //! The cryptography is the `hmac` and `sha2` crates; encoding is `percent-encoding`.
 
 mod canonical;
+mod chunk;
 mod error;
 mod parse;
 mod signing;
@@ -68,6 +70,7 @@ mod signing;
 mod suite;
 
 pub use canonical::PathRule;
+pub use chunk::ChunkSigner;
 pub use error::{AuthError, Protocol, SignatureMismatch};
 pub use signing::{Signer, ALGORITHM};
 

@@ -80,23 +80,9 @@ impl AwsError {
     }
 }
 
-/// Escape text for an XML element.
+/// Escape text for an XML element (quick-xml's escaping: `<>&'"`).
 pub(crate) fn xml_escape(s: &str) -> Cow<'_, str> {
-    if !s.contains(['<', '>', '&', '"', '\'']) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
+    quick_xml::escape::escape(s)
 }
 
 /// Write `err` as `service` answers errors in `protocol`, with `request_id` where

@@ -9,10 +9,58 @@
 //! not-implemented answer every front-end gives for an operation Nimbus does not do
 //! yet ([`AwsError::not_implemented`]). It knows nothing of any one service's
 //! operations: those live in the service crates.
+//!
+//! The building blocks a front-end decodes requests and encodes answers with:
+//!
+//! | protocol | request in | answer out |
+//! |---|---|---|
+//! | awsJson 1.0/1.1 | [`decode_json`] (`SerializationException`, empty body = `{}`) | [`encode_json`] ([`JsonOptions::dynamodb`] adds `x-amz-crc32`) |
+//! | restJson1 | [`decode_json_as`] (the service's bad-request code) | [`encode_json`] |
+//! | awsQuery | [`QueryParams`] + a [`Shape`] → `serde_json::Value` → the service's type | [`query_response`], [`query_response_value`] |
+//! | restXml | [`decode_xml`] (`MalformedXML`) | [`XmlWriter`], [`xml_document`], [`to_xml`], [`xml_response`] |
+//!
+//! Timestamps in each protocol's format: [`timestamp`].
+//!
+//! Bodies: [`read_body`] reads one under the operation's [`BodyLimit`];
+//! [`decode_aws_chunked`] decodes an `aws-chunked` upload as a stream, checking
+//! chunk signatures (with the [`ChunkSigner`] from
+//! `nimbus_auth::Verifier::chunk_signer`), the trailer signature, the trailing
+//! checksum and the decoded length; [`verify_body_checksums`] checks the
+//! `x-amz-checksum-*` / `Content-MD5` headers of a plain body as it streams. A
+//! body stream's failure is an [`AwsError`] again through [`body_error`].
 
+// `AwsError` (status, code, message, extra fields and headers) is the one error
+// every front-end returns and renders once; it is moved, not copied, and boxing
+// it would only add an allocation to every error path.
+#![allow(clippy::result_large_err)]
+
+mod body;
+mod checksum;
+mod chunked;
 mod error;
+mod json;
+mod query;
+mod shape;
+pub mod timestamp;
+mod xml;
 
+pub use body::{body_error, declared_length, read_body, BodyLimit};
+pub use checksum::{verify_body_checksums, ChecksumAlgorithm, DeclaredChecksums, Hasher};
+pub use chunked::{
+    decode_aws_chunked, decode_aws_chunked_request, is_aws_chunked, strip_chunked_headers,
+    ChunkDecoder, StreamingMode, TrailingChecksum,
+};
 pub use error::{error_response, AwsError};
+pub use json::{decode_json, decode_json_as, encode_json, json_content_type, JsonOptions};
+pub use nimbus_auth::ChunkSigner;
+/// What [`decode_aws_chunked`] checks chunk signatures with: the chain
+/// `nimbus_auth::Verifier::chunk_signer` derives from a verified seed signature.
+pub type ChunkSigning = ChunkSigner;
+pub use query::{query_response, query_response_value, QueryParams};
+pub use shape::{Member, Shape};
+pub use xml::{
+    decode_xml, malformed_xml, to_xml, xml_document, xml_response, XmlWriter, S3_NAMESPACE,
+};
 
 /// An AWS wire protocol (the `metadata.protocol` of an API model).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
