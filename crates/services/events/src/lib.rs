@@ -72,4 +72,10 @@ mod tests {
             assert!(body.contains(&target), "{body}");
         }
     }
+
+    /// Real requests captured from botocore and the JS SDK v3.
+    #[tokio::test]
+    async fn captured_sdk_requests_decode_to_their_operation() {
+        nimbus_svc_common::testing::assert_captured_requests_decode(&*frontend(), &[]).await;
+    }
 }

@@ -231,4 +231,10 @@ mod tests {
             assert_eq!(got, Some(want), "{op:?} {method} {path}?{q}");
         }
     }
+
+    /// Real requests captured from botocore and the JS SDK v3.
+    #[tokio::test]
+    async fn captured_sdk_requests_decode_to_their_operation() {
+        nimbus_svc_common::testing::assert_captured_requests_decode(&*frontend(), &[]).await;
+    }
 }

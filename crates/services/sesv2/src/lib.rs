@@ -102,4 +102,16 @@ mod tests {
         }
         assert_eq!(Method::POST, Op::SendEmail.binding().0);
     }
+
+    /// Real requests captured from botocore and the JS SDK v3. The JS SDK's newer
+    /// model sends ListEmailIdentities as `POST /v2/email/list-identities`, which
+    /// botocore 1.35's model (this table's) does not have.
+    #[tokio::test]
+    async fn captured_sdk_requests_decode_to_their_operation() {
+        nimbus_svc_common::testing::assert_captured_requests_decode(
+            &*frontend(),
+            &[("jssdk-sesv2-ListEmailIdentities.http", 404)],
+        )
+        .await;
+    }
 }

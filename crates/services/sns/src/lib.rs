@@ -67,4 +67,10 @@ mod tests {
         assert_eq!(status, 400);
         assert!(body.contains("<Code>MissingAction</Code>"), "{body}");
     }
+
+    /// Real requests captured from botocore and the JS SDK v3.
+    #[tokio::test]
+    async fn captured_sdk_requests_decode_to_their_operation() {
+        nimbus_svc_common::testing::assert_captured_requests_decode(&*frontend(), &[]).await;
+    }
 }
