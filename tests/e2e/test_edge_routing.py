@@ -163,8 +163,10 @@ def test_aws_chunked_put_with_trailing_crc32_reaches_s3(server):
     s3 = client(server, "s3", s3={"addressing_style": "path"})
     s3.meta.events.register("before-call.s3.PutObject", force_trailing_checksum)
     sent = {}
-    s3.meta.events.register("before-send.s3.PutObject",
-                            lambda request, **_: sent.update(request.headers))
+    s3.meta.events.register(
+        "before-send.s3.PutObject",
+        lambda request, **_: sent.update(
+            {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}))
     with pytest.raises(ClientError) as e:
         s3.put_object(Bucket=BUCKET, Key="dir/hello.txt", Body=b"hello world", ChecksumAlgorithm="CRC32")
     assert sent["Content-Encoding"] == "aws-chunked", sent
