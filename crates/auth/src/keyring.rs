@@ -86,6 +86,16 @@ fn base32(bytes: &[u8]) -> String {
     out
 }
 
+/// IAM's unique id of a role: `AROA` and 17 base32 characters (21 in all, as
+/// AWS's are), derived from the role's name so it is stable across restarts.
+pub fn role_id(role: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("nimbus-iam-role:{role}").as_bytes());
+    let mut id = String::from("AROA");
+    id.push_str(&base32(&digest)[..17]);
+    id
+}
+
 /// What a request's access key resolves to.
 #[derive(Clone)]
 pub(crate) struct KeyEntry {
@@ -345,6 +355,15 @@ mod tests {
             assert!(!text.contains(&c.secret_access_key), "{text}");
             assert!(!text.contains(&c.session_token), "{text}");
         }
+    }
+
+    #[test]
+    fn role_ids_look_like_iam_ones() {
+        let id = role_id("thumbs-role");
+        assert_eq!(id.len(), 21);
+        assert!(id.starts_with("AROA"));
+        assert_eq!(id, role_id("thumbs-role"));
+        assert_ne!(id, role_id("other-role"));
     }
 
     #[test]

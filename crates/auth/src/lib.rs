@@ -71,7 +71,7 @@ mod suite;
 
 pub use canonical::PathRule;
 pub use error::{AuthError, Protocol, SignatureMismatch};
-pub use keyring::{KeyRing, MintError, SessionCredentials, SESSION_KEY_PREFIX};
+pub use keyring::{role_id, KeyRing, MintError, SessionCredentials, SESSION_KEY_PREFIX};
 pub use nimbus_core::Principal;
 pub use signing::{Signer, ALGORITHM};
 
