@@ -11,8 +11,8 @@
 //!   the server's SDK dir ([`SdkDir`]), searched *after* the function's own code
 //!   so a bundled version wins: `NODE_PATH` for Node (Node searches it after every
 //!   `node_modules` up the tree), and `_NIMBUS_SDK_PYTHON`, which the Python
-//!   bootstrap appends to `sys.path` (after `LAMBDA_TASK_ROOT` and the
-//!   interpreter's own site-packages). Spares get both at the claim like the rest
+//!   bootstrap puts on `sys.path` right after `LAMBDA_TASK_ROOT` (before the
+//!   host interpreter's site-packages, whose boto3 may be any version). Spares get both at the claim like the rest
 //!   of the environment: the Node bootstrap re-reads `NODE_PATH` then and the
 //!   Python one reads `_NIMBUS_SDK_PYTHON` only then.
 //!
