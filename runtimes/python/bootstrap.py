@@ -907,7 +907,7 @@ def main():
     # after the code, so a bundled version wins but whatever the host
     # interpreter's site-packages hold does not (the pinned one is what functions
     # are promised). Read here, after a spare's claim, when the environment is known.
-    sdk = os.environ.get("_NIMBUS_SDK_PYTHON")
+    sdk = os.environ.get("NIMBUS_SDK_PYTHON")
     if sdk and sdk not in sys.path:
         sys.path.insert(1, sdk)
 

@@ -10,11 +10,11 @@
 //! * the AWS SDKs Lambda's managed runtimes ship (boto3; `@aws-sdk/*` v3), from
 //!   the server's SDK dir ([`SdkDir`]), searched *after* the function's own code
 //!   so a bundled version wins: `NODE_PATH` for Node (Node searches it after every
-//!   `node_modules` up the tree), and `_NIMBUS_SDK_PYTHON`, which the Python
+//!   `node_modules` up the tree), and `NIMBUS_SDK_PYTHON`, which the Python
 //!   bootstrap puts on `sys.path` right after `LAMBDA_TASK_ROOT` (before the
 //!   host interpreter's site-packages, whose boto3 may be any version). Spares get both at the claim like the rest
 //!   of the environment: the Node bootstrap re-reads `NODE_PATH` then and the
-//!   Python one reads `_NIMBUS_SDK_PYTHON` only then.
+//!   Python one reads `NIMBUS_SDK_PYTHON` only then.
 //!
 //! The values are secrets: [`ServiceEnv`] never shows them in `Debug` output.
 
@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The variable naming the Python SDK dir for the bootstrap to append to `sys.path`.
-pub const PYTHON_SDK_VAR: &str = "_NIMBUS_SDK_PYTHON";
+pub const PYTHON_SDK_VAR: &str = "NIMBUS_SDK_PYTHON";
 
 /// The server-wide part: where the API is, the key ring, the SDKs.
 #[derive(Debug, Clone, Default)]
