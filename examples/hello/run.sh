@@ -11,6 +11,8 @@ root="$(cd "$here/../.." && pwd)"
 cd "$root"
 
 cargo build --release -p nimbus --locked
+# The AWS SDKs functions import without bundling them (skips when up to date).
+"$root/scripts/install-sdks"
 nimbus="$root/target/release/nimbus"
 listen="${NIMBUS_LISTEN:-127.0.0.1:4566}"
 export NIMBUS_ENDPOINT="http://$listen"

@@ -903,6 +903,13 @@ def main():
     if sys.path and os.path.abspath(sys.path[0] or os.curdir) == here:
         del sys.path[0]
     sys.path.insert(0, task_root)
+    # The AWS SDK Nimbus provides (boto3, as Lambda's runtime ships it): right
+    # after the code, so a bundled version wins but whatever the host
+    # interpreter's site-packages hold does not (the pinned one is what functions
+    # are promised). Read here, after a spare's claim, when the environment is known.
+    sdk = os.environ.get("NIMBUS_SDK_PYTHON")
+    if sdk and sdk not in sys.path:
+        sys.path.insert(1, sdk)
 
     api = os.environ.get("AWS_LAMBDA_RUNTIME_API")
     if not api:

@@ -173,6 +173,9 @@ STANDARD_ENV = [
 PLATFORM_SET = set(STANDARD_ENV) | {
     "PATH", "LANG", "HOME", "TMPDIR", "LAMBDA_RUNTIME_DIR", "AWS_DEFAULT_REGION", "LC_CTYPE",
     "PYTHONPYCACHEPREFIX", "_X_AMZN_TRACE_ID",
+    # The function's own credentials, endpoint and SDK path (never the server's values).
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
+    "NODE_PATH", "NIMBUS_SDK_PYTHON",
 }
 
 
@@ -201,8 +204,9 @@ def test_environment_is_lambdas_and_nothing_of_the_server(server_factory):
     assert env["MY_SETTING"] == "hello world" and env["OTHER"] == "1"
     # Nothing of the server's own environment leaks in.
     assert "NIMBUS_SECRET_MARKER" not in env
-    assert "AWS_SECRET_ACCESS_KEY" not in env
-    assert "xyz" not in env.values()
+    # The function has a secret key of its own, not the server's.
+    assert env["AWS_SECRET_ACCESS_KEY"] != "leaked-key"
+    assert "xyz" not in env.values() and "leaked-key" not in env.values()
     server_env = {**os.environ, **marker_env, "NIMBUS_LOG": "info"}
     leaked = sorted(k for k in server_env if k in env and k not in PLATFORM_SET)
     assert not leaked, f"server variables visible to the function: {leaked}"

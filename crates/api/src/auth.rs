@@ -31,21 +31,14 @@ use axum::http::{request::Parts, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Limited};
-use nimbus_auth::{AuthError, Credentials, Payload, Protocol, Scope, Verifier};
-use std::collections::HashMap;
+use nimbus_auth::{AuthError, Credentials, KeyRing, Payload, Protocol, Scope, Verifier};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-/// Whom a request acts as.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
-    /// The account root (`arn:aws:iam::<account>:root`): every key configured
-    /// without a user name, and every request when authentication is off.
-    Root,
-    /// The IAM user of that name (`arn:aws:iam::<account>:user/<name>`).
-    User(String),
-}
+/// Whom a request acts as: the account root, an IAM user (a configured key) or
+/// a function's role (its session key from the [`KeyRing`]).
+pub use nimbus_core::Principal;
 
 /// The SigV4 credential scope of a request, for routing and ARNs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +131,8 @@ impl FromStr for AccessKey {
 #[derive(Debug, Clone, Default)]
 pub struct AuthConfig {
     keys: Vec<AccessKey>,
+    /// These keys, and the function session keys minted into it later.
+    key_ring: Arc<KeyRing>,
 }
 
 impl AuthConfig {
@@ -160,7 +155,20 @@ impl AuthConfig {
                 None => out.push(key),
             }
         }
-        Ok(Self { keys: out })
+        let key_ring = Arc::new(KeyRing::new(
+            out.iter()
+                .map(|k| (k.credentials.clone(), k.principal.clone())),
+        ));
+        Ok(Self {
+            keys: out,
+            key_ring,
+        })
+    }
+
+    /// The ring of accepted keys, shared with whoever mints function credentials
+    /// into it (the pool).
+    pub fn key_ring(&self) -> Arc<KeyRing> {
+        self.key_ring.clone()
     }
 
     /// Parse a credentials file: one `ACCESS_KEY:SECRET[:USER]` per line; blank
@@ -194,22 +202,17 @@ impl AuthConfig {
 #[derive(Debug)]
 pub(crate) struct Auth {
     verifier: Option<Verifier>,
-    principals: HashMap<String, Principal>,
+    key_ring: Arc<KeyRing>,
 }
 
 impl From<AuthConfig> for Auth {
     fn from(config: AuthConfig) -> Self {
         let verifier = config
             .is_enabled()
-            .then(|| Verifier::new(config.keys.iter().map(|k| k.credentials.clone())));
-        let principals = config
-            .keys
-            .into_iter()
-            .map(|k| (k.credentials.access_key_id, k.principal))
-            .collect();
+            .then(|| Verifier::with_key_ring(config.key_ring.clone()));
         Self {
             verifier,
-            principals,
+            key_ring: config.key_ring,
         }
     }
 }
@@ -303,10 +306,16 @@ pub(crate) async fn authenticate(
     let (mut parts, body) = req.into_parts();
     let query = parts.uri.query().unwrap_or("").to_owned();
     let Some(verifier) = &auth.verifier else {
+        // Unchecked, but a function's own key still says which function calls.
+        let mut principal = Principal::Root;
         if let Some(scope) = nimbus_auth::parse_scope_unverified(&parts.headers, &query) {
+            principal = auth
+                .key_ring
+                .principal(&scope.access_key_id)
+                .unwrap_or(principal);
             parts.extensions.insert(RequestScope::new(scope, false));
         }
-        parts.extensions.insert(Principal::Root);
+        parts.extensions.insert(principal);
         return next.run(Request::from_parts(parts, body)).await;
     };
     if parts.method == Method::GET && parts.uri.path() == "/_nimbus/health" {
@@ -350,11 +359,7 @@ pub(crate) async fn authenticate(
         }
         Err(e) => return rejected(&e, &parts),
     };
-    let principal = auth
-        .principals
-        .get(&verified.scope.access_key_id)
-        .cloned()
-        .unwrap_or(Principal::Root);
+    let principal = verified.principal;
     parts
         .extensions
         .insert(RequestScope::new(verified.scope, true));

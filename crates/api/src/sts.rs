@@ -212,17 +212,17 @@ async fn query_api(
 
 /// The caller's ARN and id, as AWS gives them: the account root is
 /// `arn:aws:iam::<account>:root` with the account id as its user id; an IAM user
-/// is `arn:aws:iam::<account>:user/<name>` with a stable `AIDA…` id.
+/// is `arn:aws:iam::<account>:user/<name>` with a stable `AIDA…` id; a function
+/// is `arn:aws:sts::<account>:assumed-role/<role>/<function>` with the user id
+/// `<role id>:<function>`.
 fn get_caller_identity(principal: &Principal) -> Response {
-    let (arn, user_id) = match principal {
-        Principal::Root => (
-            format!("arn:aws:iam::{ACCOUNT_ID}:root"),
-            ACCOUNT_ID.to_owned(),
-        ),
-        Principal::User(name) => (
-            format!("arn:aws:iam::{ACCOUNT_ID}:user/{name}"),
-            user_id(name),
-        ),
+    let arn = principal.arn();
+    let user_id = match principal {
+        Principal::Root => ACCOUNT_ID.to_owned(),
+        Principal::User(name) => user_id(name),
+        Principal::AssumedRole { role, session } => {
+            format!("{}:{session}", nimbus_auth::role_id(role))
+        }
     };
     let request_id = nimbus_core::new_request_id();
     let body = format!(

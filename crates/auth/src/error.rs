@@ -39,6 +39,11 @@ pub enum AuthError {
     #[error("The security token included in the request is invalid.")]
     UnrecognizedClient { access_key_id: String },
 
+    /// A temporary (session) access key without its session token, or with
+    /// another one.
+    #[error("The security token included in the request is invalid.")]
+    InvalidToken { access_key_id: String },
+
     /// The signature does not match the one we computed.
     #[error(
         "The request signature we calculated does not match the signature you provided. \
@@ -158,6 +163,9 @@ impl AuthError {
             (UnrecognizedClient { .. }, Json) => "UnrecognizedClientException",
             (UnrecognizedClient { .. }, Query) => "InvalidClientTokenId",
             (UnrecognizedClient { .. }, S3) => "InvalidAccessKeyId",
+            (InvalidToken { .. }, Json) => "UnrecognizedClientException",
+            (InvalidToken { .. }, Query) => "InvalidClientTokenId",
+            (InvalidToken { .. }, S3) => "InvalidToken",
             (SignatureExpired { .. } | SignatureNotYetCurrent { .. }, S3) => "RequestTimeTooSkewed",
             (RequestExpired { .. }, S3) => "AccessDenied",
             (CredentialDateMismatch { .. }, S3) => "AuthorizationHeaderMalformed",
@@ -199,6 +207,7 @@ impl AuthError {
             (CredentialDateMismatch { .. } | ContentSha256Mismatch { .. }, Protocol::S3) => {
                 StatusCode::BAD_REQUEST
             }
+            (InvalidToken { .. }, Protocol::S3) => StatusCode::BAD_REQUEST,
             (BodyNotProvided, _) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::FORBIDDEN,
         }
@@ -212,6 +221,9 @@ impl AuthError {
                 "Request is missing Authentication Token".into()
             }
             (MissingAuthenticationToken, Protocol::S3) => "Access Denied".into(),
+            (InvalidToken { .. }, Protocol::S3) => {
+                "The provided token is malformed or otherwise invalid.".into()
+            }
             (UnrecognizedClient { .. }, Protocol::S3) => {
                 "The AWS Access Key Id you provided does not exist in our records.".into()
             }

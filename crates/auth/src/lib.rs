@@ -31,8 +31,9 @@
 //! ```
 //!
 //! What is checked, as AWS does:
-//! * the access key is one of the configured [`Credentials`]
-//!   ([`AuthError::UnrecognizedClient`]);
+//! * the access key is one of the configured [`Credentials`] or a function's
+//!   session key in the [`KeyRing`] ([`AuthError::UnrecognizedClient`]), and a
+//!   session key comes with its session token ([`AuthError::InvalidToken`]);
 //! * the time: header auth within 15 minutes of the server clock either way,
 //!   presigned URLs until `X-Amz-Date + X-Amz-Expires` (at most a week);
 //! * the credential scope's date is the day of `X-Amz-Date`;
@@ -64,6 +65,7 @@
 mod canonical;
 mod chunk;
 mod error;
+mod keyring;
 mod parse;
 mod signing;
 #[cfg(test)]
@@ -72,10 +74,12 @@ mod suite;
 pub use canonical::PathRule;
 pub use chunk::ChunkSigner;
 pub use error::{AuthError, Protocol, SignatureMismatch};
+pub use keyring::{role_id, KeyRing, MintError, SessionCredentials, SESSION_KEY_PREFIX};
+pub use nimbus_core::Principal;
 pub use signing::{Signer, ALGORITHM};
 
-use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
 /// How far the request time may be from the server's clock, either way.
@@ -190,22 +194,22 @@ pub struct Verified {
     /// Signed in the query string (a presigned URL) rather than the header.
     pub presigned: bool,
     pub payload: Payload,
+    /// Whom the access key acts as (see [`KeyRing`]).
+    pub principal: Principal,
 }
 
-/// Checks SigV4 signatures against a set of accepted credentials.
+/// Checks SigV4 signatures against the accepted keys of a [`KeyRing`].
 #[derive(Clone)]
 pub struct Verifier {
-    secrets: HashMap<String, String>,
+    keys: Arc<KeyRing>,
     /// Services canonicalised with S3's path rule.
     s3_style: Vec<String>,
 }
 
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut keys: Vec<&String> = self.secrets.keys().collect();
-        keys.sort();
         f.debug_struct("Verifier")
-            .field("access_key_ids", &keys)
+            .field("keys", &self.keys)
             .field("s3_style", &self.s3_style)
             .finish()
     }
@@ -224,14 +228,19 @@ pub(crate) fn default_path_rule(service: &str) -> PathRule {
 }
 
 impl Verifier {
-    /// A verifier accepting exactly these credentials (a later duplicate access
-    /// key id replaces an earlier one).
+    /// A verifier accepting exactly these credentials, each acting as the account
+    /// root (a later duplicate access key id replaces an earlier one).
     pub fn new(credentials: impl IntoIterator<Item = Credentials>) -> Self {
+        Self::with_key_ring(Arc::new(KeyRing::new(
+            credentials.into_iter().map(|c| (c, Principal::Root)),
+        )))
+    }
+
+    /// A verifier accepting the keys of `ring`, also those added to it later
+    /// (function session keys) and no longer those revoked.
+    pub fn with_key_ring(keys: Arc<KeyRing>) -> Self {
         Self {
-            secrets: credentials
-                .into_iter()
-                .map(|c| (c.access_key_id, c.secret_access_key))
-                .collect(),
+            keys,
             s3_style: S3_STYLE_SERVICES.map(String::from).to_vec(),
         }
     }
@@ -269,11 +278,20 @@ impl Verifier {
     pub fn verify_at(&self, req: &Request<'_>, now: OffsetDateTime) -> Result<Verified, AuthError> {
         let auth = parse::auth_input(req.headers, req.query)?;
         let scope = parse::parse_scope(&auth.credential, auth.presigned)?;
-        let Some(secret) = self.secrets.get(&scope.access_key_id) else {
+        let Some(entry) = self.keys.get(&scope.access_key_id) else {
             return Err(AuthError::UnrecognizedClient {
                 access_key_id: scope.access_key_id,
             });
         };
+        if let Some(expected) = &entry.session_token {
+            let given = keyring::security_token(req.headers, req.query, auth.presigned);
+            if !given.is_some_and(|t| keyring::tokens_match(&t, expected)) {
+                return Err(AuthError::InvalidToken {
+                    access_key_id: scope.access_key_id,
+                });
+            }
+        }
+        let secret = &entry.secret;
         check_time(&auth, now)?;
         let day = &auth.amz_date[..8];
         if scope.date != day {
@@ -301,7 +319,7 @@ impl Verifier {
             let sts =
                 signing::string_to_sign(&auth.amz_date, &credential_scope, &canonical_request);
             if signing::signature_matches(&key, &sts, &provided) {
-                return finish(req, scope, &auth, payload);
+                return finish(req, scope, &auth, payload, entry.principal.clone());
             }
             first_attempt.get_or_insert((canonical_request, sts));
         }
@@ -467,6 +485,7 @@ fn finish(
     scope: Scope,
     auth: &parse::AuthInput,
     payload: Payload,
+    principal: Principal,
 ) -> Result<Verified, AuthError> {
     let payload = match (payload, req.body) {
         (
@@ -492,6 +511,7 @@ fn finish(
         signed_at: auth.signed_at,
         presigned: auth.presigned,
         payload,
+        principal,
     })
 }
 

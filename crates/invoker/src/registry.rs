@@ -269,6 +269,7 @@ impl Invoker {
             .retain(|(f, _), _| f != name);
         self.inner.admission.set_reserved(name, None);
         self.inner.pool.remove(name);
+        self.inner.pool.revoke_credentials(name);
         self.forget_versions(name);
         tracing::info!(function = %name, "deleted");
         Ok(())

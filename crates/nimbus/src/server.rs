@@ -70,6 +70,12 @@ pub struct UpArgs {
     /// DEFAULT: NO CREDENTIALS, AND THE API ACCEPTS EVERY REQUEST, SIGNED OR NOT.
     #[arg(long = "credentials", value_name = "KEY:SECRET[:USER]")]
     credentials: Vec<nimbus_api::AccessKey>,
+    /// Where the AWS SDKs functions get are installed (`scripts/install-sdks`):
+    /// `python/` (boto3) and `node_modules/` (`@aws-sdk/*` v3), searched after
+    /// the function's own code. Default: the `sdk/` dir of the source tree the
+    /// binary was built in (an ancestor of the binary), else `<data dir>/sdk`.
+    #[arg(long, env = "NIMBUS_SDK_DIR", value_name = "PATH")]
+    sdk_dir: Option<PathBuf>,
     /// File of access keys to accept: one ACCESS_KEY:SECRET[:USER] per line;
     /// blank lines and lines starting with # are ignored.
     #[arg(long, env = "NIMBUS_CREDENTIALS_FILE", value_name = "PATH")]
@@ -226,6 +232,17 @@ async fn serve(args: UpArgs) -> Result<i32> {
     if !args.retention.is_zero() {
         nimbus_telemetry::retention::spawn(db.clone(), args.retention);
     }
+    // Bound first: instances are told where it is (AWS_ENDPOINT_URL).
+    let api_listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let api_addr = api_listener.local_addr()?;
+    let sdk_dir = args
+        .sdk_dir
+        .clone()
+        .unwrap_or_else(|| default_sdk_dir(&data_dir));
+    let sdk = nimbus_runtime::services::SdkDir::probe(&sdk_dir);
+    let sdk_summary = sdk_summary(&sdk, &sdk_dir);
     let pool = Pool::new(
         PoolSettings {
             keep_alive: args.keep_alive,
@@ -235,6 +252,11 @@ async fn serve(args: UpArgs) -> Result<i32> {
             server_id,
             scale_up: args.scale_up.into(),
             spares: args.spares,
+            services: nimbus_runtime::services::ServiceAccess {
+                endpoint_url: Some(format!("http://{}", reachable(api_addr))),
+                key_ring: Some(auth.key_ring()),
+                sdk,
+            },
         },
         telemetry.clone(),
     );
@@ -271,13 +293,9 @@ async fn serve(args: UpArgs) -> Result<i32> {
     )
     .context("cannot start the scheduler")?;
 
-    let api_listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let gw_listener = tokio::net::TcpListener::bind(args.gateway_listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.gateway_listen))?;
-    let api_addr = api_listener.local_addr()?;
     let gw_addr = gw_listener.local_addr()?;
 
     let auth_summary = if auth.is_enabled() {
@@ -302,7 +320,7 @@ async fn serve(args: UpArgs) -> Result<i32> {
             credentials: k.credentials.clone(),
             user: match &k.principal {
                 nimbus_api::auth::Principal::User(u) => Some(u.clone()),
-                nimbus_api::auth::Principal::Root => None,
+                _ => None,
             },
         })
         .collect();
@@ -335,7 +353,7 @@ async fn serve(args: UpArgs) -> Result<i32> {
     let gw_task = tokio::spawn(gateway.serve(gw_listener, wait_stop(stop_rx.clone())));
 
     println!(
-        "nimbus ready: api http://{api_addr} gateway http://{gw_addr} data {} functions {} limits {} auth {auth_summary}",
+        "nimbus ready: api http://{api_addr} gateway http://{gw_addr} data {} functions {} limits {} auth {auth_summary} sdks {sdk_summary}",
         data_dir.display(),
         invoker.list().len(),
         pool.limits_mechanism()
@@ -363,6 +381,62 @@ async fn serve(args: UpArgs) -> Result<i32> {
     telemetry.flush().await;
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// An address of the API listener that instances on this host reach: the
+/// loopback address for a wildcard bind.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    }
+}
+
+/// The `sdk/` dir of the source tree the binary was built in (`<repo>/target/
+/// {debug,release}/nimbus`: the first ancestor holding `sdk/package.json`), else
+/// `<data dir>/sdk`.
+fn default_sdk_dir(data_dir: &Path) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            exe.ancestors()
+                .skip(1)
+                .map(|d| d.join("sdk"))
+                .find(|d| d.join("package.json").is_file())
+        })
+        .unwrap_or_else(|| data_dir.join("sdk"))
+}
+
+/// What the ready line says about the SDKs functions get.
+fn sdk_summary(sdk: &nimbus_runtime::services::SdkDir, dir: &Path) -> String {
+    let python = sdk
+        .python
+        .as_ref()
+        .map(|_| format!("boto3 {}", sdk.boto3_version().unwrap_or_default()));
+    let node = sdk
+        .node
+        .as_ref()
+        .map(|_| format!("@aws-sdk v{}", sdk.js_sdk_version().unwrap_or_default()));
+    match (python, node) {
+        (None, None) => {
+            tracing::warn!(
+                sdk_dir = %dir.display(),
+                "no AWS SDKs for functions found: run scripts/install-sdks (or pass --sdk-dir); \
+                 functions can still bundle their own"
+            );
+            format!("none (not installed in {})", dir.display())
+        }
+        (p, n) => {
+            let found: Vec<String> = p.into_iter().chain(n).collect();
+            tracing::info!(sdk_dir = %dir.display(), sdks = %found.join(", "), "AWS SDKs for functions");
+            format!("{} ({})", found.join(", "), dir.display())
+        }
+    }
 }
 
 async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {

@@ -41,6 +41,8 @@ pub struct InstanceSpec {
     pub provisioned: bool,
     /// Largest file the instance may write, in MB (Lambda's ephemeral storage).
     pub ephemeral_storage_mb: u32,
+    /// `AWS_ENDPOINT_URL`, the function's credentials, the SDK path (`services`).
+    pub services: crate::services::ServiceEnv,
 }
 
 /// One request for an instance.
@@ -582,6 +584,7 @@ fn environment(
             spec.pycache_dir.to_string_lossy().into_owned(),
         ));
     }
+    env.extend(spec.services.vars().iter().cloned());
     env.extend(spec.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
     env
 }

@@ -15,6 +15,8 @@
 //! * [`spare`]: pre-started Node.js and Python interpreters with the bootstrap
 //!   loaded, each claimed once by a cold start that would be no different started
 //!   from scratch.
+//! * [`services`]: what an instance gets to call Nimbus's AWS services as a Lambda
+//!   function calls AWS's (endpoint, its own credentials, the SDKs).
 //! * [`pool`]: per-function warm pools: cold start, warm reuse (LIFO), idle reaping,
 //!   provisioned concurrency, retiring instances of an old code revision.
 //!
@@ -28,6 +30,7 @@ pub mod instance;
 pub mod interpreters;
 pub mod pool;
 pub mod sandbox;
+pub mod services;
 pub mod spare;
 
 pub use driver::{DriverInstance, ProcessDriver, RuntimeDriver};

@@ -39,6 +39,8 @@ pub struct PoolSettings {
     /// Pre-started interpreter spares kept per interpreter (and, for Node, memory
     /// size) for cold starts; 0 disables them (see `spare`).
     pub spares: usize,
+    /// The API endpoint, function credentials and SDKs instances get (see `services`).
+    pub services: crate::services::ServiceAccess,
 }
 
 /// What a request does when no instance of its function is idle.
@@ -399,6 +401,14 @@ impl<D: RuntimeDriver> Pool<D> {
         }
         self.stop_all(stale);
         self.ensure_provisioned(&dep.key);
+    }
+
+    /// Revoke a deleted function's credentials: requests signed with them are
+    /// refused from now on (a function created again under the name gets new ones).
+    pub fn revoke_credentials(&self, function: &str) {
+        if let Some(ring) = &self.inner.settings.services.key_ring {
+            ring.revoke_function(function);
+        }
     }
 
     /// Forget a key: stop its idle instances now and busy ones when they finish.
@@ -770,6 +780,10 @@ impl<D: RuntimeDriver> Pool<D> {
             interpreter: dep.interpreter.clone(),
             provisioned,
             ephemeral_storage_mb: cfg.spec.ephemeral_storage_mb,
+            services: s
+                .services
+                .environment(cfg.name(), cfg.spec.role.as_deref(), cfg.spec.runtime)
+                .map_err(|e| RuntimeError::Spawn(std::io::Error::other(e)))?,
         };
         self.inner
             .driver

@@ -80,6 +80,7 @@ async fn a_failed_scheduled_run_is_retried_by_the_async_queue() {
             server_id: "schedtest".into(),
             scale_up: Default::default(),
             spares: 0,
+            services: Default::default(),
         },
         telemetry.clone(),
     );
