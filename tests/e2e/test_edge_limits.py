@@ -129,3 +129,29 @@ def test_connection_cap_holds_new_connections_until_one_closes(server_factory):
     extra.close()
     for c in held[1:]:
         c.close()
+
+
+ECHO = """
+def handler(event, context):
+    return {"statusCode": 200, "body": "ok"}
+"""
+
+
+def test_gateway_has_the_same_body_timeout(edge):
+    edge.deploy("limits-echo", "python3.12", "app.handler", {"app.py": ECHO})
+    r = edge.session.put(f"{edge.api}/_nimbus/routes",
+                         json={"route_key": "POST /slow-body", "function": "limits-echo"}, timeout=30)
+    assert r.status_code in (200, 201), r.text
+    s = socket.create_connection(addr(edge.gateway))
+    body = b"x" * 300
+    s.sendall(b"POST /slow-body HTTP/1.1\r\nHost: x\r\n" + f"Content-Length: {len(body)}\r\n\r\n".encode())
+    stop = threading.Event()
+    threading.Thread(target=drip, args=(s, body, stop), daemon=True).start()
+    s.settimeout(120)
+    data = s.recv(4096)
+    stop.set()
+    assert data.startswith(b"HTTP/1.1 408"), data[:200]
+    s.close()
+    # A client sending its body at once is served.
+    r = requests.post(f"{edge.gateway}/slow-body", data=body, timeout=60)
+    assert r.status_code == 200 and r.text == "ok"

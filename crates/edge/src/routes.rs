@@ -4,7 +4,8 @@
 //! rule that names a served API wins):
 //!
 //! 0. the path `/_nimbus/…` is the control API's (no AWS API uses it: a bucket
-//!    name cannot hold `_`);
+//!    name cannot hold `_`), and so is `/metrics` unless signed for S3 or sent to
+//!    an S3 host (a bucket may be called `metrics`);
 //! 1. the SigV4 credential scope's service (the `Authorization` header, or the
 //!    `X-Amz-Credential` of a presigned URL). A signing name shared by several
 //!    APIs is told apart by the rules below: `ses` is SES v1 (awsQuery, `Action`)
@@ -20,7 +21,7 @@
 //!    `bucket.s3.localhost`, `bucket.s3.<region>.amazonaws.com`) and its
 //!    path-style endpoints (`s3.<region>.amazonaws.com`, `s3.localhost`);
 //! 5. the path ([`PATH_RULES`]): Lambda's dated REST prefixes, SES v2's
-//!    `/v2/email/`, `/metrics`.
+//!    `/v2/email/`.
 //!
 //! The table is built from each front-end's [`ServiceMeta`] (signing name,
 //! target prefix, API version, protocols) plus [`PATH_RULES`] and the host rule.
@@ -34,7 +35,6 @@ use nimbus_protocol::{AwsError, Protocol, ServiceMeta};
 /// Path prefixes that name an API (checked last, after the scope, target, action
 /// and host), by [`ServiceMeta::name`].
 pub const PATH_RULES: &[(&str, &str)] = &[
-    ("/metrics", "nimbus"),
     // Lambda's REST API: every binding in its model starts with one of these.
     ("/2014-11-13/", "lambda"),
     ("/2015-03-31/", "lambda"),
@@ -56,6 +56,8 @@ pub const PATH_RULES: &[(&str, &str)] = &[
 
 /// The control API's path prefix, claimed before anything else.
 pub const CONTROL_PREFIX: &str = "/_nimbus/";
+/// Prometheus metrics, the control API's outside `/_nimbus/`.
+pub const METRICS: &str = "/metrics";
 /// [`ServiceMeta::name`] of the control API.
 pub const CONTROL: &str = "nimbus";
 /// [`ServiceMeta::name`] the `Host` rule sends S3-style hosts to.
@@ -236,14 +238,19 @@ impl Table {
     /// the body, its (buffered) body. Pure: no I/O, no authentication.
     pub fn classify(&self, parts: &Parts, body: Option<&[u8]>) -> Result<Route, Unrecognised> {
         let path = parts.uri.path();
-        if path.starts_with(CONTROL_PREFIX) || path == CONTROL_PREFIX.trim_end_matches('/') {
+        let target = header_str(parts, "x-amz-target");
+        let query = parts.uri.query().unwrap_or("");
+        let scope = signing_service(parts, query);
+        // `/metrics` too, whatever it is signed for (the CLI signs it `lambda`),
+        // unless it is S3's bucket of that name.
+        let control = path.starts_with(CONTROL_PREFIX)
+            || path == CONTROL_PREFIX.trim_end_matches('/')
+            || (path == METRICS && scope.as_deref() != Some(S3) && !is_s3_host(host(parts)));
+        if control {
             if let Some(i) = self.by_name(CONTROL) {
                 return Ok(self.route(i, Protocol::RestJson1, Rule::Control));
             }
         }
-        let target = header_str(parts, "x-amz-target");
-        let query = parts.uri.query().unwrap_or("");
-        let scope = signing_service(parts, query);
         let form = is_form_post(parts);
         // `Action`/`Version` from the query string, then the form body (the
         // body's win, as AWS reads them).

@@ -453,12 +453,17 @@ fn control_paths_and_lambda_prefixes() {
         &[("authorization", &signed("lambda"))],
     );
     assert_eq!(t.classify(&p, None).unwrap().rule, Rule::Control);
-    assert_eq!(
-        t.classify(&req("GET", "/metrics", &[]), None)
-            .unwrap()
-            .service,
-        "nimbus"
-    );
+    for auth in [None, Some(signed("lambda")), Some(signed("nimbus"))] {
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        let r = t.classify(&req("GET", "/metrics", &headers), None).unwrap();
+        assert_eq!(r.service, "nimbus", "{auth:?}");
+    }
+    // S3's bucket called `metrics`, by host.
+    let r = t
+        .classify(&req("GET", "/metrics", &[("host", "s3.localhost")]), None)
+        .unwrap();
+    assert_eq!(r.service, "s3");
     let r = t
         .classify(
             &req("POST", "/2015-03-31/functions/f/invocations", &[]),
