@@ -151,9 +151,9 @@ impl Verifier {
         if !SIGNED_MODES.contains(&mode.as_str()) {
             return None;
         }
-        let secret = self.secrets.get(&verified.scope.access_key_id)?;
+        let entry = self.keys.get(&verified.scope.access_key_id)?;
         Some(ChunkSigner::new(
-            secret,
+            &entry.secret,
             &verified.scope,
             &parse::format_amz_date(verified.signed_at),
             seed_signature,

@@ -1,6 +1,6 @@
 //! The gateway listener: hyper's auto connection builder (HTTP/1.1 keep-alive and
-//! h2c), a header-read timeout against slowloris, a body limit, graceful shutdown
-//! and one access-log line per request.
+//! h2c), header- and body-read timeouts against slowloris, a cap on open
+//! connections, a body limit, graceful shutdown and one access-log line per request.
 
 use crate::event::{self, RequestInfo};
 use crate::matcher::Match;
@@ -32,6 +32,10 @@ pub struct GatewaySettings {
     pub api_id: String,
     /// A client must send a request's whole head within this long.
     pub header_read_timeout: Duration,
+    /// A client must send a request's whole body within this long; past it, 408.
+    pub body_read_timeout: Duration,
+    /// Open connections at most; past it, new ones wait in the kernel's backlog.
+    pub max_connections: usize,
     /// Largest request body; past it, 413.
     pub body_limit: usize,
     /// Largest request head (request line and headers); past it, 431.
@@ -45,6 +49,8 @@ impl Default for GatewaySettings {
         Self {
             api_id: "nimbus0000".into(),
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
+            max_connections: 1024,
             body_limit: BODY_LIMIT,
             max_header_bytes: 64 * 1024,
             iam_keys: Vec::new(),
@@ -98,9 +104,18 @@ impl Gateway {
             .max_header_list_size(self.inner.settings.max_header_bytes as u32);
         let builder = Arc::new(builder);
         let header_timeout = self.inner.settings.header_read_timeout;
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            self.inner.settings.max_connections.max(1),
+        ));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
+            // A connection slot first: at the cap, stop accepting.
+            let permit = tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                p = slots.clone().acquire_owned() => p.expect("never closed"),
+            };
             let (stream, peer) = tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
@@ -123,6 +138,7 @@ impl Gateway {
             let builder = builder.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
+                let _permit = permit;
                 // hyper's header timer starts once the protocol is known; a client that
                 // connects and sends nothing is cut off here instead.
                 let mut first = [0u8; 1];
@@ -240,16 +256,21 @@ impl Gateway {
         if declared.is_some_and(|n| n > limit as u64) {
             return too_large();
         }
-        let body: Bytes = match Limited::new(body, limit).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    return too_large();
+        let read = Limited::new(body, limit).collect();
+        let body: Bytes =
+            match tokio::time::timeout(self.inner.settings.body_read_timeout, read).await {
+                Err(_) => {
+                    return response::message(StatusCode::REQUEST_TIMEOUT, "Request Timeout");
                 }
-                tracing::debug!(error = %e, "gateway: client body read failed");
-                return response::message(StatusCode::BAD_REQUEST, "Bad Request");
-            }
-        };
+                Ok(Ok(b)) => b.to_bytes(),
+                Ok(Err(e)) => {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        return too_large();
+                    }
+                    tracing::debug!(error = %e, "gateway: client body read failed");
+                    return response::message(StatusCode::BAD_REQUEST, "Bad Request");
+                }
+            };
 
         // Headers as the event carries them, plus what API Gateway adds.
         let source_ip = peer.ip().to_string();

@@ -6,6 +6,7 @@
 //! synchronous invoke path: resolve → admit → lease an instance from the pool → run →
 //! release → record.
 
+mod admin;
 mod admission;
 mod dispatch;
 pub mod queue;

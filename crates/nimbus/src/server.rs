@@ -21,9 +21,18 @@ pub struct UpArgs {
     /// Gateway listener for user HTTP routes.
     #[arg(long, default_value = "127.0.0.1:8080")]
     gateway_listen: SocketAddr,
-    /// Gateway clients must send a request's whole head within this long (slowloris).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    gateway_header_timeout: Duration,
+    /// Clients of both listeners (API and gateway) must send a request's whole
+    /// head within this long, else the connection is closed (slowloris).
+    #[arg(long, alias = "gateway-header-timeout", default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: Duration,
+    /// Clients of both listeners must send a request's whole body within this long
+    /// once it is being read, else 408 (API) or the connection is closed.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    body_timeout: Duration,
+    /// Open connections per listener at most; past it a listener stops accepting
+    /// until one closes (new clients wait in the kernel's backlog).
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
     /// Stop instances idle this long (e.g. 10m, 30s).
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     keep_alive: Duration,
@@ -69,7 +78,7 @@ pub struct UpArgs {
     /// Prefer the file or the variable: a flag's value shows in `ps`.
     /// DEFAULT: NO CREDENTIALS, AND THE API ACCEPTS EVERY REQUEST, SIGNED OR NOT.
     #[arg(long = "credentials", value_name = "KEY:SECRET[:USER]")]
-    credentials: Vec<nimbus_api::AccessKey>,
+    credentials: Vec<nimbus_edge::AccessKey>,
     /// Where the AWS SDKs functions get are installed (`scripts/install-sdks`):
     /// `python/` (boto3) and `node_modules/` (`@aws-sdk/*` v3), searched after
     /// the function's own code. Default: the `sdk/` dir of the source tree the
@@ -98,7 +107,7 @@ impl From<ScaleUpArg> for nimbus_runtime::ScaleUp {
 }
 
 /// The access keys of `--credentials`, `NIMBUS_CREDENTIALS` and `--credentials-file`.
-fn auth_config(args: &UpArgs) -> Result<nimbus_api::AuthConfig> {
+fn auth_config(args: &UpArgs) -> Result<nimbus_edge::AuthConfig> {
     let mut keys = args.credentials.clone();
     if let Ok(env) = std::env::var("NIMBUS_CREDENTIALS") {
         for (i, entry) in env.split(',').map(str::trim).enumerate() {
@@ -114,7 +123,7 @@ fn auth_config(args: &UpArgs) -> Result<nimbus_api::AuthConfig> {
     if let Some(path) = &args.credentials_file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read credentials file {}", path.display()))?;
-        let parsed = nimbus_api::AuthConfig::parse_file(&text)
+        let parsed = nimbus_edge::AuthConfig::parse_file(&text)
             .map_err(|e| anyhow::anyhow!("credentials file {}: {e}", path.display()))?;
         if parsed.is_empty() {
             anyhow::bail!(
@@ -125,7 +134,7 @@ fn auth_config(args: &UpArgs) -> Result<nimbus_api::AuthConfig> {
         }
         keys.extend(parsed);
     }
-    nimbus_api::AuthConfig::new(keys).map_err(anyhow::Error::msg)
+    nimbus_edge::AuthConfig::new(keys).map_err(anyhow::Error::msg)
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -319,7 +328,7 @@ async fn serve(args: UpArgs) -> Result<i32> {
         .map(|k| nimbus_gateway::IamKey {
             credentials: k.credentials.clone(),
             user: match &k.principal {
-                nimbus_api::auth::Principal::User(u) => Some(u.clone()),
+                nimbus_core::Principal::User(u) => Some(u.clone()),
                 _ => None,
             },
         })
@@ -332,24 +341,52 @@ async fn serve(args: UpArgs) -> Result<i32> {
     )
     .context("cannot load gateway routes")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let api = axum::serve(
-        api_listener,
-        nimbus_api::router(invoker.clone(), queue.clone(), auth)
-            .layer(axum::Extension(routes.clone()))
-            .layer(axum::Extension(scheduler.clone()))
-            .into_make_service(),
-    )
-    .with_graceful_shutdown(wait_stop(stop_rx.clone()));
+    // Every API on the edge listener; one more is one more line.
+    let frontends: Vec<std::sync::Arc<dyn nimbus_protocol::Frontend>> = vec![
+        nimbus_control::frontend(
+            invoker.clone(),
+            queue.clone(),
+            routes.clone(),
+            scheduler.clone(),
+        ),
+        nimbus_svc_lambda::frontend(invoker.clone(), queue.clone(), routes.clone()),
+        nimbus_svc_sts::frontend(),
+        nimbus_svc_sqs::frontend(),
+        nimbus_svc_sns::frontend(),
+        nimbus_svc_s3::frontend(),
+        nimbus_svc_dynamodb::frontend(),
+        nimbus_svc_dynamodbstreams::frontend(),
+        nimbus_svc_kinesis::frontend(),
+        nimbus_svc_events::frontend(),
+        nimbus_svc_secretsmanager::frontend(),
+        nimbus_svc_ssm::frontend(),
+        nimbus_svc_ses::frontend(),
+        nimbus_svc_sesv2::frontend(),
+        nimbus_svc_iam::frontend(),
+    ];
+    let edge = nimbus_edge::Edge::new(
+        frontends,
+        auth,
+        nimbus_edge::EdgeSettings {
+            region: args.region.clone(),
+            header_read_timeout: args.header_timeout,
+            body_read_timeout: args.body_timeout,
+            max_connections: args.max_connections,
+            ..Default::default()
+        },
+    );
     let gateway = nimbus_gateway::Gateway::new(
         routes,
         nimbus_gateway::GatewaySettings {
             api_id: gateway_api_id,
-            header_read_timeout: args.gateway_header_timeout,
+            header_read_timeout: args.header_timeout,
+            body_read_timeout: args.body_timeout,
+            max_connections: args.max_connections,
             iam_keys,
             ..Default::default()
         },
     );
-    let api_task = tokio::spawn(async move { api.await });
+    let api_task = tokio::spawn(edge.serve(api_listener, wait_stop(stop_rx.clone())));
     let gw_task = tokio::spawn(gateway.serve(gw_listener, wait_stop(stop_rx.clone())));
 
     println!(

@@ -138,7 +138,25 @@ pub trait Frontend: Send + Sync + 'static {
     /// Serve one request the edge classified as this API's. The edge has already
     /// authenticated it and put an [`EdgeContext`] in its extensions.
     fn call(&self, req: axum::extract::Request) -> ResponseFuture;
+    /// The largest body the edge buffers for this request (to check a signature
+    /// over it, or to read a form's `Action`), per operation; larger is refused
+    /// with [`Frontend::body_too_large`] before the front-end runs.
+    fn body_limit(&self, _parts: &http::request::Parts) -> usize {
+        DEFAULT_BODY_LIMIT
+    }
+    /// The error a body over [`Frontend::body_limit`] gets.
+    fn body_too_large(&self, _parts: &http::request::Parts, max: usize) -> AwsError {
+        AwsError::new(
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            format!("Request must be smaller than {max} bytes"),
+        )
+    }
 }
+
+/// [`Frontend::body_limit`] unless a front-end says otherwise (awsQuery's and the
+/// JSON protocols' largest common requests fit).
+pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 /// What the edge learned about a request before handing it to a front-end; a
 /// request extension.

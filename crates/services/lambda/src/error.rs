@@ -1,4 +1,5 @@
-//! One error type for the API, rendered in AWS's JSON error shape.
+//! Lambda's one error type, written in restJson1's error shape by
+//! [`nimbus_protocol::error_response`] with Lambda's `Type` and `Reason` fields.
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -86,19 +87,27 @@ impl From<InvokeError> for ApiError {
     }
 }
 
+impl From<ApiError> for nimbus_protocol::AwsError {
+    fn from(e: ApiError) -> Self {
+        let mut err =
+            nimbus_protocol::AwsError::new(e.status, e.code, e.message).with_field("Type", e.kind);
+        if let Some(r) = e.reason {
+            err = err.with_field("Reason", r);
+            err.headers
+                .push((http::header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
+        err
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = serde_json::json!({ "Type": self.kind, "message": self.message });
-        if let Some(r) = self.reason {
-            body["Reason"] = r.into();
-        }
-        let mut resp = (self.status, axum::Json(body)).into_response();
-        let h = resp.headers_mut();
-        h.insert("x-amzn-errortype", HeaderValue::from_static(self.code));
-        if self.reason.is_some() {
-            h.insert("retry-after", HeaderValue::from_static("1"));
-        }
-        resp
+        nimbus_protocol::error_response(
+            nimbus_protocol::Protocol::RestJson1,
+            &crate::META,
+            &self.into(),
+            &crate::request_id(),
+        )
     }
 }
 

@@ -1,6 +1,6 @@
 //! The AWS Lambda REST API (2015-03-31): the `Invoke` operation.
 
-pub(crate) mod ops;
+pub mod ops;
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -218,7 +218,7 @@ struct InvokeQuery {
 }
 
 /// Read a body of at most `max` bytes; `None` when it is larger.
-pub(crate) async fn read_limited(body: Body, max: usize) -> Result<Option<Bytes>, ApiError> {
+pub async fn read_limited(body: Body, max: usize) -> Result<Option<Bytes>, ApiError> {
     match Limited::new(body, max).collect().await {
         Ok(c) => Ok(Some(c.to_bytes())),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Ok(None),

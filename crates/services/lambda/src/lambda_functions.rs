@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// Largest CreateFunction/UpdateFunctionCode body (a 50 MB zip, base64-encoded, plus JSON).
-const CODE_BODY_MAX: usize = 70 * 1024 * 1024;
+pub(crate) const CODE_BODY_MAX: usize = 70 * 1024 * 1024;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

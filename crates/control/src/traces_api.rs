@@ -37,22 +37,8 @@ async fn trace(
         ))
     })?;
     st.invoker.telemetry().flush().await;
-    let db = st.invoker.db().clone();
     let with_logs = q.logs.unwrap_or(true);
-    let r = root.clone();
-    let (recs, logs) = tokio::task::spawn_blocking(move || {
-        let recs = db.trace_records(&r, TRACE_LIMIT)?;
-        let logs = if with_logs {
-            let ids: Vec<String> = recs.iter().map(|r| r.request_id.clone()).collect();
-            db.request_logs(&ids, TRACE_LIMIT)?
-        } else {
-            Vec::new()
-        };
-        Ok::<_, nimbus_store::StoreError>((recs, logs))
-    })
-    .await
-    .map_err(|e| ApiError::service(e.to_string()))?
-    .map_err(|e| ApiError::service(e.to_string()))?;
+    let (recs, logs) = st.invoker.trace(&root, with_logs, TRACE_LIMIT).await?;
     Ok(Json(json!({
         "root": root,
         "traceparent_id": root[2..].replace('-', ""),

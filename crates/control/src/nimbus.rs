@@ -1,7 +1,6 @@
 //! The Nimbus control API (`/_nimbus/...`), used by the `nimbus` CLI.
 
 use crate::error::ApiError;
-use crate::lambda::read_limited;
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -12,6 +11,7 @@ use axum::{Json, Router};
 use futures_util::stream;
 use nimbus_core::{FunctionSpec, Runtime};
 use nimbus_store::{LogLine, RecordQuery};
+use nimbus_svc_lambda::read_limited;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -39,7 +39,7 @@ async fn health(State(st): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({
         "status": "ok",
         "functions": st.invoker.list().len(),
-        "limits": st.invoker.pool().limits_mechanism(),
+        "limits": st.invoker.limits_mechanism(),
     }))
 }
 
@@ -217,12 +217,7 @@ async fn logs(
 ) -> Result<Response, ApiError> {
     if st.invoker.get(&name).is_none() && !q.follow {
         // Logs of a deleted function stay readable until retention removes them.
-        let db = st.invoker.db().clone();
-        let n = name.clone();
-        let any = tokio::task::spawn_blocking(move || db.tail_logs(&n, 1))
-            .await
-            .map_err(|e| ApiError::service(e.to_string()))?
-            .map_err(|e| ApiError::service(e.to_string()))?;
+        let any = st.invoker.tail_logs(&name, 1).await?;
         if any.is_empty() {
             return Err(ApiError::not_found(format!("Function not found: {name}")));
         }
@@ -230,15 +225,10 @@ async fn logs(
     // Subscribe before reading the store so no line falls between the two.
     let live = st.invoker.telemetry().subscribe();
     st.invoker.telemetry().flush().await;
-    let db = st.invoker.db().clone();
-    let n = name.clone();
-    let stored = tokio::task::spawn_blocking(move || match (q.tail, q.after, q.since) {
-        (Some(t), 0, 0) => db.tail_logs(&n, t),
-        _ => db.logs(&n, q.after, q.since, 100_000),
-    })
-    .await
-    .map_err(|e| ApiError::service(e.to_string()))?
-    .map_err(|e| ApiError::service(e.to_string()))?;
+    let stored = match (q.tail, q.after, q.since) {
+        (Some(t), 0, 0) => st.invoker.tail_logs(&name, t).await?,
+        _ => st.invoker.logs(&name, q.after, q.since, 100_000).await?,
+    };
     let last_id = stored.last().map_or(q.after, |l| l.id);
     let head = stream::iter(
         stored
@@ -305,7 +295,6 @@ async fn invocations(
     Query(q): Query<InvocationsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     st.invoker.telemetry().flush().await;
-    let db = st.invoker.db().clone();
     let query = RecordQuery {
         function: q.function,
         since_ms: q.since,
@@ -313,9 +302,6 @@ async fn invocations(
         cold_only: q.cold,
         limit: q.limit,
     };
-    let recs = tokio::task::spawn_blocking(move || db.records(&query))
-        .await
-        .map_err(|e| ApiError::service(e.to_string()))?
-        .map_err(|e| ApiError::service(e.to_string()))?;
+    let recs = st.invoker.records(query).await?;
     Ok(Json(json!({ "invocations": recs })))
 }

@@ -1,44 +1,32 @@
-//! SigV4 authentication of the API listener, as an axum middleware.
+//! SigV4 authentication of the edge listener.
 //!
 //! With credentials configured ([`AuthConfig`] with at least one [`AccessKey`]),
-//! every request — Lambda, STS, the `/_nimbus/` control API, unknown routes —
+//! every request — every AWS API, the `/_nimbus/` control API, unknown routes —
 //! must carry a valid AWS Signature Version 4 (header or presigned URL) made
 //! with one of the access keys; only `GET /_nimbus/health` is open. Failures
-//! answer in the protocol's own shape: the REST-JSON one
-//! (`x-amzn-ErrorType: UnrecognizedClientException`, `{"message": …}`) for every
-//! path but `/`, and the query protocol's XML `ErrorResponse` for `/` (STS).
+//! answer in the protocol of the API the request was classified to (awsJson,
+//! awsQuery XML, restXml, restJson1), through [`nimbus_protocol::error_response`].
 //!
 //! With no credentials, every request is accepted, signed or not, and the scope a
 //! request names (if any) is read without being checked.
 //!
-//! Either way handlers find, as request extensions, the [`RequestScope`] (the
-//! service and region of the signature, when the request is signed) and the
-//! [`Principal`] the request acts as.
+//! Either way the edge learns the [`RequestScope`] (the service and region of the
+//! signature, when the request is signed) and the [`Principal`] the request acts
+//! as, and hands them to the front-end in its [`nimbus_protocol::EdgeContext`].
 //!
 //! The body: a request whose signature covers the body's hash (what the SDKs do
-//! for every service but S3) is buffered whole before the handler runs, at most
-//! [`body_limit`] bytes (Lambda's 6 MB for `Invoke`, the largest upload
-//! elsewhere); larger answers `413` before any handler runs. The access key and
-//! the time are checked *before* anything is buffered, so only holders of a key
-//! can make the server buffer. A body declared `UNSIGNED-PAYLOAD` streams through
-//! untouched, with the handler's own limit.
+//! for every service but S3) is buffered whole before the front-end runs, at most
+//! the operation's [`nimbus_protocol::Frontend::body_limit`]; larger is refused
+//! before any front-end runs. The access key and the time are checked *before*
+//! anything is buffered, so only holders of a key can make the server buffer. A
+//! body declared `UNSIGNED-PAYLOAD` streams through untouched, with the
+//! front-end's own limit.
 
-use crate::error::ApiError;
-use crate::sts::QueryError;
-use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::{request::Parts, Method, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, Limited};
-use nimbus_auth::{AuthError, Credentials, KeyRing, Payload, Protocol, Scope, Verifier};
+use nimbus_auth::{AuthError, Credentials, KeyRing, Scope, Verifier};
+pub use nimbus_core::Principal;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
-
-/// Whom a request acts as: the account root, an IAM user (a configured key) or
-/// a function's role (its session key from the [`KeyRing`]).
-pub use nimbus_core::Principal;
 
 /// The SigV4 credential scope of a request, for routing and ARNs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +41,7 @@ pub struct RequestScope {
 }
 
 impl RequestScope {
-    fn new(scope: Scope, verified: bool) -> Self {
+    pub(crate) fn new(scope: Scope, verified: bool) -> Self {
         Self {
             service: scope.service,
             region: scope.region,
@@ -198,10 +186,10 @@ impl AuthConfig {
     }
 }
 
-/// The middleware's state, built once from the [`AuthConfig`].
+/// The edge's authentication state, built once from the [`AuthConfig`].
 #[derive(Debug)]
 pub(crate) struct Auth {
-    verifier: Option<Verifier>,
+    pub(crate) verifier: Option<Verifier>,
     key_ring: Arc<KeyRing>,
 }
 
@@ -217,172 +205,30 @@ impl From<AuthConfig> for Auth {
     }
 }
 
-/// The largest body buffered for signature checking on `path`, and how a larger
-/// one is refused (the same code and message the route's handler uses).
-pub(crate) fn body_limit(path: &str) -> (usize, &'static str, String) {
-    let invoke = path.starts_with("/2015-03-31/functions/") && path.ends_with("/invocations");
-    if invoke {
-        let max = nimbus_core::limits::SYNC_PAYLOAD_MAX;
-        (
-            max,
-            "RequestTooLargeException",
-            format!("Request must be smaller than {max} bytes for the InvokeFunction operation"),
-        )
-    } else {
-        let max = crate::nimbus::CODE_UPLOAD_MAX;
-        (
-            max,
-            "RequestEntityTooLargeException",
-            format!("Request must be smaller than {max} bytes"),
-        )
+impl Auth {
+    /// Whom an access key acts as: a configured key's principal, a function's
+    /// role for its session key (recognised even when authentication is off),
+    /// else the account root.
+    pub(crate) fn principal(&self, scope: &Scope) -> Principal {
+        self.key_ring
+            .principal(&scope.access_key_id)
+            .unwrap_or(Principal::Root)
     }
 }
 
-/// Requests to `/` speak the query protocol (STS); everything else REST-JSON.
-fn protocol(parts: &Parts) -> Protocol {
-    if parts.uri.path() == "/" {
-        Protocol::Query
-    } else {
-        Protocol::Json
-    }
-}
-
-fn refuse(e: &AuthError, protocol: Protocol) -> Response {
-    let (status, code, message) = (
-        e.status_for(protocol),
-        e.code_for(protocol),
-        e.message_for(protocol).into_owned(),
-    );
-    match protocol {
-        Protocol::Query => QueryError::new(status, code, message).into_response(),
-        _ => ApiError::new(status, code, message).into_response(),
-    }
-}
-
-fn error(protocol: Protocol, status: StatusCode, code: &'static str, message: String) -> Response {
-    match protocol {
-        Protocol::Query => QueryError::new(status, code, message).into_response(),
-        _ => ApiError::new(status, code, message).into_response(),
-    }
-}
-
-/// Read the whole body, at most the route's limit.
-async fn buffer(parts: &Parts, body: Body) -> Result<Bytes, Response> {
-    let (max, code, message) = body_limit(parts.uri.path());
-    let too_large = || {
-        error(
-            protocol(parts),
-            StatusCode::PAYLOAD_TOO_LARGE,
-            code,
-            message.clone(),
-        )
-    };
-    let declared = parts
-        .headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return Err(too_large());
-    }
-    match Limited::new(body, max).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(error(
-            protocol(parts),
-            StatusCode::BAD_REQUEST,
-            "InvalidRequestContentException",
-            format!("could not read request body: {e}"),
-        )),
-    }
-}
-
-/// The middleware.
-pub(crate) async fn authenticate(
-    State(auth): State<Arc<Auth>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let (mut parts, body) = req.into_parts();
-    let query = parts.uri.query().unwrap_or("").to_owned();
-    let Some(verifier) = &auth.verifier else {
-        // Unchecked, but a function's own key still says which function calls.
-        let mut principal = Principal::Root;
-        if let Some(scope) = nimbus_auth::parse_scope_unverified(&parts.headers, &query) {
-            principal = auth
-                .key_ring
-                .principal(&scope.access_key_id)
-                .unwrap_or(principal);
-            parts.extensions.insert(RequestScope::new(scope, false));
-        }
-        parts.extensions.insert(principal);
-        return next.run(Request::from_parts(parts, body)).await;
-    };
-    if parts.method == Method::GET && parts.uri.path() == "/_nimbus/health" {
-        return next.run(Request::from_parts(parts, body)).await;
-    }
-
-    let method = parts.method.as_str().to_owned();
-    let request = |body| nimbus_auth::Request {
-        method: &method,
-        path: parts.uri.path(),
-        query: &query,
-        headers: &parts.headers,
-        body,
-    };
-    // Without the body first: unknown keys and stale or malformed signatures are
-    // refused before anything is read.
-    let (verified, body) = match verifier.verify(&request(None)) {
-        Ok(v) if v.payload == Payload::Unsigned => (v, body),
-        Ok(nimbus_auth::Verified {
-            payload: Payload::Streaming { .. },
-            ..
-        }) => {
-            let e = AuthError::IncompleteSignature {
-                message: "Nimbus does not accept aws-chunked (STREAMING-*) payloads on this \
-                          API; send the body whole."
-                    .into(),
-                presigned: false,
-            };
-            return refuse(&e, protocol(&parts));
-        }
-        // The signature covers the body's hash: read it and check again.
-        Ok(_) | Err(AuthError::BodyNotProvided) => {
-            let bytes = match buffer(&parts, body).await {
-                Ok(b) => b,
-                Err(resp) => return resp,
-            };
-            match verifier.verify(&request(Some(&bytes))) {
-                Ok(v) => (v, Body::from(bytes)),
-                Err(e) => return rejected(&e, &parts),
-            }
-        }
-        Err(e) => return rejected(&e, &parts),
-    };
-    let principal = verified.principal;
-    parts
-        .extensions
-        .insert(RequestScope::new(verified.scope, true));
-    parts.extensions.insert(principal);
-    next.run(Request::from_parts(parts, body)).await
-}
-
-fn rejected(e: &AuthError, parts: &Parts) -> Response {
+/// Log why a request was refused (the canonical request of a mismatch helps the
+/// client's author find what was signed differently).
+pub(crate) fn log_refusal(e: &AuthError, method: &http::Method, path: &str) {
     match e {
         AuthError::SignatureMismatch(m) => tracing::info!(
-            method = %parts.method,
-            path = parts.uri.path(),
+            method = %method,
+            path,
             access_key = m.access_key_id,
             canonical_request = m.canonical_request,
             "request refused: signature does not match"
         ),
-        _ => tracing::info!(
-            method = %parts.method,
-            path = parts.uri.path(),
-            "request refused: {e}"
-        ),
+        _ => tracing::info!(method = %method, path, "request refused: {e}"),
     }
-    refuse(e, protocol(parts))
 }
 
 #[cfg(test)]
@@ -432,14 +278,5 @@ mod tests {
         );
         assert!(AuthConfig::new([a1, a2]).is_err());
         assert!(!AuthConfig::default().is_enabled());
-    }
-
-    #[test]
-    fn invoke_is_capped_at_the_sync_payload_limit() {
-        let (max, code, _) = body_limit("/2015-03-31/functions/f/invocations");
-        assert_eq!(max, nimbus_core::limits::SYNC_PAYLOAD_MAX);
-        assert_eq!(code, "RequestTooLargeException");
-        let (max, _, _) = body_limit("/_nimbus/code");
-        assert_eq!(max, crate::nimbus::CODE_UPLOAD_MAX);
     }
 }

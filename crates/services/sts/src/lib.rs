@@ -1,30 +1,77 @@
-//! AWS STS on the query protocol: `Action=…&Version=2011-06-15` as a form POST
-//! (or a GET query) to `/`, answered in XML.
+//! The AWS STS front-end, on the query protocol: `Action=…&Version=2011-06-15` as
+//! a form POST (or a GET query), answered in XML.
 //!
-//! `/` is where every query-protocol service lives, so a request there is STS's
-//! when its SigV4 scope names `sts` or its `Action` is an STS operation.
+//! The edge sends a request here when its SigV4 scope names `sts` or its `Action`
+//! and `Version` are STS's ([`META`]), with the form body already read.
 //! [`Operation`] lists every STS operation; the ones Nimbus does not implement
 //! answer `501 InvalidAction` naming themselves, unknown ones AWS's
-//! `400 InvalidAction`. Errors here, and the authentication failures of requests
-//! to `/`, leave through [`QueryError`] in STS's XML `ErrorResponse` shape.
+//! `400 InvalidAction`. Every error leaves through [`QueryError`], a thin wrapper
+//! over [`nimbus_protocol::error_response`] in awsQuery's XML `ErrorResponse` shape.
 
-use crate::auth::{Principal, RequestScope};
-use crate::AppState;
-use axum::extract::Extension;
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use bytes::Bytes;
-use nimbus_core::ACCOUNT_ID;
+use nimbus_core::{Principal, ACCOUNT_ID};
+use nimbus_protocol::{AwsError, EdgeContext, Frontend, Protocol, ResponseFuture, ServiceMeta};
 use sha2::Digest;
+use std::sync::Arc;
 
 /// The only STS API version.
 const VERSION: &str = "2011-06-15";
 const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/", get(query_api).post(query_api))
+/// STS on the wire (botocore's `sts/2011-06-15/service-2.json` metadata).
+pub const META: ServiceMeta = ServiceMeta {
+    name: "sts",
+    signing_name: "sts",
+    endpoint_prefix: "sts",
+    api_version: VERSION,
+    protocol: Protocol::AwsQuery,
+    protocols: &[Protocol::AwsQuery],
+    target_prefix: None,
+    xml_namespace: Some(XMLNS),
+    query_compatible: false,
+};
+
+/// Largest STS request (policies and SAML assertions are the big ones).
+const BODY_MAX: usize = 1024 * 1024;
+
+struct Sts;
+
+/// The STS front-end.
+pub fn frontend() -> Arc<dyn Frontend> {
+    Arc::new(Sts)
+}
+
+impl Frontend for Sts {
+    fn meta(&self) -> &'static ServiceMeta {
+        &META
+    }
+
+    fn call(&self, req: Request) -> ResponseFuture {
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let ctx = parts.extensions.get::<EdgeContext>().cloned();
+            let body = match axum::body::to_bytes(body, BODY_MAX).await {
+                Ok(b) => b,
+                Err(e) => {
+                    return QueryError::new(
+                        StatusCode::BAD_REQUEST,
+                        "MalformedInput",
+                        format!("could not read the request body: {e}"),
+                    )
+                    .into_response()
+                }
+            };
+            let principal = ctx.map(|c| c.principal).unwrap_or(Principal::Root);
+            query_api(principal, parts.method, parts.headers, parts.uri, body)
+        })
+    }
+
+    fn body_limit(&self, _parts: &http::request::Parts) -> usize {
+        BODY_MAX
+    }
 }
 
 /// Every operation of the STS API.
@@ -94,21 +141,9 @@ impl QueryError {
 
 impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
-        // `Sender` for the client's faults, `Receiver` for ours, as AWS writes it.
-        let kind = if self.status.is_server_error() {
-            "Receiver"
-        } else {
-            "Sender"
-        };
+        let err = AwsError::new(self.status, self.code, self.message);
         let request_id = nimbus_core::new_request_id();
-        let body = format!(
-            "<ErrorResponse xmlns=\"{XMLNS}\">\n  <Error>\n    <Type>{kind}</Type>\n    \
-             <Code>{}</Code>\n    <Message>{}</Message>\n  </Error>\n  \
-             <RequestId>{request_id}</RequestId>\n</ErrorResponse>\n",
-            self.code,
-            xml_escape(&self.message)
-        );
-        xml_response(self.status, body, &request_id)
+        nimbus_protocol::error_response(Protocol::AwsQuery, &META, &err, &request_id)
     }
 }
 
@@ -137,11 +172,9 @@ fn xml_escape(s: &str) -> String {
     out
 }
 
-/// `/`: STS when the scope or the action says so; anything else there is not
-/// an operation Nimbus knows.
-async fn query_api(
-    scope: Option<Extension<RequestScope>>,
-    principal: Option<Extension<Principal>>,
+/// One STS request: its `Action` from the query string or the form body.
+fn query_api(
+    principal: Principal,
     method: Method,
     headers: HeaderMap,
     uri: Uri,
@@ -167,21 +200,7 @@ async fn query_api(
             .map(|(_, v)| v.as_str())
     };
     let action = param("Action");
-    let service = scope.as_ref().map(|s| s.service.as_str());
     let operation = action.and_then(Operation::parse);
-    if service != Some("sts") && operation.is_none() {
-        return match action {
-            Some(a) => QueryError::new(
-                StatusCode::BAD_REQUEST,
-                "InvalidAction",
-                format!("The action {a} is not valid for this web service."),
-            )
-            .into_response(),
-            None => crate::error::unknown_operation(method, uri)
-                .await
-                .into_response(),
-        };
-    }
     let Some(action) = action else {
         return QueryError::new(StatusCode::BAD_REQUEST, "MissingAction", "Missing Action")
             .into_response();
@@ -195,9 +214,10 @@ async fn query_api(
         )
         .into_response();
     };
-    let principal = principal.map(|p| p.0).unwrap_or(Principal::Root);
     match operation {
         Operation::GetCallerIdentity => get_caller_identity(&principal),
+        // `InvalidAction` with 501, as before the protocol crate (clients and
+        // tests know it); AWS has no other code for it on STS.
         other => QueryError::new(
             StatusCode::NOT_IMPLEMENTED,
             "InvalidAction",

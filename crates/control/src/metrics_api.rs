@@ -52,7 +52,7 @@ fn sampled(st: &AppState) -> Vec<GaugeFamily> {
         "nimbus_function_instances",
         "Instances of a function version by state (initialising, idle, busy)",
     );
-    for c in st.invoker.pool().census() {
+    for c in st.invoker.instance_census() {
         for (state, n) in [
             ("initialising", c.initialising),
             ("idle", c.idle),
@@ -111,11 +111,7 @@ async fn cost(
     let since = q
         .since
         .unwrap_or_else(|| nimbus_core::now_ms() - DEFAULT_COST_WINDOW_MS);
-    let db = st.invoker.db().clone();
-    let rows = tokio::task::spawn_blocking(move || db.metering(since))
-        .await
-        .map_err(|e| ApiError::service(e.to_string()))?
-        .map_err(|e| ApiError::service(e.to_string()))?;
+    let rows = st.invoker.metering(since).await?;
     let memory: HashMap<String, u32> = st
         .invoker
         .list()

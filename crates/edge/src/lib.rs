@@ -1,0 +1,382 @@
+//! The edge listener (default `127.0.0.1:4566`): the one port every AWS API Nimbus
+//! serves, and its control API, answer on.
+//!
+//! The edge only routes. For every request it
+//! 1. classifies it to exactly one front-end ([`routes`]: SigV4 scope,
+//!    `X-Amz-Target`, form `Action` + `Version`, `Host`, path), from the
+//!    [`ServiceMeta`] of the front-ends it was given;
+//! 2. authenticates it ([`auth`]: SigV4 against the configured access keys), and
+//!    buffers the body where the signature covers it or the `Action` is in it, at
+//!    most the operation's [`Frontend::body_limit`];
+//! 3. hands it to the front-end with an [`EdgeContext`] (request id, region,
+//!    [`nimbus_core::Principal`], protocol) as a request extension;
+//! 4. writes one access-log line (target `nimbus::api::access`).
+//!
+//! Refusals before a front-end runs (authentication, body too large, nothing
+//! claims the request) are written in the protocol the request was classified to,
+//! through [`nimbus_protocol::error_response`]. The listener itself ([`server`])
+//! bounds header and body read times and the number of connections.
+
+pub mod auth;
+pub mod routes;
+pub mod server;
+
+pub use auth::{AccessKey, AuthConfig, Principal, RequestScope};
+pub use routes::{Route, Rule, Table, Unrecognised};
+pub use server::EdgeSettings;
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::response::Response;
+use http::request::Parts;
+use http::{HeaderValue, Method, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use nimbus_auth::{AuthError, Payload};
+use nimbus_protocol::{error_response, AwsError, EdgeContext, Frontend, Protocol, ServiceMeta};
+use std::sync::Arc;
+use std::time::Instant;
+
+struct Inner {
+    table: Table,
+    frontends: Vec<Arc<dyn Frontend>>,
+    auth: auth::Auth,
+    settings: EdgeSettings,
+}
+
+/// The edge: front-ends, their routing table, the access keys. Cheap to clone.
+#[derive(Clone)]
+pub struct Edge {
+    inner: Arc<Inner>,
+}
+
+/// What a request was refused with before reaching a front-end.
+struct Refused(Response);
+
+impl Edge {
+    /// An edge over these front-ends (registering one is one more element);
+    /// `auth` says which SigV4 credentials every request must be signed with
+    /// (none: accept everything).
+    pub fn new(
+        frontends: Vec<Arc<dyn Frontend>>,
+        auth: AuthConfig,
+        settings: EdgeSettings,
+    ) -> Self {
+        let table = Table::new(frontends.iter().map(|f| f.meta()).collect());
+        Self {
+            inner: Arc::new(Inner {
+                table,
+                frontends,
+                auth: auth::Auth::from(auth),
+                settings,
+            }),
+        }
+    }
+
+    /// The routing table.
+    pub fn table(&self) -> &Table {
+        &self.inner.table
+    }
+
+    /// Serve one request: classify, authenticate, hand on, log.
+    pub async fn handle(&self, req: Request) -> Response {
+        let started = Instant::now();
+        let request_id = nimbus_core::new_request_id();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let mut log = AccessLog::default();
+        let mut resp = match self.route(req, &request_id, &mut log).await {
+            Ok(r) => r,
+            Err(Refused(r)) => r,
+        };
+        // Every AWS answer carries a request id, errors included.
+        if !resp.headers().contains_key("x-amzn-requestid") {
+            if let Ok(v) = HeaderValue::from_str(&request_id) {
+                resp.headers_mut().insert("x-amzn-requestid", v);
+            }
+        }
+        let header = |n: &str| {
+            resp.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        tracing::info!(
+            target: "nimbus::api::access",
+            method = %method,
+            path = %path,
+            service = log.service,
+            rule = log.rule,
+            status = resp.status().as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            request_id = %header("x-amzn-requestid"),
+            error_type = %header("x-amzn-errortype"),
+            "api request"
+        );
+        resp
+    }
+
+    async fn route(
+        &self,
+        req: Request,
+        request_id: &str,
+        log: &mut AccessLog,
+    ) -> Result<Response, Refused> {
+        let inner = &*self.inner;
+        let (mut parts, body) = req.into_parts();
+        let first = inner.table.classify(&parts, None);
+        // Who answers refusals, in which protocol, and how much body may be read.
+        let (meta, protocol): (&'static ServiceMeta, Protocol) = match &first {
+            Ok(r) => (inner.frontends[r.index].meta(), r.protocol),
+            Err(u) => (&routes::UNROUTED, u.protocol()),
+        };
+        let refuse = |err: &AwsError| Refused(error_response(protocol, meta, err, request_id));
+        let (limit, too_large) = match &first {
+            Ok(r) => {
+                let fe = &inner.frontends[r.index];
+                let max = fe.body_limit(&parts);
+                (max, fe.body_too_large(&parts, max))
+            }
+            Err(_) => {
+                let max = inner.settings.form_limit;
+                (max, default_too_large(max))
+            }
+        };
+        let reader = BodyReader {
+            limit,
+            too_large: &too_large,
+            timeout: inner.settings.body_read_timeout,
+        };
+        let query = parts.uri.query().unwrap_or("").to_owned();
+        let mut buffered: Option<Bytes> = None;
+        let mut body = Some(body);
+        let health = parts.method == Method::GET && parts.uri.path() == "/_nimbus/health";
+        let mut streaming = None;
+        let mut signer = None;
+        let (principal, scope) = match &inner.auth.verifier {
+            None => {
+                // Unchecked, but a function's own key still says which function calls.
+                let scope = nimbus_auth::parse_scope_unverified(&parts.headers, &query);
+                let principal = scope
+                    .as_ref()
+                    .map(|s| inner.auth.principal(s))
+                    .unwrap_or(Principal::Root);
+                (principal, scope.map(|s| RequestScope::new(s, false)))
+            }
+            Some(_) if health => (Principal::Root, None),
+            Some(verifier) => {
+                let request = |parts, body| auth_request(parts, &query, body);
+                let refuse_auth = |e: &AuthError| {
+                    auth::log_refusal(e, &parts.method, parts.uri.path());
+                    refuse(&auth_error(e, protocol))
+                };
+                // Without the body first: unknown keys and stale or malformed
+                // signatures are refused before anything is read.
+                let verified = match verifier.verify(&request(&parts, None)) {
+                    Ok(v) if v.payload == Payload::Unsigned => v,
+                    // aws-chunked bodies: only S3 (restXml) takes them; it checks
+                    // the chunk signatures from the seed it finds in the extensions.
+                    Ok(
+                        v @ nimbus_auth::Verified {
+                            payload: Payload::Streaming { .. },
+                            ..
+                        },
+                    ) if protocol == Protocol::RestXml => {
+                        streaming = Some(v.payload.clone());
+                        signer = verifier.chunk_signer(&v);
+                        v
+                    }
+                    Ok(nimbus_auth::Verified {
+                        payload: Payload::Streaming { .. },
+                        ..
+                    }) => {
+                        let e = AuthError::IncompleteSignature {
+                            message: "Nimbus does not accept aws-chunked (STREAMING-*) payloads \
+                                      for this API; send the body whole."
+                                .into(),
+                            presigned: false,
+                        };
+                        return Err(refuse_auth(&e));
+                    }
+                    // The signature covers the body's hash: read it and check again.
+                    Ok(_) | Err(AuthError::BodyNotProvided) => {
+                        let bytes = reader
+                            .read(&parts, body.take().expect("body unread"))
+                            .await
+                            .map_err(|e| refuse(&e))?;
+                        let v = verifier
+                            .verify(&request(&parts, Some(&bytes)))
+                            .map_err(|e| refuse_auth(&e))?;
+                        buffered = Some(bytes);
+                        v
+                    }
+                    Err(e) => return Err(refuse_auth(&e)),
+                };
+                (
+                    inner.auth.principal(&verified.scope),
+                    Some(RequestScope::new(verified.scope, true)),
+                )
+            }
+        };
+
+        // The front-end (reading a form's body when its `Action` is there).
+        let route = match first {
+            Ok(r) => r,
+            Err(Unrecognised::NeedsBody) => {
+                if buffered.is_none() {
+                    let bytes = reader
+                        .read(&parts, body.take().expect("body unread"))
+                        .await
+                        .map_err(|e| refuse(&e))?;
+                    buffered = Some(bytes);
+                }
+                match inner.table.classify(&parts, buffered.as_deref()) {
+                    Ok(r) => r,
+                    Err(u) => return Err(unrecognised(&u, request_id)),
+                }
+            }
+            Err(u) => return Err(unrecognised(&u, request_id)),
+        };
+        let fe = &inner.frontends[route.index];
+        log.service = route.service;
+        log.rule = route.rule.as_str();
+        let body = match (buffered, body) {
+            (Some(bytes), _) => {
+                // Read under another API's (or the form) limit: hold it to this one's.
+                let max = fe.body_limit(&parts);
+                if bytes.len() > max {
+                    let e = fe.body_too_large(&parts, max);
+                    return Err(Refused(error_response(
+                        route.protocol,
+                        fe.meta(),
+                        &e,
+                        request_id,
+                    )));
+                }
+                Body::from(bytes)
+            }
+            (None, Some(body)) => server::deadline(body, inner.settings.body_read_timeout),
+            (None, None) => Body::empty(),
+        };
+        let region = scope
+            .as_ref()
+            .map(|s| s.region.clone())
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| inner.settings.region.clone());
+        parts.extensions.insert(EdgeContext {
+            request_id: request_id.to_owned(),
+            region,
+            principal,
+            protocol: route.protocol,
+        });
+        if let Some(s) = scope {
+            parts.extensions.insert(s);
+        }
+        if let Some(p) = streaming {
+            parts.extensions.insert(p);
+        }
+        let mut req = Request::from_parts(parts, body);
+        // aws-chunked bodies (S3 only) are decoded as a stream here: every chunk
+        // signature (when authentication is on) and the trailing checksum are
+        // checked as the front-end reads, a failure ending the body with S3's error.
+        if route.protocol == Protocol::RestXml {
+            req = nimbus_protocol::decode_aws_chunked_request(req, signer).map_err(|e| {
+                Refused(error_response(Protocol::RestXml, fe.meta(), &e, request_id))
+            })?;
+        }
+        Ok(fe.call(req).await)
+    }
+}
+
+/// The access-log fields learned while routing.
+#[derive(Default)]
+struct AccessLog {
+    service: &'static str,
+    rule: &'static str,
+}
+
+fn auth_request<'a>(
+    parts: &'a Parts,
+    query: &'a str,
+    body: Option<&'a [u8]>,
+) -> nimbus_auth::Request<'a> {
+    nimbus_auth::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query,
+        headers: &parts.headers,
+        body,
+    }
+}
+
+/// The answer to a request no front-end claims.
+fn unrecognised(u: &Unrecognised, request_id: &str) -> Refused {
+    Refused(error_response(
+        u.protocol(),
+        &routes::UNROUTED,
+        &u.error(),
+        request_id,
+    ))
+}
+
+fn default_too_large(max: usize) -> AwsError {
+    AwsError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestEntityTooLarge",
+        format!("Request must be smaller than {max} bytes"),
+    )
+}
+
+/// An authentication failure as the protocol's services word it.
+fn auth_error(e: &AuthError, protocol: Protocol) -> AwsError {
+    let p = match protocol {
+        Protocol::AwsQuery => nimbus_auth::Protocol::Query,
+        Protocol::RestXml => nimbus_auth::Protocol::S3,
+        Protocol::AwsJson10 | Protocol::AwsJson11 | Protocol::RestJson1 => {
+            nimbus_auth::Protocol::Json
+        }
+    };
+    AwsError::new(
+        e.status_for(p),
+        e.code_for(p),
+        e.message_for(p).into_owned(),
+    )
+}
+
+/// Reads a whole body, bounded in size and time.
+struct BodyReader<'a> {
+    limit: usize,
+    too_large: &'a AwsError,
+    timeout: std::time::Duration,
+}
+
+impl BodyReader<'_> {
+    async fn read(&self, parts: &Parts, body: Body) -> Result<Bytes, AwsError> {
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.limit as u64) {
+            return Err(self.too_large.clone());
+        }
+        let read = Limited::new(body, self.limit).collect();
+        match tokio::time::timeout(self.timeout, read).await {
+            Err(_) => Err(AwsError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeout",
+                format!(
+                    "The request body was not received within {}s.",
+                    self.timeout.as_secs_f64()
+                ),
+            )),
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(self.too_large.clone()),
+            Ok(Err(e)) => Err(AwsError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestContentException",
+                format!("could not read request body: {e}"),
+            )),
+        }
+    }
+}
