@@ -36,6 +36,7 @@ async fn invoker(data: &std::path::Path) -> Invoker {
             server_id: "queuetest".into(),
             scale_up: Default::default(),
             spares: 0,
+            services: Default::default(),
         },
         telemetry.clone(),
     );
