@@ -147,3 +147,85 @@ pub async fn assert_captured_requests_decode(frontend: &dyn Frontend, other: &[(
         );
     }
 }
+
+/// What every awsJson front-end whose operations are all still pending answers:
+/// each operation `501 NotImplemented` naming itself (JSON shape, request id,
+/// content type), and an unknown target the protocol's `UnknownOperationException`.
+pub async fn assert_pending_json_frontend<O: crate::Operation>(fe: &dyn Frontend) {
+    let meta = O::meta();
+    let prefix = meta
+        .target_prefix
+        .expect("an awsJson API has a target prefix");
+    for op in O::all() {
+        let target = format!("{prefix}.{}", op.name());
+        assert_eq!(crate::decode::from_target::<O>(&target), Some(*op));
+        let (status, headers, body) = answer(fe, json_request(Some(meta.protocol), &target)).await;
+        assert_eq!(status, 501, "{op:?}: {body}");
+        assert_eq!(headers["x-amzn-requestid"], REQUEST_ID);
+        assert_eq!(headers["x-amzn-errortype"], "NotImplemented");
+        let content_type = match meta.protocol {
+            Protocol::AwsJson10 => "application/x-amz-json-1.0",
+            _ => "application/x-amz-json-1.1",
+        };
+        assert_eq!(headers["content-type"], content_type);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v["__type"],
+            format!("com.amazonaws.{}#NotImplemented", meta.name)
+        );
+        let message = v["message"].as_str().unwrap();
+        assert!(
+            message.contains(op.name()) && message.contains(meta.name),
+            "{message}"
+        );
+    }
+    for target in [
+        format!("{prefix}.NoSuchOperation"),
+        "Other_20120810.ListTables".to_string(),
+    ] {
+        let (status, headers, body) = answer(fe, json_request(Some(meta.protocol), &target)).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(headers["x-amzn-errortype"], "UnknownOperationException");
+        assert!(body.contains(&target), "{body}");
+    }
+}
+
+/// What every awsQuery front-end whose operations are all still pending answers:
+/// each `Action` `501 NotImplemented` naming itself in XML with the request id, an
+/// unknown `Action` `InvalidAction`, a missing one `MissingAction`.
+pub async fn assert_pending_query_frontend<O: crate::Operation>(fe: &dyn Frontend) {
+    let meta = O::meta();
+    for op in O::all() {
+        assert_eq!(O::from_name(op.name()), Some(*op));
+        let body = format!("Action={}&Version={}", op.name(), meta.api_version);
+        let req = query_request(Some(Protocol::AwsQuery), "/", &body);
+        let (status, headers, body) = answer(fe, req).await;
+        assert_eq!(status, 501, "{op:?}: {body}");
+        assert_eq!(headers["content-type"], "text/xml");
+        assert!(body.contains("<Code>NotImplemented</Code>"), "{body}");
+        assert!(
+            body.contains(&format!("operation {} yet", op.name())),
+            "{body}"
+        );
+        assert!(
+            body.contains(&format!("<RequestId>{REQUEST_ID}</RequestId>")),
+            "{body}"
+        );
+    }
+    let req = query_request(
+        Some(Protocol::AwsQuery),
+        "/",
+        "Action=NoSuchAction&Version=1",
+    );
+    let (status, _, body) = answer(fe, req).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("<Code>InvalidAction</Code>"), "{body}");
+    assert!(
+        body.contains("The action NoSuchAction is not valid for this web service."),
+        "{body}"
+    );
+    let req = query_request(Some(Protocol::AwsQuery), "/", "Version=1");
+    let (status, _, body) = answer(fe, req).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("<Code>MissingAction</Code>"), "{body}");
+}
