@@ -30,14 +30,6 @@ pub struct SharedConn {
 }
 
 impl SharedConn {
-    /// Open `path` durably and create `schema` (idempotent DDL). Files Nimbus
-    /// versions use [`SharedConn::open_schema`] instead.
-    pub fn open(path: &Path, schema: &str) -> rusqlite::Result<Self> {
-        let conn = open_durable(path)?;
-        conn.execute_batch(schema)?;
-        Ok(Self::new(conn))
-    }
-
     /// Open `path` durably and migrate it to `schema`'s latest version.
     pub fn open_schema(path: &Path, schema: &crate::migrate::Schema) -> crate::Result<Self> {
         Ok(Self::new(open_migrated(path, schema)?))
@@ -62,10 +54,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn opens_durably_and_runs_schema() {
+    fn opens_durably() {
         let dir = tempfile::tempdir().unwrap();
-        let c =
-            SharedConn::open(&dir.path().join("x.db"), "CREATE TABLE IF NOT EXISTS t(a)").unwrap();
+        let c = SharedConn::new(open_durable(&dir.path().join("x.db")).unwrap());
+        c.with(|c| c.execute_batch("CREATE TABLE t(a)")).unwrap();
         let mode: String = c
             .with(|c| c.query_row("PRAGMA journal_mode", [], |r| r.get(0)))
             .unwrap();
