@@ -5,7 +5,9 @@
 //! * the control API under `/_nimbus/` that the `nimbus` CLI uses (code upload,
 //!   deploy, list, get, delete, logs with follow, invocation records, gateway routes,
 //!   authorizers, API keys and usage plans, CORS, schedules, traces, cost);
-//! * `GET /metrics` (Prometheus).
+//! * `GET /metrics` (Prometheus), with each service's own series appended;
+//! * `/_nimbus/services/<name>/…`, each AWS service's introspection (queues, mail,
+//!   deliveries…: [`nimbus_svc_common::ServiceAdmin`]).
 //!
 //! It is a [`Frontend`] like the AWS APIs (signing name `nimbus`, restJson1), so the
 //! edge authenticates, limits and logs it the same way. Its errors are Lambda's
@@ -20,6 +22,7 @@ mod metrics_api;
 mod nimbus;
 mod routes_api;
 mod schedules_api;
+mod services_api;
 mod traces_api;
 
 pub use nimbus::CODE_UPLOAD_MAX;
@@ -28,6 +31,7 @@ use axum::extract::Request;
 use axum::Router;
 use nimbus_invoker::{AsyncQueue, Invoker};
 use nimbus_protocol::{AwsError, Frontend, Protocol, ResponseFuture, ServiceMeta};
+use nimbus_svc_common::ServiceAdmin;
 use std::sync::Arc;
 use tower::ServiceExt;
 
@@ -49,19 +53,21 @@ pub const META: ServiceMeta = ServiceMeta {
 pub(crate) struct AppState {
     pub(crate) invoker: Invoker,
     pub(crate) queue: AsyncQueue,
+    pub(crate) services: Arc<Vec<Arc<dyn ServiceAdmin>>>,
 }
 
 struct Control {
     router: Router,
 }
 
-/// The control API over the engine (`invoker`, `queue`), the gateway's route table
-/// and the scheduler.
+/// The control API over the engine (`invoker`, `queue`), the gateway's route table,
+/// the scheduler and the AWS services' admin surfaces.
 pub fn frontend(
     invoker: Invoker,
     queue: AsyncQueue,
     routes: nimbus_gateway::RouteTable,
     scheduler: nimbus_scheduler::Scheduler,
+    services: Vec<Arc<dyn ServiceAdmin>>,
 ) -> Arc<dyn Frontend> {
     let router = Router::new()
         .merge(nimbus::routes())
@@ -71,8 +77,13 @@ pub fn frontend(
         .merge(cors_api::routes())
         .merge(metrics_api::routes())
         .merge(traces_api::routes())
+        .merge(services_api::routes())
         .fallback(unknown)
-        .with_state(AppState { invoker, queue })
+        .with_state(AppState {
+            invoker,
+            queue,
+            services: Arc::new(services),
+        })
         .layer(axum::Extension(routes))
         .layer(axum::Extension(scheduler));
     Arc::new(Control { router })

@@ -34,11 +34,18 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("application/openmetrics-text"));
-    let body = st
+    let mut body = st
         .invoker
         .telemetry()
         .metrics()
         .encode(sampled(&st), openmetrics);
+    // The services' own series go before OpenMetrics' closing `# EOF`.
+    let services: String = st.services.iter().map(|s| s.metrics()).collect();
+    if !services.is_empty() {
+        let eof = body.rfind("# EOF\n").filter(|_| openmetrics);
+        let at = eof.unwrap_or(body.len());
+        body.insert_str(at, &services);
+    }
     (
         [(header::CONTENT_TYPE, Metrics::content_type(openmetrics))],
         body,

@@ -341,29 +341,47 @@ async fn serve(args: UpArgs) -> Result<i32> {
     )
     .context("cannot load gateway routes")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // The AWS services: each opens its own file under the data dir, registers the
+    // sink other services deliver into and, if it feeds functions, its mapping
+    // source (DESIGN.md, "Backend services and event sources").
+    let sinks = std::sync::Arc::new(nimbus_triggers::sinks::Sinks::new(dispatch.clone()));
+    let service_ctx = nimbus_svc_common::ServiceContext {
+        data_dir: data_dir.clone(),
+        region: args.region.clone(),
+        account_id: nimbus_core::ACCOUNT_ID.to_string(),
+        endpoint: format!("http://{}", reachable(api_addr)),
+        dispatch: dispatch.clone(),
+        sinks: sinks.clone(),
+        mapping_sources: Default::default(),
+    };
+    let services = [
+        nimbus_svc_sqs::start(&service_ctx)?,
+        nimbus_svc_sns::start(&service_ctx)?,
+        nimbus_svc_s3::start(&service_ctx)?,
+        nimbus_svc_dynamodb::start(&service_ctx)?,
+        nimbus_svc_dynamodbstreams::start(&service_ctx)?,
+        nimbus_svc_kinesis::start(&service_ctx)?,
+        nimbus_svc_events::start(&service_ctx)?,
+        nimbus_svc_secretsmanager::start(&service_ctx)?,
+        nimbus_svc_ssm::start(&service_ctx)?,
+        nimbus_svc_ses::start(&service_ctx)?,
+        nimbus_svc_sesv2::start(&service_ctx)?,
+        nimbus_svc_iam::start(&service_ctx)?,
+    ];
+    let admins: Vec<_> = services.iter().filter_map(|s| s.admin.clone()).collect();
     // Every API on the edge listener; one more is one more line.
-    let frontends: Vec<std::sync::Arc<dyn nimbus_protocol::Frontend>> = vec![
+    let mut frontends: Vec<std::sync::Arc<dyn nimbus_protocol::Frontend>> = vec![
         nimbus_control::frontend(
             invoker.clone(),
             queue.clone(),
             routes.clone(),
             scheduler.clone(),
+            admins,
         ),
         nimbus_svc_lambda::frontend(invoker.clone(), queue.clone(), routes.clone()),
         nimbus_svc_sts::frontend(),
-        nimbus_svc_sqs::frontend(),
-        nimbus_svc_sns::frontend(),
-        nimbus_svc_s3::frontend(),
-        nimbus_svc_dynamodb::frontend(),
-        nimbus_svc_dynamodbstreams::frontend(),
-        nimbus_svc_kinesis::frontend(),
-        nimbus_svc_events::frontend(),
-        nimbus_svc_secretsmanager::frontend(),
-        nimbus_svc_ssm::frontend(),
-        nimbus_svc_ses::frontend(),
-        nimbus_svc_sesv2::frontend(),
-        nimbus_svc_iam::frontend(),
     ];
+    frontends.extend(services.into_iter().map(|s| s.frontend));
     let edge = nimbus_edge::Edge::new(
         frontends,
         auth,

@@ -25,6 +25,9 @@
 //! The event filtering those triggers share (EventBridge patterns, SNS filter
 //! policies, event-source-mapping filter criteria) is `nimbus-patterns`'.
 
+pub mod esm;
+pub mod sinks;
+
 use bytes::Bytes;
 use nimbus_dispatch::{Dispatch, Invocation, InvokeError};
 use std::sync::Arc;

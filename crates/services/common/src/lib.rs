@@ -16,14 +16,19 @@
 //!   yet: it decodes every request and answers each known operation with its
 //!   protocol's not-implemented error.
 //!
+//! * [`ServiceContext`], what the server hands each service's `start`, and
+//!   [`Service`]/[`ServiceAdmin`], what a started service hands back.
+//!
 //! The wire shapes themselves (error bodies, headers) belong to `nimbus-protocol`.
 
+mod context;
 pub mod decode;
 mod frontend;
 mod ops;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use context::{MappingSources, Service, ServiceAdmin, ServiceContext, StartError};
 pub use decode::{Call, RestMatch};
 pub use frontend::PendingFrontend;
 pub use ops::{Operation, RestBinding};

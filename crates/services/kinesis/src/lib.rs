@@ -19,6 +19,13 @@ pub fn frontend() -> Arc<dyn Frontend> {
     Arc::new(PendingFrontend::<Op>::new())
 }
 
+/// Start the service: what the server calls once at start.
+pub fn start(
+    _ctx: &nimbus_svc_common::ServiceContext,
+) -> Result<nimbus_svc_common::Service, nimbus_svc_common::StartError> {
+    Ok(nimbus_svc_common::Service::frontend_only(frontend()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,13 @@ pub fn frontend() -> Arc<dyn Frontend> {
     Arc::new(S3Frontend)
 }
 
+/// Start the service: what the server calls once at start.
+pub fn start(
+    _ctx: &nimbus_svc_common::ServiceContext,
+) -> Result<nimbus_svc_common::Service, nimbus_svc_common::StartError> {
+    Ok(nimbus_svc_common::Service::frontend_only(frontend()))
+}
+
 /// S3 before its operations are built: requests are brought to path style, then
 /// decoded against the model's bindings.
 struct S3Frontend;

@@ -11,12 +11,17 @@ pub mod ops;
 pub use ops::{Op, META};
 
 use nimbus_protocol::Frontend;
-use nimbus_svc_common::PendingFrontend;
+use nimbus_svc_common::{PendingFrontend, Service, ServiceContext, StartError};
 use std::sync::Arc;
 
 /// The front-end the edge registers for this API.
 pub fn frontend() -> Arc<dyn Frontend> {
     Arc::new(PendingFrontend::<Op>::new())
+}
+
+/// Start the service: what the server calls once at start.
+pub fn start(_ctx: &ServiceContext) -> Result<Service, StartError> {
+    Ok(Service::frontend_only(frontend()))
 }
 
 #[cfg(test)]
