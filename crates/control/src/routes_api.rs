@@ -64,6 +64,11 @@ struct PutRoute {
     function: String,
     qualifier: Option<String>,
     payload_format: Option<String>,
+    /// `HTTP` (an HTTP API route, the default) or `REST` (a REST API route).
+    api_type: Option<String>,
+    /// A REST API's binary media types (`image/png`, `image/*`, `*/*`).
+    #[serde(default)]
+    binary_media_types: Vec<String>,
     timeout_ms: Option<u64>,
     /// A JSON Schema the request body must match.
     body_schema: Option<serde_json::Value>,
@@ -109,6 +114,12 @@ async fn put_route(
             .map_err(|e| ApiError::invalid_parameter(e.to_string()))?,
         None => PayloadFormat::default(),
     };
+    let api_type = match &b.api_type {
+        Some(t) => t
+            .parse::<nimbus_gateway::ApiType>()
+            .map_err(|e| ApiError::invalid_parameter(e.to_string()))?,
+        None => nimbus_gateway::ApiType::default(),
+    };
     let validation = Validation {
         body_schema: match b.body_schema {
             Some(s) => Some(BodySchema::compile(s).map_err(ApiError::invalid_parameter)?),
@@ -124,6 +135,8 @@ async fn put_route(
         function: b.function,
         qualifier: b.qualifier.filter(|q| !q.is_empty()),
         payload_format,
+        api_type,
+        binary_media_types: b.binary_media_types,
         timeout_ms: b
             .timeout_ms
             .unwrap_or(nimbus_gateway::route::DEFAULT_TIMEOUT_MS),

@@ -32,6 +32,10 @@ pub struct RequestInfo<'a> {
     pub api_id: &'a str,
     pub account_id: &'a str,
     pub stage: &'a str,
+    /// `Some(types)` for a REST API route: bodies are text unless their content
+    /// type matches one of the API's binary media types. `None` (HTTP APIs,
+    /// function URLs): bodies whose content type is not text are base64.
+    pub binary_media_types: Option<&'a [String]>,
 }
 
 impl RequestInfo<'_> {
@@ -55,7 +59,14 @@ impl RequestInfo<'_> {
         if self.body.is_empty() {
             return (None, false);
         }
-        if is_text_content_type(self.header("content-type")) {
+        let content_type = self.header("content-type");
+        if let Some(types) = self.binary_media_types {
+            // A REST API passes every body as text (UTF-8, invalid bytes replaced,
+            // as API Gateway's text conversion does) but the binary media types.
+            if !crate::route::is_binary_media_type(types, content_type) {
+                return (Some(String::from_utf8_lossy(self.body)), false);
+            }
+        } else if is_text_content_type(content_type) {
             if let Ok(s) = std::str::from_utf8(self.body) {
                 return (Some(Cow::Borrowed(s)), false);
             }
@@ -383,6 +394,7 @@ mod tests {
             api_id: "abcdef1234",
             account_id: "123456789012",
             stage: "$default",
+            binary_media_types: None,
         }
     }
 

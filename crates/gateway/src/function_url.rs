@@ -613,6 +613,7 @@ async fn serve(
             "anonymous"
         },
         stage: "$default",
+        binary_media_types: None,
     };
     let payload = url_event(event::v2(&info), c, caller.as_ref());
     drop(headers);

@@ -40,7 +40,7 @@ pub mod validate;
 
 pub use cors::CorsConfig;
 pub use function_url::{FunctionUrlConfig, FunctionUrls, IamKey};
-pub use route::{PayloadFormat, Route, RouteError, RouteKey};
+pub use route::{ApiType, PayloadFormat, Route, RouteError, RouteKey};
 pub use server::{Gateway, GatewaySettings, BODY_LIMIT};
 pub use table::{RouteTable, TableError, DEFAULT_API};
 pub use validate::{BodySchema, Validation};

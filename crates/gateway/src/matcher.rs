@@ -260,6 +260,8 @@ mod tests {
             function: f.into(),
             qualifier: None,
             payload_format: Default::default(),
+            api_type: Default::default(),
+            binary_media_types: Vec::new(),
             timeout_ms: 29_000,
             validation: Default::default(),
             authorizer: None,

@@ -77,9 +77,32 @@ fn put_header(h: &mut HeaderMap, name: &str, value: &str, append: bool) -> Resul
     Ok(())
 }
 
+/// When a proxy response's `isBase64Encoded` body is decoded to bytes.
+#[derive(Debug, Clone, Copy)]
+pub enum DecodeBase64<'a> {
+    /// HTTP APIs and function URLs: always.
+    Always,
+    /// REST APIs: only when the request's `Accept` or the response's
+    /// `Content-Type` matches one of the API's binary media types; otherwise the
+    /// client gets the base64 text, as from API Gateway.
+    ForTypes {
+        binary_media_types: &'a [String],
+        accept: Option<&'a str>,
+    },
+}
+
 /// Build the client's response from a successful invocation's payload. `Err`
 /// carries why the payload is not a valid proxy response (the caller answers 502).
 pub fn from_function(format: PayloadFormat, payload: &Bytes) -> Result<Response, String> {
+    from_function_with(format, payload, DecodeBase64::Always)
+}
+
+/// [`from_function`] with the route's base64 rule.
+pub fn from_function_with(
+    format: PayloadFormat,
+    payload: &Bytes,
+    decode: DecodeBase64<'_>,
+) -> Result<Response, String> {
     let v: Value =
         serde_json::from_slice(payload).map_err(|e| format!("response is not JSON: {e}"))?;
     let structured = v.as_object().is_some_and(|o| o.contains_key("statusCode"));
@@ -167,6 +190,20 @@ pub fn from_function(format: PayloadFormat, payload: &Bytes) -> Result<Response,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err("isBase64Encoded is not a boolean".into()),
     };
+    let b64 = b64
+        && match decode {
+            DecodeBase64::Always => true,
+            DecodeBase64::ForTypes {
+                binary_media_types,
+                accept,
+            } => {
+                let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+                accept.is_some_and(|a| {
+                    a.split(',')
+                        .any(|t| crate::route::is_binary_media_type(binary_media_types, Some(t)))
+                }) || crate::route::is_binary_media_type(binary_media_types, content_type)
+            }
+        };
     let body = match o.get("body") {
         None | Some(Value::Null) => Bytes::new(),
         Some(Value::String(s)) if b64 => Bytes::from(

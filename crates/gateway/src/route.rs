@@ -19,6 +19,8 @@ pub enum RouteError {
     BadKey { key: String, reason: String },
     #[error("Invalid payload format version {0:?}: must be 1.0 or 2.0")]
     BadPayloadFormat(String),
+    #[error("unknown API type {0:?} (HTTP or REST)")]
+    BadApiType(String),
     #[error(
         "Invalid integration timeout {0} ms: must be between {MIN_TIMEOUT_MS} and {MAX_TIMEOUT_MS} ms"
     )]
@@ -245,6 +247,54 @@ impl<'de> Deserialize<'de> for RouteKey {
     }
 }
 
+/// Which API Gateway product a route belongs to: their body rules differ
+/// (docs/compat/apigateway.md, "Bodies").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ApiType {
+    /// An HTTP API (`httpApi` events, SAM `HttpApi`): bodies whose content type is
+    /// not text reach the function base64-encoded.
+    #[default]
+    Http,
+    /// A REST API (`http` events, SAM `Api`): bodies are text unless their content
+    /// type matches one of the API's binary media types.
+    Rest,
+}
+
+impl ApiType {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ApiType::Http => "HTTP",
+            ApiType::Rest => "REST",
+        }
+    }
+}
+
+impl FromStr for ApiType {
+    type Err = RouteError;
+    fn from_str(s: &str) -> Result<Self, RouteError> {
+        match s.to_ascii_uppercase().as_str() {
+            "HTTP" => Ok(ApiType::Http),
+            "REST" => Ok(ApiType::Rest),
+            other => Err(RouteError::BadApiType(other.to_string())),
+        }
+    }
+}
+
+/// Whether `content_type` matches a REST API's binary media type (`image/png`,
+/// `image/*`, `*/*`), as API Gateway compares them: case-insensitively, on the
+/// media type without its parameters.
+pub fn is_binary_media_type(binary_media_types: &[String], content_type: Option<&str>) -> bool {
+    let Some(ct) = content_type else { return false };
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let (ty, sub) = essence.split_once('/').unwrap_or((essence.as_str(), ""));
+    binary_media_types.iter().any(|m| {
+        let m = m.trim().to_ascii_lowercase();
+        let (mty, msub) = m.split_once('/').unwrap_or((m.as_str(), ""));
+        (mty == "*" || mty == ty) && (msub == "*" || msub == sub)
+    })
+}
+
 /// The event shape the function receives and the response shape it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PayloadFormat {
@@ -306,6 +356,14 @@ pub struct Route {
     pub qualifier: Option<String>,
     #[serde(default)]
     pub payload_format: PayloadFormat,
+    /// REST API or HTTP API (their body rules differ).
+    #[serde(default)]
+    pub api_type: ApiType,
+    /// A REST API's binary media types: request bodies of these content types
+    /// reach the function base64-encoded, others as text; responses with
+    /// `isBase64Encoded` are decoded only for these types.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub binary_media_types: Vec<String>,
     /// The integration timeout: past it the client gets 504 (the function runs on).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
@@ -338,6 +396,17 @@ impl Route {
 
     /// Check the parts a route key's parser does not.
     pub fn validate(&self) -> Result<(), RouteError> {
+        if self.api_type == ApiType::Rest && self.payload_format != PayloadFormat::V1 {
+            return Err(RouteError::BadPayloadFormat(format!(
+                "{} (a REST API route uses payload format 1.0)",
+                self.payload_format.as_str()
+            )));
+        }
+        if self.api_type == ApiType::Http && !self.binary_media_types.is_empty() {
+            return Err(RouteError::BadApiType(
+                "HTTP with binary media types (only REST APIs have them)".into(),
+            ));
+        }
         if !(MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&self.timeout_ms) {
             return Err(RouteError::BadTimeout(self.timeout_ms));
         }

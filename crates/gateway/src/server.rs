@@ -296,6 +296,8 @@ impl Gateway {
             api_id: &self.inner.settings.api_id,
             account_id: nimbus_core::ACCOUNT_ID,
             stage: "$default",
+            binary_media_types: (route.api_type == crate::route::ApiType::Rest)
+                .then_some(route.binary_media_types.as_slice()),
         };
         // Throttling, authorizer, API key: 401/403/429/500 without invoking.
         let routes = &self.inner.routes;
@@ -352,7 +354,14 @@ impl Gateway {
                 if res.function_error {
                     return response::bad_gateway();
                 }
-                match response::from_function(route.payload_format, &res.payload) {
+                let decode_base64 = match route.api_type {
+                    crate::route::ApiType::Http => response::DecodeBase64::Always,
+                    crate::route::ApiType::Rest => response::DecodeBase64::ForTypes {
+                        binary_media_types: &route.binary_media_types,
+                        accept: parts.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()),
+                    },
+                };
+                match response::from_function_with(route.payload_format, &res.payload, decode_base64) {
                     Ok(r) => r,
                     Err(why) => {
                         tracing::warn!(

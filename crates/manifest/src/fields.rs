@@ -72,6 +72,31 @@ pub fn string(d: &mut Diags, f: Field, path: &str) -> Option<String> {
     }
 }
 
+/// A list of strings (scalars written out).
+pub fn string_list(d: &mut Diags, f: Field, path: &str) -> Option<Vec<String>> {
+    let Some(items) = f.val.as_seq() else {
+        d.error(
+            f.line(),
+            format!("{path} must be a list, found {}", f.val.kind()),
+        );
+        return None;
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match item.scalar_text() {
+            Some(s) => out.push(s),
+            None => {
+                d.error(
+                    item.pos.line,
+                    format!("{path}[{i}] must be a string, found {}", item.kind()),
+                );
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
 /// An integer in `min..=max`; a numeric string counts (variables resolve to text).
 pub fn int(d: &mut Diags, f: Field, path: &str, min: i64, max: i64) -> Option<u32> {
     let n = match &f.val.value {

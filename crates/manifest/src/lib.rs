@@ -148,6 +148,14 @@ pub struct Route {
     pub qualifier: Option<String>,
     /// `1.0` (REST API, `http` / `Api` events) or `2.0` (HTTP API).
     pub payload_format: String,
+    /// A REST API route (`http` / `Api` events) rather than an HTTP API one.
+    pub rest: bool,
+    /// The REST API's binary media types (sls `provider.apiGateway.binaryMediaTypes`,
+    /// SAM `BinaryMediaTypes`).
+    pub binary_media_types: Vec<String>,
+    /// SAM: the logical id of the `AWS::Serverless::Api` an `Api` event names
+    /// (`RestApiId`); `None` is the implicit API.
+    pub rest_api_id: Option<String>,
     pub timeout_ms: Option<u64>,
     pub line: usize,
 }

@@ -625,6 +625,7 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
         routes: Vec::new(),
         schedules: Vec::new(),
     };
+    let mut api_binary_types: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in resources {
         let id = k.scalar_text().unwrap_or_default();
         let path = format!("Resources.{id}");
@@ -686,8 +687,15 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
             ),
             "AWS::Serverless::HttpApi" | "AWS::Serverless::Api" => {
                 if let Some(pm) = props.as_map() {
-                    for (pk, _) in pm {
+                    for (pk, pv) in pm {
                         let key = pk.scalar_text().unwrap_or_default();
+                        if key == "BinaryMediaTypes" && ty.as_str() == "AWS::Serverless::Api" {
+                            let f = crate::fields::Field { key: pk, val: pv };
+                            if let Some(types) = fields::string_list(d, f, &format!("{path}.Properties.BinaryMediaTypes")) {
+                                api_binary_types.insert(id.to_string(), types);
+                            }
+                            continue;
+                        }
                         if matches!(
                             key.as_str(),
                             "Auth"
@@ -711,6 +719,19 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                 format!("resource {id} of type {other} is ignored"),
             ),
         }
+    }
+    // A REST route takes its API's binary media types: the named
+    // `AWS::Serverless::Api`'s, else the implicit API's (`Globals.Api`).
+    let global_binary: Vec<String> = globals
+        .as_ref()
+        .and_then(|g| g.to_json().pointer("/Api/BinaryMediaTypes").cloned())
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    for r in app.routes.iter_mut().filter(|r| r.rest) {
+        r.binary_media_types = match r.rest_api_id.as_ref().and_then(|id| api_binary_types.get(id)) {
+            Some(types) => types.clone(),
+            None => global_binary.clone(),
+        };
     }
     check_duplicate_routes(d, &app.routes);
     Some(app)
@@ -1059,11 +1080,20 @@ fn events(d: &mut Diags, f: Field, path: &str, func: &Function, app: &mut App) {
                     .get("TimeoutInMillis")
                     .and_then(|x| fields::int(d, *x, &join(&pp, "TimeoutInMillis"), 50, 30_000))
                     .map(u64::from);
+                // `RestApiId: !Ref MyApi` (or the logical id as a string).
+                let rest_api_id = pf.get("RestApiId").and_then(|x| match x.val.to_json() {
+                    serde_json::Value::String(s) => Some(s),
+                    serde_json::Value::Object(o) => o.get("Ref").and_then(|r| r.as_str()).map(str::to_string),
+                    _ => None,
+                });
                 app.routes.push(Route {
                     route_key,
                     function: func.name.clone(),
                     qualifier: func.alias.clone(),
                     payload_format: payload,
+                    rest: ty == "Api",
+                    binary_media_types: Vec::new(),
+                    rest_api_id: if ty == "Api" { rest_api_id } else { None },
                     timeout_ms,
                     line: k.pos.line,
                 });

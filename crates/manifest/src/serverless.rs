@@ -238,6 +238,7 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
     let app_name = format!("{service}-{stage}");
     let mut defaults = Defaults::default();
     let mut payload_default = "2.0".to_string();
+    let mut binary_media_types: Vec<String> = Vec::new();
     if let Some(p) = top.get("provider") {
         let pf = fields(d, p.val, "provider", PROVIDER)?;
         for key in PROVIDER_UNSUPPORTED {
@@ -287,8 +288,17 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
         }
         if let Some(a) = pf.get("apiGateway") {
             if let Some(af) = a.val.as_map() {
-                for (k, _) in af {
+                for (k, v) in af {
                     let key = k.scalar_text().unwrap_or_default();
+                    if key == "binaryMediaTypes" {
+                        let f = crate::fields::Field { key: k, val: v };
+                        if let Some(types) =
+                            fields::string_list(d, f, "provider.apiGateway.binaryMediaTypes")
+                        {
+                            binary_media_types = types;
+                        }
+                        continue;
+                    }
                     d.unsupported(
                         k.pos.line,
                         format!("provider.apiGateway.{key}: the gateway does not apply it"),
@@ -443,6 +453,9 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
             events(d, *f, &path, &function, &payload_default, &mut app);
         }
         app.functions.push(function);
+    }
+    for r in app.routes.iter_mut().filter(|r| r.rest) {
+        r.binary_media_types = binary_media_types.clone();
     }
     check_duplicate_routes(d, &app.routes);
     Some(app)
@@ -668,6 +681,9 @@ fn http_event(d: &mut Diags, f: Field, path: &str, func: &Function, app: &mut Ap
         "1.0",
         app,
     );
+    if let Some(r) = app.routes.last_mut() {
+        r.rest = true;
+    }
 }
 
 fn http_api_event(
@@ -756,6 +772,9 @@ fn push_route(
         function: func.name.clone(),
         qualifier: None,
         payload_format: payload.to_string(),
+        rest: false,
+        binary_media_types: Vec::new(),
+        rest_api_id: None,
         timeout_ms: None,
         line,
     });

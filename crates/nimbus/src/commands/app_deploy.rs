@@ -487,6 +487,12 @@ fn route_body(r: &Value) -> Value {
     if let Some(q) = r["qualifier"].as_str() {
         b["qualifier"] = q.into();
     }
+    if let Some(t) = r["api_type"].as_str() {
+        b["api_type"] = t.into();
+    }
+    if let Some(t) = r["binary_media_types"].as_array() {
+        b["binary_media_types"] = t.clone().into();
+    }
     b
 }
 
@@ -609,7 +615,11 @@ async fn apply(
             "route_key": r.route_key,
             "function": r.function,
             "payload_format": r.payload_format,
+            "api_type": if r.rest { "REST" } else { "HTTP" },
         });
+        if !r.binary_media_types.is_empty() {
+            body["binary_media_types"] = json!(r.binary_media_types);
+        }
         if let Some(q) = &r.qualifier {
             body["qualifier"] = q.as_str().into();
         }

@@ -23,8 +23,17 @@ pub struct AddArgs {
     #[arg(required = true, num_args = 2..=3, value_name = "ROUTE FUNCTION")]
     args: Vec<String>,
     /// Event format the function receives: 1.0 (REST API proxy) or 2.0 (HTTP API).
-    #[arg(long, default_value = "2.0")]
-    payload: String,
+    /// Defaults to 1.0 for a REST API route, 2.0 otherwise.
+    #[arg(long)]
+    payload: Option<String>,
+    /// The API the route belongs to: http (an HTTP API: bodies that are not text
+    /// arrive base64-encoded) or rest (a REST API: bodies arrive as text unless
+    /// their content type is a --binary-media-type).
+    #[arg(long, value_name = "http|rest", default_value = "http")]
+    api: String,
+    /// A REST API binary media type (repeatable): `image/png`, `image/*`, `*/*`.
+    #[arg(long = "binary-media-type", value_name = "TYPE")]
+    binary_media_types: Vec<String>,
     /// Integration timeout in seconds (0.05 to 30): past it the client gets 504.
     #[arg(long, default_value_t = 29.0)]
     timeout: f64,
@@ -75,13 +84,25 @@ async fn add(client: &Client, a: AddArgs) -> Result<i32> {
     if !a.timeout.is_finite() || a.timeout <= 0.0 {
         bail!("--timeout must be a positive number of seconds");
     }
+    let rest = a.api.eq_ignore_ascii_case("rest");
+    if !rest && !a.api.eq_ignore_ascii_case("http") {
+        bail!("--api must be http or rest, not {:?}", a.api);
+    }
+    let payload = a
+        .payload
+        .clone()
+        .unwrap_or_else(|| if rest { "1.0" } else { "2.0" }.to_string());
     let mut body = json!({
         "route_key": route_key,
         "function": function,
         "qualifier": qualifier,
-        "payload_format": a.payload,
+        "payload_format": payload,
+        "api_type": if rest { "REST" } else { "HTTP" },
         "timeout_ms": (a.timeout * 1000.0).round() as u64,
     });
+    if !a.binary_media_types.is_empty() {
+        body["binary_media_types"] = json!(a.binary_media_types);
+    }
     access_settings(&mut body, &a.auth, &a.scopes, a.throttle.as_deref())?;
     if let Some(path) = &a.body_schema {
         let text = std::fs::read_to_string(path)

@@ -1,0 +1,171 @@
+"""What first users hit (issue 20): Lambda-faithful request ids, and REST API
+bodies that reach the function as text unless their content type is one of the
+API's binary media types (HTTP APIs keep base64 for non-text bodies)."""
+
+import base64
+import json
+import subprocess
+import textwrap
+
+import pytest
+import requests
+
+from conftest import concurrently
+
+# An unmodified handler that builds order ids from its request id.
+ORDERS = """
+def handler(event, context):
+    return {"order_id": context.aws_request_id[:8], "request_id": context.aws_request_id}
+"""
+
+ECHO = """
+import base64, json
+def handler(event, context):
+    body = event.get("body")
+    parsed = None
+    if body is not None and not event.get("isBase64Encoded"):
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = None
+    return {
+        "statusCode": 200,
+        "headers": {"content-type": "application/json"},
+        "body": json.dumps({"body": body, "b64": event.get("isBase64Encoded"), "parsed": parsed}),
+    }
+"""
+
+IMAGE = """
+import base64
+def handler(event, context):
+    return {
+        "statusCode": 200,
+        "headers": {"content-type": "image/png"},
+        "isBase64Encoded": True,
+        "body": base64.b64encode(bytes([137, 80, 78, 71, 0, 255])).decode(),
+    }
+"""
+
+
+def put_route(s, key, function, **extra):
+    r = s.session.put(f"{s.api}/_nimbus/routes", json={"route_key": key, "function": function, **extra}, timeout=10)
+    assert r.status_code in (200, 201), r.text
+    return r.json()
+
+
+def test_request_ids_are_random_so_prefixes_do_not_repeat(server):
+    server.deploy("orders", "python3.12", "app.handler", {"app.py": ORDERS})
+    results = concurrently(200, lambda i: server.invoke_ok("orders", {"i": i})[0], timeout=300)
+    ids = [r["order_id"] for r in results]
+    assert len(set(ids)) == 200, sorted(ids)
+    for r in results:
+        full = r["request_id"]
+        assert len(full) == 36 and full[14] == "4", full  # UUID version 4
+
+
+def test_rest_route_passes_a_form_body_as_text(server):
+    server.deploy("echo-rest", "python3.12", "app.handler", {"app.py": ECHO})
+    route = put_route(server, "POST /rest/orders", "echo-rest", api_type="REST", payload_format="1.0")
+    assert route["api_type"] == "REST"
+    # What `curl -d '{"item": "tea"}'` sends: application/x-www-form-urlencoded.
+    r = requests.post(
+        server.gateway + "/rest/orders",
+        data='{"item": "tea"}',
+        headers={"content-type": "application/x-www-form-urlencoded"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["b64"] is False
+    assert got["parsed"] == {"item": "tea"}
+    # Really curl, as the first user ran it.
+    out = subprocess.run(
+        ["curl", "-s", "-d", '{"item": "jam"}', server.gateway + "/rest/orders"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert json.loads(out.stdout)["parsed"] == {"item": "jam"}, out.stdout
+
+
+def test_rest_binary_media_types_base64_matching_bodies_only(server):
+    server.deploy("echo-bin", "python3.12", "app.handler", {"app.py": ECHO})
+    put_route(
+        server, "POST /rest/upload", "echo-bin",
+        api_type="REST", payload_format="1.0", binary_media_types=["image/*", "application/octet-stream"],
+    )
+    raw = bytes([0, 1, 2, 250, 255])
+    r = requests.post(server.gateway + "/rest/upload", data=raw, headers={"content-type": "image/png"}, timeout=30)
+    got = r.json()
+    assert got["b64"] is True and base64.b64decode(got["body"]) == raw, got
+    r = requests.post(server.gateway + "/rest/upload", data="a=1&b=2",
+                      headers={"content-type": "application/x-www-form-urlencoded"}, timeout=30)
+    got = r.json()
+    assert got["b64"] is False and got["body"] == "a=1&b=2", got
+
+
+def test_http_api_keeps_base64_for_form_bodies(server):
+    server.deploy("echo-http", "python3.12", "app.handler", {"app.py": ECHO})
+    put_route(server, "POST /http/orders", "echo-http", payload_format="1.0")
+    r = requests.post(server.gateway + "/http/orders", data="a=1",
+                      headers={"content-type": "application/x-www-form-urlencoded"}, timeout=30)
+    got = r.json()
+    assert got["b64"] is True and base64.b64decode(got["body"]) == b"a=1", got
+
+
+def test_rest_responses_are_decoded_only_for_binary_media_types(server):
+    server.deploy("image", "python3.12", "app.handler", {"app.py": IMAGE})
+    put_route(server, "GET /rest/plain.png", "image", api_type="REST", payload_format="1.0")
+    put_route(server, "GET /rest/binary.png", "image", api_type="REST", payload_format="1.0",
+              binary_media_types=["image/png"])
+    want = bytes([137, 80, 78, 71, 0, 255])
+    # No binary media types: API Gateway hands the base64 text through.
+    r = requests.get(server.gateway + "/rest/plain.png", timeout=30)
+    assert r.content == base64.b64encode(want), r.content
+    r = requests.get(server.gateway + "/rest/binary.png", headers={"accept": "image/png"}, timeout=30)
+    assert r.content == want
+
+
+def test_route_validation_and_cli(server):
+    server.deploy("echo-cli", "python3.12", "app.handler", {"app.py": ECHO})
+    r = server.session.put(f"{server.api}/_nimbus/routes", json={
+        "route_key": "POST /bad", "function": "echo-cli", "api_type": "REST", "payload_format": "2.0"}, timeout=10)
+    assert r.status_code == 400 and "1.0" in r.text, r.text
+    r = server.session.put(f"{server.api}/_nimbus/routes", json={
+        "route_key": "POST /bad", "function": "echo-cli", "api_type": "SOAP"}, timeout=10)
+    assert r.status_code == 400 and "SOAP" in r.text, r.text
+    p = server.cli("route", "add", "POST", "/cli/rest", "echo-cli", "--api", "rest",
+                   "--binary-media-type", "image/png")
+    assert p.returncode == 0, p.stderr
+    routes = {x["route_key"]: x for x in server.session.get(f"{server.api}/_nimbus/routes").json()["routes"]}
+    assert routes["POST /cli/rest"]["api_type"] == "REST"
+    assert routes["POST /cli/rest"]["payload_format"] == "1.0"
+    assert routes["POST /cli/rest"]["binary_media_types"] == ["image/png"]
+
+
+def test_serverless_http_events_are_rest_routes_with_binary_media_types(server, tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "handler.py").write_text(ECHO)
+    (app / "serverless.yml").write_text(textwrap.dedent("""
+        service: firstuser
+        provider:
+          name: aws
+          runtime: python3.12
+          apiGateway:
+            binaryMediaTypes:
+              - image/png
+        functions:
+          create:
+            handler: handler.handler
+            events:
+              - http:
+                  path: sls/orders
+                  method: post
+    """))
+    p = server.cli("deploy", cwd=app, timeout=180)
+    assert p.returncode == 0, p.stdout + p.stderr
+    routes = {x["route_key"]: x for x in server.session.get(f"{server.api}/_nimbus/routes").json()["routes"]}
+    route = routes["POST /sls/orders"]
+    assert route["api_type"] == "REST" and route["binary_media_types"] == ["image/png"], route
+    r = requests.post(server.gateway + "/sls/orders", data='{"n": 1}',
+                      headers={"content-type": "application/x-www-form-urlencoded"}, timeout=30)
+    assert r.json()["parsed"] == {"n": 1}, r.text
