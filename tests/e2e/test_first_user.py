@@ -169,3 +169,38 @@ def test_serverless_http_events_are_rest_routes_with_binary_media_types(server, 
     r = requests.post(server.gateway + "/sls/orders", data='{"n": 1}',
                       headers={"content-type": "application/x-www-form-urlencoded"}, timeout=30)
     assert r.json()["parsed"] == {"n": 1}, r.text
+
+
+@pytest.mark.parametrize("size", [2_000_000, 7_000_000])
+def test_cli_async_invoke_too_large_prints_lambdas_error(server, tmp_path, size):
+    server.deploy("sink", "python3.12", "app.handler", {"app.py": "def handler(e, c):\n    return 1\n"})
+    payload = tmp_path / "big.json"
+    payload.write_text(json.dumps({"a": "x" * size}))
+    p = server.cli("invoke", "sink", "--async", "--payload", f"@{payload}", timeout=120)
+    assert p.returncode != 0
+    assert "RequestTooLargeException" in p.stderr, p.stderr
+    assert "error sending request" not in p.stderr, p.stderr
+
+
+def test_boto3_async_invoke_too_large_gets_request_too_large(server):
+    import boto3
+    import botocore.exceptions
+    server.deploy("sink2", "python3.12", "app.handler", {"app.py": "def handler(e, c):\n    return 1\n"})
+    lam = boto3.client("lambda", endpoint_url=server.api, region_name="us-east-1",
+                       aws_access_key_id="x", aws_secret_access_key="y")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lam.invoke(FunctionName="sink2", InvocationType="Event", Payload=json.dumps({"a": "x" * 2_000_000}))
+    assert e.value.response["Error"]["Code"] == "RequestTooLargeException"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+
+
+def test_interpreter_notice_is_given_once_per_function(server):
+    code = {"app.py": "def handler(e, c):\n    return 1\n"}
+    first = server.deploy("noticed", "python3.12", "app.handler", code).json()
+    if not first.get("notice"):
+        pytest.skip("python3.12 is installed here: no stand-in notice to give")
+    again = server.deploy("noticed", "python3.12", "app.handler", {"app.py": "def handler(e, c):\n    return 2\n"}).json()
+    assert again.get("notice") is None, again
+    # Another function still hears it once.
+    other = server.deploy("noticed-too", "python3.12", "app.handler", code).json()
+    assert other.get("notice") == first["notice"]

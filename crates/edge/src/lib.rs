@@ -30,7 +30,6 @@ use axum::extract::Request;
 use axum::response::Response;
 use http::request::Parts;
 use http::{HeaderValue, Method, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use nimbus_auth::{AuthError, Payload};
 use nimbus_protocol::{error_response, AwsError, EdgeContext, Frontend, Protocol, ServiceMeta};
 use std::sync::Arc;
@@ -352,15 +351,9 @@ struct BodyReader<'a> {
 
 impl BodyReader<'_> {
     async fn read(&self, parts: &Parts, body: Body) -> Result<Bytes, AwsError> {
-        let declared = parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.limit as u64) {
-            return Err(self.too_large.clone());
-        }
-        let read = Limited::new(body, self.limit).collect();
+        // A body over the limit is drained (up to a cap) before the refusal, so
+        // the client reads it.
+        let read = nimbus_protocol::read_at_most(body, &parts.headers, self.limit);
         match tokio::time::timeout(self.timeout, read).await {
             Err(_) => Err(AwsError::new(
                 StatusCode::REQUEST_TIMEOUT,
@@ -370,8 +363,8 @@ impl BodyReader<'_> {
                     self.timeout.as_secs_f64()
                 ),
             )),
-            Ok(Ok(collected)) => Ok(collected.to_bytes()),
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(self.too_large.clone()),
+            Ok(Ok(Some(bytes))) => Ok(bytes),
+            Ok(Ok(None)) => Err(self.too_large.clone()),
             Ok(Err(e)) => Err(AwsError::new(
                 StatusCode::BAD_REQUEST,
                 "InvalidRequestContentException",

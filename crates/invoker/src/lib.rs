@@ -58,6 +58,9 @@ struct Inner {
     /// Published versions, aliases and provisioned configs, by function.
     versions: RwLock<HashMap<String, versions::FnVersions>>,
     deploy_lock: tokio::sync::Mutex<()>,
+    /// Deploy notices already given, by (function, notice): each is said once per
+    /// server start and function, not on every deploy.
+    notices_given: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 /// The invoker. Cheap to clone.

@@ -56,6 +56,7 @@ impl Invoker {
                 event_configs: RwLock::new(HashMap::new()),
                 versions: RwLock::new(HashMap::new()),
                 deploy_lock: tokio::sync::Mutex::new(()),
+                notices_given: Default::default(),
             }),
         };
         let (stored, configs) = tokio::task::spawn_blocking(move || {
@@ -196,6 +197,13 @@ impl Invoker {
             last_modified_ms: now,
         });
         let (dep, notice) = self.prepare(config.clone()).await?;
+        let notice = notice.filter(|n| {
+            self.inner
+                .notices_given
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((config.name().to_string(), n.clone()))
+        });
         self.persist(&config).await?;
         self.install(dep);
         tracing::info!(function = %config.name(), revision = config.revision, sha256 = %config.code_sha256, "deployed");

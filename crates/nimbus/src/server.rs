@@ -16,10 +16,10 @@ pub struct UpArgs {
     #[arg(long, env = "NIMBUS_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// API listener (AWS-compatible APIs and the Nimbus control API).
-    #[arg(long, default_value = "127.0.0.1:4566")]
+    #[arg(long, default_value = "127.0.0.1:4566", env = "NIMBUS_LISTEN")]
     listen: SocketAddr,
     /// Gateway listener for user HTTP routes.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value = "127.0.0.1:8080", env = "NIMBUS_GATEWAY_LISTEN")]
     gateway_listen: SocketAddr,
     /// Clients of both listeners (API and gateway) must send a request's whole
     /// head within this long, else the connection is closed (slowloris).
@@ -215,6 +215,18 @@ fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
     guard
 }
 
+/// Listen on `addr`, saying plainly when the port is taken and how to pick another.
+async fn bind(addr: SocketAddr, flag: &str, env: &str) -> Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
+            "cannot listen on {addr}: the port is taken (another nimbus, or another \
+             program); choose another with {flag} HOST:PORT or {env}=HOST:PORT"
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot listen on {addr}")),
+    }
+}
+
 pub fn run(args: UpArgs) -> Result<i32> {
     let _log = init_tracing(args.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -241,11 +253,12 @@ async fn serve(args: UpArgs) -> Result<i32> {
     if !args.retention.is_zero() {
         nimbus_telemetry::retention::spawn(db.clone(), args.retention);
     }
-    // Bound first: instances are told where it is (AWS_ENDPOINT_URL).
-    let api_listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    // Bound first: instances are told where it is (AWS_ENDPOINT_URL), and a taken
+    // port stops the start before anything runs.
+    let api_listener = bind(args.listen, "--listen", "NIMBUS_LISTEN").await?;
     let api_addr = api_listener.local_addr()?;
+    let gw_listener = bind(args.gateway_listen, "--gateway-listen", "NIMBUS_GATEWAY_LISTEN").await?;
+    let gw_addr = gw_listener.local_addr()?;
     let sdk_dir = args
         .sdk_dir
         .clone()
@@ -301,11 +314,6 @@ async fn serve(args: UpArgs) -> Result<i32> {
         args.schedule_clock_speed,
     )
     .context("cannot start the scheduler")?;
-
-    let gw_listener = tokio::net::TcpListener::bind(args.gateway_listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.gateway_listen))?;
-    let gw_addr = gw_listener.local_addr()?;
 
     let auth_summary = if auth.is_enabled() {
         let n = auth.key_count();

@@ -102,20 +102,76 @@ pub async fn read_body(
     limit: BodyLimit,
 ) -> Result<Bytes, AwsError> {
     let declared = declared_length(headers);
+    let mut stream = body.into_data_stream();
     if declared.is_some_and(|n| n > limit.max as u64) {
+        drain(&mut stream, declared.unwrap_or(0)).await;
         return Err((limit.too_large)(limit.max));
     }
     // Preallocate what was declared, but never trust it for more than 1 MiB.
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(1 << 20) as usize);
-    let mut stream = body.into_data_stream();
     while let Some(piece) = stream.next().await {
         let piece = piece.map_err(body_error)?;
         if buf.len() + piece.len() > limit.max {
+            drain(&mut stream, declared.unwrap_or(DRAIN_MAX)).await;
             return Err((limit.too_large)(limit.max));
         }
         buf.extend_from_slice(&piece);
     }
     Ok(buf.freeze())
+}
+
+/// Read a whole body of at most `max` bytes; `Ok(None)` when it is larger (after
+/// draining what fits in [`DRAIN_MAX`], so the client reads the refusal). For
+/// callers with their own "too large" answer; [`read_body`] is the same with the
+/// error built in.
+pub async fn read_at_most(
+    body: Body,
+    headers: &HeaderMap,
+    max: usize,
+) -> Result<Option<Bytes>, axum::Error> {
+    let declared = declared_length(headers);
+    let mut stream = body.into_data_stream();
+    if declared.is_some_and(|n| n > max as u64) {
+        drain(&mut stream, declared.unwrap_or(0)).await;
+        return Ok(None);
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(1 << 20) as usize);
+    while let Some(piece) = stream.next().await {
+        let piece = piece?;
+        if buf.len() + piece.len() > max {
+            drain(&mut stream, declared.unwrap_or(DRAIN_MAX)).await;
+            return Ok(None);
+        }
+        buf.extend_from_slice(&piece);
+    }
+    Ok(Some(buf.freeze()))
+}
+
+/// The most of a refused body read and thrown away so its sender, still
+/// writing, reads the error instead of a reset connection.
+pub const DRAIN_MAX: u64 = 16 << 20;
+
+/// Read and discard the rest of a refused body when it (as declared) fits in
+/// [`DRAIN_MAX`]: a client that sends the whole body before it reads (the AWS
+/// SDKs, reqwest) then gets the service's own "too large" error — Lambda's
+/// `RequestTooLargeException`, SQS's — rather than "error sending request".
+/// Larger bodies are not read: the connection closes after the answer. The
+/// edge's body deadline bounds the time spent.
+async fn drain<S>(stream: &mut S, declared: u64)
+where
+    S: futures_util::Stream<Item = Result<Bytes, axum::Error>> + Unpin,
+{
+    if declared > DRAIN_MAX {
+        return;
+    }
+    let mut left = DRAIN_MAX;
+    while let Some(Ok(piece)) = stream.next().await {
+        let n = piece.len() as u64;
+        if n > left {
+            return;
+        }
+        left -= n;
+    }
 }
 
 /// A body passed through unchanged while declared checksums run over it; a

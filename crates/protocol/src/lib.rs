@@ -44,7 +44,7 @@ mod shape;
 pub mod timestamp;
 mod xml;
 
-pub use body::{body_error, declared_length, read_body, BodyLimit};
+pub use body::{body_error, declared_length, read_at_most, read_body, BodyLimit, DRAIN_MAX};
 pub use checksum::{verify_body_checksums, ChecksumAlgorithm, DeclaredChecksums, Hasher};
 pub use chunked::{
     decode_aws_chunked, decode_aws_chunked_request, is_aws_chunked, strip_chunked_headers,

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 pub enum Cmd {
     /// Route `METHOD /path` (or `$default`) to a function:
     /// `nimbus route add GET /users/{id} getUser`, `nimbus route add ANY /{proxy+} app:live`.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List routes with their URLs.
     Ls,
     /// Remove a route: `nimbus route rm GET /users/{id}`, `nimbus route rm '$default'`.
@@ -68,7 +68,7 @@ pub struct RmArgs {
 
 pub async fn run(client: &Client, cmd: Cmd) -> Result<i32> {
     match cmd {
-        Cmd::Add(a) => add(client, a).await,
+        Cmd::Add(a) => add(client, *a).await,
         Cmd::Ls => ls(client).await,
         Cmd::Rm(a) => rm(client, a).await,
     }

@@ -12,7 +12,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use nimbus_core::EventInvokeConfig;
 use nimbus_core::{limits, Trigger};
 use nimbus_invoker::Invocation;
@@ -217,15 +216,12 @@ struct InvokeQuery {
     qualifier: Option<String>,
 }
 
-/// Read a body of at most `max` bytes; `None` when it is larger.
+/// Read a body of at most `max` bytes; `None` when it is larger (the rest is
+/// drained, so the client reads the refusal instead of a reset connection).
 pub async fn read_limited(body: Body, max: usize) -> Result<Option<Bytes>, ApiError> {
-    match Limited::new(body, max).collect().await {
-        Ok(c) => Ok(Some(c.to_bytes())),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Ok(None),
-        Err(e) => Err(ApiError::invalid_content(format!(
-            "could not read request body: {e}"
-        ))),
-    }
+    nimbus_protocol::read_at_most(body, &http::HeaderMap::new(), max)
+        .await
+        .map_err(|e| ApiError::invalid_content(format!("could not read request body: {e}")))
 }
 
 /// `name`, `name:qualifier`, or a function ARN, as Lambda accepts in `FunctionName`.
