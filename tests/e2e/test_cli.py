@@ -74,6 +74,11 @@ def test_deploy_invoke_ls_get_rm(server, code_dir, tmp_path):
 
     p = server.cli("get", "cli-fn")
     assert p.returncode == 0, p.stderr
+    assert "Function              cli-fn" in p.stdout, p.stdout
+    assert "Runtime               python3.12 app.handler" in p.stdout, p.stdout
+    assert "Instances             1" in p.stdout, p.stdout
+    p = server.cli("get", "cli-fn", "--output", "json")
+    assert p.returncode == 0, p.stderr
     got = json.loads(p.stdout)
     assert got["function"]["name"] == "cli-fn" and got["function"]["handler"] == "app.handler"
     assert len(got["instances"]) == 1

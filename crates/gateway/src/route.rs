@@ -286,7 +286,12 @@ impl FromStr for ApiType {
 /// media type without its parameters.
 pub fn is_binary_media_type(binary_media_types: &[String], content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return false };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let (ty, sub) = essence.split_once('/').unwrap_or((essence.as_str(), ""));
     binary_media_types.iter().any(|m| {
         let m = m.trim().to_ascii_lowercase();

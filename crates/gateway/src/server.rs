@@ -358,10 +358,17 @@ impl Gateway {
                     crate::route::ApiType::Http => response::DecodeBase64::Always,
                     crate::route::ApiType::Rest => response::DecodeBase64::ForTypes {
                         binary_media_types: &route.binary_media_types,
-                        accept: parts.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()),
+                        accept: parts
+                            .headers
+                            .get(http::header::ACCEPT)
+                            .and_then(|v| v.to_str().ok()),
                     },
                 };
-                match response::from_function_with(route.payload_format, &res.payload, decode_base64) {
+                match response::from_function_with(
+                    route.payload_format,
+                    &res.payload,
+                    decode_base64,
+                ) {
                     Ok(r) => r,
                     Err(why) => {
                         tracing::warn!(

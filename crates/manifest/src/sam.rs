@@ -691,7 +691,11 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                         let key = pk.scalar_text().unwrap_or_default();
                         if key == "BinaryMediaTypes" && ty.as_str() == "AWS::Serverless::Api" {
                             let f = crate::fields::Field { key: pk, val: pv };
-                            if let Some(types) = fields::string_list(d, f, &format!("{path}.Properties.BinaryMediaTypes")) {
+                            if let Some(types) = fields::string_list(
+                                d,
+                                f,
+                                &format!("{path}.Properties.BinaryMediaTypes"),
+                            ) {
                                 api_binary_types.insert(id.to_string(), types);
                             }
                             continue;
@@ -728,7 +732,11 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
         .and_then(|v| serde_json::from_value(v).ok())
         .unwrap_or_default();
     for r in app.routes.iter_mut().filter(|r| r.rest) {
-        r.binary_media_types = match r.rest_api_id.as_ref().and_then(|id| api_binary_types.get(id)) {
+        r.binary_media_types = match r
+            .rest_api_id
+            .as_ref()
+            .and_then(|id| api_binary_types.get(id))
+        {
             Some(types) => types.clone(),
             None => global_binary.clone(),
         };

@@ -257,7 +257,12 @@ async fn serve(args: UpArgs) -> Result<i32> {
     // port stops the start before anything runs.
     let api_listener = bind(args.listen, "--listen", "NIMBUS_LISTEN").await?;
     let api_addr = api_listener.local_addr()?;
-    let gw_listener = bind(args.gateway_listen, "--gateway-listen", "NIMBUS_GATEWAY_LISTEN").await?;
+    let gw_listener = bind(
+        args.gateway_listen,
+        "--gateway-listen",
+        "NIMBUS_GATEWAY_LISTEN",
+    )
+    .await?;
     let gw_addr = gw_listener.local_addr()?;
     let sdk_dir = args
         .sdk_dir
