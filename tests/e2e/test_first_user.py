@@ -204,3 +204,45 @@ def test_interpreter_notice_is_given_once_per_function(server):
     # Another function still hears it once.
     other = server.deploy("noticed-too", "python3.12", "app.handler", code).json()
     assert other.get("notice") == first["notice"]
+
+
+def test_resource_policies_add_get_remove(server):
+    import boto3
+    import botocore.exceptions
+    server.deploy("guarded", "python3.12", "app.handler", {"app.py": "def handler(e, c):\n    return 1\n"})
+    lam = boto3.client("lambda", endpoint_url=server.api, region_name="eu-west-1",
+                       aws_access_key_id="x", aws_secret_access_key="y")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lam.get_policy(FunctionName="guarded")
+    assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    out = lam.add_permission(FunctionName="guarded", StatementId="s3-invoke", Action="lambda:InvokeFunction",
+                             Principal="s3.amazonaws.com", SourceArn="arn:aws:s3:::uploads",
+                             SourceAccount="123456789012")
+    st = json.loads(out["Statement"])
+    assert st["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert st["Resource"] == "arn:aws:lambda:eu-west-1:123456789012:function:guarded"
+    assert st["Condition"]["ArnLike"]["AWS:SourceArn"] == "arn:aws:s3:::uploads"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lam.add_permission(FunctionName="guarded", StatementId="s3-invoke", Action="lambda:InvokeFunction",
+                           Principal="s3.amazonaws.com")
+    assert e.value.response["Error"]["Code"] == "ResourceConflictException"
+    lam.add_permission(FunctionName="arn:aws:lambda:eu-west-1:123456789012:function:guarded",
+                       StatementId="account", Action="lambda:GetFunction", Principal="210987654321")
+    got = lam.get_policy(FunctionName="guarded")
+    doc = json.loads(got["Policy"])
+    assert [s["Sid"] for s in doc["Statement"]] == ["s3-invoke", "account"]
+    assert doc["Statement"][1]["Principal"] == {"AWS": "arn:aws:iam::210987654321:root"}
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lam.remove_permission(FunctionName="guarded", StatementId="s3-invoke", RevisionId="stale")
+    assert e.value.response["Error"]["Code"] == "PreconditionFailedException"
+    lam.remove_permission(FunctionName="guarded", StatementId="s3-invoke", RevisionId=got["RevisionId"])
+    assert [s["Sid"] for s in json.loads(lam.get_policy(FunctionName="guarded")["Policy"])["Statement"]] == ["account"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lam.remove_permission(FunctionName="guarded", StatementId="s3-invoke")
+    assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    # Policies are durable: they survive a restart.
+    server.stop()
+    server.start()
+    lam = boto3.client("lambda", endpoint_url=server.api, region_name="eu-west-1",
+                       aws_access_key_id="x", aws_secret_access_key="y")
+    assert [s["Sid"] for s in json.loads(lam.get_policy(FunctionName="guarded")["Policy"])["Statement"]] == ["account"]

@@ -9,6 +9,7 @@
 mod admin;
 mod admission;
 mod dispatch;
+pub mod policy;
 pub mod queue;
 mod registry;
 mod versions;

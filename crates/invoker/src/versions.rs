@@ -25,6 +25,7 @@ const KIND_VERSION: &str = "version";
 const KIND_ALIAS: &str = "alias";
 const KIND_PROVISIONED: &str = "provisioned";
 const KIND_COUNTER: &str = "counter";
+pub(crate) const KIND_POLICY: &str = "policy";
 
 const LATEST: &str = "$LATEST";
 
@@ -86,6 +87,8 @@ pub(crate) struct FnVersions {
     published: BTreeMap<u32, Arc<Deployment>>,
     aliases: BTreeMap<String, AliasConfig>,
     provisioned: BTreeMap<String, ProvisionedConfig>,
+    /// Resource-based policies by qualifier (`""`: the unqualified function).
+    pub(crate) policies: BTreeMap<String, crate::policy::ResourcePolicy>,
 }
 
 /// What a qualifier names.
@@ -181,7 +184,11 @@ impl Invoker {
     }
 
     /// Change a function's versioned state in memory (after it is stored).
-    fn with_versions<T>(&self, function: &str, f: impl FnOnce(&mut FnVersions) -> T) -> T {
+    pub(crate) fn with_versions<T>(
+        &self,
+        function: &str,
+        f: impl FnOnce(&mut FnVersions) -> T,
+    ) -> T {
         f(self
             .inner
             .versions
@@ -191,7 +198,7 @@ impl Invoker {
             .or_default())
     }
 
-    async fn write(&self, changes: Vec<FunctionObject>) -> Result<()> {
+    pub(crate) async fn write(&self, changes: Vec<FunctionObject>) -> Result<()> {
         let db = self.inner.db.clone();
         tokio::task::spawn_blocking(move || db.write_objects(&changes))
             .await
@@ -245,6 +252,14 @@ impl Invoker {
                     }
                     Err(e) => bad(e),
                 },
+                KIND_POLICY => {
+                    match serde_json::from_str::<crate::policy::ResourcePolicy>(&value) {
+                        Ok(p) => {
+                            fv.policies.insert(o.key.clone(), p);
+                        }
+                        Err(e) => bad(e),
+                    }
+                }
                 other => tracing::warn!(kind = other, "unknown stored object kind skipped"),
             }
         }

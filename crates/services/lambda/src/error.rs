@@ -66,7 +66,13 @@ impl From<InvokeError> for ApiError {
         match e {
             InvokeError::NotFound(_) => ApiError::not_found(e.to_string()),
             InvokeError::Missing { code, message } => {
-                ApiError::new(StatusCode::NOT_FOUND, code, message)
+                // The one "Missing" that is a refusal of the request, not a lookup.
+                let status = if code == "PolicyLengthExceededException" {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::NOT_FOUND
+                };
+                ApiError::new(status, code, message)
             }
             InvokeError::InvalidParameter(m) => ApiError::invalid_parameter(m),
             InvokeError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "ResourceConflictException", m),

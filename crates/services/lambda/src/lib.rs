@@ -13,6 +13,7 @@
 mod error;
 mod lambda;
 mod lambda_functions;
+mod lambda_policy;
 mod lambda_urls;
 mod lambda_versions;
 
@@ -88,6 +89,7 @@ pub fn frontend(
         .merge(lambda_functions::routes())
         .merge(lambda_versions::routes())
         .merge(lambda_urls::routes())
+        .merge(lambda_policy::routes())
         .fallback(error::unknown_operation)
         .with_state(AppState { invoker, queue })
         .layer(axum::Extension(routes));

@@ -41,7 +41,7 @@ macro_rules! define_ops {
 // Generated from the Lambda API model (botocore data/lambda/2015-03-31/service-2.json).
 define_ops! {
     AddLayerVersionPermission => (POST, "/2018-10-31/layers/{LayerName}/versions/{VersionNumber}/policy", false),
-    AddPermission => (POST, "/2015-03-31/functions/{FunctionName}/policy", false),
+    AddPermission => (POST, "/2015-03-31/functions/{FunctionName}/policy", true),
     CreateAlias => (POST, "/2015-03-31/functions/{FunctionName}/aliases", true),
     CreateCodeSigningConfig => (POST, "/2020-04-22/code-signing-configs/", false),
     CreateEventSourceMapping => (POST, "/2015-03-31/event-source-mappings/", false),
@@ -71,7 +71,7 @@ define_ops! {
     GetLayerVersion => (GET, "/2018-10-31/layers/{LayerName}/versions/{VersionNumber}", false),
     GetLayerVersionByArn => (GET, "/2018-10-31/layers?find=LayerVersion", false),
     GetLayerVersionPolicy => (GET, "/2018-10-31/layers/{LayerName}/versions/{VersionNumber}/policy", false),
-    GetPolicy => (GET, "/2015-03-31/functions/{FunctionName}/policy", false),
+    GetPolicy => (GET, "/2015-03-31/functions/{FunctionName}/policy", true),
     GetProvisionedConcurrencyConfig => (GET, "/2019-09-30/functions/{FunctionName}/provisioned-concurrency", true),
     GetRuntimeManagementConfig => (GET, "/2021-07-20/functions/{FunctionName}/runtime-management-config", false),
     Invoke => (POST, "/2015-03-31/functions/{FunctionName}/invocations", true),
@@ -98,7 +98,7 @@ define_ops! {
     PutProvisionedConcurrencyConfig => (PUT, "/2019-09-30/functions/{FunctionName}/provisioned-concurrency", true),
     PutRuntimeManagementConfig => (PUT, "/2021-07-20/functions/{FunctionName}/runtime-management-config", false),
     RemoveLayerVersionPermission => (DELETE, "/2018-10-31/layers/{LayerName}/versions/{VersionNumber}/policy/{StatementId}", false),
-    RemovePermission => (DELETE, "/2015-03-31/functions/{FunctionName}/policy/{StatementId}", false),
+    RemovePermission => (DELETE, "/2015-03-31/functions/{FunctionName}/policy/{StatementId}", true),
     TagResource => (POST, "/2017-03-31/tags/{ARN}", true),
     UntagResource => (DELETE, "/2017-03-31/tags/{ARN}", true),
     UpdateAlias => (PUT, "/2015-03-31/functions/{FunctionName}/aliases/{Name}", true),
