@@ -601,3 +601,43 @@ def test_kill_9_mid_transaction_is_all_or_nothing(server_factory):
     recs = stream_records(srv2, arn)
     assert len(recs) == len(items), "one stream record per committed item, none for what was not committed"
     assert {r["dynamodb"]["Keys"]["pk"]["S"] for r in recs} == {i["pk"]["S"] for i in items}
+
+
+def test_partiql(server):
+    c = ddb(server)
+    create(c, "pql", ("pk", "S"), ("sk", "N"))
+    c.execute_statement(Statement="INSERT INTO \"pql\" VALUE {'pk': 'a', 'sk': 1, 'tags': <<'x', 'y'>>, 'n': 10}")
+    c.execute_statement(Statement="INSERT INTO pql VALUE {'pk': ?, 'sk': ?, 'n': ?}",
+                        Parameters=[{"S": "a"}, {"N": "2"}, {"N": "20"}])
+    with pytest.raises(ClientError) as e:
+        c.execute_statement(Statement="INSERT INTO pql VALUE {'pk': 'a', 'sk': 1}")
+    assert error(e)[0] == "ConditionalCheckFailedException", "INSERT never overwrites"
+    got = c.execute_statement(Statement="SELECT * FROM pql WHERE pk = ? AND sk > ?",
+                              Parameters=[{"S": "a"}, {"N": "1"}])["Items"]
+    assert [i["sk"]["N"] for i in got] == ["2"]
+    got = c.execute_statement(Statement="SELECT sk, n FROM pql WHERE n BETWEEN 5 AND 15")["Items"]
+    assert got == [{"sk": {"N": "1"}, "n": {"N": "10"}}]
+    c.execute_statement(Statement="UPDATE pql SET n = n + 5 SET extra = 'e' WHERE pk = 'a' AND sk = 1")
+    item = c.get_item(TableName="pql", Key={"pk": {"S": "a"}, "sk": {"N": "1"}})["Item"]
+    assert item["n"] == {"N": "15"} and item["extra"] == {"S": "e"}
+    got = c.execute_statement(Statement="SELECT * FROM pql WHERE extra IS NOT MISSING")["Items"]
+    assert len(got) == 1
+    c.execute_statement(Statement="DELETE FROM pql WHERE pk = 'a' AND sk = 2")
+    assert c.execute_statement(Statement="SELECT * FROM pql WHERE pk = 'a'")["Items"][0]["sk"] == {"N": "1"}
+    out = c.batch_execute_statement(Statements=[
+        {"Statement": "INSERT INTO pql VALUE {'pk': 'b', 'sk': 1}"},
+        {"Statement": "INSERT INTO pql VALUE {'pk': 'a', 'sk': 1}"},
+    ])["Responses"]
+    assert "Error" not in out[0] and out[1]["Error"]["Code"] == "ConditionalCheckFailed"
+    c.execute_transaction(TransactStatements=[
+        {"Statement": "UPDATE pql SET n = 1 WHERE pk = 'b' AND sk = 1"},
+        {"Statement": "INSERT INTO pql VALUE {'pk': 'c', 'sk': 1}"},
+    ])
+    got = c.execute_transaction(TransactStatements=[
+        {"Statement": "SELECT * FROM pql WHERE pk = 'b' AND sk = 1"},
+        {"Statement": "SELECT * FROM pql WHERE pk = 'c' AND sk = 1"},
+    ])["Responses"]
+    assert got[0]["Item"]["n"] == {"N": "1"} and got[1]["Item"]["pk"] == {"S": "c"}
+    with pytest.raises(ClientError) as e:
+        c.execute_statement(Statement="SELEC * FROM pql")
+    assert error(e)[0] == "ValidationException"

@@ -56,7 +56,11 @@ pub fn validation(msg: impl Into<String>) -> ApiError {
 }
 
 fn not_found() -> ApiError {
-    ApiError::new(400, "ResourceNotFoundException", "Requested resource not found")
+    ApiError::new(
+        400,
+        "ResourceNotFoundException",
+        "Requested resource not found",
+    )
 }
 
 fn cond_failed(old: Option<&Item>, req: &Value) -> ApiError {
@@ -65,7 +69,11 @@ fn cond_failed(old: Option<&Item>, req: &Value) -> ApiError {
         "ConditionalCheckFailedException",
         "The conditional request failed",
     );
-    if req.get("ReturnValuesOnConditionCheckFailure").and_then(Value::as_str) == Some("ALL_OLD") {
+    if req
+        .get("ReturnValuesOnConditionCheckFailure")
+        .and_then(Value::as_str)
+        == Some("ALL_OLD")
+    {
         if let Some(o) = old {
             e.extra.insert("Item".into(), item_to_json(o));
         }
@@ -113,6 +121,9 @@ pub fn handle(store: &Store, op: Op, req: &Value, endpoint: &str) -> R {
             "TableMaxReadCapacityUnits": 40000,
             "TableMaxWriteCapacityUnits": 40000,
         })),
+        Op::ExecuteStatement | Op::BatchExecuteStatement | Op::ExecuteTransaction => {
+            crate::partiql::handle(store, op, req)
+        }
         Op::DescribeEndpoints => {
             let host = endpoint
                 .trim_start_matches("http://")
@@ -123,7 +134,10 @@ pub fn handle(store: &Store, op: Op, req: &Value, endpoint: &str) -> R {
         _ => Err(ApiError::new(
             501,
             "NotImplemented",
-            format!("Nimbus does not implement the dynamodb operation {} yet.", op.name()),
+            format!(
+                "Nimbus does not implement the dynamodb operation {} yet.",
+                op.name()
+            ),
         )),
     }
 }
@@ -277,7 +291,9 @@ fn check_item(t: &TableMeta, item: &Item) -> Result<(), ApiError> {
         }
     }
     if item_size(item) > MAX_ITEM_SIZE {
-        return Err(validation("Item size has exceeded the maximum allowed size"));
+        return Err(validation(
+            "Item size has exceeded the maximum allowed size",
+        ));
     }
     Ok(())
 }
@@ -434,7 +450,11 @@ fn read_units(size: usize, consistent: bool) -> f64 {
 
 // ---- control plane ----------------------------------------------------------
 
-fn key_schema(v: Option<&Value>, defs: &[KeyAttr], what: &str) -> Result<(KeyAttr, Option<KeyAttr>), ApiError> {
+fn key_schema(
+    v: Option<&Value>,
+    defs: &[KeyAttr],
+    what: &str,
+) -> Result<(KeyAttr, Option<KeyAttr>), ApiError> {
     let arr = v.and_then(Value::as_array).ok_or_else(|| {
         validation(format!(
             "1 validation error detected: Value null at '{what}' failed to satisfy constraint: Member must not be null"
@@ -523,7 +543,11 @@ fn parse_index(
     let non_key: Vec<String> = proj
         .get("NonKeyAttributes")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     if projection != "INCLUDE" && !non_key.is_empty() {
         return Err(validation(
@@ -725,7 +749,10 @@ fn create_table(store: &Store, req: &Value) -> R {
 
 fn stream_spec(v: Option<&Value>) -> Result<Option<String>, ApiError> {
     let Some(v) = v else { return Ok(None) };
-    let enabled = v.get("StreamEnabled").and_then(Value::as_bool).unwrap_or(false);
+    let enabled = v
+        .get("StreamEnabled")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     if !enabled {
         if v.get("StreamViewType").is_some() {
             return Err(validation("One or more parameter values were invalid: StreamViewType cannot be specified when StreamEnabled is false"));
@@ -936,14 +963,20 @@ fn update_table(store: &Store, req: &Value) -> R {
         m.rcu = r;
         m.wcu = w;
     }
-    if let Some(d) = req.get("DeletionProtectionEnabled").and_then(Value::as_bool) {
+    if let Some(d) = req
+        .get("DeletionProtectionEnabled")
+        .and_then(Value::as_bool)
+    {
         m.deletion_protection = d;
     }
     if let Some(c) = s(req, "TableClass") {
         m.table_class = c.to_string();
     }
     let mut new_indexes = Vec::new();
-    if let Some(ups) = req.get("GlobalSecondaryIndexUpdates").and_then(Value::as_array) {
+    if let Some(ups) = req
+        .get("GlobalSecondaryIndexUpdates")
+        .and_then(Value::as_array)
+    {
         for u in ups {
             if let Some(c) = u.get("Create") {
                 let ix = parse_index(c, &defs, true, &m.billing)?;
@@ -1043,7 +1076,10 @@ fn update_ttl(store: &Store, req: &Value) -> R {
     let spec = req
         .get("TimeToLiveSpecification")
         .ok_or_else(|| validation("1 validation error detected: Value null at 'timeToLiveSpecification' failed to satisfy constraint: Member must not be null"))?;
-    let enabled = spec.get("Enabled").and_then(Value::as_bool).unwrap_or(false);
+    let enabled = spec
+        .get("Enabled")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let attr = s(spec, "AttributeName").unwrap_or_default().to_string();
     if attr.is_empty() {
         return Err(validation("1 validation error detected: Value null at 'timeToLiveSpecification.attributeName' failed to satisfy constraint: Member must not be null"));
@@ -1125,16 +1161,13 @@ fn arn_table(store: &Store, req: &Value) -> Result<std::sync::Arc<TableMeta>, Ap
     let arn = s(req, "ResourceArn").unwrap_or_default();
     let name = arn.rsplit_once(":table/").map(|(_, n)| n).unwrap_or("");
     let name = name.split('/').next().unwrap_or("");
-    store
-        .table(name)
-        .filter(|t| t.arn == arn)
-        .ok_or_else(|| {
-            ApiError::new(
-                400,
-                "ResourceNotFoundException",
-                format!("Requested resource not found: ResourcArn: {arn} not found"),
-            )
-        })
+    store.table(name).filter(|t| t.arn == arn).ok_or_else(|| {
+        ApiError::new(
+            400,
+            "ResourceNotFoundException",
+            format!("Requested resource not found: ResourcArn: {arn} not found"),
+        )
+    })
 }
 
 fn tag_resource(store: &Store, req: &Value) -> R {
@@ -1157,7 +1190,11 @@ fn untag_resource(store: &Store, req: &Value) -> R {
     let keys: Vec<String> = req
         .get("TagKeys")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|k| k.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|k| k.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     store.write(|tx| -> Result<(), ApiError> {
         for k in keys {
@@ -1268,7 +1305,11 @@ fn delete_item(store: &Store, req: &Value) -> R {
             out["Attributes"] = item_to_json(o);
         }
     }
-    if let Some(c) = capacity(req, &t, write_units(old.as_ref().map(item_size).unwrap_or(0))) {
+    if let Some(c) = capacity(
+        req,
+        &t,
+        write_units(old.as_ref().map(item_size).unwrap_or(0)),
+    ) {
         out["ConsumedCapacity"] = c;
     }
     Ok(out)
@@ -1310,7 +1351,10 @@ fn update_item(store: &Store, req: &Value) -> R {
         &["NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"],
     )?;
     let mut params = Params::from_request(req).map_err(validation)?;
-    let actions = match (s(req, "UpdateExpression"), req.get("AttributeUpdates").and_then(Value::as_object)) {
+    let actions = match (
+        s(req, "UpdateExpression"),
+        req.get("AttributeUpdates").and_then(Value::as_object),
+    ) {
         (Some(_), Some(_)) => return Err(mixed("AttributeUpdates", "UpdateExpression")),
         (Some(u), None) => parse_update(u, &mut params).map_err(validation)?,
         (None, Some(a)) => legacy_updates(a)?,
@@ -1417,9 +1461,7 @@ fn query(store: &Store, req: &Value, scan: bool) -> R {
     let t = table_for_item(store, s(req, "TableName").unwrap_or_default())?;
     let ix = match s(req, "IndexName") {
         Some(n) => Some(t.index(n).cloned().ok_or_else(|| {
-            validation(format!(
-                "The table does not have the specified index: {n}"
-            ))
+            validation(format!("The table does not have the specified index: {n}"))
         })?),
         None => None,
     };
@@ -1494,7 +1536,9 @@ fn query(store: &Store, req: &Value, scan: bool) -> R {
         req.get(filter_kind).and_then(Value::as_object),
     ) {
         (Some(_), Some(_)) => return Err(mixed(filter_kind, "FilterExpression")),
-        (Some(f), None) => Some(parse_condition(f, &mut params, "FilterExpression").map_err(validation)?),
+        (Some(f), None) => {
+            Some(parse_condition(f, &mut params, "FilterExpression").map_err(validation)?)
+        }
         (None, Some(m)) => Some(legacy_conditions(m, s(req, "ConditionalOperator"), false)?),
         (None, None) => None,
     };
@@ -1555,7 +1599,9 @@ fn query(store: &Store, req: &Value, scan: bool) -> R {
                     need.push(&r.name);
                 }
             }
-            if need.iter().any(|n| !k.contains_key(*n)) || k.keys().any(|n| !need.contains(&n.as_str())) {
+            if need.iter().any(|n| !k.contains_key(*n))
+                || k.keys().any(|n| !need.contains(&n.as_str()))
+            {
                 return Err(validation("The provided starting key is invalid: The provided key element does not match the schema"));
             }
             if let Some(kc) = &key_cond {
@@ -1631,7 +1677,11 @@ fn query(store: &Store, req: &Value, scan: bool) -> R {
         let (hk, rk) = row_key(&t, k);
         match (&ix, scan) {
             (None, false) => {
-                sql.push_str(if forward { " AND rk > ?" } else { " AND rk < ?" });
+                sql.push_str(if forward {
+                    " AND rk > ?"
+                } else {
+                    " AND rk < ?"
+                });
                 args.push(SqlValue::Blob(rk));
             }
             (None, true) => {
@@ -1641,7 +1691,10 @@ fn query(store: &Store, req: &Value, scan: bool) -> R {
                 args.push(SqlValue::Blob(rk));
             }
             (Some(i), _) => {
-                let ihk = k.get(&i.hash.name).map(|v| v.key_bytes()).unwrap_or_default();
+                let ihk = k
+                    .get(&i.hash.name)
+                    .map(|v| v.key_bytes())
+                    .unwrap_or_default();
                 let irk = i
                     .range
                     .as_ref()
@@ -1649,7 +1702,9 @@ fn query(store: &Store, req: &Value, scan: bool) -> R {
                     .map(|v| v.key_bytes())
                     .unwrap_or_default();
                 let cmp = if forward { ">" } else { "<" };
-                sql.push_str(&format!(" AND (i.ihk, i.irk, i.hk, i.rk) {cmp} (?, ?, ?, ?)"));
+                sql.push_str(&format!(
+                    " AND (i.ihk, i.irk, i.hk, i.rk) {cmp} (?, ?, ?, ?)"
+                ));
                 args.push(SqlValue::Blob(ihk));
                 args.push(SqlValue::Blob(irk));
                 args.push(SqlValue::Blob(hk));
@@ -1687,9 +1742,14 @@ fn query(store: &Store, req: &Value, scan: bool) -> R {
                 break;
             }
             let s: String = row.get(0)?;
-            let Some(item) = parse_stored(&s) else { continue };
+            let Some(item) = parse_stored(&s) else {
+                continue;
+            };
             if let (Some((lo, hi)), Some(i)) = (seg_range, ixr) {
-                let ihk = item.get(&i.hash.name).map(|v| v.key_bytes()).unwrap_or_default();
+                let ihk = item
+                    .get(&i.hash.name)
+                    .map(|v| v.key_bytes())
+                    .unwrap_or_default();
                 let h = h32(&ihk) as i64;
                 if h < lo || h >= hi {
                     continue;
@@ -1754,7 +1814,11 @@ fn legacy_key_conditions(
         let list: Vec<AttrValue> = spec
             .get("AttributeValueList")
             .and_then(Value::as_array)
-            .map(|l| l.iter().map(AttrValue::from_json).collect::<Result<Vec<_>, _>>())
+            .map(|l| {
+                l.iter()
+                    .map(AttrValue::from_json)
+                    .collect::<Result<Vec<_>, _>>()
+            })
             .transpose()
             .map_err(validation)?
             .unwrap_or_default();
@@ -1816,7 +1880,11 @@ fn batch_get(store: &Store, req: &Value) -> R {
         .ok_or_else(|| validation("1 validation error detected: Value null at 'requestItems' failed to satisfy constraint: Member must not be null"))?;
     let total: usize = ri
         .values()
-        .map(|v| v.get("Keys").and_then(Value::as_array).map_or(0, |a| a.len()))
+        .map(|v| {
+            v.get("Keys")
+                .and_then(Value::as_array)
+                .map_or(0, |a| a.len())
+        })
         .sum();
     if total > 100 {
         return Err(validation(
@@ -1829,7 +1897,11 @@ fn batch_get(store: &Store, req: &Value) -> R {
         let mut params = Params::from_request(spec).map_err(validation)?;
         let proj = read_projection(spec, &mut params)?;
         params.check_unused().map_err(validation)?;
-        let keys = spec.get("Keys").and_then(Value::as_array).cloned().unwrap_or_default();
+        let keys = spec
+            .get("Keys")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if keys.is_empty() {
             return Err(validation("1 validation error detected: Value at 'requestItems.keys' failed to satisfy constraint: Member must have length greater than or equal to 1"));
         }
@@ -1893,7 +1965,10 @@ fn batch_write(store: &Store, req: &Value) -> R {
         .get("RequestItems")
         .and_then(Value::as_object)
         .ok_or_else(|| validation("1 validation error detected: Value null at 'requestItems' failed to satisfy constraint: Member must not be null"))?;
-    let total: usize = ri.values().map(|v| v.as_array().map_or(0, |a| a.len())).sum();
+    let total: usize = ri
+        .values()
+        .map(|v| v.as_array().map_or(0, |a| a.len()))
+        .sum();
     if total > 25 {
         return Err(validation(
             "1 validation error detected: Value at 'requestItems' failed to satisfy constraint: Map value must satisfy constraint: [Member must have length less than or equal to 25, Member must have length greater than or equal to 1]",
@@ -2021,7 +2096,9 @@ fn transact_write(store: &Store, req: &Value) -> R {
         let (kind, body) = ["ConditionCheck", "Put", "Delete", "Update"]
             .iter()
             .find_map(|k| it.get(*k).map(|b| (*k, b)))
-            .ok_or_else(|| validation("TransactItems can only contain one of Check, Put, Update or Delete"))?;
+            .ok_or_else(|| {
+                validation("TransactItems can only contain one of Check, Put, Update or Delete")
+            })?;
         let t = table_for_item(store, s(body, "TableName").unwrap_or_default())?;
         let mut params = Params::from_request(body).map_err(validation)?;
         let (key, action) = match kind {

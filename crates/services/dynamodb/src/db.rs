@@ -13,7 +13,7 @@
 //!   the sequence number, so records are ordered per item and per stream.
 //! * `streams`, `tags`, `tx_tokens` (TransactWriteItems idempotency).
 
-use crate::value::{item_from_json, item_to_json, item_size, AttrValue, Item};
+use crate::value::{item_from_json, item_size, item_to_json, AttrValue, Item};
 use nimbus_store::migrate::{Migration, Schema, Step};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
@@ -131,7 +131,10 @@ impl TableMeta {
 
 /// The encoded primary key of an item (hash bytes, range bytes).
 pub fn row_key(t: &TableMeta, key: &Item) -> (Vec<u8>, Vec<u8>) {
-    let hk = key.get(&t.hash.name).map(|v| v.key_bytes()).unwrap_or_default();
+    let hk = key
+        .get(&t.hash.name)
+        .map(|v| v.key_bytes())
+        .unwrap_or_default();
     let rk = t
         .range
         .as_ref()
@@ -309,10 +312,13 @@ impl Tx<'_> {
     }
 
     pub fn drop_table(&mut self, m: &TableMeta) -> Result<(), StoreError> {
-        self.tx.execute("DELETE FROM tables WHERE name = ?1", [&m.name])?;
-        self.tx.execute("DELETE FROM items WHERE tid = ?1", [m.tid])?;
+        self.tx
+            .execute("DELETE FROM tables WHERE name = ?1", [&m.name])?;
+        self.tx
+            .execute("DELETE FROM items WHERE tid = ?1", [m.tid])?;
         self.tx.execute("DELETE FROM idx WHERE tid = ?1", [m.tid])?;
-        self.tx.execute("DELETE FROM tags WHERE arn = ?1", [&m.arn])?;
+        self.tx
+            .execute("DELETE FROM tags WHERE arn = ?1", [&m.arn])?;
         self.dropped.push(m.name.clone());
         Ok(())
     }

@@ -104,7 +104,9 @@ impl Params {
                 for (k, v) in m {
                     if !k.starts_with('#')
                         || k.len() < 2
-                        || !k[1..].chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        || !k[1..]
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_')
                     {
                         return Err(format!(
                             "ExpressionAttributeNames contains invalid key: Syntax error; key: \"{k}\""
@@ -132,7 +134,9 @@ impl Params {
                 for (k, v) in m {
                     if !k.starts_with(':')
                         || k.len() < 2
-                        || !k[1..].chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        || !k[1..]
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_')
                     {
                         return Err(format!(
                             "ExpressionAttributeValues contains invalid key: Syntax error; key: \"{k}\""
@@ -182,7 +186,10 @@ impl Params {
             }
         }
         if let Some(v) = &self.values {
-            let unused: Vec<&String> = v.keys().filter(|k| !self.used_values.contains(*k)).collect();
+            let unused: Vec<&String> = v
+                .keys()
+                .filter(|k| !self.used_values.contains(*k))
+                .collect();
             if !unused.is_empty() {
                 return Err(format!(
                     "Value provided in ExpressionAttributeValues unused in expressions: keys: {{{}}}",
@@ -216,14 +223,20 @@ impl Tok {
 
 struct Parser<'a> {
     src: &'a str,
-    toks: Vec<(Tok, usize, usize)>,
+    toks: Vec<Spanned>,
     pos: usize,
     params: &'a mut Params,
     /// `ConditionExpression`, `UpdateExpression`, … for messages.
     kind: &'static str,
 }
 
-fn tokenize(src: &str) -> Result<Vec<(Tok, usize, usize)>, (String, usize, usize)> {
+/// A token with its byte span.
+type Spanned = (Tok, usize, usize);
+
+/// The bad text and its span.
+type LexError = (String, usize, usize);
+
+fn tokenize(src: &str) -> Result<Vec<Spanned>, LexError> {
     let b = src.as_bytes();
     let mut i = 0;
     let mut out = Vec::new();
@@ -315,7 +328,9 @@ impl<'a> Parser<'a> {
         }
         let toks = tokenize(src).map_err(|(t, s, e)| {
             let near_start = src[..s].rfind(char::is_whitespace).map_or(0, |p| p + 1);
-            let near_end = src[e..].find(char::is_whitespace).map_or(src.len(), |p| e + p);
+            let near_end = src[e..]
+                .find(char::is_whitespace)
+                .map_or(src.len(), |p| e + p);
             format!(
                 "Invalid {kind}: Syntax error; token: \"{t}\", near: \"{}\"",
                 &src[near_start..near_end]
@@ -590,7 +605,11 @@ impl<'a> Parser<'a> {
             }
             self.expect_p(")")?;
             if list.len() > 100 {
-                return Err(self.err("The IN operator is provided with too many operands; number of operands: ".to_string() + &list.len().to_string()));
+                return Err(self.err(
+                    "The IN operator is provided with too many operands; number of operands: "
+                        .to_string()
+                        + &list.len().to_string(),
+                ));
             }
             return Ok(Cond::In(left, list));
         }
@@ -693,9 +712,14 @@ impl<'a> Parser<'a> {
                         let ok = match kw.as_str() {
                             "ADD" => matches!(
                                 v,
-                                AttrValue::N(_) | AttrValue::SS(_) | AttrValue::NS(_) | AttrValue::BS(_)
+                                AttrValue::N(_)
+                                    | AttrValue::SS(_)
+                                    | AttrValue::NS(_)
+                                    | AttrValue::BS(_)
                             ),
-                            _ => matches!(v, AttrValue::SS(_) | AttrValue::NS(_) | AttrValue::BS(_)),
+                            _ => {
+                                matches!(v, AttrValue::SS(_) | AttrValue::NS(_) | AttrValue::BS(_))
+                            }
                         };
                         if !ok {
                             return Err(self.err(format!(
@@ -777,8 +801,12 @@ impl<'a> Parser<'a> {
                     self.expect_p(")")?;
                     return Ok(SetValue::ListAppend(Box::new(a), Box::new(b)));
                 }
-                "attribute_exists" | "attribute_not_exists" | "attribute_type"
-                | "begins_with" | "contains" | "size" => {
+                "attribute_exists"
+                | "attribute_not_exists"
+                | "attribute_type"
+                | "begins_with"
+                | "contains"
+                | "size" => {
                     return Err(self.err(format!(
                         "The function is not allowed in an update expression; function: {f}"
                     )))
@@ -928,7 +956,11 @@ pub fn parse_key_condition(
         } else {
             return Err(format!(
                 "Query condition missed key schema element: {}",
-                if hash_v.is_none() { hash } else { range.unwrap_or(hash) }
+                if hash_v.is_none() {
+                    hash
+                } else {
+                    range.unwrap_or(hash)
+                }
             ));
         }
     }
@@ -1012,12 +1044,14 @@ pub fn eval(c: &Cond, item: &Item) -> bool {
             (None, Some(_)) | (Some(_), None) => *op == CmpOp::Ne,
             _ => false,
         },
-        Cond::Between(a, lo, hi) => match (resolve(a, item), resolve(lo, item), resolve(hi, item)) {
-            (Some(x), Some(l), Some(h)) => {
-                cmp_holds(&x, CmpOp::Ge, &l) && cmp_holds(&x, CmpOp::Le, &h)
+        Cond::Between(a, lo, hi) => {
+            match (resolve(a, item), resolve(lo, item), resolve(hi, item)) {
+                (Some(x), Some(l), Some(h)) => {
+                    cmp_holds(&x, CmpOp::Ge, &l) && cmp_holds(&x, CmpOp::Le, &h)
+                }
+                _ => false,
             }
-            _ => false,
-        },
+        }
         Cond::In(a, list) => match resolve(a, item) {
             Some(x) => list
                 .iter()
@@ -1035,9 +1069,9 @@ pub fn eval(c: &Cond, item: &Item) -> bool {
                 y.is_empty() || x.windows(y.len()).any(|w| w == y.as_slice())
             }
             (Some(AttrValue::SS(x)), Some(AttrValue::S(y))) => x.contains(&y),
-            (Some(AttrValue::NS(x)), Some(AttrValue::N(y))) => {
-                x.iter().any(|n| AttrValue::N(n.clone()).equals(&AttrValue::N(y.clone())))
-            }
+            (Some(AttrValue::NS(x)), Some(AttrValue::N(y))) => x
+                .iter()
+                .any(|n| AttrValue::N(n.clone()).equals(&AttrValue::N(y.clone()))),
             (Some(AttrValue::BS(x)), Some(AttrValue::B(y))) => x.contains(&y),
             (Some(AttrValue::L(x)), Some(y)) => x.iter().any(|v| v.equals(&y)),
             _ => false,
@@ -1341,13 +1375,20 @@ mod tests {
 
     #[test]
     fn precedence_and_binds_tighter_than_or() {
-        let mut p = params(Value::Null, json!({":t": {"BOOL": true}, ":f": {"BOOL": false}}));
+        let mut p = params(
+            Value::Null,
+            json!({":t": {"BOOL": true}, ":f": {"BOOL": false}}),
+        );
         // a = :t OR a = :f AND a = :f  ==  a = :t OR (a = :f AND a = :f)
-        let c = parse_condition("a = :t OR a = :f AND a = :f", &mut p, "ConditionExpression")
-            .unwrap();
+        let c =
+            parse_condition("a = :t OR a = :f AND a = :f", &mut p, "ConditionExpression").unwrap();
         assert!(eval(&c, &item(json!({"a": {"BOOL": true}}))));
-        let c = parse_condition("(a = :t OR a = :f) AND a = :f", &mut p, "ConditionExpression")
-            .unwrap();
+        let c = parse_condition(
+            "(a = :t OR a = :f) AND a = :f",
+            &mut p,
+            "ConditionExpression",
+        )
+        .unwrap();
         assert!(!eval(&c, &item(json!({"a": {"BOOL": true}}))));
         let c = parse_condition("NOT a = :f AND a = :t", &mut p, "ConditionExpression").unwrap();
         assert!(eval(&c, &item(json!({"a": {"BOOL": true}}))));
@@ -1412,9 +1453,17 @@ mod tests {
 
     #[test]
     fn key_conditions_reduce_to_hash_and_range() {
-        let mut p = params(json!({"#k": "pk"}), json!({":h": {"S": "u"}, ":lo": {"N": "1"}, ":hi": {"N": "5"}}));
-        let k = parse_key_condition("#k = :h AND sk BETWEEN :lo AND :hi", &mut p, "pk", Some("sk"))
-            .unwrap();
+        let mut p = params(
+            json!({"#k": "pk"}),
+            json!({":h": {"S": "u"}, ":lo": {"N": "1"}, ":hi": {"N": "5"}}),
+        );
+        let k = parse_key_condition(
+            "#k = :h AND sk BETWEEN :lo AND :hi",
+            &mut p,
+            "pk",
+            Some("sk"),
+        )
+        .unwrap();
         assert_eq!(k.hash, AttrValue::S("u".into()));
         assert!(matches!(k.range, Some((_, RangeCond::Between(_, _)))));
         let mut p = params(Value::Null, json!({":h": {"S": "u"}}));

@@ -17,6 +17,7 @@ pub mod api;
 pub mod db;
 pub mod expr;
 pub mod ops;
+pub mod partiql;
 pub mod reserved;
 pub mod value;
 
@@ -177,7 +178,11 @@ impl Frontend for DynamoDb {
                     .await
                     .unwrap_or_else(|e| {
                         tracing::error!(error = %e, "dynamodb handler panicked");
-                        Err(api::ApiError::new(500, "InternalServerError", "Internal server error"))
+                        Err(api::ApiError::new(
+                            500,
+                            "InternalServerError",
+                            "Internal server error",
+                        ))
                     });
             metrics.count(op.name(), result.is_err());
             match result {
@@ -262,7 +267,9 @@ impl ServiceAdmin for Admin {
                 Ok(v) => (StatusCode::OK, axum::Json(v)).into_response(),
                 Err(m) if m.is_empty() => (
                     StatusCode::NOT_FOUND,
-                    axum::Json(json!({"Type": "NotFound", "Message": format!("no admin resource {rest}")})),
+                    axum::Json(
+                        json!({"Type": "NotFound", "Message": format!("no admin resource {rest}")}),
+                    ),
                 )
                     .into_response(),
                 Err(m) => (

@@ -18,7 +18,7 @@ pub const META: nimbus_protocol::ServiceMeta = nimbus_protocol::ServiceMeta {
 
 nimbus_svc_common::define_ops! {
     json META;
-    BatchExecuteStatement => false,
+    BatchExecuteStatement => true,
     BatchGetItem => true,
     BatchWriteItem => true,
     CreateBackup => false,
@@ -43,8 +43,8 @@ nimbus_svc_common::define_ops! {
     DescribeTimeToLive => true,
     DisableKinesisStreamingDestination => false,
     EnableKinesisStreamingDestination => false,
-    ExecuteStatement => false,
-    ExecuteTransaction => false,
+    ExecuteStatement => true,
+    ExecuteTransaction => true,
     ExportTableToPointInTime => false,
     GetItem => true,
     GetResourcePolicy => false,

@@ -290,7 +290,10 @@ impl AttrValue {
             AttrValue::M(m) => ("M", item_to_json(m)),
             AttrValue::SS(s) => ("SS", s.iter().map(|s| Value::String(s.clone())).collect()),
             AttrValue::NS(s) => ("NS", s.iter().map(|s| Value::String(s.clone())).collect()),
-            AttrValue::BS(s) => ("BS", s.iter().map(|b| Value::String(B64.encode(b))).collect()),
+            AttrValue::BS(s) => (
+                "BS",
+                s.iter().map(|b| Value::String(B64.encode(b))).collect(),
+            ),
         };
         m.insert(k.into(), v);
         Value::Object(m)
@@ -345,8 +348,7 @@ impl AttrValue {
                 a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.equals(y))
             }
             (AttrValue::M(a), AttrValue::M(b)) => {
-                a.len() == b.len()
-                    && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| v.equals(w)))
+                a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| v.equals(w)))
             }
             _ => self == other,
         }

@@ -98,8 +98,11 @@ fn seq_bounds(store: &Store, arn: &str) -> Result<(Option<i64>, Option<i64>), Ap
 /// The highest row id of any stream record (where `LATEST` starts).
 fn max_seq(store: &Store) -> Result<i64, ApiError> {
     store.read(|c| -> Result<_, ApiError> {
-        Ok(c
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM stream_records", [], |r| r.get(0))?)
+        Ok(c.query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM stream_records",
+            [],
+            |r| r.get(0),
+        )?)
     })
 }
 
@@ -114,9 +117,7 @@ fn shard_info(store: &Store, s: &StreamRow) -> Result<ShardInfo, ApiError> {
         parent_shard_id: None,
         adjacent_parent_shard_id: None,
         starting_sequence_number: seq_string(start),
-        ending_sequence_number: s
-            .disabled_ms
-            .map(|_| seq_string(last.unwrap_or(start))),
+        ending_sequence_number: s.disabled_ms.map(|_| seq_string(last.unwrap_or(start))),
     })
 }
 
@@ -144,7 +145,10 @@ fn records_after(
 }
 
 fn iterator(arn: &str, shard: &str, after: i64) -> String {
-    B64.encode(format!("{arn}\n{shard}\n{after}\n{}", nimbus_core::now_ms()))
+    B64.encode(format!(
+        "{arn}\n{shard}\n{after}\n{}",
+        nimbus_core::now_ms()
+    ))
 }
 
 fn parse_iterator(it: &str) -> Result<(String, String, i64, i64), ApiError> {
@@ -297,8 +301,8 @@ pub fn handle(store: &Store, op: Op, req: &Value) -> R {
                 "Records": recs.into_iter().map(|(_, _, r)| api_record(r)).collect::<Vec<_>>(),
             });
             // A closed shard read to its end has no next iterator.
-            let closed_and_done = row.disabled_ms.is_some()
-                && seq_bounds(store, &arn)?.1.is_none_or(|m| last >= m);
+            let closed_and_done =
+                row.disabled_ms.is_some() && seq_bounds(store, &arn)?.1.is_none_or(|m| last >= m);
             if !closed_and_done {
                 out["NextShardIterator"] = json!(iterator(&arn, &shard, last));
             }
@@ -342,7 +346,11 @@ impl Frontend for Streams {
             let result = tokio::task::spawn_blocking(move || handle(&store, op, &req))
                 .await
                 .unwrap_or_else(|_| {
-                    Err(ApiError::new(500, "InternalServerError", "Internal server error"))
+                    Err(ApiError::new(
+                        500,
+                        "InternalServerError",
+                        "Internal server error",
+                    ))
                 });
             match result {
                 Ok(v) => encode_json(
@@ -417,7 +425,9 @@ impl ShardSource for DynamoShards {
     }
 
     fn accepts(&self, stream_arn: &str) -> bool {
-        stream_arn.starts_with("arn:") && stream_arn.contains(":dynamodb:") && stream_arn.contains("/stream/")
+        stream_arn.starts_with("arn:")
+            && stream_arn.contains(":dynamodb:")
+            && stream_arn.contains("/stream/")
     }
 
     fn stream_exists(&self, stream_arn: &str) -> bool {
@@ -432,7 +442,9 @@ impl ShardSource for DynamoShards {
                 let row = stream_row(&store, &arn)
                     .map_err(|e| e.message)?
                     .ok_or_else(|| format!("stream {arn} does not exist"))?;
-                shard_info(&store, &row).map(|s| vec![s]).map_err(|e| e.message)
+                shard_info(&store, &row)
+                    .map(|s| vec![s])
+                    .map_err(|e| e.message)
             })
             .await
             .map_err(|e| e.to_string())?
@@ -478,9 +490,9 @@ pub fn start(ctx: &ServiceContext) -> Result<nimbus_svc_common::Service, StartEr
         .map_err(|e| StartError::new("dynamodbstreams", e))?;
     ctx.mapping_sources
         .register_shards(Arc::new(DynamoShards::new(store.clone())));
-    Ok(nimbus_svc_common::Service::frontend_only(Arc::new(Streams {
-        store,
-    })))
+    Ok(nimbus_svc_common::Service::frontend_only(Arc::new(
+        Streams { store },
+    )))
 }
 
 #[cfg(test)]
@@ -559,7 +571,10 @@ mod tests {
             .unwrap();
         assert_eq!(after.len(), 1);
         put(&store, "b", "1");
-        assert!(rx.has_changed().unwrap(), "a committed write wakes watchers");
+        assert!(
+            rx.has_changed().unwrap(),
+            "a committed write wakes watchers"
+        );
     }
 
     #[test]
@@ -570,16 +585,29 @@ mod tests {
         }
         let arn = store.table("tab1").unwrap().stream.clone().unwrap().arn;
         let d = handle(&store, Op::DescribeStream, &json!({"StreamArn": arn})).unwrap();
-        let shard = d["StreamDescription"]["Shards"][0]["ShardId"].as_str().unwrap().to_string();
+        let shard = d["StreamDescription"]["Shards"][0]["ShardId"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let it = handle(
             &store,
             Op::GetShardIterator,
             &json!({"StreamArn": arn, "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"}),
         )
         .unwrap();
-        let r = handle(&store, Op::GetRecords, &json!({"ShardIterator": it["ShardIterator"], "Limit": 3})).unwrap();
+        let r = handle(
+            &store,
+            Op::GetRecords,
+            &json!({"ShardIterator": it["ShardIterator"], "Limit": 3}),
+        )
+        .unwrap();
         assert_eq!(r["Records"].as_array().unwrap().len(), 3);
-        let r = handle(&store, Op::GetRecords, &json!({"ShardIterator": r["NextShardIterator"]})).unwrap();
+        let r = handle(
+            &store,
+            Op::GetRecords,
+            &json!({"ShardIterator": r["NextShardIterator"]}),
+        )
+        .unwrap();
         assert_eq!(r["Records"].as_array().unwrap().len(), 2);
         assert!(r["NextShardIterator"].is_string());
     }
