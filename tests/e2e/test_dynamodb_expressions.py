@@ -118,6 +118,34 @@ INVALID_UPDATES = [
 ]
 
 
+# (update expression, names, values, {attribute: value after the update, None = removed})
+UPDATES = [
+    ("SET n = n + :one", None, {":one": {"N": "1"}}, {"n": {"N": "6"}}),
+    ("SET n = :one - n", None, {":one": {"N": "1"}}, {"n": {"N": "-4"}}),
+    ("SET l[0] = :a", None, {":a": {"S": "a"}}, {"l": {"L": [{"S": "a"}, {"S": "a"}]}}),
+    ("SET l[9] = :a", None, {":a": {"S": "z"}}, {"l": {"L": [{"N": "1"}, {"S": "a"}, {"S": "z"}]}}),
+    ("SET l = list_append(:a, l)", None, {":a": {"L": [{"S": "first"}]}},
+     {"l": {"L": [{"S": "first"}, {"N": "1"}, {"S": "a"}]}}),
+    ("SET m.x.y = :a, m.w = :a", None, {":a": {"S": "v"}},
+     {"m": {"M": {"x": {"M": {"y": {"S": "v"}}}, "w": {"S": "v"}}}}),
+    ("SET c = if_not_exists(c, :zero) + :one", None, {":zero": {"N": "0"}, ":one": {"N": "1"}}, {"c": {"N": "1"}}),
+    ("SET n = if_not_exists(n, :zero)", None, {":zero": {"N": "0"}}, {"n": {"N": "5"}}),
+    ("SET #s = :v", {"#s": "status"}, {":v": {"S": "off"}}, {"status": {"S": "off"}}),
+    ("REMOVE l[0], m.x", None, None, {"l": {"L": [{"S": "a"}]}, "m": {"M": {}}}),
+    ("REMOVE s, flag", None, None, {"s": None, "flag": None}),
+    ("ADD n :v", None, {":v": {"N": "-5.5"}}, {"n": {"N": "-0.5"}}),
+    ("ADD newnum :v", None, {":v": {"N": "3"}}, {"newnum": {"N": "3"}}),
+    ("ADD ss :v", None, {":v": {"SS": ["c"]}}, {"ss": {"SS": ["a", "b", "c"]}}),
+    ("DELETE ss :v", None, {":v": {"SS": ["a"]}}, {"ss": {"SS": ["b"]}}),
+    ("DELETE ss :v", None, {":v": {"SS": ["a", "b"]}}, {"ss": None}),
+    ("SET a = :v REMOVE s ADD c :one DELETE ss :d", None,
+     {":v": {"BOOL": False}, ":one": {"N": "1"}, ":d": {"SS": ["b"]}},
+     {"a": {"BOOL": False}, "s": None, "c": {"N": "1"}, "ss": {"SS": ["a"]}}),
+    ("set zed = :v", None, {":v": {"S": "keywords are case-insensitive"}},
+     {"zed": {"S": "keywords are case-insensitive"}}),
+]
+
+
 @pytest.fixture(scope="module")
 def table(server):
     c = boto3.client("dynamodb", endpoint_url=server.api, region_name="us-east-1",
@@ -189,3 +217,32 @@ def test_invalid_projection(table):
     assert e.value.response["Error"]["Message"] == (
         "Invalid ProjectionExpression: Two document paths overlap with each other; must remove or rewrite one of "
         "these paths; path one: [m, x], path two: [m]")
+
+
+@pytest.mark.parametrize("expr,names,values,changes", UPDATES)
+def test_update_cases(table, expr, names, values, changes):
+    key = {"pk": {"S": "upd"}}
+    table.put_item(TableName="expr", Item={**ITEM, **key})
+    kw = {"UpdateExpression": expr, "ReturnValues": "ALL_NEW"}
+    if values:
+        kw["ExpressionAttributeValues"] = values
+    if names:
+        kw["ExpressionAttributeNames"] = names
+    got = table.update_item(TableName="expr", Key=key, **kw)["Attributes"]
+    want = {**ITEM, **key}
+    for k, v in changes.items():
+        if v is None:
+            want.pop(k, None)
+        else:
+            want[k] = v
+    def norm(item):
+        return {k: ({"SS": sorted(v["SS"])} if "SS" in v else v) for k, v in item.items()}
+    assert norm(got) == want
+    assert norm(table.get_item(TableName="expr", Key=key, ConsistentRead=True)["Item"]) == want
+
+
+def test_names_or_values_without_expressions(table):
+    with pytest.raises(ClientError) as e:
+        table.get_item(TableName="expr", Key={"pk": {"S": "k"}}, ExpressionAttributeNames={"#a": "a"})
+    assert e.value.response["Error"]["Message"] == (
+        "ExpressionAttributeNames can only be specified when using expressions")

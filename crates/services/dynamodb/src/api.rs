@@ -298,6 +298,32 @@ fn check_item(t: &TableMeta, item: &Item) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Names and values given without any expression, or left unused by them.
+fn check_params(req: &Value, params: &Params) -> Result<(), ApiError> {
+    let any_expr = [
+        "ConditionExpression",
+        "UpdateExpression",
+        "ProjectionExpression",
+        "FilterExpression",
+        "KeyConditionExpression",
+    ]
+    .iter()
+    .any(|k| req.get(*k).is_some());
+    if !any_expr {
+        if req.get("ExpressionAttributeNames").is_some() {
+            return Err(validation(
+                "ExpressionAttributeNames can only be specified when using expressions",
+            ));
+        }
+        if req.get("ExpressionAttributeValues").is_some() {
+            return Err(validation(
+                "ExpressionAttributeValues can only be specified when using expressions",
+            ));
+        }
+    }
+    params.check_unused().map_err(validation)
+}
+
 fn mixed(non_expr: &str, expr: &str) -> ApiError {
     validation(format!(
         "Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {{{non_expr}}} Expression parameters: {{{expr}}}"
@@ -1231,7 +1257,7 @@ fn put_item(store: &Store, req: &Value) -> R {
     let rv = return_values(req, &["NONE", "ALL_OLD"])?;
     let mut params = Params::from_request(req).map_err(validation)?;
     let cond = write_condition(req, &mut params)?;
-    params.check_unused().map_err(validation)?;
+    check_params(req, &params)?;
     let key = t.key_of(&item);
     let old = store.write(|tx| -> Result<Option<Item>, ApiError> {
         let old = tx.get(&t, &key)?;
@@ -1261,7 +1287,7 @@ fn get_item_op(store: &Store, req: &Value) -> R {
     check_key(&t, &key)?;
     let mut params = Params::from_request(req).map_err(validation)?;
     let proj = read_projection(req, &mut params)?;
-    params.check_unused().map_err(validation)?;
+    check_params(req, &params)?;
     let item = store.read(|c| -> Result<_, ApiError> { Ok(get_item(c, &t, &key)?) })?;
     let mut out = json!({});
     let consistent = req.get("ConsistentRead").and_then(Value::as_bool) == Some(true);
@@ -1286,7 +1312,7 @@ fn delete_item(store: &Store, req: &Value) -> R {
     let rv = return_values(req, &["NONE", "ALL_OLD"])?;
     let mut params = Params::from_request(req).map_err(validation)?;
     let cond = write_condition(req, &mut params)?;
-    params.check_unused().map_err(validation)?;
+    check_params(req, &params)?;
     let old = store.write(|tx| -> Result<Option<Item>, ApiError> {
         let old = tx.get(&t, &key)?;
         if let Some(c) = &cond {
@@ -1361,7 +1387,7 @@ fn update_item(store: &Store, req: &Value) -> R {
         (None, None) => vec![],
     };
     let cond = write_condition(req, &mut params)?;
-    params.check_unused().map_err(validation)?;
+    check_params(req, &params)?;
     let touched = touched_attributes(&actions);
     for k in t.key_names() {
         if touched.contains(k) {
@@ -1543,7 +1569,7 @@ fn query(store: &Store, req: &Value, scan: bool) -> R {
         (None, None) => None,
     };
     let proj = read_projection(req, &mut params)?;
-    params.check_unused().map_err(validation)?;
+    check_params(req, &params)?;
     let select = s(req, "Select").unwrap_or(if proj.is_some() {
         "SPECIFIC_ATTRIBUTES"
     } else if ix.is_some() {
@@ -1896,7 +1922,7 @@ fn batch_get(store: &Store, req: &Value) -> R {
         let t = table_for_item(store, name)?;
         let mut params = Params::from_request(spec).map_err(validation)?;
         let proj = read_projection(spec, &mut params)?;
-        params.check_unused().map_err(validation)?;
+        check_params(spec, &params)?;
         let keys = spec
             .get("Keys")
             .and_then(Value::as_array)
@@ -2031,7 +2057,7 @@ fn transact_get(store: &Store, req: &Value) -> R {
         check_key(&t, &key)?;
         let mut params = Params::from_request(g).map_err(validation)?;
         let proj = read_projection(g, &mut params)?;
-        params.check_unused().map_err(validation)?;
+        check_params(g, &params)?;
         plan.push((t, key, proj));
     }
     let responses = store.read(|c| -> Result<Vec<Value>, ApiError> {
@@ -2139,7 +2165,7 @@ fn transact_write(store: &Store, req: &Value) -> R {
             }
             None => None,
         };
-        params.check_unused().map_err(validation)?;
+        check_params(body, &params)?;
         if !seen.insert(key_id(&t, &key)) {
             return Err(validation(
                 "Transaction request cannot include multiple operations on one item",
