@@ -385,6 +385,14 @@ def test_secondary_indexes(server):
                   ExpressionAttributeValues={":u": {"S": "u"}, ":s": {"N": "6"}})["Items"]
     assert [int(i["score"]["N"]) for i in got] == [7, 8, 9, 10]
     assert set(got[0]) == {"id", "ts", "score", "name"}, "INCLUDE projection"
+    got = c.query(TableName="users", IndexName="by-score", KeyConditionExpression="id = :u AND score > :s",
+                  Select="ALL_ATTRIBUTES",
+                  ExpressionAttributeValues={":u": {"S": "u"}, ":s": {"N": "9"}})["Items"]
+    assert got[0]["extra"] == {"S": "e"}, "a local index fetches unprojected attributes from the table"
+    with pytest.raises(ClientError) as e:
+        c.query(TableName="users", IndexName="by-email", KeyConditionExpression="email = :e",
+                Select="ALL_ATTRIBUTES", ExpressionAttributeValues={":e": {"S": "even@x"}})
+    assert "Select type ALL_ATTRIBUTES is not supported for global secondary index by-email" in error(e)[1]
     with pytest.raises(ClientError) as e:
         c.query(TableName="users", IndexName="by-email", KeyConditionExpression="email = :e", ConsistentRead=True,
                 ExpressionAttributeValues={":e": {"S": "even@x"}})

@@ -1588,6 +1588,12 @@ fn query(store: &Store, req: &Value, scan: bool) -> R {
                 "ALL_PROJECTED_ATTRIBUTES can be used only when Querying using an IndexName",
             ))
         }
+        "ALL_ATTRIBUTES" if ix.as_ref().is_some_and(|i| i.global && i.projection != "ALL") => {
+            return Err(validation(format!(
+                "One or more parameter values were invalid: Select type ALL_ATTRIBUTES is not supported for global secondary index {} because its projection type is not ALL",
+                ix.as_ref().map(|i| i.name.as_str()).unwrap_or_default()
+            )))
+        }
         "ALL_ATTRIBUTES" | "ALL_PROJECTED_ATTRIBUTES" | "COUNT" | "SPECIFIC_ATTRIBUTES" => {}
         other => {
             return Err(validation(format!(
@@ -1798,9 +1804,12 @@ fn query(store: &Store, req: &Value, scan: bool) -> R {
             }
             count += 1;
             if select != "COUNT" {
+                // A local index fetches what it does not project from the table.
                 let item = match ixr {
-                    Some(i) => index_projection(&t, i, &item),
-                    None => item,
+                    Some(i) if i.global || select == "ALL_PROJECTED_ATTRIBUTES" => {
+                        index_projection(&t, i, &item)
+                    }
+                    _ => item,
                 };
                 let item = match &proj {
                     Some(p) => project(&item, p),

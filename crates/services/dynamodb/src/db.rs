@@ -153,7 +153,12 @@ pub fn h32(hk: &[u8]) -> u32 {
 
 /// The store shared by the DynamoDB and DynamoDB Streams front-ends.
 pub struct Store {
+    /// The one writer.
     conn: Mutex<Connection>,
+    /// Idle reader connections: WAL lets reads run beside the writer, each in
+    /// its own snapshot.
+    readers: Mutex<Vec<Connection>>,
+    path: std::path::PathBuf,
     tables: Mutex<HashMap<String, Arc<TableMeta>>>,
     /// Bumped after every commit that appended stream records.
     pub changes: tokio::sync::watch::Sender<u64>,
@@ -176,6 +181,8 @@ impl Store {
             .map_err(|e| StoreError::Open(e.to_string()))?;
         let store = Store {
             conn: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
+            path: path.to_path_buf(),
             tables: Mutex::new(HashMap::new()),
             changes: tokio::sync::watch::channel(0).0,
             region: region.to_string(),
@@ -278,18 +285,31 @@ impl Store {
         Ok(out)
     }
 
-    /// Run `f` on the connection for reading (a consistent snapshot).
+    /// Run `f` in a read transaction (a consistent snapshot of what is committed)
+    /// on a reader connection, beside the writer.
     pub fn read<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction().map_err(StoreError::from)?;
-        let out = f(&tx);
-        drop(tx);
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => nimbus_store::open_durable(&self.path).map_err(StoreError::from)?,
+        };
+        let out = {
+            let tx = conn.transaction().map_err(StoreError::from)?;
+            f(&tx)
+        };
+        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < READER_POOL {
+            pool.push(conn);
+        }
         out
     }
 }
+
+/// Idle reader connections kept open.
+const READER_POOL: usize = 8;
 
 /// A write transaction.
 pub struct Tx<'a> {
