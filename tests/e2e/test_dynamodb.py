@@ -122,6 +122,9 @@ def test_items_conditions_and_return_values(server):
                        ExpressionAttributeValues={":one": {"N": "1"}, ":three": {"NS": ["3"]}},
                        ReturnValues="ALL_NEW")["Attributes"]
     assert up["m"] == {"M": {"deep": {"N": "2"}}} and "l" not in up and up["s"] == {"NS": ["4"]}
+    up = c.update_item(TableName="items", Key={"pk": {"S": "a"}}, UpdateExpression="SET m.extra = :v",
+                       ExpressionAttributeValues={":v": {"S": "o"}}, ReturnValues="UPDATED_NEW")
+    assert up["Attributes"] == {"m": {"M": {"extra": {"S": "o"}}}}, "only the updated nested path"
     up = c.update_item(TableName="items", Key={"pk": {"S": "a"}}, UpdateExpression="SET n = :v",
                        ExpressionAttributeValues={":v": {"N": "9"}}, ReturnValues="UPDATED_OLD")
     assert up["Attributes"] == {"n": {"N": "2.5"}}

@@ -1410,12 +1410,17 @@ fn update_item(store: &Store, req: &Value) -> R {
         Ok((old, new))
     })?;
     let mut out = json!({});
-    let pick = |it: &Item| -> Item {
-        it.iter()
-            .filter(|(k, _)| touched.contains(*k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    };
+    // UPDATED_*: exactly the document paths the actions named.
+    let paths: Vec<Path> = actions
+        .iter()
+        .map(|a| match a {
+            UpdateAction::Set(p, _)
+            | UpdateAction::Remove(p)
+            | UpdateAction::Add(p, _)
+            | UpdateAction::Delete(p, _) => p.clone(),
+        })
+        .collect();
+    let pick = |it: &Item| -> Item { project(it, &paths) };
     let attrs = match rv.as_str() {
         "ALL_OLD" => old.clone(),
         "ALL_NEW" => Some(new.clone()),
