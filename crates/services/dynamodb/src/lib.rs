@@ -283,7 +283,7 @@ impl ServiceAdmin for Admin {
 
     fn metrics(&self) -> String {
         let mut out = String::from(
-            "# HELP nimbus_dynamodb_requests_total DynamoDB API requests by operation.\n# TYPE nimbus_dynamodb_requests_total counter\n",
+            "# HELP nimbus_dynamodb_requests DynamoDB API requests by operation.\n# TYPE nimbus_dynamodb_requests counter\n",
         );
         let m = self
             .metrics
@@ -298,7 +298,7 @@ impl ServiceAdmin for Admin {
                 "nimbus_dynamodb_requests_total{{operation=\"{op}\"}} {n}\n"
             ));
         }
-        out.push_str("# HELP nimbus_dynamodb_errors_total DynamoDB API requests answered with an error.\n# TYPE nimbus_dynamodb_errors_total counter\n");
+        out.push_str("# HELP nimbus_dynamodb_errors DynamoDB API requests answered with an error.\n# TYPE nimbus_dynamodb_errors counter\n");
         for (op, (_, e)) in &ops {
             out.push_str(&format!(
                 "nimbus_dynamodb_errors_total{{operation=\"{op}\"}} {e}\n"
@@ -309,7 +309,7 @@ impl ServiceAdmin for Admin {
             self.store.table_names().len()
         ));
         out.push_str(&format!(
-            "# HELP nimbus_dynamodb_ttl_deleted_total Items deleted by TTL expiry.\n# TYPE nimbus_dynamodb_ttl_deleted_total counter\nnimbus_dynamodb_ttl_deleted_total {}\n",
+            "# HELP nimbus_dynamodb_ttl_deleted Items deleted by TTL expiry.\n# TYPE nimbus_dynamodb_ttl_deleted counter\nnimbus_dynamodb_ttl_deleted_total {}\n",
             self.metrics.ttl_deleted.load(Ordering::Relaxed)
         ));
         out
