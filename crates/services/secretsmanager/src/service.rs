@@ -626,6 +626,7 @@ impl Core {
             stages: vec![],
             binary: value.is_binary(),
             last_accessed_ms: None,
+            has_value: true,
         });
         for st in stages {
             attach(s, vid, st);
@@ -712,7 +713,7 @@ impl Core {
             }
             // The same request again (same token, same value) is answered again.
             if let (Some(t), Some(v)) = (&token, &value) {
-                if let Some(ver) = s.version(t) {
+                if let Some(ver) = s.version(t).filter(|v| v.has_value) {
                     let existing = self.value(&g, s, ver)?;
                     if existing.bytes() == v.bytes() && existing.is_binary() == v.is_binary() {
                         return Ok(json!({"ARN": s.arn, "Name": s.name, "VersionId": t}));
@@ -892,6 +893,15 @@ impl Core {
                 })?
             }
         };
+        if !v.has_value {
+            return Err(err(
+                "ResourceNotFoundException",
+                match (version_id, stage) {
+                    (Some(vid), _) => format!("Secrets Manager can't find the specified secret value for VersionId: {vid}"),
+                    (None, st) => format!("Secrets Manager can't find the specified secret value for staging label: {}", st.unwrap_or(CURRENT)),
+                },
+            ));
+        }
         let value = self.value(&g, s, v)?;
         let meta = json!({
             "ARN": s.arn,
@@ -1024,6 +1034,35 @@ impl Core {
         let vid = token
             .map(str::to_string)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        if s.version(&vid).is_some_and(|v| !v.has_value) {
+            // The version a rotation labelled AWSPENDING gets its value.
+            let g = &mut *g;
+            let mut s = g.secrets[&arn].clone();
+            let sealed = self.seal(&s.arn, &vid, &value)?;
+            let kid = nimbus_keyring::key_id_of(&sealed).unwrap_or_default().to_string();
+            if let Some(v) = s.versions.iter_mut().find(|v| v.id == vid) {
+                v.has_value = true;
+                v.binary = value.is_binary();
+                v.created_ms = now;
+            }
+            for st in &stages {
+                attach(&mut s, &vid, st);
+            }
+            s.last_changed_ms = now;
+            let tx = g.conn.unchecked_transaction().map_err(internal)?;
+            store::put_value(&tx, &s.arn, &vid, &kid, &sealed).map_err(internal)?;
+            store::save(&tx, &s).map_err(internal)?;
+            tx.commit().map_err(internal)?;
+            self.counters.writes.fetch_add(1, Ordering::Relaxed);
+            let out = (
+                s.arn.clone(),
+                s.name.clone(),
+                vid.clone(),
+                s.version(&vid).map(|v| v.stages.clone()).unwrap_or_default(),
+            );
+            g.secrets.insert(arn, s);
+            return Ok(out);
+        }
         if let Some(v) = s.version(&vid) {
             let existing = self.value(&g, s, v)?;
             if existing.bytes() == value.bytes() && existing.is_binary() == value.is_binary() {
@@ -1430,6 +1469,9 @@ impl Core {
                     .map(|p| p.id.clone())
             })
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        if immediately {
+            ensure_pending(&mut s, &token, now);
+        }
         s.rotation_lambda = Some(lambda.clone());
         s.rotation_enabled = true;
         if let Some(r) = rules {
@@ -1518,7 +1560,15 @@ impl Core {
                 token,
             });
         }
+        let g = &mut *g;
         for r in start {
+            if let Some(s) = g.secrets.get_mut(&r.arn) {
+                ensure_pending(s, &r.token, now);
+                if let Err(e) = store::save(&g.conn, s) {
+                    tracing::error!(error = %e, "secretsmanager store failure");
+                    continue;
+                }
+            }
             g.rotating.insert(r.arn.clone(), r.token.clone());
             due.push(r);
         }
@@ -1550,6 +1600,23 @@ pub struct Rotation {
     pub arn: String,
     pub lambda: String,
     pub token: String,
+}
+
+/// As AWS does, the version a rotation creates exists (labelled AWSPENDING,
+/// without a value) before `createSecret` runs; the function's PutSecretValue
+/// with this token gives it its value.
+fn ensure_pending(s: &mut Secret, token: &str, now: i64) {
+    if s.version(token).is_none() {
+        s.versions.push(Version {
+            id: token.to_string(),
+            created_ms: now,
+            stages: vec![],
+            binary: false,
+            last_accessed_ms: None,
+            has_value: false,
+        });
+        attach(s, token, PENDING);
+    }
 }
 
 /// Put `stage` on version `vid`, taking it off the others; moving AWSCURRENT

@@ -58,6 +58,14 @@ pub struct Version {
     pub stages: Vec<String>,
     pub binary: bool,
     pub last_accessed_ms: Option<i64>,
+    /// False for the version `RotateSecret` labels AWSPENDING before the
+    /// rotation function's `createSecret` step puts its value.
+    #[serde(default = "yes")]
+    pub has_value: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Secret {
