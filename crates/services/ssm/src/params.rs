@@ -614,7 +614,8 @@ impl Ssm {
         if key_id.is_some() && ptype != "SecureString" {
             return Err(validation("KeyId is required for SecureString type parameter only."));
         }
-        if let Some(p) = pattern {
+        let inherited = prev.as_ref().and_then(|p| p.allowed_pattern.clone());
+        if let Some(p) = pattern.or(inherited.as_deref()) {
             let re = regex::RegexBuilder::new(&format!("^(?:{p})$"))
                 .size_limit(1 << 20)
                 .build()
