@@ -94,6 +94,10 @@ pub struct Keyring {
     rotating: Mutex<()>,
 }
 
+/// What the re-encryption passes did: re-sealed records per store, and the
+/// stores whose pass failed with why.
+pub type RewrapOutcome = (Vec<(String, u64)>, Vec<(String, String)>);
+
 /// What a rotation did.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -244,7 +248,9 @@ impl Keyring {
 
     /// Whether a sealed record is under a key other than the current one.
     pub fn needs_rewrap(&self, sealed: &[u8]) -> bool {
-        split(sealed).map(|(id, _)| id != self.read().current).unwrap_or(false)
+        split(sealed)
+            .map(|(id, _)| id != self.read().current)
+            .unwrap_or(false)
     }
 
     /// Re-seal a record under the current key (same `aad`); `None` if it already is.
@@ -288,7 +294,7 @@ impl Keyring {
     }
 
     /// Run every registered re-encryption pass.
-    pub fn rewrap_all(&self) -> (Vec<(String, u64)>, Vec<(String, String)>) {
+    pub fn rewrap_all(&self) -> RewrapOutcome {
         let passes: Vec<_> = self
             .rewraps
             .lock()

@@ -69,7 +69,11 @@ pub async fn run(client: &Client, cmd: Cmd) -> Result<i32> {
         }
         Cmd::Rotate(Target { data_dir: None }) => {
             let resp = client
-                .send(client.http.post(client.url("/_nimbus/services/secrets/keys/rotate")))
+                .send(
+                    client
+                        .http
+                        .post(client.url("/_nimbus/services/secrets/keys/rotate")),
+                )
                 .await?;
             let v: Value = resp.json().await.context("server sent invalid JSON")?;
             println!(
@@ -78,11 +82,19 @@ pub async fn run(client: &Client, cmd: Cmd) -> Result<i32> {
                 v["KeyId"].as_str().unwrap_or("?")
             );
             for r in v["Reencrypted"].as_array().into_iter().flatten() {
-                println!("  re-encrypted {} value(s) in {}", r[1], r[0].as_str().unwrap_or("?"));
+                println!(
+                    "  re-encrypted {} value(s) in {}",
+                    r[1],
+                    r[0].as_str().unwrap_or("?")
+                );
             }
             let failed = v["Failed"].as_array().cloned().unwrap_or_default();
             for f in &failed {
-                eprintln!("  {} failed: {} (its values still decrypt under the old key)", f[0].as_str().unwrap_or("?"), f[1].as_str().unwrap_or("?"));
+                eprintln!(
+                    "  {} failed: {} (its values still decrypt under the old key)",
+                    f[0].as_str().unwrap_or("?"),
+                    f[1].as_str().unwrap_or("?")
+                );
             }
             if !failed.is_empty() {
                 return Ok(1);

@@ -16,6 +16,9 @@
 //! * [`running`] hands the started service to the SSM crate for the
 //!   `/aws/reference/secretsmanager/<id>` parameters.
 
+// `AwsError` is the one error every handler returns, as in nimbus-protocol.
+#![allow(clippy::result_large_err)]
+
 pub mod args;
 pub mod ops;
 pub mod password;
@@ -145,7 +148,10 @@ impl SecretsManager {
                 return nimbus_protocol::error_response(
                     protocol,
                     &META,
-                    &service::err("SerializationException", "The request body could not be read."),
+                    &service::err(
+                        "SerializationException",
+                        "The request body could not be read.",
+                    ),
                     &rid,
                 )
             }
@@ -211,7 +217,11 @@ impl ServiceAdmin for SmAdmin {
                 .unwrap_or("");
             let method = req.method().clone();
             let json = |status: http::StatusCode, v: serde_json::Value| {
-                (status, [(http::header::CONTENT_TYPE, "application/json")], v.to_string())
+                (
+                    status,
+                    [(http::header::CONTENT_TYPE, "application/json")],
+                    v.to_string(),
+                )
                     .into_response()
             };
             match (method.as_str(), rest) {
@@ -252,22 +262,66 @@ impl ServiceAdmin for SmAdmin {
         let n = |k: &str| s[k].as_u64().unwrap_or(0);
         let mut out = String::new();
         let mut gauge = |name: &str, help: &str, v: u64| {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"));
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
+            ));
         };
-        gauge("nimbus_secretsmanager_secrets", "Secrets stored (including those scheduled for deletion).", n("Secrets"));
-        gauge("nimbus_secretsmanager_versions", "Secret versions stored.", n("Versions"));
-        gauge("nimbus_secretsmanager_scheduled_deletions", "Secrets in their recovery window.", n("ScheduledForDeletion"));
-        gauge("nimbus_keyring_keys", "Keys in the data dir's keyring.", self.0.core.keyring.keys().len() as u64);
+        gauge(
+            "nimbus_secretsmanager_secrets",
+            "Secrets stored (including those scheduled for deletion).",
+            n("Secrets"),
+        );
+        gauge(
+            "nimbus_secretsmanager_versions",
+            "Secret versions stored.",
+            n("Versions"),
+        );
+        gauge(
+            "nimbus_secretsmanager_scheduled_deletions",
+            "Secrets in their recovery window.",
+            n("ScheduledForDeletion"),
+        );
+        gauge(
+            "nimbus_keyring_keys",
+            "Keys in the data dir's keyring.",
+            self.0.core.keyring.keys().len() as u64,
+        );
         let counters = [
-            ("nimbus_secretsmanager_value_reads_total", "Secret values read.", c.reads.load(Ordering::Relaxed)),
-            ("nimbus_secretsmanager_writes_total", "Secret changes written.", c.writes.load(Ordering::Relaxed)),
-            ("nimbus_secretsmanager_rotations_started_total", "Rotations started.", c.rotations_started.load(Ordering::Relaxed)),
-            ("nimbus_secretsmanager_rotations_succeeded_total", "Rotations that moved AWSCURRENT.", c.rotations_succeeded.load(Ordering::Relaxed)),
-            ("nimbus_secretsmanager_rotations_failed_total", "Rotations that failed.", c.rotations_failed.load(Ordering::Relaxed)),
-            ("nimbus_secretsmanager_purged_total", "Secrets deleted at the end of their recovery window.", c.purged.load(Ordering::Relaxed)),
+            (
+                "nimbus_secretsmanager_value_reads_total",
+                "Secret values read.",
+                c.reads.load(Ordering::Relaxed),
+            ),
+            (
+                "nimbus_secretsmanager_writes_total",
+                "Secret changes written.",
+                c.writes.load(Ordering::Relaxed),
+            ),
+            (
+                "nimbus_secretsmanager_rotations_started_total",
+                "Rotations started.",
+                c.rotations_started.load(Ordering::Relaxed),
+            ),
+            (
+                "nimbus_secretsmanager_rotations_succeeded_total",
+                "Rotations that moved AWSCURRENT.",
+                c.rotations_succeeded.load(Ordering::Relaxed),
+            ),
+            (
+                "nimbus_secretsmanager_rotations_failed_total",
+                "Rotations that failed.",
+                c.rotations_failed.load(Ordering::Relaxed),
+            ),
+            (
+                "nimbus_secretsmanager_purged_total",
+                "Secrets deleted at the end of their recovery window.",
+                c.purged.load(Ordering::Relaxed),
+            ),
         ];
         for (name, help, v) in counters {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"));
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+            ));
         }
         out
     }

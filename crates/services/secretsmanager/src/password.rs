@@ -43,8 +43,13 @@ fn uniform(n: usize) -> Result<usize, AwsError> {
     let zone = u32::MAX - (u32::MAX % n as u32);
     loop {
         let mut b = [0u8; 4];
-        getrandom::fill(&mut b)
-            .map_err(|_| AwsError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalServiceError", "The random source failed."))?;
+        getrandom::fill(&mut b).map_err(|_| {
+            AwsError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServiceError",
+                "The random source failed.",
+            )
+        })?;
         let v = u32::from_le_bytes(b);
         if v < zone {
             return Ok((v % n as u32) as usize);
@@ -55,9 +60,7 @@ fn uniform(n: usize) -> Result<usize, AwsError> {
 /// A password per `spec`, from the OS random source.
 pub fn generate(spec: &PasswordSpec) -> Result<String, AwsError> {
     if !(1..=4096).contains(&spec.length) {
-        return Err(invalid(
-            "PasswordLength must be between 1 and 4096.",
-        ));
+        return Err(invalid("PasswordLength must be between 1 and 4096."));
     }
     let keep = |s: &str| -> Vec<char> {
         s.chars()
@@ -150,7 +153,11 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(e.code, "InvalidParameterException");
-        assert!(generate(&PasswordSpec { length: 0, ..Default::default() }).is_err());
+        assert!(generate(&PasswordSpec {
+            length: 0,
+            ..Default::default()
+        })
+        .is_err());
         assert!(generate(&PasswordSpec {
             exclude_lowercase: true,
             exclude_uppercase: true,

@@ -155,7 +155,9 @@ fn check_token(token: &str) -> Result<(), AwsError> {
 
 fn check_description(d: Option<&str>) -> Result<(), AwsError> {
     if d.is_some_and(|d| d.chars().count() > 2048) {
-        return Err(invalid_param("Description must be at most 2048 characters."));
+        return Err(invalid_param(
+            "Description must be at most 2048 characters.",
+        ));
     }
     Ok(())
 }
@@ -168,7 +170,9 @@ fn check_tags(tags: &[(String, String)]) -> Result<(), AwsError> {
             ));
         }
         if k.starts_with("aws:") {
-            return Err(invalid_param("Tag keys can't start with the reserved prefix aws:."));
+            return Err(invalid_param(
+                "Tag keys can't start with the reserved prefix aws:.",
+            ));
         }
     }
     Ok(())
@@ -223,14 +227,24 @@ fn parse_filters(a: &Args) -> Result<Vec<Filter>, AwsError> {
         let key = f.get("Key").and_then(Value::as_str).unwrap_or("");
         if !matches!(
             key,
-            "description" | "name" | "tag-key" | "tag-value" | "primary-region" | "owning-service" | "all"
+            "description"
+                | "name"
+                | "tag-key"
+                | "tag-value"
+                | "primary-region"
+                | "owning-service"
+                | "all"
         ) {
             return Err(invalid_param(format!("Invalid filter key: {key}.")));
         }
         let values: Vec<String> = f
             .get("Values")
             .and_then(Value::as_array)
-            .map(|v| v.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .map(|v| {
+                v.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         if values.is_empty() || values.len() > 10 {
             return Err(invalid_param("A filter must have between 1 and 10 values."));
@@ -323,7 +337,12 @@ fn page<T: Clone>(
             .strip_prefix("nimbus-")
             .and_then(|n| n.parse::<usize>().ok())
             .filter(|n| *n <= items.len())
-            .ok_or_else(|| err("InvalidNextTokenException", "The NextToken value isn't valid."))?,
+            .ok_or_else(|| {
+                err(
+                    "InvalidNextTokenException",
+                    "The NextToken value isn't valid.",
+                )
+            })?,
     };
     let end = (start + max as usize).min(items.len());
     let next = (end < items.len()).then(|| format!("nimbus-{end}"));
@@ -360,7 +379,10 @@ fn validate_rules(rules: &Map<String, Value>) -> Result<Value, AwsError> {
     }
     if let Some(d) = days {
         let d = d.as_i64().ok_or_else(|| {
-            err("SerializationException", "AutomaticallyAfterDays must be an integer.")
+            err(
+                "SerializationException",
+                "AutomaticallyAfterDays must be an integer.",
+            )
         })?;
         if !(1..=1000).contains(&d) {
             return Err(invalid_param(
@@ -372,7 +394,7 @@ fn validate_rules(rules: &Map<String, Value>) -> Result<Value, AwsError> {
         let e = e.as_str().unwrap_or("");
         match nimbus_schedule_expr::Expression::parse(e) {
             Ok(nimbus_schedule_expr::Expression::Rate { period_ms }) => {
-                if period_ms < 4 * 3_600_000 || period_ms > 1000 * DAY_MS {
+                if !(4 * 3_600_000..=1000 * DAY_MS).contains(&period_ms) {
                     return Err(invalid_param(
                         "The rotation schedule must be between 4 hours and 1000 days.",
                     ));
@@ -414,30 +436,51 @@ pub fn policy_errors(text: &str) -> Vec<(String, String)> {
         }
     };
     let Some(o) = v.as_object() else {
-        return vec![("MALFORMED_POLICY".into(), "The policy must be a JSON object.".into())];
+        return vec![(
+            "MALFORMED_POLICY".into(),
+            "The policy must be a JSON object.".into(),
+        )];
     };
     if let Some(ver) = o.get("Version") {
         if !matches!(ver.as_str(), Some("2012-10-17" | "2008-10-17")) {
-            errs.push(("MALFORMED_POLICY".into(), "Version must be 2012-10-17 or 2008-10-17.".into()));
+            errs.push((
+                "MALFORMED_POLICY".into(),
+                "Version must be 2012-10-17 or 2008-10-17.".into(),
+            ));
         }
     }
     let stmts: Vec<&Value> = match o.get("Statement") {
         Some(Value::Array(a)) => a.iter().collect(),
         Some(s @ Value::Object(_)) => vec![s],
         _ => {
-            errs.push(("MALFORMED_POLICY".into(), "The policy has no Statement.".into()));
+            errs.push((
+                "MALFORMED_POLICY".into(),
+                "The policy has no Statement.".into(),
+            ));
             return errs;
         }
     };
     for s in stmts {
-        if !matches!(s.get("Effect").and_then(Value::as_str), Some("Allow" | "Deny")) {
-            errs.push(("MALFORMED_POLICY".into(), "Each statement needs an Effect of Allow or Deny.".into()));
+        if !matches!(
+            s.get("Effect").and_then(Value::as_str),
+            Some("Allow" | "Deny")
+        ) {
+            errs.push((
+                "MALFORMED_POLICY".into(),
+                "Each statement needs an Effect of Allow or Deny.".into(),
+            ));
         }
         if s.get("Principal").is_none() && s.get("NotPrincipal").is_none() {
-            errs.push(("MALFORMED_POLICY".into(), "A resource policy statement needs a Principal.".into()));
+            errs.push((
+                "MALFORMED_POLICY".into(),
+                "A resource policy statement needs a Principal.".into(),
+            ));
         }
         if s.get("Action").is_none() && s.get("NotAction").is_none() {
-            errs.push(("MALFORMED_POLICY".into(), "Each statement needs an Action.".into()));
+            errs.push((
+                "MALFORMED_POLICY".into(),
+                "Each statement needs an Action.".into(),
+            ));
         }
     }
     errs
@@ -517,7 +560,9 @@ impl Core {
             let Some(new) = keyring.rewrap(&aad, &sealed).map_err(|e| e.to_string())? else {
                 continue;
             };
-            let kid = nimbus_keyring::key_id_of(&new).unwrap_or_default().to_string();
+            let kid = nimbus_keyring::key_id_of(&new)
+                .unwrap_or_default()
+                .to_string();
             store::put_value(&tx, &arn, &vid, &kid, &new).map_err(|e| e.to_string())?;
             n += 1;
         }
@@ -567,10 +612,12 @@ impl Core {
         None
     }
 
-    fn secret_id<'a>(a: &'a Args) -> Result<&'a str, AwsError> {
+    fn secret_id(a: &Args) -> Result<&str, AwsError> {
         let id = a.req_str("SecretId", missing)?;
         if id.is_empty() || id.len() > 2048 {
-            return Err(invalid_param("SecretId must be between 1 and 2048 characters."));
+            return Err(invalid_param(
+                "SecretId must be between 1 and 2048 characters.",
+            ));
         }
         Ok(id)
     }
@@ -585,7 +632,10 @@ impl Core {
             .seal(&store::aad(arn, vid, v.is_binary()), v.bytes())
             .map_err(|e| {
                 tracing::error!(error = %e, "a secret value could not be encrypted");
-                err("EncryptionFailure", "Secrets Manager can't encrypt the protected secret text.")
+                err(
+                    "EncryptionFailure",
+                    "Secrets Manager can't encrypt the protected secret text.",
+                )
             })
     }
 
@@ -619,7 +669,9 @@ impl Core {
         now: i64,
     ) -> Result<(), AwsError> {
         let sealed = self.seal(&s.arn, vid, value)?;
-        let kid = nimbus_keyring::key_id_of(&sealed).unwrap_or_default().to_string();
+        let kid = nimbus_keyring::key_id_of(&sealed)
+            .unwrap_or_default()
+            .to_string();
         s.versions.push(Version {
             id: vid.to_string(),
             created_ms: now,
@@ -951,12 +1003,12 @@ impl Core {
             }
             (Some(ids), false) => {
                 if ids.is_empty() || ids.len() > 20 {
-                    return Err(invalid_param("SecretIdList must have between 1 and 20 items."));
+                    return Err(invalid_param(
+                        "SecretIdList must have between 1 and 20 items.",
+                    ));
                 }
                 if a.value("MaxResults").is_some() {
-                    return Err(invalid_param(
-                        "MaxResults can only be used with Filters.",
-                    ));
+                    return Err(invalid_param("MaxResults can only be used with Filters."));
                 }
                 for id in ids {
                     match self.read_value(&id, None, None, now) {
@@ -1023,7 +1075,9 @@ impl Core {
         }
         let stages = stages.unwrap_or_else(|| vec![CURRENT.to_string()]);
         if stages.len() > 20 || stages.iter().any(|s| s.is_empty() || s.len() > 256) {
-            return Err(invalid_param("VersionStages must have 1 to 20 labels of 1 to 256 characters."));
+            return Err(invalid_param(
+                "VersionStages must have 1 to 20 labels of 1 to 256 characters.",
+            ));
         }
         let mut g = self.lock();
         let arn = Self::resolve(&g, id).ok_or_else(not_found)?;
@@ -1039,7 +1093,9 @@ impl Core {
             let g = &mut *g;
             let mut s = g.secrets[&arn].clone();
             let sealed = self.seal(&s.arn, &vid, &value)?;
-            let kid = nimbus_keyring::key_id_of(&sealed).unwrap_or_default().to_string();
+            let kid = nimbus_keyring::key_id_of(&sealed)
+                .unwrap_or_default()
+                .to_string();
             if let Some(v) = s.versions.iter_mut().find(|v| v.id == vid) {
                 v.has_value = true;
                 v.binary = value.is_binary();
@@ -1058,7 +1114,9 @@ impl Core {
                 s.arn.clone(),
                 s.name.clone(),
                 vid.clone(),
-                s.version(&vid).map(|v| v.stages.clone()).unwrap_or_default(),
+                s.version(&vid)
+                    .map(|v| v.stages.clone())
+                    .unwrap_or_default(),
             );
             g.secrets.insert(arn, s);
             return Ok(out);
@@ -1081,7 +1139,9 @@ impl Core {
             s.arn.clone(),
             s.name.clone(),
             vid.clone(),
-            s.version(&vid).map(|v| v.stages.clone()).unwrap_or_default(),
+            s.version(&vid)
+                .map(|v| v.stages.clone())
+                .unwrap_or_default(),
         );
         g.secrets.insert(arn, s);
         Ok(out)
@@ -1186,7 +1246,8 @@ impl Core {
         s.deleted_ms = Some(now);
         s.delete_at_ms = Some(now + window * DAY_MS);
         store::save(&g.conn, &s).map_err(internal)?;
-        let out = json!({"ARN": s.arn, "Name": s.name, "DeletionDate": secs(now + window * DAY_MS)});
+        let out =
+            json!({"ARN": s.arn, "Name": s.name, "DeletionDate": secs(now + window * DAY_MS)});
         g.secrets.insert(arn, s);
         self.changed.notify_one();
         Ok(out)
@@ -1326,7 +1387,9 @@ impl Core {
         let id = Self::secret_id(a)?;
         let policy = a.req_str("ResourcePolicy", missing)?;
         if policy.is_empty() || policy.len() > 20_480 {
-            return Err(invalid_param("ResourcePolicy must be 1 to 20480 characters."));
+            return Err(invalid_param(
+                "ResourcePolicy must be 1 to 20480 characters.",
+            ));
         }
         let errs = policy_errors(policy);
         if let Some((_, m)) = errs.first() {
@@ -1406,7 +1469,10 @@ impl Core {
         })?;
         self.changed.notify_one();
         let mut out = json!({"ARN": s.arn, "Name": s.name});
-        if let Some(p) = s.staged(PENDING).filter(|v| !v.stages.iter().any(|x| x == CURRENT)) {
+        if let Some(p) = s
+            .staged(PENDING)
+            .filter(|v| !v.stages.iter().any(|x| x == CURRENT))
+        {
             out["VersionId"] = json!(p.id);
         }
         Ok(out)
@@ -1438,9 +1504,11 @@ impl Core {
         if s.deleted_ms.is_some() {
             return Err(marked_for_deletion());
         }
-        let lambda = lambda.or_else(|| s.rotation_lambda.clone()).ok_or_else(|| {
-            invalid_request("No Lambda rotation function ARN is associated with this secret.")
-        })?;
+        let lambda = lambda
+            .or_else(|| s.rotation_lambda.clone())
+            .ok_or_else(|| {
+                invalid_request("No Lambda rotation function ARN is associated with this secret.")
+            })?;
         let (fname, _) = lambda_target(&lambda);
         if !lambda_exists(&fname) {
             return Err(invalid_request(format!(
@@ -1478,9 +1546,15 @@ impl Core {
             s.rotation_rules = Some(r);
         }
         let base = s.last_rotated_ms.unwrap_or(now);
-        s.next_rotation_ms = s.rotation_rules.as_ref().and_then(|r| next_rotation(r, base.max(now.min(base))));
+        s.next_rotation_ms = s
+            .rotation_rules
+            .as_ref()
+            .and_then(|r| next_rotation(r, base.max(now.min(base))));
         if s.next_rotation_ms.is_some_and(|t| t < now) {
-            s.next_rotation_ms = s.rotation_rules.as_ref().and_then(|r| next_rotation(r, now));
+            s.next_rotation_ms = s
+                .rotation_rules
+                .as_ref()
+                .and_then(|r| next_rotation(r, now));
         }
         s.last_changed_ms = now;
         store::save(&g.conn, &s).map_err(internal)?;
@@ -1511,13 +1585,20 @@ impl Core {
                 .is_some_and(|v| v.stages.iter().any(|x| x == CURRENT));
         if rotated {
             s.last_rotated_ms = Some(now);
-            self.counters.rotations_succeeded.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .rotations_succeeded
+                .fetch_add(1, Ordering::Relaxed);
             tracing::info!(secret = %r.arn, version = %r.token, "secret rotated");
         } else {
-            self.counters.rotations_failed.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .rotations_failed
+                .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(secret = %r.arn, version = %r.token, "secret rotation failed; AWSPENDING is left for the next attempt");
         }
-        s.next_rotation_ms = s.rotation_rules.as_ref().and_then(|x| next_rotation(x, now));
+        s.next_rotation_ms = s
+            .rotation_rules
+            .as_ref()
+            .and_then(|x| next_rotation(x, now));
         if let Err(e) = store::save(&g.conn, s) {
             tracing::error!(error = %e, "secretsmanager store failure");
         }
@@ -1580,7 +1661,11 @@ impl Core {
         let g = self.lock();
         let secrets = g.secrets.len();
         let versions: usize = g.secrets.values().map(|s| s.versions.len()).sum();
-        let deleting = g.secrets.values().filter(|s| s.deleted_ms.is_some()).count();
+        let deleting = g
+            .secrets
+            .values()
+            .filter(|s| s.deleted_ms.is_some())
+            .count();
         let rotation = g.secrets.values().filter(|s| s.rotation_enabled).count();
         let stored = store::count_values(&g.conn).unwrap_or(0);
         json!({
@@ -1658,7 +1743,10 @@ mod tests {
 
     #[test]
     fn words_split_like_aws() {
-        assert_eq!(words("prod/dbPassword_v2"), vec!["prod", "db", "Password", "v2"]);
+        assert_eq!(
+            words("prod/dbPassword_v2"),
+            vec!["prod", "db", "Password", "v2"]
+        );
     }
 
     #[test]
@@ -1683,11 +1771,16 @@ mod tests {
     #[test]
     fn policies_are_validated() {
         assert!(policy_errors("nope").len() == 1);
-        assert!(!policy_errors(r#"{"Statement":[{"Effect":"Allow","Action":"secretsmanager:*","Resource":"*"}]}"#).is_empty());
+        assert!(!policy_errors(
+            r#"{"Statement":[{"Effect":"Allow","Action":"secretsmanager:*","Resource":"*"}]}"#
+        )
+        .is_empty());
         let ok = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:root"},"Action":"secretsmanager:GetSecretValue","Resource":"*"}]}"#;
         assert!(policy_errors(ok).is_empty());
         assert!(!is_public(ok));
-        assert!(is_public(r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"*"}]}"#));
+        assert!(is_public(
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"*"}]}"#
+        ));
     }
 
     #[test]
@@ -1700,7 +1793,17 @@ mod tests {
             next_rotation(&json!({"ScheduleExpression": "rate(10 days)"}), 0),
             Some(10 * DAY_MS)
         );
-        assert!(validate_rules(json!({"ScheduleExpression": "rate(1 hours)"}).as_object().unwrap()).is_err());
-        assert!(validate_rules(json!({"AutomaticallyAfterDays": 1, "ScheduleExpression": "rate(1 days)"}).as_object().unwrap()).is_err());
+        assert!(validate_rules(
+            json!({"ScheduleExpression": "rate(1 hours)"})
+                .as_object()
+                .unwrap()
+        )
+        .is_err());
+        assert!(validate_rules(
+            json!({"AutomaticallyAfterDays": 1, "ScheduleExpression": "rate(1 days)"})
+                .as_object()
+                .unwrap()
+        )
+        .is_err());
     }
 }

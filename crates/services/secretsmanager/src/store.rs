@@ -129,7 +129,11 @@ pub fn put_value(
     Ok(())
 }
 
-pub fn get_value(conn: &Connection, arn: &str, version_id: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+pub fn get_value(
+    conn: &Connection,
+    arn: &str,
+    version_id: &str,
+) -> rusqlite::Result<Option<Vec<u8>>> {
     conn.query_row(
         "SELECT sealed FROM secret_versions WHERE arn = ?1 AND version_id = ?2",
         params![arn, version_id],
@@ -154,9 +158,8 @@ pub fn delete(conn: &Connection, arn: &str) -> rusqlite::Result<()> {
 
 /// Rows sealed under a key other than `current`: (arn, version id, sealed).
 pub fn stale(conn: &Connection, current: &str) -> rusqlite::Result<Vec<(String, String, Vec<u8>)>> {
-    let mut st = conn.prepare(
-        "SELECT arn, version_id, sealed FROM secret_versions WHERE key_id != ?1",
-    )?;
+    let mut st =
+        conn.prepare("SELECT arn, version_id, sealed FROM secret_versions WHERE key_id != ?1")?;
     let rows = st.query_map(params![current], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     rows.collect()
 }

@@ -13,6 +13,9 @@
 //!   `=> true` in the generated table ([`ops`]); every other answers `501
 //!   NotImplemented`.
 
+// `AwsError` is the one error every handler returns, as in nimbus-protocol.
+#![allow(clippy::result_large_err)]
+
 pub mod ops;
 pub mod params;
 
@@ -39,12 +42,17 @@ async fn serve(ssm: Arc<Ssm>, req: Request) -> Response {
     }
     let (protocol, rid, op) = (call.protocol, call.request_id.clone(), call.op);
     let user = match call.context().map(|c| &c.principal) {
-        Some(nimbus_core::Principal::User(u)) => format!("arn:aws:iam::{}:user/{u}", nimbus_core::ACCOUNT_ID),
+        Some(nimbus_core::Principal::User(u)) => {
+            format!("arn:aws:iam::{}:user/{u}", nimbus_core::ACCOUNT_ID)
+        }
         _ => format!("arn:aws:iam::{}:root", nimbus_core::ACCOUNT_ID),
     };
     let result: Result<serde_json::Value, AwsError> =
         match axum::body::to_bytes(call.body, nimbus_protocol::DEFAULT_BODY_LIMIT).await {
-            Err(_) => Err(params::err("SerializationException", "The request body could not be read.")),
+            Err(_) => Err(params::err(
+                "SerializationException",
+                "The request body could not be read.",
+            )),
             Ok(body) => match Args::parse(&body) {
                 Err(e) => Err(e),
                 Ok(a) => tokio::task::spawn_blocking(move || {
@@ -83,7 +91,9 @@ impl ServiceAdmin for SsmAdmin {
         let me = self.0.clone();
         Box::pin(async move {
             let path = req.uri().path().trim_end_matches('/').to_string();
-            let (status, body) = if req.method() == http::Method::GET && path.ends_with("/_nimbus/services/ssm") {
+            let (status, body) = if req.method() == http::Method::GET
+                && path.ends_with("/_nimbus/services/ssm")
+            {
                 (http::StatusCode::OK, me.stats())
             } else {
                 (
@@ -91,7 +101,12 @@ impl ServiceAdmin for SsmAdmin {
                     serde_json::json!({"Type": "NotFound", "Message": format!("no such ssm admin resource: {path}")}),
                 )
             };
-            (status, [(http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+            (
+                status,
+                [(http::header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
         })
     }
 
@@ -102,7 +117,10 @@ impl ServiceAdmin for SsmAdmin {
         out.push_str("# HELP nimbus_ssm_parameters Parameters stored, by type.\n# TYPE nimbus_ssm_parameters gauge\n");
         if let Some(m) = s["ByType"].as_object() {
             for (t, n) in m {
-                out.push_str(&format!("nimbus_ssm_parameters{{type=\"{t}\"}} {}\n", n.as_u64().unwrap_or(0)));
+                out.push_str(&format!(
+                    "nimbus_ssm_parameters{{type=\"{t}\"}} {}\n",
+                    n.as_u64().unwrap_or(0)
+                ));
             }
         }
         out.push_str(&format!(
@@ -110,11 +128,25 @@ impl ServiceAdmin for SsmAdmin {
             s["Versions"].as_u64().unwrap_or(0)
         ));
         for (name, help, v) in [
-            ("nimbus_ssm_puts_total", "PutParameter calls that wrote a version.", c.puts.load(Ordering::Relaxed)),
-            ("nimbus_ssm_gets_total", "Parameters read.", c.gets.load(Ordering::Relaxed)),
-            ("nimbus_ssm_decryptions_total", "SecureString values decrypted for a reader.", c.decryptions.load(Ordering::Relaxed)),
+            (
+                "nimbus_ssm_puts_total",
+                "PutParameter calls that wrote a version.",
+                c.puts.load(Ordering::Relaxed),
+            ),
+            (
+                "nimbus_ssm_gets_total",
+                "Parameters read.",
+                c.gets.load(Ordering::Relaxed),
+            ),
+            (
+                "nimbus_ssm_decryptions_total",
+                "SecureString values decrypted for a reader.",
+                c.decryptions.load(Ordering::Relaxed),
+            ),
         ] {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"));
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+            ));
         }
         out
     }
@@ -131,8 +163,13 @@ pub fn start(ctx: &ServiceContext) -> Result<Service, StartError> {
     let fail = |e: String| StartError::new("ssm", e);
     let keyring = nimbus_keyring::Keyring::open(&ctx.data_dir).map_err(|e| fail(e.to_string()))?;
     let ssm = Arc::new(
-        Ssm::open(&ctx.data_dir, keyring.clone(), ctx.region.clone(), ctx.account_id.clone())
-            .map_err(fail)?,
+        Ssm::open(
+            &ctx.data_dir,
+            keyring.clone(),
+            ctx.region.clone(),
+            ctx.account_id.clone(),
+        )
+        .map_err(fail)?,
     );
     ssm.rewrap(&keyring).map_err(fail)?;
     let weak = Arc::downgrade(&ssm);

@@ -144,9 +144,9 @@ fn selector(full: &str) -> Result<Selector<'_>, AwsError> {
     // An ARN names the parameter after `parameter`.
     let s = match full.strip_prefix("arn:") {
         Some(_) => {
-            let idx = full.find(":parameter").ok_or_else(|| {
-                validation(format!("Invalid parameter ARN: {full}"))
-            })?;
+            let idx = full
+                .find(":parameter")
+                .ok_or_else(|| validation(format!("Invalid parameter ARN: {full}")))?;
             let rest = &full[idx + ":parameter".len()..];
             if rest.starts_with('/') && !rest[1..].contains('/') {
                 // `parameter/name` of a name without hierarchy.
@@ -217,7 +217,9 @@ fn check_name(name: &str) -> Result<(), AwsError> {
         ));
     }
     if name.contains("//") || (name.len() > 1 && name.ends_with('/')) {
-        return Err(validation(format!("Parameter name {name} is not a valid hierarchy.")));
+        return Err(validation(format!(
+            "Parameter name {name} is not a valid hierarchy."
+        )));
     }
     if name.matches('/').count() > 15 {
         return Err(err(
@@ -239,17 +241,29 @@ fn check_label(l: &str) -> bool {
 }
 
 fn check_policies(text: &str) -> Result<Vec<String>, AwsError> {
-    let v: Value = serde_json::from_str(text)
-        .map_err(|_| err("InvalidPolicyTypeException", "The policies are not valid JSON."))?;
+    let v: Value = serde_json::from_str(text).map_err(|_| {
+        err(
+            "InvalidPolicyTypeException",
+            "The policies are not valid JSON.",
+        )
+    })?;
     let list = match v {
         Value::Array(a) => a,
         o @ Value::Object(_) => vec![o],
-        _ => return Err(err("InvalidPolicyTypeException", "The policies must be a JSON list.")),
+        _ => {
+            return Err(err(
+                "InvalidPolicyTypeException",
+                "The policies must be a JSON list.",
+            ))
+        }
     };
     let mut out = Vec::new();
     for p in list {
         let ty = p.get("Type").and_then(Value::as_str).unwrap_or("");
-        if !matches!(ty, "Expiration" | "ExpirationNotification" | "NoChangeNotification") {
+        if !matches!(
+            ty,
+            "Expiration" | "ExpirationNotification" | "NoChangeNotification"
+        ) {
             return Err(err(
                 "InvalidPolicyTypeException",
                 format!("The policy type {ty} is not supported. Expected Expiration, ExpirationNotification or NoChangeNotification."),
@@ -264,7 +278,10 @@ fn check_policies(text: &str) -> Result<Vec<String>, AwsError> {
         out.push(p.to_string());
     }
     if out.len() > 10 {
-        return Err(err("PoliciesLimitExceededException", "A parameter can have at most 10 policies."));
+        return Err(err(
+            "PoliciesLimitExceededException",
+            "A parameter can have at most 10 policies.",
+        ));
     }
     Ok(out)
 }
@@ -309,7 +326,11 @@ fn string_filters(a: &Args, field: &str, allowed: &[&str]) -> Result<Vec<StrFilt
     };
     let mut out = Vec::new();
     for f in fs {
-        let key = f.get("Key").and_then(Value::as_str).unwrap_or("").to_string();
+        let key = f
+            .get("Key")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let tag = key.starts_with("tag:");
         if !tag && !allowed.contains(&key.as_str()) {
             return Err(err(
@@ -338,12 +359,23 @@ fn string_filters(a: &Args, field: &str, allowed: &[&str]) -> Result<Vec<StrFilt
         let values: Vec<String> = f
             .get("Values")
             .and_then(Value::as_array)
-            .map(|v| v.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .map(|v| {
+                v.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         if values.is_empty() && !tag {
-            return Err(err("InvalidFilterValue", format!("The filter {key} needs values.")));
+            return Err(err(
+                "InvalidFilterValue",
+                format!("The filter {key} needs values."),
+            ));
         }
-        out.push(StrFilter { key, option, values });
+        out.push(StrFilter {
+            key,
+            option,
+            values,
+        });
     }
     Ok(out)
 }
@@ -362,8 +394,16 @@ fn filter_ok(p: &Param, v: &PVersion, f: &StrFilter) -> bool {
         "Name" => {
             // Names match with or without the leading slash.
             f.values.iter().any(|w| {
-                let w2 = if w.starts_with('/') { w.clone() } else { format!("/{w}") };
-                let n2 = if p.name.starts_with('/') { p.name.clone() } else { format!("/{}", p.name) };
+                let w2 = if w.starts_with('/') {
+                    w.clone()
+                } else {
+                    format!("/{w}")
+                };
+                let n2 = if p.name.starts_with('/') {
+                    p.name.clone()
+                } else {
+                    format!("/{}", p.name)
+                };
                 str_match(&f.option, &n2, &w2)
             })
         }
@@ -371,12 +411,20 @@ fn filter_ok(p: &Param, v: &PVersion, f: &StrFilter) -> bool {
         "KeyId" => v.key_id.as_deref().is_some_and(any),
         "Tier" => any(&v.tier),
         "DataType" => any(&v.data_type),
-        "Label" => p.versions.iter().any(|x| x.labels.iter().any(|l| f.values.contains(l))),
-        "Path" => f.values.iter().any(|path| in_path(&p.name, path, f.option == "Recursive")),
+        "Label" => p
+            .versions
+            .iter()
+            .any(|x| x.labels.iter().any(|l| f.values.contains(l))),
+        "Path" => f
+            .values
+            .iter()
+            .any(|path| in_path(&p.name, path, f.option == "Recursive")),
         k => {
             let tk = &k[4..];
             p.tags.iter().any(|(key, val)| {
-                key == tk && (f.values.is_empty() || f.values.iter().any(|w| str_match(&f.option, val, w)))
+                key == tk
+                    && (f.values.is_empty()
+                        || f.values.iter().any(|w| str_match(&f.option, val, w)))
             })
         }
     }
@@ -405,7 +453,9 @@ impl Ssm {
             .map_err(|e| e.to_string())?;
         let mut params = BTreeMap::new();
         {
-            let mut st = conn.prepare("SELECT meta FROM parameters").map_err(|e| e.to_string())?;
+            let mut st = conn
+                .prepare("SELECT meta FROM parameters")
+                .map_err(|e| e.to_string())?;
             let rows = st
                 .query_map([], |r| r.get::<_, String>(0))
                 .map_err(|e| e.to_string())?;
@@ -460,7 +510,9 @@ impl Ssm {
                 .rewrap(&aad(&name, version), &sealed)
                 .map_err(|e| e.to_string())?
             {
-                let kid = nimbus_keyring::key_id_of(&new).unwrap_or_default().to_string();
+                let kid = nimbus_keyring::key_id_of(&new)
+                    .unwrap_or_default()
+                    .to_string();
                 tx.execute(
                     "UPDATE secure_values SET key_id = ?1, sealed = ?2 WHERE name = ?3 AND version = ?4",
                     params![kid, new, name, version],
@@ -490,7 +542,13 @@ impl Ssm {
 
     /// A version's value as `GetParameter` answers it: SecureString values
     /// decrypted only when asked, else their sealed form (base64).
-    fn value_of(&self, g: &Inner, p: &Param, v: &PVersion, decrypt: bool) -> Result<String, AwsError> {
+    fn value_of(
+        &self,
+        g: &Inner,
+        p: &Param,
+        v: &PVersion,
+        decrypt: bool,
+    ) -> Result<String, AwsError> {
         if v.ptype != "SecureString" {
             return Ok(v.value.clone().unwrap_or_default());
         }
@@ -504,7 +562,10 @@ impl Ssm {
             .open_sealed(&aad(&p.name, v.version), &sealed)
             .map_err(|e| {
                 tracing::error!(error = %e, "a SecureString value could not be decrypted");
-                err("InvalidKeyId", "The SecureString value could not be decrypted.")
+                err(
+                    "InvalidKeyId",
+                    "The SecureString value could not be decrypted.",
+                )
             })?;
         String::from_utf8(plain).map_err(|_| internal("a SecureString value is not UTF-8"))
     }
@@ -543,7 +604,9 @@ impl Ssm {
         let name = a.req_str("Name", missing)?;
         let sel = selector(name)?;
         if sel.raw.is_some() {
-            return Err(validation("Parameter name can't contain a version or label selector."));
+            return Err(validation(
+                "Parameter name can't contain a version or label selector.",
+            ));
         }
         let name = sel.name;
         check_name(name)?;
@@ -608,18 +671,26 @@ impl Ssm {
             (Some(t), _) => t.to_string(),
             (None, Some(p)) => p.ptype.clone(),
             (None, None) => {
-                return Err(validation("A parameter type is required when you create a parameter."))
+                return Err(validation(
+                    "A parameter type is required when you create a parameter.",
+                ))
             }
         };
         if key_id.is_some() && ptype != "SecureString" {
-            return Err(validation("KeyId is required for SecureString type parameter only."));
+            return Err(validation(
+                "KeyId is required for SecureString type parameter only.",
+            ));
         }
         let inherited = prev.as_ref().and_then(|p| p.allowed_pattern.clone());
         if let Some(p) = pattern.or(inherited.as_deref()) {
             let re = regex::RegexBuilder::new(&format!("^(?:{p})$"))
                 .size_limit(1 << 20)
                 .build()
-                .map_err(|_| validation(format!("The AllowedPattern {p} is not a valid regular expression.")))?;
+                .map_err(|_| {
+                    validation(format!(
+                        "The AllowedPattern {p} is not a valid regular expression."
+                    ))
+                })?;
             if !re.is_match(value) {
                 return Err(err(
                     "ParameterPatternMismatchException",
@@ -642,7 +713,11 @@ impl Ssm {
                 .replace(value, "<value>")));
             }
         }
-        let policies = policies.unwrap_or_else(|| prev.as_ref().map(|p| p.policies.clone()).unwrap_or_default());
+        let policies = policies.unwrap_or_else(|| {
+            prev.as_ref()
+                .map(|p| p.policies.clone())
+                .unwrap_or_default()
+        });
         let prev_tier = prev.as_ref().map(|p| p.tier.as_str()).unwrap_or("Standard");
         let needs_advanced = value.chars().count() > 4096 || !policies.is_empty();
         let tier = match tier_req {
@@ -724,7 +799,9 @@ impl Ssm {
                 .keyring
                 .seal(&aad(name, version), value.as_bytes())
                 .map_err(internal)?;
-            let kid = nimbus_keyring::key_id_of(&sealed).unwrap_or_default().to_string();
+            let kid = nimbus_keyring::key_id_of(&sealed)
+                .unwrap_or_default()
+                .to_string();
             tx.execute(
                 "INSERT OR REPLACE INTO secure_values (name, version, key_id, sealed) VALUES (?1, ?2, ?3, ?4)",
                 params![name, version, kid, sealed],
@@ -813,13 +890,20 @@ impl Ssm {
         let Some(sm) = nimbus_svc_secretsmanager::running(&self.data_dir) else {
             return Err(not_found());
         };
-        let looks_like_version = sel.is_some_and(|s| s.len() >= 32 && uuid::Uuid::parse_str(s).is_ok());
-        let (vid, stage) = if looks_like_version { (sel, None) } else { (None, sel) };
+        let looks_like_version =
+            sel.is_some_and(|s| s.len() >= 32 && uuid::Uuid::parse_str(s).is_ok());
+        let (vid, stage) = if looks_like_version {
+            (sel, None)
+        } else {
+            (None, sel)
+        };
         let (meta, value) = sm
             .core
             .read_value(id, vid, stage, nimbus_core::now_ms())
             .map_err(|e| match e.code.as_ref() {
-                "ResourceNotFoundException" => err("ParameterNotFound", format!("Secret {id} not found.")),
+                "ResourceNotFoundException" => {
+                    err("ParameterNotFound", format!("Secret {id} not found."))
+                }
                 _ => err("ValidationException", e.message),
             })?;
         let describe = sm.core.describe_secret(id).unwrap_or(Value::Null);
@@ -875,7 +959,12 @@ impl Ssm {
         for n in names {
             match self.get_one(&n, decrypt) {
                 Ok(p) => found.push(p),
-                Err(e) if matches!(e.code.as_ref(), "ParameterNotFound" | "ParameterVersionNotFound") => {
+                Err(e)
+                    if matches!(
+                        e.code.as_ref(),
+                        "ParameterNotFound" | "ParameterVersionNotFound"
+                    ) =>
+                {
                     invalid.push(n)
                 }
                 Err(e) => return Err(e),
@@ -916,7 +1005,11 @@ impl Ssm {
                 },
                 None => p.latest(),
             };
-            if filters.iter().filter(|f| f.key != "Label").all(|f| filter_ok(p, v, f)) {
+            if filters
+                .iter()
+                .filter(|f| f.key != "Label")
+                .all(|f| filter_ok(p, v, f))
+            {
                 hits.push((p.name.clone(), v.version));
             }
         }
@@ -924,7 +1017,11 @@ impl Ssm {
         let mut out = Vec::new();
         for (name, version) in items {
             let p = &g.params[&name];
-            let v = p.versions.iter().find(|v| v.version == version).unwrap_or(p.latest());
+            let v = p
+                .versions
+                .iter()
+                .find(|v| v.version == version)
+                .unwrap_or(p.latest());
             out.push(self.param_json(&g, p, v, decrypt, None)?);
         }
         let mut o = json!({"Parameters": out});
@@ -1037,7 +1134,9 @@ impl Ssm {
 
     fn unlabel(&self, a: &Args) -> Result<Value, AwsError> {
         let name = a.req_str("Name", missing)?;
-        let version = a.i64("ParameterVersion")?.ok_or_else(|| missing("ParameterVersion"))?;
+        let version = a
+            .i64("ParameterVersion")?
+            .ok_or_else(|| missing("ParameterVersion"))?;
         let labels = a.strings("Labels")?.ok_or_else(|| missing("Labels"))?;
         if labels.is_empty() || labels.len() > 10 {
             return Err(validation("Labels must have between 1 and 10 items."));
@@ -1118,16 +1217,28 @@ impl Ssm {
             for f in old {
                 let key = f.get("Key").and_then(Value::as_str).unwrap_or("");
                 if !matches!(key, "Name" | "Type" | "KeyId") {
-                    return Err(err("InvalidFilterKey", format!("The filter key {key} is not valid.")));
+                    return Err(err(
+                        "InvalidFilterKey",
+                        format!("The filter key {key} is not valid."),
+                    ));
                 }
                 let values: Vec<String> = f
                     .get("Values")
                     .and_then(Value::as_array)
-                    .map(|v| v.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                    .map(|v| {
+                        v.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 filters.push(StrFilter {
                     key: key.to_string(),
-                    option: if key == "Name" { "BeginsWith" } else { "Equals" }.into(),
+                    option: if key == "Name" {
+                        "BeginsWith"
+                    } else {
+                        "Equals"
+                    }
+                    .into(),
                     values,
                 });
             }
@@ -1173,7 +1284,7 @@ impl Ssm {
         Ok(o)
     }
 
-    fn tag_target<'a>(a: &'a Args) -> Result<&'a str, AwsError> {
+    fn tag_target(a: &Args) -> Result<&str, AwsError> {
         let ty = a.req_str("ResourceType", missing)?;
         let id = a.req_str("ResourceId", missing)?;
         if ty != "Parameter" {
@@ -1188,8 +1299,13 @@ impl Ssm {
     fn add_tags(&self, a: &Args) -> Result<Value, AwsError> {
         let id = Self::tag_target(a)?;
         let tags = a.tags("Tags")?.ok_or_else(|| missing("Tags"))?;
-        if tags.iter().any(|(k, v)| k.is_empty() || k.len() > 128 || v.len() > 256) {
-            return Err(validation("Tag keys must be 1-128 characters and values at most 256."));
+        if tags
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.len() > 128 || v.len() > 256)
+        {
+            return Err(validation(
+                "Tag keys must be 1-128 characters and values at most 256.",
+            ));
         }
         self.modify(id, |p| {
             for (k, v) in tags {
@@ -1199,11 +1315,20 @@ impl Ssm {
                 }
             }
             if p.tags.len() > 50 {
-                return Err(err("TooManyTagsError", "A resource can have at most 50 tags."));
+                return Err(err(
+                    "TooManyTagsError",
+                    "A resource can have at most 50 tags.",
+                ));
             }
             Ok(json!({}))
         })
-        .map_err(|e| if e.code == "ParameterNotFound" { invalid_resource() } else { e })
+        .map_err(|e| {
+            if e.code == "ParameterNotFound" {
+                invalid_resource()
+            } else {
+                e
+            }
+        })
     }
 
     fn list_tags(&self, a: &Args) -> Result<Value, AwsError> {
@@ -1225,7 +1350,13 @@ impl Ssm {
             p.tags.retain(|(k, _)| !keys.contains(k));
             Ok(json!({}))
         })
-        .map_err(|e| if e.code == "ParameterNotFound" { invalid_resource() } else { e })
+        .map_err(|e| {
+            if e.code == "ParameterNotFound" {
+                invalid_resource()
+            } else {
+                e
+            }
+        })
     }
 
     /// Counts for the admin surface and `/metrics` (never values).
@@ -1248,7 +1379,10 @@ impl Ssm {
 }
 
 fn invalid_resource() -> AwsError {
-    err("InvalidResourceId", "The resource ID is not valid. Verify that the resource ID is correct and try again.")
+    err(
+        "InvalidResourceId",
+        "The resource ID is not valid. Verify that the resource ID is correct and try again.",
+    )
 }
 
 fn policies_json(p: &[String]) -> Value {
