@@ -1807,3 +1807,115 @@ mod tests {
         .is_err());
     }
 }
+
+#[cfg(test)]
+mod store_tests {
+    use super::*;
+
+    fn args(v: Value) -> Args {
+        Args::parse(v.to_string().as_bytes()).unwrap()
+    }
+
+    fn core(dir: &std::path::Path) -> Core {
+        let k = Keyring::open(dir).unwrap();
+        Core::open(dir, k, "us-east-1".into(), "000000000000".into()).unwrap()
+    }
+
+    #[test]
+    fn values_persist_sealed_and_survive_a_reopen_and_a_key_rotation() {
+        let d = tempfile::tempdir().unwrap();
+        let c = core(d.path());
+        let out = c
+            .handle(
+                Op::CreateSecret,
+                &args(json!({"Name": "a", "SecretString": "plain-value-xyz"})),
+                1000,
+            )
+            .unwrap();
+        let arn = out["ARN"].as_str().unwrap().to_string();
+        let db = std::fs::read(d.path().join("secretsmanager.db")).unwrap();
+        let wal = std::fs::read(d.path().join("secretsmanager.db-wal")).unwrap_or_default();
+        for bytes in [&db, &wal] {
+            assert!(!bytes.windows(15).any(|w| w == b"plain-value-xyz"));
+        }
+        let k = c.keyring.clone();
+        let old = k.current_key_id();
+        k.rotate().unwrap();
+        assert_eq!(c.rewrap(&k).unwrap(), 1);
+        assert_eq!(c.rewrap(&k).unwrap(), 0);
+        drop(c);
+        let c = core(d.path());
+        let v = c
+            .handle(Op::GetSecretValue, &args(json!({"SecretId": arn})), 2000)
+            .unwrap();
+        assert_eq!(v["SecretString"], "plain-value-xyz");
+        let g = c.lock();
+        let ids: Vec<String> = g
+            .conn
+            .prepare("SELECT key_id FROM secret_versions")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(ids.iter().all(|i| *i != old), "{ids:?}");
+    }
+
+    #[test]
+    fn scheduled_rotation_and_deletion_come_due() {
+        let d = tempfile::tempdir().unwrap();
+        let c = core(d.path());
+        c.handle(
+            Op::CreateSecret,
+            &args(json!({"Name": "r", "SecretString": "v"})),
+            0,
+        )
+        .unwrap();
+        let (out, run) = c
+            .prepare_rotation(
+                &args(json!({"SecretId": "r", "RotationLambdaARN": "arn:aws:lambda:us-east-1:000000000000:function:f",
+                             "RotationRules": {"AutomaticallyAfterDays": 2}, "RotateImmediately": false})),
+                0,
+                |_| true,
+            )
+            .unwrap();
+        assert!(run.is_none());
+        assert!(out["VersionId"].is_string());
+        let (due, next) = c.due(DAY_MS);
+        assert!(due.is_empty());
+        assert_eq!(next, Some(2 * DAY_MS));
+        let (due, _) = c.due(2 * DAY_MS);
+        assert_eq!(due.len(), 1);
+        // The pending version exists, without a value, until createSecret.
+        let e = c
+            .handle(
+                Op::GetSecretValue,
+                &args(json!({"SecretId": "r", "VersionStage": "AWSPENDING"})),
+                2 * DAY_MS,
+            )
+            .unwrap_err();
+        assert_eq!(e.code, "ResourceNotFoundException");
+        c.handle(
+            Op::PutSecretValue,
+            &args(json!({"SecretId": "r", "ClientRequestToken": due[0].token, "SecretString": "v2", "VersionStages": ["AWSPENDING"]})),
+            2 * DAY_MS,
+        )
+        .unwrap();
+        c.finish_rotation(&due[0], true, 2 * DAY_MS);
+        // finishSecret did not move AWSCURRENT: the rotation failed.
+        assert_eq!(c.counters.rotations_failed.load(Ordering::Relaxed), 1);
+        // Deletion is enforced at the end of the window.
+        c.handle(
+            Op::DeleteSecret,
+            &args(json!({"SecretId": "r", "RecoveryWindowInDays": 7})),
+            3 * DAY_MS,
+        )
+        .unwrap();
+        assert!(c.describe_secret("r").is_ok());
+        c.purge_due(10 * DAY_MS).unwrap();
+        assert_eq!(
+            c.describe_secret("r").unwrap_err().code,
+            "ResourceNotFoundException"
+        );
+    }
+}

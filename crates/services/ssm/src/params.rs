@@ -1433,4 +1433,54 @@ mod tests {
         assert!(!in_path("/ab", "/a", true));
         assert!(in_path("/a/b", "/a/", false));
     }
+
+    #[test]
+    fn secure_strings_are_sealed_versioned_and_rewrapped() {
+        let d = tempfile::tempdir().unwrap();
+        let open = || {
+            let k = Keyring::open(d.path()).unwrap();
+            Ssm::open(d.path(), k, "us-east-1".into(), "000000000000".into()).unwrap()
+        };
+        let a = |v: Value| Args::parse(v.to_string().as_bytes()).unwrap();
+        let s = open();
+        s.handle(
+            crate::Op::PutParameter,
+            &a(json!({"Name": "/p", "Value": "very-secret-1", "Type": "SecureString"})),
+            "u",
+            1,
+        )
+        .unwrap();
+        s.handle(
+            crate::Op::PutParameter,
+            &a(json!({"Name": "/p", "Value": "very-secret-2", "Overwrite": true})),
+            "u",
+            2,
+        )
+        .unwrap();
+        for f in ["ssm.db", "ssm.db-wal"] {
+            let b = std::fs::read(d.path().join(f)).unwrap_or_default();
+            assert!(!b
+                .windows(13)
+                .any(|w| w == b"very-secret-1" || w == b"very-secret-2"));
+        }
+        let k = s.keyring.clone();
+        k.rotate().unwrap();
+        assert_eq!(s.rewrap(&k).unwrap(), 2);
+        drop(s);
+        let s = open();
+        let g = s
+            .handle(
+                crate::Op::GetParameter,
+                &a(json!({"Name": "/p:1", "WithDecryption": true})),
+                "u",
+                3,
+            )
+            .unwrap();
+        assert_eq!(g["Parameter"]["Value"], "very-secret-1");
+        let g = s
+            .handle(crate::Op::GetParameter, &a(json!({"Name": "/p"})), "u", 3)
+            .unwrap();
+        assert_ne!(g["Parameter"]["Value"], "very-secret-2");
+        assert_eq!(g["Parameter"]["Version"], 2);
+    }
 }
