@@ -1705,7 +1705,9 @@ fn ensure_pending(s: &mut Secret, token: &str, now: i64) {
 }
 
 /// Put `stage` on version `vid`, taking it off the others; moving AWSCURRENT
-/// makes its old holder AWSPREVIOUS.
+/// makes its old holder AWSPREVIOUS. Labels are otherwise independent: after a
+/// rotation AWSPENDING stays on the new current version, as on AWS, until the
+/// next rotation moves it.
 fn attach(s: &mut Secret, vid: &str, stage: &str) {
     let old = s
         .versions
@@ -1729,10 +1731,6 @@ fn attach(s: &mut Secret, vid: &str, stage: &str) {
             if let Some(v) = s.versions.iter_mut().find(|v| v.id == old) {
                 v.stages.push(PREVIOUS.to_string());
             }
-        }
-        // The version just made current is no longer pending.
-        if let Some(v) = s.versions.iter_mut().find(|v| v.id == vid) {
-            v.stages.retain(|x| x != PENDING);
         }
     }
 }
@@ -1762,10 +1760,10 @@ mod tests {
         attach(&mut s, "b", PENDING);
         attach(&mut s, "b", CURRENT);
         assert_eq!(s.version("a").unwrap().stages, vec![PREVIOUS]);
-        assert_eq!(s.version("b").unwrap().stages, vec![CURRENT]);
+        assert_eq!(s.version("b").unwrap().stages, vec![PENDING, CURRENT]);
         attach(&mut s, "c", CURRENT);
         assert_eq!(s.version("a").unwrap().stages, Vec::<String>::new());
-        assert_eq!(s.version("b").unwrap().stages, vec![PREVIOUS]);
+        assert_eq!(s.version("b").unwrap().stages, vec![PENDING, PREVIOUS]);
     }
 
     #[test]
