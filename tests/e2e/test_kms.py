@@ -88,3 +88,28 @@ def test_keys_survive_restart_and_keyring_rotation(server_factory, data_dir):
     s.kill()
     s2 = server_factory()
     assert kms(s2).decrypt(CiphertextBlob=ct)["Plaintext"] == b"kept"
+
+
+def test_kms_key_ids_of_secrets_and_parameters_are_checked(server):
+    c = kms(server)
+    kid = c.create_key()["KeyMetadata"]["KeyId"]
+    c.create_alias(AliasName="alias/secrets", TargetKeyId=kid)
+    opts = dict(endpoint_url=server.api, region_name="us-east-1",
+                aws_access_key_id="test", aws_secret_access_key="test",
+                config=Config(retries={"max_attempts": 0}))
+    sm = boto3.client("secretsmanager", **opts)
+    ssm = boto3.client("ssm", **opts)
+    sm.create_secret(Name="kms/ok", SecretString="v", KmsKeyId="alias/secrets")
+    assert sm.describe_secret(SecretId="kms/ok")["KmsKeyId"] == "alias/secrets"
+    sm.create_secret(Name="kms/managed", SecretString="v", KmsKeyId="alias/aws/secretsmanager")
+    with pytest.raises(ClientError) as e:
+        sm.create_secret(Name="kms/bad", SecretString="v", KmsKeyId="alias/none")
+    assert code_of(e) == "EncryptionFailure"
+    ssm.put_parameter(Name="/kms/ok", Value="v", Type="SecureString", KeyId=kid)
+    c.disable_key(KeyId=kid)
+    with pytest.raises(ClientError) as e:
+        ssm.put_parameter(Name="/kms/off", Value="v", Type="SecureString", KeyId=kid)
+    assert code_of(e) == "InvalidKeyId"
+    with pytest.raises(ClientError) as e:
+        sm.update_secret(SecretId="kms/ok", KmsKeyId=kid)
+    assert code_of(e) == "EncryptionFailure"

@@ -85,8 +85,13 @@ struct State {
 /// says how many it re-sealed.
 pub type Rewrap = Arc<dyn Fn(&Keyring) -> std::result::Result<u64, String> + Send + Sync>;
 
+/// Checks a KMS key id (id, ARN or alias) the KMS service registered: `Err`
+/// says why it cannot encrypt (missing, disabled, pending deletion).
+pub type KmsCheck = Arc<dyn Fn(&str) -> std::result::Result<(), String> + Send + Sync>;
+
 /// The data dir's keys.
 pub struct Keyring {
+    kms: RwLock<Option<KmsCheck>>,
     path: PathBuf,
     state: RwLock<State>,
     rewraps: Mutex<Vec<(&'static str, Rewrap)>>,
@@ -169,6 +174,7 @@ impl Keyring {
             }
         };
         let k = Arc::new(Keyring {
+            kms: RwLock::new(None),
             state: RwLock::new(state_of(&path, &file)?),
             path: path.clone(),
             rewraps: Mutex::new(Vec::new()),
@@ -284,6 +290,21 @@ impl Keyring {
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = state_of(&self.path, &f)?;
         tracing::info!(key_id = %f.current, "keyring rotated");
         Ok(f.current)
+    }
+
+    /// The KMS of this data dir registers how to check a key id (`KmsKeyId` of a
+    /// secret, `KeyId` of a `SecureString`).
+    pub fn set_kms_check(&self, f: KmsCheck) {
+        *self.kms.write().unwrap_or_else(|p| p.into_inner()) = Some(f);
+    }
+
+    /// Whether a customer KMS key id can encrypt; `Ok` when no KMS is running.
+    pub fn check_kms_key(&self, key: &str) -> std::result::Result<(), String> {
+        let f = self.kms.read().unwrap_or_else(|p| p.into_inner()).clone();
+        match f {
+            Some(f) => f(key),
+            None => Ok(()),
+        }
     }
 
     /// Register a store's re-encryption pass, run by [`Keyring::rotate_and_rewrap`].
@@ -523,6 +544,7 @@ mod tests {
         write_file(&keyring_path(d.path()), &f).unwrap();
         // The other process seals under its new key.
         let other = Keyring {
+            kms: RwLock::new(None),
             path: keyring_path(d.path()),
             state: RwLock::new(state_of(d.path(), &f).unwrap()),
             rewraps: Mutex::new(Vec::new()),

@@ -704,6 +704,12 @@ impl Kms {
         Ok((id, plain))
     }
 
+    /// Whether `key` (id, ARN, alias) names a key that can encrypt now.
+    pub fn check_usable(&self, key: &str) -> Result<(), String> {
+        let g = self.lock();
+        self.usable(&g, key).map(|_| ()).map_err(|e| e.message)
+    }
+
     pub fn stats(&self) -> (usize, usize) {
         let g = self.lock();
         (g.keys.len(), g.aliases.len())

@@ -150,6 +150,11 @@ pub fn start(ctx: &ServiceContext) -> Result<Service, StartError> {
             None => Ok(0),
         }),
     );
+    let weak = Arc::downgrade(&kms);
+    keyring.set_kms_check(Arc::new(move |key| match weak.upgrade() {
+        Some(k) => k.check_usable(key),
+        None => Ok(()),
+    }));
     Ok(Service {
         frontend: Arc::new(KmsFrontend(kms.clone())),
         admin: Some(Arc::new(KmsAdmin(kms))),

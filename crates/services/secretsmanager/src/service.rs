@@ -162,6 +162,20 @@ fn check_description(d: Option<&str>) -> Result<(), AwsError> {
     Ok(())
 }
 
+/// A customer `KmsKeyId` must name a usable key of Nimbus's KMS (AWS managed
+/// `alias/aws/...` keys always exist).
+fn check_kms(keyring: &Keyring, key: Option<&str>) -> Result<(), AwsError> {
+    match key {
+        Some(k) if !k.starts_with("alias/aws/") => keyring.check_kms_key(k).map_err(|why| {
+            err(
+                "EncryptionFailure",
+                format!("Secrets Manager can't encrypt the protected secret text using the provided KMS key {k}: {why}"),
+            )
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn check_tags(tags: &[(String, String)]) -> Result<(), AwsError> {
     for (k, v) in tags {
         if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
@@ -740,6 +754,7 @@ impl Core {
         let description = a.str("Description")?;
         check_description(description)?;
         let kms = a.str("KmsKeyId")?;
+        check_kms(&self.keyring, kms)?;
         let value = value_of(a)?;
         let tags = a.tags("Tags")?.unwrap_or_default();
         check_tags(&tags)?;
@@ -1183,6 +1198,7 @@ impl Core {
         let description = a.str("Description")?;
         check_description(description)?;
         let kms = a.str("KmsKeyId")?;
+        check_kms(&self.keyring, kms)?;
         let value = value_of(a)?;
         let token = a.str("ClientRequestToken")?;
         let s = if description.is_some() || kms.is_some() {

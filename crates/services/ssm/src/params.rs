@@ -681,6 +681,14 @@ impl Ssm {
                 "KeyId is required for SecureString type parameter only.",
             ));
         }
+        if let Some(k) = key_id.filter(|k| !k.starts_with("alias/aws/")) {
+            self.keyring.check_kms_key(k).map_err(|why| {
+                err(
+                    "InvalidKeyId",
+                    format!("The KMS key {k} can't be used: {why}"),
+                )
+            })?;
+        }
         let inherited = prev.as_ref().and_then(|p| p.allowed_pattern.clone());
         if let Some(p) = pattern.or(inherited.as_deref()) {
             let re = regex::RegexBuilder::new(&format!("^(?:{p})$"))
