@@ -53,6 +53,7 @@ SERVICES = {
     "events": ("events", 14, "Amazon EventBridge (event buses and rules)", {}),
     "secretsmanager": ("secretsmanager", 17, "AWS Secrets Manager", {}),
     "ssm": ("ssm", 17, "AWS Systems Manager (Parameter Store)", {}),
+    "kms": ("kms", 17, "AWS KMS (keys for encryption)", {}),
     "ses": ("ses", 17, "Amazon SES v1 (email, awsQuery)", {}),
     "sesv2": ("sesv2", 17, "Amazon SES v2 (email, restJson1)", {}),
     "iam": ("iam", 19, "AWS IAM (users, roles and policies)", {}),

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SERVICES = ["sqs", "sns", "s3", "dynamodb", "dynamodbstreams", "kinesis", "events",
-            "secretsmanager", "ssm", "ses", "sesv2", "iam"]
+            "secretsmanager", "ssm", "kms", "ses", "sesv2", "iam"]
 SESSION = botocore.session.get_session()
 
 

@@ -377,6 +377,7 @@ async fn serve(args: UpArgs) -> Result<i32> {
         nimbus_svc_events::start(&service_ctx)?,
         nimbus_svc_secretsmanager::start(&service_ctx)?,
         nimbus_svc_ssm::start(&service_ctx)?,
+        nimbus_svc_kms::start(&service_ctx)?,
         nimbus_svc_ses::start(&service_ctx)?,
         nimbus_svc_sesv2::start(&service_ctx)?,
         nimbus_svc_iam::start(&service_ctx)?,

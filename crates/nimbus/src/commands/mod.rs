@@ -10,6 +10,7 @@ pub mod dev;
 pub mod get;
 pub mod invocations;
 pub mod invoke;
+pub mod keys;
 pub mod logs;
 pub mod ls;
 pub mod metrics;
