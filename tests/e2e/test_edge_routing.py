@@ -89,7 +89,7 @@ def assert_not_implemented(err, service, operation, content_type):
 
 
 # Services whose routing-probe operation is implemented: it answers, in its protocol.
-IMPLEMENTED = {"dynamodb", "dynamodbstreams"}
+IMPLEMENTED = {"dynamodb", "dynamodbstreams", "secretsmanager", "ssm"}
 
 
 @pytest.mark.parametrize("service", sorted(BOTO_CALLS))
