@@ -246,3 +246,44 @@ def test_resource_policies_add_get_remove(server):
     lam = boto3.client("lambda", endpoint_url=server.api, region_name="eu-west-1",
                        aws_access_key_id="x", aws_secret_access_key="y")
     assert [s["Sid"] for s in json.loads(lam.get_policy(FunctionName="guarded")["Policy"])["Statement"]] == ["account"]
+
+
+def test_arns_as_lambda_returns_them(server):
+    import io
+    import zipfile
+    import boto3
+    import botocore.exceptions
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("app.py", "def handler(e, c):\n    return 1\n")
+    lam = boto3.client("lambda", endpoint_url=server.api, region_name="ap-southeast-2",
+                       aws_access_key_id="x", aws_secret_access_key="y")
+    base = "arn:aws:lambda:ap-southeast-2:123456789012:function:arnful"
+    r = lam.create_function(FunctionName="arnful", Runtime="python3.12", Handler="app.handler",
+                            Role="arn:aws:iam::123456789012:role/service-role/r", Code={"ZipFile": buf.getvalue()},
+                            Publish=True, Tags={"team": "a"})
+    assert r["FunctionArn"] == base and r["Version"] == "1", r
+    versions = lam.list_versions_by_function(FunctionName="arnful")["Versions"]
+    assert [(v["Version"], v["FunctionArn"]) for v in versions] == [("$LATEST", base + ":$LATEST"), ("1", base + ":1")]
+    assert lam.get_function(FunctionName="arnful")["Tags"] == {"team": "a"}
+    # Partial and full ARNs, qualified or not, name the function everywhere.
+    for name in ("123456789012:function:arnful", base, base + ":1"):
+        assert lam.get_function_configuration(FunctionName=name)["FunctionName"] == "arnful"
+    lam.put_function_concurrency(FunctionName=base, ReservedConcurrentExecutions=3)
+    assert lam.get_function_concurrency(FunctionName="123456789012:function:arnful")["ReservedConcurrentExecutions"] == 3
+    # Messages carry the request's region, not the server's.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lam.get_alias(FunctionName="arnful", Name="nope")
+    assert "arn:aws:lambda:ap-southeast-2:" in e.value.response["Error"]["Message"], e.value.response
+    # Role must be an IAM role ARN.
+    for role in ("not-an-arn", "arn:aws:iam::123456789012:user/u"):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            lam.create_function(FunctionName="badrole", Runtime="python3.12", Handler="app.handler",
+                                Role=role, Code={"ZipFile": buf.getvalue()})
+        assert e.value.response["Error"]["Code"] == "ValidationException", e.value.response
+        assert "at 'role' failed to satisfy constraint" in e.value.response["Error"]["Message"]
+    # Code.Location downloads the package from the endpoint the client used.
+    loc = lam.get_function(FunctionName="arnful")["Code"]["Location"]
+    assert loc.startswith(server.api), loc
+    got = requests.get(loc, timeout=30)
+    assert got.status_code == 200 and zipfile.ZipFile(io.BytesIO(got.content)).read("app.py")

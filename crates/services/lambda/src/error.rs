@@ -61,8 +61,43 @@ impl ApiError {
     }
 }
 
+/// Lambda ARNs in a message carry the request's region (its SigV4 scope's),
+/// not the server's: the engine writes its own region into the messages it makes.
+fn in_request_region(message: String) -> String {
+    const PREFIX: &str = "arn:aws:lambda:";
+    let Ok(region) = crate::REQUEST.try_with(|c| c.region.clone()) else {
+        return message;
+    };
+    if region.is_empty() || !message.contains(PREFIX) {
+        return message;
+    }
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message.as_str();
+    while let Some(at) = rest.find(PREFIX) {
+        out.push_str(&rest[..at + PREFIX.len()]);
+        rest = &rest[at + PREFIX.len()..];
+        match rest.find(':') {
+            Some(end) => {
+                out.push_str(&region);
+                rest = &rest[end..];
+            }
+            None => break,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 impl From<InvokeError> for ApiError {
     fn from(e: InvokeError) -> Self {
+        let mut err = Self::from_engine(e);
+        err.message = in_request_region(std::mem::take(&mut err.message));
+        err
+    }
+}
+
+impl ApiError {
+    fn from_engine(e: InvokeError) -> Self {
         match e {
             InvokeError::NotFound(_) => ApiError::not_found(e.to_string()),
             InvokeError::Missing { code, message } => {

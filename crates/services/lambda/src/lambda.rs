@@ -224,7 +224,9 @@ pub async fn read_limited(body: Body, max: usize) -> Result<Option<Bytes>, ApiEr
         .map_err(|e| ApiError::invalid_content(format!("could not read request body: {e}")))
 }
 
-/// `name`, `name:qualifier`, or a function ARN, as Lambda accepts in `FunctionName`.
+/// `name`, `name:qualifier`, a function ARN or a partial ARN
+/// (`<account>:function:<name>[:<qualifier>]`), as Lambda accepts in
+/// `FunctionName`.
 pub(crate) fn split_function_name(
     raw: &str,
     query_qualifier: Option<String>,
@@ -233,6 +235,15 @@ pub(crate) fn split_function_name(
     let raw = raw
         .strip_prefix("arn:aws:lambda:")
         .map_or(raw, |rest| rest.splitn(4, ':').nth(3).unwrap_or(rest));
+    // <account>:function:<name>[:<qualifier>]
+    let raw = match raw.split_once(":function:") {
+        Some((account, rest))
+            if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            rest
+        }
+        _ => raw,
+    };
     match raw.split_once(':') {
         Some((n, q)) => (n.to_string(), Some(q.to_string())),
         None => (raw.to_string(), query_qualifier),

@@ -200,6 +200,37 @@ struct ModeBody {
     mode: Option<String>,
 }
 
+/// Lambda's `RoleArn` pattern: `arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+`.
+pub(crate) fn is_role_arn(r: &str) -> bool {
+    let Some(rest) = r.strip_prefix("arn:") else {
+        return false;
+    };
+    let Some((partition, rest)) = rest.split_once(':') else {
+        return false;
+    };
+    let partition_ok = partition.is_empty()
+        || partition
+            .strip_prefix("aws")
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-'));
+    let Some(rest) = rest.strip_prefix("iam::") else {
+        return false;
+    };
+    let Some((account, rest)) = rest.split_once(':') else {
+        return false;
+    };
+    let Some(name) = rest.strip_prefix("role") else {
+        return false;
+    };
+    let name = name.strip_prefix('/').unwrap_or(name);
+    partition_ok
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-/".contains(&b))
+}
+
 /// Fields shared by CreateFunction and UpdateFunctionConfiguration.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -236,6 +267,15 @@ impl ConfigBody {
             spec.handler = h;
         }
         if let Some(r) = self.role {
+            if !is_role_arn(&r) {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "ValidationException",
+                    format!(
+                        "1 validation error detected: Value '{r}' at 'role' failed to satisfy constraint: Member must satisfy regular expression pattern: arn:(aws[a-zA-Z-]*)?:iam::\\d{{12}}:role/?[a-zA-Z_0-9+=,.@\\-_/]+"
+                    ),
+                ));
+            }
             spec.role = Some(r);
         }
         if let Some(d) = self.description {
@@ -343,7 +383,11 @@ async fn create_function(State(st): State<AppState>, body: Body) -> Result<Respo
         .deploy_with(spec, sha, DeployMode::Create)
         .await?;
     let body = if publish {
-        publish_after(&st, out.config.name()).await?
+        // The published version's configuration, under the unqualified ARN, as
+        // CreateFunction answers.
+        let mut v = publish_after(&st, out.config.name()).await?;
+        v["FunctionArn"] = nimbus_core::function_arn(&st.region(), out.config.name(), None).into();
+        v
     } else {
         configuration_json(&st, &out.config)
     };
@@ -637,6 +681,29 @@ async fn untag_resource(
 /// Repeated query keys (`tagKeys=a&tagKeys=b`), which serde's map extractors collapse.
 fn form_urlencoded_pairs(q: &str) -> Vec<(String, String)> {
     form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+}
+
+#[cfg(test)]
+mod role_tests {
+    #[test]
+    fn role_arns_follow_lambdas_pattern() {
+        for ok in [
+            "arn:aws:iam::123456789012:role/r",
+            "arn:aws:iam::123456789012:role/service-role/my.role@x",
+            "arn:aws-cn:iam::123456789012:role/r",
+        ] {
+            assert!(super::is_role_arn(ok), "{ok}");
+        }
+        for bad in [
+            "not-an-arn",
+            "arn:aws:iam::123456789012:user/u",
+            "arn:aws:iam::12345:role/r",
+            "arn:aws:iam::123456789012:role/",
+            "arn:aws:s3:::bucket",
+        ] {
+            assert!(!super::is_role_arn(bad), "{bad}");
+        }
+    }
 }
 
 #[cfg(test)]

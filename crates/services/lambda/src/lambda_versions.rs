@@ -176,7 +176,10 @@ async fn list_versions(
                 Ok(n) => format!("v{n:010}"),
                 Err(_) => String::from("$"),
             };
-            (key, version_configuration_json(&st, &cfg, &v))
+            let mut c = version_configuration_json(&st, &cfg, &v);
+            // Listed versions carry qualified ARNs, `$LATEST`'s included.
+            c["FunctionArn"] = nimbus_core::function_arn(&st.region(), &name, Some(&v)).into();
+            (key, c)
         })
         .collect();
     let (page, next) = paginate(items, q.marker.as_deref(), q.max_items, 50)?;
