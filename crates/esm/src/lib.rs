@@ -18,6 +18,8 @@
 
 pub mod store;
 pub mod stream;
+#[cfg(test)]
+mod test_support;
 
 use nimbus_dispatch::Dispatch;
 use nimbus_triggers::esm::{

@@ -599,8 +599,16 @@ impl Poller {
                         tokio::time::sleep(backoff(attempts)).await;
                     }
                     Outcome::FunctionError(info) => {
-                        attempts += 1;
                         self.problem("Function call failed");
+                        if self.spec.bisect_batch_on_function_error == Some(true) && batch.len() > 1
+                        {
+                            // A split spends no retry.
+                            let second = batch.split_off(batch.len() / 2);
+                            pending.push_front((second, attempts));
+                            pending.push_front((batch, attempts));
+                            break;
+                        }
+                        attempts += 1;
                         if self.exhausted(attempts) {
                             self.give_up(
                                 shard_id,
@@ -610,14 +618,6 @@ impl Poller {
                                 Some(&info),
                             )
                             .await;
-                            break;
-                        }
-                        if self.spec.bisect_batch_on_function_error == Some(true) && batch.len() > 1
-                        {
-                            // A split spends no retry: each half starts over.
-                            let second = batch.split_off(batch.len() / 2);
-                            pending.push_front((second, attempts - 1));
-                            pending.push_front((batch, attempts - 1));
                             break;
                         }
                         tokio::time::sleep(backoff(attempts)).await;
