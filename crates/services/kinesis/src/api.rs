@@ -1,6 +1,9 @@
 //! The operations: each decodes its awsJson input (model member names), works on
 //! the [`Store`] and answers the model's output shape.
 
+// `AwsError` is the wire error, built once per failed request: its size does not matter.
+#![allow(clippy::result_large_err)]
+
 use crate::error::KinesisError;
 use crate::store::{parse_seq, seq_string, NewRecord, ShardRow, Store, StreamRow, HASH_MAX};
 use crate::Op;
@@ -86,7 +89,9 @@ fn stream_of(name: &Option<String>, arn: &Option<String>) -> Result<String> {
             check_stream_name(n)?;
             Ok(n.to_string())
         }
-        (None, None) => Err(invalid("Either StreamName or StreamARN should be provided.")),
+        (None, None) => Err(invalid(
+            "Either StreamName or StreamARN should be provided.",
+        )),
     }
 }
 
@@ -399,7 +404,9 @@ struct ListConsumers {
     next_token: Option<String>,
 }
 
-fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, nimbus_protocol::AwsError> {
+fn decode<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> std::result::Result<T, nimbus_protocol::AwsError> {
     nimbus_protocol::decode_json(body)
 }
 
@@ -462,7 +469,12 @@ pub fn handle(
             let i: PutRecord = decode(body)?;
             r((|| {
                 let name = stream_of(&i.stream.stream_name, &i.stream.stream_arn)?;
-                let rec = new_record(&i.data, &i.partition_key, i.explicit_hash_key.as_deref(), None)?;
+                let rec = new_record(
+                    &i.data,
+                    &i.partition_key,
+                    i.explicit_hash_key.as_deref(),
+                    None,
+                )?;
                 let s = store.stream(&name)?;
                 let out = store.put(&name, &[rec], now_ms)?;
                 fx.appended.push(name);
@@ -490,7 +502,12 @@ pub fn handle(
                 let mut recs = Vec::with_capacity(i.records.len());
                 let mut total = 0usize;
                 for (n, e) in i.records.iter().enumerate() {
-                    let rec = new_record(&e.data, &e.partition_key, e.explicit_hash_key.as_deref(), Some(n + 1))?;
+                    let rec = new_record(
+                        &e.data,
+                        &e.partition_key,
+                        e.explicit_hash_key.as_deref(),
+                        Some(n + 1),
+                    )?;
                     total += rec.data.len() + rec.partition_key.len();
                     recs.push(rec);
                 }
@@ -507,7 +524,9 @@ pub fn handle(
                     .iter()
                     .map(|(shard, seq)| json!({"ShardId": shard, "SequenceNumber": seq_string(*seq)}))
                     .collect();
-                Ok(json!({"FailedRecordCount": 0, "Records": records, "EncryptionType": s.encryption}))
+                Ok(
+                    json!({"FailedRecordCount": 0, "Records": records, "EncryptionType": s.encryption}),
+                )
             })())
         }
         Op::GetShardIterator => r(get_shard_iterator(store, decode(body)?, now_ms)),
@@ -575,7 +594,11 @@ pub fn handle(
                         "Minimum allowed retention period is 24 hours and maximum is 8760 hours. \
                          Requested retention period ({} hours) is {} the limit.",
                         i.retention_period_hours,
-                        if i.retention_period_hours < 24 { "below" } else { "above" }
+                        if i.retention_period_hours < 24 {
+                            "below"
+                        } else {
+                            "above"
+                        }
                     )));
                 }
                 store.set_retention(&name, i.retention_period_hours, increase)?;
@@ -764,7 +787,11 @@ pub fn handle(
             r((|| {
                 let name = stream_of(&None, &Some(i.stream_arn.clone()))?;
                 let all = store.consumers(&name)?;
-                let start: usize = i.next_token.as_deref().and_then(|t| t.parse().ok()).unwrap_or(0);
+                let start: usize = i
+                    .next_token
+                    .as_deref()
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(0);
                 let max = i.max_results.unwrap_or(100).clamp(1, 10000) as usize;
                 let page: Vec<Value> = all
                     .iter()
@@ -782,20 +809,22 @@ pub fn handle(
         Op::DescribeStreamConsumer | Op::DeregisterStreamConsumer => {
             let i: ConsumerRef = decode(body)?;
             r((|| {
-                let (stream_arn, consumer) = match (&i.consumer_arn, &i.stream_arn, &i.consumer_name) {
+                let (stream_arn, consumer) = match (
+                    &i.consumer_arn,
+                    &i.stream_arn,
+                    &i.consumer_name,
+                ) {
                     (Some(carn), _, _) => {
-                        let (s, rest) = carn.split_once("/consumer/").ok_or_else(|| {
-                            invalid(format!("Invalid ConsumerARN: {carn}"))
-                        })?;
+                        let (s, rest) = carn
+                            .split_once("/consumer/")
+                            .ok_or_else(|| invalid(format!("Invalid ConsumerARN: {carn}")))?;
                         let name = rest.rsplit_once(':').map(|(n, _)| n).unwrap_or(rest);
                         (s.to_string(), name.to_string())
                     }
                     (None, Some(s), Some(c)) => (s.clone(), c.clone()),
-                    _ => {
-                        return Err(invalid(
-                            "Either ConsumerARN or both ConsumerName and StreamARN must be provided.",
-                        ))
-                    }
+                    _ => return Err(invalid(
+                        "Either ConsumerARN or both ConsumerName and StreamARN must be provided.",
+                    )),
                 };
                 let name = stream_of(&None, &Some(stream_arn.clone()))?;
                 let missing = || {
@@ -815,10 +844,15 @@ pub fn handle(
                     .into_iter()
                     .find(|c| c.name == consumer)
                     .ok_or_else(missing)?;
-                Ok(json!({"ConsumerDescription": consumer_json(&c.name, &c.arn, c.created_ms, Some(&env.stream_arn(&name)))}))
+                Ok(
+                    json!({"ConsumerDescription": consumer_json(&c.name, &c.arn, c.created_ms, Some(&env.stream_arn(&name)))}),
+                )
             })())
         }
-        _ => Err(nimbus_protocol::AwsError::not_implemented("kinesis", op.name())),
+        _ => Err(nimbus_protocol::AwsError::not_implemented(
+            "kinesis",
+            op.name(),
+        )),
     }
 }
 
@@ -1112,7 +1146,7 @@ fn get_shard_iterator(store: &Store, i: GetShardIterator, now_ms: i64) -> Result
             let ts = i.timestamp.ok_or_else(|| {
                 invalid("Timestamp must be provided for ShardIteratorType AT_TIMESTAMP.")
             })?;
-            let ts_ms = (ts * 1000.0).floor() as i64;
+            let ts_ms = (ts * 1000.0).round() as i64;
             match store.first_at(s.id, &sh.shard_id, ts_ms)? {
                 Some(n) => n - 1,
                 None => sh.end_seq.unwrap_or(s.next_seq - 1),
@@ -1172,7 +1206,10 @@ fn get_records(store: &Store, i: GetRecords, now_ms: i64) -> Result<Value> {
     let (recs, more) = store.read(s.id, &sh.shard_id, it.after, limit, MAX_GET_BYTES)?;
     let last = recs.last().map(|r| r.seq).unwrap_or(it.after);
     let behind = if more {
-        recs.last().map(|r| now_ms - r.arrival_ms).unwrap_or(0).max(0)
+        recs.last()
+            .map(|r| now_ms - r.arrival_ms)
+            .unwrap_or(0)
+            .max(0)
     } else {
         0
     };
@@ -1238,14 +1275,34 @@ mod tests {
         (d, s, env)
     }
 
-    fn call(s: &Store, env: &Env, op: Op, body: Value, now: i64) -> std::result::Result<Value, nimbus_protocol::AwsError> {
-        handle(s, env, op, body.to_string().as_bytes(), now, &mut Effects::default())
+    fn call(
+        s: &Store,
+        env: &Env,
+        op: Op,
+        body: Value,
+        now: i64,
+    ) -> std::result::Result<Value, nimbus_protocol::AwsError> {
+        handle(
+            s,
+            env,
+            op,
+            body.to_string().as_bytes(),
+            now,
+            &mut Effects::default(),
+        )
     }
 
     #[test]
     fn iterators_expire_after_five_minutes_with_kinesis_error() {
         let (_d, s, env) = setup();
-        call(&s, &env, Op::CreateStream, json!({"StreamName": "s", "ShardCount": 1}), 0).unwrap();
+        call(
+            &s,
+            &env,
+            Op::CreateStream,
+            json!({"StreamName": "s", "ShardCount": 1}),
+            0,
+        )
+        .unwrap();
         let it = call(
             &s,
             &env,
@@ -1255,20 +1312,55 @@ mod tests {
         )
         .unwrap()["ShardIterator"]
             .clone();
-        let ok = call(&s, &env, Op::GetRecords, json!({"ShardIterator": it}), 1000 + ITERATOR_TTL_MS).unwrap();
+        let ok = call(
+            &s,
+            &env,
+            Op::GetRecords,
+            json!({"ShardIterator": it}),
+            1000 + ITERATOR_TTL_MS,
+        )
+        .unwrap();
         assert!(ok["NextShardIterator"].is_string());
-        let err = call(&s, &env, Op::GetRecords, json!({"ShardIterator": it}), 1001 + ITERATOR_TTL_MS).unwrap_err();
+        let err = call(
+            &s,
+            &env,
+            Op::GetRecords,
+            json!({"ShardIterator": it}),
+            1001 + ITERATOR_TTL_MS,
+        )
+        .unwrap_err();
         assert_eq!(err.code, "ExpiredIteratorException");
         // The next iterator is fresh.
         let next = ok["NextShardIterator"].clone();
-        call(&s, &env, Op::GetRecords, json!({"ShardIterator": next}), 1001 + ITERATOR_TTL_MS).unwrap();
+        call(
+            &s,
+            &env,
+            Op::GetRecords,
+            json!({"ShardIterator": next}),
+            1001 + ITERATOR_TTL_MS,
+        )
+        .unwrap();
     }
 
     #[test]
     fn a_split_parent_read_to_its_end_names_its_children() {
         let (_d, s, env) = setup();
-        call(&s, &env, Op::CreateStream, json!({"StreamName": "s", "ShardCount": 1}), 0).unwrap();
-        call(&s, &env, Op::PutRecord, json!({"StreamName": "s", "PartitionKey": "k", "Data": "aGk="}), 5).unwrap();
+        call(
+            &s,
+            &env,
+            Op::CreateStream,
+            json!({"StreamName": "s", "ShardCount": 1}),
+            0,
+        )
+        .unwrap();
+        call(
+            &s,
+            &env,
+            Op::PutRecord,
+            json!({"StreamName": "s", "PartitionKey": "k", "Data": "aGk="}),
+            5,
+        )
+        .unwrap();
         call(
             &s,
             &env,
@@ -1286,7 +1378,14 @@ mod tests {
         )
         .unwrap()["ShardIterator"]
             .clone();
-        let out = call(&s, &env, Op::GetRecords, json!({"ShardIterator": it, "Limit": 10}), 8).unwrap();
+        let out = call(
+            &s,
+            &env,
+            Op::GetRecords,
+            json!({"ShardIterator": it, "Limit": 10}),
+            8,
+        )
+        .unwrap();
         assert_eq!(out["Records"].as_array().unwrap().len(), 1);
         assert!(out.get("NextShardIterator").is_none());
         let kids = out["ChildShards"].as_array().unwrap();
@@ -1297,17 +1396,59 @@ mod tests {
     #[test]
     fn bad_input_gets_kinesis_errors() {
         let (_d, s, env) = setup();
-        let e = call(&s, &env, Op::CreateStream, json!({"StreamName": "bad name", "ShardCount": 1}), 0).unwrap_err();
+        let e = call(
+            &s,
+            &env,
+            Op::CreateStream,
+            json!({"StreamName": "bad name", "ShardCount": 1}),
+            0,
+        )
+        .unwrap_err();
         assert_eq!(e.code, "ValidationException");
-        let e = call(&s, &env, Op::DescribeStream, json!({"StreamName": "nope"}), 0).unwrap_err();
+        let e = call(
+            &s,
+            &env,
+            Op::DescribeStream,
+            json!({"StreamName": "nope"}),
+            0,
+        )
+        .unwrap_err();
         assert_eq!(e.code, "ResourceNotFoundException");
-        call(&s, &env, Op::CreateStream, json!({"StreamName": "s", "ShardCount": 1}), 0).unwrap();
-        let e = call(&s, &env, Op::CreateStream, json!({"StreamName": "s", "ShardCount": 1}), 0).unwrap_err();
+        call(
+            &s,
+            &env,
+            Op::CreateStream,
+            json!({"StreamName": "s", "ShardCount": 1}),
+            0,
+        )
+        .unwrap();
+        let e = call(
+            &s,
+            &env,
+            Op::CreateStream,
+            json!({"StreamName": "s", "ShardCount": 1}),
+            0,
+        )
+        .unwrap_err();
         assert_eq!(e.code, "ResourceInUseException");
         let big = B64.encode(vec![0u8; MAX_RECORD + 1]);
-        let e = call(&s, &env, Op::PutRecord, json!({"StreamName": "s", "PartitionKey": "k", "Data": big}), 0).unwrap_err();
+        let e = call(
+            &s,
+            &env,
+            Op::PutRecord,
+            json!({"StreamName": "s", "PartitionKey": "k", "Data": big}),
+            0,
+        )
+        .unwrap_err();
         assert_eq!(e.code, "ValidationException");
-        let e = call(&s, &env, Op::GetRecords, json!({"ShardIterator": "garbage"}), 0).unwrap_err();
+        let e = call(
+            &s,
+            &env,
+            Op::GetRecords,
+            json!({"ShardIterator": "garbage"}),
+            0,
+        )
+        .unwrap_err();
         assert_eq!(e.code, "InvalidArgumentException");
         let e = call(&s, &env, Op::PutRecord, json!({"StreamName": "s"}), 0).unwrap_err();
         assert_eq!(e.code, "SerializationException");

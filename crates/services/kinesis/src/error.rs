@@ -30,9 +30,13 @@ impl KinesisError {
         let (status, code) = match self {
             KinesisError::NotFound(_) => (StatusCode::BAD_REQUEST, "ResourceNotFoundException"),
             KinesisError::InUse(_) => (StatusCode::BAD_REQUEST, "ResourceInUseException"),
-            KinesisError::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "InvalidArgumentException"),
+            KinesisError::InvalidArgument(_) => {
+                (StatusCode::BAD_REQUEST, "InvalidArgumentException")
+            }
             KinesisError::Validation(_) => (StatusCode::BAD_REQUEST, "ValidationException"),
-            KinesisError::ExpiredIterator(_) => (StatusCode::BAD_REQUEST, "ExpiredIteratorException"),
+            KinesisError::ExpiredIterator(_) => {
+                (StatusCode::BAD_REQUEST, "ExpiredIteratorException")
+            }
             KinesisError::LimitExceeded(_) => (StatusCode::BAD_REQUEST, "LimitExceededException"),
             KinesisError::Internal(_) | KinesisError::Db(_) => {
                 tracing::error!(error = %self, "kinesis internal error");

@@ -110,7 +110,8 @@ impl Kinesis {
         .await;
         match result {
             Ok((Ok(v), fx)) => {
-                self.records_put.fetch_add(fx.records_put, Ordering::Relaxed);
+                self.records_put
+                    .fetch_add(fx.records_put, Ordering::Relaxed);
                 for s in &fx.appended {
                     self.notify(s);
                 }
@@ -218,7 +219,8 @@ impl ShardSource for Kinesis {
                     .iter()
                     .find(|x| x.shard_id == shard_id)
                     .ok_or_else(|| KinesisError::NotFound(format!("no shard {shard_id}")))?;
-                let bad = |q: &str| KinesisError::InvalidArgument(format!("bad sequence number {q}"));
+                let bad =
+                    |q: &str| KinesisError::InvalidArgument(format!("bad sequence number {q}"));
                 let after = match &position {
                     ShardPosition::TrimHorizon => sh.start_seq - 1,
                     ShardPosition::Latest => sh.end_seq.unwrap_or(s.next_seq - 1),
@@ -329,7 +331,9 @@ impl ServiceAdmin for Admin {
             if rest != "streams" || req.method() != http::Method::GET {
                 return (
                     http::StatusCode::NOT_FOUND,
-                    axum::Json(json!({"Type": "NotFound", "Message": format!("no such resource: {path}")})),
+                    axum::Json(
+                        json!({"Type": "NotFound", "Message": format!("no such resource: {path}")}),
+                    ),
                 )
                     .into_response();
             }
