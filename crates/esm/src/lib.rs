@@ -802,8 +802,8 @@ impl Registry {
             .values()
             .filter(|e| {
                 let s = &e.record.spec;
-                event_source_arn.map_or(true, |a| s.event_source_arn == a)
-                    && function.as_ref().map_or(true, |(n, q)| {
+                event_source_arn.is_none_or(|a| s.event_source_arn == a)
+                    && function.as_ref().is_none_or(|(n, q)| {
                         s.function_name == *n
                             && (q.is_none()
                                 || q.as_deref().filter(|q| *q != "$LATEST")

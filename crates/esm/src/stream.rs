@@ -301,7 +301,7 @@ impl Poller {
             Ok(list) => list
                 .iter()
                 .find(|s| s.shard_id == shard_id)
-                .map_or(true, |s: &ShardInfo| s.ending_sequence_number.is_some()),
+                .is_none_or(|s: &ShardInfo| s.ending_sequence_number.is_some()),
             Err(_) => false,
         }
     }

@@ -105,7 +105,10 @@ async fn create_get_update_delete() {
     settle(&reg, &uuid, "Enabled").await;
     // It resumes where it stopped.
     rig.dispatch
-        .wait_for(|e| e.iter().any(|e| datas_of(e).contains(&"while disabled".into())))
+        .wait_for(|e| {
+            e.iter()
+                .any(|e| datas_of(e).contains(&"while disabled".into()))
+        })
         .await;
 
     let del = reg.delete(&uuid).await.unwrap();
@@ -127,7 +130,8 @@ async fn create_get_update_delete() {
 async fn refusals_carry_lambdas_errors() {
     let rig = Rig::new();
     let reg = rig.open();
-    let base = json!({ "FunctionName": "f", "EventSourceArn": STREAM, "StartingPosition": "LATEST" });
+    let base =
+        json!({ "FunctionName": "f", "EventSourceArn": STREAM, "StartingPosition": "LATEST" });
     let with = |extra: Value| {
         let mut b = base.clone();
         b.as_object_mut()
@@ -135,7 +139,10 @@ async fn refusals_carry_lambdas_errors() {
             .extend(extra.as_object().unwrap().clone());
         req(b)
     };
-    let e = reg.create(with(json!({ "BatchSize": 0 }))).await.unwrap_err();
+    let e = reg
+        .create(with(json!({ "BatchSize": 0 })))
+        .await
+        .unwrap_err();
     assert_eq!(e, EsmError::InvalidParameter("1 validation error detected: Value '0' at 'batchSize' failed to satisfy constraint: Member must have value greater than or equal to 1".into()));
     let e = reg
         .create(with(json!({ "FunctionName": "nope" })))
@@ -153,7 +160,9 @@ async fn refusals_carry_lambdas_errors() {
         )
     );
     let e = reg
-        .create(with(json!({ "EventSourceArn": "arn:aws:kinesis:us-east-1:123456789012:stream/missing" })))
+        .create(with(
+            json!({ "EventSourceArn": "arn:aws:kinesis:us-east-1:123456789012:stream/missing" }),
+        ))
         .await
         .unwrap_err();
     assert!(matches!(e, EsmError::InvalidParameter(m) if m.starts_with("Stream not found")));
@@ -163,10 +172,14 @@ async fn refusals_carry_lambdas_errors() {
         .unwrap_err();
     assert!(matches!(e, EsmError::InvalidParameter(m) if m.contains("startingPosition")));
     let e = reg
-        .create(with(json!({ "FilterCriteria": { "Filters": [{ "Pattern": "{\"a\": 1}" }] } })))
+        .create(with(
+            json!({ "FilterCriteria": { "Filters": [{ "Pattern": "{\"a\": 1}" }] } }),
+        ))
         .await
         .unwrap_err();
-    assert!(matches!(e, EsmError::InvalidParameter(m) if m.starts_with("Invalid filter pattern definition")));
+    assert!(
+        matches!(e, EsmError::InvalidParameter(m) if m.starts_with("Invalid filter pattern definition"))
+    );
     let e = reg
         .create(with(json!({ "DestinationConfig": { "OnFailure": { "Destination": "arn:aws:sqs:us-east-1:123456789012:nope" } } })))
         .await
@@ -232,7 +245,12 @@ async fn list_filters_and_pages() {
     let by_fn = reg.list(Some("f"), Some(STREAM), None, None).unwrap();
     assert_eq!(by_fn["EventSourceMappings"].as_array().unwrap().len(), 2);
     let none = reg
-        .list(None, Some("arn:aws:kinesis:us-east-1:123456789012:stream/other"), None, None)
+        .list(
+            None,
+            Some("arn:aws:kinesis:us-east-1:123456789012:stream/other"),
+            None,
+            None,
+        )
         .unwrap();
     assert_eq!(none["EventSourceMappings"], json!([]));
     let p1 = reg.list(None, None, None, Some(1)).unwrap();
@@ -272,14 +290,20 @@ async fn mappings_survive_a_restart() {
     assert_eq!(v["BatchSize"], 9);
     rig.stream.put("shard-0", "k", "after restart");
     rig.dispatch
-        .wait_for(|e| e.iter().any(|e| datas_of(e).contains(&"after restart".into())))
+        .wait_for(|e| {
+            e.iter()
+                .any(|e| datas_of(e).contains(&"after restart".into()))
+        })
         .await;
 }
 
 #[test]
 fn function_name_forms() {
     assert_eq!(split_function_name("f"), ("f".into(), None));
-    assert_eq!(split_function_name("f:live"), ("f".into(), Some("live".into())));
+    assert_eq!(
+        split_function_name("f:live"),
+        ("f".into(), Some("live".into()))
+    );
     assert_eq!(
         split_function_name("123456789012:function:f"),
         ("f".into(), None)

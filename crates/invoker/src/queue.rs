@@ -901,7 +901,11 @@ impl AsyncQueue {
         };
         let error_message = res
             .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.payload).ok())
-            .and_then(|v| v.get("errorMessage").and_then(|m| m.as_str()).map(str::to_string))
+            .and_then(|v| {
+                v.get("errorMessage")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
             .unwrap_or_else(|| "Event age exceeded".to_string());
         let error_message: String = error_message.chars().take(1024).collect();
         let string = |v: &str| MessageAttribute {

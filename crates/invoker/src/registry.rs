@@ -157,9 +157,17 @@ impl Invoker {
         let previous = self.get(&spec.name);
         if let Some(t) = &spec.dead_letter_target {
             // A target already stored stays valid (its queue may come back).
-            if previous.as_ref().and_then(|p| p.spec.dead_letter_target.as_ref()) != Some(t) {
+            if previous
+                .as_ref()
+                .and_then(|p| p.spec.dead_letter_target.as_ref())
+                != Some(t)
+            {
                 use nimbus_triggers::sinks::TargetKind;
-                self.check_target(t, &[TargetKind::Queue, TargetKind::Topic], "DeadLetterConfig")?;
+                self.check_target(
+                    t,
+                    &[TargetKind::Queue, TargetKind::Topic],
+                    "DeadLetterConfig",
+                )?;
             }
         }
         match (&mode, &previous) {
