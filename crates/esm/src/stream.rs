@@ -132,6 +132,7 @@ impl MappingSource for StreamSource {
             shards: self.shards.clone(),
             store: self.store.clone(),
             filters,
+            written: Default::default(),
         });
         tokio::spawn(poller.run())
     }
@@ -150,6 +151,9 @@ struct Poller {
     shards: Arc<dyn ShardSource>,
     store: Store,
     filters: Vec<nimbus_patterns::Pattern>,
+    /// The checkpoint last written per shard (a batch's lane and its end may
+    /// name the same record: one fsync, not two).
+    written: std::sync::Mutex<HashMap<String, String>>,
 }
 
 /// What one invoke of a batch came to.
@@ -418,6 +422,15 @@ impl Poller {
     }
 
     async fn checkpoint(&self, shard_id: &str, seq: &str) {
+        let written = |w: &std::sync::Mutex<HashMap<String, String>>| {
+            w.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(shard_id)
+                .is_some_and(|s| s == seq)
+        };
+        if written(&self.written) {
+            return;
+        }
         let cp = Checkpoint {
             sequence_number: Some(seq.to_string()),
             done: false,
@@ -428,7 +441,13 @@ impl Poller {
         for attempt in 0..5 {
             let (u, id, cp) = (u.clone(), id.clone(), cp.clone());
             match self.blocking(move |s| s.set_checkpoint(&u, &id, &cp)).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.written
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(shard_id.to_string(), seq.to_string());
+                    return;
+                }
                 Err(e) => {
                     tracing::error!(uuid = %self.spec.uuid, shard = shard_id, error = %e, "cannot write the checkpoint");
                     tokio::time::sleep(backoff(attempt)).await;
