@@ -294,3 +294,79 @@ def test_mappings_and_checkpoints_survive_kill_9(server_factory, tmp_path, data_
     assert sorted(set(got), key=int) == [str(i) for i in range(8)]
     dedup = [x for i, x in enumerate(got) if i == 0 or got[i - 1] != x]
     assert [int(x) for x in dedup] == sorted(int(x) for x in dedup)
+
+
+def test_dynamodb_stream_mapping_with_filter_and_on_failure(env, tmp_path):
+    server, lam, sqs, _, _ = env
+    kw = dict(
+        endpoint_url=server.api, region_name="us-east-1",
+        aws_access_key_id="AKIDESMTEST", aws_secret_access_key="secret",
+    )
+    ddb = boto3.client("dynamodb", **kw)
+    t = ddb.create_table(
+        TableName="esm-t",
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )["TableDescription"]
+    stream_arn = t["LatestStreamArn"]
+    out = tmp_path / "ddb.jsonl"
+    server.deploy("ddbrec", "python3.12", "app.handler", {"app.py": RECORDER}, environment={"OUT": str(out)})
+    with pytest.raises(ClientError) as e:
+        lam.create_event_source_mapping(FunctionName="ddbrec", EventSourceArn=stream_arn)
+    assert error_of(e)[0] == "InvalidParameterValueException"
+    m = lam.create_event_source_mapping(
+        FunctionName="ddbrec", EventSourceArn=stream_arn, StartingPosition="TRIM_HORIZON",
+        FilterCriteria={"Filters": [{"Pattern": json.dumps({"eventName": ["INSERT"]})}]},
+    )
+    assert m["FilterCriteria"] == {"Filters": [{"Pattern": json.dumps({"eventName": ["INSERT"]})}]}
+    ddb.put_item(TableName="esm-t", Item={"id": {"S": "a"}, "v": {"N": "1"}})
+    ddb.put_item(TableName="esm-t", Item={"id": {"S": "a"}, "v": {"N": "2"}})  # MODIFY: filtered out
+    ddb.put_item(TableName="esm-t", Item={"id": {"S": "b"}, "v": {"N": "3"}})
+
+    def recs():
+        return [r for ev in events(out) for r in ev.get("Records", [])]
+
+    wait_for(lambda: len(recs()) >= 2, timeout=30, what="stream records")
+    ddb.put_item(TableName="esm-t", Item={"id": {"S": "c"}, "v": {"N": "4"}})
+    wait_for(lambda: len(recs()) >= 3, timeout=30, what="a later insert")
+    got = recs()
+    assert [r["eventName"] for r in got] == ["INSERT"] * 3
+    assert [r["dynamodb"]["Keys"]["id"]["S"] for r in got] == ["a", "b", "c"]
+    assert got[0]["dynamodb"]["NewImage"] == {"id": {"S": "a"}, "v": {"N": "1"}}
+    assert got[0]["dynamodb"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+    assert got[0]["eventSource"] == "aws:dynamodb"
+    assert got[0]["eventSourceARN"] == stream_arn
+
+    # A failing function: its batch goes to the queue with DDBStreamBatchInfo.
+    server.deploy(
+        "ddbfail", "python3.12", "app.handler", {"app.py": RECORDER},
+        environment={"OUT": str(tmp_path / "f.jsonl"), "FAIL": "1"},
+    )
+    furl, farn = queue(sqs, "ddb-failures")
+    lam.create_event_source_mapping(
+        FunctionName="ddbfail", EventSourceArn=stream_arn, StartingPosition="LATEST",
+        MaximumRetryAttempts=1, BisectBatchOnFunctionError=True,
+        DestinationConfig={"OnFailure": {"Destination": farn}},
+    )
+    wait_for(
+        lambda: any(
+            x["FunctionArn"].endswith(":ddbfail") and x["State"] == "Enabled"
+            for x in lam.list_event_source_mappings(EventSourceArn=stream_arn)["EventSourceMappings"]
+        ),
+        timeout=20,
+    )
+    ddb.delete_item(TableName="esm-t", Key={"id": {"S": "b"}})
+    msgs = []
+    wait_for(
+        lambda: msgs.extend(sqs.receive_message(QueueUrl=furl, WaitTimeSeconds=1).get("Messages", [])) or msgs,
+        timeout=30, what="the failure record",
+    )
+    record = json.loads(msgs[0]["Body"])
+    assert record["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 2
+    info = record["DDBStreamBatchInfo"]
+    assert info["streamArn"] == stream_arn
+    assert info["batchSize"] == 1
+    assert info["startSequenceNumber"] == info["endSequenceNumber"]
