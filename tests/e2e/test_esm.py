@@ -370,3 +370,40 @@ def test_dynamodb_stream_mapping_with_filter_and_on_failure(env, tmp_path):
     assert info["streamArn"] == stream_arn
     assert info["batchSize"] == 1
     assert info["startSequenceNumber"] == info["endSequenceNumber"]
+
+
+def test_aws_cli_manages_mappings(env):
+    import os
+    import subprocess
+
+    from conftest import ROOT
+
+    server, lam, sqs, _, _ = env
+    _, arn = queue(sqs, "cli-queue")
+    cli_env = dict(
+        os.environ,
+        AWS_ACCESS_KEY_ID="AKIDESMTEST",
+        AWS_SECRET_ACCESS_KEY="secret",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+
+    def aws(*args, ok=True):
+        p = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "aws"), "--endpoint-url", server.api, "--output", "json", "lambda", *args],
+            capture_output=True, text=True, env=cli_env, timeout=60,
+        )
+        assert (p.returncode == 0) == ok, p.stderr
+        return json.loads(p.stdout) if ok and p.stdout.strip() else p.stderr
+
+    m = aws("create-event-source-mapping", "--function-name", "rec", "--event-source-arn", arn,
+            "--batch-size", "3", "--no-enabled")
+    assert m["State"] == "Creating" and m["BatchSize"] == 3
+    listed = aws("list-event-source-mappings", "--event-source-arn", arn)["EventSourceMappings"]
+    assert [x["UUID"] for x in listed] == [m["UUID"]]
+    settle(lam, m["UUID"], "Disabled")
+    up = aws("update-event-source-mapping", "--uuid", m["UUID"], "--batch-size", "4")
+    assert up["State"] == "Updating" and up["BatchSize"] == 4
+    settle(lam, m["UUID"], "Disabled")
+    err = aws("get-event-source-mapping", "--uuid", "nope", ok=False)
+    assert "ResourceNotFoundException" in err
+    assert aws("delete-event-source-mapping", "--uuid", m["UUID"])["State"] == "Deleting"
