@@ -407,3 +407,22 @@ def test_aws_cli_manages_mappings(env):
     err = aws("get-event-source-mapping", "--uuid", "nope", ok=False)
     assert "ResourceNotFoundException" in err
     assert aws("delete-event-source-mapping", "--uuid", m["UUID"])["State"] == "Deleting"
+
+
+def test_nimbus_mappings_lists_them(env):
+    server, lam, sqs, _, _ = env
+    _, arn = queue(sqs, "cli-listed")
+    m = lam.create_event_source_mapping(FunctionName="rec", EventSourceArn=arn, BatchSize=6)
+    settle(lam, m["UUID"], "Enabled")
+    p = server.cli("mappings", "--source", arn)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].split()[:4] == ["UUID", "STATE", "FUNCTION", "BATCH"]
+    row = lines[1].split()
+    assert row[:4] == [m["UUID"], "Enabled", "rec", "6"]
+    assert row[-1] == arn
+    assert len(lines) == 2
+    p = server.cli("mappings", "--function", "no-such-function")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "no event-source mappings"
+    lam.delete_event_source_mapping(UUID=m["UUID"])
