@@ -426,3 +426,48 @@ def test_nimbus_mappings_lists_them(env):
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "no event-source mappings"
     lam.delete_event_source_mapping(UUID=m["UUID"])
+
+
+PARTIAL = """
+import json, os
+def handler(event, context):
+    failed = []
+    with open(os.environ["OUT"], "a") as f:
+        for r in event["Records"]:
+            f.write(json.dumps({"id": r["messageId"], "body": r["body"]}) + "\\n")
+            if json.loads(r["body"]).get("bad") and not os.path.exists(os.environ["OUT"] + "." + r["messageId"]):
+                open(os.environ["OUT"] + "." + r["messageId"], "w").close()
+                failed.append({"itemIdentifier": r["messageId"]})
+    return {"batchItemFailures": failed}
+"""
+
+
+def test_sqs_mapping_filters_and_partial_failures(env, tmp_path):
+    server, lam, sqs, _, _ = env
+    out = tmp_path / "partial.jsonl"
+    server.deploy("partial", "python3.12", "app.handler", {"app.py": PARTIAL}, environment={"OUT": str(out)})
+    url, arn = queue(sqs, "partial")
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "1"})
+    m = lam.create_event_source_mapping(
+        FunctionName="partial", EventSourceArn=arn, BatchSize=10,
+        FunctionResponseTypes=["ReportBatchItemFailures"],
+        FilterCriteria={"Filters": [{"Pattern": json.dumps({"body": {"keep": [True]}})}]},
+    )
+    assert m["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    settle(lam, m["UUID"], "Enabled")
+    for body in ({"keep": True, "n": 1}, {"keep": False, "n": 2}, {"keep": True, "bad": True, "n": 3}):
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body))
+
+    def seen():
+        return [json.loads(e["body"])["n"] for e in events(out)]
+
+    # The bad one fails once, comes back after its visibility timeout, then succeeds.
+    wait_for(lambda: sorted(seen()) == [1, 3, 3], timeout=30, what="the retried message")
+    assert 2 not in seen()
+
+    def drained():
+        a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        return a["ApproximateNumberOfMessages"] == "0" and a["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+    wait_for(drained, timeout=30, what="the queue to drain")
+    lam.delete_event_source_mapping(UUID=m["UUID"])
