@@ -79,6 +79,8 @@ enum Command {
     /// Manage usage plans: the throttle and quota of API keys.
     #[command(subcommand, name = "usage-plan")]
     UsagePlan(commands::usage_plan::Cmd),
+    /// List event-source mappings (queues and streams feeding functions).
+    Mappings(commands::mappings::Args),
     /// Summarise the server's Prometheus metrics (GET /metrics).
     Metrics(commands::metrics::Args),
     /// Metered usage per function, priced as AWS Lambda would charge it.
@@ -122,6 +124,7 @@ fn main() {
                     Command::Authorizer(c) => commands::authorizer::run(&client, c).await,
                     Command::Apikey(c) => commands::apikey::run(&client, c).await,
                     Command::UsagePlan(c) => commands::usage_plan::run(&client, c).await,
+                    Command::Mappings(a) => commands::mappings::run(&client, a).await,
                     Command::Metrics(a) => commands::metrics::run(&client, a).await,
                     Command::Cost(a) => commands::cost::run(&client, a).await,
                     Command::Keys(c) => commands::keys::run(&client, c).await,

@@ -13,6 +13,7 @@ pub mod invoke;
 pub mod keys;
 pub mod logs;
 pub mod ls;
+pub mod mappings;
 pub mod metrics;
 pub mod rm;
 pub mod route;
