@@ -297,7 +297,7 @@ class Receiver:
         class H(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                outer.requests.append({"path": self.path, "headers": dict(self.headers), "body": body.decode()})
+                outer.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body.decode()})
                 self.send_response(outer.status)
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -337,8 +337,8 @@ def test_api_destination_with_basic_auth_and_http_parameters(eb, receiver):
     eb.put_events(Entries=[{"Source": "com.hook", "DetailType": "Ping", "Detail": '{"hello": "world"}'}])
     req = wait_for(lambda: receiver.requests, timeout=30, what="the HTTP call")[0]
     assert req["path"] == "/hooks/orders?q=v"
-    assert req["headers"]["Authorization"] == "Basic dTpw"
-    assert req["headers"]["X-Shop"] == "1"
+    assert req["headers"]["authorization"] == "Basic dTpw"
+    assert req["headers"]["x-shop"] == "1"
     assert json.loads(req["body"]) == {"hello": "world"}
 
 

@@ -238,6 +238,9 @@ async fn run(inner: &Arc<Inner>, op: Op, v: Value) -> R {
         Op::DescribeConnection => describe_connection(inner, &v),
         Op::ListConnections => list_connections(inner, &v),
         Op::DeleteConnection => delete_connection(inner, &v),
+        Op::UpdateConnection => update_connection(inner, &v),
+        Op::DeauthorizeConnection => deauthorize_connection(inner, &v),
+        Op::UpdateApiDestination => update_destination(inner, &v),
         Op::CreateApiDestination => create_destination(inner, &v),
         Op::DescribeApiDestination => describe_destination(inner, &v),
         Op::ListApiDestinations => list_destinations(inner, &v),
@@ -1525,6 +1528,116 @@ fn delete_connection(inner: &Inner, v: &Value) -> R {
     Ok(
         json!({"ConnectionArn": c.arn, "ConnectionState": "DELETING", "CreationTime": ts(c.created_ms), "LastModifiedTime": ts(now_ms())}),
     )
+}
+
+/// Merge `patch` into `base` (objects recursively; anything else replaces).
+fn merge(base: &mut Value, patch: &Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, p) => *b = p.clone(),
+    }
+}
+
+fn no_connection(name: &str) -> AwsError {
+    not_found(format!(
+        "Failed to describe the connection(s). Connection '{name}' does not exist."
+    ))
+}
+
+fn update_connection(inner: &Inner, v: &Value) -> R {
+    let name = required(v, "Name", "name")?;
+    let mut st = inner.lock();
+    let mut c = st
+        .connections
+        .get(name)
+        .cloned()
+        .ok_or_else(|| no_connection(name))?;
+    if let Some(d) = str_of(v, "Description") {
+        c.description = Some(d.to_string());
+    }
+    if let Some(kind) = str_of(v, "AuthorizationType") {
+        if !["BASIC", "API_KEY", "OAUTH_CLIENT_CREDENTIALS"].contains(&kind) {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{kind}' at 'authorizationType' failed to satisfy constraint: Member must satisfy enum value set: [BASIC, OAUTH_CLIENT_CREDENTIALS, API_KEY]"
+            )));
+        }
+        c.authorization_type = kind.to_string();
+    }
+    if let Some(a) = v.get("AuthParameters") {
+        merge(&mut c.auth, a);
+    }
+    c.modified_ms = now_ms();
+    persist(inner, K_CONNECTION, name, &c)?;
+    let out = json!({"ConnectionArn": c.arn, "ConnectionState": "AUTHORIZED", "CreationTime": ts(c.created_ms), "LastModifiedTime": ts(c.modified_ms), "LastAuthorizedTime": ts(c.modified_ms)});
+    st.connections.insert(name.to_string(), c);
+    Ok(out)
+}
+
+fn deauthorize_connection(inner: &Inner, v: &Value) -> R {
+    let name = required(v, "Name", "name")?;
+    let mut st = inner.lock();
+    let mut c = st
+        .connections
+        .get(name)
+        .cloned()
+        .ok_or_else(|| no_connection(name))?;
+    // The secrets go; the connection stays until it is updated with new ones.
+    c.auth = public_auth(&c.auth);
+    c.modified_ms = now_ms();
+    persist(inner, K_CONNECTION, name, &c)?;
+    let out = json!({"ConnectionArn": c.arn, "ConnectionState": "DEAUTHORIZED", "CreationTime": ts(c.created_ms), "LastModifiedTime": ts(c.modified_ms)});
+    st.connections.insert(name.to_string(), c);
+    Ok(out)
+}
+
+fn update_destination(inner: &Inner, v: &Value) -> R {
+    let name = required(v, "Name", "name")?;
+    let mut st = inner.lock();
+    let mut d = st.destinations.get(name).cloned().ok_or_else(|| {
+        not_found(format!(
+            "Failed to describe the api-destination(s). An api-destination '{name}' does not exist."
+        ))
+    })?;
+    if let Some(x) = str_of(v, "Description") {
+        d.description = Some(x.to_string());
+    }
+    if let Some(c) = str_of(v, "ConnectionArn") {
+        if !st.connections.values().any(|x| x.arn == c) {
+            return Err(not_found(format!("Connection '{c}' does not exist.")));
+        }
+        d.connection_arn = c.to_string();
+    }
+    if let Some(e) = str_of(v, "InvocationEndpoint") {
+        if !(e.starts_with("https://") || e.starts_with("http://")) {
+            return Err(validation(
+                "Parameter InvocationEndpoint is not valid. Reason: the endpoint must be an HTTP(S) URL.",
+            ));
+        }
+        d.endpoint = e.to_string();
+    }
+    if let Some(m) = str_of(v, "HttpMethod") {
+        if !["POST", "GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"].contains(&m) {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{m}' at 'httpMethod' failed to satisfy constraint: Member must satisfy enum value set: [POST, GET, HEAD, OPTIONS, PUT, PATCH, DELETE]"
+            )));
+        }
+        d.method = m.to_string();
+    }
+    if let Some(r) = v
+        .get("InvocationRateLimitPerSecond")
+        .and_then(Value::as_i64)
+    {
+        d.rate_limit = Some(r);
+    }
+    d.modified_ms = now_ms();
+    persist(inner, K_DESTINATION, name, &d)?;
+    let out = json!({"ApiDestinationArn": d.arn, "ApiDestinationState": "ACTIVE", "CreationTime": ts(d.created_ms), "LastModifiedTime": ts(d.modified_ms)});
+    st.destinations.insert(name.to_string(), d);
+    Ok(out)
 }
 
 fn create_destination(inner: &Inner, v: &Value) -> R {
