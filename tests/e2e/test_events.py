@@ -432,3 +432,55 @@ def test_js_sdk_v3(server):
     assert res["rules"] == ["js-rule"]
     assert res["err"] == {"name": "InvalidEventPatternException", "status": 400,
                           "message": "Event pattern is not valid. Reason: Nonstandard IP address: bad"}
+
+
+def sqs_client(server):
+    return boto3.client(
+        "sqs",
+        endpoint_url=server.api,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
+def receive_all(sqs, url, n, **kw):
+    got = []
+
+    def more():
+        r = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, **kw)
+        for m in r.get("Messages", []):
+            got.append(m)
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        return len(got) >= n
+
+    wait_for(more, timeout=60, interval=0, what=f"{n} messages on {url}")
+    return got
+
+
+def test_sqs_fifo_target_and_dead_letter_queue(server, eb):
+    sqs = sqs_client(server)
+    fifo = sqs.create_queue(QueueName="eb-orders.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    dlq = sqs.create_queue(QueueName="eb-dlq")["QueueUrl"]
+    q_arn = lambda url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    eb.put_rule(Name="to-fifo", EventPattern=json.dumps({"source": ["com.fifo"]}))
+    eb.put_targets(Rule="to-fifo", Targets=[
+        {"Id": "q", "Arn": q_arn(fifo), "SqsParameters": {"MessageGroupId": "g1"}, "InputPath": "$.detail"},
+        # A function that does not exist: not retriable, so straight to the dead-letter queue.
+        {"Id": "gone", "Arn": fn_arn("never-deployed"), "DeadLetterConfig": {"Arn": q_arn(dlq)},
+         "RetryPolicy": {"MaximumRetryAttempts": 0}},
+    ])
+    ids = []
+    for i in range(3):
+        res = eb.put_events(Entries=[{"Source": "com.fifo", "DetailType": "T", "Detail": json.dumps({"n": i})}])
+        ids.append(res["Entries"][0]["EventId"])
+    msgs = receive_all(sqs, fifo, 3, AttributeNames=["MessageGroupId"])
+    assert [json.loads(m["Body"]) for m in msgs] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert {m["Attributes"]["MessageGroupId"] for m in msgs} == {"g1"}
+    dead = receive_all(sqs, dlq, 3, MessageAttributeNames=["All"])
+    assert sorted(json.loads(m["Body"])["id"] for m in dead) == sorted(ids)
+    attrs = dead[0]["MessageAttributes"]
+    assert attrs["RULE_ARN"]["StringValue"].endswith(":rule/to-fifo")
+    assert attrs["TARGET_ARN"]["StringValue"] == fn_arn("never-deployed")
+    assert attrs["ERROR_CODE"]["StringValue"] == "ResourceNotFoundException"

@@ -523,33 +523,37 @@ fn urlencode(s: &str) -> String {
 
 // ---- schedules ----
 
-async fn schedules(inner: Arc<Inner>) {
-    loop {
-        let now = now_ms();
-        let mut due = Vec::new();
-        let mut next: Option<i64> = None;
-        {
-            let st = inner.lock();
-            for r in st.rules.values().filter(|r| r.enabled()) {
-                let Some(expr) = r
-                    .schedule
-                    .as_deref()
-                    .and_then(|s| nimbus_schedule_expr::Expression::parse(s).ok())
-                else {
-                    continue;
-                };
-                let from = r.last_fired_ms.unwrap_or(r.anchor_ms).max(r.anchor_ms);
-                let tz = chrono_tz::UTC;
-                match expr.latest_in(from, now, r.anchor_ms, tz) {
-                    Some(t) => due.push((r.clone(), t)),
-                    None => {
-                        if let Some(t) = expr.next_after(from, r.anchor_ms, tz) {
-                            next = Some(next.map_or(t, |n: i64| n.min(t)));
-                        }
-                    }
+/// The schedule rules due at `now` (each with the fire time it owes: the latest
+/// in the span since its last fire, so a long outage fires once), and when the next
+/// one falls due.
+pub(crate) fn due_schedules(st: &State, now: i64) -> (Vec<(crate::state::Rule, i64)>, Option<i64>) {
+    let mut due = Vec::new();
+    let mut next: Option<i64> = None;
+    for r in st.rules.values().filter(|r| r.enabled()) {
+        let Some(expr) = r
+            .schedule
+            .as_deref()
+            .and_then(|s| nimbus_schedule_expr::Expression::parse(s).ok())
+        else {
+            continue;
+        };
+        let from = r.last_fired_ms.unwrap_or(r.anchor_ms).max(r.anchor_ms);
+        let tz = chrono_tz::UTC;
+        match expr.latest_in(from, now, r.anchor_ms, tz) {
+            Some(t) => due.push((r.clone(), t)),
+            None => {
+                if let Some(t) = expr.next_after(from, r.anchor_ms, tz) {
+                    next = Some(next.map_or(t, |n: i64| n.min(t)));
                 }
             }
         }
+    }
+    (due, next)
+}
+
+async fn schedules(inner: Arc<Inner>) {
+    loop {
+        let (due, next) = due_schedules(&inner.lock(), now_ms());
         if due.is_empty() {
             wait(&inner.schedules, next).await;
             continue;

@@ -114,6 +114,18 @@ impl Frontend for EventsFrontend {
 /// default bus, start the outbox drain and the schedule timer, register the bus
 /// sink.
 pub fn start(ctx: &ServiceContext) -> Result<Service, StartError> {
+    let inner = open(ctx)?;
+    deliver::spawn(inner.clone());
+    ctx.sinks
+        .register_buses(Arc::new(deliver::Sink(inner.clone())));
+    Ok(Service {
+        frontend: Arc::new(EventsFrontend(inner.clone())),
+        admin: Some(Arc::new(admin::Admin(inner))),
+    })
+}
+
+/// Open the store, load the resources, make the default bus.
+fn open(ctx: &ServiceContext) -> Result<Arc<Inner>, StartError> {
     let err = |e: &dyn std::fmt::Display| StartError::new("events", e);
     let store = store::Store::open(&ctx.data_dir.join("eventbridge.db")).map_err(|e| err(&e))?;
     let state = State::load(&store).map_err(|e| err(&e))?;
@@ -152,11 +164,8 @@ pub fn start(ctx: &ServiceContext) -> Result<Service, StartError> {
             st.buses.insert("default".into(), bus);
         }
     }
-    deliver::spawn(inner.clone());
-    ctx.sinks
-        .register_buses(Arc::new(deliver::Sink(inner.clone())));
-    Ok(Service {
-        frontend: Arc::new(EventsFrontend(inner.clone())),
-        admin: Some(Arc::new(admin::Admin(inner))),
-    })
+    Ok(inner)
 }
+
+#[cfg(test)]
+mod tests;
