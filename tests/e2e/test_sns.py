@@ -51,7 +51,8 @@ def validator(server, version="1"):
 
 
 class Receiver:
-    """A real HTTP subscriber: records every POST; answers `status`."""
+    """A real HTTP subscriber: queues every POST it accepts (`next`), keeps the
+    notifications among them (`all`); answers `status`."""
 
     def __init__(self):
         self.messages = queue.Queue()
@@ -66,7 +67,8 @@ class Receiver:
                 code = outer.status
                 if code == 200:
                     rec = {"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
-                    outer.all.append(rec)
+                    if rec["headers"].get("x-amz-sns-message-type") == "Notification":
+                        outer.all.append(rec)
                     outer.messages.put(rec)
                 self.send_response(code)
                 self.send_header("content-length", "0")

@@ -8,6 +8,9 @@ use nimbus_protocol::{query_response, AwsError, XmlWriter};
 use nimbus_svc_common::Call;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Writes a successful answer from its result's members.
+type Answer<'a> = dyn Fn(&dyn Fn(&mut XmlWriter)) -> Response + 'a;
+
 /// The form parameters of one request.
 pub struct Params(pub Vec<(String, String)>);
 
@@ -339,11 +342,7 @@ pub fn handle(sns: &Sns, call: &Call<Op>) -> Response {
     }
 }
 
-fn publish_batch(
-    sns: &Sns,
-    p: &Params,
-    ok: &dyn Fn(&dyn Fn(&mut XmlWriter)) -> Response,
-) -> Result<Response, AwsError> {
+fn publish_batch(sns: &Sns, p: &Params, ok: &Answer<'_>) -> Result<Response, AwsError> {
     let topic = p.req("TopicArn")?;
     validate_arn(topic, "TopicArn")?;
     let base = "PublishBatchRequestEntries.member";

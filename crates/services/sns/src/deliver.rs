@@ -369,6 +369,12 @@ fn envelope_attributes(attrs: &BTreeMap<String, Attr>) -> Value {
 
 /// Write an object with its keys in this order.
 fn ordered(fields: &[(&str, Value)]) -> String {
+    let raw: Vec<(&str, String)> = fields.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    ordered_raw(&raw)
+}
+
+/// [`ordered`] with values that are JSON text already.
+fn ordered_raw(fields: &[(&str, String)]) -> String {
     let mut out = String::from("{");
     for (i, (k, v)) in fields.iter().enumerate() {
         if i > 0 {
@@ -376,7 +382,7 @@ fn ordered(fields: &[(&str, Value)]) -> String {
         }
         out.push_str(&Value::String((*k).to_string()).to_string());
         out.push(':');
-        out.push_str(&v.to_string());
+        out.push_str(v);
     }
     out.push('}');
     out
@@ -462,27 +468,28 @@ pub fn lambda_event(sns: &Sns, sub: &Subscription, msg: &StoredMessage, body: &s
         ("Message", Some(body)),
         ("Timestamp", Some(&msg.timestamp)),
     ]);
-    json!({
-        "Records": [{
-            "EventSource": "aws:sns",
-            "EventVersion": "1.0",
-            "EventSubscriptionArn": sub.arn,
-            "Sns": {
-                "Type": "Notification",
-                "MessageId": msg.message_id,
-                "TopicArn": msg.topic_arn,
-                "Subject": msg.subject,
-                "Message": body,
-                "Timestamp": msg.timestamp,
-                "SignatureVersion": version,
-                "Signature": sns.signer.sign(version, &text),
-                "SigningCertUrl": sns.cert_url(),
-                "UnsubscribeUrl": sns.unsubscribe_url(&sub.arn),
-                "MessageAttributes": envelope_attributes(&msg.attributes),
-            }
-        }]
-    })
-    .to_string()
+    let s = |v: &str| Value::String(v.to_string());
+    let sns_obj = ordered(&[
+        ("Type", s("Notification")),
+        ("MessageId", s(&msg.message_id)),
+        ("TopicArn", s(&msg.topic_arn)),
+        ("Subject", msg.subject.as_deref().map_or(Value::Null, s)),
+        ("Message", s(body)),
+        ("Timestamp", s(&msg.timestamp)),
+        ("SignatureVersion", s(version)),
+        ("Signature", s(&sns.signer.sign(version, &text))),
+        ("SigningCertUrl", s(&sns.cert_url())),
+        ("UnsubscribeUrl", s(&sns.unsubscribe_url(&sub.arn))),
+        ("MessageAttributes", envelope_attributes(&msg.attributes)),
+    ]);
+    let q = |v: &str| Value::String(v.to_string()).to_string();
+    let record = ordered_raw(&[
+        ("EventSource", q("aws:sns")),
+        ("EventVersion", q("1.0")),
+        ("EventSubscriptionArn", q(&sub.arn)),
+        ("Sns", sns_obj),
+    ]);
+    format!("{{\"Records\":[{record}]}}")
 }
 
 async fn send(sns: &Arc<Sns>, sub: &Subscription, msg: &StoredMessage) -> Result<(), Failure> {

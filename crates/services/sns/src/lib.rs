@@ -18,6 +18,9 @@
 //! `SubscribeURL` and `UnsubscribeURL` targets) are the only ones the edge
 //! serves without a signature, as AWS serves them.
 
+// Operations answer `AwsError` (the wire's error, as nimbus-protocol does).
+#![allow(clippy::result_large_err)]
+
 pub mod api;
 pub mod deliver;
 pub mod model;

@@ -287,15 +287,14 @@ pub fn validate_attributes(attrs: &BTreeMap<String, Attr>) -> Result<(), AwsErro
                     )));
                 }
             }
-            "Binary" => {
+            "Binary"
                 if base64::engine::general_purpose::STANDARD
                     .decode(a.value())
-                    .is_err()
-                {
-                    return Err(invalid_value(format!(
-                        "The message attribute '{name}' has an invalid binary value."
-                    )));
-                }
+                    .is_err() =>
+            {
+                return Err(invalid_value(format!(
+                    "The message attribute '{name}' has an invalid binary value."
+                )));
             }
             _ => {}
         }

@@ -44,6 +44,10 @@ pub struct Sns {
     pub http: reqwest::Client,
 }
 
+/// One message's outcome in a publish: its id and, on a FIFO topic, its
+/// sequence number.
+pub type Published = Result<(String, Option<String>), AwsError>;
+
 /// What a `Publish` carries.
 #[derive(Debug, Clone, Default)]
 pub struct PublishInput {
@@ -810,7 +814,7 @@ impl Sns {
         &self,
         topic_arn: &str,
         inputs: Vec<PublishInput>,
-    ) -> Result<Vec<Result<(String, Option<String>), AwsError>>, AwsError> {
+    ) -> Result<Vec<Published>, AwsError> {
         let mut inner = self.lock();
         let topic = Self::topic(&inner, topic_arn)?.clone();
         let subs: Vec<Subscription> = inner
@@ -1053,12 +1057,13 @@ fn validate_topic_attr(name: &str, value: &str, fifo: bool) -> Result<(), AwsErr
         return Err(invalid_parameter("Invalid parameter: AttributeName"));
     }
     match name {
-        "Policy" | "DataProtectionPolicy" | "ArchivePolicy" if !value.is_empty() => {
-            if !serde_json::from_str::<Value>(value).is_ok_and(|v| v.is_object()) {
-                return Err(invalid_parameter(format!(
-                    "Invalid parameter: {name} Error: failed to parse JSON"
-                )));
-            }
+        "Policy" | "DataProtectionPolicy" | "ArchivePolicy"
+            if !value.is_empty()
+                && !serde_json::from_str::<Value>(value).is_ok_and(|v| v.is_object()) =>
+        {
+            return Err(invalid_parameter(format!(
+                "Invalid parameter: {name} Error: failed to parse JSON"
+            )));
         }
         "DeliveryPolicy" if !value.is_empty() => validate_delivery_policy(value)?,
         "SignatureVersion" if !matches!(value, "1" | "2") => {
