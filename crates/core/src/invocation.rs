@@ -56,6 +56,8 @@ pub enum Trigger {
     /// An HTTP route on the gateway.
     Http,
     Schedule,
+    /// An SQS event-source mapping's poller.
+    Sqs,
 }
 
 impl Trigger {
@@ -65,6 +67,7 @@ impl Trigger {
             Trigger::Event => "event",
             Trigger::Http => "http",
             Trigger::Schedule => "schedule",
+            Trigger::Sqs => "sqs",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -73,6 +76,7 @@ impl Trigger {
             "event" => Trigger::Event,
             "http" => Trigger::Http,
             "schedule" => Trigger::Schedule,
+            "sqs" => Trigger::Sqs,
             _ => return None,
         })
     }
