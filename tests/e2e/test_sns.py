@@ -539,3 +539,29 @@ def test_fan_out_to_sqs_with_raw_delivery_and_a_dead_letter_queue(server):
     wait_for(lambda: dead.extend(sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=1)
                                  .get("Messages", [])) or dead, timeout=60, what="the dead letter")
     assert json.loads(dead[0]["Body"])["MessageId"] == mid
+
+
+def test_fifo_topic_to_fifo_queue_keeps_group_order(server):
+    sqs = sqs_available(server)
+    if sqs is None:
+        pytest.skip("SQS answers NotImplemented in this build (SQS lands on its own branch)")
+    c = sns(server)
+    topic = c.create_topic(Name="ordered.fifo", Attributes={"FifoTopic": "true"})["TopicArn"]
+    url = sqs.create_queue(QueueName="ordered.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    c.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    for i in range(10):
+        c.publish(TopicArn=topic, Message=f"m{i}", MessageGroupId="g", MessageDeduplicationId=f"d{i}")
+    c.publish(TopicArn=topic, Message="dup", MessageGroupId="g", MessageDeduplicationId="d0")
+    got = []
+    for _ in range(30):
+        if len(got) >= 10:
+            break
+        r = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=5,
+                                AttributeNames=["MessageGroupId"])
+        for m in r.get("Messages", []):
+            got.append((m["Body"], m["Attributes"]["MessageGroupId"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    assert got == [(f"m{i}", "g") for i in range(10)]
+    wait_for(lambda: drained(server), timeout=30, what="an empty outbox")
+    assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages", []) == []
