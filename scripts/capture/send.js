@@ -116,6 +116,8 @@ const CASES = {
   "kinesis-ListStreams": () => send("@aws-sdk/client-kinesis", "KinesisClient", "ListStreamsCommand"),
   "events-ListEventBuses": () =>
     send("@aws-sdk/client-eventbridge", "EventBridgeClient", "ListEventBusesCommand"),
+  "events-ListEndpoints": () =>
+    send("@aws-sdk/client-eventbridge", "EventBridgeClient", "ListEndpointsCommand"),
   "secretsmanager-ListSecrets": () =>
     send("@aws-sdk/client-secrets-manager", "SecretsManagerClient", "ListSecretsCommand"),
   "ssm-DescribeParameters": () => send("@aws-sdk/client-ssm", "SSMClient", "DescribeParametersCommand"),
