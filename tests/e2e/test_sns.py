@@ -281,7 +281,7 @@ def test_confirm_subscription_api_and_pending_state(server):
 def test_filter_policies_on_attributes_and_body(server):
     c = sns(server)
     topic = c.create_topic(Name="filtered")["TopicArn"]
-    by_attr, by_body, everything = Receiver(), Receiver(), Receiver()
+    by_attr, by_body, by_number, everything = Receiver(), Receiver(), Receiver(), Receiver()
     try:
         confirmed_http_subscription(server, c, topic, by_attr, RawMessageDelivery="true",
                                     FilterPolicy=json.dumps({"store": ["example_corp"],
@@ -289,6 +289,9 @@ def test_filter_policies_on_attributes_and_body(server):
         confirmed_http_subscription(server, c, topic, by_body, RawMessageDelivery="true",
                                     FilterPolicyScope="MessageBody",
                                     FilterPolicy=json.dumps({"order": {"status": ["paid"]}}))
+        confirmed_http_subscription(server, c, topic, by_number, RawMessageDelivery="true",
+                                    FilterPolicy=json.dumps({"price": [{"numeric": [">", 10, "<=", 100]}],
+                                                             "region": [{"anything-but": ["eu"]}]}))
         confirmed_http_subscription(server, c, topic, everything, RawMessageDelivery="true")
 
         def attrs(store, kind):
@@ -302,12 +305,17 @@ def test_filter_policies_on_attributes_and_body(server):
         c.publish(TopicArn=topic, Message=json.dumps({"order": {"status": "paid"}}))
         c.publish(TopicArn=topic, Message=json.dumps({"order": {"status": "new"}}))
         c.publish(TopicArn=topic, Message="not json")
-        wait_for(lambda: len(everything.all) == 6, timeout=30, what="six deliveries")
+        for price, region in [(5, "us"), (50, "us"), (100, "ap"), (150, "us"), (60, "eu")]:
+            c.publish(TopicArn=topic, Message=f"p{price}{region}", MessageAttributes={
+                "price": {"DataType": "Number", "StringValue": str(price)},
+                "region": {"DataType": "String", "StringValue": region}})
+        wait_for(lambda: len(everything.all) == 11, timeout=30, what="eleven deliveries")
         wait_for(lambda: drained(server), timeout=30, what="an empty outbox")
         assert sorted(m["body"] for m in by_attr.all) == ["m1", "m3"]
         assert [json.loads(m["body"]) for m in by_body.all] == [{"order": {"status": "paid"}}]
+        assert sorted(m["body"] for m in by_number.all) == ["p100ap", "p50us"]
     finally:
-        for r in (by_attr, by_body, everything):
+        for r in (by_attr, by_body, by_number, everything):
             r.close()
 
 

@@ -311,78 +311,31 @@ pub fn message_size(message: &str, attrs: &BTreeMap<String, Attr>) -> usize {
             .sum::<usize>()
 }
 
-/// Validate and compile a `FilterPolicy` with SNS's limits: a JSON object, at
-/// most 5 keys in total (attribute scope: the top-level keys; body scope: the
-/// leaf keys), at most 150 combinations of values.
+/// Validate and compile a `FilterPolicy`: SNS's limits and errors are the
+/// pattern engine's ([`Pattern::parse_filter_policy`]: 5 keys, 150
+/// combinations); the `MessageAttributes` scope also refuses nested objects.
 pub fn compile_filter_policy(text: &str, body_scope: bool) -> Result<Pattern, AwsError> {
-    let fail =
-        |reason: &str| invalid_parameter(format!("Invalid parameter: FilterPolicy: {reason}"));
-    let v: Value =
-        serde_json::from_str(text).map_err(|e| fail(&format!("failed to parse JSON. {e}")))?;
-    let Value::Object(obj) = &v else {
-        return Err(fail("Filter policy must be a JSON object"));
-    };
-    if obj.is_empty() {
-        return Err(fail("Filter policy can not be empty"));
+    fn flat(o: &serde_json::Map<String, Value>) -> bool {
+        o.iter().all(|(k, v)| match (k.as_str(), v) {
+            ("$or", Value::Array(alts)) => alts.iter().all(|a| match a {
+                Value::Object(inner) => flat(inner),
+                _ => true,
+            }),
+            (_, Value::Object(_)) => false,
+            _ => true,
+        })
     }
-    // Leaf keys and the product of their alternatives.
-    fn walk(
-        v: &Value,
-        keys: &mut usize,
-        combos: &mut u64,
-        depth: usize,
-        body: bool,
-    ) -> Result<(), String> {
-        match v {
-            Value::Object(o) => {
-                if depth > 0 && !body {
-                    return Err("Filter policy scope MessageAttributes does not support nested filter policy".into());
-                }
-                for (k, child) in o {
-                    if k == "$or" {
-                        let Value::Array(alts) = child else {
-                            return Err("$or must be an array".into());
-                        };
-                        for a in alts {
-                            walk(a, keys, combos, depth + 1, body || depth == 0)?;
-                        }
-                        continue;
-                    }
-                    match child {
-                        Value::Array(alts) => {
-                            *keys += 1;
-                            *combos = combos.saturating_mul(alts.len().max(1) as u64);
-                            if alts.is_empty() {
-                                return Err(format!("Empty arrays are not allowed: {k}"));
-                            }
-                        }
-                        Value::Object(_) => walk(child, keys, combos, depth + 1, body)?,
-                        _ => return Err(format!("\"{k}\" must be an object or an array")),
-                    }
-                }
-                Ok(())
+    if !body_scope {
+        if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(text) {
+            if !flat(&o) {
+                return Err(invalid_parameter(
+                    "Invalid parameter: FilterPolicy: Filter policy scope MessageAttributes does \
+                     not support nested filter policy",
+                ));
             }
-            _ => Err("Filter policy must be a JSON object".into()),
         }
     }
-    let (mut keys, mut combos) = (0usize, 1u64);
-    walk(&v, &mut keys, &mut combos, 0, body_scope).map_err(|r| fail(&r))?;
-    if keys > 5 {
-        return Err(fail("Filter policy can not have more than 5 keys"));
-    }
-    if combos > 150 {
-        return Err(fail(&format!(
-            "Filter policy is too complex: {combos} combinations, at most 150 are allowed"
-        )));
-    }
-    Pattern::from_value(&v).map_err(|e| {
-        let m = e.to_string();
-        let reason = m
-            .strip_prefix("Event pattern is not valid. Reason: ")
-            .unwrap_or(&m)
-            .to_string();
-        fail(&reason)
-    })
+    Pattern::parse_filter_policy(text).map_err(|e| invalid_parameter(e.to_string()))
 }
 
 /// Topic names: 1–256 of `A-Za-z0-9_-`, and `.fifo` at the end of a FIFO topic's.
