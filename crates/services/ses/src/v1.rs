@@ -5,7 +5,7 @@
 #![allow(clippy::result_large_err)]
 
 use crate::mail::{self, Mail, Outgoing, MAX_24H_SEND, MAX_MESSAGE_V1, MAX_SEND_RATE};
-use crate::store::{EventDest, Kind, Template};
+use crate::store::{EventDest, Template};
 use crate::SesError;
 pub use crate::{Op, META};
 use axum::extract::Request;
@@ -817,6 +817,7 @@ fn v1_type(t: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Kind;
 
     #[test]
     fn event_types_map_between_versions() {
