@@ -63,6 +63,7 @@ const CASES = {
   "sts-GetCallerIdentity": () => send("@aws-sdk/client-sts", "STSClient", "GetCallerIdentityCommand"),
   "sqs-ListQueues": () => send("@aws-sdk/client-sqs", "SQSClient", "ListQueuesCommand"),
   "sns-ListTopics": () => send("@aws-sdk/client-sns", "SNSClient", "ListTopicsCommand"),
+  "sns-ListPlatformApplications": () => send("@aws-sdk/client-sns", "SNSClient", "ListPlatformApplicationsCommand"),
   "s3-ListBuckets": () =>
     send("@aws-sdk/client-s3", "S3Client", "ListBucketsCommand", {}, { forcePathStyle: true }),
   // A stream body: the SDK sends it aws-chunked with a trailing CRC32

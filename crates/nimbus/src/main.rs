@@ -83,6 +83,9 @@ enum Command {
     Metrics(commands::metrics::Args),
     /// Metered usage per function, priced as AWS Lambda would charge it.
     Cost(commands::cost::Args),
+    /// The SES outbox: `ls` the accepted mail, `show ID` one message.
+    #[command(subcommand)]
+    Mail(commands::mail::Cmd),
 }
 
 fn main() {
@@ -121,6 +124,7 @@ fn main() {
                     Command::UsagePlan(c) => commands::usage_plan::run(&client, c).await,
                     Command::Metrics(a) => commands::metrics::run(&client, a).await,
                     Command::Cost(a) => commands::cost::run(&client, a).await,
+                    Command::Mail(c) => commands::mail::run(&client, c).await,
                     Command::Up(_) => unreachable!(),
                 }
             })

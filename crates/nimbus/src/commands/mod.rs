@@ -12,6 +12,7 @@ pub mod invocations;
 pub mod invoke;
 pub mod logs;
 pub mod ls;
+pub mod mail;
 pub mod metrics;
 pub mod rm;
 pub mod route;
