@@ -484,3 +484,43 @@ def test_sqs_fifo_target_and_dead_letter_queue(server, eb):
     assert attrs["RULE_ARN"]["StringValue"].endswith(":rule/to-fifo")
     assert attrs["TARGET_ARN"]["StringValue"] == fn_arn("never-deployed")
     assert attrs["ERROR_CODE"]["StringValue"] == "ResourceNotFoundException"
+
+
+def aws(server, service):
+    return boto3.client(
+        service,
+        endpoint_url=server.api,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
+def test_sns_and_kinesis_targets(server, eb):
+    sqs, sns, kin = aws(server, "sqs"), aws(server, "sns"), aws(server, "kinesis")
+    url = sqs.create_queue(QueueName="eb-via-sns")["QueueUrl"]
+    q_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    topic = sns.create_topic(Name="eb-topic")["TopicArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=q_arn, Attributes={"RawMessageDelivery": "true"})
+    kin.create_stream(StreamName="eb-stream", ShardCount=1)
+    kin.get_waiter("stream_exists").wait(StreamName="eb-stream", WaiterConfig={"Delay": 1})
+    stream_arn = kin.describe_stream_summary(StreamName="eb-stream")["StreamDescriptionSummary"]["StreamARN"]
+    eb.put_rule(Name="fanout", EventPattern=json.dumps({"source": ["com.fan"]}))
+    eb.put_targets(Rule="fanout", Targets=[
+        {"Id": "topic", "Arn": topic, "InputPath": "$.detail"},
+        {"Id": "stream", "Arn": stream_arn, "KinesisParameters": {"PartitionKeyPath": "$.detail.customer"}},
+    ])
+    res = eb.put_events(Entries=[{"Source": "com.fan", "DetailType": "T", "Detail": '{"customer": "c-7", "n": 1}'}])
+    event_id = res["Entries"][0]["EventId"]
+    msgs = receive_all(sqs, url, 1)
+    assert json.loads(msgs[0]["Body"]) == {"customer": "c-7", "n": 1}
+    shard = kin.describe_stream(StreamName="eb-stream")["StreamDescription"]["Shards"][0]["ShardId"]
+    it = kin.get_shard_iterator(StreamName="eb-stream", ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+
+    def records():
+        return kin.get_records(ShardIterator=it)["Records"]
+
+    recs = wait_for(records, timeout=30, what="the Kinesis record")
+    assert recs[0]["PartitionKey"] == "c-7"
+    assert json.loads(recs[0]["Data"])["id"] == event_id
