@@ -340,6 +340,17 @@ def test_api_destination_with_basic_auth_and_http_parameters(eb, receiver):
     assert req["headers"]["authorization"] == "Basic dTpw"
     assert req["headers"]["x-shop"] == "1"
     assert json.loads(req["body"]) == {"hello": "world"}
+    assert eb.deauthorize_connection(Name="hook-auth")["ConnectionState"] == "DEAUTHORIZED"
+    assert eb.describe_connection(Name="hook-auth")["ConnectionState"] == "DEAUTHORIZED"
+    eb.update_connection(Name="hook-auth", AuthParameters={"BasicAuthParameters": {"Username": "u2", "Password": "p2"}})
+    desc = eb.describe_connection(Name="hook-auth")
+    assert desc["ConnectionState"] == "AUTHORIZED" and desc["AuthParameters"]["BasicAuthParameters"] == {"Username": "u2"}
+    eb.update_api_destination(Name="hook", InvocationEndpoint=receiver.url + "/v2/*")
+    assert eb.describe_api_destination(Name="hook")["InvocationEndpoint"] == receiver.url + "/v2/*"
+    eb.put_events(Entries=[{"Source": "com.hook", "DetailType": "Ping", "Detail": '{"again": 1}'}])
+    req = wait_for(lambda: len(receiver.requests) > 1 and receiver.requests[1], timeout=30, what="the second call")
+    assert req["path"] == "/v2/orders?q=v"
+    assert req["headers"]["authorization"] == "Basic dTI6cDI="
 
 
 def test_outbox_survives_kill_9_between_put_events_and_delivery(server_factory, receiver):

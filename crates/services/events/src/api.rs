@@ -1456,6 +1456,7 @@ fn create_connection(inner: &Inner, v: &Value) -> R {
         description: str_of(v, "Description").map(str::to_string),
         authorization_type: kind.to_string(),
         auth,
+        deauthorized: false,
         created_ms: now,
         modified_ms: now,
     };
@@ -1470,7 +1471,7 @@ fn connection_json(inner: &Inner, c: &Connection) -> Value {
         "ConnectionArn": c.arn,
         "Name": c.name,
         "Description": c.description,
-        "ConnectionState": "AUTHORIZED",
+        "ConnectionState": if c.deauthorized { "DEAUTHORIZED" } else { "AUTHORIZED" },
         "AuthorizationType": c.authorization_type,
         "SecretArn": format!("arn:aws:secretsmanager:{}:{}:secret:events!connection/{}", inner.ctx.region, inner.ctx.account_id, c.name),
         "AuthParameters": public_auth(&c.auth),
@@ -1569,6 +1570,7 @@ fn update_connection(inner: &Inner, v: &Value) -> R {
     }
     if let Some(a) = v.get("AuthParameters") {
         merge(&mut c.auth, a);
+        c.deauthorized = false;
     }
     c.modified_ms = now_ms();
     persist(inner, K_CONNECTION, name, &c)?;
@@ -1587,6 +1589,7 @@ fn deauthorize_connection(inner: &Inner, v: &Value) -> R {
         .ok_or_else(|| no_connection(name))?;
     // The secrets go; the connection stays until it is updated with new ones.
     c.auth = public_auth(&c.auth);
+    c.deauthorized = true;
     c.modified_ms = now_ms();
     persist(inner, K_CONNECTION, name, &c)?;
     let out = json!({"ConnectionArn": c.arn, "ConnectionState": "DEAUTHORIZED", "CreationTime": ts(c.created_ms), "LastModifiedTime": ts(c.modified_ms)});

@@ -106,6 +106,9 @@ pub struct Connection {
     pub authorization_type: String,
     /// `AuthParameters` as given (secrets included: stored, never answered).
     pub auth: Value,
+    /// `DeauthorizeConnection` dropped the secrets (until `UpdateConnection`).
+    #[serde(default)]
+    pub deauthorized: bool,
     pub created_ms: i64,
     pub modified_ms: i64,
 }

@@ -52,6 +52,7 @@ fn context(dir: &std::path::Path) -> (ServiceContext, mpsc::UnboundedReceiver<(S
         sinks: Arc::new(Sinks::new(dispatch.clone())),
         dispatch,
         mapping_sources: Default::default(),
+        options: Default::default(),
     };
     (ctx, rx)
 }
