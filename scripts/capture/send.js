@@ -63,6 +63,7 @@ const CASES = {
   "sts-GetCallerIdentity": () => send("@aws-sdk/client-sts", "STSClient", "GetCallerIdentityCommand"),
   "sqs-ListQueues": () => send("@aws-sdk/client-sqs", "SQSClient", "ListQueuesCommand"),
   "sns-ListTopics": () => send("@aws-sdk/client-sns", "SNSClient", "ListTopicsCommand"),
+  "sns-ListPlatformApplications": () => send("@aws-sdk/client-sns", "SNSClient", "ListPlatformApplicationsCommand"),
   "s3-ListBuckets": () =>
     send("@aws-sdk/client-s3", "S3Client", "ListBucketsCommand", {}, { forcePathStyle: true }),
   // A stream body: the SDK sends it aws-chunked with a trailing CRC32
@@ -115,6 +116,8 @@ const CASES = {
   "kinesis-ListStreams": () => send("@aws-sdk/client-kinesis", "KinesisClient", "ListStreamsCommand"),
   "events-ListEventBuses": () =>
     send("@aws-sdk/client-eventbridge", "EventBridgeClient", "ListEventBusesCommand"),
+  "events-ListEndpoints": () =>
+    send("@aws-sdk/client-eventbridge", "EventBridgeClient", "ListEndpointsCommand"),
   "secretsmanager-ListSecrets": () =>
     send("@aws-sdk/client-secrets-manager", "SecretsManagerClient", "ListSecretsCommand"),
   "ssm-DescribeParameters": () => send("@aws-sdk/client-ssm", "SSMClient", "DescribeParametersCommand"),

@@ -42,12 +42,12 @@ REST_JSON = "application/json"
 # service -> (boto3 call, operation, content type of the answer)
 BOTO_CALLS = {
     "sqs": (lambda c: c.get_queue_url(QueueName="orders"), "GetQueueUrl", JSON_10),
-    "sns": (lambda c: c.list_topics(), "ListTopics", XML_QUERY),
+    "sns": (lambda c: c.list_platform_applications(), "ListPlatformApplications", XML_QUERY),
     "s3": (lambda c: c.list_buckets(), "ListBuckets", XML_S3),
     "dynamodb": (lambda c: c.list_tables(), "ListTables", JSON_10),
     "dynamodbstreams": (lambda c: c.list_streams(), "ListStreams", JSON_10),
     "kinesis": (lambda c: c.list_streams(), "ListStreams", JSON_11),
-    "events": (lambda c: c.list_event_buses(), "ListEventBuses", JSON_11),
+    "events": (lambda c: c.list_endpoints(), "ListEndpoints", JSON_11),
     "secretsmanager": (lambda c: c.list_secrets(), "ListSecrets", JSON_11),
     "ssm": (lambda c: c.get_parameter(Name="/app/db-url"), "GetParameter", JSON_11),
     "ses": (lambda c: c.list_identities(), "ListIdentities", XML_QUERY),
@@ -254,7 +254,7 @@ def js(node_sdk, server, case):
 # case -> (service, operation)
 JS_CASES = {
     "sqs-ListQueues": ("sqs", "ListQueues"),
-    "sns-ListTopics": ("sns", "ListTopics"),
+    "sns-ListPlatformApplications": ("sns", "ListPlatformApplications"),
     "s3-ListBuckets": ("s3", "ListBuckets"),
     "s3-PutObject": ("s3", "PutObject"),  # a stream body: aws-chunked, trailing CRC32
     "s3-GetObject": ("s3", "GetObject"),  # a presigned URL, fetched
@@ -262,7 +262,7 @@ JS_CASES = {
     "dynamodb-ListTables": ("dynamodb", "ListTables"),
     "dynamodbstreams-ListStreams": ("dynamodbstreams", "ListStreams"),
     "kinesis-ListStreams": ("kinesis", "ListStreams"),
-    "events-ListEventBuses": ("events", "ListEventBuses"),
+    "events-ListEndpoints": ("events", "ListEndpoints"),
     "secretsmanager-ListSecrets": ("secretsmanager", "ListSecrets"),
     "ssm-DescribeParameters": ("ssm", "DescribeParameters"),
     "ses-ListIdentities": ("ses", "ListIdentities"),

@@ -149,7 +149,15 @@ impl Edge {
         let query = parts.uri.query().unwrap_or("").to_owned();
         let mut buffered: Option<Bytes> = None;
         let mut body = Some(body);
-        let health = parts.method == Method::GET && parts.uri.path() == "/_nimbus/health";
+        // Open without a signature: the health check, and what SNS hands to
+        // subscribers as AWS does (its signing certificate, SubscribeURL,
+        // UnsubscribeURL).
+        let health = parts.method == Method::GET
+            && (parts.uri.path() == "/_nimbus/health"
+                || parts
+                    .uri
+                    .path()
+                    .starts_with("/_nimbus/services/sns/public/"));
         let mut streaming = None;
         let mut signer = None;
         let (principal, scope) = match &inner.auth.verifier {

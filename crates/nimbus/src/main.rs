@@ -88,6 +88,9 @@ enum Command {
     /// The encryption-at-rest keyring: list keys, rotate (re-encrypting stored values).
     #[command(subcommand)]
     Keys(commands::keys::Cmd),
+    /// The SES outbox: `ls` the accepted mail, `show ID` one message.
+    #[command(subcommand)]
+    Mail(commands::mail::Cmd),
 }
 
 fn main() {
@@ -128,6 +131,7 @@ fn main() {
                     Command::Metrics(a) => commands::metrics::run(&client, a).await,
                     Command::Cost(a) => commands::cost::run(&client, a).await,
                     Command::Keys(c) => commands::keys::run(&client, c).await,
+                    Command::Mail(c) => commands::mail::run(&client, c).await,
                     Command::Up(_) => unreachable!(),
                 }
             })

@@ -51,6 +51,11 @@ pub struct UpArgs {
     /// Each spare serves one instance and is replaced in the background. 0 disables.
     #[arg(long, default_value_t = 1, env = "NIMBUS_SPARES")]
     spares: usize,
+    /// Relay mail SES accepts through this SMTP server (smtp://[user:pass@]host:port,
+    /// `?tls=required` for STARTTLS, smtps:// for TLS); every message stays in
+    /// the outbox (`nimbus mail ls`) either way, with the relay's outcome.
+    #[arg(long, env = "NIMBUS_SMTP_RELAY", value_name = "URL")]
+    smtp_relay: Option<String>,
     /// Region used in ARNs and given to functions.
     #[arg(long, default_value = nimbus_core::DEFAULT_REGION)]
     region: String,
@@ -366,6 +371,11 @@ async fn serve(args: UpArgs) -> Result<i32> {
         dispatch: dispatch.clone(),
         sinks: sinks.clone(),
         mapping_sources: Default::default(),
+        options: args
+            .smtp_relay
+            .iter()
+            .map(|u| ("smtp_relay".to_string(), u.clone()))
+            .collect(),
     };
     let services = [
         nimbus_svc_sqs::start(&service_ctx)?,

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod logs;
 pub mod ls;
 pub mod mappings;
+pub mod mail;
 pub mod metrics;
 pub mod rm;
 pub mod route;

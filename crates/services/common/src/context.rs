@@ -14,6 +14,7 @@ use nimbus_dispatch::Dispatch;
 use nimbus_protocol::{Frontend, ResponseFuture};
 use nimbus_triggers::esm::{MappingSource, ShardSource};
 use nimbus_triggers::sinks::Sinks;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -37,6 +38,9 @@ pub struct ServiceContext {
     pub sinks: Arc<Sinks>,
     /// Event-source-mapping sources, collected for the mapping registry.
     pub mapping_sources: Arc<MappingSources>,
+    /// Operator settings for one service or another, from `nimbus up`'s flags
+    /// (`smtp_relay`: SES's `--smtp-relay` URL). Absent keys mean the default.
+    pub options: BTreeMap<String, String>,
 }
 
 /// The sources registered for event-source mappings.

@@ -1,43 +1,286 @@
-//! Nimbus's Amazon SES v1 (email) front-end: the API's exhaustive operation table, generated
-//! from the AWS API model by `scripts/gen-ops.py` ([`ops`]), and the front-end the
-//! edge routes the API's requests to (awsQuery).
+//! Nimbus's Amazon SES: the v1 API (awsQuery, [`v1`]) and the mail engine the
+//! SES v2 crate shares ([`mail`], [`store`]), one store `<data>/ses.db`.
 //!
-//! The operations arrive with issue 17; until then every operation answers its
-//! protocol's `501 NotImplemented` naming itself, and a request naming no
-//! operation of the API gets the protocol's own unknown-operation error.
+//! * Identities (email addresses, domains) are verified at once, as in the
+//!   sandbox with its mailbox simulator; sending from an address that is not a
+//!   verified identity (nor in a verified domain) is `MessageRejected`.
+//! * Every accepted message (and every mail another service sends through the
+//!   [`MailSink`], SNS email subscriptions) lands in a durable outbox with its raw
+//!   MIME, read back by `/_nimbus/services/mail/messages[/ID]` and `nimbus mail`.
+//! * With `nimbus up --smtp-relay smtp://…` a task relays the outbox through that
+//!   server (lettre: STARTTLS, TLS, AUTH), recording failures per message.
+//! * Configuration sets' event destinations (SNS topics, EventBridge buses) get
+//!   SES's event records (send, delivery, bounce, complaint, rendering failure)
+//!   from an event outbox committed with the message and drained by a task.
 
+pub mod mail;
 pub mod ops;
+pub mod store;
+pub mod v1;
 
 pub use ops::{Op, META};
 
-use nimbus_protocol::Frontend;
-use nimbus_svc_common::PendingFrontend;
-use std::sync::Arc;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use mail::Mail;
+use nimbus_protocol::{AwsError, ResponseFuture};
+use nimbus_svc_common::{Service, ServiceAdmin, ServiceContext, StartError};
+use nimbus_triggers::sinks::{MailSink, OutgoingMail, SinkError, SinkResult};
+use nimbus_triggers::BoxFuture;
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
+use store::Kind;
 
-/// The front-end the edge registers for this API.
-pub fn frontend() -> Arc<dyn Frontend> {
-    Arc::new(PendingFrontend::<Op>::new())
+/// The option key of the SMTP relay URL in [`ServiceContext::options`].
+pub const SMTP_RELAY_OPTION: &str = "smtp_relay";
+
+/// Everything SES can fail with; [`SesError::v1`] and [`SesError::v2`] say how
+/// each API writes it.
+#[derive(Debug, thiserror::Error)]
+pub enum SesError {
+    #[error("{kind} {name} does not exist.", kind = mail::kind_name(*.0), name = .1)]
+    NotFound(Kind, String),
+    #[error("{kind} {name} already exists.", kind = mail::kind_name(*.0), name = .1)]
+    AlreadyExists(Kind, String),
+    #[error("{0}")]
+    Rejected(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("Email sending is disabled for your entire Amazon SES account.")]
+    Paused,
+    #[error("{0}")]
+    MissingAttribute(String),
+    #[error("{0}")]
+    InvalidRenderingParameter(String),
+    #[error("{0}")]
+    InvalidTemplate(String),
+    #[error("{0}")]
+    Internal(String),
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
 }
 
-/// Start the service: what the server calls once at start.
-pub fn start(
-    _ctx: &nimbus_svc_common::ServiceContext,
-) -> Result<nimbus_svc_common::Service, nimbus_svc_common::StartError> {
-    Ok(nimbus_svc_common::Service::frontend_only(frontend()))
+fn internal(e: &SesError) -> AwsError {
+    tracing::error!(error = %e, "ses internal error");
+    AwsError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalFailure",
+        "The request failed because of an internal error.",
+    )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn pending_operations_and_unknown_ones_answer_the_protocols_errors() {
-        nimbus_svc_common::testing::assert_pending_query_frontend::<Op>(&*frontend()).await;
+impl SesError {
+    /// The error as SES v1 (awsQuery) answers it.
+    pub fn v1(&self) -> AwsError {
+        let code = match self {
+            SesError::NotFound(Kind::Template, _) => "TemplateDoesNotExist",
+            SesError::NotFound(Kind::ConfigSet, _) => "ConfigurationSetDoesNotExist",
+            SesError::NotFound(Kind::EventDestination, _) => "EventDestinationDoesNotExist",
+            SesError::NotFound(Kind::Identity, _) => "InvalidParameterValue",
+            SesError::AlreadyExists(Kind::ConfigSet, _) => "ConfigurationSetAlreadyExists",
+            SesError::AlreadyExists(Kind::EventDestination, _) => "EventDestinationAlreadyExists",
+            SesError::AlreadyExists(_, _) => "AlreadyExists",
+            SesError::Rejected(_) => "MessageRejected",
+            SesError::Invalid(_) => "InvalidParameterValue",
+            SesError::Paused => "AccountSendingPausedException",
+            SesError::MissingAttribute(_) => "MissingRenderingAttribute",
+            SesError::InvalidRenderingParameter(_) => "InvalidRenderingParameter",
+            SesError::InvalidTemplate(_) => "InvalidTemplate",
+            SesError::Internal(_) | SesError::Db(_) => return internal(self),
+        };
+        AwsError::new(StatusCode::BAD_REQUEST, code, self.to_string())
     }
 
-    /// Real requests captured from botocore and the JS SDK v3.
-    #[tokio::test]
-    async fn captured_sdk_requests_decode_to_their_operation() {
-        nimbus_svc_common::testing::assert_captured_requests_decode(&*frontend(), &[]).await;
+    /// The error as SES v2 (restJson1) answers it.
+    pub fn v2(&self) -> AwsError {
+        let (status, code) = match self {
+            SesError::NotFound(..) => (StatusCode::NOT_FOUND, "NotFoundException"),
+            SesError::AlreadyExists(..) => (StatusCode::BAD_REQUEST, "AlreadyExistsException"),
+            SesError::Rejected(_) => (StatusCode::BAD_REQUEST, "MessageRejected"),
+            SesError::Paused => (StatusCode::BAD_REQUEST, "SendingPausedException"),
+            SesError::Invalid(_)
+            | SesError::MissingAttribute(_)
+            | SesError::InvalidRenderingParameter(_)
+            | SesError::InvalidTemplate(_) => (StatusCode::BAD_REQUEST, "BadRequestException"),
+            SesError::Internal(_) | SesError::Db(_) => return internal(self),
+        };
+        AwsError::new(status, code, self.to_string())
     }
+}
+
+/// One engine per data dir, shared by the v1 and v2 front-ends (both `start`s
+/// call [`engine`]); its tasks start once.
+static ENGINES: Mutex<Option<HashMap<PathBuf, Weak<Mail>>>> = Mutex::new(None);
+
+/// The mail engine of `ctx`'s data dir, opened (and its tasks started, its mail
+/// sink registered) by the first caller.
+pub fn engine(ctx: &ServiceContext) -> Result<Arc<Mail>, StartError> {
+    let mut g = ENGINES.lock().unwrap_or_else(|p| p.into_inner());
+    let map = g.get_or_insert_with(HashMap::new);
+    if let Some(m) = map.get(&ctx.data_dir).and_then(Weak::upgrade) {
+        return Ok(m);
+    }
+    let store = store::Store::open(&ctx.data_dir.join("ses.db")).map_err(|e| StartError::new("ses", e))?;
+    let relay = ctx.options.get(SMTP_RELAY_OPTION).cloned().filter(|s| !s.is_empty());
+    if let Some(url) = &relay {
+        lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
+            .map_err(|e| StartError::new("ses", format!("--smtp-relay {url}: {e}")))?;
+    }
+    let m = Arc::new(Mail::new(
+        store,
+        ctx.region.clone(),
+        ctx.account_id.clone(),
+        ctx.sinks.clone(),
+        relay,
+    ));
+    if let Ok(h) = tokio::runtime::Handle::try_current() {
+        h.spawn(m.clone().run_events());
+        if m.relay.is_some() {
+            h.spawn(m.clone().run_relay());
+        }
+    }
+    ctx.sinks.register_mail(Arc::new(Outbox(m.clone())));
+    map.insert(ctx.data_dir.clone(), Arc::downgrade(&m));
+    Ok(m)
+}
+
+/// The outbox as other services deliver into it.
+struct Outbox(Arc<Mail>);
+
+impl MailSink for Outbox {
+    fn send_mail(&self, mail: OutgoingMail) -> BoxFuture<'_, SinkResult<String>> {
+        let m = self.0.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let raw = mail::build_mime(
+                    "email.amazonses.com",
+                    &mail.from,
+                    &mail.to,
+                    &[],
+                    &[],
+                    &mail.subject,
+                    Some(&mail.text),
+                    None,
+                )
+                .map_err(|e| SinkError::Rejected {
+                    code: "InvalidParameterValue".into(),
+                    message: e.to_string(),
+                })?;
+                let origin = if mail.origin.is_empty() { "sink" } else { &mail.origin };
+                m.record(origin, &mail.from, &mail.to, &mail.subject, raw, nimbus_core::now_ms())
+                    .map_err(|e| SinkError::Transient(e.to_string()))
+            })
+            .await
+            .map_err(|e| SinkError::Transient(e.to_string()))?
+        })
+    }
+}
+
+/// `/_nimbus/services/mail/…`: the outbox.
+struct Admin(Arc<Mail>);
+
+fn admin_error(status: StatusCode, kind: &str, message: String) -> Response {
+    (status, axum::Json(json!({"Type": kind, "Message": message}))).into_response()
+}
+
+impl ServiceAdmin for Admin {
+    fn name(&self) -> &'static str {
+        "mail"
+    }
+
+    fn call(&self, req: Request) -> ResponseFuture {
+        let m = self.0.clone();
+        Box::pin(async move {
+            let path = req.uri().path().to_string();
+            let query = req.uri().query().unwrap_or("").to_string();
+            let rest = path
+                .strip_prefix("/_nimbus/services/mail")
+                .unwrap_or("")
+                .trim_matches('/')
+                .to_string();
+            if req.method() != http::Method::GET {
+                return admin_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{} {path}", req.method()));
+            }
+            let parts: Vec<String> = rest.split('/').map(str::to_string).collect();
+            let limit: usize = form_limit(&query).unwrap_or(100);
+            let store = m.store.clone();
+            let out = tokio::task::spawn_blocking(move || -> Result<Response, SesError> {
+                match parts.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+                    ["messages"] => {
+                        let list: Vec<_> = store
+                            .messages(limit)?
+                            .iter()
+                            .map(|r| mail::message_view(r, false))
+                            .collect();
+                        Ok(axum::Json(json!({"Messages": list})).into_response())
+                    }
+                    ["messages", id] => match store.message(id)? {
+                        Some(r) => Ok(axum::Json(mail::message_view(&r, true)).into_response()),
+                        None => Ok(admin_error(StatusCode::NOT_FOUND, "NotFound", format!("no message {id}"))),
+                    },
+                    ["messages", id, "raw"] => match store.message(id)? {
+                        Some(r) => Ok(([(http::header::CONTENT_TYPE, "message/rfc822")], r.raw).into_response()),
+                        None => Ok(admin_error(StatusCode::NOT_FOUND, "NotFound", format!("no message {id}"))),
+                    },
+                    _ => Ok(admin_error(StatusCode::NOT_FOUND, "NotFound", format!("no such resource: /{}", parts.join("/")))),
+                }
+            })
+            .await;
+            match out {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => admin_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", e.to_string()),
+                Err(e) => admin_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", e.to_string()),
+            }
+        })
+    }
+
+    fn metrics(&self) -> String {
+        let (pending, failed) = self.0.store.event_counts().unwrap_or((0, 0));
+        let m = &self.0;
+        format!(
+            "# HELP nimbus_ses_messages_accepted_total Messages SES accepted into the outbox.\n\
+             # TYPE nimbus_ses_messages_accepted_total counter\n\
+             nimbus_ses_messages_accepted_total {}\n\
+             # HELP nimbus_ses_messages_rejected_total Sends SES refused with MessageRejected.\n\
+             # TYPE nimbus_ses_messages_rejected_total counter\n\
+             nimbus_ses_messages_rejected_total {}\n\
+             # HELP nimbus_ses_relay_sent_total Messages relayed to the SMTP server.\n\
+             # TYPE nimbus_ses_relay_sent_total counter\n\
+             nimbus_ses_relay_sent_total {}\n\
+             # HELP nimbus_ses_relay_failures_total Failed SMTP relay attempts.\n\
+             # TYPE nimbus_ses_relay_failures_total counter\n\
+             nimbus_ses_relay_failures_total {}\n\
+             # HELP nimbus_ses_events_pending Event notifications not yet delivered.\n\
+             # TYPE nimbus_ses_events_pending gauge\n\
+             nimbus_ses_events_pending {pending}\n\
+             # HELP nimbus_ses_events_failed Event notifications given up.\n\
+             # TYPE nimbus_ses_events_failed gauge\n\
+             nimbus_ses_events_failed {failed}\n",
+            m.sent.load(Ordering::Relaxed),
+            m.rejected.load(Ordering::Relaxed),
+            m.relayed.load(Ordering::Relaxed),
+            m.relay_failures.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn form_limit(query: &str) -> Option<usize> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("limit="))
+        .and_then(|v| v.parse().ok())
+        .map(|n: usize| n.clamp(1, 10_000))
+}
+
+/// Start SES v1: the shared engine, its front-end, and the `mail` admin surface.
+pub fn start(ctx: &ServiceContext) -> Result<Service, StartError> {
+    let m = engine(ctx)?;
+    Ok(Service {
+        frontend: v1::frontend(m.clone()),
+        admin: Some(Arc::new(Admin(m))),
+    })
 }
