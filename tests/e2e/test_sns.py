@@ -573,3 +573,46 @@ def test_fifo_topic_to_fifo_queue_keeps_group_order(server):
     assert got == [(f"m{i}", "g") for i in range(10)]
     wait_for(lambda: drained(server), timeout=30, what="an empty outbox")
     assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages", []) == []
+
+
+def mails_to(server, address):
+    r = requests.get(f"{server.api}/_nimbus/services/mail/messages", timeout=10)
+    if r.status_code == 404:
+        return None
+    assert r.status_code == 200, r.text
+    out = []
+    for m in r.json()["Messages"]:
+        if address in m["Destinations"] and m["Origin"] == "sns":
+            full = requests.get(f"{server.api}/_nimbus/services/mail/messages/{m['MessageId']}", timeout=10)
+            out.append(full.json())
+    return sorted(out, key=lambda m: m["Timestamp"])
+
+
+def test_email_subscriptions_go_through_the_mail_outbox(server):
+    if mails_to(server, "x@example.com") is None:
+        pytest.skip("no mail outbox in this build (SES lands on its own branch)")
+    c = sns(server)
+    topic = c.create_topic(Name="mailing")["TopicArn"]
+    c.subscribe(TopicArn=topic, Protocol="email-json", Endpoint="json@example.com")
+    c.subscribe(TopicArn=topic, Protocol="email", Endpoint="plain@example.com")
+    wait_for(lambda: mails_to(server, "json@example.com") and mails_to(server, "plain@example.com"),
+             timeout=30, what="the confirmation mails")
+    [conf] = mails_to(server, "json@example.com")
+    assert conf["Subject"] == "AWS Notification - Subscription Confirmation"
+    doc = json.loads(conf["Text"])
+    assert doc["Type"] == "SubscriptionConfirmation"
+    validator(server).validate_message(doc)
+    assert requests.get(doc["SubscribeURL"], timeout=10).status_code == 200
+    [plain_conf] = mails_to(server, "plain@example.com")
+    url = re.search(r"(http://\S+/public/confirm\?\S+)", plain_conf["Text"]).group(1)
+    assert requests.get(url, timeout=10).status_code == 200
+    mid = c.publish(TopicArn=topic, Message="the news", Subject="Weekly")["MessageId"]
+    wait_for(lambda: len(mails_to(server, "json@example.com")) == 2 and
+             len(mails_to(server, "plain@example.com")) == 2, timeout=30, what="the notifications")
+    note = json.loads(mails_to(server, "json@example.com")[1]["Text"])
+    assert (note["MessageId"], note["Message"], note["Subject"]) == (mid, "the news", "Weekly")
+    validator(server).validate_message(note)
+    plain = mails_to(server, "plain@example.com")[1]
+    assert plain["Subject"] == "Weekly"
+    assert plain["Text"].replace("\r\n", "\n").startswith("the news\n\n--\n")
+    assert "/public/unsubscribe?SubscriptionArn=" in plain["Text"]
