@@ -58,6 +58,7 @@ class Receiver:
         self.messages = queue.Queue()
         self.all = []
         self.status = 200
+        self.attempts = 0
         outer = self
 
         class H(BaseHTTPRequestHandler):
@@ -65,6 +66,7 @@ class Receiver:
                 n = int(self.headers.get("content-length", 0))
                 body = self.rfile.read(n).decode()
                 code = outer.status
+                outer.attempts += 1
                 if code == 200:
                     rec = {"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
                     if rec["headers"].get("x-amz-sns-message-type") == "Notification":
@@ -616,3 +618,53 @@ def test_email_subscriptions_go_through_the_mail_outbox(server):
     assert plain["Subject"] == "Weekly"
     assert plain["Text"].replace("\r\n", "\n").startswith("the news\n\n--\n")
     assert "/public/unsubscribe?SubscriptionArn=" in plain["Text"]
+
+
+def test_http_retries_follow_the_delivery_policy_then_the_dead_letter_queue(server):
+    sqs = sqs_available(server)
+    if sqs is None:
+        pytest.skip("SQS answers NotImplemented in this build (SQS lands on its own branch)")
+    c = sns(server)
+    topic = c.create_topic(Name="flaky-endpoint")["TopicArn"]
+    dlq_url = sqs.create_queue(QueueName="http-dlq")["QueueUrl"]
+    dlq = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    rcv = Receiver()
+    try:
+        policy = {"healthyRetryPolicy": {"numRetries": 2, "minDelayTarget": 1, "maxDelayTarget": 1}}
+        sub = confirmed_http_subscription(server, c, topic, rcv, DeliveryPolicy=json.dumps(policy),
+                                          RedrivePolicy=json.dumps({"deadLetterTargetArn": dlq}))
+        eff = json.loads(c.get_subscription_attributes(SubscriptionArn=sub)["Attributes"]["EffectiveDeliveryPolicy"])
+        assert eff["healthyRetryPolicy"]["numRetries"] == 2
+        rcv.status = 500
+        before = rcv.attempts
+        mid = c.publish(TopicArn=topic, Message="never accepted")["MessageId"]
+        dead = []
+        wait_for(lambda: dead.extend(sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=1)
+                                     .get("Messages", [])) or dead, timeout=60, what="the dead letter")
+        assert json.loads(dead[0]["Body"])["MessageId"] == mid
+        assert rcv.attempts - before == 3  # the first try and numRetries retries
+        assert rcv.all == []
+        metrics = requests.get(f"{server.api}/metrics", timeout=10).text
+        assert re.search(r'^nimbus_sns_deliveries_total\{result="dead_lettered"\} [1-9]', metrics, re.M)
+        assert re.search(r"^nimbus_sns_published_total [1-9]", metrics, re.M)
+    finally:
+        rcv.close()
+
+
+def test_eventbridge_rule_publishes_into_a_topic(server, receiver):
+    c = sns(server)
+    topic = c.create_topic(Name="from-events")["TopicArn"]
+    confirmed_http_subscription(server, c, topic, receiver, RawMessageDelivery="true")
+    eb = boto3.client("events", endpoint_url=server.api, region_name="us-east-1",
+                      aws_access_key_id="AKIDSNSTEST", aws_secret_access_key="secret")
+    try:
+        eb.list_event_buses()
+    except ClientError as e:
+        if e.response["Error"]["Code"] == "NotImplemented":
+            pytest.skip("EventBridge answers NotImplemented in this build")
+        raise
+    eb.put_rule(Name="to-sns", EventPattern=json.dumps({"source": ["shop"]}))
+    eb.put_targets(Rule="to-sns", Targets=[{"Id": "t", "Arn": topic}])
+    eb.put_events(Entries=[{"Source": "shop", "DetailType": "Paid", "Detail": json.dumps({"n": 1})}])
+    got = json.loads(receiver.next()["body"])
+    assert (got["source"], got["detail-type"], got["detail"]) == ("shop", "Paid", {"n": 1})
