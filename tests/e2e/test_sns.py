@@ -668,3 +668,20 @@ def test_eventbridge_rule_publishes_into_a_topic(server, receiver):
     eb.put_events(Entries=[{"Source": "shop", "DetailType": "Paid", "Detail": json.dumps({"n": 1})}])
     got = json.loads(receiver.next()["body"])
     assert (got["source"], got["detail-type"], got["detail"]) == ("shop", "Paid", {"n": 1})
+
+
+def test_add_and_remove_permission_edit_the_policy(server):
+    c = sns(server)
+    topic = c.create_topic(Name="shared")["TopicArn"]
+    c.add_permission(TopicArn=topic, Label="partner", AWSAccountId=["111122223333"],
+                     ActionName=["Publish", "Subscribe"])
+    policy = json.loads(c.get_topic_attributes(TopicArn=topic)["Attributes"]["Policy"])
+    [st] = [s for s in policy["Statement"] if s["Sid"] == "partner"]
+    assert st["Principal"] == {"AWS": ["arn:aws:iam::111122223333:root"]}
+    assert st["Action"] == ["SNS:Publish", "SNS:Subscribe"] and st["Resource"] == topic
+    assert error_of(lambda: c.add_permission(TopicArn=topic, Label="partner", AWSAccountId=["1"],
+                                             ActionName=["Publish"]))[0] == "InvalidParameter"
+    c.remove_permission(TopicArn=topic, Label="partner")
+    policy = json.loads(c.get_topic_attributes(TopicArn=topic)["Attributes"]["Policy"])
+    assert [s["Sid"] for s in policy["Statement"]] == ["__default_statement_ID"]
+    assert error_of(lambda: c.remove_permission(TopicArn=topic, Label="partner"))[0] == "NotFound"
