@@ -685,3 +685,23 @@ def test_add_and_remove_permission_edit_the_policy(server):
     policy = json.loads(c.get_topic_attributes(TopicArn=topic)["Attributes"]["Policy"])
     assert [s["Sid"] for s in policy["Statement"]] == ["__default_statement_ID"]
     assert error_of(lambda: c.remove_permission(TopicArn=topic, Label="partner"))[0] == "NotFound"
+
+
+def test_with_credentials_only_the_public_paths_are_open(server_factory):
+    key, secret = "AKIDSNSAUTH", "sns-auth-secret"
+    s = server_factory("--credentials", f"{key}:{secret}")
+    c = boto3.client("sns", endpoint_url=s.api, region_name="us-east-1", aws_access_key_id=key,
+                     aws_secret_access_key=secret)
+    topic = c.create_topic(Name="locked")["TopicArn"]
+    pem = requests.get(f"{s.api}/_nimbus/services/sns/public/SimpleNotificationService-nimbus.pem",
+                       timeout=10)
+    assert pem.status_code == 200 and "BEGIN CERTIFICATE" in pem.text
+    # The admin views and the API itself still need a signature.
+    assert requests.get(f"{s.api}/_nimbus/services/sns/topics", timeout=10).status_code == 403
+    assert requests.post(f"{s.api}/_nimbus/services/sns/public/confirm", timeout=10).status_code == 403
+    r = requests.post(s.api + "/", data={"Action": "ListTopics", "Version": "2010-03-31"}, timeout=10)
+    assert r.status_code == 403
+    # A forged confirmation link is refused by SNS, not by the edge.
+    bad = requests.get(f"{s.api}/_nimbus/services/sns/public/confirm",
+                       params={"TopicArn": topic, "Token": "forged"}, timeout=10)
+    assert bad.status_code == 400 and "<Code>InvalidParameter</Code>" in bad.text
