@@ -205,6 +205,20 @@ pub fn handle(sns: &Sns, call: &Call<Op>) -> Response {
                 )?;
                 empty()
             }
+            Op::AddPermission => {
+                let arn = p.req("TopicArn")?;
+                validate_arn(arn, "TopicArn")?;
+                let accounts = p.list("AWSAccountId");
+                let actions = p.list("ActionName");
+                sns.edit_permission(arn, p.req("Label")?, Some((&accounts, &actions)))?;
+                empty()
+            }
+            Op::RemovePermission => {
+                let arn = p.req("TopicArn")?;
+                validate_arn(arn, "TopicArn")?;
+                sns.edit_permission(arn, p.req("Label")?, None)?;
+                empty()
+            }
             Op::TagResource => {
                 sns.tag(p.req("ResourceArn")?, p.tags("Tags"))?;
                 ok(&|_| {})

@@ -13,7 +13,7 @@ use crate::sign::string_to_sign;
 use crate::state::{now_ms, Sns};
 use base64::Engine;
 use nimbus_triggers::sinks::{Delivery, MessageAttribute, OutgoingMail, QueueMessage, SinkError};
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -28,7 +28,9 @@ struct Row {
     attempts: u32,
     group_key: Option<String>,
     due_ms: i64,
-    body: String,
+    /// The stored message (shared by the rows of one fan-out); empty for rows
+    /// already in flight, whose bodies are not read again.
+    body: Arc<String>,
 }
 
 enum Outcome {
@@ -76,7 +78,8 @@ pub async fn run(sns: Arc<Sns>) {
             let s = sns.clone();
             let limit = in_flight.len() + MAX_IN_FLIGHT;
             let now = now_ms();
-            let rows = tokio::task::spawn_blocking(move || fetch(&s, now, limit))
+            let skip = in_flight.clone();
+            let rows = tokio::task::spawn_blocking(move || fetch(&s, now, limit, &skip))
                 .await
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.map_err(|e| e.to_string()));
@@ -140,26 +143,51 @@ pub async fn run(sns: Arc<Sns>) {
 
 type Fetched = (Vec<Row>, Option<i64>);
 
-fn fetch(sns: &Sns, now: i64, limit: usize) -> rusqlite::Result<Fetched> {
+fn fetch(sns: &Sns, now: i64, limit: usize, in_flight: &HashSet<i64>) -> rusqlite::Result<Fetched> {
     let inner = sns.lock();
     let mut st = inner.conn.prepare_cached(
-        "SELECT o.id, o.sub_arn, o.attempts, o.group_key, o.due_ms, m.body
-         FROM outbox o JOIN messages m ON m.id = o.message_id
-         WHERE o.due_ms <= ?1 OR o.group_key IS NOT NULL
-         ORDER BY o.id LIMIT ?2",
+        "SELECT id, sub_arn, attempts, group_key, due_ms, message_id FROM outbox
+         WHERE due_ms <= ?1 OR group_key IS NOT NULL
+         ORDER BY id LIMIT ?2",
     )?;
-    let rows = st
+    let listed = st
         .query_map(params![now, limit as i64], |r| {
-            Ok(Row {
-                id: r.get(0)?,
-                sub_arn: r.get(1)?,
-                attempts: r.get::<_, i64>(2)? as u32,
-                group_key: r.get(3)?,
-                due_ms: r.get(4)?,
-                body: r.get(5)?,
-            })
+            Ok((
+                Row {
+                    id: r.get(0)?,
+                    sub_arn: r.get(1)?,
+                    attempts: r.get::<_, i64>(2)? as u32,
+                    group_key: r.get(3)?,
+                    due_ms: r.get(4)?,
+                    body: Arc::default(),
+                },
+                r.get::<_, String>(5)?,
+            ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut body_of = inner
+        .conn
+        .prepare_cached("SELECT body FROM messages WHERE id = ?1")?;
+    let mut bodies: std::collections::HashMap<String, Arc<String>> = Default::default();
+    let mut rows = Vec::with_capacity(listed.len());
+    for (mut row, message_id) in listed {
+        if !in_flight.contains(&row.id) {
+            row.body = match bodies.get(&message_id) {
+                Some(b) => b.clone(),
+                None => {
+                    let b: Arc<String> = Arc::new(
+                        body_of
+                            .query_row([&message_id], |r| r.get(0))
+                            .optional()?
+                            .unwrap_or_default(),
+                    );
+                    bodies.insert(message_id, b.clone());
+                    b
+                }
+            };
+        }
+        rows.push(row);
+    }
     let next: Option<i64> = inner.conn.query_row(
         "SELECT MIN(due_ms) FROM outbox WHERE due_ms > ?1 AND group_key IS NULL",
         [now],

@@ -18,7 +18,7 @@ pub const META: nimbus_protocol::ServiceMeta = nimbus_protocol::ServiceMeta {
 
 nimbus_svc_common::define_ops! {
     query META;
-    AddPermission => false,
+    AddPermission => true,
     CheckIfPhoneNumberIsOptedOut => false,
     ConfirmSubscription => true,
     CreatePlatformApplication => false,
@@ -49,7 +49,7 @@ nimbus_svc_common::define_ops! {
     Publish => true,
     PublishBatch => true,
     PutDataProtectionPolicy => false,
-    RemovePermission => false,
+    RemovePermission => true,
     SetEndpointAttributes => false,
     SetPlatformApplicationAttributes => false,
     SetSMSAttributes => false,

@@ -391,6 +391,62 @@ impl Sns {
         Ok(())
     }
 
+    /// `AddPermission` (`add`: accounts and actions) or `RemovePermission`
+    /// (`add`: `None`): edit the statement `label` of the topic's `Policy`.
+    pub fn edit_permission(
+        &self,
+        arn: &str,
+        label: &str,
+        add: Option<(&[String], &[String])>,
+    ) -> Result<(), AwsError> {
+        let current = self
+            .topic_attributes(arn)?
+            .remove("Policy")
+            .unwrap_or_else(|| default_policy(arn, &self.account));
+        let mut policy: Value = serde_json::from_str(&current).unwrap_or_else(|_| {
+            serde_json::from_str(&default_policy(arn, &self.account)).unwrap_or_default()
+        });
+        let Some(statements) = policy.get_mut("Statement").and_then(Value::as_array_mut) else {
+            return Err(invalid_parameter("Invalid parameter: Policy"));
+        };
+        let exists = statements
+            .iter()
+            .any(|st| st.get("Sid").and_then(Value::as_str) == Some(label));
+        match add {
+            Some((accounts, actions)) => {
+                if exists {
+                    return Err(invalid_parameter(
+                        "Invalid parameter: Statement already exists",
+                    ));
+                }
+                if accounts.is_empty() || actions.is_empty() {
+                    return Err(invalid_parameter(
+                        "Invalid parameter: AWSAccountId and ActionName are required",
+                    ));
+                }
+                let principals: Vec<String> = accounts
+                    .iter()
+                    .map(|a| format!("arn:aws:iam::{a}:root"))
+                    .collect();
+                let actions: Vec<String> = actions.iter().map(|a| format!("SNS:{a}")).collect();
+                statements.push(serde_json::json!({
+                    "Sid": label,
+                    "Effect": "Allow",
+                    "Principal": {"AWS": principals},
+                    "Action": actions,
+                    "Resource": arn,
+                }));
+            }
+            None => {
+                if !exists {
+                    return Err(not_found("Label does not exist"));
+                }
+                statements.retain(|st| st.get("Sid").and_then(Value::as_str) != Some(label));
+            }
+        }
+        self.set_topic_attribute(arn, "Policy", &policy.to_string())
+    }
+
     // -- tags -----------------------------------------------------------------
 
     fn tag_target<'a>(inner: &'a Inner, arn: &str) -> Result<&'a Topic, AwsError> {
