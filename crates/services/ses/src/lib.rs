@@ -218,6 +218,29 @@ impl ServiceAdmin for Admin {
                             .collect();
                         Ok(axum::Json(json!({"Messages": list})).into_response())
                     }
+                    ["events"] => {
+                        let list: Vec<_> = store
+                            .events(limit)?
+                            .into_iter()
+                            .map(|(id, target, kind, payload, attempts, done, error)| {
+                                let status = match (done, &error) {
+                                    (false, _) => "pending",
+                                    (true, None) => "delivered",
+                                    (true, Some(_)) => "failed",
+                                };
+                                json!({
+                                    "Id": id,
+                                    "Target": target,
+                                    "EventType": kind,
+                                    "Event": serde_json::from_str::<serde_json::Value>(&payload).unwrap_or_default(),
+                                    "Attempts": attempts,
+                                    "Status": status,
+                                    "LastError": error,
+                                })
+                            })
+                            .collect();
+                        Ok(axum::Json(json!({"Events": list})).into_response())
+                    }
                     ["messages", id] => match store.message(id)? {
                         Some(r) => Ok(axum::Json(mail::message_view(&r, true)).into_response()),
                         None => Ok(admin_error(StatusCode::NOT_FOUND, "NotFound", format!("no message {id}"))),

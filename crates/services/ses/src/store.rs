@@ -590,6 +590,24 @@ impl Store {
         })
     }
 
+    /// The newest event notifications, for the admin surface: (id, target, type,
+    /// payload, attempts, done, error).
+    #[allow(clippy::type_complexity)]
+    pub fn events(&self, limit: usize) -> Result<Vec<(i64, String, String, String, i64, bool, Option<String>)>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT id, target, detail_type, payload, attempts, done, error FROM event_outbox
+                 ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = st
+                .query_map([limit as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get::<_, i64>(5)? != 0, r.get(6)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
     /// (pending events, failed events) for metrics.
     pub fn event_counts(&self) -> Result<(i64, i64)> {
         self.with(|c| {

@@ -48,6 +48,7 @@ static SEND_TEMPLATED: Shape = Shape::structure(&[
 static BULK_DEST: Shape = Shape::structure(&[
     Member::new("Destination", &DESTINATION),
     Member::new("ReplacementTags", &TAGS),
+    Member::new("ReplacementTemplateData", &STR),
 ]);
 static BULK_DESTS: Shape = Shape::list(&BULK_DEST);
 static SEND_BULK: Shape = Shape::structure(&[
@@ -667,7 +668,7 @@ fn handle(m: &Mail, op: Op, p: &QueryParams, rid: &str) -> Result<Response, AwsE
             let _ = p.deserialize::<serde_json::Value>(&PLAIN)?;
             let t = m.store.template(s(p, "TemplateName")?).map_err(e1)?;
             let (subject, text, html) = m.render(&t, s(p, "TemplateData")?).map_err(e1)?;
-            let raw = mail::build_mime("email.amazonses.com", "sender@example.com", &[], &[], &[], &subject, text.as_deref(), html.as_deref()).map_err(e1)?;
+            let raw = mail::build_mime("email.amazonses.com", "sender@example.com", &["recipient@example.com".to_string()], &[], &[], &subject, text.as_deref(), html.as_deref()).map_err(e1)?;
             let rendered = String::from_utf8_lossy(&raw).into_owned();
             Ok(ok(op, rid, Some(&|w: &mut XmlWriter| {
                 w.element("RenderedTemplate", &rendered);

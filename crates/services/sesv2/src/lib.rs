@@ -537,7 +537,7 @@ fn handle(
             let i: In = decode(body)?;
             let t = m.store.template(&label(0)).map_err(e2)?;
             let (subject, text, html) = m.render(&t, &i.template_data).map_err(e2)?;
-            let raw = mail::build_mime("email.amazonses.com", "sender@example.com", &[], &[], &[], &subject, text.as_deref(), html.as_deref()).map_err(e2)?;
+            let raw = mail::build_mime("email.amazonses.com", "sender@example.com", &["recipient@example.com".to_string()], &[], &[], &subject, text.as_deref(), html.as_deref()).map_err(e2)?;
             Ok(json!({"RenderedTemplate": String::from_utf8_lossy(&raw)}))
         }
         Op::CreateConfigurationSet => {
