@@ -124,8 +124,13 @@ pub fn engine(ctx: &ServiceContext) -> Result<Arc<Mail>, StartError> {
     if let Some(m) = map.get(&ctx.data_dir).and_then(Weak::upgrade) {
         return Ok(m);
     }
-    let store = store::Store::open(&ctx.data_dir.join("ses.db")).map_err(|e| StartError::new("ses", e))?;
-    let relay = ctx.options.get(SMTP_RELAY_OPTION).cloned().filter(|s| !s.is_empty());
+    let store =
+        store::Store::open(&ctx.data_dir.join("ses.db")).map_err(|e| StartError::new("ses", e))?;
+    let relay = ctx
+        .options
+        .get(SMTP_RELAY_OPTION)
+        .cloned()
+        .filter(|s| !s.is_empty());
     if let Some(url) = &relay {
         lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
             .map_err(|e| StartError::new("ses", format!("--smtp-relay {url}: {e}")))?;
@@ -170,9 +175,20 @@ impl MailSink for Outbox {
                     code: "InvalidParameterValue".into(),
                     message: e.to_string(),
                 })?;
-                let origin = if mail.origin.is_empty() { "sink" } else { &mail.origin };
-                m.record(origin, &mail.from, &mail.to, &mail.subject, raw, nimbus_core::now_ms())
-                    .map_err(|e| SinkError::Transient(e.to_string()))
+                let origin = if mail.origin.is_empty() {
+                    "sink"
+                } else {
+                    &mail.origin
+                };
+                m.record(
+                    origin,
+                    &mail.from,
+                    &mail.to,
+                    &mail.subject,
+                    raw,
+                    nimbus_core::now_ms(),
+                )
+                .map_err(|e| SinkError::Transient(e.to_string()))
             })
             .await
             .map_err(|e| SinkError::Transient(e.to_string()))?
@@ -184,7 +200,11 @@ impl MailSink for Outbox {
 struct Admin(Arc<Mail>);
 
 fn admin_error(status: StatusCode, kind: &str, message: String) -> Response {
-    (status, axum::Json(json!({"Type": kind, "Message": message}))).into_response()
+    (
+        status,
+        axum::Json(json!({"Type": kind, "Message": message})),
+    )
+        .into_response()
 }
 
 impl ServiceAdmin for Admin {
@@ -203,7 +223,11 @@ impl ServiceAdmin for Admin {
                 .trim_matches('/')
                 .to_string();
             if req.method() != http::Method::GET {
-                return admin_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{} {path}", req.method()));
+                return admin_error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "MethodNotAllowed",
+                    format!("{} {path}", req.method()),
+                );
             }
             let parts: Vec<String> = rest.split('/').map(str::to_string).collect();
             let limit: usize = form_limit(&query).unwrap_or(100);
@@ -255,8 +279,16 @@ impl ServiceAdmin for Admin {
             .await;
             match out {
                 Ok(Ok(r)) => r,
-                Ok(Err(e)) => admin_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", e.to_string()),
-                Err(e) => admin_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", e.to_string()),
+                Ok(Err(e)) => admin_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalFailure",
+                    e.to_string(),
+                ),
+                Err(e) => admin_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalFailure",
+                    e.to_string(),
+                ),
             }
         })
     }

@@ -81,7 +81,13 @@ fn message_id(now_ms: i64) -> String {
 }
 
 impl Mail {
-    pub fn new(store: Store, region: String, account: String, sinks: Arc<Sinks>, relay: Option<String>) -> Self {
+    pub fn new(
+        store: Store,
+        region: String,
+        account: String,
+        sinks: Arc<Sinks>,
+        relay: Option<String>,
+    ) -> Self {
         Self {
             store,
             region,
@@ -189,7 +195,15 @@ impl Mail {
 
     /// Record mail another service sends (SNS email subscriptions): no identity
     /// check, no events.
-    pub fn record(&self, origin: &str, from: &str, to: &[String], subject: &str, raw: Vec<u8>, now_ms: i64) -> Result<String> {
+    pub fn record(
+        &self,
+        origin: &str,
+        from: &str,
+        to: &[String],
+        subject: &str,
+        raw: Vec<u8>,
+        now_ms: i64,
+    ) -> Result<String> {
         let id = message_id(now_ms);
         let row = NewMessage {
             id: id.clone(),
@@ -374,7 +388,9 @@ impl Mail {
                 continue;
             }
             for ev in batch {
-                let result = self.deliver_event(&ev.target, &ev.detail_type, &ev.payload).await;
+                let result = self
+                    .deliver_event(&ev.target, &ev.detail_type, &ev.payload)
+                    .await;
                 let now = nimbus_core::now_ms();
                 let (done, error, next_ms) = match result {
                     Ok(_) => (true, None, now),
@@ -396,7 +412,12 @@ impl Mail {
         }
     }
 
-    async fn deliver_event(&self, target: &str, detail_type: &str, payload: &str) -> std::result::Result<String, SinkError> {
+    async fn deliver_event(
+        &self,
+        target: &str,
+        detail_type: &str,
+        payload: &str,
+    ) -> std::result::Result<String, SinkError> {
         match TargetKind::of(target) {
             Some(TargetKind::Topic) => {
                 self.sinks
@@ -443,7 +464,9 @@ impl Mail {
     /// Relay accepted mail through the operator's SMTP server until the task is
     /// dropped (only started with `--smtp-relay`).
     pub async fn run_relay(self: Arc<Self>) {
-        let Some(url) = self.relay.clone() else { return };
+        let Some(url) = self.relay.clone() else {
+            return;
+        };
         use lettre::AsyncTransport;
         let transport = match lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(&url) {
             Ok(b) => b.build(),
@@ -455,13 +478,14 @@ impl Mail {
         loop {
             let store = self.store.clone();
             let now = nimbus_core::now_ms();
-            let (batch, next) = match tokio::task::spawn_blocking(move || store.relay_due(now, 20)).await {
-                Ok(Ok(x)) => x,
-                other => {
-                    tracing::warn!(error = ?other.err(), "ses relay queue read failed");
-                    (vec![], Some(now + 1000))
-                }
-            };
+            let (batch, next) =
+                match tokio::task::spawn_blocking(move || store.relay_due(now, 20)).await {
+                    Ok(Ok(x)) => x,
+                    other => {
+                        tracing::warn!(error = ?other.err(), "ses relay queue read failed");
+                        (vec![], Some(now + 1000))
+                    }
+                };
             if batch.is_empty() {
                 let wait = next.map(|n| (n - now).max(1) as u64).unwrap_or(3_600_000);
                 tokio::select! {
@@ -491,7 +515,11 @@ impl Mail {
                         if permanent || m.relay_attempts + 1 >= RELAY_ATTEMPTS {
                             ("failed", Some(e), now)
                         } else {
-                            ("retrying", Some(e), now + (2000i64 << m.relay_attempts.min(8)))
+                            (
+                                "retrying",
+                                Some(e),
+                                now + (2000i64 << m.relay_attempts.min(8)),
+                            )
                         }
                     }
                 };
@@ -508,13 +536,25 @@ impl Mail {
     // ---- templates ------------------------------------------------------------
 
     /// Render a template with `data` (a JSON object): subject, text, HTML.
-    pub fn render(&self, t: &Template, data: &str) -> Result<(String, Option<String>, Option<String>)> {
+    pub fn render(
+        &self,
+        t: &Template,
+        data: &str,
+    ) -> Result<(String, Option<String>, Option<String>)> {
         let data: Value = serde_json::from_str(data).map_err(|e| {
             SesError::InvalidRenderingParameter(format!("Template data is not valid JSON: {e}"))
         })?;
         let subject = render(t.subject.as_deref().unwrap_or(""), &data, false)?;
-        let text = t.text.as_deref().map(|s| render(s, &data, false)).transpose()?;
-        let html = t.html.as_deref().map(|s| render(s, &data, true)).transpose()?;
+        let text = t
+            .text
+            .as_deref()
+            .map(|s| render(s, &data, false))
+            .transpose()?;
+        let html = t
+            .html
+            .as_deref()
+            .map(|s| render(s, &data, true))
+            .transpose()?;
         Ok((subject, text, html))
     }
 }
@@ -527,7 +567,11 @@ fn envelope(m: &MessageRow) -> std::result::Result<lettre::address::Envelope, St
         .destinations
         .iter()
         .filter(|d| !bare_address(d).to_ascii_lowercase().ends_with(SIMULATOR))
-        .map(|d| bare_address(d).parse().map_err(|e| format!("bad recipient {d}: {e}")))
+        .map(|d| {
+            bare_address(d)
+                .parse()
+                .map_err(|e| format!("bad recipient {d}: {e}"))
+        })
         .collect::<std::result::Result<_, _>>()?;
     lettre::address::Envelope::new(Some(from), to).map_err(|e| e.to_string())
 }
@@ -615,7 +659,10 @@ pub fn build_mime(
         SesError::Invalid(format!("Illegal address in {what}: {v} ({e})"))
     };
     let mut b = lettre::Message::builder()
-        .from(from.parse::<Mailbox>().map_err(|e| bad("Source", from, &e))?)
+        .from(
+            from.parse::<Mailbox>()
+                .map_err(|e| bad("Source", from, &e))?,
+        )
         .subject(subject)
         .message_id(Some(format!("<{}@{id_domain}>", uuid::Uuid::new_v4())));
     for t in to {
@@ -627,8 +674,16 @@ pub fn build_mime(
     for r in reply_to {
         b = b.reply_to(r.parse::<Mailbox>().map_err(|e| bad("ReplyTo", r, &e))?);
     }
-    let text_part = |t: &str| SinglePart::builder().header(ContentType::TEXT_PLAIN).body(t.to_string());
-    let html_part = |h: &str| SinglePart::builder().header(ContentType::TEXT_HTML).body(h.to_string());
+    let text_part = |t: &str| {
+        SinglePart::builder()
+            .header(ContentType::TEXT_PLAIN)
+            .body(t.to_string())
+    };
+    let html_part = |h: &str| {
+        SinglePart::builder()
+            .header(ContentType::TEXT_HTML)
+            .body(h.to_string())
+    };
     let msg = match (text, html) {
         (Some(t), Some(h)) => b.multipart(
             MultiPart::alternative()
@@ -743,8 +798,14 @@ mod tests {
     #[test]
     fn renders_like_ses() {
         let data = json!({"name": "Ann <a>", "order": {"id": 7}});
-        assert_eq!(render("Hi {{name}}, #{{ order.id }}", &data, false).unwrap(), "Hi Ann <a>, #7");
-        assert_eq!(render("<b>{{name}}</b>", &data, true).unwrap(), "<b>Ann &lt;a&gt;</b>");
+        assert_eq!(
+            render("Hi {{name}}, #{{ order.id }}", &data, false).unwrap(),
+            "Hi Ann <a>, #7"
+        );
+        assert_eq!(
+            render("<b>{{name}}</b>", &data, true).unwrap(),
+            "<b>Ann &lt;a&gt;</b>"
+        );
         assert_eq!(render("{{{name}}}", &data, true).unwrap(), "Ann <a>");
         assert!(matches!(
             render("{{missing}}", &data, false),

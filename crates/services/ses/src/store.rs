@@ -376,7 +376,10 @@ impl Store {
                 .is_some();
             match (create, exists) {
                 (true, true) => {
-                    return Err(SesError::AlreadyExists(Kind::EventDestination, d.name.clone()))
+                    return Err(SesError::AlreadyExists(
+                        Kind::EventDestination,
+                        d.name.clone(),
+                    ))
                 }
                 (false, false) => {
                     return Err(SesError::NotFound(Kind::EventDestination, d.name.clone()))
@@ -386,7 +389,11 @@ impl Store {
             tx.execute(
                 "INSERT INTO event_destinations(config_set, name, spec) VALUES (?1, ?2, ?3)
                  ON CONFLICT(config_set, name) DO UPDATE SET spec = ?3",
-                params![config_set, d.name, serde_json::to_string(d).unwrap_or_default()],
+                params![
+                    config_set,
+                    d.name,
+                    serde_json::to_string(d).unwrap_or_default()
+                ],
             )?;
             Ok(())
         })
@@ -579,7 +586,13 @@ impl Store {
 
     /// Record an event delivery's outcome: `done` (delivered or given up) or
     /// retried at `next_ms`.
-    pub fn event_result(&self, id: i64, done: bool, error: Option<&str>, next_ms: i64) -> Result<()> {
+    pub fn event_result(
+        &self,
+        id: i64,
+        done: bool,
+        error: Option<&str>,
+        next_ms: i64,
+    ) -> Result<()> {
         self.tx(|tx| {
             tx.execute(
                 "UPDATE event_outbox SET done = ?2, error = ?3, attempts = attempts + 1, next_ms = ?4
@@ -593,7 +606,10 @@ impl Store {
     /// The newest event notifications, for the admin surface: (id, target, type,
     /// payload, attempts, done, error).
     #[allow(clippy::type_complexity)]
-    pub fn events(&self, limit: usize) -> Result<Vec<(i64, String, String, String, i64, bool, Option<String>)>> {
+    pub fn events(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(i64, String, String, String, i64, bool, Option<String>)>> {
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT id, target, detail_type, payload, attempts, done, error FROM event_outbox
@@ -601,7 +617,15 @@ impl Store {
             )?;
             let rows = st
                 .query_map([limit as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get::<_, i64>(5)? != 0, r.get(6)?))
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get::<_, i64>(5)? != 0,
+                        r.get(6)?,
+                    ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
