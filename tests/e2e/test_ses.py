@@ -418,7 +418,8 @@ def free_port():
 
 
 def test_relay_to_a_real_smtp_server(server_factory):
-    aiosmtpd = pytest.importorskip("aiosmtpd.controller")
+    # Pinned in tests/requirements.txt, which scripts/test installs.
+    from aiosmtpd.controller import Controller
     received = []
 
     class Handler:
@@ -427,7 +428,7 @@ def test_relay_to_a_real_smtp_server(server_factory):
             return "250 OK"
 
     port = free_port()
-    smtp = aiosmtpd.Controller(Handler(), hostname="127.0.0.1", port=port)
+    smtp = Controller(Handler(), hostname="127.0.0.1", port=port)
     smtp.start()
     try:
         s = server_factory("--smtp-relay", f"smtp://127.0.0.1:{port}")

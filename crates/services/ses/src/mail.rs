@@ -215,7 +215,10 @@ impl Mail {
             raw,
             status: "Accepted".into(),
             error: None,
-            relay: self.relay.is_some(),
+            relay: self.relay.is_some()
+                && to
+                    .iter()
+                    .any(|d| !bare_address(d).to_ascii_lowercase().ends_with(SIMULATOR)),
             events: vec![],
         };
         self.store.insert_message(&row, now_ms)?;
