@@ -339,3 +339,173 @@ pub fn start(ctx: &ServiceContext) -> Result<Service, StartError> {
         admin: Some(Arc::new(Admin(m))),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nimbus_dispatch::{Dispatch, FunctionLookup, Invocation, InvokeError, InvokeResult};
+    use nimbus_triggers::sinks::{Sinks, TopicMessage, TopicSink};
+
+    /// No functions: the sinks need a dispatcher, these tests never invoke one.
+    struct NoFunctions;
+
+    impl FunctionLookup for NoFunctions {
+        fn function(&self, _: &str) -> Option<Arc<nimbus_core::FunctionConfig>> {
+            None
+        }
+        fn qualifier_exists(&self, _: &str, _: Option<&str>) -> bool {
+            false
+        }
+        fn region(&self) -> &str {
+            "us-east-1"
+        }
+    }
+
+    impl Dispatch for NoFunctions {
+        fn invoke(&self, inv: Invocation) -> BoxFuture<'_, nimbus_dispatch::Result<InvokeResult>> {
+            Box::pin(async move { Err(InvokeError::NotFound(inv.function)) })
+        }
+        fn enqueue(
+            &self,
+            inv: Invocation,
+            _: &'static str,
+        ) -> BoxFuture<'_, nimbus_dispatch::Result<String>> {
+            Box::pin(async move { Err(InvokeError::NotFound(inv.function)) })
+        }
+    }
+
+    /// A topic that is unavailable once, then records what it is given.
+    #[derive(Default)]
+    struct Topic {
+        calls: Mutex<u32>,
+        got: Mutex<Vec<String>>,
+        wake: tokio::sync::Notify,
+    }
+
+    impl TopicSink for Topic {
+        fn topic_exists(&self, _: &str) -> bool {
+            true
+        }
+        fn publish(&self, _: &str, msg: TopicMessage) -> BoxFuture<'_, SinkResult<String>> {
+            Box::pin(async move {
+                let mut calls = self.calls.lock().unwrap();
+                *calls += 1;
+                if *calls == 1 {
+                    return Err(SinkError::Transient("starting".into()));
+                }
+                self.got.lock().unwrap().push(msg.message);
+                self.wake.notify_one();
+                Ok("id".into())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn events_reach_sns_at_least_once_and_sns_mail_lands_in_the_outbox() {
+        let d = tempfile::tempdir().unwrap();
+        let store = store::Store::open(&d.path().join("ses.db")).unwrap();
+        let sinks = Arc::new(Sinks::new(Arc::new(NoFunctions)));
+        let topic = Arc::new(Topic::default());
+        sinks.register_topics(topic.clone());
+        let m = Arc::new(Mail::new(
+            store,
+            "us-east-1".into(),
+            "123456789012".into(),
+            sinks,
+            None,
+        ));
+        let drain = tokio::spawn(m.clone().run_events());
+        m.store
+            .put_identity("me@example.com", "EmailAddress", 0)
+            .unwrap();
+        m.store.create_config_set("cs", 0).unwrap();
+        m.store
+            .put_destination(
+                "cs",
+                &store::EventDest {
+                    name: "d".into(),
+                    enabled: true,
+                    types: vec!["SEND".into(), "BOUNCE".into()],
+                    sns_topic_arn: Some("arn:aws:sns:us-east-1:123456789012:t".into()),
+                    event_bus_arn: None,
+                },
+                true,
+            )
+            .unwrap();
+        let raw = mail::build_mime(
+            "x",
+            "me@example.com",
+            &["bounce@simulator.amazonses.com".into()],
+            &[],
+            &[],
+            "s",
+            Some("t"),
+            None,
+        )
+        .unwrap();
+        let id = m
+            .send(
+                mail::Outgoing {
+                    source: "me@example.com".into(),
+                    destinations: vec!["bounce@simulator.amazonses.com".into()],
+                    subject: "s".into(),
+                    raw,
+                    config_set: Some("cs".into()),
+                    tags: vec![],
+                    rendering_error: None,
+                    max_size: mail::MAX_MESSAGE_V1,
+                },
+                nimbus_core::now_ms(),
+            )
+            .unwrap();
+        // The first delivery fails (transient); both events still arrive, once each.
+        tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            while topic.got.lock().unwrap().len() < 2 {
+                topic.wake.notified().await;
+            }
+        })
+        .await
+        .expect("both events delivered");
+        let got: Vec<serde_json::Value> = topic
+            .got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| serde_json::from_str(s).unwrap())
+            .collect();
+        let mut types: Vec<&str> = got
+            .iter()
+            .map(|e| e["eventType"].as_str().unwrap())
+            .collect();
+        types.sort();
+        assert_eq!(types, ["Bounce", "Send"]);
+        assert!(got.iter().all(|e| e["mail"]["messageId"] == id.as_str()));
+        // The drain records each delivery after the sink answers.
+        for _ in 0..1200 {
+            if m.store.event_counts().unwrap() == (0, 0) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(m.store.event_counts().unwrap(), (0, 0));
+        assert_eq!(topic.got.lock().unwrap().len(), 2, "each event once");
+        drain.abort();
+
+        // Mail another service sends lands in the same outbox.
+        let sink = Outbox(m.clone());
+        let mid = sink
+            .send_mail(OutgoingMail {
+                from: "no-reply@sns.amazonaws.com".into(),
+                to: vec!["ops@example.org".into()],
+                subject: "AWS Notification Message".into(),
+                text: "hello from a topic".into(),
+                origin: "sns".into(),
+            })
+            .await
+            .unwrap();
+        let row = m.store.message(&mid).unwrap().unwrap();
+        assert_eq!(row.origin, "sns");
+        let view = mail::message_view(&row, true);
+        assert_eq!(view["Text"].as_str().unwrap().trim(), "hello from a topic");
+    }
+}
