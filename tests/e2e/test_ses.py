@@ -323,6 +323,16 @@ def test_sesv2(server, sesv2):
     assert outbox(server, tid)["Subject"] == "Order A-1"
     assert "Order A-1" in sesv2.test_render_email_template(
         TemplateName="v2t", TemplateData='{"id": "A-1"}')["RenderedTemplate"]
+    bulk = sesv2.send_bulk_email(
+        FromEmailAddress="v2@example.com",
+        DefaultContent={"Template": {"TemplateName": "v2t", "TemplateData": '{"id": "D"}'}},
+        BulkEmailEntries=[
+            {"Destination": {"ToAddresses": ["d1@example.org"]}},
+            {"Destination": {"ToAddresses": ["d2@example.org"]},
+             "ReplacementEmailContent": {"ReplacementTemplate": {"ReplacementTemplateData": '{"id": "R"}'}}},
+        ])["BulkEmailEntryResults"]
+    assert [b["Status"] for b in bulk] == ["SUCCESS", "SUCCESS"]
+    assert [outbox(server, b["MessageId"])["Subject"] for b in bulk] == ["Order D", "Order R"]
     sesv2.update_email_template(TemplateName="v2t", TemplateContent={"Subject": "S {{id}}", "Text": "t"})
     sesv2.delete_email_template(TemplateName="v2t")
     assert code_of(sesv2.get_email_template, TemplateName="v2t") == "NotFoundException"

@@ -548,6 +548,134 @@ fn handle(
                 .map_err(e2)?;
             Ok(json!({"MessageId": id}))
         }
+        Op::SendBulkEmail => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct DefaultContent {
+                template: TemplateRef,
+            }
+            #[derive(Deserialize, Default)]
+            #[serde(rename_all = "PascalCase", default)]
+            struct ReplacementTemplate {
+                replacement_template_data: Option<String>,
+            }
+            #[derive(Deserialize, Default)]
+            #[serde(rename_all = "PascalCase", default)]
+            struct ReplacementContent {
+                replacement_template: Option<ReplacementTemplate>,
+            }
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct Entry {
+                destination: Destination,
+                #[serde(default)]
+                replacement_tags: Vec<Tag>,
+                replacement_email_content: Option<ReplacementContent>,
+            }
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                from_email_address: String,
+                #[serde(default)]
+                reply_to_addresses: Vec<String>,
+                default_content: DefaultContent,
+                bulk_email_entries: Vec<Entry>,
+                #[serde(default)]
+                default_email_tags: Vec<Tag>,
+                configuration_set_name: Option<String>,
+            }
+            let i: In = decode(body)?;
+            if i.bulk_email_entries.is_empty() || i.bulk_email_entries.len() > 50 {
+                return Err(bad("BulkEmailEntries must hold 1 to 50 entries."));
+            }
+            let t = &i.default_content.template;
+            let tpl = match (&t.template_content, &t.template_name, &t.template_arn) {
+                (Some(tc), _, _) => Template {
+                    name: "inline".into(),
+                    subject: tc.subject.clone(),
+                    text: tc.text.clone(),
+                    html: tc.html.clone(),
+                    created_ms: now,
+                },
+                (None, Some(n), _) => m.store.template(n).map_err(e2)?,
+                (None, None, Some(arn)) => m
+                    .store
+                    .template(arn.rsplit('/').next().unwrap_or(arn))
+                    .map_err(e2)?,
+                _ => return Err(bad(
+                    "DefaultContent.Template needs TemplateName, TemplateArn or TemplateContent.",
+                )),
+            };
+            let mut results = vec![];
+            for e in &i.bulk_email_entries {
+                let data = e
+                    .replacement_email_content
+                    .as_ref()
+                    .and_then(|c| c.replacement_template.as_ref())
+                    .and_then(|r| r.replacement_template_data.clone())
+                    .or(t.template_data.clone())
+                    .unwrap_or_else(|| "{}".into());
+                let mut dests = e.destination.to_addresses.clone();
+                dests.extend(e.destination.cc_addresses.iter().cloned());
+                dests.extend(e.destination.bcc_addresses.iter().cloned());
+                let mut tags: Vec<(String, String)> = i
+                    .default_email_tags
+                    .iter()
+                    .map(|t| (t.name.clone(), t.value.clone()))
+                    .collect();
+                tags.extend(
+                    e.replacement_tags
+                        .iter()
+                        .map(|t| (t.name.clone(), t.value.clone())),
+                );
+                let rendered = match m.render(&tpl, &data) {
+                    Ok((subject, text, html)) => mail::build_mime(
+                        "email.amazonses.com",
+                        &i.from_email_address,
+                        &e.destination.to_addresses,
+                        &e.destination.cc_addresses,
+                        &i.reply_to_addresses,
+                        &subject,
+                        text.as_deref(),
+                        html.as_deref(),
+                    )
+                    .map(|raw| (subject, raw, None)),
+                    Err(SesError::MissingAttribute(msg)) => {
+                        Ok((tpl.name.clone(), vec![], Some(msg)))
+                    }
+                    Err(e) => Err(e),
+                };
+                let r = rendered.and_then(|(subject, raw, err)| {
+                    m.send(
+                        Outgoing {
+                            source: i.from_email_address.clone(),
+                            destinations: dests,
+                            subject,
+                            raw,
+                            config_set: i.configuration_set_name.clone(),
+                            tags,
+                            rendering_error: err,
+                            max_size: MAX_MESSAGE_V2,
+                        },
+                        now,
+                    )
+                });
+                results.push(match r {
+                    Ok(id) => json!({"Status": "SUCCESS", "MessageId": id}),
+                    Err(
+                        e @ (SesError::NotFound(..)
+                        | SesError::Paused
+                        | SesError::Db(_)
+                        | SesError::Internal(_)),
+                    ) => return Err(e2(e)),
+                    Err(SesError::Rejected(msg)) => {
+                        json!({"Status": "MESSAGE_REJECTED", "Error": msg})
+                    }
+                    Err(e) => json!({"Status": "FAILED", "Error": e.to_string()}),
+                });
+            }
+            Ok(json!({"BulkEmailEntryResults": results}))
+        }
         Op::CreateEmailTemplate | Op::UpdateEmailTemplate => {
             #[derive(Deserialize)]
             #[serde(rename_all = "PascalCase")]
