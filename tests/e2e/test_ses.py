@@ -253,6 +253,29 @@ def test_configuration_sets_and_the_mailbox_simulator(server, ses):
     ses.delete_configuration_set(ConfigurationSetName="tracked")
 
 
+def test_identity_notification_topics(server, ses):
+    topic = "arn:aws:sns:us-east-1:123456789012:bounces"
+    ses.verify_domain_identity(Domain="notify.test")
+    ses.set_identity_notification_topic(Identity="notify.test", NotificationType="Bounce",
+                                        SnsTopic=topic)
+    attrs = ses.get_identity_notification_attributes(Identities=["notify.test"])[
+        "NotificationAttributes"]["notify.test"]
+    assert attrs["BounceTopic"] == topic and "ComplaintTopic" not in attrs
+    before = {e["Id"] for e in events(server)}
+    mid = ses.send_email(Source="app@notify.test",
+                         Destination={"ToAddresses": ["bounce@simulator.amazonses.com",
+                                                     "ok@example.org"]},
+                         Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "t"}}})["MessageId"]
+    new = [e for e in events(server) if e["Id"] not in before]
+    assert [(e["Target"], e["EventType"]) for e in new] == [(topic, "Bounce")]
+    n = new[0]["Event"]
+    assert n["notificationType"] == "Bounce" and n["mail"]["messageId"] == mid
+    assert n["bounce"]["bouncedRecipients"][0]["emailAddress"] == "bounce@simulator.amazonses.com"
+    ses.set_identity_notification_topic(Identity="notify.test", NotificationType="Bounce")
+    assert "BounceTopic" not in ses.get_identity_notification_attributes(
+        Identities=["notify.test"])["NotificationAttributes"]["notify.test"]
+
+
 def test_limits_and_bad_input(server, ses):
     msg = {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "t"}}}
     many = [f"r{i}@example.org" for i in range(51)]

@@ -105,13 +105,18 @@ impl Mail {
 
     /// Whether `address` may send: itself or its domain is a verified identity.
     pub fn verified(&self, address: &str) -> Result<bool> {
+        Ok(self.identity_of(address)?.is_some())
+    }
+
+    /// The verified identity `address` sends as: itself, else its domain.
+    pub fn identity_of(&self, address: &str) -> Result<Option<String>> {
         let a = bare_address(address);
-        if self.store.identity(&a)?.is_some() {
-            return Ok(true);
+        if let Some(i) = self.store.identity(&a)? {
+            return Ok(Some(i.identity));
         }
         match domain_of(&a) {
-            Some(d) => Ok(self.store.identity(&d)?.is_some()),
-            None => Ok(false),
+            Some(d) => Ok(self.store.identity(&d)?.map(|i| i.identity)),
+            None => Ok(None),
         }
     }
 
@@ -153,15 +158,16 @@ impl Mail {
             Some(cs) => self.store.destinations(cs)?,
             None => vec![],
         };
-        if !self.verified(&m.source)? {
+        let Some(identity) = self.identity_of(&m.source)? else {
             return Err(SesError::Rejected(format!(
                 "Email address is not verified. The following identities failed the check in region {}: {}",
                 self.region.to_ascii_uppercase(),
                 bare_address(&m.source)
             )));
-        }
+        };
+        let topics = self.store.identity_topics(&identity)?;
         let id = message_id(now_ms);
-        let events = self.events_for(&id, &m, &dests, now_ms);
+        let events = self.events_for(&id, &m, &dests, &topics, now_ms);
         let deliverable = m
             .destinations
             .iter()
@@ -237,6 +243,7 @@ impl Mail {
         id: &str,
         m: &Outgoing,
         dests: &[EventDest],
+        identity_topics: &[(String, String)],
         now_ms: i64,
     ) -> Vec<(String, String, String)> {
         let ts = iso(now_ms);
@@ -364,6 +371,22 @@ impl Mail {
                 if let Some(b) = &d.event_bus_arn {
                     out.push((b.clone(), event_type.to_string(), payload.clone()));
                 }
+            }
+        }
+        // The identity's own notification topics (SetIdentityNotificationTopic):
+        // the older notification format, for bounces, complaints and deliveries.
+        for (_, event_type, extra) in &kinds {
+            for (_, topic) in identity_topics.iter().filter(|(k, _)| k == event_type) {
+                let mut n = json!({"notificationType": event_type, "mail": mail});
+                if let Some(o) = n["mail"].as_object_mut() {
+                    o.remove("tags");
+                }
+                if let (Some(o), Some(x)) = (n.as_object_mut(), extra.as_object()) {
+                    for (k, v) in x {
+                        o.insert(k.clone(), v.clone());
+                    }
+                }
+                out.push((topic.clone(), event_type.to_string(), n.to_string()));
             }
         }
         out

@@ -13,10 +13,11 @@ use std::path::Path;
 
 pub(crate) static SES_DB: Schema = Schema {
     file: "ses.db",
-    migrations: &[Migration {
-        name: "identities, templates, configuration sets, outbox",
-        step: Step::Sql(
-            "CREATE TABLE identities(
+    migrations: &[
+        Migration {
+            name: "identities, templates, configuration sets, outbox",
+            step: Step::Sql(
+                "CREATE TABLE identities(
                 identity TEXT PRIMARY KEY,
                 kind TEXT NOT NULL,
                 token TEXT NOT NULL,
@@ -69,8 +70,20 @@ pub(crate) static SES_DB: Schema = Schema {
                 error TEXT
             );
             CREATE INDEX event_outbox_due ON event_outbox(done, next_ms);",
-        ),
-    }],
+            ),
+        },
+        Migration {
+            name: "identity notification topics",
+            step: Step::Sql(
+                "CREATE TABLE identity_topics(
+                identity TEXT NOT NULL COLLATE NOCASE,
+                kind TEXT NOT NULL,
+                topic TEXT NOT NULL,
+                PRIMARY KEY(identity, kind)
+            );",
+            ),
+        },
+    ],
 };
 
 /// An event destination, in one form for both API versions.
@@ -242,6 +255,43 @@ impl Store {
                 "DELETE FROM identities WHERE identity = ?1 COLLATE NOCASE",
                 [identity],
             )? > 0)
+        })
+    }
+
+    /// Set (or, with `None`, clear) an identity's notification topic for `kind`
+    /// (`Bounce`, `Complaint`, `Delivery`).
+    pub fn set_identity_topic(
+        &self,
+        identity: &str,
+        kind: &str,
+        topic: Option<&str>,
+    ) -> Result<()> {
+        self.tx(|tx| {
+            match topic {
+                Some(t) => tx.execute(
+                    "INSERT INTO identity_topics(identity, kind, topic) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(identity, kind) DO UPDATE SET topic = ?3",
+                    params![identity, kind, t],
+                )?,
+                None => tx.execute(
+                    "DELETE FROM identity_topics WHERE identity = ?1 AND kind = ?2",
+                    params![identity, kind],
+                )?,
+            };
+            Ok(())
+        })
+    }
+
+    /// An identity's notification topics: (kind, topic).
+    pub fn identity_topics(&self, identity: &str) -> Result<Vec<(String, String)>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT kind, topic FROM identity_topics WHERE identity = ?1 ORDER BY kind",
+            )?;
+            let rows = st
+                .query_map([identity], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
         })
     }
 

@@ -478,6 +478,64 @@ fn handle(m: &Mail, op: Op, p: &QueryParams, rid: &str) -> Result<Response, AwsE
                 }),
             ))
         }
+        Op::SetIdentityNotificationTopic => {
+            let identity = s(p, "Identity")?;
+            let kind = s(p, "NotificationType")?;
+            if !matches!(kind, "Bounce" | "Complaint" | "Delivery") {
+                return Err(SesError::Invalid(format!("Invalid NotificationType {kind}.")).v1());
+            }
+            if m.store.identity(identity).map_err(e1)?.is_none() {
+                return Err(
+                    SesError::Invalid(format!("Identity <{identity}> does not exist.")).v1(),
+                );
+            }
+            let topic = p.get("SnsTopic").filter(|t| !t.is_empty());
+            if let Some(t) = topic {
+                if !t.starts_with("arn:aws:sns:") {
+                    return Err(SesError::Invalid(format!("Invalid SNS topic <{t}>.")).v1());
+                }
+            }
+            m.store
+                .set_identity_topic(identity, kind, topic)
+                .map_err(e1)?;
+            Ok(ok(op, rid, Some(&|_: &mut XmlWriter| {})))
+        }
+        Op::GetIdentityNotificationAttributes => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                identities: Vec<String>,
+            }
+            let i: In = p.deserialize(&IDENTITIES)?;
+            let mut found = vec![];
+            for id in &i.identities {
+                if m.store.identity(id).map_err(e1)?.is_some() {
+                    found.push((id.clone(), m.store.identity_topics(id).map_err(e1)?));
+                }
+            }
+            Ok(ok(
+                op,
+                rid,
+                Some(&|w: &mut XmlWriter| {
+                    w.nested("NotificationAttributes", |w| {
+                        for (name, topics) in &found {
+                            w.nested("entry", |w| {
+                                w.element("key", name);
+                                w.nested("value", |w| {
+                                    for (kind, topic) in topics {
+                                        w.element(&format!("{kind}Topic"), topic);
+                                    }
+                                    w.element("ForwardingEnabled", "true");
+                                    w.element("HeadersInBounceNotificationsEnabled", "false");
+                                    w.element("HeadersInComplaintNotificationsEnabled", "false");
+                                    w.element("HeadersInDeliveryNotificationsEnabled", "false");
+                                });
+                            });
+                        }
+                    });
+                }),
+            ))
+        }
         Op::GetSendQuota => {
             let sent = m.store.sent_since(now - 86_400_000).map_err(e1)?;
             let n: usize = sent.iter().map(|(_, _, d)| d.len()).sum();
