@@ -507,3 +507,16 @@ def test_accepted_mail_survives_kill_9(server_factory, data_dir):
     # Identities survive too: the sender can still send.
     client(s2, "ses").send_email(Source="durable@example.com", Destination={"ToAddresses": ["x@example.org"]},
                                  Message={"Subject": {"Data": "after"}, "Body": {"Text": {"Data": "t"}}})
+
+
+def test_metrics_parse_and_count(server, ses):
+    from prometheus_client.parser import text_string_to_metric_families
+    ses.send_email(Source="sender@example.com", Destination={"ToAddresses": ["m@example.org"]},
+                   Message={"Subject": {"Data": "m"}, "Body": {"Text": {"Data": "t"}}})
+    text = server.session.get(f"{server.api}/metrics", timeout=10).text
+    fams = list(text_string_to_metric_families(text))
+    samples = {s.name: s.value for f in fams for s in f.samples}
+    types = {f.name: f.type for f in fams}
+    assert types["nimbus_ses_messages_accepted"] == "counter"
+    assert samples["nimbus_ses_messages_accepted_total"] >= 1
+    assert samples["nimbus_ses_messages_rejected_total"] >= 1

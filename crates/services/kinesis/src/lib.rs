@@ -389,11 +389,11 @@ impl ServiceAdmin for Admin {
 
     fn metrics(&self) -> String {
         format!(
-            "# HELP nimbus_kinesis_requests_total Kinesis API requests served.\n\
-             # TYPE nimbus_kinesis_requests_total counter\n\
+            "# HELP nimbus_kinesis_requests Kinesis API requests served.\n\
+             # TYPE nimbus_kinesis_requests counter\n\
              nimbus_kinesis_requests_total {}\n\
-             # HELP nimbus_kinesis_records_put_total Records appended to Kinesis streams.\n\
-             # TYPE nimbus_kinesis_records_put_total counter\n\
+             # HELP nimbus_kinesis_records_put Records appended to Kinesis streams.\n\
+             # TYPE nimbus_kinesis_records_put counter\n\
              nimbus_kinesis_records_put_total {}\n",
             self.0.requests.load(Ordering::Relaxed),
             self.0.records_put.load(Ordering::Relaxed)

@@ -297,17 +297,17 @@ impl ServiceAdmin for Admin {
         let (pending, failed) = self.0.store.event_counts().unwrap_or((0, 0));
         let m = &self.0;
         format!(
-            "# HELP nimbus_ses_messages_accepted_total Messages SES accepted into the outbox.\n\
-             # TYPE nimbus_ses_messages_accepted_total counter\n\
+            "# HELP nimbus_ses_messages_accepted Messages SES accepted into the outbox.\n\
+             # TYPE nimbus_ses_messages_accepted counter\n\
              nimbus_ses_messages_accepted_total {}\n\
-             # HELP nimbus_ses_messages_rejected_total Sends SES refused with MessageRejected.\n\
-             # TYPE nimbus_ses_messages_rejected_total counter\n\
+             # HELP nimbus_ses_messages_rejected Sends SES refused with MessageRejected.\n\
+             # TYPE nimbus_ses_messages_rejected counter\n\
              nimbus_ses_messages_rejected_total {}\n\
-             # HELP nimbus_ses_relay_sent_total Messages relayed to the SMTP server.\n\
-             # TYPE nimbus_ses_relay_sent_total counter\n\
+             # HELP nimbus_ses_relay_sent Messages relayed to the SMTP server.\n\
+             # TYPE nimbus_ses_relay_sent counter\n\
              nimbus_ses_relay_sent_total {}\n\
-             # HELP nimbus_ses_relay_failures_total Failed SMTP relay attempts.\n\
-             # TYPE nimbus_ses_relay_failures_total counter\n\
+             # HELP nimbus_ses_relay_failures Failed SMTP relay attempts.\n\
+             # TYPE nimbus_ses_relay_failures counter\n\
              nimbus_ses_relay_failures_total {}\n\
              # HELP nimbus_ses_events_pending Event notifications not yet delivered.\n\
              # TYPE nimbus_ses_events_pending gauge\n\
