@@ -358,3 +358,15 @@ def test_acknowledged_records_survive_kill_9(server_factory, data_dir):
     r = k2.put_record(StreamName="durable", Data=b"after", PartitionKey="p0")
     same = [a for a in acked if a[0] == r["ShardId"]]
     assert all(int(r["SequenceNumber"]) > int(a[1]) for a in same)
+
+
+def test_metrics_and_admin(server, k):
+    from prometheus_client.parser import text_string_to_metric_families
+    k.create_stream(StreamName="metered", ShardCount=1)
+    k.put_records(StreamName="metered", Records=[{"Data": b"x", "PartitionKey": "p"}] * 3)
+    samples = {s.name: s.value for f in text_string_to_metric_families(
+        server.session.get(f"{server.api}/metrics", timeout=10).text) for s in f.samples}
+    assert samples["nimbus_kinesis_records_put_total"] >= 3
+    streams = server.session.get(f"{server.api}/_nimbus/services/kinesis/streams", timeout=10).json()
+    [metered] = [s for s in streams["Streams"] if s["StreamName"] == "metered"]
+    assert metered["Records"] == 3 and metered["OpenShards"] == 1

@@ -50,16 +50,24 @@ impl Kinesis {
     pub fn open(ctx: &ServiceContext) -> Result<Arc<Self>, StartError> {
         let store = Store::open(&ctx.data_dir.join("kinesis.db"))
             .map_err(|e| StartError::new("kinesis", e))?;
-        Ok(Arc::new(Self {
+        Ok(Self::new(
             store,
-            env: api::Env {
+            api::Env {
                 region: ctx.region.clone(),
                 account: ctx.account_id.clone(),
             },
+        ))
+    }
+
+    /// The service over an opened store.
+    pub fn new(store: Store, env: api::Env) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            env,
             watches: Mutex::new(HashMap::new()),
             records_put: AtomicU64::new(0),
             requests: AtomicU64::new(0),
-        }))
+        })
     }
 
     fn notify(&self, stream: &str) {
@@ -276,6 +284,12 @@ impl StreamSink for Kinesis {
                 })?),
                 None => None,
             };
+            if !(1..=256).contains(&rec.partition_key.chars().count()) {
+                return Err(SinkError::Rejected {
+                    code: "ValidationException".into(),
+                    message: "the partition key must be 1 to 256 characters".into(),
+                });
+            }
             if rec.data.len() > api::MAX_RECORD {
                 return Err(SinkError::Rejected {
                     code: "ValidationException".into(),
@@ -375,11 +389,11 @@ impl ServiceAdmin for Admin {
 
     fn metrics(&self) -> String {
         format!(
-            "# HELP nimbus_kinesis_requests_total Kinesis API requests served.\n\
-             # TYPE nimbus_kinesis_requests_total counter\n\
+            "# HELP nimbus_kinesis_requests Kinesis API requests served.\n\
+             # TYPE nimbus_kinesis_requests counter\n\
              nimbus_kinesis_requests_total {}\n\
-             # HELP nimbus_kinesis_records_put_total Records appended to Kinesis streams.\n\
-             # TYPE nimbus_kinesis_records_put_total counter\n\
+             # HELP nimbus_kinesis_records_put Records appended to Kinesis streams.\n\
+             # TYPE nimbus_kinesis_records_put counter\n\
              nimbus_kinesis_records_put_total {}\n",
             self.0.requests.load(Ordering::Relaxed),
             self.0.records_put.load(Ordering::Relaxed)
@@ -418,4 +432,122 @@ pub fn start(ctx: &ServiceContext) -> Result<Service, StartError> {
         frontend: frontend_for(k.clone()),
         admin: Some(Arc::new(Admin(k))),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    const ARN: &str = "arn:aws:kinesis:us-east-1:123456789012:stream/s";
+
+    fn service() -> (tempfile::TempDir, Arc<Kinesis>) {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&d.path().join("kinesis.db")).unwrap();
+        store
+            .create_stream("s", 1, "PROVISIONED", &BTreeMap::new(), 0)
+            .unwrap();
+        let env = api::Env {
+            region: "us-east-1".into(),
+            account: "123456789012".into(),
+        };
+        (d, Kinesis::new(store, env))
+    }
+
+    #[tokio::test]
+    async fn the_shard_source_reads_lambda_records_and_wakes_on_every_put() {
+        let (_d, k) = service();
+        assert!(ShardSource::accepts(&*k, ARN));
+        assert!(!ShardSource::accepts(
+            &*k,
+            "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x"
+        ));
+        assert!(ShardSource::stream_exists(&*k, ARN));
+        assert!(!ShardSource::stream_exists(
+            &*k,
+            "arn:aws:kinesis:us-east-1:123456789012:stream/nope"
+        ));
+        let mut w = k.watch(ARN);
+        let seq = k
+            .put_record(
+                ARN,
+                StreamPut {
+                    partition_key: "pk".into(),
+                    explicit_hash_key: None,
+                    data: bytes::Bytes::from_static(b"hello"),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(w.has_changed().unwrap());
+        w.borrow_and_update();
+        let recs = k
+            .read(ARN, "shardId-000000000000", ShardPosition::TrimHorizon, 10)
+            .await
+            .unwrap();
+        assert_eq!(recs.len(), 1);
+        let r = &recs[0];
+        assert_eq!(r.sequence_number, seq);
+        assert_eq!(r.partition_key, "pk");
+        let e = &r.event_record;
+        assert_eq!(e["eventSource"], "aws:kinesis");
+        assert_eq!(e["eventName"], "aws:kinesis:record");
+        assert_eq!(e["eventVersion"], "1.0");
+        assert_eq!(e["eventSourceARN"], ARN);
+        assert_eq!(e["awsRegion"], "us-east-1");
+        assert_eq!(e["eventID"], format!("shardId-000000000000:{seq}"));
+        assert_eq!(e["kinesis"]["kinesisSchemaVersion"], "1.0");
+        assert_eq!(e["kinesis"]["data"], "aGVsbG8=");
+        assert_eq!(e["kinesis"]["sequenceNumber"], seq.as_str());
+        assert!(e["kinesis"]["approximateArrivalTimestamp"].is_f64());
+        // Positions after and at the record.
+        let after = k
+            .read(
+                ARN,
+                "shardId-000000000000",
+                ShardPosition::AfterSequence(seq.clone()),
+                10,
+            )
+            .await
+            .unwrap();
+        assert!(after.is_empty());
+        let at = k
+            .read(
+                ARN,
+                "shardId-000000000000",
+                ShardPosition::AtSequence(seq.clone()),
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(at.len(), 1);
+        let latest = k
+            .read(ARN, "shardId-000000000000", ShardPosition::Latest, 10)
+            .await
+            .unwrap();
+        assert!(latest.is_empty());
+        // A split shows in the lineage the poller walks.
+        k.store
+            .split("s", "shardId-000000000000", 1u128 << 127)
+            .unwrap();
+        let shards = k.shards(ARN).await.unwrap();
+        assert_eq!(shards.len(), 3);
+        assert!(shards[0].ending_sequence_number.is_some());
+        assert_eq!(
+            shards[2].parent_shard_id.as_deref(),
+            Some("shardId-000000000000")
+        );
+        // A stream that does not exist is the sink's NotFound.
+        let err = k
+            .put_record(
+                "arn:aws:kinesis:us-east-1:123456789012:stream/nope",
+                StreamPut {
+                    partition_key: "k".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SinkError::NotFound(_)), "{err:?}");
+    }
 }

@@ -124,8 +124,13 @@ pub fn engine(ctx: &ServiceContext) -> Result<Arc<Mail>, StartError> {
     if let Some(m) = map.get(&ctx.data_dir).and_then(Weak::upgrade) {
         return Ok(m);
     }
-    let store = store::Store::open(&ctx.data_dir.join("ses.db")).map_err(|e| StartError::new("ses", e))?;
-    let relay = ctx.options.get(SMTP_RELAY_OPTION).cloned().filter(|s| !s.is_empty());
+    let store =
+        store::Store::open(&ctx.data_dir.join("ses.db")).map_err(|e| StartError::new("ses", e))?;
+    let relay = ctx
+        .options
+        .get(SMTP_RELAY_OPTION)
+        .cloned()
+        .filter(|s| !s.is_empty());
     if let Some(url) = &relay {
         lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
             .map_err(|e| StartError::new("ses", format!("--smtp-relay {url}: {e}")))?;
@@ -170,9 +175,20 @@ impl MailSink for Outbox {
                     code: "InvalidParameterValue".into(),
                     message: e.to_string(),
                 })?;
-                let origin = if mail.origin.is_empty() { "sink" } else { &mail.origin };
-                m.record(origin, &mail.from, &mail.to, &mail.subject, raw, nimbus_core::now_ms())
-                    .map_err(|e| SinkError::Transient(e.to_string()))
+                let origin = if mail.origin.is_empty() {
+                    "sink"
+                } else {
+                    &mail.origin
+                };
+                m.record(
+                    origin,
+                    &mail.from,
+                    &mail.to,
+                    &mail.subject,
+                    raw,
+                    nimbus_core::now_ms(),
+                )
+                .map_err(|e| SinkError::Transient(e.to_string()))
             })
             .await
             .map_err(|e| SinkError::Transient(e.to_string()))?
@@ -184,7 +200,11 @@ impl MailSink for Outbox {
 struct Admin(Arc<Mail>);
 
 fn admin_error(status: StatusCode, kind: &str, message: String) -> Response {
-    (status, axum::Json(json!({"Type": kind, "Message": message}))).into_response()
+    (
+        status,
+        axum::Json(json!({"Type": kind, "Message": message})),
+    )
+        .into_response()
 }
 
 impl ServiceAdmin for Admin {
@@ -203,7 +223,11 @@ impl ServiceAdmin for Admin {
                 .trim_matches('/')
                 .to_string();
             if req.method() != http::Method::GET {
-                return admin_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{} {path}", req.method()));
+                return admin_error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "MethodNotAllowed",
+                    format!("{} {path}", req.method()),
+                );
             }
             let parts: Vec<String> = rest.split('/').map(str::to_string).collect();
             let limit: usize = form_limit(&query).unwrap_or(100);
@@ -217,6 +241,29 @@ impl ServiceAdmin for Admin {
                             .map(|r| mail::message_view(r, false))
                             .collect();
                         Ok(axum::Json(json!({"Messages": list})).into_response())
+                    }
+                    ["events"] => {
+                        let list: Vec<_> = store
+                            .events(limit)?
+                            .into_iter()
+                            .map(|(id, target, kind, payload, attempts, done, error)| {
+                                let status = match (done, &error) {
+                                    (false, _) => "pending",
+                                    (true, None) => "delivered",
+                                    (true, Some(_)) => "failed",
+                                };
+                                json!({
+                                    "Id": id,
+                                    "Target": target,
+                                    "EventType": kind,
+                                    "Event": serde_json::from_str::<serde_json::Value>(&payload).unwrap_or_default(),
+                                    "Attempts": attempts,
+                                    "Status": status,
+                                    "LastError": error,
+                                })
+                            })
+                            .collect();
+                        Ok(axum::Json(json!({"Events": list})).into_response())
                     }
                     ["messages", id] => match store.message(id)? {
                         Some(r) => Ok(axum::Json(mail::message_view(&r, true)).into_response()),
@@ -232,8 +279,16 @@ impl ServiceAdmin for Admin {
             .await;
             match out {
                 Ok(Ok(r)) => r,
-                Ok(Err(e)) => admin_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", e.to_string()),
-                Err(e) => admin_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", e.to_string()),
+                Ok(Err(e)) => admin_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalFailure",
+                    e.to_string(),
+                ),
+                Err(e) => admin_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalFailure",
+                    e.to_string(),
+                ),
             }
         })
     }
@@ -242,17 +297,17 @@ impl ServiceAdmin for Admin {
         let (pending, failed) = self.0.store.event_counts().unwrap_or((0, 0));
         let m = &self.0;
         format!(
-            "# HELP nimbus_ses_messages_accepted_total Messages SES accepted into the outbox.\n\
-             # TYPE nimbus_ses_messages_accepted_total counter\n\
+            "# HELP nimbus_ses_messages_accepted Messages SES accepted into the outbox.\n\
+             # TYPE nimbus_ses_messages_accepted counter\n\
              nimbus_ses_messages_accepted_total {}\n\
-             # HELP nimbus_ses_messages_rejected_total Sends SES refused with MessageRejected.\n\
-             # TYPE nimbus_ses_messages_rejected_total counter\n\
+             # HELP nimbus_ses_messages_rejected Sends SES refused with MessageRejected.\n\
+             # TYPE nimbus_ses_messages_rejected counter\n\
              nimbus_ses_messages_rejected_total {}\n\
-             # HELP nimbus_ses_relay_sent_total Messages relayed to the SMTP server.\n\
-             # TYPE nimbus_ses_relay_sent_total counter\n\
+             # HELP nimbus_ses_relay_sent Messages relayed to the SMTP server.\n\
+             # TYPE nimbus_ses_relay_sent counter\n\
              nimbus_ses_relay_sent_total {}\n\
-             # HELP nimbus_ses_relay_failures_total Failed SMTP relay attempts.\n\
-             # TYPE nimbus_ses_relay_failures_total counter\n\
+             # HELP nimbus_ses_relay_failures Failed SMTP relay attempts.\n\
+             # TYPE nimbus_ses_relay_failures counter\n\
              nimbus_ses_relay_failures_total {}\n\
              # HELP nimbus_ses_events_pending Event notifications not yet delivered.\n\
              # TYPE nimbus_ses_events_pending gauge\n\
@@ -283,4 +338,174 @@ pub fn start(ctx: &ServiceContext) -> Result<Service, StartError> {
         frontend: v1::frontend(m.clone()),
         admin: Some(Arc::new(Admin(m))),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nimbus_dispatch::{Dispatch, FunctionLookup, Invocation, InvokeError, InvokeResult};
+    use nimbus_triggers::sinks::{Sinks, TopicMessage, TopicSink};
+
+    /// No functions: the sinks need a dispatcher, these tests never invoke one.
+    struct NoFunctions;
+
+    impl FunctionLookup for NoFunctions {
+        fn function(&self, _: &str) -> Option<Arc<nimbus_core::FunctionConfig>> {
+            None
+        }
+        fn qualifier_exists(&self, _: &str, _: Option<&str>) -> bool {
+            false
+        }
+        fn region(&self) -> &str {
+            "us-east-1"
+        }
+    }
+
+    impl Dispatch for NoFunctions {
+        fn invoke(&self, inv: Invocation) -> BoxFuture<'_, nimbus_dispatch::Result<InvokeResult>> {
+            Box::pin(async move { Err(InvokeError::NotFound(inv.function)) })
+        }
+        fn enqueue(
+            &self,
+            inv: Invocation,
+            _: &'static str,
+        ) -> BoxFuture<'_, nimbus_dispatch::Result<String>> {
+            Box::pin(async move { Err(InvokeError::NotFound(inv.function)) })
+        }
+    }
+
+    /// A topic that is unavailable once, then records what it is given.
+    #[derive(Default)]
+    struct Topic {
+        calls: Mutex<u32>,
+        got: Mutex<Vec<String>>,
+        wake: tokio::sync::Notify,
+    }
+
+    impl TopicSink for Topic {
+        fn topic_exists(&self, _: &str) -> bool {
+            true
+        }
+        fn publish(&self, _: &str, msg: TopicMessage) -> BoxFuture<'_, SinkResult<String>> {
+            Box::pin(async move {
+                let mut calls = self.calls.lock().unwrap();
+                *calls += 1;
+                if *calls == 1 {
+                    return Err(SinkError::Transient("starting".into()));
+                }
+                self.got.lock().unwrap().push(msg.message);
+                self.wake.notify_one();
+                Ok("id".into())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn events_reach_sns_at_least_once_and_sns_mail_lands_in_the_outbox() {
+        let d = tempfile::tempdir().unwrap();
+        let store = store::Store::open(&d.path().join("ses.db")).unwrap();
+        let sinks = Arc::new(Sinks::new(Arc::new(NoFunctions)));
+        let topic = Arc::new(Topic::default());
+        sinks.register_topics(topic.clone());
+        let m = Arc::new(Mail::new(
+            store,
+            "us-east-1".into(),
+            "123456789012".into(),
+            sinks,
+            None,
+        ));
+        let drain = tokio::spawn(m.clone().run_events());
+        m.store
+            .put_identity("me@example.com", "EmailAddress", 0)
+            .unwrap();
+        m.store.create_config_set("cs", 0).unwrap();
+        m.store
+            .put_destination(
+                "cs",
+                &store::EventDest {
+                    name: "d".into(),
+                    enabled: true,
+                    types: vec!["SEND".into(), "BOUNCE".into()],
+                    sns_topic_arn: Some("arn:aws:sns:us-east-1:123456789012:t".into()),
+                    event_bus_arn: None,
+                },
+                true,
+            )
+            .unwrap();
+        let raw = mail::build_mime(
+            "x",
+            "me@example.com",
+            &["bounce@simulator.amazonses.com".into()],
+            &[],
+            &[],
+            "s",
+            Some("t"),
+            None,
+        )
+        .unwrap();
+        let id = m
+            .send(
+                mail::Outgoing {
+                    source: "me@example.com".into(),
+                    destinations: vec!["bounce@simulator.amazonses.com".into()],
+                    subject: "s".into(),
+                    raw,
+                    config_set: Some("cs".into()),
+                    tags: vec![],
+                    rendering_error: None,
+                    max_size: mail::MAX_MESSAGE_V1,
+                },
+                nimbus_core::now_ms(),
+            )
+            .unwrap();
+        // The first delivery fails (transient); both events still arrive, once each.
+        tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            while topic.got.lock().unwrap().len() < 2 {
+                topic.wake.notified().await;
+            }
+        })
+        .await
+        .expect("both events delivered");
+        let got: Vec<serde_json::Value> = topic
+            .got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| serde_json::from_str(s).unwrap())
+            .collect();
+        let mut types: Vec<&str> = got
+            .iter()
+            .map(|e| e["eventType"].as_str().unwrap())
+            .collect();
+        types.sort();
+        assert_eq!(types, ["Bounce", "Send"]);
+        assert!(got.iter().all(|e| e["mail"]["messageId"] == id.as_str()));
+        // The drain records each delivery after the sink answers.
+        for _ in 0..1200 {
+            if m.store.event_counts().unwrap() == (0, 0) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(m.store.event_counts().unwrap(), (0, 0));
+        assert_eq!(topic.got.lock().unwrap().len(), 2, "each event once");
+        drain.abort();
+
+        // Mail another service sends lands in the same outbox.
+        let sink = Outbox(m.clone());
+        let mid = sink
+            .send_mail(OutgoingMail {
+                from: "no-reply@sns.amazonaws.com".into(),
+                to: vec!["ops@example.org".into()],
+                subject: "AWS Notification Message".into(),
+                text: "hello from a topic".into(),
+                origin: "sns".into(),
+            })
+            .await
+            .unwrap();
+        let row = m.store.message(&mid).unwrap().unwrap();
+        assert_eq!(row.origin, "sns");
+        let view = mail::message_view(&row, true);
+        assert_eq!(view["Text"].as_str().unwrap().trim(), "hello from a topic");
+    }
 }

@@ -81,7 +81,13 @@ fn message_id(now_ms: i64) -> String {
 }
 
 impl Mail {
-    pub fn new(store: Store, region: String, account: String, sinks: Arc<Sinks>, relay: Option<String>) -> Self {
+    pub fn new(
+        store: Store,
+        region: String,
+        account: String,
+        sinks: Arc<Sinks>,
+        relay: Option<String>,
+    ) -> Self {
         Self {
             store,
             region,
@@ -99,13 +105,18 @@ impl Mail {
 
     /// Whether `address` may send: itself or its domain is a verified identity.
     pub fn verified(&self, address: &str) -> Result<bool> {
+        Ok(self.identity_of(address)?.is_some())
+    }
+
+    /// The verified identity `address` sends as: itself, else its domain.
+    pub fn identity_of(&self, address: &str) -> Result<Option<String>> {
         let a = bare_address(address);
-        if self.store.identity(&a)?.is_some() {
-            return Ok(true);
+        if let Some(i) = self.store.identity(&a)? {
+            return Ok(Some(i.identity));
         }
         match domain_of(&a) {
-            Some(d) => Ok(self.store.identity(&d)?.is_some()),
-            None => Ok(false),
+            Some(d) => Ok(self.store.identity(&d)?.map(|i| i.identity)),
+            None => Ok(None),
         }
     }
 
@@ -147,15 +158,16 @@ impl Mail {
             Some(cs) => self.store.destinations(cs)?,
             None => vec![],
         };
-        if !self.verified(&m.source)? {
+        let Some(identity) = self.identity_of(&m.source)? else {
             return Err(SesError::Rejected(format!(
                 "Email address is not verified. The following identities failed the check in region {}: {}",
                 self.region.to_ascii_uppercase(),
                 bare_address(&m.source)
             )));
-        }
+        };
+        let topics = self.store.identity_topics(&identity)?;
         let id = message_id(now_ms);
-        let events = self.events_for(&id, &m, &dests, now_ms);
+        let events = self.events_for(&id, &m, &dests, &topics, now_ms);
         let deliverable = m
             .destinations
             .iter()
@@ -189,7 +201,15 @@ impl Mail {
 
     /// Record mail another service sends (SNS email subscriptions): no identity
     /// check, no events.
-    pub fn record(&self, origin: &str, from: &str, to: &[String], subject: &str, raw: Vec<u8>, now_ms: i64) -> Result<String> {
+    pub fn record(
+        &self,
+        origin: &str,
+        from: &str,
+        to: &[String],
+        subject: &str,
+        raw: Vec<u8>,
+        now_ms: i64,
+    ) -> Result<String> {
         let id = message_id(now_ms);
         let row = NewMessage {
             id: id.clone(),
@@ -201,7 +221,10 @@ impl Mail {
             raw,
             status: "Accepted".into(),
             error: None,
-            relay: self.relay.is_some(),
+            relay: self.relay.is_some()
+                && to
+                    .iter()
+                    .any(|d| !bare_address(d).to_ascii_lowercase().ends_with(SIMULATOR)),
             events: vec![],
         };
         self.store.insert_message(&row, now_ms)?;
@@ -220,6 +243,7 @@ impl Mail {
         id: &str,
         m: &Outgoing,
         dests: &[EventDest],
+        identity_topics: &[(String, String)],
         now_ms: i64,
     ) -> Vec<(String, String, String)> {
         let ts = iso(now_ms);
@@ -349,6 +373,22 @@ impl Mail {
                 }
             }
         }
+        // The identity's own notification topics (SetIdentityNotificationTopic):
+        // the older notification format, for bounces, complaints and deliveries.
+        for (_, event_type, extra) in &kinds {
+            for (_, topic) in identity_topics.iter().filter(|(k, _)| k == event_type) {
+                let mut n = json!({"notificationType": event_type, "mail": mail});
+                if let Some(o) = n["mail"].as_object_mut() {
+                    o.remove("tags");
+                }
+                if let (Some(o), Some(x)) = (n.as_object_mut(), extra.as_object()) {
+                    for (k, v) in x {
+                        o.insert(k.clone(), v.clone());
+                    }
+                }
+                out.push((topic.clone(), event_type.to_string(), n.to_string()));
+            }
+        }
         out
     }
 
@@ -374,7 +414,9 @@ impl Mail {
                 continue;
             }
             for ev in batch {
-                let result = self.deliver_event(&ev.target, &ev.detail_type, &ev.payload).await;
+                let result = self
+                    .deliver_event(&ev.target, &ev.detail_type, &ev.payload)
+                    .await;
                 let now = nimbus_core::now_ms();
                 let (done, error, next_ms) = match result {
                     Ok(_) => (true, None, now),
@@ -396,7 +438,12 @@ impl Mail {
         }
     }
 
-    async fn deliver_event(&self, target: &str, detail_type: &str, payload: &str) -> std::result::Result<String, SinkError> {
+    async fn deliver_event(
+        &self,
+        target: &str,
+        detail_type: &str,
+        payload: &str,
+    ) -> std::result::Result<String, SinkError> {
         match TargetKind::of(target) {
             Some(TargetKind::Topic) => {
                 self.sinks
@@ -443,7 +490,9 @@ impl Mail {
     /// Relay accepted mail through the operator's SMTP server until the task is
     /// dropped (only started with `--smtp-relay`).
     pub async fn run_relay(self: Arc<Self>) {
-        let Some(url) = self.relay.clone() else { return };
+        let Some(url) = self.relay.clone() else {
+            return;
+        };
         use lettre::AsyncTransport;
         let transport = match lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(&url) {
             Ok(b) => b.build(),
@@ -455,13 +504,14 @@ impl Mail {
         loop {
             let store = self.store.clone();
             let now = nimbus_core::now_ms();
-            let (batch, next) = match tokio::task::spawn_blocking(move || store.relay_due(now, 20)).await {
-                Ok(Ok(x)) => x,
-                other => {
-                    tracing::warn!(error = ?other.err(), "ses relay queue read failed");
-                    (vec![], Some(now + 1000))
-                }
-            };
+            let (batch, next) =
+                match tokio::task::spawn_blocking(move || store.relay_due(now, 20)).await {
+                    Ok(Ok(x)) => x,
+                    other => {
+                        tracing::warn!(error = ?other.err(), "ses relay queue read failed");
+                        (vec![], Some(now + 1000))
+                    }
+                };
             if batch.is_empty() {
                 let wait = next.map(|n| (n - now).max(1) as u64).unwrap_or(3_600_000);
                 tokio::select! {
@@ -491,7 +541,11 @@ impl Mail {
                         if permanent || m.relay_attempts + 1 >= RELAY_ATTEMPTS {
                             ("failed", Some(e), now)
                         } else {
-                            ("retrying", Some(e), now + (2000i64 << m.relay_attempts.min(8)))
+                            (
+                                "retrying",
+                                Some(e),
+                                now + (2000i64 << m.relay_attempts.min(8)),
+                            )
                         }
                     }
                 };
@@ -508,13 +562,25 @@ impl Mail {
     // ---- templates ------------------------------------------------------------
 
     /// Render a template with `data` (a JSON object): subject, text, HTML.
-    pub fn render(&self, t: &Template, data: &str) -> Result<(String, Option<String>, Option<String>)> {
+    pub fn render(
+        &self,
+        t: &Template,
+        data: &str,
+    ) -> Result<(String, Option<String>, Option<String>)> {
         let data: Value = serde_json::from_str(data).map_err(|e| {
             SesError::InvalidRenderingParameter(format!("Template data is not valid JSON: {e}"))
         })?;
         let subject = render(t.subject.as_deref().unwrap_or(""), &data, false)?;
-        let text = t.text.as_deref().map(|s| render(s, &data, false)).transpose()?;
-        let html = t.html.as_deref().map(|s| render(s, &data, true)).transpose()?;
+        let text = t
+            .text
+            .as_deref()
+            .map(|s| render(s, &data, false))
+            .transpose()?;
+        let html = t
+            .html
+            .as_deref()
+            .map(|s| render(s, &data, true))
+            .transpose()?;
         Ok((subject, text, html))
     }
 }
@@ -527,7 +593,11 @@ fn envelope(m: &MessageRow) -> std::result::Result<lettre::address::Envelope, St
         .destinations
         .iter()
         .filter(|d| !bare_address(d).to_ascii_lowercase().ends_with(SIMULATOR))
-        .map(|d| bare_address(d).parse().map_err(|e| format!("bad recipient {d}: {e}")))
+        .map(|d| {
+            bare_address(d)
+                .parse()
+                .map_err(|e| format!("bad recipient {d}: {e}"))
+        })
         .collect::<std::result::Result<_, _>>()?;
     lettre::address::Envelope::new(Some(from), to).map_err(|e| e.to_string())
 }
@@ -615,7 +685,10 @@ pub fn build_mime(
         SesError::Invalid(format!("Illegal address in {what}: {v} ({e})"))
     };
     let mut b = lettre::Message::builder()
-        .from(from.parse::<Mailbox>().map_err(|e| bad("Source", from, &e))?)
+        .from(
+            from.parse::<Mailbox>()
+                .map_err(|e| bad("Source", from, &e))?,
+        )
         .subject(subject)
         .message_id(Some(format!("<{}@{id_domain}>", uuid::Uuid::new_v4())));
     for t in to {
@@ -627,8 +700,16 @@ pub fn build_mime(
     for r in reply_to {
         b = b.reply_to(r.parse::<Mailbox>().map_err(|e| bad("ReplyTo", r, &e))?);
     }
-    let text_part = |t: &str| SinglePart::builder().header(ContentType::TEXT_PLAIN).body(t.to_string());
-    let html_part = |h: &str| SinglePart::builder().header(ContentType::TEXT_HTML).body(h.to_string());
+    let text_part = |t: &str| {
+        SinglePart::builder()
+            .header(ContentType::TEXT_PLAIN)
+            .body(t.to_string())
+    };
+    let html_part = |h: &str| {
+        SinglePart::builder()
+            .header(ContentType::TEXT_HTML)
+            .body(h.to_string())
+    };
     let msg = match (text, html) {
         (Some(t), Some(h)) => b.multipart(
             MultiPart::alternative()
@@ -743,8 +824,14 @@ mod tests {
     #[test]
     fn renders_like_ses() {
         let data = json!({"name": "Ann <a>", "order": {"id": 7}});
-        assert_eq!(render("Hi {{name}}, #{{ order.id }}", &data, false).unwrap(), "Hi Ann <a>, #7");
-        assert_eq!(render("<b>{{name}}</b>", &data, true).unwrap(), "<b>Ann &lt;a&gt;</b>");
+        assert_eq!(
+            render("Hi {{name}}, #{{ order.id }}", &data, false).unwrap(),
+            "Hi Ann <a>, #7"
+        );
+        assert_eq!(
+            render("<b>{{name}}</b>", &data, true).unwrap(),
+            "<b>Ann &lt;a&gt;</b>"
+        );
         assert_eq!(render("{{{name}}}", &data, true).unwrap(), "Ann <a>");
         assert!(matches!(
             render("{{missing}}", &data, false),

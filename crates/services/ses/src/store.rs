@@ -13,10 +13,11 @@ use std::path::Path;
 
 pub(crate) static SES_DB: Schema = Schema {
     file: "ses.db",
-    migrations: &[Migration {
-        name: "identities, templates, configuration sets, outbox",
-        step: Step::Sql(
-            "CREATE TABLE identities(
+    migrations: &[
+        Migration {
+            name: "identities, templates, configuration sets, outbox",
+            step: Step::Sql(
+                "CREATE TABLE identities(
                 identity TEXT PRIMARY KEY,
                 kind TEXT NOT NULL,
                 token TEXT NOT NULL,
@@ -69,8 +70,20 @@ pub(crate) static SES_DB: Schema = Schema {
                 error TEXT
             );
             CREATE INDEX event_outbox_due ON event_outbox(done, next_ms);",
-        ),
-    }],
+            ),
+        },
+        Migration {
+            name: "identity notification topics",
+            step: Step::Sql(
+                "CREATE TABLE identity_topics(
+                identity TEXT NOT NULL COLLATE NOCASE,
+                kind TEXT NOT NULL,
+                topic TEXT NOT NULL,
+                PRIMARY KEY(identity, kind)
+            );",
+            ),
+        },
+    ],
 };
 
 /// An event destination, in one form for both API versions.
@@ -245,6 +258,43 @@ impl Store {
         })
     }
 
+    /// Set (or, with `None`, clear) an identity's notification topic for `kind`
+    /// (`Bounce`, `Complaint`, `Delivery`).
+    pub fn set_identity_topic(
+        &self,
+        identity: &str,
+        kind: &str,
+        topic: Option<&str>,
+    ) -> Result<()> {
+        self.tx(|tx| {
+            match topic {
+                Some(t) => tx.execute(
+                    "INSERT INTO identity_topics(identity, kind, topic) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(identity, kind) DO UPDATE SET topic = ?3",
+                    params![identity, kind, t],
+                )?,
+                None => tx.execute(
+                    "DELETE FROM identity_topics WHERE identity = ?1 AND kind = ?2",
+                    params![identity, kind],
+                )?,
+            };
+            Ok(())
+        })
+    }
+
+    /// An identity's notification topics: (kind, topic).
+    pub fn identity_topics(&self, identity: &str) -> Result<Vec<(String, String)>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT kind, topic FROM identity_topics WHERE identity = ?1 ORDER BY kind",
+            )?;
+            let rows = st
+                .query_map([identity], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
     // ---- templates ----------------------------------------------------------
 
     /// Create (`create`) or replace an existing template.
@@ -376,7 +426,10 @@ impl Store {
                 .is_some();
             match (create, exists) {
                 (true, true) => {
-                    return Err(SesError::AlreadyExists(Kind::EventDestination, d.name.clone()))
+                    return Err(SesError::AlreadyExists(
+                        Kind::EventDestination,
+                        d.name.clone(),
+                    ))
                 }
                 (false, false) => {
                     return Err(SesError::NotFound(Kind::EventDestination, d.name.clone()))
@@ -386,7 +439,11 @@ impl Store {
             tx.execute(
                 "INSERT INTO event_destinations(config_set, name, spec) VALUES (?1, ?2, ?3)
                  ON CONFLICT(config_set, name) DO UPDATE SET spec = ?3",
-                params![config_set, d.name, serde_json::to_string(d).unwrap_or_default()],
+                params![
+                    config_set,
+                    d.name,
+                    serde_json::to_string(d).unwrap_or_default()
+                ],
             )?;
             Ok(())
         })
@@ -579,7 +636,13 @@ impl Store {
 
     /// Record an event delivery's outcome: `done` (delivered or given up) or
     /// retried at `next_ms`.
-    pub fn event_result(&self, id: i64, done: bool, error: Option<&str>, next_ms: i64) -> Result<()> {
+    pub fn event_result(
+        &self,
+        id: i64,
+        done: bool,
+        error: Option<&str>,
+        next_ms: i64,
+    ) -> Result<()> {
         self.tx(|tx| {
             tx.execute(
                 "UPDATE event_outbox SET done = ?2, error = ?3, attempts = attempts + 1, next_ms = ?4
@@ -587,6 +650,35 @@ impl Store {
                 params![id, done as i64, error, next_ms],
             )?;
             Ok(())
+        })
+    }
+
+    /// The newest event notifications, for the admin surface: (id, target, type,
+    /// payload, attempts, done, error).
+    #[allow(clippy::type_complexity)]
+    pub fn events(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(i64, String, String, String, i64, bool, Option<String>)>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT id, target, detail_type, payload, attempts, done, error FROM event_outbox
+                 ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = st
+                .query_map([limit as i64], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get::<_, i64>(5)? != 0,
+                        r.get(6)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
         })
     }
 

@@ -11,7 +11,10 @@ pub use crate::{Op, META};
 use axum::extract::Request;
 use axum::response::Response;
 use base64::Engine as _;
-use nimbus_protocol::{query_response, AwsError, Frontend, Member, QueryParams, ResponseFuture, ServiceMeta, Shape, XmlWriter};
+use nimbus_protocol::{
+    query_response, AwsError, Frontend, Member, QueryParams, ResponseFuture, ServiceMeta, Shape,
+    XmlWriter,
+};
 use nimbus_svc_common::Call;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -23,9 +26,12 @@ static DESTINATION: Shape = Shape::structure(&[
     Member::new("CcAddresses", &STRLIST),
     Member::new("BccAddresses", &STRLIST),
 ]);
-static CONTENT: Shape = Shape::structure(&[Member::new("Data", &STR), Member::new("Charset", &STR)]);
-static BODY: Shape = Shape::structure(&[Member::new("Text", &CONTENT), Member::new("Html", &CONTENT)]);
-static MESSAGE: Shape = Shape::structure(&[Member::new("Subject", &CONTENT), Member::new("Body", &BODY)]);
+static CONTENT: Shape =
+    Shape::structure(&[Member::new("Data", &STR), Member::new("Charset", &STR)]);
+static BODY: Shape =
+    Shape::structure(&[Member::new("Text", &CONTENT), Member::new("Html", &CONTENT)]);
+static MESSAGE: Shape =
+    Shape::structure(&[Member::new("Subject", &CONTENT), Member::new("Body", &BODY)]);
 static TAG: Shape = Shape::structure(&[Member::new("Name", &STR), Member::new("Value", &STR)]);
 static TAGS: Shape = Shape::list(&TAG);
 static SEND_EMAIL: Shape = Shape::structure(&[
@@ -48,6 +54,7 @@ static SEND_TEMPLATED: Shape = Shape::structure(&[
 static BULK_DEST: Shape = Shape::structure(&[
     Member::new("Destination", &DESTINATION),
     Member::new("ReplacementTags", &TAGS),
+    Member::new("ReplacementTemplateData", &STR),
 ]);
 static BULK_DESTS: Shape = Shape::list(&BULK_DEST);
 static SEND_BULK: Shape = Shape::structure(&[
@@ -74,7 +81,8 @@ static EVENT_DEST: Shape = Shape::structure(&[
     Member::new("SNSDestination", &SNS_DEST),
 ]);
 static CSED_IN: Shape = Shape::structure(&[Member::new("EventDestination", &EVENT_DEST)]);
-static DESCRIBE_CS: Shape = Shape::structure(&[Member::new("ConfigurationSetAttributeNames", &STRLIST)]);
+static DESCRIBE_CS: Shape =
+    Shape::structure(&[Member::new("ConfigurationSetAttributeNames", &STRLIST)]);
 static ENABLED: Shape = Shape::structure(&[Member::new("Enabled", &Shape::Boolean)]);
 static PLAIN: Shape = Shape::structure(&[]);
 
@@ -290,7 +298,9 @@ impl Frontend for V1 {
 }
 
 fn tags(t: &[Tag]) -> Vec<(String, String)> {
-    t.iter().map(|t| (t.name.clone(), t.value.clone())).collect()
+    t.iter()
+        .map(|t| (t.name.clone(), t.value.clone()))
+        .collect()
 }
 
 fn ok(op: Op, rid: &str, f: Option<&dyn Fn(&mut XmlWriter)>) -> Response {
@@ -340,7 +350,15 @@ fn handle(m: &Mail, op: Op, p: &QueryParams, rid: &str) -> Result<Response, AwsE
                 return Err(SesError::Invalid(format!("Invalid email address<{a}>.")).v1());
             }
             m.store.put_identity(a, "EmailAddress", now).map_err(e1)?;
-            Ok(ok(op, rid, if op == Op::VerifyEmailIdentity { Some(&|_: &mut XmlWriter| {}) } else { None }))
+            Ok(ok(
+                op,
+                rid,
+                if op == Op::VerifyEmailIdentity {
+                    Some(&|_: &mut XmlWriter| {})
+                } else {
+                    None
+                },
+            ))
         }
         Op::VerifyDomainIdentity => {
             let d = s(p, "Domain")?.to_ascii_lowercase();
@@ -348,9 +366,13 @@ fn handle(m: &Mail, op: Op, p: &QueryParams, rid: &str) -> Result<Response, AwsE
                 return Err(SesError::Invalid(format!("Invalid domain name {d}.")).v1());
             }
             let id = m.store.put_identity(&d, "Domain", now).map_err(e1)?;
-            Ok(ok(op, rid, Some(&|w: &mut XmlWriter| {
-                w.element("VerificationToken", &id.token);
-            })))
+            Ok(ok(
+                op,
+                rid,
+                Some(&|w: &mut XmlWriter| {
+                    w.element("VerificationToken", &id.token);
+                }),
+            ))
         }
         Op::ListIdentities | Op::ListVerifiedEmailAddresses => {
             let q: Paged = p.deserialize(&PAGED)?;
@@ -373,31 +395,55 @@ fn handle(m: &Mail, op: Op, p: &QueryParams, rid: &str) -> Result<Response, AwsE
                 .map(|i| i.identity)
                 .collect();
             if op == Op::ListVerifiedEmailAddresses {
-                return Ok(ok(op, rid, Some(&|w: &mut XmlWriter| {
-                    w.nested("VerifiedEmailAddresses", |w| {
-                        for a in &all {
-                            w.element("member", a);
-                        }
-                    });
-                })));
+                return Ok(ok(
+                    op,
+                    rid,
+                    Some(&|w: &mut XmlWriter| {
+                        w.nested("VerifiedEmailAddresses", |w| {
+                            for a in &all {
+                                w.element("member", a);
+                            }
+                        });
+                    }),
+                ));
             }
-            let start: usize = q.next_token.as_deref().and_then(|t| t.parse().ok()).unwrap_or(0);
+            let start: usize = q
+                .next_token
+                .as_deref()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
             let max = q.max_items.unwrap_or(1000).clamp(1, 1000) as usize;
             let page: Vec<&String> = all.iter().skip(start).take(max).collect();
             let next = (start + max < all.len()).then(|| (start + max).to_string());
-            Ok(ok(op, rid, Some(&|w: &mut XmlWriter| {
-                w.nested("Identities", |w| {
-                    for a in &page {
-                        w.element("member", a);
-                    }
-                });
-                w.element_opt("NextToken", next.as_deref());
-            })))
+            Ok(ok(
+                op,
+                rid,
+                Some(&|w: &mut XmlWriter| {
+                    w.nested("Identities", |w| {
+                        for a in &page {
+                            w.element("member", a);
+                        }
+                    });
+                    w.element_opt("NextToken", next.as_deref());
+                }),
+            ))
         }
         Op::DeleteIdentity | Op::DeleteVerifiedEmailAddress => {
-            let key = if op == Op::DeleteIdentity { "Identity" } else { "EmailAddress" };
+            let key = if op == Op::DeleteIdentity {
+                "Identity"
+            } else {
+                "EmailAddress"
+            };
             m.store.delete_identity(s(p, key)?).map_err(e1)?;
-            Ok(ok(op, rid, if op == Op::DeleteIdentity { Some(&|_: &mut XmlWriter| {}) } else { None }))
+            Ok(ok(
+                op,
+                rid,
+                if op == Op::DeleteIdentity {
+                    Some(&|_: &mut XmlWriter| {})
+                } else {
+                    None
+                },
+            ))
         }
         Op::GetIdentityVerificationAttributes => {
             #[derive(Deserialize)]
@@ -412,60 +458,146 @@ fn handle(m: &Mail, op: Op, p: &QueryParams, rid: &str) -> Result<Response, AwsE
                     found.push((id.clone(), x));
                 }
             }
-            Ok(ok(op, rid, Some(&|w: &mut XmlWriter| {
-                w.nested("VerificationAttributes", |w| {
-                    for (name, x) in &found {
-                        w.nested("entry", |w| {
-                            w.element("key", name);
-                            w.nested("value", |w| {
-                                w.element("VerificationStatus", "Success");
-                                if x.kind == "Domain" {
-                                    w.element("VerificationToken", &x.token);
-                                }
+            Ok(ok(
+                op,
+                rid,
+                Some(&|w: &mut XmlWriter| {
+                    w.nested("VerificationAttributes", |w| {
+                        for (name, x) in &found {
+                            w.nested("entry", |w| {
+                                w.element("key", name);
+                                w.nested("value", |w| {
+                                    w.element("VerificationStatus", "Success");
+                                    if x.kind == "Domain" {
+                                        w.element("VerificationToken", &x.token);
+                                    }
+                                });
                             });
-                        });
-                    }
-                });
-            })))
+                        }
+                    });
+                }),
+            ))
+        }
+        Op::SetIdentityNotificationTopic => {
+            let identity = s(p, "Identity")?;
+            let kind = s(p, "NotificationType")?;
+            if !matches!(kind, "Bounce" | "Complaint" | "Delivery") {
+                return Err(SesError::Invalid(format!("Invalid NotificationType {kind}.")).v1());
+            }
+            if m.store.identity(identity).map_err(e1)?.is_none() {
+                return Err(
+                    SesError::Invalid(format!("Identity <{identity}> does not exist.")).v1(),
+                );
+            }
+            let topic = p.get("SnsTopic").filter(|t| !t.is_empty());
+            if let Some(t) = topic {
+                if !t.starts_with("arn:aws:sns:") {
+                    return Err(SesError::Invalid(format!("Invalid SNS topic <{t}>.")).v1());
+                }
+            }
+            m.store
+                .set_identity_topic(identity, kind, topic)
+                .map_err(e1)?;
+            Ok(ok(op, rid, Some(&|_: &mut XmlWriter| {})))
+        }
+        Op::GetIdentityNotificationAttributes => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                identities: Vec<String>,
+            }
+            let i: In = p.deserialize(&IDENTITIES)?;
+            let mut found = vec![];
+            for id in &i.identities {
+                if m.store.identity(id).map_err(e1)?.is_some() {
+                    found.push((id.clone(), m.store.identity_topics(id).map_err(e1)?));
+                }
+            }
+            Ok(ok(
+                op,
+                rid,
+                Some(&|w: &mut XmlWriter| {
+                    w.nested("NotificationAttributes", |w| {
+                        for (name, topics) in &found {
+                            w.nested("entry", |w| {
+                                w.element("key", name);
+                                w.nested("value", |w| {
+                                    for (kind, topic) in topics {
+                                        w.element(&format!("{kind}Topic"), topic);
+                                    }
+                                    w.element("ForwardingEnabled", "true");
+                                    w.element("HeadersInBounceNotificationsEnabled", "false");
+                                    w.element("HeadersInComplaintNotificationsEnabled", "false");
+                                    w.element("HeadersInDeliveryNotificationsEnabled", "false");
+                                });
+                            });
+                        }
+                    });
+                }),
+            ))
         }
         Op::GetSendQuota => {
             let sent = m.store.sent_since(now - 86_400_000).map_err(e1)?;
             let n: usize = sent.iter().map(|(_, _, d)| d.len()).sum();
-            Ok(ok(op, rid, Some(&|w: &mut XmlWriter| {
-                w.element("Max24HourSend", &format!("{MAX_24H_SEND:.1}"));
-                w.element("MaxSendRate", &format!("{MAX_SEND_RATE:.1}"));
-                w.element("SentLast24Hours", &format!("{:.1}", n as f64));
-            })))
+            Ok(ok(
+                op,
+                rid,
+                Some(&|w: &mut XmlWriter| {
+                    w.element("Max24HourSend", &format!("{MAX_24H_SEND:.1}"));
+                    w.element("MaxSendRate", &format!("{MAX_SEND_RATE:.1}"));
+                    w.element("SentLast24Hours", &format!("{:.1}", n as f64));
+                }),
+            ))
         }
         Op::GetSendStatistics => {
             let sent = m.store.sent_since(now - 14 * 86_400_000).map_err(e1)?;
             // One data point per 15 minutes with sends, as SES reports.
-            let mut buckets: std::collections::BTreeMap<i64, (usize, usize, usize)> = Default::default();
+            let mut buckets: std::collections::BTreeMap<i64, (usize, usize, usize)> =
+                Default::default();
             for (t, _, dests) in &sent {
                 let b = buckets.entry(t / 900_000 * 900_000).or_default();
                 b.0 += dests.len();
-                b.1 += dests.iter().filter(|d| mail::bare_address(d).eq_ignore_ascii_case("bounce@simulator.amazonses.com")).count();
-                b.2 += dests.iter().filter(|d| mail::bare_address(d).eq_ignore_ascii_case("complaint@simulator.amazonses.com")).count();
+                b.1 += dests
+                    .iter()
+                    .filter(|d| {
+                        mail::bare_address(d).eq_ignore_ascii_case("bounce@simulator.amazonses.com")
+                    })
+                    .count();
+                b.2 += dests
+                    .iter()
+                    .filter(|d| {
+                        mail::bare_address(d)
+                            .eq_ignore_ascii_case("complaint@simulator.amazonses.com")
+                    })
+                    .count();
             }
-            Ok(ok(op, rid, Some(&|w: &mut XmlWriter| {
-                w.nested("SendDataPoints", |w| {
-                    for (t, (attempts, bounces, complaints)) in &buckets {
-                        w.nested("member", |w| {
-                            w.element("Timestamp", &mail::iso(*t));
-                            w.element("DeliveryAttempts", &attempts.to_string());
-                            w.element("Bounces", &bounces.to_string());
-                            w.element("Complaints", &complaints.to_string());
-                            w.element("Rejects", "0");
-                        });
-                    }
-                });
-            })))
+            Ok(ok(
+                op,
+                rid,
+                Some(&|w: &mut XmlWriter| {
+                    w.nested("SendDataPoints", |w| {
+                        for (t, (attempts, bounces, complaints)) in &buckets {
+                            w.nested("member", |w| {
+                                w.element("Timestamp", &mail::iso(*t));
+                                w.element("DeliveryAttempts", &attempts.to_string());
+                                w.element("Bounces", &bounces.to_string());
+                                w.element("Complaints", &complaints.to_string());
+                                w.element("Rejects", "0");
+                            });
+                        }
+                    });
+                }),
+            ))
         }
         Op::GetAccountSendingEnabled => {
             let on = m.store.sending_enabled().map_err(e1)?;
-            Ok(ok(op, rid, Some(&|w: &mut XmlWriter| {
-                w.element("Enabled", if on { "true" } else { "false" });
-            })))
+            Ok(ok(
+                op,
+                rid,
+                Some(&|w: &mut XmlWriter| {
+                    w.element("Enabled", if on { "true" } else { "false" });
+                }),
+            ))
         }
         Op::UpdateAccountSendingEnabled => {
             #[derive(Deserialize, Default)]
@@ -505,21 +637,33 @@ fn handle(m: &Mail, op: Op, p: &QueryParams, rid: &str) -> Result<Response, AwsE
                     now,
                 )
                 .map_err(e1)?;
-            Ok(ok(op, rid, Some(&|w: &mut XmlWriter| {
-                w.element("MessageId", &id);
-            })))
+            Ok(ok(
+                op,
+                rid,
+                Some(&|w: &mut XmlWriter| {
+                    w.element("MessageId", &id);
+                }),
+            ))
         }
         Op::SendRawEmail => {
             let i: SendRawEmail = p.deserialize(&SEND_RAW)?;
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(i.raw_message.data.trim())
-                .map_err(|_| SesError::Invalid("RawMessage.Data is not valid base64.".into()).v1())?;
+                .map_err(|_| {
+                    SesError::Invalid("RawMessage.Data is not valid base64.".into()).v1()
+                })?;
             let info = mail::raw_info(&raw).map_err(e1)?;
             let source = match i.source.clone().or(info.from.clone()) {
                 Some(s) => s,
-                None => return Err(SesError::Invalid("Missing required header 'From'.".into()).v1()),
+                None => {
+                    return Err(SesError::Invalid("Missing required header 'From'.".into()).v1())
+                }
             };
-            let destinations = if i.destinations.is_empty() { info.recipients.clone() } else { i.destinations.clone() };
+            let destinations = if i.destinations.is_empty() {
+                info.recipients.clone()
+            } else {
+                i.destinations.clone()
+            };
             let id = m
                 .send(
                     Outgoing {
@@ -535,13 +679,25 @@ fn handle(m: &Mail, op: Op, p: &QueryParams, rid: &str) -> Result<Response, AwsE
                     now,
                 )
                 .map_err(e1)?;
-            Ok(ok(op, rid, Some(&|w: &mut XmlWriter| {
-                w.element("MessageId", &id);
-            })))
+            Ok(ok(
+                op,
+                rid,
+                Some(&|w: &mut XmlWriter| {
+                    w.element("MessageId", &id);
+                }),
+            ))
         }
         Op::SendTemplatedEmail => {
             let i: SendTemplatedEmail = p.deserialize(&SEND_TEMPLATED)?;
-            let (subject, raw, err) = templated(m, &i.template, &i.template_data, &i.source, &i.destination, &i.reply_to_addresses).map_err(e1)?;
+            let (subject, raw, err) = templated(
+                m,
+                &i.template,
+                &i.template_data,
+                &i.source,
+                &i.destination,
+                &i.reply_to_addresses,
+            )
+            .map_err(e1)?;
             let id = m
                 .send(
                     Outgoing {
@@ -557,14 +713,20 @@ fn handle(m: &Mail, op: Op, p: &QueryParams, rid: &str) -> Result<Response, AwsE
                     now,
                 )
                 .map_err(e1)?;
-            Ok(ok(op, rid, Some(&|w: &mut XmlWriter| {
-                w.element("MessageId", &id);
-            })))
+            Ok(ok(
+                op,
+                rid,
+                Some(&|w: &mut XmlWriter| {
+                    w.element("MessageId", &id);
+                }),
+            ))
         }
         Op::SendBulkTemplatedEmail => {
             let i: SendBulk = p.deserialize(&SEND_BULK)?;
             if i.destinations.is_empty() || i.destinations.len() > 50 {
-                return Err(SesError::Invalid("Destinations must hold 1 to 50 entries.".into()).v1());
+                return Err(
+                    SesError::Invalid("Destinations must hold 1 to 50 entries.".into()).v1(),
+                );
             }
             let mut results = vec![];
             for d in &i.destinations {
@@ -575,7 +737,15 @@ fn handle(m: &Mail, op: Op, p: &QueryParams, rid: &str) -> Result<Response, AwsE
                     .unwrap_or_else(|| "{}".into());
                 let mut t = tags(&i.default_tags);
                 t.extend(tags(&d.replacement_tags));
-                let r = templated(m, &i.template, &data, &i.source, &d.destination, &i.reply_to_addresses).and_then(|(subject, raw, err)| {
+                let r = templated(
+                    m,
+                    &i.template,
+                    &data,
+                    &i.source,
+                    &d.destination,
+                    &i.reply_to_addresses,
+                )
+                .and_then(|(subject, raw, err)| {
                     m.send(
                         Outgoing {
                             source: i.source.clone(),
@@ -593,28 +763,41 @@ fn handle(m: &Mail, op: Op, p: &QueryParams, rid: &str) -> Result<Response, AwsE
                 match r {
                     Ok(id) => results.push(("Success", Some(id), None)),
                     // Whole-request problems fail the request, as SES does.
-                    Err(e @ (SesError::NotFound(..) | SesError::Paused | SesError::Db(_) | SesError::Internal(_))) => return Err(e.v1()),
-                    Err(SesError::Rejected(msg)) => results.push(("MessageRejected", None, Some(msg))),
+                    Err(
+                        e @ (SesError::NotFound(..)
+                        | SesError::Paused
+                        | SesError::Db(_)
+                        | SesError::Internal(_)),
+                    ) => return Err(e.v1()),
+                    Err(SesError::Rejected(msg)) => {
+                        results.push(("MessageRejected", None, Some(msg)))
+                    }
                     Err(e) => results.push(("Failed", None, Some(e.to_string()))),
                 }
             }
-            Ok(ok(op, rid, Some(&|w: &mut XmlWriter| {
-                w.nested("Status", |w| {
-                    for (status, id, err) in &results {
-                        w.nested("member", |w| {
-                            w.element("Status", status);
-                            w.element_opt("Error", err.as_deref());
-                            w.element_opt("MessageId", id.as_deref());
-                        });
-                    }
-                });
-            })))
+            Ok(ok(
+                op,
+                rid,
+                Some(&|w: &mut XmlWriter| {
+                    w.nested("Status", |w| {
+                        for (status, id, err) in &results {
+                            w.nested("member", |w| {
+                                w.element("Status", status);
+                                w.element_opt("Error", err.as_deref());
+                                w.element_opt("MessageId", id.as_deref());
+                            });
+                        }
+                    });
+                }),
+            ))
         }
         Op::CreateTemplate | Op::UpdateTemplate => {
             let i: TemplateWrap = p.deserialize(&TEMPLATE_IN)?;
             let t = i.template;
             if t.template_name.is_empty() || t.template_name.len() > 64 {
-                return Err(SesError::Invalid("Template name must be 1 to 64 characters.".into()).v1());
+                return Err(
+                    SesError::Invalid("Template name must be 1 to 64 characters.".into()).v1(),
+                );
             }
             m.store
                 .put_template(
@@ -632,32 +815,44 @@ fn handle(m: &Mail, op: Op, p: &QueryParams, rid: &str) -> Result<Response, AwsE
         }
         Op::GetTemplate => {
             let t = m.store.template(s(p, "TemplateName")?).map_err(e1)?;
-            Ok(ok(op, rid, Some(&|w: &mut XmlWriter| {
-                w.nested("Template", |w| {
-                    w.element("TemplateName", &t.name);
-                    w.element_opt("SubjectPart", t.subject.as_deref());
-                    w.element_opt("TextPart", t.text.as_deref());
-                    w.element_opt("HtmlPart", t.html.as_deref());
-                });
-            })))
+            Ok(ok(
+                op,
+                rid,
+                Some(&|w: &mut XmlWriter| {
+                    w.nested("Template", |w| {
+                        w.element("TemplateName", &t.name);
+                        w.element_opt("SubjectPart", t.subject.as_deref());
+                        w.element_opt("TextPart", t.text.as_deref());
+                        w.element_opt("HtmlPart", t.html.as_deref());
+                    });
+                }),
+            ))
         }
         Op::ListTemplates => {
             let q: Paged = p.deserialize(&PAGED)?;
             let all = m.store.templates().map_err(e1)?;
-            let start: usize = q.next_token.as_deref().and_then(|t| t.parse().ok()).unwrap_or(0);
+            let start: usize = q
+                .next_token
+                .as_deref()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
             let max = q.max_items.unwrap_or(100).clamp(1, 100) as usize;
             let next = (start + max < all.len()).then(|| (start + max).to_string());
-            Ok(ok(op, rid, Some(&|w: &mut XmlWriter| {
-                w.nested("TemplatesMetadata", |w| {
-                    for t in all.iter().skip(start).take(max) {
-                        w.nested("member", |w| {
-                            w.element("Name", &t.name);
-                            w.element("CreatedTimestamp", &mail::iso(t.created_ms));
-                        });
-                    }
-                });
-                w.element_opt("NextToken", next.as_deref());
-            })))
+            Ok(ok(
+                op,
+                rid,
+                Some(&|w: &mut XmlWriter| {
+                    w.nested("TemplatesMetadata", |w| {
+                        for t in all.iter().skip(start).take(max) {
+                            w.nested("member", |w| {
+                                w.element("Name", &t.name);
+                                w.element("CreatedTimestamp", &mail::iso(t.created_ms));
+                            });
+                        }
+                    });
+                    w.element_opt("NextToken", next.as_deref());
+                }),
+            ))
         }
         Op::DeleteTemplate => {
             m.store.delete_template(s(p, "TemplateName")?).map_err(e1)?;
@@ -667,11 +862,25 @@ fn handle(m: &Mail, op: Op, p: &QueryParams, rid: &str) -> Result<Response, AwsE
             let _ = p.deserialize::<serde_json::Value>(&PLAIN)?;
             let t = m.store.template(s(p, "TemplateName")?).map_err(e1)?;
             let (subject, text, html) = m.render(&t, s(p, "TemplateData")?).map_err(e1)?;
-            let raw = mail::build_mime("email.amazonses.com", "sender@example.com", &[], &[], &[], &subject, text.as_deref(), html.as_deref()).map_err(e1)?;
+            let raw = mail::build_mime(
+                "email.amazonses.com",
+                "sender@example.com",
+                &["recipient@example.com".to_string()],
+                &[],
+                &[],
+                &subject,
+                text.as_deref(),
+                html.as_deref(),
+            )
+            .map_err(e1)?;
             let rendered = String::from_utf8_lossy(&raw).into_owned();
-            Ok(ok(op, rid, Some(&|w: &mut XmlWriter| {
-                w.element("RenderedTemplate", &rendered);
-            })))
+            Ok(ok(
+                op,
+                rid,
+                Some(&|w: &mut XmlWriter| {
+                    w.element("RenderedTemplate", &rendered);
+                }),
+            ))
         }
         Op::CreateConfigurationSet => {
             #[derive(Deserialize)]
@@ -686,64 +895,84 @@ fn handle(m: &Mail, op: Op, p: &QueryParams, rid: &str) -> Result<Response, AwsE
             }
             let i: In = p.deserialize(&CS_IN)?;
             check_cs_name(&i.configuration_set.name).map_err(e1)?;
-            m.store.create_config_set(&i.configuration_set.name, now).map_err(e1)?;
+            m.store
+                .create_config_set(&i.configuration_set.name, now)
+                .map_err(e1)?;
             Ok(ok(op, rid, Some(&|_: &mut XmlWriter| {})))
         }
         Op::DeleteConfigurationSet => {
-            m.store.delete_config_set(s(p, "ConfigurationSetName")?).map_err(e1)?;
+            m.store
+                .delete_config_set(s(p, "ConfigurationSetName")?)
+                .map_err(e1)?;
             Ok(ok(op, rid, Some(&|_: &mut XmlWriter| {})))
         }
         Op::ListConfigurationSets => {
             let q: Paged = p.deserialize(&PAGED)?;
             let all = m.store.config_sets().map_err(e1)?;
-            let start: usize = q.next_token.as_deref().and_then(|t| t.parse().ok()).unwrap_or(0);
+            let start: usize = q
+                .next_token
+                .as_deref()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
             let max = q.max_items.unwrap_or(1000).clamp(1, 1000) as usize;
             let next = (start + max < all.len()).then(|| (start + max).to_string());
-            Ok(ok(op, rid, Some(&|w: &mut XmlWriter| {
-                w.nested("ConfigurationSets", |w| {
-                    for (n, _) in all.iter().skip(start).take(max) {
-                        w.nested("member", |w| {
-                            w.element("Name", n);
-                        });
-                    }
-                });
-                w.element_opt("NextToken", next.as_deref());
-            })))
+            Ok(ok(
+                op,
+                rid,
+                Some(&|w: &mut XmlWriter| {
+                    w.nested("ConfigurationSets", |w| {
+                        for (n, _) in all.iter().skip(start).take(max) {
+                            w.nested("member", |w| {
+                                w.element("Name", n);
+                            });
+                        }
+                    });
+                    w.element_opt("NextToken", next.as_deref());
+                }),
+            ))
         }
         Op::DescribeConfigurationSet => {
             let _ = p.deserialize::<serde_json::Value>(&DESCRIBE_CS)?;
             let name = s(p, "ConfigurationSetName")?;
             let dests = m.store.destinations(name).map_err(e1)?;
-            Ok(ok(op, rid, Some(&|w: &mut XmlWriter| {
-                w.nested("ConfigurationSet", |w| {
-                    w.element("Name", name);
-                });
-                w.nested("EventDestinations", |w| {
-                    for d in &dests {
-                        w.nested("member", |w| {
-                            w.element("Name", &d.name);
-                            w.element("Enabled", if d.enabled { "true" } else { "false" });
-                            w.nested("MatchingEventTypes", |w| {
-                                for t in &d.types {
-                                    w.element("member", &v1_type(t));
+            Ok(ok(
+                op,
+                rid,
+                Some(&|w: &mut XmlWriter| {
+                    w.nested("ConfigurationSet", |w| {
+                        w.element("Name", name);
+                    });
+                    w.nested("EventDestinations", |w| {
+                        for d in &dests {
+                            w.nested("member", |w| {
+                                w.element("Name", &d.name);
+                                w.element("Enabled", if d.enabled { "true" } else { "false" });
+                                w.nested("MatchingEventTypes", |w| {
+                                    for t in &d.types {
+                                        w.element("member", &v1_type(t));
+                                    }
+                                });
+                                if let Some(t) = &d.sns_topic_arn {
+                                    w.nested("SNSDestination", |w| {
+                                        w.element("TopicARN", t);
+                                    });
                                 }
                             });
-                            if let Some(t) = &d.sns_topic_arn {
-                                w.nested("SNSDestination", |w| {
-                                    w.element("TopicARN", t);
-                                });
-                            }
-                        });
-                    }
-                });
-            })))
+                        }
+                    });
+                }),
+            ))
         }
         Op::CreateConfigurationSetEventDestination | Op::UpdateConfigurationSetEventDestination => {
             let i: CsedIn = p.deserialize(&CSED_IN)?;
             let d = i.event_destination;
             let mut types = vec![];
             for t in &d.matching_event_types {
-                types.push(v2_type(t).ok_or_else(|| SesError::Invalid(format!("Invalid event type {t}.")).v1())?);
+                types.push(
+                    v2_type(t).ok_or_else(|| {
+                        SesError::Invalid(format!("Invalid event type {t}.")).v1()
+                    })?,
+                );
             }
             let Some(sns) = d.sns_destination else {
                 return Err(SesError::Invalid(
@@ -766,7 +995,11 @@ fn handle(m: &Mail, op: Op, p: &QueryParams, rid: &str) -> Result<Response, AwsE
                 event_bus_arn: None,
             };
             m.store
-                .put_destination(&i.configuration_set_name, &dest, op == Op::CreateConfigurationSetEventDestination)
+                .put_destination(
+                    &i.configuration_set_name,
+                    &dest,
+                    op == Op::CreateConfigurationSetEventDestination,
+                )
                 .map_err(e1)?;
             Ok(ok(op, rid, Some(&|_: &mut XmlWriter| {})))
         }
@@ -781,7 +1014,12 @@ fn handle(m: &Mail, op: Op, p: &QueryParams, rid: &str) -> Result<Response, AwsE
 }
 
 pub(crate) fn check_cs_name(n: &str) -> Result<(), SesError> {
-    if n.is_empty() || n.len() > 64 || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if n.is_empty()
+        || n.len() > 64
+        || !n
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         return Err(SesError::Invalid(format!(
             "Configuration set name <{n}> is invalid: use 1 to 64 ASCII letters, numbers, underscores or dashes."
         )));
@@ -821,7 +1059,10 @@ mod tests {
 
     #[test]
     fn event_types_map_between_versions() {
-        assert_eq!(v2_type("renderingFailure").as_deref(), Some("RENDERING_FAILURE"));
+        assert_eq!(
+            v2_type("renderingFailure").as_deref(),
+            Some("RENDERING_FAILURE")
+        );
         assert_eq!(v1_type("RENDERING_FAILURE"), "renderingFailure");
         assert_eq!(v1_type("SEND"), "send");
         assert_eq!(v2_type("nope"), None);
@@ -833,7 +1074,10 @@ mod tests {
             SesError::NotFound(Kind::Template, "t".into()).v1().message,
             "Template t does not exist."
         );
-        assert_eq!(SesError::NotFound(Kind::Template, "t".into()).v1().code, "TemplateDoesNotExist");
+        assert_eq!(
+            SesError::NotFound(Kind::Template, "t".into()).v1().code,
+            "TemplateDoesNotExist"
+        );
         assert_eq!(SesError::Rejected("x".into()).v2().code, "MessageRejected");
     }
 }

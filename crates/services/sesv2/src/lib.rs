@@ -97,8 +97,8 @@ impl Frontend for V2 {
                 .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
                 .unwrap_or_default();
             let op = call.op;
-            let out = tokio::task::spawn_blocking(move || handle(&m, op, &labels, &query, &bytes))
-                .await;
+            let out =
+                tokio::task::spawn_blocking(move || handle(&m, op, &labels, &query, &bytes)).await;
             match out {
                 Ok(Ok(v)) => encode_json(
                     Protocol::RestJson1,
@@ -157,16 +157,30 @@ fn e2(e: SesError) -> AwsError {
     e.v2()
 }
 
-fn page<T: Clone>(all: &[T], query: &[(String, String)], body: &Value, max: usize) -> (Vec<T>, Option<String>) {
+fn page<T: Clone>(
+    all: &[T],
+    query: &[(String, String)],
+    body: &Value,
+    max: usize,
+) -> (Vec<T>, Option<String>) {
     let get = |k: &str| {
         query
             .iter()
             .find(|(q, _)| q == k)
             .map(|(_, v)| v.clone())
-            .or_else(|| body.get(k).and_then(|v| v.as_str().map(str::to_string).or(v.as_u64().map(|n| n.to_string()))))
+            .or_else(|| {
+                body.get(k).and_then(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .or(v.as_u64().map(|n| n.to_string()))
+                })
+            })
     };
     let start: usize = get("NextToken").and_then(|t| t.parse().ok()).unwrap_or(0);
-    let size: usize = get("PageSize").and_then(|t| t.parse().ok()).unwrap_or(max).clamp(1, max);
+    let size: usize = get("PageSize")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(max)
+        .clamp(1, max);
     let items: Vec<T> = all.iter().skip(start).take(size).cloned().collect();
     let next = (start + size < all.len()).then(|| (start + size).to_string());
     (items, next)
@@ -329,21 +343,35 @@ fn handle(
             if id.is_empty() {
                 return Err(bad("EmailIdentity must not be empty."));
             }
-            let kind = if id.contains('@') { "EmailAddress" } else { "Domain" };
-            let id = if kind == "Domain" { id.to_ascii_lowercase() } else { id };
+            let kind = if id.contains('@') {
+                "EmailAddress"
+            } else {
+                "Domain"
+            };
+            let id = if kind == "Domain" {
+                id.to_ascii_lowercase()
+            } else {
+                id
+            };
             if m.store.identity(&id).map_err(e2)?.is_some() {
-                return Err(e2(SesError::AlreadyExists(nimbus_svc_ses::store::Kind::Identity, id)));
+                return Err(e2(SesError::AlreadyExists(
+                    nimbus_svc_ses::store::Kind::Identity,
+                    id,
+                )));
             }
             m.store.put_identity(&id, kind, now).map_err(e2)?;
-            Ok(json!({"IdentityType": identity_type(kind), "VerifiedForSendingStatus": true, "DkimAttributes": dkim()}))
+            Ok(
+                json!({"IdentityType": identity_type(kind), "VerifiedForSendingStatus": true, "DkimAttributes": dkim()}),
+            )
         }
         Op::GetEmailIdentity => {
             let name = label(0);
-            let x = m
-                .store
-                .identity(&name)
-                .map_err(e2)?
-                .ok_or_else(|| e2(SesError::NotFound(nimbus_svc_ses::store::Kind::Identity, name.clone())))?;
+            let x = m.store.identity(&name).map_err(e2)?.ok_or_else(|| {
+                e2(SesError::NotFound(
+                    nimbus_svc_ses::store::Kind::Identity,
+                    name.clone(),
+                ))
+            })?;
             Ok(json!({
                 "IdentityType": identity_type(&x.kind),
                 "FeedbackForwardingStatus": true,
@@ -374,7 +402,10 @@ fn handle(
         Op::DeleteEmailIdentity => {
             let name = label(0);
             if !m.store.delete_identity(&name).map_err(e2)? {
-                return Err(e2(SesError::NotFound(nimbus_svc_ses::store::Kind::Identity, name)));
+                return Err(e2(SesError::NotFound(
+                    nimbus_svc_ses::store::Kind::Identity,
+                    name,
+                )));
             }
             Ok(json!({}))
         }
@@ -406,11 +437,20 @@ fn handle(
             let mut destinations = i.destination.to_addresses.clone();
             destinations.extend(i.destination.cc_addresses.iter().cloned());
             destinations.extend(i.destination.bcc_addresses.iter().cloned());
-            let tags: Vec<(String, String)> = i.email_tags.iter().map(|t| (t.name.clone(), t.value.clone())).collect();
+            let tags: Vec<(String, String)> = i
+                .email_tags
+                .iter()
+                .map(|t| (t.name.clone(), t.value.clone()))
+                .collect();
             let c = &i.content;
-            let n = [c.simple.is_some(), c.raw.is_some(), c.template.is_some()].iter().filter(|x| **x).count();
+            let n = [c.simple.is_some(), c.raw.is_some(), c.template.is_some()]
+                .iter()
+                .filter(|x| **x)
+                .count();
             if n != 1 {
-                return Err(bad("Content must hold exactly one of Simple, Raw or Template."));
+                return Err(bad(
+                    "Content must hold exactly one of Simple, Raw or Template.",
+                ));
             }
             let simple = |from: &str, subject: &str, text: Option<&str>, html: Option<&str>| {
                 mail::build_mime(
@@ -425,33 +465,69 @@ fn handle(
                 )
             };
             let (source, subject, raw, err, dests) = if let Some(s) = &c.simple {
-                let from = i.from_email_address.clone().ok_or_else(|| bad("FromEmailAddress is required."))?;
-                let raw = simple(&from, &s.subject.data, s.body.text.as_ref().map(|x| x.data.as_str()), s.body.html.as_ref().map(|x| x.data.as_str())).map_err(e2)?;
+                let from = i
+                    .from_email_address
+                    .clone()
+                    .ok_or_else(|| bad("FromEmailAddress is required."))?;
+                let raw = simple(
+                    &from,
+                    &s.subject.data,
+                    s.body.text.as_ref().map(|x| x.data.as_str()),
+                    s.body.html.as_ref().map(|x| x.data.as_str()),
+                )
+                .map_err(e2)?;
                 (from, s.subject.data.clone(), raw, None, destinations)
             } else if let Some(r) = &c.raw {
                 let raw = base64::engine::general_purpose::STANDARD
                     .decode(r.data.trim())
                     .map_err(|_| bad("Content.Raw.Data is not valid base64."))?;
                 let info = mail::raw_info(&raw).map_err(e2)?;
-                let from = i.from_email_address.clone().or(info.from.clone()).ok_or_else(|| bad("Missing required header 'From'."))?;
-                let dests = if destinations.is_empty() { info.recipients.clone() } else { destinations };
+                let from = i
+                    .from_email_address
+                    .clone()
+                    .or(info.from.clone())
+                    .ok_or_else(|| bad("Missing required header 'From'."))?;
+                let dests = if destinations.is_empty() {
+                    info.recipients.clone()
+                } else {
+                    destinations
+                };
                 (from, info.subject, raw, None, dests)
             } else {
                 let t = c.template.as_ref().expect("one content kind");
-                let from = i.from_email_address.clone().ok_or_else(|| bad("FromEmailAddress is required."))?;
+                let from = i
+                    .from_email_address
+                    .clone()
+                    .ok_or_else(|| bad("FromEmailAddress is required."))?;
                 let tpl = match (&t.template_content, &t.template_name, &t.template_arn) {
-                    (Some(tc), _, _) => Template { name: "inline".into(), subject: tc.subject.clone(), text: tc.text.clone(), html: tc.html.clone(), created_ms: now },
+                    (Some(tc), _, _) => Template {
+                        name: "inline".into(),
+                        subject: tc.subject.clone(),
+                        text: tc.text.clone(),
+                        html: tc.html.clone(),
+                        created_ms: now,
+                    },
                     (None, Some(n), _) => m.store.template(n).map_err(e2)?,
-                    (None, None, Some(arn)) => m.store.template(arn.rsplit('/').next().unwrap_or(arn)).map_err(e2)?,
-                    _ => return Err(bad("Template needs TemplateName, TemplateArn or TemplateContent.")),
+                    (None, None, Some(arn)) => m
+                        .store
+                        .template(arn.rsplit('/').next().unwrap_or(arn))
+                        .map_err(e2)?,
+                    _ => {
+                        return Err(bad(
+                            "Template needs TemplateName, TemplateArn or TemplateContent.",
+                        ))
+                    }
                 };
                 let data = t.template_data.clone().unwrap_or_else(|| "{}".into());
                 match m.render(&tpl, &data) {
                     Ok((subject, text, html)) => {
-                        let raw = simple(&from, &subject, text.as_deref(), html.as_deref()).map_err(e2)?;
+                        let raw = simple(&from, &subject, text.as_deref(), html.as_deref())
+                            .map_err(e2)?;
                         (from, subject, raw, None, destinations)
                     }
-                    Err(SesError::MissingAttribute(msg)) => (from, tpl.name.clone(), vec![], Some(msg), destinations),
+                    Err(SesError::MissingAttribute(msg)) => {
+                        (from, tpl.name.clone(), vec![], Some(msg), destinations)
+                    }
                     Err(e) => return Err(e2(e)),
                 }
             };
@@ -472,6 +548,134 @@ fn handle(
                 .map_err(e2)?;
             Ok(json!({"MessageId": id}))
         }
+        Op::SendBulkEmail => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct DefaultContent {
+                template: TemplateRef,
+            }
+            #[derive(Deserialize, Default)]
+            #[serde(rename_all = "PascalCase", default)]
+            struct ReplacementTemplate {
+                replacement_template_data: Option<String>,
+            }
+            #[derive(Deserialize, Default)]
+            #[serde(rename_all = "PascalCase", default)]
+            struct ReplacementContent {
+                replacement_template: Option<ReplacementTemplate>,
+            }
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct Entry {
+                destination: Destination,
+                #[serde(default)]
+                replacement_tags: Vec<Tag>,
+                replacement_email_content: Option<ReplacementContent>,
+            }
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                from_email_address: String,
+                #[serde(default)]
+                reply_to_addresses: Vec<String>,
+                default_content: DefaultContent,
+                bulk_email_entries: Vec<Entry>,
+                #[serde(default)]
+                default_email_tags: Vec<Tag>,
+                configuration_set_name: Option<String>,
+            }
+            let i: In = decode(body)?;
+            if i.bulk_email_entries.is_empty() || i.bulk_email_entries.len() > 50 {
+                return Err(bad("BulkEmailEntries must hold 1 to 50 entries."));
+            }
+            let t = &i.default_content.template;
+            let tpl = match (&t.template_content, &t.template_name, &t.template_arn) {
+                (Some(tc), _, _) => Template {
+                    name: "inline".into(),
+                    subject: tc.subject.clone(),
+                    text: tc.text.clone(),
+                    html: tc.html.clone(),
+                    created_ms: now,
+                },
+                (None, Some(n), _) => m.store.template(n).map_err(e2)?,
+                (None, None, Some(arn)) => m
+                    .store
+                    .template(arn.rsplit('/').next().unwrap_or(arn))
+                    .map_err(e2)?,
+                _ => return Err(bad(
+                    "DefaultContent.Template needs TemplateName, TemplateArn or TemplateContent.",
+                )),
+            };
+            let mut results = vec![];
+            for e in &i.bulk_email_entries {
+                let data = e
+                    .replacement_email_content
+                    .as_ref()
+                    .and_then(|c| c.replacement_template.as_ref())
+                    .and_then(|r| r.replacement_template_data.clone())
+                    .or(t.template_data.clone())
+                    .unwrap_or_else(|| "{}".into());
+                let mut dests = e.destination.to_addresses.clone();
+                dests.extend(e.destination.cc_addresses.iter().cloned());
+                dests.extend(e.destination.bcc_addresses.iter().cloned());
+                let mut tags: Vec<(String, String)> = i
+                    .default_email_tags
+                    .iter()
+                    .map(|t| (t.name.clone(), t.value.clone()))
+                    .collect();
+                tags.extend(
+                    e.replacement_tags
+                        .iter()
+                        .map(|t| (t.name.clone(), t.value.clone())),
+                );
+                let rendered = match m.render(&tpl, &data) {
+                    Ok((subject, text, html)) => mail::build_mime(
+                        "email.amazonses.com",
+                        &i.from_email_address,
+                        &e.destination.to_addresses,
+                        &e.destination.cc_addresses,
+                        &i.reply_to_addresses,
+                        &subject,
+                        text.as_deref(),
+                        html.as_deref(),
+                    )
+                    .map(|raw| (subject, raw, None)),
+                    Err(SesError::MissingAttribute(msg)) => {
+                        Ok((tpl.name.clone(), vec![], Some(msg)))
+                    }
+                    Err(e) => Err(e),
+                };
+                let r = rendered.and_then(|(subject, raw, err)| {
+                    m.send(
+                        Outgoing {
+                            source: i.from_email_address.clone(),
+                            destinations: dests,
+                            subject,
+                            raw,
+                            config_set: i.configuration_set_name.clone(),
+                            tags,
+                            rendering_error: err,
+                            max_size: MAX_MESSAGE_V2,
+                        },
+                        now,
+                    )
+                });
+                results.push(match r {
+                    Ok(id) => json!({"Status": "SUCCESS", "MessageId": id}),
+                    Err(
+                        e @ (SesError::NotFound(..)
+                        | SesError::Paused
+                        | SesError::Db(_)
+                        | SesError::Internal(_)),
+                    ) => return Err(e2(e)),
+                    Err(SesError::Rejected(msg)) => {
+                        json!({"Status": "MESSAGE_REJECTED", "Error": msg})
+                    }
+                    Err(e) => json!({"Status": "FAILED", "Error": e.to_string()}),
+                });
+            }
+            Ok(json!({"BulkEmailEntryResults": results}))
+        }
         Op::CreateEmailTemplate | Op::UpdateEmailTemplate => {
             #[derive(Deserialize)]
             #[serde(rename_all = "PascalCase")]
@@ -481,7 +685,9 @@ fn handle(
             }
             let i: In = decode(body)?;
             let name = if op == Op::CreateEmailTemplate {
-                i.template_name.clone().ok_or_else(|| bad("TemplateName is required."))?
+                i.template_name
+                    .clone()
+                    .ok_or_else(|| bad("TemplateName is required."))?
             } else {
                 label(0)
             };
@@ -504,7 +710,9 @@ fn handle(
         }
         Op::GetEmailTemplate => {
             let t = m.store.template(&label(0)).map_err(e2)?;
-            Ok(json!({"TemplateName": t.name, "TemplateContent": {"Subject": t.subject, "Text": t.text, "Html": t.html}}))
+            Ok(
+                json!({"TemplateName": t.name, "TemplateContent": {"Subject": t.subject, "Text": t.text, "Html": t.html}}),
+            )
         }
         Op::ListEmailTemplates => {
             let all: Vec<Value> = m
@@ -524,7 +732,10 @@ fn handle(
         Op::DeleteEmailTemplate => {
             let name = label(0);
             if !m.store.delete_template(&name).map_err(e2)? {
-                return Err(e2(SesError::NotFound(nimbus_svc_ses::store::Kind::Template, name)));
+                return Err(e2(SesError::NotFound(
+                    nimbus_svc_ses::store::Kind::Template,
+                    name,
+                )));
             }
             Ok(json!({}))
         }
@@ -537,7 +748,17 @@ fn handle(
             let i: In = decode(body)?;
             let t = m.store.template(&label(0)).map_err(e2)?;
             let (subject, text, html) = m.render(&t, &i.template_data).map_err(e2)?;
-            let raw = mail::build_mime("email.amazonses.com", "sender@example.com", &[], &[], &[], &subject, text.as_deref(), html.as_deref()).map_err(e2)?;
+            let raw = mail::build_mime(
+                "email.amazonses.com",
+                "sender@example.com",
+                &["recipient@example.com".to_string()],
+                &[],
+                &[],
+                &subject,
+                text.as_deref(),
+                html.as_deref(),
+            )
+            .map_err(e2)?;
             Ok(json!({"RenderedTemplate": String::from_utf8_lossy(&raw)}))
         }
         Op::CreateConfigurationSet => {
@@ -550,17 +771,27 @@ fn handle(
             if i.configuration_set_name.is_empty() || i.configuration_set_name.len() > 64 {
                 return Err(bad("ConfigurationSetName must be 1 to 64 characters."));
             }
-            m.store.create_config_set(&i.configuration_set_name, now).map_err(e2)?;
+            m.store
+                .create_config_set(&i.configuration_set_name, now)
+                .map_err(e2)?;
             Ok(json!({}))
         }
         Op::GetConfigurationSet => {
             let name = label(0);
             m.store.destinations(&name).map_err(e2)?;
-            Ok(json!({"ConfigurationSetName": name, "SendingOptions": {"SendingEnabled": true}, "Tags": []}))
+            Ok(
+                json!({"ConfigurationSetName": name, "SendingOptions": {"SendingEnabled": true}, "Tags": []}),
+            )
         }
         Op::ListConfigurationSets => {
             let b: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-            let all: Vec<String> = m.store.config_sets().map_err(e2)?.into_iter().map(|(n, _)| n).collect();
+            let all: Vec<String> = m
+                .store
+                .config_sets()
+                .map_err(e2)?
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
             let (items, next) = page(&all, query, &b, 1000);
             let mut out = json!({"ConfigurationSets": items});
             if let Some(n) = next {
@@ -613,7 +844,9 @@ fn handle(
             Ok(json!({"EventDestinations": list}))
         }
         Op::DeleteConfigurationSetEventDestination => {
-            m.store.delete_destination(&label(0), &label(1)).map_err(e2)?;
+            m.store
+                .delete_destination(&label(0), &label(1))
+                .map_err(e2)?;
             Ok(json!({}))
         }
         _ => Err(AwsError::not_implemented("sesv2", op.name())),
@@ -648,7 +881,10 @@ mod tests {
     #[test]
     fn path_labels_are_percent_decoded() {
         assert_eq!(
-            labels("/v2/email/identities/{EmailIdentity}", "/v2/email/identities/a%40b.com"),
+            labels(
+                "/v2/email/identities/{EmailIdentity}",
+                "/v2/email/identities/a%40b.com"
+            ),
             vec!["a@b.com"]
         );
         assert_eq!(

@@ -102,7 +102,7 @@ nimbus_svc_common::define_ops! {
     PutEmailIdentityFeedbackAttributes: PUT "/v2/email/identities/{EmailIdentity}/feedback" => false,
     PutEmailIdentityMailFromAttributes: PUT "/v2/email/identities/{EmailIdentity}/mail-from" => false,
     PutSuppressedDestination: PUT "/v2/email/suppression/addresses" => false,
-    SendBulkEmail: POST "/v2/email/outbound-bulk-emails" => false,
+    SendBulkEmail: POST "/v2/email/outbound-bulk-emails" => true,
     SendCustomVerificationEmail: POST "/v2/email/outbound-custom-verification-emails" => false,
     SendEmail: POST "/v2/email/outbound-emails" => true,
     TagResource: POST "/v2/email/tags" => false,
