@@ -83,6 +83,8 @@ enum Command {
     Metrics(commands::metrics::Args),
     /// Metered usage per function, priced as AWS Lambda would charge it.
     Cost(commands::cost::Args),
+    /// SQS queues with their depth; `peek` and `redrive` (dead-letter queues).
+    Queues(commands::queues::Args),
 }
 
 fn main() {
@@ -121,6 +123,7 @@ fn main() {
                     Command::UsagePlan(c) => commands::usage_plan::run(&client, c).await,
                     Command::Metrics(a) => commands::metrics::run(&client, a).await,
                     Command::Cost(a) => commands::cost::run(&client, a).await,
+                    Command::Queues(a) => commands::queues::run(&client, a).await,
                     Command::Up(_) => unreachable!(),
                 }
             })

@@ -13,6 +13,7 @@ pub mod invoke;
 pub mod logs;
 pub mod ls;
 pub mod metrics;
+pub mod queues;
 pub mod rm;
 pub mod route;
 pub mod schedule;

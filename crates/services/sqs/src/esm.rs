@@ -211,7 +211,21 @@ impl Poller {
                 match self.sqs.try_receive(&self.queue, want, None) {
                     Ok(got) if !got.is_empty() => {
                         bytes += got.iter().map(|m| m.body.len()).sum::<usize>();
-                        batch.extend(got);
+                        // With a visibility timeout of 0 a message comes back at
+                        // once: keep its newest receipt, once, and stop there.
+                        let mut again = false;
+                        for m in got {
+                            match batch.iter_mut().find(|b| b.message_id == m.message_id) {
+                                Some(b) => {
+                                    *b = m;
+                                    again = true;
+                                }
+                                None => batch.push(m),
+                            }
+                        }
+                        if again {
+                            return batch;
+                        }
                     }
                     _ => break,
                 }

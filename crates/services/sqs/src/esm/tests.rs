@@ -224,7 +224,7 @@ async fn a_failing_batch_is_dead_lettered_after_max_receive_count() {
     h.sqs
         .create_queue(
             "q",
-            &attrs(&[("RedrivePolicy", &policy), ("VisibilityTimeout", "0")]),
+            &attrs(&[("RedrivePolicy", &policy), ("VisibilityTimeout", "1")]),
             &BTreeMap::new(),
         )
         .await
