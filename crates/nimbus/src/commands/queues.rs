@@ -44,7 +44,14 @@ pub async fn run(client: &Client, args: Args) -> Result<i32> {
             }
             println!(
                 "{:<40} {:>9} {:>10} {:>8} {:>11} {:>8} {:>9} {:>8}  DEAD-LETTER TARGET",
-                "QUEUE", "VISIBLE", "IN FLIGHT", "DELAYED", "OLDEST AGE", "SENT", "RECEIVED", "DELETED"
+                "QUEUE",
+                "VISIBLE",
+                "IN FLIGHT",
+                "DELAYED",
+                "OLDEST AGE",
+                "SENT",
+                "RECEIVED",
+                "DELETED"
             );
             for q in qs {
                 println!(
@@ -81,7 +88,10 @@ pub async fn run(client: &Client, args: Args) -> Result<i32> {
             Ok(0)
         }
         Some(Cmd::Redrive { name }) => {
-            let url = client.url(&format!("/_nimbus/services/sqs/queues/{}/redrive", seg(&name)));
+            let url = client.url(&format!(
+                "/_nimbus/services/sqs/queues/{}/redrive",
+                seg(&name)
+            ));
             let resp = client.send(client.http.post(url)).await?;
             let v: serde_json::Value = resp.json().await?;
             println!(

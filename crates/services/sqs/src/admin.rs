@@ -56,7 +56,9 @@ fn from_sqs(e: SqsError) -> Response {
 
 /// Escape a Prometheus label value.
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl ServiceAdmin for SqsAdmin {

@@ -24,7 +24,9 @@ impl QueueSinkImpl {
 
 fn sink_error(e: SqsError) -> SinkError {
     match e {
-        SqsError::QueueDoesNotExist => SinkError::NotFound("The specified queue does not exist.".into()),
+        SqsError::QueueDoesNotExist => {
+            SinkError::NotFound("The specified queue does not exist.".into())
+        }
         SqsError::Internal(m) => SinkError::Transient(m),
         other => SinkError::Rejected {
             code: other.codes().1.to_string(),
@@ -69,7 +71,11 @@ impl QueueSink for QueueSinkImpl {
                 dedup_id: msg.deduplication_id,
                 sender_id: msg.sender_id.unwrap_or_else(|| self.sqs.account.clone()),
             };
-            let mut r = self.sqs.send(&name, vec![input]).await.map_err(sink_error)?;
+            let mut r = self
+                .sqs
+                .send(&name, vec![input])
+                .await
+                .map_err(sink_error)?;
             let out = r
                 .pop()
                 .ok_or_else(|| SinkError::Transient("no result".into()))?
