@@ -58,6 +58,9 @@ struct Inner {
     /// Published versions, aliases and provisioned configs, by function.
     versions: RwLock<HashMap<String, versions::FnVersions>>,
     deploy_lock: tokio::sync::Mutex<()>,
+    /// Where destinations and dead-letter queues in other services are reached;
+    /// set once the services have started ([`Invoker::set_sinks`]).
+    sinks: std::sync::OnceLock<Arc<nimbus_triggers::sinks::Sinks>>,
 }
 
 /// The invoker. Cheap to clone.
@@ -85,6 +88,53 @@ impl Invoker {
 
     pub fn region(&self) -> &str {
         &self.inner.settings.region
+    }
+
+    /// Give the invoker the services' sinks (built after it, from its dispatcher):
+    /// from then on destinations and dead-letter queues may be SQS queues, SNS
+    /// topics and EventBridge buses. Only the first call counts.
+    pub fn set_sinks(&self, sinks: Arc<nimbus_triggers::sinks::Sinks>) {
+        let _ = self.inner.sinks.set(sinks);
+    }
+
+    /// The services' sinks, once set.
+    pub fn sinks(&self) -> Option<&Arc<nimbus_triggers::sinks::Sinks>> {
+        self.inner.sinks.get()
+    }
+
+    /// Check a destination or dead-letter target in another service: its kind
+    /// is one of `allowed` and, once the services run, it exists.
+    pub(crate) fn check_target(
+        &self,
+        arn: &str,
+        allowed: &[nimbus_triggers::sinks::TargetKind],
+        what: &str,
+    ) -> Result<()> {
+        let kind = nimbus_triggers::sinks::TargetKind::of(arn);
+        if !kind.is_some_and(|k| allowed.contains(&k)) {
+            return Err(InvokeError::InvalidParameter(format!(
+                "The {what} target {arn} is invalid: it must be the ARN of {}",
+                allowed
+                    .iter()
+                    .map(|k| match k {
+                        nimbus_triggers::sinks::TargetKind::Queue => "an SQS queue",
+                        nimbus_triggers::sinks::TargetKind::Topic => "an SNS topic",
+                        nimbus_triggers::sinks::TargetKind::Bus => "an EventBridge event bus",
+                        nimbus_triggers::sinks::TargetKind::Stream => "a Kinesis stream",
+                        nimbus_triggers::sinks::TargetKind::Function => "a Lambda function",
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )));
+        }
+        if let Some(sinks) = self.sinks() {
+            if !sinks.target_exists(arn) {
+                return Err(InvokeError::InvalidParameter(format!(
+                    "The {what} target {arn} does not exist"
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub fn admission(&self) -> &Admission {

@@ -47,6 +47,9 @@ pub enum Destination {
         name: String,
         qualifier: Option<String>,
     },
+    /// An SQS queue, an SNS topic or an EventBridge bus, reached through the
+    /// services' sinks.
+    Service(String),
 }
 
 impl Destination {
@@ -60,12 +63,44 @@ impl Destination {
                 name: parts[6].to_string(),
                 qualifier: parts.get(7).map(|q| q.to_string()),
             }),
-            (svc @ ("sqs" | "sns" | "events"), _) => Err(format!(
-                "Destinations of type {svc} are not supported by Nimbus yet; use a Lambda function ARN"
-            )),
+            ("sqs" | "sns", _) => Ok(Destination::Service(arn.to_string())),
+            ("events", Some(r)) if r.starts_with("event-bus/") => {
+                Ok(Destination::Service(arn.to_string()))
+            }
             _ => Err(format!("Destination ARN {arn} is invalid")),
         }
     }
+}
+
+/// Most attempts at a delivery into another service that answers "try later".
+const SINK_ATTEMPTS: u32 = 12;
+
+/// Deliver into another service, retrying what the target calls transient
+/// (with a doubling backoff from 100 ms up to 10 s).
+async fn deliver_retrying<F, Fut>(target: &str, mut send: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = nimbus_triggers::sinks::SinkResult<String>>,
+{
+    let mut wait = Duration::from_millis(100);
+    for attempt in 1..=SINK_ATTEMPTS {
+        match send().await {
+            Ok(id) => {
+                tracing::debug!(target, message_id = %id, "delivered");
+                return true;
+            }
+            Err(e) if e.is_transient() && attempt < SINK_ATTEMPTS => {
+                tracing::warn!(target, attempt, error = %e, "delivery failed; will retry");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => {
+                tracing::error!(target, error = %e, "delivery failed; giving up");
+                return false;
+            }
+        }
+    }
+    false
 }
 
 #[derive(Debug, Clone)]
@@ -756,8 +791,11 @@ impl AsyncQueue {
             Condition::Success => DestinationKind::OnSuccess,
             _ => DestinationKind::OnFailure,
         };
+        if cond != Condition::Success {
+            self.dead_letter(ev, res).await;
+        }
         let Some(target) = target else {
-            if cond != Condition::Success {
+            if cond != Condition::Success && ev_has_no_dlq(invoker, ev) {
                 tracing::warn!(function = %ev.function, request_id = %ev.request_id, condition = cond.as_str(), "async event discarded: no on-failure destination");
                 metrics.dropped(match cond {
                     Condition::EventAgeExceeded => DropReason::EventAgeExceeded,
@@ -810,12 +848,129 @@ impl AsyncQueue {
                 }
                 metrics.destination(kind, delivered.is_ok());
             }
+            Ok(Destination::Service(arn)) => {
+                let Some(sinks) = invoker.sinks().cloned() else {
+                    tracing::error!(destination = %arn, "no services to deliver the destination record to");
+                    metrics.destination(kind, false);
+                    return;
+                };
+                let body = record.to_string();
+                let detail_type = match cond {
+                    Condition::Success => "Lambda Function Invocation Result - Success",
+                    _ => "Lambda Function Invocation Result - Failure",
+                };
+                let delivered = deliver_retrying(&arn, || {
+                    sinks.deliver(
+                        &arn,
+                        nimbus_triggers::sinks::Delivery::Json {
+                            body: body.clone(),
+                            source: "lambda".into(),
+                            detail_type: detail_type.into(),
+                            group_id: None,
+                            deduplication_id: None,
+                            partition_key: None,
+                            trace_header: ev.trace_id.clone(),
+                        },
+                    )
+                })
+                .await;
+                metrics.destination(kind, delivered);
+            }
             Err(e) => {
                 tracing::error!(destination = %target, error = %e, "invalid destination");
                 metrics.destination(kind, false);
             }
         }
     }
+
+    /// The function's `DeadLetterConfig`: an event given up lands there as its
+    /// original payload with Lambda's `RequestID`, `ErrorCode` and
+    /// `ErrorMessage` message attributes.
+    async fn dead_letter(&self, ev: &QueuedEvent, res: Option<&crate::InvokeResult>) {
+        use nimbus_triggers::sinks::{MessageAttribute, QueueMessage, TargetKind, TopicMessage};
+        let invoker = &self.inner.invoker;
+        let Ok((_, cfg)) = invoker.get_qualified(&ev.function, ev.qualifier.as_deref()) else {
+            return;
+        };
+        let Some(target) = cfg.spec.dead_letter_target.clone() else {
+            return;
+        };
+        let Some(sinks) = invoker.sinks().cloned() else {
+            tracing::error!(function = %ev.function, dead_letter = %target, "no services to deliver the dead letter to");
+            return;
+        };
+        let error_message = res
+            .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.payload).ok())
+            .and_then(|v| {
+                v.get("errorMessage")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "Event age exceeded".to_string());
+        let error_message: String = error_message.chars().take(1024).collect();
+        let string = |v: &str| MessageAttribute {
+            data_type: "String".into(),
+            string_value: Some(v.to_string()),
+            binary_value: None,
+        };
+        let attributes: std::collections::BTreeMap<String, MessageAttribute> = [
+            ("RequestID".to_string(), string(&ev.request_id)),
+            (
+                "ErrorCode".to_string(),
+                MessageAttribute {
+                    data_type: "Number".into(),
+                    string_value: Some("200".into()),
+                    binary_value: None,
+                },
+            ),
+            ("ErrorMessage".to_string(), string(&error_message)),
+        ]
+        .into_iter()
+        .collect();
+        let body = String::from_utf8_lossy(&ev.payload).into_owned();
+        let delivered = match TargetKind::of(&target) {
+            Some(TargetKind::Queue) => {
+                deliver_retrying(&target, || async {
+                    let q = sinks.queues()?;
+                    let msg = QueueMessage {
+                        body: body.clone(),
+                        attributes: attributes.clone(),
+                        trace_header: ev.trace_id.clone(),
+                        ..Default::default()
+                    };
+                    Ok(q.send(&target, msg).await?.message_id)
+                })
+                .await
+            }
+            Some(TargetKind::Topic) => {
+                deliver_retrying(&target, || async {
+                    let t = sinks.topics()?;
+                    let msg = TopicMessage {
+                        message: body.clone(),
+                        attributes: attributes.clone(),
+                        ..Default::default()
+                    };
+                    t.publish(&target, msg).await
+                })
+                .await
+            }
+            _ => {
+                tracing::error!(dead_letter = %target, "a dead-letter target must be an SQS queue or an SNS topic");
+                false
+            }
+        };
+        if delivered {
+            tracing::info!(function = %ev.function, request_id = %ev.request_id, dead_letter = %target, "async event sent to the dead-letter queue");
+        }
+    }
+}
+
+/// Whether the event's function has no dead-letter target (an event given up
+/// without one, and without an on-failure destination, is dropped).
+fn ev_has_no_dlq(invoker: &Invoker, ev: &QueuedEvent) -> bool {
+    invoker
+        .get_qualified(&ev.function, ev.qualifier.as_deref())
+        .map_or(true, |(_, c)| c.spec.dead_letter_target.is_none())
 }
 
 /// Whether an init failure was the init phase running out of time.
@@ -874,9 +1029,15 @@ mod tests {
                 qualifier: Some("prod".into())
             }
         );
-        assert!(Destination::parse("arn:aws:sqs:us-east-1:123456789012:q")
-            .unwrap_err()
-            .contains("not supported"));
+        assert_eq!(
+            Destination::parse("arn:aws:sqs:us-east-1:123456789012:q").unwrap(),
+            Destination::Service("arn:aws:sqs:us-east-1:123456789012:q".into())
+        );
+        assert_eq!(
+            Destination::parse("arn:aws:events:us-east-1:123456789012:event-bus/default").unwrap(),
+            Destination::Service("arn:aws:events:us-east-1:123456789012:event-bus/default".into())
+        );
+        assert!(Destination::parse("arn:aws:events:us-east-1:123456789012:rule/r").is_err());
         assert!(Destination::parse("nonsense").is_err());
     }
 

@@ -56,6 +56,7 @@ impl Invoker {
                 event_configs: RwLock::new(HashMap::new()),
                 versions: RwLock::new(HashMap::new()),
                 deploy_lock: tokio::sync::Mutex::new(()),
+                sinks: std::sync::OnceLock::new(),
             }),
         };
         let (stored, configs) = tokio::task::spawn_blocking(move || {
@@ -154,6 +155,21 @@ impl Invoker {
         }
         let _serial = self.inner.deploy_lock.lock().await;
         let previous = self.get(&spec.name);
+        if let Some(t) = &spec.dead_letter_target {
+            // A target already stored stays valid (its queue may come back).
+            if previous
+                .as_ref()
+                .and_then(|p| p.spec.dead_letter_target.as_ref())
+                != Some(t)
+            {
+                use nimbus_triggers::sinks::TargetKind;
+                self.check_target(
+                    t,
+                    &[TargetKind::Queue, TargetKind::Topic],
+                    "DeadLetterConfig",
+                )?;
+            }
+        }
         match (&mode, &previous) {
             (DeployMode::Create, Some(_)) => {
                 return Err(InvokeError::Conflict(format!(
@@ -307,7 +323,16 @@ impl Invoker {
         }
         cfg.validate().map_err(InvokeError::InvalidParameter)?;
         for dest in [&cfg.on_success, &cfg.on_failure].into_iter().flatten() {
-            crate::queue::Destination::parse(dest).map_err(InvokeError::InvalidParameter)?;
+            if let crate::queue::Destination::Service(arn) =
+                crate::queue::Destination::parse(dest).map_err(InvokeError::InvalidParameter)?
+            {
+                use nimbus_triggers::sinks::TargetKind;
+                self.check_target(
+                    &arn,
+                    &[TargetKind::Queue, TargetKind::Topic, TargetKind::Bus],
+                    "destination",
+                )?;
+            }
         }
         cfg.last_modified_ms = nimbus_core::now_ms();
         let db = self.inner.db.clone();

@@ -368,6 +368,18 @@ async fn serve(args: UpArgs) -> Result<i32> {
         nimbus_svc_sesv2::start(&service_ctx)?,
         nimbus_svc_iam::start(&service_ctx)?,
     ];
+    // Lambda destinations and dead-letter queues deliver into the services.
+    invoker.set_sinks(sinks.clone());
+    // The event-source-mapping registry, over the sources the services registered.
+    let mappings = nimbus_esm::Registry::open(
+        &data_dir,
+        service_ctx.mapping_sources.sources(),
+        service_ctx.mapping_sources.shard_sources(),
+        dispatch.clone(),
+        sinks.clone(),
+        args.region.clone(),
+    )
+    .context("cannot start the event-source mappings")?;
     let admins: Vec<_> = services.iter().filter_map(|s| s.admin.clone()).collect();
     // Every API on the edge listener; one more is one more line.
     let mut frontends: Vec<std::sync::Arc<dyn nimbus_protocol::Frontend>> = vec![
@@ -378,7 +390,7 @@ async fn serve(args: UpArgs) -> Result<i32> {
             scheduler.clone(),
             admins,
         ),
-        nimbus_svc_lambda::frontend(invoker.clone(), queue.clone(), routes.clone()),
+        nimbus_svc_lambda::frontend(invoker.clone(), queue.clone(), routes.clone(), mappings),
         nimbus_svc_sts::frontend(),
     ];
     frontends.extend(services.into_iter().map(|s| s.frontend));

@@ -18,8 +18,8 @@ pub const META: nimbus_protocol::ServiceMeta = nimbus_protocol::ServiceMeta {
 
 nimbus_svc_common::define_ops! {
     json META;
-    DescribeStream => false,
-    GetRecords => false,
-    GetShardIterator => false,
-    ListStreams => false,
+    DescribeStream => true,
+    GetRecords => true,
+    GetShardIterator => true,
+    ListStreams => true,
 }

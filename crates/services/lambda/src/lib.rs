@@ -13,6 +13,7 @@
 mod error;
 mod lambda;
 mod lambda_functions;
+mod lambda_mappings;
 mod lambda_urls;
 mod lambda_versions;
 
@@ -45,6 +46,7 @@ pub const META: ServiceMeta = ServiceMeta {
 pub(crate) struct AppState {
     pub(crate) invoker: Invoker,
     pub(crate) queue: AsyncQueue,
+    pub(crate) mappings: nimbus_esm::Registry,
 }
 
 tokio::task_local! {
@@ -77,19 +79,26 @@ struct Lambda {
 }
 
 /// The Lambda front-end over `invoker` (sync invokes) and `queue` (`Event`
-/// invokes); function URLs are configured in `routes`, the gateway's table.
+/// invokes); function URLs are configured in `routes`, the gateway's table;
+/// event-source mappings live in `mappings`.
 pub fn frontend(
     invoker: Invoker,
     queue: AsyncQueue,
     routes: nimbus_gateway::RouteTable,
+    mappings: nimbus_esm::Registry,
 ) -> Arc<dyn Frontend> {
     let router = Router::new()
         .merge(lambda::routes())
         .merge(lambda_functions::routes())
         .merge(lambda_versions::routes())
         .merge(lambda_urls::routes())
+        .merge(lambda_mappings::routes())
         .fallback(error::unknown_operation)
-        .with_state(AppState { invoker, queue })
+        .with_state(AppState {
+            invoker,
+            queue,
+            mappings,
+        })
         .layer(axum::Extension(routes));
     Arc::new(Lambda { router })
 }

@@ -1,0 +1,142 @@
+"""Lambda async destinations and dead-letter queues into SQS on the real binary
+with boto3: OnSuccess/OnFailure records with Lambda's shape, DeadLetterConfig with
+the original payload and Lambda's message attributes, and targets that do not
+exist refused."""
+
+import json
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from conftest import wait_for
+
+ACCOUNT = "123456789012"
+
+CODE = """
+def handler(event, context):
+    if event.get("fail"):
+        raise ValueError("asked to fail")
+    return {"echo": event}
+"""
+
+
+def clients(server):
+    kw = dict(
+        endpoint_url=server.api,
+        region_name="us-east-1",
+        aws_access_key_id="AKIDDESTTEST",
+        aws_secret_access_key="secret",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+    return boto3.client("lambda", **kw), boto3.client("sqs", **kw)
+
+
+@pytest.fixture(scope="module")
+def env(server):
+    lam, sqs = clients(server)
+    server.deploy("dest", "python3.12", "app.handler", {"app.py": CODE})
+    return server, lam, sqs
+
+
+def queue(sqs, name):
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    return url, f"arn:aws:sqs:us-east-1:{ACCOUNT}:{name}"
+
+
+def receive_one(sqs, url):
+    got = []
+
+    def poll():
+        got.extend(
+            sqs.receive_message(
+                QueueUrl=url, WaitTimeSeconds=1, MessageAttributeNames=["All"]
+            ).get("Messages", [])
+        )
+        return got
+
+    wait_for(poll, timeout=30, what=f"a message in {url}")
+    return got[0]
+
+
+def test_on_success_and_on_failure_records_land_in_queues(env):
+    _, lam, sqs = env
+    ok_url, ok_arn = queue(sqs, "dest-success")
+    bad_url, bad_arn = queue(sqs, "dest-failure")
+    cfg = lam.put_function_event_invoke_config(
+        FunctionName="dest",
+        MaximumRetryAttempts=0,
+        DestinationConfig={"OnSuccess": {"Destination": ok_arn}, "OnFailure": {"Destination": bad_arn}},
+    )
+    assert cfg["DestinationConfig"]["OnSuccess"]["Destination"] == ok_arn
+
+    r = lam.invoke(FunctionName="dest", InvocationType="Event", Payload=json.dumps({"n": 1}))
+    assert r["StatusCode"] == 202
+    rid = r["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    rec = json.loads(receive_one(sqs, ok_url)["Body"])
+    assert rec["version"] == "1.0"
+    assert rec["requestContext"] == {
+        "requestId": rid,
+        "functionArn": f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:dest:$LATEST",
+        "condition": "Success",
+        "approximateInvokeCount": 1,
+    }
+    assert rec["requestPayload"] == {"n": 1}
+    assert rec["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST"}
+    assert rec["responsePayload"] == {"echo": {"n": 1}}
+    assert rec["timestamp"].endswith("Z")
+
+    r = lam.invoke(FunctionName="dest", InvocationType="Event", Payload=json.dumps({"fail": True}))
+    rec = json.loads(receive_one(sqs, bad_url)["Body"])
+    assert rec["requestContext"]["condition"] == "RetriesExhausted"
+    assert rec["requestContext"]["approximateInvokeCount"] == 1
+    assert rec["requestPayload"] == {"fail": True}
+    assert rec["responseContext"]["functionError"] == "Unhandled"
+    assert rec["responsePayload"]["errorMessage"] == "asked to fail"
+    assert rec["responsePayload"]["errorType"] == "ValueError"
+    lam.delete_function_event_invoke_config(FunctionName="dest")
+
+
+def test_destinations_that_do_not_exist_are_refused(env):
+    _, lam, _ = env
+    for arn in (
+        f"arn:aws:sqs:us-east-1:{ACCOUNT}:no-such-queue",
+        f"arn:aws:sns:us-east-1:{ACCOUNT}:no-such-topic",
+        f"arn:aws:events:us-east-1:{ACCOUNT}:event-bus/no-such-bus",
+    ):
+        with pytest.raises(ClientError) as e:
+            lam.put_function_event_invoke_config(
+                FunctionName="dest", DestinationConfig={"OnFailure": {"Destination": arn}}
+            )
+        assert e.value.response["Error"]["Code"] == "InvalidParameterValueException", arn
+        assert arn in e.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as e:
+        lam.put_function_event_invoke_config(
+            FunctionName="dest",
+            DestinationConfig={"OnFailure": {"Destination": f"arn:aws:s3:::bucket"}},
+        )
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValueException"
+
+
+def test_dead_letter_queue_gets_the_payload_and_lambdas_attributes(env):
+    server, lam, sqs = env
+    url, arn = queue(sqs, "dest-dlq")
+    with pytest.raises(ClientError) as e:
+        lam.update_function_configuration(
+            FunctionName="dest",
+            DeadLetterConfig={"TargetArn": f"arn:aws:sqs:us-east-1:{ACCOUNT}:no-such-dlq"},
+        )
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    c = lam.update_function_configuration(FunctionName="dest", DeadLetterConfig={"TargetArn": arn})
+    assert c["DeadLetterConfig"] == {"TargetArn": arn}
+    lam.put_function_event_invoke_config(FunctionName="dest", MaximumRetryAttempts=0)
+    r = lam.invoke(FunctionName="dest", InvocationType="Event", Payload=json.dumps({"fail": True, "k": "v"}))
+    rid = r["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    msg = receive_one(sqs, url)
+    assert json.loads(msg["Body"]) == {"fail": True, "k": "v"}
+    attrs = msg["MessageAttributes"]
+    assert attrs["RequestID"] == {"StringValue": rid, "DataType": "String"}
+    assert attrs["ErrorCode"] == {"StringValue": "200", "DataType": "Number"}
+    assert attrs["ErrorMessage"] == {"StringValue": "asked to fail", "DataType": "String"}
+    lam.delete_function_event_invoke_config(FunctionName="dest")
