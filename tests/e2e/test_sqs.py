@@ -554,6 +554,12 @@ def test_admin_surface_and_metrics(server, sqs):
     assert 'nimbus_sqs_messages{queue="observed",state="visible"} 2' in metrics
     assert 'nimbus_sqs_messages{queue="observed",state="in_flight"} 1' in metrics
     assert 'nimbus_sqs_sent_messages_total{queue="observed"} 3' in metrics
+    # The SQS families parse as OpenMetrics (counter families named without _total).
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    sqs_lines = "\n".join(l for l in metrics.splitlines() if "nimbus_sqs_" in l) + "\n# EOF\n"
+    families = {f.name: f for f in text_string_to_metric_families(sqs_lines)}
+    assert families["nimbus_sqs_sent_messages"].type == "counter"
+    assert families["nimbus_sqs_messages"].type == "gauge"
 
 
 # -- durability -----------------------------------------------------------------------
