@@ -606,3 +606,18 @@ def test_kill_9_loses_no_acknowledged_message(server_factory, data_dir):
     assert deleted not in seen
     assert set(seen) == sent - {deleted}
     assert len(seen) == len(set(seen))
+
+
+def test_the_nimbus_queues_cli(server, sqs):
+    url = sqs.create_queue(QueueName="cli-shown")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="peek at me")
+    r = server.cli("queues")
+    assert r.returncode == 0, r.stderr
+    line = next(l for l in r.stdout.splitlines() if l.startswith("cli-shown "))
+    assert line.split()[1:4] == ["1", "0", "0"], line
+    r = server.cli("queues", "peek", "cli-shown")
+    assert r.returncode == 0, r.stderr
+    assert "visible" in r.stdout and "peek at me" in r.stdout, r.stdout
+    r = server.cli("queues", "redrive", "cli-shown")
+    assert r.returncode != 0
+    assert "Dead Letter Queue" in r.stderr, r.stderr
