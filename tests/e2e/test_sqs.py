@@ -568,30 +568,35 @@ def test_kill_9_loses_no_acknowledged_message(server_factory, data_dir):
     s = server_factory()
     c = client(s)
     url = c.create_queue(QueueName="durable")["QueueUrl"]
-    sent = set()
-    errors = []
+    # One message deleted (acknowledged) and one in flight before the storm.
+    c.send_message_batch(QueueUrl=url, Entries=[{"Id": "a", "MessageBody": "pre-a"},
+                                                {"Id": "b", "MessageBody": "pre-b"}])
+    got = c.receive_message(QueueUrl=url, MaxNumberOfMessages=2, VisibilityTimeout=1)["Messages"]
+    assert len(got) == 2
+    deleted = got[0]["Body"]
+    c.delete_message(QueueUrl=url, ReceiptHandle=got[0]["ReceiptHandle"])
+    acked = {got[1]["Body"]}
+    lock = threading.Lock()
 
     def sender(k):
         cl = client(s)
-        for i in range(25):
+        for i in range(100_000):
             body = f"t{k}-{i}"
             try:
                 cl.send_message(QueueUrl=url, MessageBody=body)
-            except Exception as e:  # noqa: BLE001 - the server may die mid-request
-                errors.append(e)
+            except Exception:  # noqa: BLE001 - the server dies mid-request
                 return
-            sent.add(body)
+            with lock:
+                acked.add(body)
 
-    threads = [threading.Thread(target=sender, args=(k,)) for k in range(4)]
+    threads = [threading.Thread(target=sender, args=(k,), daemon=True) for k in range(4)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
-    # One deleted (acknowledged) and one in flight when the server dies.
-    got = c.receive_message(QueueUrl=url, MaxNumberOfMessages=2, VisibilityTimeout=1)["Messages"]
-    c.delete_message(QueueUrl=url, ReceiptHandle=got[0]["ReceiptHandle"])
-    deleted = got[0]["Body"]
+    # Kill -9 while the senders are still sending.
+    wait_for(lambda: len(acked) >= 200, timeout=60, what="acknowledged sends")
     s.kill()
+    for t in threads:
+        t.join(30)
     s2 = server_factory(data=data_dir)
     c2 = client(s2)
     url2 = c2.get_queue_url(QueueName="durable")["QueueUrl"]
@@ -604,7 +609,8 @@ def test_kill_9_loses_no_acknowledged_message(server_factory, data_dir):
             seen.append(m["Body"])
             c2.delete_message(QueueUrl=url2, ReceiptHandle=m["ReceiptHandle"])
     assert deleted not in seen
-    assert set(seen) == sent - {deleted}
+    # Every acknowledged send is there; a send cut off before its answer may be too.
+    assert acked <= set(seen), sorted(acked - set(seen))[:10]
     assert len(seen) == len(set(seen))
 
 

@@ -899,11 +899,13 @@ impl Sqs {
             let fifo = q.fifo();
             let mut taken_groups: BTreeSet<String> = BTreeSet::new();
             let mut to_dlq = Vec::new();
-            let candidates: Vec<u64> = q.visible.iter().copied().collect();
-            for seq in candidates {
-                if out.len() >= input.max {
+            // Walk the visible set in order without copying it (deep queues).
+            let mut cursor = 0u64;
+            while out.len() < input.max {
+                let Some(&seq) = q.visible.range(cursor..).next() else {
                     break;
-                }
+                };
+                cursor = seq + 1;
                 let Some(m) = q.msgs.get(&seq) else { continue };
                 if now - m.rec.sent_ms > retention_ms {
                     q.remove(seq);
