@@ -627,3 +627,24 @@ def test_the_nimbus_queues_cli(server, sqs):
     r = server.cli("queues", "redrive", "cli-shown")
     assert r.returncode != 0
     assert "Dead Letter Queue" in r.stderr, r.stderr
+
+
+def test_the_sqs_localhost_host_form(server):
+    """A client addressing `sqs.<region>.localhost:<port>` gets queue URLs on that host
+    (the Host header is what counts; this box need not resolve *.localhost)."""
+    port = server.api.rsplit(":", 1)[1]
+    host = f"sqs.us-east-1.localhost:{port}"
+
+    def call(op, body):
+        return requests.post(server.api + "/", data=json.dumps(body), timeout=10, headers={
+            "Host": host, "Content-Type": "application/x-amz-json-1.0",
+            "X-Amz-Target": f"AmazonSQS.{op}"})
+
+    r = call("CreateQueue", {"QueueName": "by-host"})
+    assert r.status_code == 200, r.text
+    url = r.json()["QueueUrl"]
+    assert url == f"http://{host}/{ACCOUNT}/by-host"
+    r = call("SendMessage", {"QueueUrl": url, "MessageBody": "via host"})
+    assert r.status_code == 200, r.text
+    r = call("ReceiveMessage", {"QueueUrl": url})
+    assert r.json()["Messages"][0]["Body"] == "via host"
