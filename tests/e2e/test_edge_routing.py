@@ -41,7 +41,7 @@ REST_JSON = "application/json"
 
 # service -> (boto3 call, operation, content type of the answer)
 BOTO_CALLS = {
-    "sqs": (lambda c: c.get_queue_url(QueueName="orders"), "GetQueueUrl", JSON_10),
+    "sqs": (lambda c: c.list_queues(), "ListQueues", JSON_10),
     "sns": (lambda c: c.list_platform_applications(), "ListPlatformApplications", XML_QUERY),
     "s3": (lambda c: c.list_buckets(), "ListBuckets", XML_S3),
     "dynamodb": (lambda c: c.list_tables(), "ListTables", JSON_10),
@@ -90,7 +90,7 @@ def assert_not_implemented(err, service, operation, content_type):
 
 
 # Services whose routing-probe operation is implemented: it answers, in its protocol.
-IMPLEMENTED = {"dynamodb", "dynamodbstreams", "secretsmanager", "ssm"}
+IMPLEMENTED = {"dynamodb", "dynamodbstreams", "secretsmanager", "ssm", "sqs"}
 
 
 @pytest.mark.parametrize("service", sorted(BOTO_CALLS))
@@ -122,9 +122,10 @@ def test_lambda_and_sts_keep_answering(server):
 def test_sqs_json_errors_carry_the_query_error_header(server):
     with pytest.raises(ClientError) as e:
         client(server, "sqs").send_message(QueueUrl=f"{server.api}/123456789012/orders", MessageBody="hi")
-    assert_not_implemented(e.value, "sqs", "SendMessage", JSON_10)
+    assert e.value.response["Error"]["Code"] == "AWS.SimpleQueueService.NonExistentQueue"
     headers = e.value.response["ResponseMetadata"]["HTTPHeaders"]
-    assert headers["x-amzn-query-error"] == "NotImplemented;Receiver", headers
+    assert headers["content-type"] == JSON_10, headers
+    assert headers["x-amzn-query-error"] == "AWS.SimpleQueueService.NonExistentQueue;Sender", headers
 
 
 def signed(server, method, path, body, service, headers):
@@ -136,16 +137,15 @@ def signed(server, method, path, body, service, headers):
 def test_sqs_over_the_legacy_query_protocol_answers_in_xml(server):
     form = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
     r = signed(server, "POST", "/", "Action=ListQueues&Version=2012-11-05", "sqs", form)
-    assert r.status_code == 501, r.text
+    assert r.status_code == 200, r.text
     assert r.headers["content-type"] == XML_QUERY
-    assert "<Code>NotImplemented</Code>" in r.text, r.text
-    assert "the sqs operation ListQueues yet" in r.text, r.text
+    assert "<ListQueuesResponse" in r.text, r.text
     assert 'xmlns="http://queue.amazonaws.com/doc/2012-11-05/"' in r.text, r.text
     # On a queue's URL, as the legacy protocol posts SendMessage.
     r = signed(server, "POST", "/123456789012/orders",
                "Action=SendMessage&Version=2012-11-05&MessageBody=hi", "sqs", form)
-    assert r.status_code == 501, r.text
-    assert "the sqs operation SendMessage yet" in r.text, r.text
+    assert r.status_code == 400, r.text
+    assert "<Code>AWS.SimpleQueueService.NonExistentQueue</Code>" in r.text, r.text
     r = signed(server, "POST", "/", "Action=NoSuchAction&Version=2012-11-05", "sqs", form)
     assert r.status_code == 400, r.text
     assert "<Code>InvalidAction</Code>" in r.text, r.text

@@ -91,6 +91,8 @@ enum Command {
     /// The SES outbox: `ls` the accepted mail, `show ID` one message.
     #[command(subcommand)]
     Mail(commands::mail::Cmd),
+    /// SQS queues with their depth; `peek` and `redrive` (dead-letter queues).
+    Queues(commands::queues::Args),
 }
 
 fn main() {
@@ -132,6 +134,7 @@ fn main() {
                     Command::Cost(a) => commands::cost::run(&client, a).await,
                     Command::Keys(c) => commands::keys::run(&client, c).await,
                     Command::Mail(c) => commands::mail::run(&client, c).await,
+                    Command::Queues(a) => commands::queues::run(&client, a).await,
                     Command::Up(_) => unreachable!(),
                 }
             })

@@ -16,6 +16,7 @@ pub mod ls;
 pub mod mappings;
 pub mod mail;
 pub mod metrics;
+pub mod queues;
 pub mod rm;
 pub mod route;
 pub mod schedule;

@@ -56,7 +56,9 @@ fn from_sqs(e: SqsError) -> Response {
 
 /// Escape a Prometheus label value.
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl ServiceAdmin for SqsAdmin {
@@ -142,19 +144,21 @@ impl ServiceAdmin for SqsAdmin {
                 q.oldest_age_ms as f64 / 1000.0
             );
         }
+        // Counter families are named without `_total`; their samples carry it
+        // (what OpenMetrics parsers require).
         for (metric, help, get) in [
             (
-                "nimbus_sqs_sent_messages_total",
+                "nimbus_sqs_sent_messages",
                 "Messages sent to a queue since start.",
                 (|q: &crate::core::QueueSummary| q.sends) as fn(&crate::core::QueueSummary) -> u64,
             ),
             (
-                "nimbus_sqs_received_messages_total",
+                "nimbus_sqs_received_messages",
                 "Messages received from a queue since start.",
                 |q| q.receives,
             ),
             (
-                "nimbus_sqs_deleted_messages_total",
+                "nimbus_sqs_deleted_messages",
                 "Messages deleted from a queue since start.",
                 |q| q.deletes,
             ),
@@ -162,7 +166,12 @@ impl ServiceAdmin for SqsAdmin {
             let _ = writeln!(out, "# HELP {metric} {help}");
             let _ = writeln!(out, "# TYPE {metric} counter");
             for q in &qs {
-                let _ = writeln!(out, "{metric}{{queue=\"{}\"}} {}", label(&q.name), get(q));
+                let _ = writeln!(
+                    out,
+                    "{metric}_total{{queue=\"{}\"}} {}",
+                    label(&q.name),
+                    get(q)
+                );
             }
         }
         out

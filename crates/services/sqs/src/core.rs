@@ -448,7 +448,9 @@ impl Sqs {
             ));
         }
         if tags.len() > 50 {
-            return Err(SqsError::invalid("Too many tags: a queue may have at most 50."));
+            return Err(SqsError::invalid(
+                "Too many tags: a queue may have at most 50.",
+            ));
         }
         let mut attrs = QueueAttrs::default();
         attrs.apply(given, true)?;
@@ -628,7 +630,9 @@ impl Sqs {
                 tags.remove(k);
             }
             if tags.len() > 50 {
-                return Err(SqsError::invalid("Too many tags: a queue may have at most 50."));
+                return Err(SqsError::invalid(
+                    "Too many tags: a queue may have at most 50.",
+                ));
             }
             q.rec.tags = tags;
             Change::PutQueue(q.rec.clone())
@@ -744,12 +748,7 @@ impl Sqs {
             ));
         }
         validate_attributes(&input.attrs)?;
-        let size = input.body.len()
-            + input
-                .attrs
-                .iter()
-                .map(|(k, a)| a.size(k))
-                .sum::<usize>();
+        let size = input.body.len() + input.attrs.iter().map(|(k, a)| a.size(k)).sum::<usize>();
         if size > attrs.maximum_message_size as usize {
             return Err(SqsError::invalid(format!(
                 "One or more parameters are invalid. Reason: Message must be shorter than {} \
@@ -793,10 +792,11 @@ impl Sqs {
                     ))
                 }
             };
-            for (what, v) in [("MessageGroupId", group), ("MessageDeduplicationId", &dedup_id)] {
-                let ok = !v.is_empty()
-                    && v.len() <= 128
-                    && v.chars().all(|c| c.is_ascii_graphic());
+            for (what, v) in [
+                ("MessageGroupId", group),
+                ("MessageDeduplicationId", &dedup_id),
+            ] {
+                let ok = !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic());
                 if !ok {
                     return Err(SqsError::invalid(format!(
                         "Value {v} for parameter {what} is invalid. Reason: {what} can only \
@@ -863,13 +863,9 @@ impl Sqs {
             sender_id: input.sender_id,
             group_id: input.group_id,
             dedup_id: if fifo {
-                dedup.as_ref().map(|d| {
-                    d.key
-                        .rsplit('\u{0}')
-                        .next()
-                        .unwrap_or(&d.key)
-                        .to_string()
-                })
+                dedup
+                    .as_ref()
+                    .map(|d| d.key.rsplit('\u{0}').next().unwrap_or(&d.key).to_string())
             } else {
                 None
             },
@@ -903,11 +899,13 @@ impl Sqs {
             let fifo = q.fifo();
             let mut taken_groups: BTreeSet<String> = BTreeSet::new();
             let mut to_dlq = Vec::new();
-            let candidates: Vec<u64> = q.visible.iter().copied().collect();
-            for seq in candidates {
-                if out.len() >= input.max {
+            // Walk the visible set in order without copying it (deep queues).
+            let mut cursor = 0u64;
+            while out.len() < input.max {
+                let Some(&seq) = q.visible.range(cursor..).next() else {
                     break;
-                }
+                };
+                cursor = seq + 1;
                 let Some(m) = q.msgs.get(&seq) else { continue };
                 if now - m.rec.sent_ms > retention_ms {
                     q.remove(seq);
@@ -1041,7 +1039,10 @@ impl Sqs {
         let (notify, default_wait) = {
             let st = self.lock();
             let q = st.queues.get(name).ok_or(SqsError::QueueDoesNotExist)?;
-            (q.notify.clone(), q.rec.attrs.receive_message_wait_time_seconds)
+            (
+                q.notify.clone(),
+                q.rec.attrs.receive_message_wait_time_seconds,
+            )
         };
         let wait = input.wait_seconds.unwrap_or(default_wait);
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait.into());
@@ -1192,7 +1193,10 @@ impl Sqs {
         let source = name_of_arn(source_arn)
             .filter(|n| self.queue_exists(n))
             .ok_or_else(|| {
-                SqsError::ResourceNotFound("The resource that you specified for the SourceArn parameter doesn't exist.".into())
+                SqsError::ResourceNotFound(
+                    "The resource that you specified for the SourceArn parameter doesn't exist."
+                        .into(),
+                )
             })?
             .to_string();
         if let Some(d) = destination_arn {
@@ -1218,7 +1222,10 @@ impl Sqs {
         }
         let to_move = {
             let mut st = self.lock();
-            let q = st.queues.get_mut(&source).ok_or(SqsError::QueueDoesNotExist)?;
+            let q = st
+                .queues
+                .get_mut(&source)
+                .ok_or(SqsError::QueueDoesNotExist)?;
             q.promote(now_ms());
             q.visible.len() as u64
         };
@@ -1332,9 +1339,7 @@ impl Sqs {
         let target_arn = dest
             .map(str::to_string)
             .or_else(|| q.msgs.get(&seq).and_then(|m| m.rec.dlq_source_arn.clone()))
-            .ok_or_else(|| {
-                SqsError::invalid("A message has no source queue to move back to.")
-            })?;
+            .ok_or_else(|| SqsError::invalid("A message has no source queue to move back to."))?;
         let target = name_of_arn(&target_arn)
             .filter(|n| queues.contains_key(*n))
             .ok_or_else(|| SqsError::ResourceNotFound(format!("{target_arn} does not exist.")))?
@@ -1376,8 +1381,7 @@ impl Sqs {
     pub fn list_moves(&self, source_arn: &str, max: usize) -> Result<Vec<MoveTask>, SqsError> {
         if !name_of_arn(source_arn).is_some_and(|n| self.queue_exists(n)) {
             return Err(SqsError::ResourceNotFound(
-                "The resource that you specified for the SourceArn parameter doesn't exist."
-                    .into(),
+                "The resource that you specified for the SourceArn parameter doesn't exist.".into(),
             ));
         }
         let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
@@ -1432,8 +1436,7 @@ impl Sqs {
         let mut st = self.lock();
         let q = st.queues.get_mut(name).ok_or(SqsError::QueueDoesNotExist)?;
         q.promote(now);
-        Ok(q
-            .msgs
+        Ok(q.msgs
             .values()
             .take(max)
             .map(|m| Peeked {

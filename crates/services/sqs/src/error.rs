@@ -56,7 +56,10 @@ impl SqsError {
     pub fn codes(&self) -> (&'static str, &'static str) {
         use SqsError::*;
         match self {
-            QueueDoesNotExist => ("QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"),
+            QueueDoesNotExist => (
+                "QueueDoesNotExist",
+                "AWS.SimpleQueueService.NonExistentQueue",
+            ),
             QueueNameExists(_) => ("QueueNameExists", "QueueAlreadyExists"),
             InvalidParameterValue(_) => ("InvalidParameterValueException", "InvalidParameterValue"),
             MissingParameter(_) => ("MissingParameter", "MissingParameter"),

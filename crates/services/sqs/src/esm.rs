@@ -65,12 +65,10 @@ impl MappingSource for SqsMappingSource {
             ));
         };
         let Some(fifo) = self.sqs.is_fifo(name) else {
-            return Err(
-                "Error occurred while ReceiveMessage. SQS Error Code: \
+            return Err("Error occurred while ReceiveMessage. SQS Error Code: \
                  AWS.SimpleQueueService.NonExistentQueue. SQS Error Message: The specified queue \
                  does not exist or you do not have access to it."
-                    .to_string(),
-            );
+                .to_string());
         };
         let batch = spec.batch_size.unwrap_or(10);
         let window = spec.maximum_batching_window_in_seconds.unwrap_or(0);
@@ -211,7 +209,21 @@ impl Poller {
                 match self.sqs.try_receive(&self.queue, want, None) {
                     Ok(got) if !got.is_empty() => {
                         bytes += got.iter().map(|m| m.body.len()).sum::<usize>();
-                        batch.extend(got);
+                        // With a visibility timeout of 0 a message comes back at
+                        // once: keep its newest receipt, once, and stop there.
+                        let mut again = false;
+                        for m in got {
+                            match batch.iter_mut().find(|b| b.message_id == m.message_id) {
+                                Some(b) => {
+                                    *b = m;
+                                    again = true;
+                                }
+                                None => batch.push(m),
+                            }
+                        }
+                        if again {
+                            return batch;
+                        }
                     }
                     _ => break,
                 }
@@ -238,7 +250,8 @@ impl Poller {
         let mut filtered_out = Vec::new();
         for m in &batch {
             let rec = record(m, &arn, &region);
-            if self.filters.is_empty() || self.filters.iter().any(|f| f.matches(&filter_view(&rec))) {
+            if self.filters.is_empty() || self.filters.iter().any(|f| f.matches(&filter_view(&rec)))
+            {
                 records.push(rec);
             } else {
                 filtered_out.push(m.receipt_handle.clone());
@@ -265,7 +278,9 @@ impl Poller {
         let outcome = self.invoke(payload, trace_id).await;
         let keep = match outcome {
             Outcome::Failed => {
-                self.ctx.status.set_last_result("PROBLEM: Function call failed");
+                self.ctx
+                    .status
+                    .set_last_result("PROBLEM: Function call failed");
                 return;
             }
             Outcome::Keep(k) => k,
@@ -284,7 +299,11 @@ impl Poller {
                 }
                 continue;
             }
-            if let Err(e) = self.sqs.delete_message(&self.queue, &m.receipt_handle).await {
+            if let Err(e) = self
+                .sqs
+                .delete_message(&self.queue, &m.receipt_handle)
+                .await
+            {
                 tracing::warn!(queue = %self.queue, error = %e, "sqs: delete after invoke failed");
             }
         }
@@ -320,9 +339,7 @@ impl Poller {
                 }
                 Err(e) => {
                     tracing::warn!(mapping = %self.spec.uuid, error = %e, "sqs: invoke failed");
-                    self.ctx
-                        .status
-                        .set_last_result(format!("PROBLEM: {e}"));
+                    self.ctx.status.set_last_result(format!("PROBLEM: {e}"));
                     // Do not spin on a missing function: the batch returns after
                     // its visibility timeout anyway.
                     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -231,7 +231,9 @@ fn int_in(name: &str, v: &str, lo: u32, hi: u32) -> Result<u32, SqsError> {
         .parse::<u32>()
         .ok()
         .filter(|n| (lo..=hi).contains(n))
-        .ok_or_else(|| SqsError::InvalidAttributeValue(format!("Invalid value for the parameter {name}.")))
+        .ok_or_else(|| {
+            SqsError::InvalidAttributeValue(format!("Invalid value for the parameter {name}."))
+        })
 }
 
 fn boolean(name: &str, v: &str) -> Result<bool, SqsError> {
@@ -306,9 +308,7 @@ impl QueueAttrs {
                         self.fifo_queue = fifo;
                     }
                 }
-                "ContentBasedDeduplication" => {
-                    self.content_based_deduplication = boolean(k, v)?
-                }
+                "ContentBasedDeduplication" => self.content_based_deduplication = boolean(k, v)?,
                 "DeduplicationScope" => {
                     if !matches!(v.as_str(), "messageGroup" | "queue") {
                         return Err(SqsError::InvalidAttributeValue(format!(
@@ -332,7 +332,11 @@ impl QueueAttrs {
                 }
             }
         }
-        let fifo_only = ["ContentBasedDeduplication", "DeduplicationScope", "FifoThroughputLimit"];
+        let fifo_only = [
+            "ContentBasedDeduplication",
+            "DeduplicationScope",
+            "FifoThroughputLimit",
+        ];
         if !self.fifo_queue {
             if let Some(k) = fifo_only.iter().find(|k| given.contains_key(**k)) {
                 return Err(SqsError::InvalidAttributeName(format!(
@@ -344,7 +348,9 @@ impl QueueAttrs {
     }
 
     pub fn redrive(&self) -> Option<Redrive> {
-        self.redrive_policy.as_deref().and_then(|p| parse_redrive(p).ok())
+        self.redrive_policy
+            .as_deref()
+            .and_then(|p| parse_redrive(p).ok())
     }
 
     /// The settable attributes' values as `GetQueueAttributes` shows them.
@@ -476,7 +482,9 @@ pub fn parse_redrive_allow(v: &str) -> Result<RedriveAllow, SqsError> {
             }
             Ok(RedriveAllow::ByQueue(arns))
         }
-        _ => Err(bad("redrivePermission must be allowAll, denyAll or byQueue.")),
+        _ => Err(bad(
+            "redrivePermission must be allowAll, denyAll or byQueue.",
+        )),
     }
 }
 
@@ -547,8 +555,9 @@ mod tests {
         assert!(q
             .apply(&given("ContentBasedDeduplication", "true"), false)
             .is_err());
-        let r = parse_redrive(r#"{"deadLetterTargetArn":"arn:aws:sqs:r:1:d","maxReceiveCount":"3"}"#)
-            .unwrap();
+        let r =
+            parse_redrive(r#"{"deadLetterTargetArn":"arn:aws:sqs:r:1:d","maxReceiveCount":"3"}"#)
+                .unwrap();
         assert_eq!(r.max_receive_count, 3);
         assert!(parse_redrive(r#"{"maxReceiveCount":3}"#).is_err());
         assert!(valid_queue_name("orders-1_a", false));

@@ -24,7 +24,9 @@ impl QueueSinkImpl {
 
 fn sink_error(e: SqsError) -> SinkError {
     match e {
-        SqsError::QueueDoesNotExist => SinkError::NotFound("The specified queue does not exist.".into()),
+        SqsError::QueueDoesNotExist => {
+            SinkError::NotFound("The specified queue does not exist.".into())
+        }
         SqsError::Internal(m) => SinkError::Transient(m),
         other => SinkError::Rejected {
             code: other.codes().1.to_string(),
@@ -69,7 +71,11 @@ impl QueueSink for QueueSinkImpl {
                 dedup_id: msg.deduplication_id,
                 sender_id: msg.sender_id.unwrap_or_else(|| self.sqs.account.clone()),
             };
-            let mut r = self.sqs.send(&name, vec![input]).await.map_err(sink_error)?;
+            let mut r = self
+                .sqs
+                .send(&name, vec![input])
+                .await
+                .map_err(sink_error)?;
             let out = r
                 .pop()
                 .ok_or_else(|| SinkError::Transient("no result".into()))?
@@ -79,5 +85,51 @@ impl QueueSink for QueueSinkImpl {
                 sequence_number: out.sequence_number,
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::tests::{attrs, open};
+    use std::collections::BTreeMap;
+
+    #[tokio::test]
+    async fn other_services_send_through_the_same_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqs = open(dir.path());
+        sqs.create_queue(
+            "t.fifo",
+            &attrs(&[("FifoQueue", "true"), ("ContentBasedDeduplication", "true")]),
+            &BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+        let sink = QueueSinkImpl::new(sqs.clone());
+        let arn = sqs.arn("t.fifo");
+        assert!(sink.queue_exists(&arn));
+        assert_eq!(sink.queue_is_fifo(&arn), Some(true));
+        assert_eq!(sink.queue_is_fifo(&sqs.arn("nope")), None);
+        let msg = |group: Option<&str>| QueueMessage {
+            body: "{\"from\":\"sns\"}".into(),
+            group_id: group.map(str::to_string),
+            ..Default::default()
+        };
+        let first = sink.send(&arn, msg(Some("g"))).await.unwrap();
+        assert!(first.sequence_number.is_some());
+        // Content-based deduplication applies to deliveries too.
+        let again = sink.send(&arn, msg(Some("g"))).await.unwrap();
+        assert_eq!(again.message_id, first.message_id);
+        assert!(matches!(
+            sink.send(&arn, msg(None)).await,
+            Err(SinkError::Rejected { ref code, .. }) if code == "MissingParameter"
+        ));
+        assert!(matches!(
+            sink.send(&sqs.arn("nope"), msg(None)).await,
+            Err(SinkError::NotFound(_))
+        ));
+        let got = sqs.try_receive("t.fifo", 10, None).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].system["SenderId"], "123456789012");
     }
 }

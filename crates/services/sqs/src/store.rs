@@ -335,7 +335,9 @@ impl Backend for SqliteBackend {
         let conn = nimbus_store::open_durable(&self.path).map_err(db_err)?;
         let mut snap = Snapshot::default();
         let mut stmt = conn
-            .prepare("SELECT id, name, attrs, tags, created_ms, modified_ms FROM queues ORDER BY id")
+            .prepare(
+                "SELECT id, name, attrs, tags, created_ms, modified_ms FROM queues ORDER BY id",
+            )
             .map_err(db_err)?;
         let rows = stmt
             .query_map([], |r| {
@@ -468,8 +470,14 @@ mod tests {
         let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let r2 = ran.clone();
         b.commit(
-            vec![Change::PutQueue(q.clone()), Change::Insert(msg(1)), Change::Insert(msg(2))],
-            Some(Box::new(move || r2.store(true, std::sync::atomic::Ordering::SeqCst))),
+            vec![
+                Change::PutQueue(q.clone()),
+                Change::Insert(msg(1)),
+                Change::Insert(msg(2)),
+            ],
+            Some(Box::new(move || {
+                r2.store(true, std::sync::atomic::Ordering::SeqCst)
+            })),
         )
         .await
         .unwrap()

@@ -5,6 +5,11 @@
 //! `SendMessageBatchRequestEntry.N.…`), run on the [`Sqs`] core, and answered in
 //! the request's protocol — JSON, or XML wrapped in `<OpResponse>`.
 
+// `AwsError` is the one error every front-end renders; it is moved once to the
+// wire, and boxing it would add an allocation to every error path (as in
+// nimbus-protocol).
+#![allow(clippy::result_large_err)]
+
 use crate::core::{name_of_arn, ReceiveInput, Received, SendInput, Sqs};
 use crate::error::SqsError;
 use crate::model::MsgAttr;
@@ -41,7 +46,8 @@ static CREATE_QUEUE: Shape = Shape::structure(&[
     Member::new("Attributes", &ATTRS_IN).wire("Attribute"),
     Member::new("tags", &TAGS_IN).wire("Tag"),
 ]);
-static SET_ATTRS: Shape = Shape::structure(&[Member::new("Attributes", &ATTRS_IN).wire("Attribute")]);
+static SET_ATTRS: Shape =
+    Shape::structure(&[Member::new("Attributes", &ATTRS_IN).wire("Attribute")]);
 static GET_ATTRS: Shape =
     Shape::structure(&[Member::new("AttributeNames", &STRS).wire("AttributeName")]);
 static MAX_RESULTS: Shape = Shape::structure(&[Member::new("MaxResults", &INT)]);
@@ -57,11 +63,10 @@ static SEND_FIELDS: &[Member] = &[
 ];
 static SEND: Shape = Shape::Structure(SEND_FIELDS);
 static SEND_ENTRY: Shape = Shape::Structure(SEND_FIELDS);
-static SEND_BATCH: Shape = Shape::structure(&[Member::new(
-    "Entries",
-    &Shape::flat_list(&SEND_ENTRY),
-)
-.wire("SendMessageBatchRequestEntry")]);
+static SEND_BATCH: Shape =
+    Shape::structure(&[
+        Member::new("Entries", &Shape::flat_list(&SEND_ENTRY)).wire("SendMessageBatchRequestEntry")
+    ]);
 static RECEIVE: Shape = Shape::structure(&[
     Member::new("AttributeNames", &STRS).wire("AttributeName"),
     Member::new("MessageSystemAttributeNames", &STRS).wire("MessageSystemAttributeName"),
@@ -70,34 +75,27 @@ static RECEIVE: Shape = Shape::structure(&[
     Member::new("VisibilityTimeout", &INT),
     Member::new("WaitTimeSeconds", &INT),
 ]);
-static DELETE_ENTRY: Shape = Shape::structure(&[
-    Member::new("Id", &STR),
-    Member::new("ReceiptHandle", &STR),
-]);
-static DELETE_BATCH: Shape = Shape::structure(&[Member::new(
-    "Entries",
-    &Shape::flat_list(&DELETE_ENTRY),
-)
-.wire("DeleteMessageBatchRequestEntry")]);
+static DELETE_ENTRY: Shape =
+    Shape::structure(&[Member::new("Id", &STR), Member::new("ReceiptHandle", &STR)]);
+static DELETE_BATCH: Shape =
+    Shape::structure(&[Member::new("Entries", &Shape::flat_list(&DELETE_ENTRY))
+        .wire("DeleteMessageBatchRequestEntry")]);
 static VIS: Shape = Shape::structure(&[Member::new("VisibilityTimeout", &INT)]);
 static VIS_ENTRY: Shape = Shape::structure(&[
     Member::new("Id", &STR),
     Member::new("ReceiptHandle", &STR),
     Member::new("VisibilityTimeout", &INT),
 ]);
-static VIS_BATCH: Shape = Shape::structure(&[Member::new(
-    "Entries",
-    &Shape::flat_list(&VIS_ENTRY),
-)
-.wire("ChangeMessageVisibilityBatchRequestEntry")]);
+static VIS_BATCH: Shape =
+    Shape::structure(&[Member::new("Entries", &Shape::flat_list(&VIS_ENTRY))
+        .wire("ChangeMessageVisibilityBatchRequestEntry")]);
 static TAG: Shape = Shape::structure(&[Member::new("Tags", &TAGS_IN).wire("Tag")]);
 static UNTAG: Shape = Shape::structure(&[Member::new("TagKeys", &STRS).wire("TagKey")]);
 static ADD_PERMISSION: Shape = Shape::structure(&[
     Member::new("AWSAccountIds", &STRS).wire("AWSAccountId"),
     Member::new("Actions", &STRS).wire("ActionName"),
 ]);
-static START_MOVE: Shape =
-    Shape::structure(&[Member::new("MaxNumberOfMessagesPerSecond", &INT)]);
+static START_MOVE: Shape = Shape::structure(&[Member::new("MaxNumberOfMessagesPerSecond", &INT)]);
 static NONE: Shape = Shape::structure(&[]);
 
 // ---- awsQuery output shapes ------------------------------------------------------
@@ -113,11 +111,8 @@ static MESSAGE_OUT: Shape = Shape::structure(&[
     Member::new("Attributes", &ATTRS_OUT).wire("Attribute"),
     Member::new("MessageAttributes", &MSG_ATTRS_IN).wire("MessageAttribute"),
 ]);
-static RECEIVE_OUT: Shape = Shape::structure(&[Member::new(
-    "Messages",
-    &Shape::flat_list(&MESSAGE_OUT),
-)
-.wire("Message")]);
+static RECEIVE_OUT: Shape =
+    Shape::structure(&[Member::new("Messages", &Shape::flat_list(&MESSAGE_OUT)).wire("Message")]);
 static ANY: Shape = Shape::structure(&[]);
 static FAILED: Shape = Shape::flat_list(&ANY);
 static SEND_BATCH_OUT: Shape = Shape::structure(&[
@@ -133,8 +128,8 @@ static VIS_BATCH_OUT: Shape = Shape::structure(&[
     Member::new("Failed", &FAILED).wire("BatchResultErrorEntry"),
 ]);
 static TAGS_OUT: Shape = Shape::structure(&[Member::new("Tags", &TAGS_IN).wire("Tag")]);
-static MOVES_OUT: Shape = Shape::structure(&[Member::new("Results", &FAILED)
-    .wire("ListMessageMoveTasksResultEntry")]);
+static MOVES_OUT: Shape =
+    Shape::structure(&[Member::new("Results", &FAILED).wire("ListMessageMoveTasksResultEntry")]);
 
 // ---- inputs ----------------------------------------------------------------------
 
@@ -371,9 +366,7 @@ pub fn queue_name_of_url(url: &str) -> Option<String> {
         None => url,
     };
     let path = path.split(['?', '#']).next().unwrap_or("");
-    path.split('/')
-        .rfind(|s| !s.is_empty())
-        .map(str::to_string)
+    path.split('/').rfind(|s| !s.is_empty()).map(str::to_string)
 }
 
 struct Ctx<'a> {
@@ -439,13 +432,7 @@ impl Ctx<'_> {
             if value.as_object().is_some_and(Map::is_empty) && std::ptr::eq(shape, &NONE) {
                 return query_response(&META, self.op.name(), &self.request_id, None);
             }
-            query_response_value(
-                &META,
-                self.op.name(),
-                &self.request_id,
-                &value,
-                shape,
-            )
+            query_response_value(&META, self.op.name(), &self.request_id, &value, shape)
         } else {
             encode_json(
                 self.protocol,
@@ -501,7 +488,8 @@ impl Ctx<'_> {
             }
             Op::DeleteQueue => {
                 let i: QueueIn = self.input(&NONE)?;
-                sqs.delete_queue(&self.queue(i.queue_url.as_deref())?).await?;
+                sqs.delete_queue(&self.queue(i.queue_url.as_deref())?)
+                    .await?;
                 Ok(self.ok(json!({}), &NONE))
             }
             Op::PurgeQueue => {
@@ -654,8 +642,8 @@ impl Ctx<'_> {
             Op::ReceiveMessage => {
                 let i: ReceiveIn = self.input(&RECEIVE)?;
                 let name = self.queue(i.queue_url.as_deref())?;
-                let max = int_param("MaxNumberOfMessages", i.max_number_of_messages, 1, 10)?
-                    .unwrap_or(1);
+                let max =
+                    int_param("MaxNumberOfMessages", i.max_number_of_messages, 1, 10)?.unwrap_or(1);
                 let vt = int_param("VisibilityTimeout", i.visibility_timeout, 0, 43_200)?;
                 let wait = int_param("WaitTimeSeconds", i.wait_time_seconds, 0, 20)?;
                 let got = sqs
@@ -791,7 +779,11 @@ impl Ctx<'_> {
                     statements.retain(|s| s["Sid"] != label.as_str());
                 }
                 let empty = statements.is_empty();
-                let text = if empty { String::new() } else { policy.to_string() };
+                let text = if empty {
+                    String::new()
+                } else {
+                    policy.to_string()
+                };
                 sqs.set_attributes(&name, &BTreeMap::from([("Policy".to_string(), text)]))
                     .await?;
                 Ok(self.ok(json!({}), &NONE))
@@ -1010,8 +1002,7 @@ fn selected(name: &str, wanted: &[String]) -> bool {
         w == "All"
             || w == ".*"
             || w == name
-            || w
-                .strip_suffix(".*")
+            || w.strip_suffix(".*")
                 .is_some_and(|p| name.starts_with(p) && name[p.len()..].starts_with('.'))
     })
 }
@@ -1054,7 +1045,10 @@ fn message_json(m: Received, system_names: &BTreeSet<String>, attr_names: &[Stri
         .collect();
     if let Some(md5) = crate::model::md5_of_attributes(&attrs) {
         v.insert("MD5OfMessageAttributes".into(), md5.into());
-        let map: Map<String, Value> = attrs.iter().map(|(k, a)| (k.clone(), attr_json(a))).collect();
+        let map: Map<String, Value> = attrs
+            .iter()
+            .map(|(k, a)| (k.clone(), attr_json(a)))
+            .collect();
         v.insert("MessageAttributes".into(), Value::Object(map));
     }
     Value::Object(v)

@@ -54,7 +54,11 @@ async fn send_receive_delete_and_visibility() {
     assert_eq!(got[0].message_id, out.message_id);
     assert_eq!(got[0].system["ApproximateReceiveCount"], "1");
     // In flight: not received again.
-    assert!(sqs.receive("q", now_input(10, None)).await.unwrap().is_empty());
+    assert!(sqs
+        .receive("q", now_input(10, None))
+        .await
+        .unwrap()
+        .is_empty());
     let a = sqs.get_attributes("q", &["All".into()]).unwrap();
     assert_eq!(a["ApproximateNumberOfMessagesNotVisible"], "1");
     // Visibility 0 makes it visible again; the old handle is superseded.
@@ -67,9 +71,14 @@ async fn send_receive_delete_and_visibility() {
         .change_visibility("q", &got[0].receipt_handle, 10)
         .await
         .unwrap_err();
-    assert!(matches!(e, SqsError::InvalidParameterValue(ref m) if m.contains("expired")), "{e:?}");
+    assert!(
+        matches!(e, SqsError::InvalidParameterValue(ref m) if m.contains("expired")),
+        "{e:?}"
+    );
     // The superseded handle deletes nothing; the current one does.
-    sqs.delete_message("q", &got[0].receipt_handle).await.unwrap();
+    sqs.delete_message("q", &got[0].receipt_handle)
+        .await
+        .unwrap();
     assert_eq!(sqs.peek("q", 10).unwrap().len(), 1);
     sqs.delete_message("q", &again[0].receipt_handle)
         .await
@@ -102,13 +111,19 @@ async fn fifo_orders_groups_blocks_in_flight_groups_and_deduplicates() {
     let first = sqs.receive("f.fifo", now_input(1, Some(30))).await.unwrap();
     assert_eq!(first[0].body, "a1");
     // Group a is blocked while a1 is in flight: b1 comes next, not a2.
-    let second = sqs.receive("f.fifo", now_input(10, Some(30))).await.unwrap();
+    let second = sqs
+        .receive("f.fifo", now_input(10, Some(30)))
+        .await
+        .unwrap();
     let bodies: Vec<&str> = second.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, ["b1"]);
     sqs.delete_message("f.fifo", &first[0].receipt_handle)
         .await
         .unwrap();
-    let third = sqs.receive("f.fifo", now_input(10, Some(30))).await.unwrap();
+    let third = sqs
+        .receive("f.fifo", now_input(10, Some(30)))
+        .await
+        .unwrap();
     assert_eq!(third.len(), 1);
     assert_eq!(third[0].body, "a2");
     // Deleted, the first copy still deduplicates.
@@ -141,9 +156,13 @@ async fn redrive_moves_to_the_dead_letter_queue_after_max_receives() {
         r#"{{"deadLetterTargetArn":"{}","maxReceiveCount":2}}"#,
         sqs.arn("dlq")
     );
-    sqs.create_queue("src", &attrs(&[("RedrivePolicy", &policy)]), &BTreeMap::new())
-        .await
-        .unwrap();
+    sqs.create_queue(
+        "src",
+        &attrs(&[("RedrivePolicy", &policy)]),
+        &BTreeMap::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(sqs.dead_letter_sources("dlq").unwrap(), ["src"]);
     send1(&sqs, "src", msg("poison")).await;
     for n in 1..=2 {
@@ -151,13 +170,14 @@ async fn redrive_moves_to_the_dead_letter_queue_after_max_receives() {
         assert_eq!(got[0].system["ApproximateReceiveCount"], n.to_string());
     }
     // The third receive moves it instead of returning it.
-    assert!(sqs.receive("src", now_input(1, Some(0))).await.unwrap().is_empty());
+    assert!(sqs
+        .receive("src", now_input(1, Some(0)))
+        .await
+        .unwrap()
+        .is_empty());
     let dead = sqs.receive("dlq", now_input(1, Some(0))).await.unwrap();
     assert_eq!(dead[0].body, "poison");
-    assert_eq!(
-        dead[0].system["DeadLetterQueueSourceArn"],
-        sqs.arn("src")
-    );
+    assert_eq!(dead[0].system["DeadLetterQueueSourceArn"], sqs.arn("src"));
     // A redrive task brings it back to its source.
     let h = sqs.start_move(&sqs.arn("dlq"), None, None).unwrap();
     let notify = sqs.notifier("src").unwrap();
@@ -183,7 +203,11 @@ async fn redrive_moves_to_the_dead_letter_queue_after_max_receives() {
     .await
     .unwrap();
     let e = sqs
-        .create_queue("src2", &attrs(&[("RedrivePolicy", &policy)]), &BTreeMap::new())
+        .create_queue(
+            "src2",
+            &attrs(&[("RedrivePolicy", &policy)]),
+            &BTreeMap::new(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, SqsError::InvalidParameterValue(_)), "{e:?}");
@@ -219,14 +243,20 @@ async fn state_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
     {
         let sqs = open(dir.path());
-        sqs.create_queue("q", &attrs(&[("VisibilityTimeout", "60")]), &attrs(&[("team", "a")]))
-            .await
-            .unwrap();
+        sqs.create_queue(
+            "q",
+            &attrs(&[("VisibilityTimeout", "60")]),
+            &attrs(&[("team", "a")]),
+        )
+        .await
+        .unwrap();
         for i in 0..5 {
             send1(&sqs, "q", msg(&format!("m{i}"))).await;
         }
         let got = sqs.receive("q", now_input(2, None)).await.unwrap();
-        sqs.delete_message("q", &got[0].receipt_handle).await.unwrap();
+        sqs.delete_message("q", &got[0].receipt_handle)
+            .await
+            .unwrap();
         // got[1] stays in flight (60 s).
     }
     let sqs = open(dir.path());

@@ -156,7 +156,14 @@ async fn a_batch_is_lambdas_sqs_event_and_is_deleted_on_success() {
             binary_value: None,
         },
     );
-    let sent = h.sqs.send("q", vec![m]).await.unwrap().pop().unwrap().unwrap();
+    let sent = h
+        .sqs
+        .send("q", vec![m])
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+        .unwrap();
     let event = h.events.recv().await.unwrap();
     let r = &event["Records"][0];
     assert_eq!(r["messageId"], sent.message_id.as_str());
@@ -203,7 +210,10 @@ async fn reported_item_failures_alone_return_to_the_queue() {
     }));
     let event = h.events.recv().await.unwrap();
     assert_eq!(event["Records"].as_array().unwrap().len(), 3);
-    until("the two deletes", || h.sqs.peek("q", 10).unwrap().len() == 1).await;
+    until("the two deletes", || {
+        h.sqs.peek("q", 10).unwrap().len() == 1
+    })
+    .await;
     let left = h.sqs.peek("q", 10).unwrap();
     assert_eq!(left[0].body, "bad");
     assert_eq!(left[0].state, "in_flight");
@@ -224,7 +234,7 @@ async fn a_failing_batch_is_dead_lettered_after_max_receive_count() {
     h.sqs
         .create_queue(
             "q",
-            &attrs(&[("RedrivePolicy", &policy), ("VisibilityTimeout", "0")]),
+            &attrs(&[("RedrivePolicy", &policy), ("VisibilityTimeout", "1")]),
             &BTreeMap::new(),
         )
         .await
@@ -238,7 +248,10 @@ async fn a_failing_batch_is_dead_lettered_after_max_receive_count() {
             n.to_string()
         );
     }
-    until("the dead letter", || h.sqs.peek("dlq", 10).unwrap().len() == 1).await;
+    until("the dead letter", || {
+        h.sqs.peek("dlq", 10).unwrap().len() == 1
+    })
+    .await;
     assert!(h.sqs.peek("q", 10).unwrap().is_empty());
     assert_eq!(h.dispatch.calls.load(Ordering::SeqCst), 2);
     task.abort();
@@ -356,11 +369,20 @@ fn settings_are_validated_as_lambda_does() {
     assert!(!h.source.accepts("arn:aws:kinesis:us-east-1:1:stream/s"));
     assert!(h.source.validate(&spec(h.sqs.arn("q"), 10, 0)).is_ok());
     assert!(h.source.validate(&spec(h.sqs.arn("q"), 100, 1)).is_ok());
-    let e = h.source.validate(&spec(h.sqs.arn("q"), 100, 0)).unwrap_err();
+    let e = h
+        .source
+        .validate(&spec(h.sqs.arn("q"), 100, 0))
+        .unwrap_err();
     assert!(e.contains("Maximum batch window"), "{e}");
     assert!(h.source.validate(&spec(h.sqs.arn("q"), 10_001, 5)).is_err());
-    assert!(h.source.validate(&spec(h.sqs.arn("f.fifo"), 11, 5)).is_err());
-    let e = h.source.validate(&spec(h.sqs.arn("missing"), 10, 0)).unwrap_err();
+    assert!(h
+        .source
+        .validate(&spec(h.sqs.arn("f.fifo"), 11, 5))
+        .is_err());
+    let e = h
+        .source
+        .validate(&spec(h.sqs.arn("missing"), 10, 0))
+        .unwrap_err();
     assert!(e.contains("NonExistentQueue"), "{e}");
     let mut s = MappingSpec::default();
     h.source.fill_defaults(&mut s);
