@@ -13,8 +13,8 @@
 mod error;
 mod lambda;
 mod lambda_functions;
-mod lambda_policy;
 mod lambda_mappings;
+mod lambda_policy;
 mod lambda_urls;
 mod lambda_versions;
 
