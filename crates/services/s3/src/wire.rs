@@ -161,8 +161,9 @@ pub fn percent_decode(s: &str) -> Result<String, S3Error> {
         .map_err(|_| S3Error::invalid_argument("The key or bucket name is not valid UTF-8"))
 }
 
-/// URL-encode a key as S3 does in listings with `encoding-type=url` and in
-/// event records (form encoding: space is `+`; `/` is kept).
+/// URL-encode a key as S3 does in event records and in listings with
+/// `encoding-type=url` (form encoding: space is `+`, `+` is `%2B`; `/` is kept).
+/// botocore decodes listings with `unquote_plus`.
 pub fn url_encode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes())
         .collect::<String>()
