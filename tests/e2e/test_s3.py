@@ -565,9 +565,16 @@ def test_kill_9_keeps_acknowledged_objects_and_notifications(server_factory, dat
                                  MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}]})
     assert s3.get_object(Bucket="durable", Key="partial")["Body"].read() == part
     # Every acknowledged PUT is notified at least once, across the kill.
+    seen = set()
+
     def keys():
-        ks = {e["Records"][0]["s3"]["object"]["key"] for e in recorded_events(server2, "s3dur")}
-        return ks if set(bodies) <= ks else None
-    wait_for(keys, timeout=120, what="every PUT's notification after kill -9")
+        seen.update(e["Records"][0]["s3"]["object"]["key"] for e in recorded_events(server2, "s3dur"))
+        return set(bodies) <= seen
+
+    try:
+        wait_for(keys, timeout=120, what="every PUT's notification after kill -9")
+    except AssertionError:
+        backlog = requests.get(f"{server2.api}/_nimbus/services/s3/outbox").json()
+        raise AssertionError(f"notified keys {sorted(seen)}; outbox {backlog}")
     # No temporary or orphaned files are left behind.
     assert list((data_dir / "s3" / "tmp").iterdir()) == []

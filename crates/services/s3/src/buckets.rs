@@ -56,7 +56,7 @@ pub async fn create_bucket(state: &Arc<State>, mut r: S3Request) -> Result<Respo
     let config: CreateBucketConfiguration = if body.iter().all(|b| b.is_ascii_whitespace()) {
         CreateBucketConfiguration::default()
     } else {
-        nimbus_protocol::decode_xml(&body).map_err(S3Error)?
+        nimbus_protocol::decode_xml(&body).map_err(S3Error::from)?
     };
     let region = match config.location_constraint.filter(|c| !c.is_empty()) {
         Some(c) if c == "us-east-1" => {

@@ -6,11 +6,11 @@ use nimbus_protocol::AwsError;
 /// An S3 error: the wire error it is answered with.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
-pub struct S3Error(pub AwsError);
+pub struct S3Error(pub Box<AwsError>);
 
 impl From<AwsError> for S3Error {
     fn from(e: AwsError) -> Self {
-        S3Error(e)
+        S3Error(Box::new(e))
     }
 }
 
@@ -26,11 +26,11 @@ pub fn internal(e: impl std::fmt::Display) -> S3Error {
 
 impl S3Error {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        S3Error(AwsError::new(status, code, message))
+        S3Error::from(AwsError::new(status, code, message))
     }
 
     pub fn field(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.0 = self.0.with_field(name, value);
+        self.0.fields.push((name.into(), value.into()));
         self
     }
 

@@ -160,7 +160,7 @@ async fn serve(state: &Arc<State>, r: S3Request) -> Result<Response, S3Error> {
         AbortMultipartUpload => multipart::abort(state, r).await,
         ListParts => multipart::list_parts(state, r).await,
         ListMultipartUploads => multipart::list_uploads(state, r).await,
-        op => Err(S3Error(nimbus_protocol::AwsError::not_implemented(
+        op => Err(S3Error::from(nimbus_protocol::AwsError::not_implemented(
             "s3",
             op.name(),
         ))),

@@ -167,12 +167,7 @@ pub async fn list_objects(state: &Arc<State>, r: S3Request, v2: bool) -> Result<
         }
     };
     let fetch_owner = !v2 || r.q("fetch-owner") == Some("true");
-    let root = if v2 {
-        "ListBucketResult"
-    } else {
-        "ListBucketResult"
-    };
-    let doc = nimbus_protocol::xml_document(root, Some(S3_NAMESPACE), |w| {
+    let doc = nimbus_protocol::xml_document("ListBucketResult", Some(S3_NAMESPACE), |w| {
         w.element("IsTruncated", wire::bool_text(page.truncated));
         if v2 {
             w.element_opt("ContinuationToken", token);

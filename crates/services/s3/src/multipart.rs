@@ -273,9 +273,9 @@ fn invalid_part(n: i64) -> S3Error {
 
 pub async fn complete(state: &Arc<State>, mut r: S3Request) -> Result<Response, S3Error> {
     let body = r.read_xml_body().await?;
-    let req: CompleteRequest = nimbus_protocol::decode_xml(&body).map_err(S3Error)?;
+    let req: CompleteRequest = nimbus_protocol::decode_xml(&body).map_err(S3Error::from)?;
     if req.parts.is_empty() {
-        return Err(S3Error(nimbus_protocol::malformed_xml()));
+        return Err(S3Error::from(nimbus_protocol::malformed_xml()));
     }
     for w in req.parts.windows(2) {
         if w[1].number <= w[0].number {

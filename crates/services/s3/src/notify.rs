@@ -534,7 +534,7 @@ fn parse_config(body: &[u8], bus_arn: &str) -> Result<Config, S3Error> {
     let x: XmlConfig = if body.iter().all(|b| b.is_ascii_whitespace()) {
         XmlConfig::default()
     } else {
-        nimbus_protocol::decode_xml(body).map_err(S3Error)?
+        nimbus_protocol::decode_xml(body).map_err(S3Error::from)?
     };
     let mut rules = Vec::new();
     let groups = [
@@ -549,9 +549,9 @@ fn parse_config(body: &[u8], bus_arn: &str) -> Result<Config, S3Error> {
                 "Queue" => r.queue,
                 _ => r.function,
             }
-            .ok_or_else(|| S3Error(nimbus_protocol::malformed_xml()))?;
+            .ok_or_else(|| S3Error::from(nimbus_protocol::malformed_xml()))?;
             if r.events.is_empty() {
-                return Err(S3Error(nimbus_protocol::malformed_xml()));
+                return Err(S3Error::from(nimbus_protocol::malformed_xml()));
             }
             for e in &r.events {
                 if !EVENTS.contains(&e.as_str()) {

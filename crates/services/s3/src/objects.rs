@@ -124,7 +124,7 @@ pub async fn stage_body(
     r: &mut S3Request,
     max: u64,
 ) -> Result<(Staged, Option<(ChecksumAlgorithm, String)>), S3Error> {
-    let declared = DeclaredChecksums::from_headers(r.headers()).map_err(S3Error)?;
+    let declared = DeclaredChecksums::from_headers(r.headers()).map_err(S3Error::from)?;
     let alg = wanted_checksum(r, &declared)?;
     if let Some(len) = r
         .header("content-length")
@@ -156,7 +156,7 @@ pub async fn stage_body(
         .map(|(a, v)| (*a, base64_encode(v)));
     if let Some((alg, want)) = &declared.checksum {
         if staged.checksum.as_ref().map(|(_, v)| v) != Some(want) {
-            return Err(bad(S3Error(alg.bad_digest())));
+            return Err(bad(S3Error::from(alg.bad_digest())));
         }
     }
     if let Some((alg, value)) = trailing.as_ref().and_then(|t| t.get()) {
@@ -444,21 +444,32 @@ pub async fn get_object(state: &Arc<State>, r: S3Request, head: bool) -> Result<
     };
     if let Some(pn) = r.q("partNumber") {
         // Only whole objects (one part) are addressed by part number here.
-        let pn: u32 = pn.parse().map_err(|_| {
-            S3Error::invalid_argument(
-                "Part number must be an integer between 1 and 10000, inclusive",
-            )
-        })?;
-        if pn != 1 || obj.meta.parts.is_some_and(|n| n > 1) {
-            if obj.meta.parts.is_none() || pn > obj.meta.parts.unwrap_or(1) {
-                return Err(S3Error::new(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    "InvalidPartNumber",
-                    "The requested partnumber is not satisfiable",
+        let pn: u32 = pn
+            .parse()
+            .ok()
+            .filter(|n| (1..=10000).contains(n))
+            .ok_or_else(|| {
+                S3Error::invalid_argument(
+                    "Part number must be an integer between 1 and 10000, inclusive",
                 )
-                .field("PartNumberRequested", pn.to_string())
-                .field("ActualPartCount", obj.meta.parts.unwrap_or(1).to_string()));
-            }
+            })?;
+        let parts = obj.meta.parts.unwrap_or(1);
+        if pn > parts {
+            return Err(S3Error::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "InvalidPartNumber",
+                "The requested partnumber is not satisfiable",
+            )
+            .field("PartNumberRequested", pn.to_string())
+            .field("ActualPartCount", parts.to_string()));
+        }
+        if parts > 1 {
+            return Err(S3Error::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "NotImplemented",
+                "Nimbus does not serve the parts of a completed multipart object by partNumber; \
+                 use a Range.",
+            ));
         }
         if obj.meta.parts.is_none() && obj.size > 0 {
             range = Some((0, obj.size - 1));
@@ -598,9 +609,9 @@ struct DeleteEntry {
 
 pub async fn delete_objects(state: &Arc<State>, mut r: S3Request) -> Result<Response, S3Error> {
     let body = r.read_xml_body().await?;
-    let req: DeleteRequest = nimbus_protocol::decode_xml(&body).map_err(S3Error)?;
+    let req: DeleteRequest = nimbus_protocol::decode_xml(&body).map_err(S3Error::from)?;
     if req.objects.len() > 1000 || req.objects.is_empty() {
-        return Err(S3Error(nimbus_protocol::malformed_xml()));
+        return Err(S3Error::from(nimbus_protocol::malformed_xml()));
     }
     let quiet = req.quiet.unwrap_or(false);
     let bucket = r.bucket.clone();
@@ -822,7 +833,7 @@ async fn set_tags(
 
 pub async fn put_object_tagging(state: &Arc<State>, mut r: S3Request) -> Result<Response, S3Error> {
     let body = r.read_xml_body().await?;
-    let t: Tagging = nimbus_protocol::decode_xml(&body).map_err(S3Error)?;
+    let t: Tagging = nimbus_protocol::decode_xml(&body).map_err(S3Error::from)?;
     let mut tags = BTreeMap::new();
     for tag in t.tag_set.tags {
         if tags.insert(tag.key, tag.value).is_some() {

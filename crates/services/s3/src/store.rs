@@ -332,7 +332,7 @@ async fn stage_into(
             pending_len += chunk.len();
             pending.push(chunk);
         }
-        if pending_len >= (1 << 20) || (done && !pending.is_empty()) || done {
+        if pending_len >= (1 << 20) || done {
             let mut w = file.take().expect("writer present");
             let batch = std::mem::take(&mut pending);
             pending_len = 0;

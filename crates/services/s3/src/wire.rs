@@ -93,7 +93,7 @@ impl S3Request {
     pub fn take_stream(&mut self) -> impl Stream<Item = Result<Bytes, S3Error>> + Send + 'static {
         let body = std::mem::take(self.body.get_mut().unwrap_or_else(|p| p.into_inner()));
         body.into_data_stream()
-            .map(|r| r.map_err(|e| S3Error(body_error(e))))
+            .map(|r| r.map_err(|e| S3Error::from(body_error(e))))
     }
 
     /// The whole (small, XML) body.
@@ -102,7 +102,7 @@ impl S3Request {
         let limit = nimbus_protocol::BodyLimit::new(XML_LIMIT, |_| crate::wire::xml_too_large());
         nimbus_protocol::read_body(body, &self.parts.headers, limit)
             .await
-            .map_err(S3Error)
+            .map_err(S3Error::from)
     }
 
     /// A builder for a successful answer with the request id headers.
