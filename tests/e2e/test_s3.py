@@ -578,3 +578,67 @@ def test_kill_9_keeps_acknowledged_objects_and_notifications(server_factory, dat
         raise AssertionError(f"notified keys {sorted(seen)}; outbox {backlog}")
     # No temporary or orphaned files are left behind.
     assert list((data_dir / "s3" / "tmp").iterdir()) == []
+
+
+# --- bucket configurations ------------------------------------------------------------
+
+def test_bucket_policy_is_stored_and_returned(s3):
+    s3.create_bucket(Bucket="policied")
+    assert error_of(s3.get_bucket_policy, Bucket="policied") == ("NoSuchBucketPolicy", 404)
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::policied/*"}]})
+    s3.put_bucket_policy(Bucket="policied", Policy=policy)
+    assert json.loads(s3.get_bucket_policy(Bucket="policied")["Policy"]) == json.loads(policy)
+    assert error_of(s3.put_bucket_policy, Bucket="policied", Policy="{not json") == ("MalformedPolicy", 400)
+    s3.delete_bucket_policy(Bucket="policied")
+    assert error_of(s3.get_bucket_policy, Bucket="policied") == ("NoSuchBucketPolicy", 404)
+
+
+def test_bucket_tagging(s3):
+    s3.create_bucket(Bucket="tagged-bucket")
+    assert error_of(s3.get_bucket_tagging, Bucket="tagged-bucket") == ("NoSuchTagSet", 404)
+    s3.put_bucket_tagging(Bucket="tagged-bucket", Tagging={"TagSet": [{"Key": "team", "Value": "core"}]})
+    assert s3.get_bucket_tagging(Bucket="tagged-bucket")["TagSet"] == [{"Key": "team", "Value": "core"}]
+    s3.delete_bucket_tagging(Bucket="tagged-bucket")
+    assert error_of(s3.get_bucket_tagging, Bucket="tagged-bucket") == ("NoSuchTagSet", 404)
+
+
+def test_lifecycle_configuration_and_sweep(server, s3):
+    s3.create_bucket(Bucket="lifecycle")
+    assert error_of(s3.get_bucket_lifecycle_configuration, Bucket="lifecycle") == (
+        "NoSuchLifecycleConfiguration", 404)
+    s3.put_bucket_lifecycle_configuration(Bucket="lifecycle", LifecycleConfiguration={"Rules": [
+        {"ID": "logs", "Filter": {"Prefix": "logs/"}, "Status": "Enabled", "Expiration": {"Days": 1},
+         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2}},
+        {"ID": "tmp", "Filter": {"And": {"Prefix": "tmp/", "Tags": [{"Key": "kind", "Value": "scratch"}]}},
+         "Status": "Enabled", "Expiration": {"Days": 3}},
+        {"ID": "off", "Filter": {"Prefix": "keep/"}, "Status": "Disabled", "Expiration": {"Days": 1}},
+    ]})
+    rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket="lifecycle")["Rules"]}
+    assert rules["logs"]["Expiration"]["Days"] == 1 and rules["off"]["Status"] == "Disabled"
+    assert rules["tmp"]["Filter"]["And"]["Tags"] == [{"Key": "kind", "Value": "scratch"}]
+    for k in ("logs/a", "logs/b", "tmp/x", "keep/y", "other"):
+        s3.put_object(Bucket="lifecycle", Key=k, Body=b"1")
+    s3.put_object(Bucket="lifecycle", Key="tmp/scratch", Body=b"1", Tagging="kind=scratch")
+    uid = s3.create_multipart_upload(Bucket="lifecycle", Key="logs/mpu")["UploadId"]
+    day = 86_400_000
+    import time as _time
+    now = int(_time.time() * 1000)
+
+    def sweep(at):
+        r = requests.post(f"{server.api}/_nimbus/services/s3/lifecycle/sweep", params={"now": at})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def keys():
+        return sorted(o["Key"] for o in s3.list_objects_v2(Bucket="lifecycle").get("Contents", []))
+
+    assert sweep(now) == {"Expired": 0, "Aborted": 0}
+    assert sweep(now + day + 1000) == {"Expired": 2, "Aborted": 0}
+    assert keys() == ["keep/y", "other", "tmp/scratch", "tmp/x"]
+    assert sweep(now + 3 * day + 1000) == {"Expired": 1, "Aborted": 1}
+    assert keys() == ["keep/y", "other", "tmp/x"]
+    assert error_of(s3.list_parts, Bucket="lifecycle", Key="logs/mpu", UploadId=uid) == ("NoSuchUpload", 404)
+    s3.delete_bucket_lifecycle(Bucket="lifecycle")
+    assert error_of(s3.get_bucket_lifecycle_configuration, Bucket="lifecycle") == (
+        "NoSuchLifecycleConfiguration", 404)

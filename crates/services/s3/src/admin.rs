@@ -68,6 +68,15 @@ impl ServiceAdmin for Admin {
         let state = self.state.clone();
         Box::pin(async move {
             let path = req.uri().path().to_string();
+            let now = req
+                .uri()
+                .query()
+                .and_then(|q| {
+                    form_urlencoded::parse(q.as_bytes())
+                        .find(|(k, _)| k == "now")
+                        .and_then(|(_, v)| v.parse::<i64>().ok())
+                })
+                .unwrap_or_else(crate::store::now_ms);
             let rest = path
                 .strip_prefix("/_nimbus/services/s3")
                 .unwrap_or("")
@@ -76,6 +85,15 @@ impl ServiceAdmin for Admin {
             let out = tokio::task::spawn_blocking(move || match rest.as_str() {
                 "" | "buckets" => Some(buckets(&state)),
                 "outbox" => Some(outbox(&state)),
+                // Run the lifecycle sweep now, as of `?now=<epoch ms>` (tests, operators).
+                "lifecycle/sweep" => Some(crate::config::sweep(&state.store, now).map(
+                    |(report, queued)| {
+                        if queued {
+                            state.notify.wake();
+                        }
+                        json!({ "Expired": report.expired, "Aborted": report.aborted })
+                    },
+                )),
                 _ => None,
             })
             .await

@@ -19,6 +19,7 @@
 pub mod addressing;
 pub mod admin;
 pub mod buckets;
+pub mod config;
 pub mod error;
 pub mod list;
 pub mod multipart;
@@ -65,6 +66,7 @@ pub fn start(
         region: ctx.region.clone(),
         account_id: ctx.account_id.clone(),
     });
+    config::start_sweeper(state.clone());
     Ok(nimbus_svc_common::Service {
         frontend: Arc::new(S3Frontend {
             state: state.clone(),
@@ -142,6 +144,15 @@ async fn serve(state: &Arc<State>, r: S3Request) -> Result<Response, S3Error> {
         GetBucketLocation => buckets::get_bucket_location(state, r).await,
         PutBucketNotificationConfiguration => notify::put_configuration(state, r).await,
         GetBucketNotificationConfiguration => notify::get_configuration(state, r).await,
+        PutBucketPolicy => config::put_policy(state, r).await,
+        GetBucketPolicy => config::get_policy(state, r).await,
+        DeleteBucketPolicy => config::delete_policy(state, r).await,
+        PutBucketTagging => config::put_tagging(state, r).await,
+        GetBucketTagging => config::get_tagging(state, r).await,
+        DeleteBucketTagging => config::delete_tagging(state, r).await,
+        PutBucketLifecycleConfiguration => config::put_lifecycle(state, r).await,
+        GetBucketLifecycleConfiguration => config::get_lifecycle(state, r).await,
+        DeleteBucketLifecycle => config::delete_lifecycle(state, r).await,
         PutObject => objects::put_object(state, r).await,
         GetObject => objects::get_object(state, r, false).await,
         HeadObject => objects::get_object(state, r, true).await,

@@ -468,7 +468,7 @@ fn concat(
 }
 
 /// Delete an upload and its parts; returns the part blobs to release.
-fn drop_upload(tx: &rusqlite::Connection, id: &str) -> Result<Vec<String>, S3Error> {
+pub fn drop_upload(tx: &rusqlite::Connection, id: &str) -> Result<Vec<String>, S3Error> {
     let blobs: Vec<String> = {
         let mut s = tx
             .prepare("SELECT blob FROM parts WHERE upload_id = ?1")

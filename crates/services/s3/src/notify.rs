@@ -282,6 +282,7 @@ fn bus_event(bucket: &Bucket, c: &Change, sequencer: &str) -> serde_json::Value 
         ("ObjectCreated", _) => ("Object Created", "PutObject"),
         ("ObjectTagging", "Delete") => ("Object Tags Deleted", ""),
         ("ObjectTagging", _) => ("Object Tags Added", ""),
+        ("LifecycleExpiration", _) => ("Object Deleted", "Lifecycle Expiration"),
         _ => ("Object Deleted", "DeleteObject"),
     };
     let mut object = serde_json::Map::new();
