@@ -642,3 +642,38 @@ def test_lifecycle_configuration_and_sweep(server, s3):
     s3.delete_bucket_lifecycle(Bucket="lifecycle")
     assert error_of(s3.get_bucket_lifecycle_configuration, Bucket="lifecycle") == (
         "NoSuchLifecycleConfiguration", 404)
+
+
+def test_cors_configuration_preflight_and_response_headers(server, s3):
+    s3.create_bucket(Bucket="browser")
+    assert error_of(s3.get_bucket_cors, Bucket="browser") == ("NoSuchCORSConfiguration", 404)
+    port = server.api.rsplit(":", 1)[1]
+    host = {"Host": f"s3.localhost:{port}"}  # S3's path-style host: unsigned requests reach S3
+    pre = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "PUT",
+           "Access-Control-Request-Headers": "content-type, x-amz-meta-owner", **host}
+    r = requests.options(f"{server.api}/browser/uploads/a.jpg", headers=pre)
+    assert r.status_code == 403 and "CORS is not enabled" in r.text, r.text
+    s3.put_bucket_cors(Bucket="browser", CORSConfiguration={"CORSRules": [
+        {"AllowedOrigins": ["https://*.example.com"], "AllowedMethods": ["PUT", "GET"],
+         "AllowedHeaders": ["content-type", "x-amz-meta-*"], "ExposeHeaders": ["ETag"], "MaxAgeSeconds": 600},
+    ]})
+    rules = s3.get_bucket_cors(Bucket="browser")["CORSRules"]
+    assert rules[0]["AllowedOrigins"] == ["https://*.example.com"] and rules[0]["MaxAgeSeconds"] == 600
+    r = requests.options(f"{server.api}/browser/uploads/a.jpg", headers=pre)
+    assert r.status_code == 200, r.text
+    assert r.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert r.headers["Access-Control-Allow-Methods"] == "PUT"
+    assert r.headers["Access-Control-Max-Age"] == "600"
+    assert r.headers["Access-Control-Expose-Headers"] == "ETag"
+    denied = dict(pre, Origin="https://evil.test")
+    assert requests.options(f"{server.api}/browser/uploads/a.jpg", headers=denied).status_code == 403
+    denied = dict(pre, **{"Access-Control-Request-Method": "DELETE"})
+    assert requests.options(f"{server.api}/browser/uploads/a.jpg", headers=denied).status_code == 403
+    # The actual request carries the headers too.
+    r = requests.put(f"{server.api}/browser/uploads/a.jpg", data=b"img",
+                     headers={"Origin": "https://app.example.com", **host})
+    assert r.status_code == 200, r.text
+    assert r.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert r.headers["Access-Control-Expose-Headers"] == "ETag"
+    s3.delete_bucket_cors(Bucket="browser")
+    assert error_of(s3.get_bucket_cors, Bucket="browser") == ("NoSuchCORSConfiguration", 404)

@@ -1,7 +1,8 @@
 //! Bucket configurations kept in the bucket's `config` column: the bucket
-//! policy (stored and returned, not enforced), bucket tags, and the lifecycle
-//! configuration with the sweep that applies it (expiration by prefix, tags,
-//! age or date; aborting incomplete multipart uploads).
+//! policy (stored and returned, not enforced), bucket tags, CORS rules (served
+//! on preflight `OPTIONS` and on responses to requests with an `Origin`), and the
+//! lifecycle configuration with the sweep that applies it (expiration by prefix,
+//! tags, age or date; aborting incomplete multipart uploads).
 
 use crate::error::{internal, S3Error};
 use crate::notify::{self, Change};
@@ -25,6 +26,8 @@ pub struct BucketConfig {
     pub tags: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<Vec<LifecycleRule>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Vec<CorsRule>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -545,4 +548,204 @@ mod tests {
         let none = br#"<LifecycleConfiguration><Rule><ID>x</ID><Filter/><Status>Enabled</Status></Rule></LifecycleConfiguration>"#;
         assert_eq!(parse_lifecycle(none).unwrap_err().0.code, "InvalidRequest");
     }
+}
+
+// ---- CORS ------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CorsRule {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub origins: Vec<String>,
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub headers: Vec<String>,
+    #[serde(default)]
+    pub expose: Vec<String>,
+    #[serde(default)]
+    pub max_age: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct CorsXml {
+    #[serde(rename = "CORSRule", default)]
+    rules: Vec<CorsRuleXml>,
+}
+
+#[derive(Deserialize)]
+struct CorsRuleXml {
+    #[serde(rename = "ID", default)]
+    id: Option<String>,
+    #[serde(rename = "AllowedOrigin", default)]
+    origins: Vec<String>,
+    #[serde(rename = "AllowedMethod", default)]
+    methods: Vec<String>,
+    #[serde(rename = "AllowedHeader", default)]
+    headers: Vec<String>,
+    #[serde(rename = "ExposeHeader", default)]
+    expose: Vec<String>,
+    #[serde(rename = "MaxAgeSeconds", default)]
+    max_age: Option<u32>,
+}
+
+fn parse_cors(body: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
+    let x: CorsXml = nimbus_protocol::decode_xml(body).map_err(S3Error::from)?;
+    if x.rules.is_empty() || x.rules.len() > 100 {
+        return Err(S3Error::from(nimbus_protocol::malformed_xml()));
+    }
+    let mut out = Vec::new();
+    for r in x.rules {
+        if r.origins.is_empty() || r.methods.is_empty() {
+            return Err(S3Error::from(nimbus_protocol::malformed_xml()));
+        }
+        for m in &r.methods {
+            if !matches!(m.as_str(), "GET" | "PUT" | "HEAD" | "POST" | "DELETE") {
+                return Err(S3Error::invalid_request(format!(
+                    "Found unsupported HTTP method in CORS config. Unsupported method is {m}"
+                )));
+            }
+        }
+        for o in &r.origins {
+            if o.matches('*').count() > 1 {
+                return Err(S3Error::invalid_request(format!(
+                    "AllowedOrigin \"{o}\" can not have more than one wildcard."
+                )));
+            }
+        }
+        out.push(CorsRule {
+            id: r.id,
+            origins: r.origins,
+            methods: r.methods,
+            headers: r.headers,
+            expose: r.expose,
+            max_age: r.max_age,
+        });
+    }
+    Ok(out)
+}
+
+pub async fn put_cors(state: &Arc<State>, mut r: S3Request) -> Result<Response, S3Error> {
+    let body = r.read_xml_body().await?;
+    let rules = parse_cors(&body)?;
+    update(state, &r.bucket, move |c| c.cors = Some(rules)).await?;
+    r.empty(StatusCode::OK)
+}
+
+pub async fn get_cors(state: &Arc<State>, r: S3Request) -> Result<Response, S3Error> {
+    let cfg = read(state, &r.bucket).await?;
+    let rules = cfg.cors.ok_or_else(|| {
+        S3Error::new(
+            StatusCode::NOT_FOUND,
+            "NoSuchCORSConfiguration",
+            "The CORS configuration does not exist",
+        )
+        .field("BucketName", r.bucket.clone())
+    })?;
+    let doc = nimbus_protocol::xml_document("CORSConfiguration", Some(S3_NAMESPACE), |w| {
+        for rule in &rules {
+            w.nested("CORSRule", |w| {
+                w.element_opt("ID", rule.id.as_deref());
+                for h in &rule.headers {
+                    w.element("AllowedHeader", h);
+                }
+                for m in &rule.methods {
+                    w.element("AllowedMethod", m);
+                }
+                for o in &rule.origins {
+                    w.element("AllowedOrigin", o);
+                }
+                for e in &rule.expose {
+                    w.element("ExposeHeader", e);
+                }
+                if let Some(a) = rule.max_age {
+                    w.element("MaxAgeSeconds", &a.to_string());
+                }
+            });
+        }
+    });
+    r.xml(doc)
+}
+
+pub async fn delete_cors(state: &Arc<State>, r: S3Request) -> Result<Response, S3Error> {
+    update(state, &r.bucket, |c| c.cors = None).await?;
+    r.empty(StatusCode::NO_CONTENT)
+}
+
+/// `*` matches any run of characters (at most one in an S3 pattern).
+fn wildcard(pattern: &str, value: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == value,
+        Some((a, b)) => {
+            value.len() >= a.len() + b.len() && value.starts_with(a) && value.ends_with(b)
+        }
+    }
+}
+
+/// The first rule allowing `origin` to use `method` with `headers`.
+pub fn cors_match<'a>(
+    rules: &'a [CorsRule],
+    origin: &str,
+    method: &str,
+    headers: &[String],
+) -> Option<&'a CorsRule> {
+    rules.iter().find(|r| {
+        r.origins.iter().any(|o| wildcard(o, origin))
+            && r.methods.iter().any(|m| m == method)
+            && headers.iter().all(|h| {
+                r.headers
+                    .iter()
+                    .any(|a| wildcard(&a.to_ascii_lowercase(), &h.to_ascii_lowercase()))
+            })
+    })
+}
+
+/// The bucket's CORS rules, if any (for the front-end, on requests with an
+/// `Origin`).
+pub fn cors_rules(store: &Store, bucket: &str) -> Option<Vec<CorsRule>> {
+    store
+        .with(|c| load(c, bucket))
+        .ok()
+        .and_then(|cfg| cfg.cors)
+}
+
+/// The `Access-Control-*` headers a matching rule grants.
+pub fn cors_headers(
+    rule: &CorsRule,
+    origin: &str,
+    preflight: Option<(&str, &[String])>,
+) -> Vec<(&'static str, String)> {
+    let any_origin = rule.origins.iter().any(|o| o == "*");
+    let mut h = vec![(
+        "access-control-allow-origin",
+        if any_origin {
+            "*".to_string()
+        } else {
+            origin.to_string()
+        },
+    )];
+    if !any_origin {
+        h.push((
+            "vary",
+            "Origin, Access-Control-Request-Headers, Access-Control-Request-Method".into(),
+        ));
+        h.push(("access-control-allow-credentials", "true".into()));
+    }
+    match preflight {
+        Some((method, headers)) => {
+            h.push(("access-control-allow-methods", method.to_string()));
+            if !headers.is_empty() {
+                h.push(("access-control-allow-headers", headers.join(", ")));
+            }
+            if let Some(a) = rule.max_age {
+                h.push(("access-control-max-age", a.to_string()));
+            }
+        }
+        None => {
+            h.push(("access-control-allow-methods", rule.methods.join(", ")));
+        }
+    }
+    if !rule.expose.is_empty() {
+        h.push(("access-control-expose-headers", rule.expose.join(", ")));
+    }
+    h
 }

@@ -34,7 +34,7 @@ pub use ops::{Op, META};
 use axum::extract::Request;
 use axum::response::Response;
 use error::S3Error;
-use nimbus_protocol::{Frontend, ResponseFuture, ServiceMeta};
+use nimbus_protocol::{AwsError, Frontend, ResponseFuture, ServiceMeta};
 use nimbus_svc_common::{Call, ServiceContext};
 use std::sync::Arc;
 use wire::S3Request;
@@ -89,6 +89,49 @@ impl Frontend for S3Frontend {
         addressing::to_path_style(&mut req);
         let state = self.state.clone();
         Box::pin(async move {
+            let origin = req
+                .headers()
+                .get(http::header::ORIGIN)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let method = req.method().to_string();
+            let cors_bucket = req
+                .uri()
+                .path()
+                .trim_start_matches('/')
+                .split('/')
+                .next()
+                .and_then(|b| wire::percent_decode(b).ok())
+                .filter(|b| !b.is_empty());
+            if req.method() == http::Method::OPTIONS {
+                return preflight(&state, req, cors_bucket.as_deref()).await;
+            }
+            let mut resp = Self::answer(&state, req).await;
+            if let (Some(origin), Some(bucket)) = (origin, cors_bucket) {
+                add_cors_headers(&state, &mut resp, &bucket, &origin, &method).await;
+            }
+            resp
+        })
+    }
+
+    fn body_limit(&self, parts: &http::request::Parts) -> usize {
+        // Object bodies may be as large as S3 takes; the edge only buffers a body
+        // whose signature covers it (a signed payload).
+        match Op::recognise(
+            &parts.method,
+            parts.uri.path(),
+            parts.uri.query(),
+            &parts.headers,
+        ) {
+            Some(Op::PutObject | Op::UploadPart) => MAX_PUT as usize,
+            _ => nimbus_protocol::DEFAULT_BODY_LIMIT,
+        }
+    }
+}
+
+impl S3Frontend {
+    async fn answer(state: &Arc<State>, req: Request) -> Response {
+        {
             let call = match Call::<Op>::decode(req).await {
                 Ok(call) => call,
                 Err(resp) => return resp,
@@ -97,7 +140,7 @@ impl Frontend for S3Frontend {
             let op = call.op;
             let request_id = call.request_id.clone();
             let out = match S3Request::new(call) {
-                Ok(r) => serve(&state, r).await,
+                Ok(r) => serve(state, r).await,
                 Err(e) => Err(e),
             };
             match out {
@@ -116,20 +159,112 @@ impl Frontend for S3Frontend {
                     resp
                 }
             }
-        })
+        }
     }
+}
 
-    fn body_limit(&self, parts: &http::request::Parts) -> usize {
-        // Object bodies may be as large as S3 takes; the edge only buffers a body
-        // whose signature covers it (a signed payload).
-        match Op::recognise(
-            &parts.method,
-            parts.uri.path(),
-            parts.uri.query(),
-            &parts.headers,
-        ) {
-            Some(Op::PutObject | Op::UploadPart) => MAX_PUT as usize,
-            _ => nimbus_protocol::DEFAULT_BODY_LIMIT,
+fn s3_error(err: AwsError, request_id: &str) -> Response {
+    nimbus_protocol::error_response(nimbus_protocol::Protocol::RestXml, &META, &err, request_id)
+}
+
+fn request_id_of(req: &Request) -> String {
+    req.extensions()
+        .get::<nimbus_protocol::EdgeContext>()
+        .map(|c| c.request_id.clone())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// A CORS preflight (`OPTIONS`): allowed by the first rule of the bucket's CORS
+/// configuration that matches the origin, method and headers, else 403.
+async fn preflight(state: &Arc<State>, req: Request, bucket: Option<&str>) -> Response {
+    let request_id = request_id_of(&req);
+    let (parts, _) = req.into_parts();
+    let h = &parts.headers;
+    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (Some(origin), Some(method), Some(bucket)) = (
+        get("origin"),
+        get("access-control-request-method"),
+        bucket.map(str::to_string),
+    ) else {
+        return s3_error(
+            AwsError::new(
+                http::StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "Insufficient information. Origin request header needed.",
+            ),
+            &request_id,
+        );
+    };
+    let headers: Vec<String> = get("access-control-request-headers")
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let store = state.store.clone();
+    let b = bucket.clone();
+    let rules = tokio::task::spawn_blocking(move || config::cors_rules(&store, &b))
+        .await
+        .ok()
+        .flatten();
+    let forbidden = |msg: &str| {
+        s3_error(
+            AwsError::new(
+                http::StatusCode::FORBIDDEN,
+                "AccessForbidden",
+                msg.to_string(),
+            )
+            .with_field("Method", method.clone())
+            .with_field("ResourceType", "OBJECT"),
+            &request_id,
+        )
+    };
+    let Some(rules) = rules else {
+        return forbidden("CORSResponse: CORS is not enabled for this bucket.");
+    };
+    match config::cors_match(&rules, &origin, &method, &headers) {
+        Some(rule) => {
+            let mut b = Response::builder()
+                .status(http::StatusCode::OK)
+                .header("x-amz-request-id", &request_id);
+            for (k, v) in config::cors_headers(rule, &origin, Some((&method, &headers))) {
+                b = b.header(k, v);
+            }
+            b.body(axum::body::Body::empty())
+                .unwrap_or_else(|_| forbidden("CORSResponse: invalid header"))
+        }
+        None => forbidden(
+            "CORSResponse: This CORS request is not allowed. This is usually because the \
+             evalution of Origin, request method / Access-Control-Request-Method or \
+             Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.",
+        ),
+    }
+}
+
+/// CORS headers on an actual request from a browser (one with `Origin`).
+async fn add_cors_headers(
+    state: &Arc<State>,
+    resp: &mut Response,
+    bucket: &str,
+    origin: &str,
+    method: &str,
+) {
+    let store = state.store.clone();
+    let b = bucket.to_string();
+    let Some(rules) = tokio::task::spawn_blocking(move || config::cors_rules(&store, &b))
+        .await
+        .ok()
+        .flatten()
+    else {
+        return;
+    };
+    if let Some(rule) = config::cors_match(&rules, origin, method, &[]) {
+        for (k, v) in config::cors_headers(rule, origin, None) {
+            if let Ok(v) = http::HeaderValue::from_str(&v) {
+                resp.headers_mut().insert(k, v);
+            }
         }
     }
 }
@@ -153,6 +288,9 @@ async fn serve(state: &Arc<State>, r: S3Request) -> Result<Response, S3Error> {
         PutBucketLifecycleConfiguration => config::put_lifecycle(state, r).await,
         GetBucketLifecycleConfiguration => config::get_lifecycle(state, r).await,
         DeleteBucketLifecycle => config::delete_lifecycle(state, r).await,
+        PutBucketCors => config::put_cors(state, r).await,
+        GetBucketCors => config::get_cors(state, r).await,
+        DeleteBucketCors => config::delete_cors(state, r).await,
         PutObject => objects::put_object(state, r).await,
         GetObject => objects::get_object(state, r, false).await,
         HeadObject => objects::get_object(state, r, true).await,
