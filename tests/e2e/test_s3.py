@@ -677,3 +677,53 @@ def test_cors_configuration_preflight_and_response_headers(server, s3):
     assert r.headers["Access-Control-Expose-Headers"] == "ETag"
     s3.delete_bucket_cors(Bucket="browser")
     assert error_of(s3.get_bucket_cors, Bucket="browser") == ("NoSuchCORSConfiguration", 404)
+
+
+def test_versioning(s3):
+    s3.create_bucket(Bucket="versioned")
+    assert "Status" not in s3.get_bucket_versioning(Bucket="versioned")
+    s3.put_object(Bucket="versioned", Key="k", Body=b"v0")  # before versioning: the null version
+    s3.put_bucket_versioning(Bucket="versioned", VersioningConfiguration={"Status": "Enabled"})
+    assert s3.get_bucket_versioning(Bucket="versioned")["Status"] == "Enabled"
+    v1 = s3.put_object(Bucket="versioned", Key="k", Body=b"v1")["VersionId"]
+    v2 = s3.put_object(Bucket="versioned", Key="k", Body=b"v2")["VersionId"]
+    assert v1 != v2 and "null" not in (v1, v2)
+    v3 = s3.copy_object(Bucket="versioned", Key="copied", CopySource="versioned/k")["VersionId"]
+    assert v3 not in (v1, v2, "null")
+    s3.delete_object(Bucket="versioned", Key="copied", VersionId=v3)
+    got = s3.get_object(Bucket="versioned", Key="k")
+    assert got["Body"].read() == b"v2" and got["VersionId"] == v2
+    assert s3.get_object(Bucket="versioned", Key="k", VersionId=v1)["Body"].read() == b"v1"
+    assert s3.get_object(Bucket="versioned", Key="k", VersionId="null")["Body"].read() == b"v0"
+    assert error_of(s3.get_object, Bucket="versioned", Key="k", VersionId="nope") == ("NoSuchVersion", 404)
+    # A delete makes a marker; the versions stay.
+    d = s3.delete_object(Bucket="versioned", Key="k")
+    assert d["DeleteMarker"] is True
+    marker = d["VersionId"]
+    assert error_of(s3.get_object, Bucket="versioned", Key="k") == ("NoSuchKey", 404)
+    assert "Contents" not in s3.list_objects_v2(Bucket="versioned")
+    listed = s3.list_object_versions(Bucket="versioned")
+    assert [(v["VersionId"], v["IsLatest"]) for v in listed["Versions"]] == [(v2, False), (v1, False), ("null", False)]
+    assert [(m["VersionId"], m["IsLatest"]) for m in listed["DeleteMarkers"]] == [(marker, True)]
+    # Deleting the marker brings v2 back; deleting v2 by id brings v1 back.
+    s3.delete_object(Bucket="versioned", Key="k", VersionId=marker)
+    assert s3.get_object(Bucket="versioned", Key="k")["Body"].read() == b"v2"
+    s3.delete_object(Bucket="versioned", Key="k", VersionId=v2)
+    got = s3.get_object(Bucket="versioned", Key="k")
+    assert got["Body"].read() == b"v1" and got["VersionId"] == v1
+    # Pagination over versions.
+    for i in range(3):
+        s3.put_object(Bucket="versioned", Key="p", Body=str(i).encode())
+    pages = s3.get_paginator("list_object_versions").paginate(Bucket="versioned", PaginationConfig={"PageSize": 2})
+    ids = [(v["Key"], v["VersionId"]) for page in pages for v in page.get("Versions", [])]
+    assert len(ids) == 5 and len(set(ids)) == 5 and ids[:2] == [("k", v1), ("k", "null")]
+    # A versioned bucket is not empty while versions remain.
+    assert error_of(s3.delete_bucket, Bucket="versioned") == ("BucketNotEmpty", 409)
+    # Suspended: writes replace the null version.
+    s3.put_bucket_versioning(Bucket="versioned", VersioningConfiguration={"Status": "Suspended"})
+    r = s3.put_object(Bucket="versioned", Key="k", Body=b"s1")
+    assert r["VersionId"] == "null"
+    s3.put_object(Bucket="versioned", Key="k", Body=b"s2")
+    assert s3.get_object(Bucket="versioned", Key="k", VersionId="null")["Body"].read() == b"s2"
+    keys = [(v["Key"], v["VersionId"]) for v in s3.list_object_versions(Bucket="versioned", Prefix="k")["Versions"]]
+    assert keys == [("k", "null"), ("k", v1)]

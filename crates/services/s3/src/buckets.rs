@@ -148,7 +148,11 @@ pub async fn delete_bucket(state: &Arc<State>, r: S3Request) -> Result<Response,
                 .query_row("SELECT 1 FROM objects WHERE bucket = ?1 LIMIT 1", [&name], |r| r.get(0))
                 .optional()
                 .map_err(internal)?;
-            if any.is_some() {
+            let versions: Option<i64> = tx
+                .query_row("SELECT 1 FROM versions WHERE bucket = ?1 LIMIT 1", [&name], |r| r.get(0))
+                .optional()
+                .map_err(internal)?;
+            if any.is_some() || versions.is_some() {
                 return Err(S3Error::new(
                     StatusCode::CONFLICT,
                     "BucketNotEmpty",
@@ -257,6 +261,50 @@ pub async fn list_buckets(state: &Arc<State>, r: S3Request) -> Result<Response, 
         if let Some(p) = r.q("prefix") {
             w.element("Prefix", p);
         }
+    });
+    r.xml(doc)
+}
+
+#[derive(Deserialize)]
+struct VersioningConfiguration {
+    #[serde(rename = "Status", default)]
+    status: Option<String>,
+}
+
+pub async fn put_versioning(state: &Arc<State>, mut r: S3Request) -> Result<Response, S3Error> {
+    let body = r.read_xml_body().await?;
+    let v: VersioningConfiguration = nimbus_protocol::decode_xml(&body).map_err(S3Error::from)?;
+    let status = match v.status.as_deref() {
+        Some(s @ ("Enabled" | "Suspended")) => s.to_string(),
+        _ => return Err(S3Error::from(nimbus_protocol::malformed_xml())),
+    };
+    let name = r.bucket.clone();
+    state
+        .store
+        .tx(move |tx, _| {
+            store::require_bucket(tx, &name)?;
+            tx.execute(
+                "UPDATE buckets SET versioning = ?2 WHERE name = ?1",
+                params![name, status],
+            )
+            .map_err(internal)?;
+            Ok(())
+        })
+        .await?;
+    r.empty(StatusCode::OK)
+}
+
+pub async fn get_versioning(state: &Arc<State>, r: S3Request) -> Result<Response, S3Error> {
+    let name = r.bucket.clone();
+    let status = state
+        .store
+        .read(move |c| {
+            store::require_bucket(c, &name)?;
+            store::versioning(c, &name)
+        })
+        .await?;
+    let doc = nimbus_protocol::xml_document("VersioningConfiguration", Some(S3_NAMESPACE), |w| {
+        w.element_opt("Status", status.as_deref());
     });
     r.xml(doc)
 }

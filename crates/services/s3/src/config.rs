@@ -437,7 +437,7 @@ pub fn sweep(store: &Store, now_ms: i64) -> Result<(SweepReport, bool), S3Error>
                     let victims: Vec<store::Object> = {
                         let mut s = tx
                             .prepare(
-                                "SELECT key, blob, size, etag, modified_ms, meta FROM objects
+                                "SELECT key, blob, size, etag, modified_ms, meta, version_id FROM objects
                                  WHERE bucket = ?1 AND substr(key, 1, length(?2)) = ?2 AND modified_ms <= ?3",
                             )
                             .map_err(internal)?;
@@ -450,12 +450,8 @@ pub fn sweep(store: &Store, now_ms: i64) -> Result<(SweepReport, bool), S3Error>
                         if !rule.tags.iter().all(|(k, v)| obj.meta.tags.get(k) == Some(v)) {
                             continue;
                         }
-                        tx.execute(
-                            "DELETE FROM objects WHERE bucket = ?1 AND key = ?2",
-                            params![name, obj.key],
-                        )
-                        .map_err(internal)?;
-                        let change = Change {
+                        let d = store::delete_current(&tx, &name, &obj.key)?;
+                        let mut change = Change {
                             category: "LifecycleExpiration",
                             name: "Delete",
                             key: obj.key.clone(),
@@ -464,9 +460,44 @@ pub fn sweep(store: &Store, now_ms: i64) -> Result<(SweepReport, bool), S3Error>
                             request_id: uuid::Uuid::new_v4().to_string(),
                             principal: "s3.amazonaws.com".into(),
                             time_ms: now_ms,
+                            version_id: None,
                         };
+                        if d.delete_marker {
+                            change.name = "DeleteMarkerCreated";
+                            change.version_id = d.version_id.clone();
+                        }
                         queued |= notify::enqueue(&tx, &bucket, change)?;
-                        store.release(&tx, &obj.blob)?;
+                        for blob in &d.release {
+                            store.release(&tx, blob)?;
+                        }
+                        report.expired += 1;
+                    }
+                }
+                if let Some(days) = rule.noncurrent_days {
+                    let gone: Vec<(String, String, Option<String>)> = {
+                        let mut s = tx
+                            .prepare(
+                                "SELECT key, version_id, blob FROM versions WHERE bucket = ?1
+                                 AND substr(key, 1, length(?2)) = ?2 AND delete_marker = 0
+                                 AND archived_ms <= ?3",
+                            )
+                            .map_err(internal)?;
+                        let rows = s
+                            .query_map(params![name, rule.prefix, now_ms - days as i64 * DAY_MS], |r| {
+                                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                            })
+                            .map_err(internal)?;
+                        rows.collect::<Result<_, _>>().map_err(internal)?
+                    };
+                    for (key, vid, blob) in gone {
+                        tx.execute(
+                            "DELETE FROM versions WHERE bucket = ?1 AND key = ?2 AND version_id = ?3",
+                            params![name, key, vid],
+                        )
+                        .map_err(internal)?;
+                        if let Some(b) = blob {
+                            store.release(&tx, &b)?;
+                        }
                         report.expired += 1;
                     }
                 }

@@ -10,6 +10,7 @@ use crate::State;
 use axum::response::Response;
 use base64::Engine;
 use nimbus_protocol::{XmlWriter, S3_NAMESPACE};
+use rusqlite::params;
 use std::sync::Arc;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -61,7 +62,7 @@ pub fn page(
     }
     let mut s = c
         .prepare(
-            "SELECT key, blob, size, etag, modified_ms, meta FROM objects
+            "SELECT key, blob, size, etag, modified_ms, meta, version_id FROM objects
              WHERE bucket = ?1 AND (key > ?2 OR (?3 AND key = ?2)) ORDER BY key LIMIT ?4",
         )
         .map_err(internal)?;
@@ -212,6 +213,196 @@ pub async fn list_objects(state: &Arc<State>, r: S3Request, v2: bool) -> Result<
     r.xml(doc)
 }
 
+/// One entry of `ListObjectVersions`.
+struct VersionEntry {
+    obj: Object,
+    marker: bool,
+    latest: bool,
+    /// Newest first within a key: the current version, then by sequence.
+    rank: i64,
+}
+
+pub async fn list_versions(state: &Arc<State>, r: S3Request) -> Result<Response, S3Error> {
+    let bucket = r.bucket.clone();
+    let prefix = r.q("prefix").unwrap_or("").to_string();
+    let delimiter = r
+        .q("delimiter")
+        .map(str::to_string)
+        .filter(|d| !d.is_empty());
+    let max: usize = match r.q("max-keys") {
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(|n| n.min(1000) as usize)
+            .ok_or_else(|| {
+                S3Error::invalid_argument(
+                    "Provided max-keys not an integer or within integer range",
+                )
+            })?,
+        None => 1000,
+    };
+    let key_marker = r.q("key-marker").unwrap_or("").to_string();
+    let vid_marker = r
+        .q("version-id-marker")
+        .map(str::to_string)
+        .filter(|v| !v.is_empty());
+    let encoding = r.q("encoding-type") == Some("url");
+    let p = prefix.clone();
+    let km = key_marker.clone();
+    let mut entries: Vec<VersionEntry> = state
+        .store
+        .read(move |c| {
+            store::require_bucket(c, &bucket)?;
+            let mut out = Vec::new();
+            let mut s = c
+                .prepare(
+                    "SELECT key, blob, size, etag, modified_ms, meta, version_id FROM objects
+                     WHERE bucket = ?1 AND key >= ?2 AND substr(key, 1, length(?3)) = ?3",
+                )
+                .map_err(internal)?;
+            let rows = s
+                .query_map(params![bucket, km, p], store::object_row)
+                .map_err(internal)?;
+            for o in rows {
+                out.push(VersionEntry { obj: o.map_err(internal)?, marker: false, latest: true, rank: i64::MIN });
+            }
+            let mut s = c
+                .prepare(
+                    "SELECT key, COALESCE(blob, ''), size, etag, modified_ms, meta, version_id, delete_marker, seq
+                     FROM versions WHERE bucket = ?1 AND key >= ?2 AND substr(key, 1, length(?3)) = ?3",
+                )
+                .map_err(internal)?;
+            let rows = s
+                .query_map(params![bucket, km, p], |r| {
+                    Ok((store::object_row(r)?, r.get::<_, bool>(7)?, r.get::<_, i64>(8)?))
+                })
+                .map_err(internal)?;
+            for row in rows {
+                let (o, marker, seq) = row.map_err(internal)?;
+                out.push(VersionEntry { obj: o, marker, latest: false, rank: -seq });
+            }
+            Ok(out)
+        })
+        .await?;
+    entries.sort_by(|a, b| a.obj.key.cmp(&b.obj.key).then(a.rank.cmp(&b.rank)));
+    // The newest entry of a key with no current version (a delete marker) is latest.
+    for i in 0..entries.len() {
+        if i == 0 || entries[i - 1].obj.key != entries[i].obj.key {
+            entries[i].latest = true;
+        }
+    }
+    // Position after the markers.
+    let start = match &vid_marker {
+        Some(v) => entries
+            .iter()
+            .position(|e| {
+                e.obj.key == key_marker && e.obj.version_id.as_deref().unwrap_or("null") == v
+            })
+            .map(|i| i + 1)
+            .unwrap_or(0),
+        None if !key_marker.is_empty() => entries
+            .iter()
+            .position(|e| e.obj.key.as_str() > key_marker.as_str())
+            .unwrap_or(entries.len()),
+        None => 0,
+    };
+    let mut shown: Vec<&VersionEntry> = Vec::new();
+    let mut prefixes: Vec<String> = Vec::new();
+    let mut truncated = false;
+    for e in &entries[start..] {
+        let cp = delimiter.as_deref().and_then(|d| {
+            e.obj.key[prefix.len()..]
+                .find(d)
+                .map(|i| e.obj.key[..prefix.len() + i + d.len()].to_string())
+        });
+        if let Some(cp) = &cp {
+            if prefixes.last() == Some(cp) {
+                continue;
+            }
+        }
+        if shown.len() + prefixes.len() >= max {
+            truncated = true;
+            break;
+        }
+        match cp {
+            Some(cp) => prefixes.push(cp),
+            None => shown.push(e),
+        }
+    }
+    let enc = |s: &str| {
+        if encoding {
+            wire::url_encode(s)
+        } else {
+            s.to_string()
+        }
+    };
+    let doc = nimbus_protocol::xml_document("ListVersionsResult", Some(S3_NAMESPACE), |w| {
+        w.element("IsTruncated", wire::bool_text(truncated));
+        w.element("KeyMarker", &enc(&key_marker));
+        w.element("VersionIdMarker", vid_marker.as_deref().unwrap_or(""));
+        if truncated {
+            if let Some(last) = shown.last() {
+                w.element("NextKeyMarker", &enc(&last.obj.key));
+                w.element(
+                    "NextVersionIdMarker",
+                    last.obj.version_id.as_deref().unwrap_or("null"),
+                );
+            } else if let Some(cp) = prefixes.last() {
+                w.element("NextKeyMarker", &enc(cp));
+            }
+        }
+        w.element("Name", &r.bucket);
+        w.element("Prefix", &enc(&prefix));
+        if let Some(d) = &delimiter {
+            w.element("Delimiter", &enc(d));
+        }
+        w.element("MaxKeys", &max.to_string());
+        if encoding {
+            w.element("EncodingType", "url");
+        }
+        for e in &shown {
+            let o = &e.obj;
+            let vid = o.version_id.as_deref().unwrap_or("null");
+            if e.marker {
+                w.nested("DeleteMarker", |w| {
+                    w.element("Key", &enc(&o.key));
+                    w.element("VersionId", vid);
+                    w.element("IsLatest", wire::bool_text(e.latest));
+                    w.element("LastModified", &wire::iso8601_ms(o.modified_ms));
+                    w.nested("Owner", |w| {
+                        w.element("ID", &state.account_id);
+                        w.element("DisplayName", "nimbus");
+                    });
+                });
+            } else {
+                w.nested("Version", |w| {
+                    w.element("Key", &enc(&o.key));
+                    w.element("VersionId", vid);
+                    w.element("IsLatest", wire::bool_text(e.latest));
+                    w.element("LastModified", &wire::iso8601_ms(o.modified_ms));
+                    w.element("ETag", &quoted(&o.etag));
+                    w.element("Size", &o.size.to_string());
+                    w.element(
+                        "StorageClass",
+                        o.meta.storage_class.as_deref().unwrap_or("STANDARD"),
+                    );
+                    w.nested("Owner", |w| {
+                        w.element("ID", &state.account_id);
+                        w.element("DisplayName", "nimbus");
+                    });
+                });
+            }
+        }
+        for p in &prefixes {
+            w.nested("CommonPrefixes", |w| {
+                w.element("Prefix", &enc(p));
+            });
+        }
+    });
+    r.xml(doc)
+}
+
 fn contents(w: &mut XmlWriter, o: &Object, key: &str, owner: bool, account: &str) {
     w.nested("Contents", |w| {
         w.element("Key", key);
@@ -254,15 +445,16 @@ mod tests {
         let mut c = rusqlite::Connection::open_in_memory().unwrap();
         nimbus_store::migrate::migrate(&mut c, &store::SCHEMA).unwrap();
         for k in keys {
-            let o = Object {
+            let mut o = Object {
                 key: k.to_string(),
                 blob: "b".into(),
                 size: 1,
                 etag: "e".into(),
                 modified_ms: 0,
                 meta: ObjectMeta::default(),
+                version_id: None,
             };
-            store::put_object_row(&c, "bk", &o).unwrap();
+            store::put_object_row(&c, "bk", &mut o).unwrap();
         }
         c
     }

@@ -396,12 +396,13 @@ pub async fn complete(state: &Arc<State>, mut r: S3Request) -> Result<Response, 
         etag: etag.clone(),
         modified_ms: store::now_ms(),
         meta,
+        version_id: None,
     };
     let change = Change::created("CompleteMultipartUpload", &r, &obj);
     let upload_id = upload.id.clone();
     let bucket = r.bucket.clone();
     let checksum = obj.meta.checksum.clone();
-    let queued = state
+    let (queued, version_id) = state
         .store
         .tx(move |tx, st| {
             let b = store::require_bucket(tx, &bucket)?;
@@ -411,13 +412,14 @@ pub async fn complete(state: &Arc<State>, mut r: S3Request) -> Result<Response, 
                 return Err(e);
             }
             st.link(&staged)?;
-            let old = store::put_object_row(tx, &bucket, &obj)?;
+            let mut obj = obj;
+            let old = store::put_object_row(tx, &bucket, &mut obj)?;
             let part_blobs = drop_upload(tx, &upload_id)?;
-            let queued = notify::enqueue(tx, &b, change)?;
+            let queued = notify::enqueue(tx, &b, change.with_object(&obj))?;
             for blob in part_blobs.into_iter().chain(old) {
                 st.release(tx, &blob)?;
             }
-            Ok(queued)
+            Ok((queued, obj.version_id))
         })
         .await?;
     if queued {
@@ -434,7 +436,13 @@ pub async fn complete(state: &Arc<State>, mut r: S3Request) -> Result<Response, 
                 w.element("ChecksumType", "COMPOSITE");
             }
         });
-    r.xml(doc)
+    let mut b = r
+        .ok(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, "application/xml");
+    if let Some(v) = &version_id {
+        b = b.header("x-amz-version-id", v.as_str());
+    }
+    b.body(axum::body::Body::from(doc)).map_err(internal)
 }
 
 /// The parts' files one after the other, read on blocking threads.

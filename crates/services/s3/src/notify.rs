@@ -40,6 +40,8 @@ pub struct Change {
     pub request_id: String,
     pub principal: String,
     pub time_ms: i64,
+    /// The version created (or the delete marker's) in a versioned bucket.
+    pub version_id: Option<String>,
 }
 
 impl Change {
@@ -53,6 +55,7 @@ impl Change {
             request_id: r.request_id.clone(),
             principal: r.principal(),
             time_ms: store::now_ms(),
+            version_id: None,
         }
     }
 
@@ -66,6 +69,7 @@ impl Change {
             request_id: r.request_id.clone(),
             principal: r.principal(),
             time_ms: store::now_ms(),
+            version_id: None,
         }
     }
 
@@ -79,6 +83,7 @@ impl Change {
             request_id: r.request_id.clone(),
             principal: r.principal(),
             time_ms: store::now_ms(),
+            version_id: None,
         }
     }
 
@@ -88,6 +93,7 @@ impl Change {
         if self.category == "ObjectCreated" {
             self.size = Some(obj.size);
             self.etag = Some(obj.etag.clone());
+            self.version_id = obj.version_id.clone();
         }
         self
     }
@@ -244,6 +250,9 @@ fn record(bucket: &Bucket, c: &Change, config_id: &str, sequencer: &str) -> serd
     if let Some(etag) = &c.etag {
         object.insert("eTag".into(), etag.clone().into());
     }
+    if let Some(v) = &c.version_id {
+        object.insert("versionId".into(), v.clone().into());
+    }
     object.insert("sequencer".into(), sequencer.into());
     json!({
         "eventVersion": "2.1",
@@ -293,6 +302,9 @@ fn bus_event(bucket: &Bucket, c: &Change, sequencer: &str) -> serde_json::Value 
     if let Some(etag) = &c.etag {
         object.insert("etag".into(), etag.clone().into());
     }
+    if let Some(v) = &c.version_id {
+        object.insert("version-id".into(), v.clone().into());
+    }
     object.insert("sequencer".into(), sequencer.into());
     let mut detail = json!({
         "version": "0",
@@ -306,7 +318,12 @@ fn bus_event(bucket: &Bucket, c: &Change, sequencer: &str) -> serde_json::Value 
         detail["reason"] = reason.into();
     }
     if detail_type == "Object Deleted" {
-        detail["deletion-type"] = "Permanently Deleted".into();
+        detail["deletion-type"] = if c.name == "DeleteMarkerCreated" {
+            "Delete Marker Created"
+        } else {
+            "Permanently Deleted"
+        }
+        .into();
     }
     json!({
         "detail-type": detail_type,

@@ -194,12 +194,14 @@ pub async fn put_object(state: &Arc<State>, mut r: S3Request) -> Result<Response
         etag: hex::encode(staged.md5),
         modified_ms: store::now_ms(),
         meta,
+        version_id: None,
     };
     let change = Change::created("Put", &r, &obj);
     let etag = obj.etag.clone();
-    let res = state
+    let (res, version_id) = state
         .store
         .tx(move |tx, st| {
+            let mut obj = obj;
             let b = store::require_bucket(tx, &bucket);
             let b = match b {
                 Ok(b) => b,
@@ -219,18 +221,21 @@ pub async fn put_object(state: &Arc<State>, mut r: S3Request) -> Result<Response
                 return Err(e);
             }
             st.link(&staged)?;
-            let old = store::put_object_row(tx, &bucket, &obj)?;
-            let queued = notify::enqueue(tx, &b, change)?;
-            if let Some(old) = old.filter(|o| *o != obj.blob) {
+            let release = store::put_object_row(tx, &bucket, &mut obj)?;
+            let queued = notify::enqueue(tx, &b, change.with_object(&obj))?;
+            for old in release {
                 st.release(tx, &old)?;
             }
-            Ok(queued)
+            Ok((queued, obj.version_id))
         })
         .await?;
     if res {
         state.notify.wake();
     }
     let mut resp = r.ok(StatusCode::OK).header("etag", quoted(&etag));
+    if let Some(v) = &version_id {
+        resp = resp.header("x-amz-version-id", v.as_str());
+    }
     if let Some((alg, v)) = &checksum {
         resp = resp.header(alg.header_name(), v.as_str());
     }
@@ -399,6 +404,9 @@ fn object_headers(
     if let Some(n) = m.parts {
         b = b.header("x-amz-mp-parts-count", n.to_string());
     }
+    if let Some(v) = &obj.version_id {
+        b = b.header("x-amz-version-id", v.as_str());
+    }
     if checksum_mode {
         if let Some((alg, v)) = &m.checksum {
             if let Some(a) = ChecksumAlgorithm::from_name(alg) {
@@ -415,15 +423,45 @@ fn object_headers(
     b
 }
 
+/// The object a read names: the current version, or `versionId`'s.
+pub fn find_version(
+    c: &rusqlite::Connection,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+    head: bool,
+) -> Result<Object, S3Error> {
+    let Some(v) = version else {
+        return store::get_object(c, bucket, key)?.ok_or_else(|| S3Error::no_such_key(key));
+    };
+    match store::get_version(c, bucket, key, v)? {
+        Some((_, true)) => Err(S3Error::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "The specified method is not allowed against this resource.",
+        )
+        .field("Method", if head { "HEAD" } else { "GET" })
+        .field("ResourceType", "DeleteMarker")),
+        Some((o, false)) => Ok(o),
+        None => Err(S3Error::new(
+            StatusCode::NOT_FOUND,
+            "NoSuchVersion",
+            "The specified version does not exist.",
+        )
+        .field("Key", key.to_string())
+        .field("VersionId", v.to_string())),
+    }
+}
+
 pub async fn get_object(state: &Arc<State>, r: S3Request, head: bool) -> Result<Response, S3Error> {
     let (bucket, key) = (r.bucket.clone(), r.key.clone());
+    let version = r.q("versionId").map(str::to_string);
     let st = state.store.clone();
     let (obj, file) = state
         .store
         .read(move |c| {
             store::require_bucket(c, &bucket)?;
-            let obj =
-                store::get_object(c, &bucket, &key)?.ok_or_else(|| S3Error::no_such_key(&key))?;
+            let obj = find_version(c, &bucket, &key, version.as_deref(), head)?;
             // Opened under the lock: the blob cannot be reclaimed in between, and
             // an open file outlives its unlinking.
             let file = if head {
@@ -557,38 +595,52 @@ pub fn file_body(mut file: std::fs::File, start: u64, len: u64) -> Result<Body, 
 
 pub async fn delete_object(state: &Arc<State>, r: S3Request) -> Result<Response, S3Error> {
     let (bucket, key) = (r.bucket.clone(), r.key.clone());
+    let version = r.q("versionId").map(str::to_string);
     let change = Change::removed(&r, &key);
-    let queued = state
+    let (d, queued) = state
         .store
-        .tx(move |tx, st| delete_one(tx, st, &bucket, &key, change))
+        .tx(move |tx, st| delete_one(tx, st, &bucket, &key, version.as_deref(), change))
         .await?;
     if queued {
         state.notify.wake();
     }
-    r.empty(StatusCode::NO_CONTENT)
+    let mut b = r.ok(StatusCode::NO_CONTENT);
+    if let Some(v) = &d.version_id {
+        b = b.header("x-amz-version-id", v.as_str());
+    }
+    if d.delete_marker {
+        b = b.header("x-amz-delete-marker", "true");
+    }
+    b.body(Body::empty()).map_err(internal)
 }
 
-/// Delete one key (absent is fine, as S3 answers); whether a notification was
-/// queued.
+/// Delete one key or version (absent is fine, as S3 answers); what was done and
+/// whether a notification was queued.
 fn delete_one(
     tx: &rusqlite::Transaction<'_>,
     st: &store::Store,
     bucket: &str,
     key: &str,
-    change: Change,
-) -> Result<bool, S3Error> {
+    version: Option<&str>,
+    mut change: Change,
+) -> Result<(store::Deleted, bool), S3Error> {
     let b = store::require_bucket(tx, bucket)?;
-    let Some(obj) = store::get_object(tx, bucket, key)? else {
-        return Ok(false);
+    let d = match version {
+        Some(v) => store::delete_version(tx, bucket, key, v)?,
+        None => store::delete_current(tx, bucket, key)?,
     };
-    tx.execute(
-        "DELETE FROM objects WHERE bucket = ?1 AND key = ?2",
-        rusqlite::params![bucket, key],
-    )
-    .map_err(internal)?;
-    let queued = notify::enqueue(tx, &b, change)?;
-    st.release(tx, &obj.blob)?;
-    Ok(queued)
+    let mut queued = false;
+    if d.changed {
+        if d.delete_marker && version.is_none() {
+            change.name = "DeleteMarkerCreated";
+        }
+        change.version_id = d.version_id.clone();
+        queued = notify::enqueue(tx, &b, change)?;
+    }
+    for blob in &d.release {
+        st.release(tx, blob)?;
+    }
+    Ok((d, queued))
 }
 
 #[derive(Deserialize)]
@@ -629,8 +681,9 @@ pub async fn delete_objects(state: &Arc<State>, mut r: S3Request) -> Result<Resp
             let mut any = false;
             let mut out = Vec::new();
             for (key, version, change) in changes {
-                any |= delete_one(tx, st, &bucket, &key, change)?;
-                out.push((key, version));
+                let (d, queued) = delete_one(tx, st, &bucket, &key, version.as_deref(), change)?;
+                any |= queued;
+                out.push((key, version, d.delete_marker, d.version_id));
             }
             Ok((out, any))
         })
@@ -640,10 +693,16 @@ pub async fn delete_objects(state: &Arc<State>, mut r: S3Request) -> Result<Resp
     }
     let doc = nimbus_protocol::xml_document("DeleteResult", Some(S3_NAMESPACE), |w| {
         if !quiet {
-            for (key, version) in &deleted {
+            for (key, version, marker, marker_version) in &deleted {
                 w.nested("Deleted", |w| {
                     w.element("Key", key);
                     w.element_opt("VersionId", version.as_deref());
+                    if *marker {
+                        w.element("DeleteMarker", "true");
+                        if version.is_none() {
+                            w.element_opt("DeleteMarkerVersionId", marker_version.as_deref());
+                        }
+                    }
                 });
             }
         }
@@ -693,6 +752,7 @@ pub async fn copy_object(state: &Arc<State>, r: S3Request) -> Result<Response, S
             etag: String::new(),
             modified_ms: now,
             meta: ObjectMeta::default(),
+            version_id: None,
         },
     );
     let (obj, queued) = state
@@ -726,17 +786,18 @@ pub async fn copy_object(state: &Arc<State>, r: S3Request) -> Result<Response, S
             } else {
                 src.meta.tags.clone()
             };
-            let obj = Object {
+            let mut obj = Object {
                 key: key.clone(),
                 blob: src.blob.clone(),
                 size: src.size,
                 etag: src.etag.clone(),
                 modified_ms: now,
                 meta,
+                version_id: None,
             };
-            let old = store::put_object_row(tx, &bucket, &obj)?;
+            let release = store::put_object_row(tx, &bucket, &mut obj)?;
             let queued = notify::enqueue(tx, &b, change_seed.with_object(&obj))?;
-            if let Some(old) = old.filter(|o| *o != obj.blob) {
+            for old in release {
                 st.release(tx, &old)?;
             }
             Ok((obj, queued))
@@ -752,7 +813,13 @@ pub async fn copy_object(state: &Arc<State>, r: S3Request) -> Result<Response, S
             w.element(&format!("Checksum{alg}"), v);
         }
     });
-    r.xml(doc)
+    let mut b = r
+        .ok(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, "application/xml");
+    if let Some(v) = &obj.version_id {
+        b = b.header("x-amz-version-id", v.as_str());
+    }
+    b.body(Body::from(doc)).map_err(internal)
 }
 
 #[derive(Deserialize)]

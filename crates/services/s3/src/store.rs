@@ -25,10 +25,11 @@ use std::sync::{Arc, Mutex};
 
 pub const SCHEMA: Schema = Schema {
     file: "s3.db",
-    migrations: &[Migration {
-        name: "s3: buckets, objects, multipart uploads and the notification outbox",
-        step: Step::Sql(
-            "CREATE TABLE buckets(
+    migrations: &[
+        Migration {
+            name: "s3: buckets, objects, multipart uploads and the notification outbox",
+            step: Step::Sql(
+                "CREATE TABLE buckets(
                 name TEXT PRIMARY KEY,
                 region TEXT NOT NULL,
                 created_ms INTEGER NOT NULL,
@@ -73,8 +74,32 @@ pub const SCHEMA: Schema = Schema {
                 attempts INTEGER NOT NULL DEFAULT 0
              );
              CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
-        ),
-    }],
+            ),
+        },
+        Migration {
+            name: "s3: versioning (noncurrent versions and delete markers)",
+            step: Step::Sql(
+                "ALTER TABLE buckets ADD COLUMN versioning TEXT;
+             ALTER TABLE objects ADD COLUMN version_id TEXT;
+             CREATE TABLE versions(
+                bucket TEXT NOT NULL,
+                key TEXT NOT NULL,
+                version_id TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                blob TEXT,
+                size INTEGER NOT NULL DEFAULT 0,
+                etag TEXT NOT NULL DEFAULT '',
+                modified_ms INTEGER NOT NULL,
+                meta TEXT NOT NULL DEFAULT '{}',
+                delete_marker INTEGER NOT NULL,
+                archived_ms INTEGER NOT NULL,
+                PRIMARY KEY(bucket, key, version_id)
+             ) WITHOUT ROWID;
+             CREATE INDEX versions_blob ON versions(blob);
+             CREATE INDEX versions_seq ON versions(bucket, key, seq);",
+            ),
+        },
+    ],
 };
 
 /// What is kept of an object besides its bytes: content headers, user metadata,
@@ -120,6 +145,8 @@ pub struct Object {
     pub etag: String,
     pub modified_ms: i64,
     pub meta: ObjectMeta,
+    /// `None` in a bucket that never had versioning; `null` for the null version.
+    pub version_id: Option<String>,
 }
 
 /// A blob written to `tmp/`, fsynced, not linked yet.
@@ -290,7 +317,8 @@ impl Store {
 fn blob_referenced(c: &Connection, blob: &str) -> rusqlite::Result<bool> {
     c.query_row(
         "SELECT EXISTS(SELECT 1 FROM objects WHERE blob = ?1)
-             OR EXISTS(SELECT 1 FROM parts WHERE blob = ?1)",
+             OR EXISTS(SELECT 1 FROM parts WHERE blob = ?1)
+             OR EXISTS(SELECT 1 FROM versions WHERE blob = ?1)",
         [blob],
         |r| r.get(0),
     )
@@ -378,7 +406,7 @@ pub fn next_counter(tx: &Connection, name: &str) -> Result<i64, S3Error> {
 
 pub fn get_object(c: &Connection, bucket: &str, key: &str) -> Result<Option<Object>, S3Error> {
     c.query_row(
-        "SELECT key, blob, size, etag, modified_ms, meta FROM objects WHERE bucket = ?1 AND key = ?2",
+        "SELECT key, blob, size, etag, modified_ms, meta, version_id FROM objects WHERE bucket = ?1 AND key = ?2",
         params![bucket, key],
         object_row,
     )
@@ -395,6 +423,7 @@ pub fn object_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Object> {
         etag: r.get(3)?,
         modified_ms: r.get(4)?,
         meta: serde_json::from_str(&meta).unwrap_or_default(),
+        version_id: r.get(6)?,
     })
 }
 
@@ -428,23 +457,27 @@ pub fn require_bucket(c: &Connection, name: &str) -> Result<Bucket, S3Error> {
     get_bucket(c, name)?.ok_or_else(|| S3Error::no_such_bucket(name))
 }
 
-/// Put (or replace) an object row; returns the blob it replaced, if any.
-pub fn put_object_row(
-    tx: &Connection,
-    bucket: &str,
-    obj: &Object,
-) -> Result<Option<String>, S3Error> {
-    let old: Option<String> = tx
-        .query_row(
-            "SELECT blob FROM objects WHERE bucket = ?1 AND key = ?2",
-            params![bucket, obj.key],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(internal)?;
+/// The bucket's versioning status: `None` (never configured), `Enabled`,
+/// `Suspended`.
+pub fn versioning(c: &Connection, bucket: &str) -> Result<Option<String>, S3Error> {
+    c.query_row(
+        "SELECT versioning FROM buckets WHERE name = ?1",
+        [bucket],
+        |r| r.get(0),
+    )
+    .optional()
+    .map(Option::flatten)
+    .map_err(internal)
+}
+
+pub fn new_version_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn insert_current(tx: &Connection, bucket: &str, obj: &Object) -> Result<(), S3Error> {
     tx.execute(
-        "INSERT OR REPLACE INTO objects(bucket, key, blob, size, etag, modified_ms, meta)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT OR REPLACE INTO objects(bucket, key, blob, size, etag, modified_ms, meta, version_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             bucket,
             obj.key,
@@ -452,11 +485,258 @@ pub fn put_object_row(
             obj.size as i64,
             obj.etag,
             obj.modified_ms,
-            serde_json::to_string(&obj.meta).map_err(internal)?
+            serde_json::to_string(&obj.meta).map_err(internal)?,
+            obj.version_id
         ],
     )
     .map_err(internal)?;
-    Ok(old)
+    Ok(())
+}
+
+/// Move the current version of `key` (if any) to the noncurrent versions.
+fn archive_current(tx: &Connection, bucket: &str, key: &str) -> Result<(), S3Error> {
+    let Some(cur) = get_object(tx, bucket, key)? else {
+        return Ok(());
+    };
+    let seq = next_counter(tx, "version")?;
+    tx.execute(
+        "INSERT OR REPLACE INTO versions(bucket, key, version_id, seq, blob, size, etag, modified_ms, meta,
+                                         delete_marker, archived_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10)",
+        params![
+            bucket,
+            key,
+            cur.version_id.as_deref().unwrap_or("null"),
+            seq,
+            cur.blob,
+            cur.size as i64,
+            cur.etag,
+            cur.modified_ms,
+            serde_json::to_string(&cur.meta).map_err(internal)?,
+            now_ms()
+        ],
+    )
+    .map_err(internal)?;
+    tx.execute(
+        "DELETE FROM objects WHERE bucket = ?1 AND key = ?2",
+        params![bucket, key],
+    )
+    .map_err(internal)?;
+    Ok(())
+}
+
+/// Drop the noncurrent `null` version (or null delete marker) of `key`;
+/// returns its blob.
+fn drop_null_version(tx: &Connection, bucket: &str, key: &str) -> Result<Vec<String>, S3Error> {
+    let blob: Option<Option<String>> = tx
+        .query_row(
+            "SELECT blob FROM versions WHERE bucket = ?1 AND key = ?2 AND version_id = 'null'",
+            params![bucket, key],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(internal)?;
+    tx.execute(
+        "DELETE FROM versions WHERE bucket = ?1 AND key = ?2 AND version_id = 'null'",
+        params![bucket, key],
+    )
+    .map_err(internal)?;
+    Ok(blob.flatten().into_iter().collect())
+}
+
+/// Put an object as the current version of its key, as the bucket's versioning
+/// says (a new version id when enabled, the `null` version when suspended);
+/// sets `obj.version_id` and returns the blobs that may have lost their last
+/// reference (release them after).
+pub fn put_object_row(
+    tx: &Connection,
+    bucket: &str,
+    obj: &mut Object,
+) -> Result<Vec<String>, S3Error> {
+    let mut release = Vec::new();
+    let current = get_object(tx, bucket, &obj.key)?;
+    match versioning(tx, bucket)?.as_deref() {
+        Some("Enabled") => {
+            archive_current(tx, bucket, &obj.key)?;
+            obj.version_id = Some(new_version_id());
+        }
+        Some(_) => {
+            match &current {
+                Some(c) if c.version_id.as_deref().is_some_and(|v| v != "null") => {
+                    archive_current(tx, bucket, &obj.key)?
+                }
+                Some(c) => release.push(c.blob.clone()),
+                None => {}
+            }
+            release.extend(drop_null_version(tx, bucket, &obj.key)?);
+            obj.version_id = Some("null".into());
+        }
+        None => {
+            if let Some(c) = current {
+                release.push(c.blob);
+            }
+            obj.version_id = None;
+        }
+    }
+    insert_current(tx, bucket, obj)?;
+    release.retain(|b| *b != obj.blob);
+    Ok(release)
+}
+
+/// What a delete did.
+#[derive(Debug, Default)]
+pub struct Deleted {
+    /// Blobs that may have lost their last reference.
+    pub release: Vec<String>,
+    /// The version id the answer names (the marker's, or the deleted version's).
+    pub version_id: Option<String>,
+    /// A delete marker was created (or a delete marker was deleted).
+    pub delete_marker: bool,
+    /// Something changed.
+    pub changed: bool,
+}
+
+fn insert_marker(tx: &Connection, bucket: &str, key: &str, vid: &str) -> Result<(), S3Error> {
+    let seq = next_counter(tx, "version")?;
+    let now = now_ms();
+    tx.execute(
+        "INSERT OR REPLACE INTO versions(bucket, key, version_id, seq, blob, modified_ms, delete_marker, archived_ms)
+         VALUES (?1, ?2, ?3, ?4, NULL, ?5, 1, ?5)",
+        params![bucket, key, vid, seq, now],
+    )
+    .map_err(internal)?;
+    Ok(())
+}
+
+/// Delete the current version of `key` (no version id given): a plain delete,
+/// or a delete marker in a versioned bucket.
+pub fn delete_current(tx: &Connection, bucket: &str, key: &str) -> Result<Deleted, S3Error> {
+    let current = get_object(tx, bucket, key)?;
+    let mut out = Deleted::default();
+    match versioning(tx, bucket)?.as_deref() {
+        None => {
+            if let Some(c) = current {
+                tx.execute(
+                    "DELETE FROM objects WHERE bucket = ?1 AND key = ?2",
+                    params![bucket, key],
+                )
+                .map_err(internal)?;
+                out.release.push(c.blob);
+                out.changed = true;
+            }
+        }
+        Some(status) => {
+            let vid = if status == "Enabled" {
+                archive_current(tx, bucket, key)?;
+                new_version_id()
+            } else {
+                match current {
+                    Some(c) if c.version_id.as_deref().is_some_and(|v| v != "null") => {
+                        archive_current(tx, bucket, key)?
+                    }
+                    Some(c) => {
+                        tx.execute(
+                            "DELETE FROM objects WHERE bucket = ?1 AND key = ?2",
+                            params![bucket, key],
+                        )
+                        .map_err(internal)?;
+                        out.release.push(c.blob);
+                    }
+                    None => {}
+                }
+                out.release.extend(drop_null_version(tx, bucket, key)?);
+                "null".to_string()
+            };
+            insert_marker(tx, bucket, key, &vid)?;
+            out.version_id = Some(vid);
+            out.delete_marker = true;
+            out.changed = true;
+        }
+    }
+    Ok(out)
+}
+
+/// One version of a key: the current object, or a noncurrent version or
+/// delete marker (`Ok(None)`: no such version).
+pub fn get_version(
+    c: &Connection,
+    bucket: &str,
+    key: &str,
+    vid: &str,
+) -> Result<Option<(Object, bool)>, S3Error> {
+    if let Some(o) = get_object(c, bucket, key)? {
+        if o.version_id.as_deref().unwrap_or("null") == vid {
+            return Ok(Some((o, false)));
+        }
+    }
+    c.query_row(
+        "SELECT key, COALESCE(blob, ''), size, etag, modified_ms, meta, version_id, delete_marker
+         FROM versions WHERE bucket = ?1 AND key = ?2 AND version_id = ?3",
+        params![bucket, key, vid],
+        |r| Ok((object_row(r)?, r.get::<_, bool>(7)?)),
+    )
+    .optional()
+    .map_err(internal)
+}
+
+/// Permanently delete one version; if it was the latest, the next newest
+/// version becomes current (unless that is a delete marker).
+pub fn delete_version(
+    tx: &Connection,
+    bucket: &str,
+    key: &str,
+    vid: &str,
+) -> Result<Deleted, S3Error> {
+    let mut out = Deleted {
+        version_id: Some(vid.to_string()),
+        ..Default::default()
+    };
+    match get_version(tx, bucket, key, vid)? {
+        None => return Ok(out),
+        Some((o, marker)) => {
+            let was_current = get_object(tx, bucket, key)?
+                .is_some_and(|c| c.version_id.as_deref().unwrap_or("null") == vid);
+            if was_current {
+                tx.execute(
+                    "DELETE FROM objects WHERE bucket = ?1 AND key = ?2",
+                    params![bucket, key],
+                )
+                .map_err(internal)?;
+            } else {
+                tx.execute(
+                    "DELETE FROM versions WHERE bucket = ?1 AND key = ?2 AND version_id = ?3",
+                    params![bucket, key, vid],
+                )
+                .map_err(internal)?;
+            }
+            if !marker {
+                out.release.push(o.blob);
+            }
+            out.delete_marker = marker;
+            out.changed = true;
+        }
+    }
+    // Promote the newest remaining version if nothing is current.
+    if get_object(tx, bucket, key)?.is_none() {
+        let latest = tx
+            .query_row(
+                "SELECT key, COALESCE(blob, ''), size, etag, modified_ms, meta, version_id, delete_marker
+                 FROM versions WHERE bucket = ?1 AND key = ?2 ORDER BY seq DESC LIMIT 1",
+                params![bucket, key],
+                |r| Ok((object_row(r)?, r.get::<_, bool>(7)?)),
+            )
+            .optional()
+            .map_err(internal)?;
+        if let Some((o, false)) = latest {
+            tx.execute(
+                "DELETE FROM versions WHERE bucket = ?1 AND key = ?2 AND version_id = ?3",
+                params![bucket, key, o.version_id],
+            )
+            .map_err(internal)?;
+            insert_current(tx, bucket, &o)?;
+        }
+    }
+    Ok(out)
 }
 
 pub fn now_ms() -> i64 {
