@@ -691,8 +691,10 @@ def test_versioning(s3):
     v1 = s3.put_object(Bucket="versioned", Key="k", Body=b"v1")["VersionId"]
     v2 = s3.put_object(Bucket="versioned", Key="k", Body=b"v2")["VersionId"]
     assert v1 != v2 and "null" not in (v1, v2)
-    v3 = s3.copy_object(Bucket="versioned", Key="copied", CopySource="versioned/k")["VersionId"]
+    v3 = s3.copy_object(Bucket="versioned", Key="copied",
+                        CopySource={"Bucket": "versioned", "Key": "k", "VersionId": v1})["VersionId"]
     assert v3 not in (v1, v2, "null")
+    assert s3.get_object(Bucket="versioned", Key="copied")["Body"].read() == b"v1"
     s3.delete_object(Bucket="versioned", Key="copied", VersionId=v3)
     got = s3.get_object(Bucket="versioned", Key="k")
     assert got["Body"].read() == b"v2" and got["VersionId"] == v2

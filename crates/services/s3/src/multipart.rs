@@ -190,6 +190,7 @@ pub async fn upload_part(state: &Arc<State>, mut r: S3Request) -> Result<Respons
 pub async fn upload_part_copy(state: &Arc<State>, r: S3Request) -> Result<Response, S3Error> {
     part_number(&r)?;
     let (src_bucket, src_key) = objects::copy_source(&r)?;
+    let src_version = objects::copy_source_version(&r);
     let st = state.store.clone();
     let (bucket, key) = (r.bucket.clone(), r.key.clone());
     let id = r.q("uploadId").unwrap_or("").to_string();
@@ -199,8 +200,8 @@ pub async fn upload_part_copy(state: &Arc<State>, r: S3Request) -> Result<Respon
             store::require_bucket(c, &bucket)?;
             get_upload(c, &bucket, &key, &id)?;
             store::require_bucket(c, &src_bucket)?;
-            let src = store::get_object(c, &src_bucket, &src_key)?
-                .ok_or_else(|| S3Error::no_such_key(&src_key))?;
+            let src =
+                objects::find_version(c, &src_bucket, &src_key, src_version.as_deref(), false)?;
             let f = std::fs::File::open(st.blob_path(&src.blob)).map_err(internal)?;
             Ok((src, f))
         })

@@ -710,10 +710,19 @@ pub async fn delete_objects(state: &Arc<State>, mut r: S3Request) -> Result<Resp
     r.xml(doc)
 }
 
+/// The `versionId` of `x-amz-copy-source`, if it names one.
+pub fn copy_source_version(r: &S3Request) -> Option<String> {
+    let raw = r.header("x-amz-copy-source")?;
+    let (_, q) = raw.split_once('?')?;
+    form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == "versionId")
+        .map(|(_, v)| v.into_owned())
+}
+
 /// `x-amz-copy-source`: `[/]bucket/key[?versionId=…]`, URL-encoded.
 pub fn copy_source(r: &S3Request) -> Result<(String, String), S3Error> {
     let raw = r.header("x-amz-copy-source").unwrap_or("");
-    let raw = raw.split_once("?versionId=").map(|(a, _)| a).unwrap_or(raw);
+    let raw = raw.split_once('?').map(|(a, _)| a).unwrap_or(raw);
     let decoded = wire::percent_decode(raw)?;
     let s = decoded.strip_prefix('/').unwrap_or(&decoded);
     match s.split_once('/') {
@@ -728,6 +737,7 @@ pub fn copy_source(r: &S3Request) -> Result<(String, String), S3Error> {
 
 pub async fn copy_object(state: &Arc<State>, r: S3Request) -> Result<Response, S3Error> {
     let (src_bucket, src_key) = copy_source(&r)?;
+    let src_version = copy_source_version(&r);
     let replace = match r.header("x-amz-metadata-directive") {
         None | Some("COPY") => false,
         Some("REPLACE") => true,
@@ -759,8 +769,7 @@ pub async fn copy_object(state: &Arc<State>, r: S3Request) -> Result<Response, S
         .store
         .tx(move |tx, st| {
             store::require_bucket(tx, &src_bucket)?;
-            let src = store::get_object(tx, &src_bucket, &src_key)?
-                .ok_or_else(|| S3Error::no_such_key(&src_key))?;
+            let src = find_version(tx, &src_bucket, &src_key, src_version.as_deref(), false)?;
             let b = store::require_bucket(tx, &bucket)?;
             check_read_conditions(&headers, &src, "x-amz-copy-source-")?;
             if src_bucket == bucket
