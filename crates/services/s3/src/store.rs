@@ -1,0 +1,744 @@
+//! Where S3 keeps things: metadata in `<data>/s3.db` (SQLite, WAL,
+//! `synchronous=FULL`), object bytes in content-addressed files under
+//! `<data>/s3/blobs/<2 hex>/<sha256 hex>`.
+//!
+//! A body is streamed into `<data>/s3/tmp/<uuid>` while its SHA-256 (the blob's
+//! name), MD5 (the ETag) and any flexible checksum are computed, fsynced, and only
+//! then linked into place and referenced by a row, under the connection's lock so
+//! that a blob is never reclaimed between being linked and being referenced. A
+//! blob no row references any more is removed in the same critical section that
+//! dropped its last reference. Keys never become file paths: only hex digests do.
+
+use crate::error::{internal, S3Error};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use md5::{Digest as _, Md5};
+use nimbus_protocol::{ChecksumAlgorithm, Hasher};
+use nimbus_store::migrate::{Migration, Schema, Step};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub const SCHEMA: Schema = Schema {
+    file: "s3.db",
+    migrations: &[
+        Migration {
+            name: "s3: buckets, objects, multipart uploads and the notification outbox",
+            step: Step::Sql(
+                "CREATE TABLE buckets(
+                name TEXT PRIMARY KEY,
+                region TEXT NOT NULL,
+                created_ms INTEGER NOT NULL,
+                notification TEXT,
+                config TEXT NOT NULL DEFAULT '{}'
+             );
+             CREATE TABLE objects(
+                bucket TEXT NOT NULL,
+                key TEXT NOT NULL,
+                blob TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                etag TEXT NOT NULL,
+                modified_ms INTEGER NOT NULL,
+                meta TEXT NOT NULL,
+                PRIMARY KEY(bucket, key)
+             ) WITHOUT ROWID;
+             CREATE INDEX objects_blob ON objects(blob);
+             CREATE TABLE uploads(
+                id TEXT PRIMARY KEY,
+                bucket TEXT NOT NULL,
+                key TEXT NOT NULL,
+                initiated_ms INTEGER NOT NULL,
+                meta TEXT NOT NULL
+             );
+             CREATE INDEX uploads_bucket ON uploads(bucket, key, initiated_ms);
+             CREATE TABLE parts(
+                upload_id TEXT NOT NULL,
+                part_number INTEGER NOT NULL,
+                blob TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                etag TEXT NOT NULL,
+                checksum TEXT,
+                modified_ms INTEGER NOT NULL,
+                PRIMARY KEY(upload_id, part_number)
+             ) WITHOUT ROWID;
+             CREATE INDEX parts_blob ON parts(blob);
+             CREATE TABLE outbox(
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                kind TEXT NOT NULL,
+                target TEXT NOT NULL,
+                body TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0
+             );
+             CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+            ),
+        },
+        Migration {
+            name: "s3: versioning (noncurrent versions and delete markers)",
+            step: Step::Sql(
+                "ALTER TABLE buckets ADD COLUMN versioning TEXT;
+             ALTER TABLE objects ADD COLUMN version_id TEXT;
+             CREATE TABLE versions(
+                bucket TEXT NOT NULL,
+                key TEXT NOT NULL,
+                version_id TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                blob TEXT,
+                size INTEGER NOT NULL DEFAULT 0,
+                etag TEXT NOT NULL DEFAULT '',
+                modified_ms INTEGER NOT NULL,
+                meta TEXT NOT NULL DEFAULT '{}',
+                delete_marker INTEGER NOT NULL,
+                archived_ms INTEGER NOT NULL,
+                PRIMARY KEY(bucket, key, version_id)
+             ) WITHOUT ROWID;
+             CREATE INDEX versions_blob ON versions(blob);
+             CREATE INDEX versions_seq ON versions(bucket, key, seq);",
+            ),
+        },
+    ],
+};
+
+/// What is kept of an object besides its bytes: content headers, user metadata,
+/// checksum.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectMeta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_disposition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// `x-amz-meta-*`, names lower-cased without the prefix.
+    #[serde(default)]
+    pub user: BTreeMap<String, String>,
+    /// The flexible checksum: algorithm name (`CRC32`…) and base64 value
+    /// (`<value>-N` for a composite multipart checksum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<(String, String)>,
+    /// Number of parts of a multipart object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<u32>,
+    /// Tags (`x-amz-tagging` / PutObjectTagging).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One object row.
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub key: String,
+    pub blob: String,
+    pub size: u64,
+    /// The ETag without quotes.
+    pub etag: String,
+    pub modified_ms: i64,
+    pub meta: ObjectMeta,
+    /// `None` in a bucket that never had versioning; `null` for the null version.
+    pub version_id: Option<String>,
+}
+
+/// A blob written to `tmp/`, fsynced, not linked yet.
+#[derive(Debug)]
+pub struct Staged {
+    pub tmp: PathBuf,
+    pub sha256: String,
+    pub md5: [u8; 16],
+    pub size: u64,
+    /// The flexible checksum computed on the way, if one was asked for.
+    pub checksum: Option<(ChecksumAlgorithm, Vec<u8>)>,
+}
+
+/// The store: one connection and the blob directory.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+    root: PathBuf,
+}
+
+impl Store {
+    pub fn open(data_dir: &Path) -> Result<Self, String> {
+        let root = data_dir.join("s3");
+        for d in ["blobs", "tmp"] {
+            std::fs::create_dir_all(root.join(d)).map_err(|e| format!("{}: {e}", d))?;
+        }
+        let conn = nimbus_store::open_migrated(&data_dir.join("s3.db"), &SCHEMA)
+            .map_err(|e| e.to_string())?;
+        let store = Self {
+            conn: Arc::new(Mutex::new(conn)),
+            root,
+        };
+        store.recover();
+        Ok(store)
+    }
+
+    /// After a crash: staged files nobody will link, and blobs linked whose row
+    /// never committed, are removed.
+    fn recover(&self) {
+        if let Ok(rd) = std::fs::read_dir(self.root.join("tmp")) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let _ = self.with(|c| {
+            let Ok(dirs) = std::fs::read_dir(self.root.join("blobs")) else {
+                return Ok(());
+            };
+            for d in dirs.flatten() {
+                let Ok(files) = std::fs::read_dir(d.path()) else {
+                    continue;
+                };
+                for f in files.flatten() {
+                    let name = f.file_name().to_string_lossy().into_owned();
+                    if !blob_referenced(c, &name)? {
+                        tracing::info!(blob = %name, "s3: removing unreferenced blob");
+                        let _ = std::fs::remove_file(f.path());
+                    }
+                }
+            }
+            Ok::<_, rusqlite::Error>(())
+        });
+    }
+
+    /// Run `f` with the connection locked.
+    pub fn with<T, E>(&self, f: impl FnOnce(&mut Connection) -> Result<T, E>) -> Result<T, E> {
+        let mut c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut c)
+    }
+
+    /// Run `f` in a transaction on a blocking thread; commit if it succeeds.
+    pub async fn tx<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>, &Store) -> Result<T, S3Error> + Send + 'static,
+    ) -> Result<T, S3Error> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            store.with(|c| {
+                let tx = c.transaction().map_err(internal)?;
+                let out = f(&tx, &store)?;
+                tx.commit().map_err(internal)?;
+                Ok(out)
+            })
+        })
+        .await
+        .map_err(internal)?
+    }
+
+    /// Read-only work on a blocking thread.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, S3Error> + Send + 'static,
+    ) -> Result<T, S3Error> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.with(|c| f(c)))
+            .await
+            .map_err(internal)?
+    }
+
+    pub fn blob_path(&self, sha: &str) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(sha.get(..2).unwrap_or("00"))
+            .join(sha)
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        self.root
+            .join("tmp")
+            .join(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    /// Stream `body` into a staged file, hashing on the way; at most `max` bytes
+    /// (`EntityTooLarge` past it). The file is fsynced before this returns.
+    pub async fn stage(
+        &self,
+        body: impl futures_util::Stream<Item = Result<Bytes, S3Error>> + Send,
+        checksum: Option<ChecksumAlgorithm>,
+        max: u64,
+    ) -> Result<Staged, S3Error> {
+        let tmp = self.tmp_path();
+        let out = stage_into(&tmp, body, checksum, max).await;
+        if out.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        out.map(|(sha256, md5, size, checksum)| Staged {
+            tmp,
+            sha256,
+            md5,
+            size,
+            checksum,
+        })
+    }
+
+    /// Link a staged blob into place (under the connection lock, from inside
+    /// [`Store::tx`]): if the same content is already stored the staged copy is
+    /// dropped.
+    pub fn link(&self, staged: &Staged) -> Result<(), S3Error> {
+        let dest = self.blob_path(&staged.sha256);
+        if dest.exists() {
+            let _ = std::fs::remove_file(&staged.tmp);
+            return Ok(());
+        }
+        let dir = dest.parent().expect("blob path has a parent");
+        std::fs::create_dir_all(dir).map_err(internal)?;
+        std::fs::rename(&staged.tmp, &dest).map_err(internal)?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(internal)?;
+        Ok(())
+    }
+
+    /// Remove `blob` if no row references it any more (inside [`Store::tx`]; the
+    /// file goes even if the transaction later rolls back, so call it last).
+    pub fn release(&self, tx: &Connection, blob: &str) -> Result<(), S3Error> {
+        if !blob_referenced(tx, blob).map_err(internal)? {
+            let _ = std::fs::remove_file(self.blob_path(blob));
+        }
+        Ok(())
+    }
+
+    /// Drop a staged file that will not be linked.
+    pub fn discard(&self, staged: &Staged) {
+        let _ = std::fs::remove_file(&staged.tmp);
+    }
+}
+
+fn blob_referenced(c: &Connection, blob: &str) -> rusqlite::Result<bool> {
+    c.query_row(
+        "SELECT EXISTS(SELECT 1 FROM objects WHERE blob = ?1)
+             OR EXISTS(SELECT 1 FROM parts WHERE blob = ?1)
+             OR EXISTS(SELECT 1 FROM versions WHERE blob = ?1)",
+        [blob],
+        |r| r.get(0),
+    )
+}
+
+type StageOut = (String, [u8; 16], u64, Option<(ChecksumAlgorithm, Vec<u8>)>);
+
+async fn stage_into(
+    tmp: &Path,
+    body: impl futures_util::Stream<Item = Result<Bytes, S3Error>> + Send,
+    checksum: Option<ChecksumAlgorithm>,
+    max: u64,
+) -> Result<StageOut, S3Error> {
+    // Writes go through a blocking thread in batches so a slow disk never stalls
+    // the runtime; hashing happens as the bytes arrive.
+    let file = std::fs::File::create(tmp).map_err(internal)?;
+    let mut file = Some(std::io::BufWriter::with_capacity(1 << 20, file));
+    let mut sha = Sha256::new();
+    let mut md5 = Md5::new();
+    let mut flex: Option<Hasher> = checksum.map(|a| a.hasher());
+    let mut size: u64 = 0;
+    let mut pending: Vec<Bytes> = Vec::new();
+    let mut pending_len = 0usize;
+    futures_util::pin_mut!(body);
+    loop {
+        let next = body.next().await;
+        let done = next.is_none();
+        if let Some(chunk) = next {
+            let chunk = chunk?;
+            size += chunk.len() as u64;
+            if size > max {
+                return Err(S3Error::entity_too_large(max));
+            }
+            sha.update(&chunk);
+            md5.update(&chunk);
+            if let Some(h) = flex.as_mut() {
+                h.update(&chunk);
+            }
+            pending_len += chunk.len();
+            pending.push(chunk);
+        }
+        if pending_len >= (1 << 20) || done {
+            let mut w = file.take().expect("writer present");
+            let batch = std::mem::take(&mut pending);
+            pending_len = 0;
+            let w = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+                for b in batch {
+                    w.write_all(&b)?;
+                }
+                if done {
+                    let f = w.into_inner().map_err(|e| e.into_error())?;
+                    f.sync_all()?;
+                    return Ok(None);
+                }
+                Ok(Some(w))
+            })
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+            file = w;
+        }
+        if done {
+            break;
+        }
+    }
+    let sha = hex::encode(sha.finalize());
+    let md5: [u8; 16] = md5.finalize().into();
+    let flex = flex.map(|h| (h.algorithm(), h.finalize()));
+    Ok((sha, md5, size, flex))
+}
+
+/// The next value of a named counter (sequencers).
+pub fn next_counter(tx: &Connection, name: &str) -> Result<i64, S3Error> {
+    tx.execute(
+        "INSERT INTO counters(name, value) VALUES (?1, 1)
+         ON CONFLICT(name) DO UPDATE SET value = value + 1",
+        [name],
+    )
+    .map_err(internal)?;
+    tx.query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| {
+        r.get(0)
+    })
+    .map_err(internal)
+}
+
+pub fn get_object(c: &Connection, bucket: &str, key: &str) -> Result<Option<Object>, S3Error> {
+    c.query_row(
+        "SELECT key, blob, size, etag, modified_ms, meta, version_id FROM objects WHERE bucket = ?1 AND key = ?2",
+        params![bucket, key],
+        object_row,
+    )
+    .optional()
+    .map_err(internal)
+}
+
+pub fn object_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Object> {
+    let meta: String = r.get(5)?;
+    Ok(Object {
+        key: r.get(0)?,
+        blob: r.get(1)?,
+        size: r.get::<_, i64>(2)? as u64,
+        etag: r.get(3)?,
+        modified_ms: r.get(4)?,
+        meta: serde_json::from_str(&meta).unwrap_or_default(),
+        version_id: r.get(6)?,
+    })
+}
+
+/// A bucket row.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    pub name: String,
+    pub region: String,
+    pub created_ms: i64,
+    pub notification: Option<String>,
+}
+
+pub fn get_bucket(c: &Connection, name: &str) -> Result<Option<Bucket>, S3Error> {
+    c.query_row(
+        "SELECT name, region, created_ms, notification FROM buckets WHERE name = ?1",
+        [name],
+        |r| {
+            Ok(Bucket {
+                name: r.get(0)?,
+                region: r.get(1)?,
+                created_ms: r.get(2)?,
+                notification: r.get(3)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(internal)
+}
+
+pub fn require_bucket(c: &Connection, name: &str) -> Result<Bucket, S3Error> {
+    get_bucket(c, name)?.ok_or_else(|| S3Error::no_such_bucket(name))
+}
+
+/// The bucket's versioning status: `None` (never configured), `Enabled`,
+/// `Suspended`.
+pub fn versioning(c: &Connection, bucket: &str) -> Result<Option<String>, S3Error> {
+    c.query_row(
+        "SELECT versioning FROM buckets WHERE name = ?1",
+        [bucket],
+        |r| r.get(0),
+    )
+    .optional()
+    .map(Option::flatten)
+    .map_err(internal)
+}
+
+pub fn new_version_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn insert_current(tx: &Connection, bucket: &str, obj: &Object) -> Result<(), S3Error> {
+    tx.execute(
+        "INSERT OR REPLACE INTO objects(bucket, key, blob, size, etag, modified_ms, meta, version_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            bucket,
+            obj.key,
+            obj.blob,
+            obj.size as i64,
+            obj.etag,
+            obj.modified_ms,
+            serde_json::to_string(&obj.meta).map_err(internal)?,
+            obj.version_id
+        ],
+    )
+    .map_err(internal)?;
+    Ok(())
+}
+
+/// Move the current version of `key` (if any) to the noncurrent versions.
+fn archive_current(tx: &Connection, bucket: &str, key: &str) -> Result<(), S3Error> {
+    let Some(cur) = get_object(tx, bucket, key)? else {
+        return Ok(());
+    };
+    let seq = next_counter(tx, "version")?;
+    tx.execute(
+        "INSERT OR REPLACE INTO versions(bucket, key, version_id, seq, blob, size, etag, modified_ms, meta,
+                                         delete_marker, archived_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10)",
+        params![
+            bucket,
+            key,
+            cur.version_id.as_deref().unwrap_or("null"),
+            seq,
+            cur.blob,
+            cur.size as i64,
+            cur.etag,
+            cur.modified_ms,
+            serde_json::to_string(&cur.meta).map_err(internal)?,
+            now_ms()
+        ],
+    )
+    .map_err(internal)?;
+    tx.execute(
+        "DELETE FROM objects WHERE bucket = ?1 AND key = ?2",
+        params![bucket, key],
+    )
+    .map_err(internal)?;
+    Ok(())
+}
+
+/// Drop the noncurrent `null` version (or null delete marker) of `key`;
+/// returns its blob.
+fn drop_null_version(tx: &Connection, bucket: &str, key: &str) -> Result<Vec<String>, S3Error> {
+    let blob: Option<Option<String>> = tx
+        .query_row(
+            "SELECT blob FROM versions WHERE bucket = ?1 AND key = ?2 AND version_id = 'null'",
+            params![bucket, key],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(internal)?;
+    tx.execute(
+        "DELETE FROM versions WHERE bucket = ?1 AND key = ?2 AND version_id = 'null'",
+        params![bucket, key],
+    )
+    .map_err(internal)?;
+    Ok(blob.flatten().into_iter().collect())
+}
+
+/// Put an object as the current version of its key, as the bucket's versioning
+/// says (a new version id when enabled, the `null` version when suspended);
+/// sets `obj.version_id` and returns the blobs that may have lost their last
+/// reference (release them after).
+pub fn put_object_row(
+    tx: &Connection,
+    bucket: &str,
+    obj: &mut Object,
+) -> Result<Vec<String>, S3Error> {
+    let mut release = Vec::new();
+    let current = get_object(tx, bucket, &obj.key)?;
+    match versioning(tx, bucket)?.as_deref() {
+        Some("Enabled") => {
+            archive_current(tx, bucket, &obj.key)?;
+            obj.version_id = Some(new_version_id());
+        }
+        Some(_) => {
+            match &current {
+                Some(c) if c.version_id.as_deref().is_some_and(|v| v != "null") => {
+                    archive_current(tx, bucket, &obj.key)?
+                }
+                Some(c) => release.push(c.blob.clone()),
+                None => {}
+            }
+            release.extend(drop_null_version(tx, bucket, &obj.key)?);
+            obj.version_id = Some("null".into());
+        }
+        None => {
+            if let Some(c) = current {
+                release.push(c.blob);
+            }
+            obj.version_id = None;
+        }
+    }
+    insert_current(tx, bucket, obj)?;
+    release.retain(|b| *b != obj.blob);
+    Ok(release)
+}
+
+/// What a delete did.
+#[derive(Debug, Default)]
+pub struct Deleted {
+    /// Blobs that may have lost their last reference.
+    pub release: Vec<String>,
+    /// The version id the answer names (the marker's, or the deleted version's).
+    pub version_id: Option<String>,
+    /// A delete marker was created (or a delete marker was deleted).
+    pub delete_marker: bool,
+    /// Something changed.
+    pub changed: bool,
+}
+
+fn insert_marker(tx: &Connection, bucket: &str, key: &str, vid: &str) -> Result<(), S3Error> {
+    let seq = next_counter(tx, "version")?;
+    let now = now_ms();
+    tx.execute(
+        "INSERT OR REPLACE INTO versions(bucket, key, version_id, seq, blob, modified_ms, delete_marker, archived_ms)
+         VALUES (?1, ?2, ?3, ?4, NULL, ?5, 1, ?5)",
+        params![bucket, key, vid, seq, now],
+    )
+    .map_err(internal)?;
+    Ok(())
+}
+
+/// Delete the current version of `key` (no version id given): a plain delete,
+/// or a delete marker in a versioned bucket.
+pub fn delete_current(tx: &Connection, bucket: &str, key: &str) -> Result<Deleted, S3Error> {
+    let current = get_object(tx, bucket, key)?;
+    let mut out = Deleted::default();
+    match versioning(tx, bucket)?.as_deref() {
+        None => {
+            if let Some(c) = current {
+                tx.execute(
+                    "DELETE FROM objects WHERE bucket = ?1 AND key = ?2",
+                    params![bucket, key],
+                )
+                .map_err(internal)?;
+                out.release.push(c.blob);
+                out.changed = true;
+            }
+        }
+        Some(status) => {
+            let vid = if status == "Enabled" {
+                archive_current(tx, bucket, key)?;
+                new_version_id()
+            } else {
+                match current {
+                    Some(c) if c.version_id.as_deref().is_some_and(|v| v != "null") => {
+                        archive_current(tx, bucket, key)?
+                    }
+                    Some(c) => {
+                        tx.execute(
+                            "DELETE FROM objects WHERE bucket = ?1 AND key = ?2",
+                            params![bucket, key],
+                        )
+                        .map_err(internal)?;
+                        out.release.push(c.blob);
+                    }
+                    None => {}
+                }
+                out.release.extend(drop_null_version(tx, bucket, key)?);
+                "null".to_string()
+            };
+            insert_marker(tx, bucket, key, &vid)?;
+            out.version_id = Some(vid);
+            out.delete_marker = true;
+            out.changed = true;
+        }
+    }
+    Ok(out)
+}
+
+/// One version of a key: the current object, or a noncurrent version or
+/// delete marker (`Ok(None)`: no such version).
+pub fn get_version(
+    c: &Connection,
+    bucket: &str,
+    key: &str,
+    vid: &str,
+) -> Result<Option<(Object, bool)>, S3Error> {
+    if let Some(o) = get_object(c, bucket, key)? {
+        if o.version_id.as_deref().unwrap_or("null") == vid {
+            return Ok(Some((o, false)));
+        }
+    }
+    c.query_row(
+        "SELECT key, COALESCE(blob, ''), size, etag, modified_ms, meta, version_id, delete_marker
+         FROM versions WHERE bucket = ?1 AND key = ?2 AND version_id = ?3",
+        params![bucket, key, vid],
+        |r| Ok((object_row(r)?, r.get::<_, bool>(7)?)),
+    )
+    .optional()
+    .map_err(internal)
+}
+
+/// Permanently delete one version; if it was the latest, the next newest
+/// version becomes current (unless that is a delete marker).
+pub fn delete_version(
+    tx: &Connection,
+    bucket: &str,
+    key: &str,
+    vid: &str,
+) -> Result<Deleted, S3Error> {
+    let mut out = Deleted {
+        version_id: Some(vid.to_string()),
+        ..Default::default()
+    };
+    match get_version(tx, bucket, key, vid)? {
+        None => return Ok(out),
+        Some((o, marker)) => {
+            let was_current = get_object(tx, bucket, key)?
+                .is_some_and(|c| c.version_id.as_deref().unwrap_or("null") == vid);
+            if was_current {
+                tx.execute(
+                    "DELETE FROM objects WHERE bucket = ?1 AND key = ?2",
+                    params![bucket, key],
+                )
+                .map_err(internal)?;
+            } else {
+                tx.execute(
+                    "DELETE FROM versions WHERE bucket = ?1 AND key = ?2 AND version_id = ?3",
+                    params![bucket, key, vid],
+                )
+                .map_err(internal)?;
+            }
+            if !marker {
+                out.release.push(o.blob);
+            }
+            out.delete_marker = marker;
+            out.changed = true;
+        }
+    }
+    // Promote the newest remaining version if nothing is current.
+    if get_object(tx, bucket, key)?.is_none() {
+        let latest = tx
+            .query_row(
+                "SELECT key, COALESCE(blob, ''), size, etag, modified_ms, meta, version_id, delete_marker
+                 FROM versions WHERE bucket = ?1 AND key = ?2 ORDER BY seq DESC LIMIT 1",
+                params![bucket, key],
+                |r| Ok((object_row(r)?, r.get::<_, bool>(7)?)),
+            )
+            .optional()
+            .map_err(internal)?;
+        if let Some((o, false)) = latest {
+            tx.execute(
+                "DELETE FROM versions WHERE bucket = ?1 AND key = ?2 AND version_id = ?3",
+                params![bucket, key, o.version_id],
+            )
+            .map_err(internal)?;
+            insert_current(tx, bucket, &o)?;
+        }
+    }
+    Ok(out)
+}
+
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
