@@ -273,7 +273,6 @@ JS_CASES = {
     "s3-ListObjectsV2": ("s3", "ListObjectsV2"),  # virtual-host style
     "dynamodb-ListTables": ("dynamodb", "ListTables"),
     "dynamodbstreams-ListStreams": ("dynamodbstreams", "ListStreams"),
-    "kinesis-ListStreams": ("kinesis", "ListStreams"),
     "events-ListEndpoints": ("events", "ListEndpoints"),
     "secretsmanager-ListSecrets": ("secretsmanager", "ListSecrets"),
     "ssm-DescribeParameters": ("ssm", "DescribeParameters"),

@@ -40,7 +40,11 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
         .metrics()
         .encode(sampled(&st), openmetrics);
     // The services' own series go before OpenMetrics' closing `# EOF`.
-    let services: String = st.services.iter().map(|s| s.metrics()).collect();
+    let services: String = st
+        .services
+        .iter()
+        .map(|s| counter_families(&s.metrics()))
+        .collect();
     if !services.is_empty() {
         let eof = body.rfind("# EOF\n").filter(|_| openmetrics);
         let at = eof.unwrap_or(body.len());
@@ -51,6 +55,53 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
         body,
     )
         .into_response()
+}
+
+/// A service's exposition with each counter family named without its `_total`
+/// suffix (`# TYPE x counter`, samples `x_total`), the one spelling both the
+/// Prometheus text format and OpenMetrics accept: services may write either.
+fn counter_families(text: &str) -> String {
+    let mut counters: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some(name) = rest.strip_suffix(" counter") {
+                counters.push(name.trim().to_string());
+            }
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let fixed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            let base = name.strip_suffix("_total")?;
+            counters
+                .iter()
+                .any(|c| c == name)
+                .then(|| format!("{prefix}{base} {tail}"))
+        });
+        match fixed {
+            Some(l) => out.push_str(l.trim_end()),
+            None => {
+                // A sample of a counter family named without `_total`.
+                let name_end = line
+                    .find(|c: char| c == '{' || c == ' ')
+                    .unwrap_or(line.len());
+                let name = &line[..name_end];
+                if !line.starts_with('#')
+                    && counters.iter().any(|c| c == name && !c.ends_with("_total"))
+                {
+                    out.push_str(name);
+                    out.push_str("_total");
+                    out.push_str(&line[name_end..]);
+                } else {
+                    out.push_str(line);
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// The gauges read from the pool, the queue and admission control at scrape time.
@@ -128,4 +179,20 @@ async fn cost(
     let mut report = metering::report(&rows, &memory, since);
     report.since_ms = since.div_euclid(3_600_000) * 3_600_000;
     Ok(Json(report))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counter_families_lose_total_and_samples_gain_it() {
+        let text = "# HELP a_total A.\n# TYPE a_total counter\na_total 1\n\
+                    # HELP b B.\n# TYPE b counter\nb{x=\"1\"} 2\n\
+                    # TYPE g gauge\ng 3\n";
+        assert_eq!(
+            super::counter_families(text),
+            "# HELP a A.\n# TYPE a counter\na_total 1\n\
+             # HELP b B.\n# TYPE b counter\nb_total{x=\"1\"} 2\n\
+             # TYPE g gauge\ng 3\n"
+        );
+    }
 }
