@@ -84,9 +84,7 @@ fn counter_families(text: &str) -> String {
             Some(l) => out.push_str(l.trim_end()),
             None => {
                 // A sample of a counter family named without `_total`.
-                let name_end = line
-                    .find(|c: char| c == '{' || c == ' ')
-                    .unwrap_or(line.len());
+                let name_end = line.find(['{', ' ']).unwrap_or(line.len());
                 let name = &line[..name_end];
                 if !line.starts_with('#')
                     && counters.iter().any(|c| c == name && !c.ends_with("_total"))
