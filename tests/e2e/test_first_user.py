@@ -287,3 +287,35 @@ def test_arns_as_lambda_returns_them(server):
     assert loc.startswith(server.api), loc
     got = requests.get(loc, timeout=30)
     assert got.status_code == 200 and zipfile.ZipFile(io.BytesIO(got.content)).read("app.py")
+
+
+def test_code_from_s3(server):
+    import io
+    import zipfile
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+    kw = dict(endpoint_url=server.api, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    s3 = boto3.client("s3", config=botocore.config.Config(s3={"addressing_style": "path"}), **kw)
+    lam = boto3.client("lambda", **kw)
+
+    def pkg(tag):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr("app.py", f"def handler(e, c):\n    return {tag!r}\n")
+        return buf.getvalue()
+
+    s3.create_bucket(Bucket="deploy-pkgs")
+    s3.put_object(Bucket="deploy-pkgs", Key="fn/v1.zip", Body=pkg("v1"))
+    lam.create_function(FunctionName="from-s3", Runtime="python3.12", Handler="app.handler",
+                        Role="arn:aws:iam::123456789012:role/r",
+                        Code={"S3Bucket": "deploy-pkgs", "S3Key": "fn/v1.zip"})
+    assert json.loads(lam.invoke(FunctionName="from-s3")["Payload"].read()) == "v1"
+    s3.put_object(Bucket="deploy-pkgs", Key="fn/v2.zip", Body=pkg("v2"))
+    lam.update_function_code(FunctionName="from-s3", S3Bucket="deploy-pkgs", S3Key="fn/v2.zip")
+    assert json.loads(lam.invoke(FunctionName="from-s3")["Payload"].read()) == "v2"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lam.update_function_code(FunctionName="from-s3", S3Bucket="deploy-pkgs", S3Key="missing.zip")
+    err = e.value.response["Error"]
+    assert err["Code"] == "InvalidParameterValueException", err
+    assert "S3 Error Code: NoSuchKey" in err["Message"], err

@@ -414,7 +414,13 @@ async fn serve(args: UpArgs) -> Result<i32> {
             scheduler.clone(),
             admins,
         ),
-        nimbus_svc_lambda::frontend(invoker.clone(), queue.clone(), routes.clone(), mappings),
+        nimbus_svc_lambda::frontend(
+            invoker.clone(),
+            queue.clone(),
+            routes.clone(),
+            mappings,
+            sinks.clone(),
+        ),
         nimbus_svc_sts::frontend(),
     ];
     frontends.extend(services.into_iter().map(|s| s.frontend));

@@ -155,6 +155,20 @@ pub trait StreamSink: Send + Sync + 'static {
     fn put_record(&self, stream_arn: &str, rec: StreamPut) -> BoxFuture<'_, SinkResult<String>>;
 }
 
+/// S3, as other services read from it (Lambda's `Code.S3Bucket`/`S3Key`).
+pub trait ObjectSource: Send + Sync + 'static {
+    /// The object's bytes (the current version, or `version_id`'s), refused
+    /// beyond `max` bytes. `NotFound` carries S3's error code and message
+    /// (`NoSuchBucket`, `NoSuchKey`, `NoSuchVersion`) as `"<Code>: <Message>"`.
+    fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        max: usize,
+    ) -> BoxFuture<'_, SinkResult<Bytes>>;
+}
+
 /// The mail outbox (SES), as other services deliver into it.
 pub trait MailSink: Send + Sync + 'static {
     /// Record one mail; returns its message id once it is durable.
@@ -227,6 +241,7 @@ pub struct Sinks {
     buses: OnceLock<Arc<dyn BusSink>>,
     streams: OnceLock<Arc<dyn StreamSink>>,
     mail: OnceLock<Arc<dyn MailSink>>,
+    objects: OnceLock<Arc<dyn ObjectSource>>,
 }
 
 fn unavailable(what: &str) -> SinkError {
@@ -242,6 +257,7 @@ impl Sinks {
             buses: OnceLock::new(),
             streams: OnceLock::new(),
             mail: OnceLock::new(),
+            objects: OnceLock::new(),
         }
     }
 
@@ -265,6 +281,9 @@ impl Sinks {
     pub fn register_mail(&self, s: Arc<dyn MailSink>) {
         let _ = self.mail.set(s);
     }
+    pub fn register_objects(&self, s: Arc<dyn ObjectSource>) {
+        let _ = self.objects.set(s);
+    }
 
     pub fn queues(&self) -> SinkResult<&Arc<dyn QueueSink>> {
         self.queues.get().ok_or_else(|| unavailable("SQS"))
@@ -280,6 +299,9 @@ impl Sinks {
     }
     pub fn mail(&self) -> SinkResult<&Arc<dyn MailSink>> {
         self.mail.get().ok_or_else(|| unavailable("SES"))
+    }
+    pub fn objects(&self) -> SinkResult<&Arc<dyn ObjectSource>> {
+        self.objects.get().ok_or_else(|| unavailable("S3"))
     }
 
     /// Whether `arn` names a target that exists now (for validating a

@@ -172,6 +172,10 @@ struct CodeBody {
     zip_file: Option<String>,
     #[serde(rename = "S3Bucket")]
     s3_bucket: Option<String>,
+    #[serde(rename = "S3Key")]
+    s3_key: Option<String>,
+    #[serde(rename = "S3ObjectVersion")]
+    s3_object_version: Option<String>,
     image_uri: Option<String>,
 }
 
@@ -310,6 +314,43 @@ impl ConfigBody {
 }
 
 /// Store a base64 `ZipFile` and return its sha256.
+/// A function's package from the object store (`Code.S3Bucket`/`S3Key`), with
+/// Lambda's message when S3 cannot give it.
+async fn code_from_s3(
+    st: &AppState,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+) -> Result<Vec<u8>, ApiError> {
+    use nimbus_triggers::sinks::SinkError;
+    let objects = st
+        .sinks
+        .objects()
+        .map_err(|e| ApiError::service(e.to_string()))?;
+    match objects
+        .get_object(
+            bucket,
+            key,
+            version,
+            nimbus_core::limits::CODE_UNZIPPED_MAX as usize,
+        )
+        .await
+    {
+        Ok(b) => Ok(b.to_vec()),
+        Err(SinkError::NotFound(m)) => {
+            let (code, message) = m.split_once(": ").unwrap_or(("NoSuchKey", m.as_str()));
+            Err(ApiError::invalid_parameter(format!(
+                "Error occurred while GetObject. S3 Error Code: {code}. S3 Error Message: {message}"
+            )))
+        }
+        Err(SinkError::Rejected { .. }) => Err(ApiError::invalid_parameter(format!(
+            "Unzipped size must be smaller than {} bytes",
+            nimbus_core::limits::CODE_UNZIPPED_MAX
+        ))),
+        Err(e) => Err(ApiError::service(e.to_string())),
+    }
+}
+
 async fn store_zip(st: &AppState, code: Option<CodeBody>) -> Result<String, ApiError> {
     let code = code.unwrap_or_default();
     if code.image_uri.is_some() {
@@ -317,21 +358,31 @@ async fn store_zip(st: &AppState, code: Option<CodeBody>) -> Result<String, ApiE
             "Container image functions are not supported by Nimbus yet; use PackageType Zip",
         ));
     }
-    if code.s3_bucket.is_some() {
-        return Err(ApiError::invalid_parameter(
-            "Code from S3 is not supported by Nimbus yet; pass Code.ZipFile",
-        ));
-    }
-    let b64 = code
-        .zip_file
-        .ok_or_else(|| ApiError::invalid_parameter("Please provide a source for function code."))?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64.as_bytes())
-        .map_err(|_| {
-            ApiError::invalid_parameter(
-                "Could not unzip uploaded file. Please check your file, then try to upload again.",
-            )
-        })?;
+    let bytes = match (code.s3_bucket, code.zip_file) {
+        (Some(bucket), None) => {
+            let key = code.s3_key.ok_or_else(|| {
+                ApiError::invalid_parameter("Please provide S3Key along with S3Bucket.")
+            })?;
+            code_from_s3(st, &bucket, &key, code.s3_object_version.as_deref()).await?
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_parameter(
+                "Please do not provide other FunctionCode parameters when providing a ZipFile.",
+            ))
+        }
+        (None, Some(b64)) => base64::engine::general_purpose::STANDARD
+            .decode(b64.as_bytes())
+            .map_err(|_| {
+                ApiError::invalid_parameter(
+                    "Could not unzip uploaded file. Please check your file, then try to upload again.",
+                )
+            })?,
+        (None, None) => {
+            return Err(ApiError::invalid_parameter(
+                "Please provide a source for function code.",
+            ))
+        }
+    };
     let blobs = st.invoker.blobs().clone();
     let bundle = tokio::task::spawn_blocking(move || {
         blobs.put_zip(&bytes, nimbus_core::limits::CODE_UNZIPPED_MAX)
@@ -466,6 +517,10 @@ async fn update_code(
         zip_file: Option<String>,
         #[serde(rename = "S3Bucket")]
         s3_bucket: Option<String>,
+        #[serde(rename = "S3Key")]
+        s3_key: Option<String>,
+        #[serde(rename = "S3ObjectVersion")]
+        s3_object_version: Option<String>,
         image_uri: Option<String>,
         revision_id: Option<String>,
         architectures: Option<Vec<String>>,
@@ -481,6 +536,8 @@ async fn update_code(
         Some(CodeBody {
             zip_file: b.zip_file,
             s3_bucket: b.s3_bucket,
+            s3_key: b.s3_key,
+            s3_object_version: b.s3_object_version,
             image_uri: b.image_uri,
         }),
     )

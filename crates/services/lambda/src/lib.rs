@@ -48,6 +48,8 @@ pub(crate) struct AppState {
     pub(crate) invoker: Invoker,
     pub(crate) queue: AsyncQueue,
     pub(crate) mappings: nimbus_esm::Registry,
+    /// The other services (code packages from S3).
+    pub(crate) sinks: Arc<nimbus_triggers::sinks::Sinks>,
 }
 
 tokio::task_local! {
@@ -87,6 +89,7 @@ pub fn frontend(
     queue: AsyncQueue,
     routes: nimbus_gateway::RouteTable,
     mappings: nimbus_esm::Registry,
+    sinks: Arc<nimbus_triggers::sinks::Sinks>,
 ) -> Arc<dyn Frontend> {
     let router = Router::new()
         .merge(lambda::routes())
@@ -100,6 +103,7 @@ pub fn frontend(
             invoker,
             queue,
             mappings,
+            sinks,
         })
         .layer(axum::Extension(routes));
     Arc::new(Lambda { router })

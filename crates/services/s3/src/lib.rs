@@ -26,6 +26,7 @@ pub mod multipart;
 pub mod notify;
 pub mod objects;
 pub mod ops;
+mod source;
 pub mod store;
 mod wire;
 
@@ -59,6 +60,9 @@ pub fn start(
     let store = store::Store::open(&ctx.data_dir)
         .map_err(|e| nimbus_svc_common::StartError::new("s3", e))?;
     let notify = notify::Notifier::start(store.clone(), ctx.sinks.clone());
+    ctx.sinks.register_objects(Arc::new(source::Objects {
+        store: store.clone(),
+    }));
     let state = Arc::new(State {
         store,
         notify,
