@@ -253,11 +253,24 @@ async fn list_filters_and_pages() {
         )
         .unwrap();
     assert_eq!(none["EventSourceMappings"], json!([]));
+    // Pages follow the full listing's order (creation time, then UUID: two
+    // mappings created in one millisecond are ordered by their random UUIDs).
+    let order: Vec<&str> = all["EventSourceMappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["UUID"].as_str().unwrap())
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    let mut created = uuids.iter().map(String::as_str).collect::<Vec<_>>();
+    created.sort();
+    assert_eq!(sorted, created);
     let p1 = reg.list(None, None, None, Some(1)).unwrap();
-    assert_eq!(p1["EventSourceMappings"][0]["UUID"], uuids[0].as_str());
+    assert_eq!(p1["EventSourceMappings"][0]["UUID"], order[0]);
     let marker = p1["NextMarker"].as_str().unwrap();
     let p2 = reg.list(None, None, Some(marker), Some(1)).unwrap();
-    assert_eq!(p2["EventSourceMappings"][0]["UUID"], uuids[1].as_str());
+    assert_eq!(p2["EventSourceMappings"][0]["UUID"], order[1]);
     assert!(p2.get("NextMarker").is_none());
     assert!(matches!(
         reg.list(None, None, Some("garbage"), None),
