@@ -55,7 +55,12 @@ def put_route(s, key, function, **extra):
 
 def test_request_ids_are_random_so_prefixes_do_not_repeat(server):
     server.deploy("orders", "python3.12", "app.handler", {"app.py": ORDERS})
-    results = concurrently(200, lambda i: server.invoke_ok("orders", {"i": i})[0], timeout=300)
+    # 20 callers x 10 invokes each: concurrent enough to run several instances at
+    # once, below the platform's concurrency limit on a loaded 2-core CI box.
+    batches = concurrently(
+        20, lambda i: [server.invoke_ok("orders", {"i": i * 10 + j})[0] for j in range(10)], timeout=300
+    )
+    results = [r for batch in batches for r in batch]
     ids = [r["order_id"] for r in results]
     assert len(set(ids)) == 200, sorted(ids)
     for r in results:
