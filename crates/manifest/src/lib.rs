@@ -14,6 +14,8 @@
 //!   `file(…)`, `param:`);
 //! * [`serverless`] and [`sam`]: one interpreter per format; [`sam`] also evaluates
 //!   the intrinsic functions (`!Ref`, `!Sub`, `!GetAtt`, `!If`, `!Equals`, …);
+//! * [`template`]: the CloudFormation-shaped resources both formats compile to,
+//!   applied by the server's app engine;
 //! * [`schedule`]: the syntax check of `rate(…)`/`cron(…)` expressions done before
 //!   anything is deployed (the scheduler does the full check).
 //!
@@ -23,6 +25,7 @@
 pub mod sam;
 pub mod schedule;
 pub mod serverless;
+pub mod template;
 pub mod vars;
 pub mod yaml;
 
@@ -93,6 +96,8 @@ pub struct App {
     pub functions: Vec<Function>,
     pub routes: Vec<Route>,
     pub schedules: Vec<Schedule>,
+    /// Every other resource, and those the functions' events generate.
+    pub template: template::Template,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -624,6 +624,7 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
         functions: Vec::new(),
         routes: Vec::new(),
         schedules: Vec::new(),
+        template: Default::default(),
     };
     let mut api_binary_types: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in resources {

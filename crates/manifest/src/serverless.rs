@@ -316,6 +316,7 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
         functions: Vec::new(),
         routes: Vec::new(),
         schedules: Vec::new(),
+        template: Default::default(),
     };
     let Some(funcs) = top.get("functions") else {
         d.warn(1, "no functions");
