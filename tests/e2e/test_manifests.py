@@ -221,7 +221,17 @@ def test_unsupported_and_unknown_are_reported_and_the_rest_deploys(server, tmp_p
                               "  a:\n    handler: handler.main\n    memorySiz: 512\n    events:\n"
                               "      - sqs: arn:aws:sqs:us-east-1:000000000000:q\n"
                               "      - httpApi: GET /partial\n")
-    p = deploy(server, app)
+    # Strict by default (issue 18): what Nimbus cannot honour fails the deploy,
+    # with file:line, before any change.
+    before = set(functions(server))
+    p = deploy(server, app, expect=1)
+    assert "serverless.yml:9: not supported yet: event 'sqs' of functions.a" in p.stderr
+    assert "nothing was deployed" in p.stderr and "--allow-unsupported" in p.stderr, p.stderr
+    assert set(functions(server)) == before
+    assert requests.get(server.gateway + "/partial").status_code == 404
+
+    # --allow-unsupported deploys the rest, on purpose, with the same report.
+    p = deploy(server, app, "--allow-unsupported")
     assert "serverless.yml:7: warning: unknown key 'functions.a.memorySiz'" in p.stderr
     assert "serverless.yml:9: not supported yet: event 'sqs' of functions.a" in p.stderr
     assert requests.get(server.gateway + "/partial").json() == {"v": 1}
@@ -229,12 +239,12 @@ def test_unsupported_and_unknown_are_reported_and_the_rest_deploys(server, tmp_p
     # A function URL comes and goes with the manifest.
     manifest = (app / "serverless.yml").read_text()
     (app / "serverless.yml").write_text(manifest.replace("    memorySiz: 512\n", "    url: true\n"))
-    deploy(server, app)
+    deploy(server, app, "--allow-unsupported")
     url_api = server.api + "/2021-10-31/functions/partial-dev-a/url"
     url = server.session.get(url_api).json()["FunctionUrl"]
     assert requests.get(url).json() == {"v": 1}
     (app / "serverless.yml").write_text(manifest)
-    deploy(server, app)
+    deploy(server, app, "--allow-unsupported")
     assert server.session.get(url_api).status_code == 404
 
 

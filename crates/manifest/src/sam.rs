@@ -1166,7 +1166,7 @@ fn events(d: &mut Diags, f: Field, path: &str, func: &Function, app: &mut App) {
             }
             other => d.unsupported(
                 k.pos.line,
-                format!("event {name} of type {other}: Nimbus has no such service yet; the function deploys without it"),
+                format!("event {name} of type {other}: manifests do not wire this event kind yet (create it with the service API or `nimbus mappings`)"),
             ),
         }
     }
@@ -1390,7 +1390,7 @@ Resources:
         let l = load(&dir.path().join("template.yaml"), &opts);
         let msgs: Vec<String> = l.diagnostics.iter().map(|d| d.to_string()).collect();
         assert_eq!(msgs.len(), 2, "{msgs:#?}");
-        assert!(msgs[0].ends_with("template.yaml:50: not supported yet: event Queue of type SQS: Nimbus has no such service yet; the function deploys without it"), "{msgs:?}");
+        assert!(msgs[0].ends_with("template.yaml:50: not supported yet: event Queue of type SQS: manifests do not wire this event kind yet (create it with the service API or `nimbus mappings`)"), "{msgs:?}");
         assert!(msgs[1].ends_with("template.yaml:60: not supported yet: resource Table of type AWS::DynamoDB::Table is ignored"), "{msgs:?}");
         let app = l.app.unwrap();
         assert_eq!(app.name, "users");

@@ -573,7 +573,7 @@ fn events(d: &mut Diags, f: Field, path: &str, func: &Function, payload: &str, a
             }
             other if UNSUPPORTED_EVENTS.contains(&other) => d.unsupported(
                 k.pos.line,
-                format!("event '{other}' of {path}: Nimbus has no such service yet; the function deploys without it"),
+                format!("event '{other}' of {path}: manifests do not wire this event kind yet (create it with the service API or `nimbus mappings`)"),
             ),
             other => d.warn(k.pos.line, format!("unknown event type '{other}' in {path}")),
         }

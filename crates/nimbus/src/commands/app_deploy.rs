@@ -43,6 +43,11 @@ pub struct AppArgs {
     /// The SAM app's name (default: the template directory's name).
     #[arg(long)]
     pub stack_name: Option<String>,
+    /// Deploy even when the manifest declares things Nimbus cannot honour yet
+    /// (resources, events, keys reported as "not supported yet"): they are skipped
+    /// with a warning. Without it such a manifest fails before any change.
+    #[arg(long)]
+    pub allow_unsupported: bool,
 }
 
 impl AppArgs {
@@ -52,6 +57,7 @@ impl AppArgs {
             || self.region.is_some()
             || !self.parameter_overrides.is_empty()
             || self.stack_name.is_some()
+            || self.allow_unsupported
     }
 }
 
@@ -82,6 +88,23 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
         eprintln!("{d}");
     }
     let mut loaded = loaded;
+    // Strict by default: an app that declares what Nimbus cannot run would deploy
+    // "successfully" and then not work, so CI pipelines must see a failure.
+    let unsupported = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.level == nimbus_manifest::Level::Unsupported)
+        .count();
+    if unsupported > 0 && !a.allow_unsupported && loaded.app.is_some() {
+        eprintln!(
+            "error: {} declares {unsupported} thing{} Nimbus cannot honour yet (above); nothing was deployed. \
+             Pass --allow-unsupported to deploy the rest without {}.",
+            manifest.display(),
+            if unsupported == 1 { "" } else { "s" },
+            if unsupported == 1 { "it" } else { "them" },
+        );
+        return Ok(1);
+    }
     // Route keys as the gateway will parse them, before anything changes.
     if let Some(app) = &loaded.app {
         let bad: Vec<String> = app

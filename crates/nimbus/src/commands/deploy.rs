@@ -48,7 +48,7 @@ pub async fn run(client: &Client, mut a: Args) -> Result<i32> {
         return super::app_deploy::run(client, a.app).await;
     };
     if a.app.any() {
-        bail!("-f/--stage/--region/--parameter-overrides/--stack-name deploy an app manifest: leave out NAME");
+        bail!("-f/--stage/--region/--parameter-overrides/--stack-name/--allow-unsupported deploy an app manifest: leave out NAME");
     }
     let (Some(runtime), Some(code)) = (a.runtime.take(), a.code.take()) else {
         bail!("nimbus deploy NAME needs --runtime and --code (without NAME it deploys the app manifest in the current directory)");
