@@ -179,3 +179,46 @@ def test_logs_and_follow(server, code_dir):
         follow.terminate()
         follow.wait(10)
     assert follow.returncode is not None
+
+
+def test_rm_refuses_while_routes_schedules_or_mappings_invoke_it_and_cascades(server, code_dir):
+    """Issue 18: `nimbus rm` of a function something still invokes is refused with
+    the list; `--cascade` removes them, and no dangling route answers 500."""
+    import boto3
+
+    assert server.cli("deploy", "rm-target", "--runtime", "python3.12", "--handler", "app.handler",
+                      "--code", code_dir).returncode == 0
+    assert server.cli("deploy", "rm-bystander", "--runtime", "python3.12", "--handler", "app.handler",
+                      "--code", code_dir).returncode == 0
+    assert server.cli("route", "add", "GET", "/rm-target", "rm-target").returncode == 0
+    assert server.cli("route", "add", "GET", "/rm-bystander", "rm-bystander").returncode == 0
+    assert server.cli("schedule", "add", "rm-warm", "rate(1 day)", "rm-target").returncode == 0
+    kw = dict(endpoint_url=server.api, region_name="us-east-1",
+              aws_access_key_id="test", aws_secret_access_key="test")
+    sqs, lam = boto3.client("sqs", **kw), boto3.client("lambda", **kw)
+    url = sqs.create_queue(QueueName="rm-target-q")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    uuid_ = lam.create_event_source_mapping(FunctionName="rm-target", EventSourceArn=arn)["UUID"]
+
+    p = server.cli("rm", "rm-target")
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert "route GET /rm-target" in p.stderr and "schedule rm-warm" in p.stderr, p.stderr
+    assert f"event-source mapping {uuid_}" in p.stderr and "nothing was deleted" in p.stderr, p.stderr
+    assert "rm-bystander" not in p.stderr
+    assert server.session.get(f"{server.api}/_nimbus/functions/rm-target").status_code == 200
+
+    p = server.cli("rm", "rm-target", "--cascade")
+    assert p.returncode == 0, p.stderr
+    assert server.session.get(f"{server.api}/_nimbus/functions/rm-target").status_code == 404
+    keys = {r["route_key"] for r in server.session.get(f"{server.api}/_nimbus/routes").json()["routes"]}
+    assert "GET /rm-target" not in keys and "GET /rm-bystander" in keys
+    names = {s["name"] for s in server.session.get(f"{server.api}/_nimbus/schedules").json()["schedules"]}
+    assert "rm-warm" not in names
+    left = lam.list_event_source_mappings(EventSourceArn=arn)["EventSourceMappings"]
+    assert all(m["UUID"] != uuid_ or m["State"] == "Deleting" for m in left), left
+    # Nothing of the bystander went.
+    assert server.session.get(f"{server.api}/_nimbus/functions/rm-bystander").status_code == 200
+
+    # A missing function is still a one-line 404.
+    p = server.cli("rm", "rm-nobody")
+    one_line_error(p)

@@ -15,7 +15,7 @@ pub struct Args {
 }
 
 /// Percent-encode a query value (everything but RFC 3986's unreserved bytes).
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -26,15 +26,20 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-pub async fn run(client: &Client, args: Args) -> Result<i32> {
+/// Every mapping (all pages) of `function` and/or `source`, as Lambda lists them.
+pub async fn list_all(
+    client: &Client,
+    function: Option<&str>,
+    source: Option<&str>,
+) -> Result<Vec<serde_json::Value>> {
     let mut all = Vec::new();
     let mut marker: Option<String> = None;
     loop {
         let mut q = vec!["MaxItems=100".to_string()];
-        if let Some(f) = &args.function {
+        if let Some(f) = &function {
             q.push(format!("FunctionName={}", enc(f)));
         }
-        if let Some(s) = &args.source {
+        if let Some(s) = &source {
             q.push(format!("EventSourceArn={}", enc(s)));
         }
         if let Some(m) = &marker {
@@ -57,6 +62,11 @@ pub async fn run(client: &Client, args: Args) -> Result<i32> {
             None => break,
         }
     }
+    Ok(all)
+}
+
+pub async fn run(client: &Client, args: Args) -> Result<i32> {
+    let all = list_all(client, args.function.as_deref(), args.source.as_deref()).await?;
     if all.is_empty() {
         println!("no event-source mappings");
         return Ok(0);
