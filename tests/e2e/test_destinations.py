@@ -140,3 +140,45 @@ def test_dead_letter_queue_gets_the_payload_and_lambdas_attributes(env):
     assert attrs["ErrorCode"] == {"StringValue": "200", "DataType": "Number"}
     assert attrs["ErrorMessage"] == {"StringValue": "asked to fail", "DataType": "String"}
     lam.delete_function_event_invoke_config(FunctionName="dest")
+
+
+def test_on_success_to_a_topic_and_on_failure_to_a_bus(env):
+    """Issue 14: SNS and EventBridge as destinations — the topic's queue subscriber
+    gets the record as the SNS message, the bus's rule hands Lambda's event
+    (`source: lambda`, the record as `detail`) to its queue."""
+    server, lam, sqs = env
+    kw = dict(endpoint_url=server.api, region_name="us-east-1",
+              aws_access_key_id="AKIDDESTTEST", aws_secret_access_key="secret")
+    sns, events = boto3.client("sns", **kw), boto3.client("events", **kw)
+    topic = sns.create_topic(Name="dest-topic")["TopicArn"]
+    t_url, t_arn = queue(sqs, "dest-topic-sub")
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=t_arn)
+    bus = events.create_event_bus(Name="dest-bus")["EventBusArn"]
+    b_url, b_arn = queue(sqs, "dest-bus-target")
+    events.put_rule(Name="dest-failures", EventBusName="dest-bus",
+                    EventPattern=json.dumps({"source": ["lambda"],
+                                             "detail-type": ["Lambda Function Invocation Result - Failure"]}))
+    events.put_targets(Rule="dest-failures", EventBusName="dest-bus", Targets=[{"Id": "q", "Arn": b_arn}])
+    lam.put_function_event_invoke_config(
+        FunctionName="dest",
+        MaximumRetryAttempts=0,
+        DestinationConfig={"OnSuccess": {"Destination": topic}, "OnFailure": {"Destination": bus}},
+    )
+    try:
+        lam.invoke(FunctionName="dest", InvocationType="Event", Payload=json.dumps({"n": 2}))
+        envelope = json.loads(receive_one(sqs, t_url)["Body"])
+        assert envelope["Type"] == "Notification" and envelope["TopicArn"] == topic
+        rec = json.loads(envelope["Message"])
+        assert rec["requestContext"]["condition"] == "Success"
+        assert rec["requestPayload"] == {"n": 2} and rec["responsePayload"] == {"echo": {"n": 2}}
+
+        lam.invoke(FunctionName="dest", InvocationType="Event", Payload=json.dumps({"fail": True, "n": 3}))
+        ev = json.loads(receive_one(sqs, b_url)["Body"])
+        assert ev["source"] == "lambda"
+        assert ev["detail-type"] == "Lambda Function Invocation Result - Failure"
+        assert ev["resources"] == [bus, f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:dest:$LATEST"], ev
+        assert ev["detail"]["requestContext"]["condition"] == "RetriesExhausted"
+        assert ev["detail"]["requestPayload"] == {"fail": True, "n": 3}
+        assert ev["detail"]["responsePayload"]["errorType"] == "ValueError"
+    finally:
+        lam.delete_function_event_invoke_config(FunctionName="dest")

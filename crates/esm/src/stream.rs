@@ -784,6 +784,7 @@ impl Poller {
                 deduplication_id: None,
                 partition_key: None,
                 trace_header: None,
+                resources: Vec::new(),
             };
             match self.ctx.sinks.deliver(&dest, delivery).await {
                 Ok(id) => {

@@ -870,6 +870,16 @@ impl AsyncQueue {
                             deduplication_id: None,
                             partition_key: None,
                             trace_header: ev.trace_id.clone(),
+                            // As Lambda names them: the bus, then the function version.
+                            resources: [
+                                Some(arn.clone()),
+                                record["requestContext"]["functionArn"]
+                                    .as_str()
+                                    .map(str::to_string),
+                            ]
+                            .into_iter()
+                            .flatten()
+                            .collect(),
                         },
                     )
                 })

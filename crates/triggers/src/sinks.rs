@@ -194,6 +194,9 @@ pub enum Delivery {
         /// Kinesis targets: the partition key (a random one when `None`).
         partition_key: Option<String>,
         trace_header: Option<String>,
+        /// For a bus target: the event's `resources` (Lambda's destination events
+        /// name the bus and the function version).
+        resources: Vec<String>,
     },
 }
 
@@ -331,6 +334,7 @@ impl Sinks {
             deduplication_id,
             partition_key,
             trace_header,
+            resources,
         } = payload;
         match TargetKind::of(arn) {
             Some(TargetKind::Queue) => {
@@ -358,6 +362,7 @@ impl Sinks {
                     detail_type,
                     detail: body,
                     trace_header,
+                    resources,
                     ..Default::default()
                 };
                 self.buses()?.put_event(arn, ev).await

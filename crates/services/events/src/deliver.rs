@@ -214,6 +214,7 @@ async fn attempt(inner: &Arc<Inner>, row: OutboxRow) {
                         deduplication_id: spec.dedup_id.clone(),
                         partition_key: spec.partition_key.clone(),
                         trace_header: None,
+                        resources: Vec::new(),
                     },
                 )
                 .await

@@ -493,6 +493,7 @@ impl Drain {
             deduplication_id: None,
             partition_key: None,
             trace_header: None,
+            resources: Vec::new(),
         };
         self.sinks.deliver(target, payload).await.map(|_| ())
     }

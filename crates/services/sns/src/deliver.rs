@@ -565,6 +565,7 @@ async fn send(sns: &Arc<Sns>, sub: &Subscription, msg: &StoredMessage) -> Result
                         deduplication_id: None,
                         partition_key: None,
                         trace_header: None,
+                        resources: Vec::new(),
                     },
                 )
                 .await?;
