@@ -278,9 +278,12 @@ def test_rotation_by_a_python_function_end_to_end(server):
     assert new != first
 
     def rotated():
-        st = c.describe_secret(SecretId="rot")["VersionIdsToStages"]
-        # AWSPENDING may stay on the new current version, as on AWS.
-        return st if "AWSCURRENT" in st.get(new, []) else None
+        d = c.describe_secret(SecretId="rot")
+        st = d["VersionIdsToStages"]
+        # AWSPENDING may stay on the new current version, as on AWS. The function's
+        # finishSecret step moves AWSCURRENT; the rotation is recorded as done
+        # (LastRotatedDate) only when that invocation has returned, a moment later.
+        return st if "AWSCURRENT" in st.get(new, []) and "LastRotatedDate" in d else None
 
     stages = wait_for(rotated, timeout=60, what="AWSCURRENT on the rotated version")
     assert stages[first] == ["AWSPREVIOUS"]
