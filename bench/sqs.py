@@ -13,9 +13,16 @@ markdown table: median rounds/s of the segments, their spread, p50/p99 of one ro
 pooled over the segments, and Nimbus/peer. boto3 is the load generator the issue names;
 on a 2-core host its CPU cost is shared with the servers, so at 16/64 clients the
 numbers are a floor for both (compare within the run only).
+
+With --wrk, SendMessage alone from `wrk` (C; bench/sqs_send.lua, unsigned-but-shaped
+Authorization header) instead: sends/s, p50 of the segments' p50s, worst p99 — closer
+to what the server itself can take. Needs `wrk` (Debian package).
 """
 
 import argparse
+import os
+import statistics
+import subprocess
 import threading
 import time
 import uuid
@@ -55,6 +62,26 @@ def segment(url, queue, clients, duration):
     return {"rate": len(lat) / (time.monotonic() - t0), "lat": lat, "errors": errors[0]}
 
 
+def wrk_segment(url, queue, clients, duration):
+    """SendMessage alone, from wrk (C, one keep-alive connection per client, 2 threads)."""
+    threads = min(2, clients)
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{clients}", f"-d{duration}s", "-s",
+                          os.path.join(os.path.dirname(__file__), "sqs_send.lua"), url],
+                         env={**os.environ, "QUEUE_URL": queue}, capture_output=True, text=True, check=True)
+    line = next(x for x in out.stdout.splitlines() if x.startswith("WRK "))
+    req, us, err, p50, p99, _ = line.split()[1:]
+    errs = int(err) + out.stderr.count("status ")
+    return {"rate": int(req) / (int(us) / 1e6), "p50": float(p50) / 1000, "p99": float(p99) / 1000,
+            "errors": errs}
+
+
+def summarize_wrk(segs):
+    rates = [s["rate"] for s in segs]
+    return {"rate": statistics.median(rates), "lo": min(rates), "hi": max(rates),
+            "p50": statistics.median(s["p50"] for s in segs), "p99": max(s["p99"] for s in segs),
+            "errors": sum(s["errors"] for s in segs)}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nimbus", required=True)
@@ -62,15 +89,22 @@ def main():
     ap.add_argument("--duration", type=float, default=3, help="seconds per segment")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clients", default="1,16,64")
+    ap.add_argument("--wrk", action="store_true",
+                    help="SendMessage alone from wrk instead of boto3 rounds (server-bound)")
     a = ap.parse_args()
     ts = dict(targets(a.nimbus, a.peer))
     queues = {n: client("sqs", u).create_queue(QueueName="bench" + uuid.uuid4().hex[:8])["QueueUrl"]
               for n, u in ts.items()}
     rows = []
     for n in map(int, a.clients.split(",")):
-        res = interleaved(list(ts), a.rounds, lambda name: segment(ts[name], queues[name], n, a.duration))
-        rows.append(("send+receive+delete", n, {k: summarize(v) for k, v in res.items()}))
-    table(rows, unit="rounds/s")
+        if a.wrk:
+            res = interleaved(list(ts), a.rounds,
+                              lambda name: wrk_segment(ts[name], queues[name], n, int(a.duration)))
+            rows.append(("SendMessage (wrk)", n, {k: summarize_wrk(v) for k, v in res.items()}))
+        else:
+            res = interleaved(list(ts), a.rounds, lambda name: segment(ts[name], queues[name], n, a.duration))
+            rows.append(("send+receive+delete", n, {k: summarize(v) for k, v in res.items()}))
+    table(rows, unit="rounds/s" if not a.wrk else "sends/s")
 
 
 if __name__ == "__main__":
