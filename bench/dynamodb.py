@@ -11,10 +11,16 @@ per server per operation and client count; the table has the median ops/s of the
 segments, their spread, p50/p99 pooled, and Nimbus/peer. Each endpoint gets its own
 table; every client has its own boto3 client (they are not thread-safe to share under
 load). boto3 on the same 2 cores is the load generator: at 1 client its own cost is a
-large part of every millisecond, for both servers alike.
+large part of every millisecond, for both servers alike. With --wrk (and --ops
+PutItem,GetItem), the requests come from `wrk` (C, bench/aws_json.lua) instead: the
+server's own capacity; the table has the median of the segments' p50s and their worst p99.
 """
 
 import argparse
+import json
+import os
+import statistics
+import subprocess
 import threading
 import time
 import uuid
@@ -92,6 +98,29 @@ def segment(url, table, kind, clients, duration):
     return {"rate": len(all_) / (time.monotonic() - t0), "lat": all_, "errors": sum(errors)}
 
 
+def wrk_segment(url, table, kind, clients, duration):
+    """PutItem (one key, overwritten) or GetItem from wrk (bench/aws_json.lua)."""
+    if kind == "PutItem":
+        body = {"TableName": table, "Item": {"pk": {"S": "wrk"}, "sk": {"N": "1"}, "v": {"S": "x" * 100}}}
+    else:
+        body = {"TableName": table, "Key": {"pk": {"S": "q"}, "sk": {"N": "7"}}}
+    env = {**os.environ, "TARGET": f"DynamoDB_20120810.{kind}", "BODY": json.dumps(body), "SERVICE": "dynamodb"}
+    out = subprocess.run(["wrk", f"-t{min(2, clients)}", f"-c{clients}", f"-d{int(duration)}s", "-s",
+                          os.path.join(os.path.dirname(__file__), "aws_json.lua"), url],
+                         env=env, capture_output=True, text=True, check=True)
+    line = next(x for x in out.stdout.splitlines() if x.startswith("WRK "))
+    req, us, err, p50, p99, _ = line.split()[1:]
+    return {"rate": int(req) / (int(us) / 1e6), "p50": float(p50) / 1000, "p99": float(p99) / 1000,
+            "errors": int(err) + out.stderr.count("status ")}
+
+
+def summarize_wrk(segs):
+    rates = [s["rate"] for s in segs]
+    return {"rate": statistics.median(rates), "lo": min(rates), "hi": max(rates),
+            "p50": statistics.median(s["p50"] for s in segs), "p99": max(s["p99"] for s in segs),
+            "errors": sum(s["errors"] for s in segs)}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nimbus", default="http://127.0.0.1:4566")
@@ -100,12 +129,19 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clients", default="1,16,64")
     ap.add_argument("--ops", default="PutItem,GetItem,Query,UpdateItem")
+    ap.add_argument("--wrk", action="store_true",
+                    help="PutItem and GetItem from wrk instead of boto3 (server-bound)")
     args = ap.parse_args()
     ts = dict(targets(args.nimbus, args.peer))
     tables = {name: setup(url) for name, url in ts.items()}
     rows = []
     for kind in args.ops.split(","):
         for n in map(int, args.clients.split(",")):
+            if args.wrk:
+                res = interleaved(list(ts), args.rounds,
+                                  lambda name: wrk_segment(ts[name], tables[name], kind, n, args.duration))
+                rows.append((f"{kind} (wrk)", n, {k: summarize_wrk(v) for k, v in res.items()}))
+                continue
             res = interleaved(list(ts), args.rounds,
                               lambda name: segment(ts[name], tables[name], kind, n, args.duration))
             rows.append((kind, n, {k: summarize(v) for k, v in res.items()}))
