@@ -10,6 +10,17 @@ wrk.headers["Authorization"] = "AWS4-HMAC-SHA256 Credential=test/20260101/us-eas
   "/aws4_request, SignedHeaders=host;x-amz-date, Signature=0000000000000000000000000000000000000000000000000000000000000000"
 wrk.body = os.getenv("BODY")
 
+-- "__N__" in BODY becomes a per-thread counter, so that every request differs (a
+-- PutItem that rewrites an identical item may cost a server nothing).
+local n = 0
+local varies = string.find(wrk.body, "__N__", 1, true) ~= nil
+if varies then
+  request = function()
+    n = n + 1
+    return wrk.format(nil, nil, nil, (string.gsub(wrk.body, "__N__", tostring(n) .. "-" .. tostring(math.random(1e9)))))
+  end
+end
+
 function response(status, headers, body)
   if status ~= 200 then
     io.stderr:write("status " .. status .. ": " .. body .. "\n")

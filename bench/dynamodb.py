@@ -99,9 +99,10 @@ def segment(url, table, kind, clients, duration):
 
 
 def wrk_segment(url, table, kind, clients, duration):
-    """PutItem (one key, overwritten) or GetItem from wrk (bench/aws_json.lua)."""
+    """PutItem (a new item each request: an identical rewrite is skipped by Nimbus, no
+    fsync) or GetItem of one item, from wrk (bench/aws_json.lua)."""
     if kind == "PutItem":
-        body = {"TableName": table, "Item": {"pk": {"S": "wrk"}, "sk": {"N": "1"}, "v": {"S": "x" * 100}}}
+        body = {"TableName": table, "Item": {"pk": {"S": "wrk__N__"}, "sk": {"N": "1"}, "v": {"S": "x" * 100}}}
     else:
         body = {"TableName": table, "Key": {"pk": {"S": "q"}, "sk": {"N": "7"}}}
     env = {**os.environ, "TARGET": f"DynamoDB_20120810.{kind}", "BODY": json.dumps(body), "SERVICE": "dynamodb"}

@@ -57,6 +57,6 @@ def table(rows, unit="ops/s"):
             ratio = p50r = ""
             if name != "nimbus" and nim and s["rate"]:
                 ratio = f"**{nim['rate'] / s['rate']:.2f}×**"
-                p50r = f"{nim['p50'] / s['p50']:.2f}×" if s["p50"] else ""
+                p50r = f"{nim['p50'] / s['p50']:.2g}×" if s["p50"] else ""
             print(f"| {label} | {clients} | {name} | {s['rate']:.0f} | {s['lo']:.0f}–{s['hi']:.0f} | "
                   f"{s['p50']:.2f} | {s['p99']:.2f} | {s['errors']} | {ratio} | {p50r} |", flush=True)
