@@ -16,6 +16,9 @@
   PUT and ranged-parallel GET, interleaved: MB/s, next to `dd if=/dev/zero bs=1M
   conv=fsync` in --dd-dir (the disk's floor, put it on the servers' disk); with --pid
   NAME=PID the server's RSS growth during it (VmRSS sampled every 50 ms, peak - before).
+* With --curl-mib N: one N MiB object PUT and GET (to /dev/null) with curl (`--aws-sigv4`,
+  unsigned payload), --rounds times interleaved: the servers' own large-object rate,
+  without boto3's Python checksumming (--only-curl: nothing else).
 Every server needs credentials test/test (SeaweedFS enforces them).
 """
 
@@ -108,6 +111,16 @@ class Rss:
         return (self.peak - self.before) / (1 << 20) if self.pid else None
 
 
+def curl(url, bucket, key, src=None):
+    """One PUT (from src) or GET (to /dev/null) with curl, signed with --aws-sigv4
+    (payload unsigned); returns seconds."""
+    cmd = ["curl", "-sf", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "test:test",
+           "-w", "%{time_total}", "-o", "/dev/null", f"{url}/{bucket}/{key}"]
+    if src:
+        cmd[1:1] = ["-T", src]
+    return float(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+
+
 def dd_floor(directory, mib):
     path = os.path.join(directory, "dd-floor")
     t = time.perf_counter()
@@ -129,6 +142,9 @@ def main():
     ap.add_argument("--sizes-mib", default="1,64")
     ap.add_argument("--large-mib", type=int, default=1024)
     ap.add_argument("--dd-dir")
+    ap.add_argument("--curl-mib", type=int, default=0,
+                    help="also PUT/GET one object of this size with curl (a C client: server-bound)")
+    ap.add_argument("--only-curl", action="store_true", help="skip the boto3 parts")
     a = ap.parse_args()
     ts = dict(targets(a.nimbus, a.peer))
     pids = {k: int(v) for k, v in (p.split("=", 1) for p in a.pid)}
@@ -136,8 +152,32 @@ def main():
     for url in ts.values():
         c = client(url)
         c.create_bucket(Bucket=bucket)
-        for i in range(100):  # what the GETs read
+        for i in range(0 if a.only_curl else 100):  # what the GETs read
             c.put_object(Bucket=bucket, Key=f"get/{i}", Body=os.urandom(4096))
+    if a.curl_mib:
+        with tempfile.TemporaryDirectory(dir=a.dd_dir) as d:
+            src = os.path.join(d, "src")
+            with open(src, "wb") as f:
+                for _ in range(a.curl_mib):
+                    f.write(os.urandom(1 << 20))
+            res = interleaved(list(ts), a.rounds, lambda name: {
+                "put": a.curl_mib / curl(ts[name], bucket, "curl", src),
+                "get": a.curl_mib / curl(ts[name], bucket, "curl")})
+        print(f"| {a.curl_mib} MiB, one request, curl | server | PUT MB/s (median) | spread | GET MB/s (median) | spread | Nimbus/peer PUT | Nimbus/peer GET |")
+        print("|---|---|---|---|---|---|---|---|")
+        med = {k: (statistics.median(x["put"] for x in v), statistics.median(x["get"] for x in v)) for k, v in res.items()}
+        for name, v in res.items():
+            rp = rg = ""
+            if name != "nimbus":
+                rp, rg = f"**{med['nimbus'][0] / med[name][0]:.2f}×**", f"**{med['nimbus'][1] / med[name][1]:.2f}×**"
+            puts, gets = [x["put"] for x in v], [x["get"] for x in v]
+            print(f"| | {name} | {med[name][0]:.0f} | {min(puts):.0f}–{max(puts):.0f} | {med[name][1]:.0f} | "
+                  f"{min(gets):.0f}–{max(gets):.0f} | {rp} | {rg} |", flush=True)
+        if a.dd_dir:
+            print(f"\n`dd if=/dev/zero bs=1M count={a.curl_mib} conv=fsync` in {a.dd_dir}: "
+                  f"{dd_floor(a.dd_dir, a.curl_mib):.0f} MB/s (the disk's floor)\n")
+    if a.only_curl:
+        return
     rows = []
     for op in ("PUT", "GET"):
         for n in (int(x) for x in a.clients.split(",") if x):
