@@ -3,29 +3,33 @@
 conditional UpdateItem at 1/16/64 clients, against Nimbus and, side by side, any
 DynamoDB-compatible peer (dynalite, moto_server, …) given by --peer NAME=URL.
 
-Unmeasured so far: numbers belong in docs/BENCHMARKS.md once taken on a quiet host.
-
     .venv/bin/python bench/dynamodb.py --nimbus http://127.0.0.1:4566 \\
-        --peer dynalite=http://127.0.0.1:4567 --duration 5
+        --peer dynalite=http://127.0.0.1:4567 --peer moto=http://127.0.0.1:5000 --duration 3 --rounds 3
 
-Each endpoint gets its own table; every client has its own boto3 client (they are not
-thread-safe to share under load). Prints ops/s and p50/p99 in milliseconds.
+Segments of --duration seconds run interleaved (A, B, A, B, order rotating), --rounds
+per server per operation and client count; the table has the median ops/s of the
+segments, their spread, p50/p99 pooled, and Nimbus/peer. Each endpoint gets its own
+table; every client has its own boto3 client (they are not thread-safe to share under
+load). boto3 on the same 2 cores is the load generator: at 1 client its own cost is a
+large part of every millisecond, for both servers alike. With --wrk (and --ops
+PutItem,GetItem), the requests come from `wrk` (C, bench/aws_json.lua) instead: the
+server's own capacity; the table has the median of the segments' p50s and their worst p99.
 """
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import threading
 import time
 import uuid
 
-import boto3
-from botocore.config import Config
+from sidebyside import client as _client, interleaved, summarize, table, targets
 
 
 def client(url):
-    return boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1",
-                        aws_access_key_id="k", aws_secret_access_key="s",
-                        config=Config(retries={"total_max_attempts": 1}, max_pool_connections=128))
+    return _client("dynamodb", url)
 
 
 def setup(url):
@@ -67,46 +71,82 @@ def op_fn(kind, c, table, worker):
     return {"PutItem": put, "GetItem": get, "Query": query, "UpdateItem": update}[kind]
 
 
-def run(url, table, kind, clients, duration):
+def segment(url, table, kind, clients, duration):
     lat = [[] for _ in range(clients)]
+    errors = [0] * clients
+    cs = [client(url) for _ in range(clients)]
     stop = time.monotonic() + duration
 
     def worker(i):
-        c = client(url)
-        f = op_fn(kind, c, table, i)
+        f = op_fn(kind, cs[i], table, i)
         while time.monotonic() < stop:
             t0 = time.perf_counter()
-            f()
-            lat[i].append(time.perf_counter() - t0)
+            try:
+                f()
+            except Exception:  # noqa: BLE001 — counted, shown in the table
+                errors[i] += 1
+                continue
+            lat[i].append((time.perf_counter() - t0) * 1000)
 
+    t0 = time.monotonic()
     ts = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
     for t in ts:
         t.start()
     for t in ts:
         t.join()
-    all_ = sorted(x for l in lat for x in l)
-    if not all_:
-        return 0.0, 0.0, 0.0
-    p = lambda q: all_[min(len(all_) - 1, int(q * len(all_)))] * 1000
-    return len(all_) / duration, statistics.median(all_) * 1000, p(0.99)
+    all_ = [x for l in lat for x in l]
+    return {"rate": len(all_) / (time.monotonic() - t0), "lat": all_, "errors": sum(errors)}
+
+
+def wrk_segment(url, table, kind, clients, duration):
+    """PutItem (a new item each request: an identical rewrite is skipped by Nimbus, no
+    fsync) or GetItem of one item, from wrk (bench/aws_json.lua)."""
+    if kind == "PutItem":
+        body = {"TableName": table, "Item": {"pk": {"S": "wrk__N__"}, "sk": {"N": "1"}, "v": {"S": "x" * 100}}}
+    else:
+        body = {"TableName": table, "Key": {"pk": {"S": "q"}, "sk": {"N": "7"}}}
+    env = {**os.environ, "TARGET": f"DynamoDB_20120810.{kind}", "BODY": json.dumps(body), "SERVICE": "dynamodb"}
+    out = subprocess.run(["wrk", f"-t{min(2, clients)}", f"-c{clients}", f"-d{int(duration)}s", "-s",
+                          os.path.join(os.path.dirname(__file__), "aws_json.lua"), url],
+                         env=env, capture_output=True, text=True, check=True)
+    line = next(x for x in out.stdout.splitlines() if x.startswith("WRK "))
+    req, us, err, p50, p99, _ = line.split()[1:]
+    return {"rate": int(req) / (int(us) / 1e6), "p50": float(p50) / 1000, "p99": float(p99) / 1000,
+            "errors": int(err) + out.stderr.count("status ")}
+
+
+def summarize_wrk(segs):
+    rates = [s["rate"] for s in segs]
+    return {"rate": statistics.median(rates), "lo": min(rates), "hi": max(rates),
+            "p50": statistics.median(s["p50"] for s in segs), "p99": max(s["p99"] for s in segs),
+            "errors": sum(s["errors"] for s in segs)}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nimbus", default="http://127.0.0.1:4566")
     ap.add_argument("--peer", action="append", default=[], help="NAME=URL")
-    ap.add_argument("--duration", type=float, default=5)
+    ap.add_argument("--duration", type=float, default=3, help="seconds per segment")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clients", default="1,16,64")
+    ap.add_argument("--ops", default="PutItem,GetItem,Query,UpdateItem")
+    ap.add_argument("--wrk", action="store_true",
+                    help="PutItem and GetItem from wrk instead of boto3 (server-bound)")
     args = ap.parse_args()
-    targets = [("nimbus", args.nimbus)] + [tuple(p.split("=", 1)) for p in args.peer]
-    tables = {name: setup(url) for name, url in targets}
-    print("| operation | clients | target | ops/s | p50 ms | p99 ms |")
-    print("|---|---|---|---|---|---|")
-    for kind in ("PutItem", "GetItem", "Query", "UpdateItem"):
+    ts = dict(targets(args.nimbus, args.peer))
+    tables = {name: setup(url) for name, url in ts.items()}
+    rows = []
+    for kind in args.ops.split(","):
         for n in map(int, args.clients.split(",")):
-            for name, url in targets:
-                ops, p50, p99 = run(url, tables[name], kind, n, args.duration)
-                print(f"| {kind} | {n} | {name} | {ops:.0f} | {p50:.2f} | {p99:.2f} |", flush=True)
+            if args.wrk:
+                res = interleaved(list(ts), args.rounds,
+                                  lambda name: wrk_segment(ts[name], tables[name], kind, n, args.duration))
+                rows.append((f"{kind} (wrk)", n, {k: summarize_wrk(v) for k, v in res.items()}))
+                continue
+            res = interleaved(list(ts), args.rounds,
+                              lambda name: segment(ts[name], tables[name], kind, n, args.duration))
+            rows.append((kind, n, {k: summarize(v) for k, v in res.items()}))
+    table(rows)
 
 
 if __name__ == "__main__":

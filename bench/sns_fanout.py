@@ -1,84 +1,123 @@
-"""SNS publish -> 10 SQS subscribers, end to end (issue 14's benchmark); unmeasured
-so far (numbers taken on the shared build box would mean nothing).
+#!/usr/bin/env python3
+"""SNS publish -> N SQS subscribers, end to end (issue 14), against Nimbus and, side by
+side, any SNS+SQS endpoint (moto_server, …) given by --peer NAME=URL.
 
-    python bench/sns_fanout.py --endpoint http://127.0.0.1:PORT [--messages 500] [--subscribers 10]
+    .venv/bin/python bench/sns_fanout.py --nimbus http://127.0.0.1:4566 \\
+        --peer moto=http://127.0.0.1:5000 [--subscribers 10] [--samples 20] \\
+        [--messages 100] [--rounds 3]
 
-Against any SNS+SQS endpoint (Nimbus, moto_server, another emulator): creates a
-topic and N raw-delivery queue subscriptions, then (1) publishes one message at a
-time and waits until every queue has it (publish -> all delivered latency, p50/p99)
-and (2) publishes --messages as fast as one client can (publishes/s) and waits for
-the fan-out to drain (deliveries/s). Prints one JSON object.
+Each server gets a topic and N raw-delivery SQS subscriptions. Rounds run interleaved
+(A, B, A, B, order rotating); one round per server: (1) --samples times, publish one
+message and wait until every queue has received it (one long-polling receiver thread
+per queue; publish -> delivered to all, the receive included; and publish -> the
+latest `SentTimestamp` among the N copies, i.e. when the last queue accepted its copy,
+server clock in whole milliseconds, same host, so ±1 ms), then (2) publish
+--messages as fast as one client can (publishes/s) and wait until every queue has all
+of them (deliveries/s = messages × N / (first publish -> last delivery)). Prints a
+markdown table: latency p50/p99 pooled over rounds, medians of the rates, Nimbus/peer.
 """
 
 import argparse
-import json
 import statistics
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
-from botocore.config import Config
+from sidebyside import client, pct, targets
 
 
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+class Fanout:
+    def __init__(self, url, subscribers):
+        self.sns = client("sns", url)
+        sqs = client("sqs", url)
+        run = uuid.uuid4().hex[:8]
+        self.topic = self.sns.create_topic(Name=f"bench-{run}")["TopicArn"]
+        self.urls = []
+        for i in range(subscribers):
+            q = sqs.create_queue(QueueName=f"bench-{run}-{i}")["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            self.sns.subscribe(TopicArn=self.topic, Protocol="sqs", Endpoint=arn,
+                               Attributes={"RawMessageDelivery": "true"})
+            self.urls.append(q)
+        self.clients = [client("sqs", url) for _ in self.urls]
+        self.pool = ThreadPoolExecutor(len(self.urls))
+
+    def drain(self, i, want, deadline):
+        got, sent = 0, []
+        while got < want and time.monotonic() < deadline:
+            r = self.clients[i].receive_message(QueueUrl=self.urls[i], MaxNumberOfMessages=10,
+                                                WaitTimeSeconds=1, AttributeNames=["SentTimestamp"])
+            msgs = r.get("Messages", [])
+            got += len(msgs)
+            sent += [int(m["Attributes"]["SentTimestamp"]) for m in msgs]
+            if msgs:
+                self.clients[i].delete_message_batch(QueueUrl=self.urls[i], Entries=[
+                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(msgs)])
+        return got, max(sent, default=0)
+
+    def all_get(self, want, timeout=60):
+        """How many messages all queues got, and the latest SentTimestamp (ms) among them."""
+        deadline = time.monotonic() + timeout
+        got = list(self.pool.map(lambda i: self.drain(i, want, deadline), range(len(self.urls))))
+        return sum(g for g, _ in got), max(t for _, t in got)
+
+    def round(self, samples, messages):
+        lat, enq, lost = [], [], 0
+        for _ in range(samples):
+            t0, wall = time.perf_counter(), time.time() * 1000
+            self.sns.publish(TopicArn=self.topic, Message="x")
+            got, last = self.all_get(1)
+            lat.append((time.perf_counter() - t0) * 1000)
+            lost += len(self.urls) - got
+            enq.append(last - wall)
+        t0 = time.perf_counter()
+        for _ in range(messages):
+            self.sns.publish(TopicArn=self.topic, Message="y")
+        pub = messages / (time.perf_counter() - t0)
+        lost += messages * len(self.urls) - self.all_get(messages)[0]
+        deliv = messages * len(self.urls) / (time.perf_counter() - t0)
+        return {"lat": lat, "enq": enq, "pub": pub, "deliv": deliv, "lost": lost}
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--endpoint", required=True)
-    ap.add_argument("--messages", type=int, default=500)
+    ap.add_argument("--nimbus", required=True)
+    ap.add_argument("--peer", action="append", default=[], help="NAME=URL")
     ap.add_argument("--subscribers", type=int, default=10)
-    ap.add_argument("--latency-samples", type=int, default=100)
-    args = ap.parse_args()
-    kw = dict(endpoint_url=args.endpoint, region_name="us-east-1", aws_access_key_id="bench",
-              aws_secret_access_key="bench", config=Config(retries={"total_max_attempts": 1}))
-    sns, sqs = boto3.client("sns", **kw), boto3.client("sqs", **kw)
-    run = uuid.uuid4().hex[:8]
-    topic = sns.create_topic(Name=f"bench-{run}")["TopicArn"]
-    urls = []
-    for i in range(args.subscribers):
-        url = sqs.create_queue(QueueName=f"bench-{run}-{i}")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn,
-                      Attributes={"RawMessageDelivery": "true"})
-        urls.append(url)
-    clients = [boto3.client("sqs", **kw) for _ in urls]
-
-    def drain(i, want):
-        got = 0
-        while got < want:
-            r = clients[i].receive_message(QueueUrl=urls[i], MaxNumberOfMessages=10, WaitTimeSeconds=1)
-            msgs = r.get("Messages", [])
-            got += len(msgs)
-            if msgs:
-                clients[i].delete_message_batch(QueueUrl=urls[i], Entries=[
-                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(msgs)])
-        return got
-
-    pool = ThreadPoolExecutor(len(urls))
-    latencies = []
-    for _ in range(args.latency_samples):
-        t0 = time.perf_counter()
-        sns.publish(TopicArn=topic, Message="x")
-        list(pool.map(lambda i: drain(i, 1), range(len(urls))))
-        latencies.append((time.perf_counter() - t0) * 1000)
-
-    t0 = time.perf_counter()
-    for _ in range(args.messages):
-        sns.publish(TopicArn=topic, Message="y")
-    publish_s = time.perf_counter() - t0
-    list(pool.map(lambda i: drain(i, args.messages), range(len(urls))))
-    total_s = time.perf_counter() - t0
-    print(json.dumps({
-        "subscribers": len(urls),
-        "delivered_to_all_ms": {"p50": pct(latencies, 50), "p99": pct(latencies, 99),
-                                "mean": statistics.mean(latencies)},
-        "publishes_per_s": args.messages / publish_s,
-        "deliveries_per_s": args.messages * len(urls) / total_s,
-    }))
+    ap.add_argument("--samples", type=int, default=20, help="latency samples per round")
+    ap.add_argument("--messages", type=int, default=100, help="burst per round")
+    ap.add_argument("--rounds", type=int, default=3)
+    a = ap.parse_args()
+    ts = dict(targets(a.nimbus, a.peer))
+    fan = {n: Fanout(u, a.subscribers) for n, u in ts.items()}
+    names = list(ts)
+    out = {n: [] for n in names}
+    for r in range(a.rounds):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            out[n].append(fan[n].round(a.samples, a.messages))
+    s = {}
+    for n, rs in out.items():
+        lat = [x for r in rs for x in r["lat"]]
+        enq = [x for r in rs for x in r["enq"]]
+        s[n] = {"p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "n": len(lat),
+                "e50": pct(enq, 0.5), "e99": pct(enq, 0.99),
+                "pub": statistics.median(r["pub"] for r in rs),
+                "deliv": statistics.median(r["deliv"] for r in rs),
+                "deliv_lo": min(r["deliv"] for r in rs), "deliv_hi": max(r["deliv"] for r in rs),
+                "lost": sum(r["lost"] for r in rs)}
+    N = a.subscribers
+    print(f"| server | publish → in all {N} queues p50 ms | p99 ms | publish → all {N} received p50 ms | p99 ms "
+          f"| samples | publishes/s (1 client) | deliveries/s (median) | spread | missing "
+          f"| Nimbus/peer in-queues p50 | Nimbus/peer deliveries/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    nim = s["nimbus"]
+    for n, v in s.items():
+        r50 = rd = ""
+        if n != "nimbus":
+            r50 = f"{nim['e50'] / v['e50']:.2f}×" if v["e50"] > 0 else ""
+            rd = f"**{nim['deliv'] / v['deliv']:.2f}×**"
+        print(f"| {n} | {v['e50']:.1f} | {v['e99']:.1f} | {v['p50']:.2f} | {v['p99']:.2f} | {v['n']} | {v['pub']:.0f} | {v['deliv']:.0f} | "
+              f"{v['deliv_lo']:.0f}–{v['deliv_hi']:.0f} | {v['lost']} | {r50} | {rd} |", flush=True)
 
 
 if __name__ == "__main__":

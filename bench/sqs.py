@@ -1,77 +1,110 @@
 #!/usr/bin/env python3
-"""SQS throughput and latency: one send + receive + delete round per operation at
-1/16/64 clients, against Nimbus and, side by side, any SQS-compatible peer
-(moto_server, fakecloud, …) given by --peer NAME=URL.
-
-Unmeasured so far: numbers belong in docs/BENCHMARKS.md once taken on a quiet host
-(issue 13's targets: >= 10x moto, >= fakecloud while durable).
+"""SQS throughput and latency (issue 13): one round = SendMessage + ReceiveMessage +
+DeleteMessage, closed loop at 1/16/64 clients, against Nimbus and, side by side, any
+SQS-compatible peer (moto_server, fakecloud, …) given by --peer NAME=URL.
 
     .venv/bin/python bench/sqs.py --nimbus http://127.0.0.1:4566 \\
-        --peer moto=http://127.0.0.1:5000 --duration 5
+        --peer moto=http://127.0.0.1:5000 --duration 3 --rounds 3
 
-Each endpoint gets its own queue; every client has its own boto3 client. Prints
-rounds/s and p50/p99 of one round in milliseconds. boto3 is the load generator the
-issue names ("boto3-level requests"); at 64 clients on a small host the Python
-clients may be the bottleneck — compare peers in the same run only.
+Each server gets its own queue; every client thread its own boto3 client. For each
+client count the servers run --rounds segments of --duration seconds each, interleaved
+(A, B, A, B, order rotating) so load on a shared machine hits both alike. Prints a
+markdown table: median rounds/s of the segments, their spread, p50/p99 of one round
+pooled over the segments, and Nimbus/peer. boto3 is the load generator the issue names;
+on a 2-core host its CPU cost is shared with the servers, so at 16/64 clients the
+numbers are a floor for both (compare within the run only).
+
+With --wrk, SendMessage alone from `wrk` (C; bench/sqs_send.lua, unsigned-but-shaped
+Authorization header) instead: sends/s, p50 of the segments' p50s, worst p99 — closer
+to what the server itself can take. Needs `wrk` (Debian package).
 """
 
 import argparse
+import os
 import statistics
+import subprocess
 import threading
 import time
 import uuid
 
-import boto3
-from botocore.config import Config
+from sidebyside import client, interleaved, summarize, table, targets
 
 
-def client(url):
-    return boto3.client("sqs", endpoint_url=url, region_name="us-east-1",
-                        aws_access_key_id="k", aws_secret_access_key="s",
-                        config=Config(retries={"total_max_attempts": 1}, max_pool_connections=128))
+def segment(url, queue, clients, duration):
+    lat, errors, lock = [], [0], threading.Lock()
+    cs = [client("sqs", url) for _ in range(clients)]
+    stop = time.monotonic() + duration
 
-
-def run(url, clients, duration):
-    q = client(url).create_queue(QueueName="bench" + uuid.uuid4().hex[:8])["QueueUrl"]
-    lat, stop = [], time.monotonic() + duration
-    lock = threading.Lock()
-
-    def worker():
-        c = client(url)
-        mine = []
+    def worker(c):
+        mine, err = [], 0
         while time.monotonic() < stop:
             t = time.perf_counter()
-            c.send_message(QueueUrl=q, MessageBody="x" * 256)
-            got = c.receive_message(QueueUrl=q, MaxNumberOfMessages=1, WaitTimeSeconds=1).get("Messages", [])
-            for m in got:
-                c.delete_message(QueueUrl=q, ReceiptHandle=m["ReceiptHandle"])
+            try:
+                c.send_message(QueueUrl=queue, MessageBody="x" * 256)
+                got = c.receive_message(QueueUrl=queue, MaxNumberOfMessages=1,
+                                        WaitTimeSeconds=1).get("Messages", [])
+                for m in got:
+                    c.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+            except Exception:  # noqa: BLE001 — counted, shown in the table
+                err += 1
+                continue
             mine.append((time.perf_counter() - t) * 1000)
         with lock:
             lat.extend(mine)
+            errors[0] += err
 
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    for t in threads:
+    t0 = time.monotonic()
+    ts = [threading.Thread(target=worker, args=(c,)) for c in cs]
+    for t in ts:
         t.start()
-    for t in threads:
+    for t in ts:
         t.join()
-    lat.sort()
-    p = lambda f: lat[min(len(lat) - 1, int(len(lat) * f))] if lat else float("nan")  # noqa: E731
-    return len(lat) / duration, statistics.median(lat) if lat else float("nan"), p(0.99)
+    return {"rate": len(lat) / (time.monotonic() - t0), "lat": lat, "errors": errors[0]}
+
+
+def wrk_segment(url, queue, clients, duration):
+    """SendMessage alone, from wrk (C, one keep-alive connection per client, 2 threads)."""
+    threads = min(2, clients)
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{clients}", f"-d{duration}s", "-s",
+                          os.path.join(os.path.dirname(__file__), "sqs_send.lua"), url],
+                         env={**os.environ, "QUEUE_URL": queue}, capture_output=True, text=True, check=True)
+    line = next(x for x in out.stdout.splitlines() if x.startswith("WRK "))
+    req, us, err, p50, p99, _ = line.split()[1:]
+    errs = int(err) + out.stderr.count("status ")
+    return {"rate": int(req) / (int(us) / 1e6), "p50": float(p50) / 1000, "p99": float(p99) / 1000,
+            "errors": errs}
+
+
+def summarize_wrk(segs):
+    rates = [s["rate"] for s in segs]
+    return {"rate": statistics.median(rates), "lo": min(rates), "hi": max(rates),
+            "p50": statistics.median(s["p50"] for s in segs), "p99": max(s["p99"] for s in segs),
+            "errors": sum(s["errors"] for s in segs)}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nimbus", required=True)
     ap.add_argument("--peer", action="append", default=[], help="NAME=URL")
-    ap.add_argument("--duration", type=float, default=5)
+    ap.add_argument("--duration", type=float, default=3, help="seconds per segment")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clients", default="1,16,64")
+    ap.add_argument("--wrk", action="store_true",
+                    help="SendMessage alone from wrk instead of boto3 rounds (server-bound)")
     a = ap.parse_args()
-    targets = [("nimbus", a.nimbus)] + [tuple(p.split("=", 1)) for p in a.peer]
-    print(f"{'server':<12} {'clients':>7} {'rounds/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    ts = dict(targets(a.nimbus, a.peer))
+    queues = {n: client("sqs", u).create_queue(QueueName="bench" + uuid.uuid4().hex[:8])["QueueUrl"]
+              for n, u in ts.items()}
+    rows = []
     for n in map(int, a.clients.split(",")):
-        for name, url in targets:
-            rate, p50, p99 = run(url, n, a.duration)
-            print(f"{name:<12} {n:>7} {rate:>10.0f} {p50:>8.2f} {p99:>8.2f}")
+        if a.wrk:
+            res = interleaved(list(ts), a.rounds,
+                              lambda name: wrk_segment(ts[name], queues[name], n, int(a.duration)))
+            rows.append(("SendMessage (wrk)", n, {k: summarize_wrk(v) for k, v in res.items()}))
+        else:
+            res = interleaved(list(ts), a.rounds, lambda name: segment(ts[name], queues[name], n, a.duration))
+            rows.append(("send+receive+delete", n, {k: summarize(v) for k, v in res.items()}))
+    table(rows, unit="rounds/s" if not a.wrk else "sends/s")
 
 
 if __name__ == "__main__":
