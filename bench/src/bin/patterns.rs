@@ -10,7 +10,7 @@
 //! ```sh
 //! cargo run --release -p nimbus-bench --bin patterns-bench -- [--rules 1000] [--events 20000]
 //! ```
-//! Results are not published from a shared machine; run it on a quiet one.
+//! Results, side by side with the other service benchmarks, are in docs/BENCHMARKS.md.
 
 use nimbus_patterns::{Pattern, PatternSet};
 use serde_json::{json, Value};
