@@ -22,6 +22,7 @@
 //! The crate does no I/O beyond reading the manifest, files it names and checking
 //! that handler files exist; applying the app is the CLI's job.
 
+pub mod cfn;
 pub mod sam;
 pub mod schedule;
 pub mod serverless;
@@ -30,6 +31,7 @@ pub mod vars;
 pub mod yaml;
 
 mod fields;
+mod sls_events;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -123,6 +123,11 @@ const INTRINSICS: &[&str] = &[
     "ToJsonString",
 ];
 
+/// Whether a node is an intrinsic function call (`!Ref X`, `{Fn::Sub: …}`).
+pub(crate) fn is_intrinsic(n: &Node) -> bool {
+    intrinsic(n).is_some()
+}
+
 /// The intrinsic a node is, with its argument: `!Ref X` or `{Ref: X}`, `{Fn::Sub: …}`.
 fn intrinsic(n: &Node) -> Option<(String, Node)> {
     if let Some(t) = &n.tag {
