@@ -1222,3 +1222,292 @@ mod tests {
         assert_eq!(h.len(), 25 + 32 + 7);
     }
 }
+
+/// The Template for whole manifests, compared with what `sls package` writes to
+/// `cloudformation-template-update-stack.json` for the same input (from the
+/// Framework's compile plugins, `lib/plugins/aws/package/compile/events/`).
+#[cfg(test)]
+mod manifest_tests {
+    use crate::{load, Level, Options};
+    use serde_json::{json, Value as J};
+
+    fn compile(manifest: &str) -> (crate::App, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("serverless.yml"), manifest).unwrap();
+        std::fs::write(dir.path().join("handler.py"), "def main(e, c): pass\n").unwrap();
+        let l = load(&dir.path().join("serverless.yml"), &Options::default());
+        let msgs: Vec<String> = l
+            .diagnostics
+            .iter()
+            .map(|d| {
+                let s = d.to_string();
+                s[s.find("serverless.yml").unwrap()..].to_string()
+            })
+            .collect();
+        (l.app.unwrap_or_else(|| panic!("{msgs:#?}")), msgs)
+    }
+
+    fn resource(app: &crate::App, id: &str) -> J {
+        let r = app
+            .template
+            .resources
+            .get(id)
+            .unwrap_or_else(|| panic!("no {id} in {:?}", app.template.resources.keys()));
+        let mut v = serde_json::to_value(r).unwrap();
+        v.as_object_mut().unwrap().remove("Source");
+        v
+    }
+
+    const HEAD: &str = "service: shop\nprovider:\n  name: aws\n  runtime: python3.12\nfunctions:\n  worker:\n    handler: handler.main\n    events:\n";
+
+    #[test]
+    fn sqs_event() {
+        let (app, msgs) = compile(&format!(
+            "{HEAD}      - sqs: arn:aws:sqs:us-east-1:000000000000:orders\n      - sqs:\n          arn: !GetAtt Jobs.Arn\n          batchSize: 5\n          maximumBatchingWindow: 10\n          functionResponseType: ReportBatchItemFailures\n          filterPatterns:\n            - body: {{kind: [big]}}\n          maximumConcurrency: 4\nresources:\n  Resources:\n    Jobs:\n      Type: AWS::SQS::Queue\n"
+        ));
+        assert!(msgs.is_empty(), "{msgs:?}");
+        assert_eq!(
+            app.template.functions["WorkerLambdaFunction"],
+            "shop-dev-worker"
+        );
+        assert_eq!(
+            resource(&app, "WorkerEventSourceMappingSQSOrders"),
+            json!({"Type": "AWS::Lambda::EventSourceMapping", "DependsOn": ["IamRoleLambdaExecution"],
+                   "Properties": {"BatchSize": 10, "EventSourceArn": "arn:aws:sqs:us-east-1:000000000000:orders",
+                                  "FunctionName": {"Fn::GetAtt": ["WorkerLambdaFunction", "Arn"]}, "Enabled": true}})
+        );
+        assert_eq!(
+            resource(&app, "WorkerEventSourceMappingSQSJobs"),
+            json!({"Type": "AWS::Lambda::EventSourceMapping", "DependsOn": ["IamRoleLambdaExecution"],
+                   "Properties": {"BatchSize": 5, "MaximumBatchingWindowInSeconds": 10,
+                                  "EventSourceArn": {"Fn::GetAtt": ["Jobs", "Arn"]},
+                                  "FunctionName": {"Fn::GetAtt": ["WorkerLambdaFunction", "Arn"]}, "Enabled": true,
+                                  "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                                  "FilterCriteria": {"Filters": [{"Pattern": "{\"body\":{\"kind\":[\"big\"]}}"}]},
+                                  "ScalingConfig": {"MaximumConcurrency": 4}}})
+        );
+        assert_eq!(
+            resource(&app, "Jobs"),
+            json!({"Type": "AWS::SQS::Queue", "Properties": {}})
+        );
+        // The role carries what the mappings need, for the least-privilege issue.
+        let role = resource(&app, "IamRoleLambdaExecution");
+        let statements = &role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"];
+        assert_eq!(
+            statements.as_array().unwrap().last().unwrap(),
+            &json!({"Effect": "Allow", "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+                    "Resource": ["arn:aws:sqs:us-east-1:000000000000:orders", {"Fn::GetAtt": ["Jobs", "Arn"]}]})
+        );
+        assert_eq!(
+            role["Properties"]["Policies"][0]["PolicyName"],
+            json!({"Fn::Join": ["-", ["shop", "dev", "lambda"]]})
+        );
+    }
+
+    #[test]
+    fn sns_event() {
+        let (app, msgs) = compile(&format!(
+            "{HEAD}      - sns: orders\n      - sns:\n          topicName: audit\n          filterPolicy: {{kind: [refund]}}\n          filterPolicyScope: MessageBody\n      - sns: arn:aws:sns:eu-west-1:000000000000:ext\n"
+        ));
+        assert!(msgs.is_empty(), "{msgs:?}");
+        let fn_arn = json!({"Fn::GetAtt": ["WorkerLambdaFunction", "Arn"]});
+        let arn_of = |t: &str| json!({"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":sns:", {"Ref": "AWS::Region"}, ":", {"Ref": "AWS::AccountId"}, ":", t]]});
+        // A topic without a filter: the subscription is the topic's own property.
+        assert_eq!(
+            resource(&app, "SNSTopicOrders"),
+            json!({"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "orders",
+                   "Subscription": [{"Endpoint": fn_arn, "Protocol": "lambda"}]}})
+        );
+        assert_eq!(
+            resource(&app, "WorkerLambdaPermissionOrdersSNS"),
+            json!({"Type": "AWS::Lambda::Permission", "Properties": {"FunctionName": fn_arn,
+                   "Action": "lambda:InvokeFunction", "Principal": "sns.amazonaws.com", "SourceArn": arn_of("orders")}})
+        );
+        // With a filter policy: a separate subscription.
+        assert_eq!(
+            resource(&app, "SNSTopicAudit"),
+            json!({"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "audit"}})
+        );
+        assert_eq!(
+            resource(&app, "WorkerSnsSubscriptionAudit"),
+            json!({"Type": "AWS::SNS::Subscription", "Properties": {"Endpoint": fn_arn, "Protocol": "lambda",
+                   "TopicArn": {"Ref": "SNSTopicAudit"}, "FilterPolicy": {"kind": ["refund"]},
+                   "FilterPolicyScope": "MessageBody"}})
+        );
+        // By ARN: a subscription only (`Region` only in the `arn:` mapping form,
+        // as the Framework).
+        assert_eq!(
+            resource(&app, "WorkerSnsSubscriptionExt"),
+            json!({"Type": "AWS::SNS::Subscription", "Properties": {"TopicArn": "arn:aws:sns:eu-west-1:000000000000:ext",
+                   "Protocol": "lambda", "Endpoint": fn_arn}})
+        );
+        assert!(!app.template.resources.contains_key("SNSTopicExt"));
+    }
+
+    #[test]
+    fn s3_event() {
+        let (app, msgs) = compile(&format!(
+            "{HEAD}      - s3: shop-uploads\n      - s3:\n          bucket: shop-uploads\n          event: s3:ObjectRemoved:*\n          rules:\n            - prefix: in/\n            - suffix: .jpg\n      - s3:\n          bucket: legacy-bucket\n          existing: true\n          rules:\n            - prefix: a/\n"
+        ));
+        assert!(msgs.is_empty(), "{msgs:?}");
+        let fn_arn = json!({"Fn::GetAtt": ["WorkerLambdaFunction", "Arn"]});
+        assert_eq!(
+            resource(&app, "S3BucketShopuploads"),
+            json!({"Type": "AWS::S3::Bucket", "DependsOn": ["WorkerLambdaPermissionShopuploadsS3"],
+                   "Properties": {"BucketName": "shop-uploads", "NotificationConfiguration": {"LambdaConfigurations": [
+                       {"Event": "s3:ObjectCreated:*", "Function": fn_arn},
+                       {"Event": "s3:ObjectRemoved:*", "Function": fn_arn, "Filter": {"S3Key": {"Rules": [
+                           {"Name": "prefix", "Value": "in/"}, {"Name": "suffix", "Value": ".jpg"}]}}}]}}})
+        );
+        assert_eq!(
+            resource(&app, "WorkerLambdaPermissionShopuploadsS3"),
+            json!({"Type": "AWS::Lambda::Permission", "Properties": {"FunctionName": fn_arn,
+                   "Action": "lambda:InvokeFunction", "Principal": "s3.amazonaws.com",
+                   "SourceArn": {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::shop-uploads"]]},
+                   "SourceAccount": {"Ref": "AWS::AccountId"}}})
+        );
+        assert_eq!(
+            resource(&app, "WorkerCustomS31"),
+            json!({"Type": "Custom::S3", "DependsOn": ["WorkerLambdaFunction"], "Properties": {
+                   "FunctionName": "shop-dev-worker", "BucketName": "legacy-bucket",
+                   "BucketConfigs": [{"Event": "s3:ObjectCreated:*", "Rules": [{"Prefix": "a/"}]}]}})
+        );
+    }
+
+    #[test]
+    fn stream_event() {
+        let (app, msgs) = compile(&format!(
+            "{HEAD}      - stream:\n          type: dynamodb\n          arn: !GetAtt Users.StreamArn\n          batchSize: 2\n          startingPosition: LATEST\n          maximumRetryAttempts: 1\n          bisectBatchOnFunctionError: true\n          destinations:\n            onFailure: arn:aws:sqs:us-east-1:000000000000:dlq\n          filterPatterns:\n            - eventName: [INSERT]\n          parallelizationFactor: 2\n          tumblingWindowInSeconds: 30\n      - stream: arn:aws:kinesis:us-east-1:000000000000:stream/clicks\n"
+        ));
+        assert!(msgs.is_empty(), "{msgs:?}");
+        let fn_arn = json!({"Fn::GetAtt": ["WorkerLambdaFunction", "Arn"]});
+        assert_eq!(
+            resource(&app, "WorkerEventSourceMappingDynamodbUsers"),
+            json!({"Type": "AWS::Lambda::EventSourceMapping", "DependsOn": ["IamRoleLambdaExecution"],
+                   "Properties": {"BatchSize": 2, "Enabled": true, "EventSourceArn": {"Fn::GetAtt": ["Users", "StreamArn"]},
+                   "FunctionName": fn_arn, "ParallelizationFactor": 2, "StartingPosition": "LATEST",
+                   "MaximumRetryAttempts": 1, "BisectBatchOnFunctionError": true, "TumblingWindowInSeconds": 30,
+                   "DestinationConfig": {"OnFailure": {"Destination": "arn:aws:sqs:us-east-1:000000000000:dlq"}},
+                   "FilterCriteria": {"Filters": [{"Pattern": "{\"eventName\":[\"INSERT\"]}"}]}}})
+        );
+        assert_eq!(
+            resource(&app, "WorkerEventSourceMappingKinesisClicks"),
+            json!({"Type": "AWS::Lambda::EventSourceMapping", "DependsOn": ["IamRoleLambdaExecution"],
+                   "Properties": {"BatchSize": 10, "Enabled": true,
+                   "EventSourceArn": "arn:aws:kinesis:us-east-1:000000000000:stream/clicks",
+                   "FunctionName": fn_arn, "StartingPosition": "TRIM_HORIZON"}})
+        );
+    }
+
+    #[test]
+    fn event_bridge_event() {
+        let (app, msgs) = compile(&format!(
+            "{HEAD}      - sqs: arn:aws:sqs:us-east-1:000000000000:q\n      - eventBridge:\n          eventBus: orders-bus\n          pattern:\n            source: [shop.orders]\n          inputTransformer:\n            inputPathsMap: {{id: $.detail.id}}\n            inputTemplate: '{{\"order\": <id>}}'\n      - eventBridge:\n          schedule: rate(1 hour)\n          input: {{key: v}}\n"
+        ));
+        assert!(msgs.is_empty(), "{msgs:?}");
+        let fn_arn = json!({"Fn::GetAtt": ["WorkerLambdaFunction", "Arn"]});
+        assert_eq!(
+            resource(&app, "OrdersDashbusEventBridgeEventBus"),
+            json!({"Type": "AWS::Events::EventBus", "Properties": {"Name": "orders-bus"}})
+        );
+        // The index counts every event of the function (the sqs one is 1).
+        assert_eq!(
+            resource(&app, "Shopdevworkerrule2EventBridgeRule"),
+            json!({"Type": "AWS::Events::Rule", "DependsOn": ["OrdersDashbusEventBridgeEventBus"], "Properties": {
+                   "EventBusName": "orders-bus", "EventPattern": {"source": ["shop.orders"]},
+                   "Name": "shop-dev-worker-rule-2", "State": "ENABLED",
+                   "Targets": [{"Arn": fn_arn, "Id": "shop-dev-worker-rule-2-target",
+                                "InputTransformer": {"InputPathsMap": {"id": "$.detail.id"}, "InputTemplate": "{\"order\": <id>}"}}]}})
+        );
+        assert_eq!(
+            resource(&app, "WorkerEventBridgeLambdaPermission2"),
+            json!({"Type": "AWS::Lambda::Permission", "Properties": {"Action": "lambda:InvokeFunction",
+                   "FunctionName": fn_arn, "Principal": "events.amazonaws.com",
+                   "SourceArn": {"Fn::Join": [":", ["arn", {"Ref": "AWS::Partition"}, "events", {"Ref": "AWS::Region"},
+                                 {"Ref": "AWS::AccountId"}, {"Fn::Join": ["/", ["rule", "orders-bus", "shop-dev-worker-rule-2"]]}]]}}})
+        );
+        assert_eq!(
+            resource(&app, "Shopdevworkerrule3EventBridgeRule"),
+            json!({"Type": "AWS::Events::Rule", "Properties": {
+                   "Name": "shop-dev-worker-rule-3", "ScheduleExpression": "rate(1 hour)", "State": "ENABLED",
+                   "Targets": [{"Arn": fn_arn, "Id": "shop-dev-worker-rule-3-target", "Input": "{\"key\":\"v\"}"}]}})
+        );
+    }
+
+    #[test]
+    fn resources_outputs_conditions_and_environment_intrinsics() {
+        let (app, msgs) = compile(
+            "service: shop\nprovider:\n  name: aws\n  runtime: python3.12\n  environment:\n    TABLE: !Ref Users\n    PLAIN: x\nfunctions:\n  worker:\n    handler: handler.main\n    environment:\n      QUEUE_URL: {Ref: Jobs}\n    events:\n      - s3: shop-in\nresources:\n  Conditions:\n    IsProd: !Equals ['${sls:stage}', prod]\n  Resources:\n    Users:\n      Type: AWS::DynamoDB::Table\n      DeletionPolicy: Retain\n      Condition: IsProd\n      Properties:\n        TableName: ${self:service}-users\n        BillingMode: PAY_PER_REQUEST\n        StreamSpecification: {StreamViewType: NEW_IMAGE}\n    Jobs:\n      Type: AWS::SQS::Queue\n      DependsOn: Users\n      Properties:\n        QueueName: !Sub '${AWS::StackName}-jobs'\n    S3BucketShopin:\n      Type: AWS::S3::Bucket\n      Properties:\n        VersioningConfiguration: {Status: Enabled}\n  Outputs:\n    JobsUrl:\n      Value: !Ref Jobs\n      Export:\n        Name: !Sub '${AWS::StackName}-jobs-url'\n",
+        );
+        assert!(msgs.is_empty(), "{msgs:?}");
+        let t = &app.template;
+        assert_eq!(
+            t.conditions["IsProd"],
+            json!({"Fn::Equals": ["dev", "prod"]})
+        );
+        let users = resource(&app, "Users");
+        assert_eq!(users["DeletionPolicy"], "Retain");
+        assert_eq!(users["Condition"], "IsProd");
+        assert_eq!(users["Properties"]["TableName"], "shop-users");
+        assert_eq!(resource(&app, "Jobs")["DependsOn"], json!(["Users"]));
+        assert_eq!(
+            resource(&app, "Jobs")["Properties"]["QueueName"],
+            json!({"Fn::Sub": "${AWS::StackName}-jobs"})
+        );
+        // A resource with a generated bucket's logical id extends it.
+        let bucket = resource(&app, "S3BucketShopin");
+        assert_eq!(bucket["Properties"]["BucketName"], "shop-in");
+        assert_eq!(
+            bucket["Properties"]["VersioningConfiguration"],
+            json!({"Status": "Enabled"})
+        );
+        assert!(
+            bucket["Properties"]["NotificationConfiguration"]["LambdaConfigurations"].is_array()
+        );
+        assert_eq!(t.outputs["JobsUrl"].value, json!({"Ref": "Jobs"}));
+        assert_eq!(
+            t.outputs["JobsUrl"].export,
+            Some(json!({"Fn::Sub": "${AWS::StackName}-jobs-url"}))
+        );
+        // Variables needing a resource go to the engine, the rest to the function.
+        let f = &app.functions[0];
+        assert_eq!(f.environment.get("PLAIN").map(String::as_str), Some("x"));
+        assert!(!f.environment.contains_key("TABLE"));
+        assert_eq!(
+            t.function_environment["WorkerLambdaFunction"],
+            [
+                ("QUEUE_URL".to_string(), json!({"Ref": "Jobs"})),
+                ("TABLE".to_string(), json!({"Ref": "Users"}))
+            ]
+            .into()
+        );
+        assert_eq!(
+            t.resources["Users"].source.as_deref(),
+            Some("serverless.yml:19")
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_compiled_is_reported_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = format!("{HEAD}      - s3:\n          bucket: !Ref B\n      - stream: !GetAtt T.StreamArn\n      - eventBridge:\n          description: no pattern\n      - sns:\n          arn: !Ref T\n");
+        std::fs::write(dir.path().join("serverless.yml"), manifest).unwrap();
+        std::fs::write(dir.path().join("handler.py"), "").unwrap();
+        let l = load(&dir.path().join("serverless.yml"), &Options::default());
+        let errors: Vec<(usize, String)> = l
+            .diagnostics
+            .iter()
+            .filter(|d| d.level == Level::Error)
+            .map(|d| (d.line, d.message.clone()))
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                (9, "functions.worker.events[0].s3.bucket: an intrinsic function needs existing: true (as the Framework)".to_string()),
+                (11, "functions.worker.events[1].stream: give type: dynamodb or kinesis (the ARN is an intrinsic function)".to_string()),
+                (12, "functions.worker.events[2].eventBridge needs pattern or schedule".to_string()),
+                (14, "functions.worker.events[3].sns.topicName is required when arn is an intrinsic function".to_string()),
+            ]
+        );
+    }
+}

@@ -48,6 +48,10 @@ impl Context<'_> {
             Value::Str(s) if s.contains("${") => match self.string(s, depth) {
                 Ok(mut n) => {
                     n.pos = node.pos;
+                    // `!Sub '${AWS::StackName}-${self:service}'` stays a `!Sub`.
+                    if n.tag.is_none() {
+                        n.tag = node.tag.clone();
+                    }
                     n
                 }
                 Err(e) => {
