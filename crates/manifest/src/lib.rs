@@ -31,6 +31,7 @@ pub mod vars;
 pub mod yaml;
 
 mod fields;
+mod sam_events;
 mod sls_events;
 
 use std::collections::BTreeMap;
