@@ -328,6 +328,58 @@ fn load_inner(path: &Path, opts: &Options, d: &mut Diags) -> Option<App> {
     }
 }
 
+impl Loaded {
+    /// For a build without the app engine: each resource, output and deferred
+    /// environment variable of the app's [`template::Template`] as "not supported
+    /// yet", so a strict deploy fails rather than deploying the functions alone.
+    /// The CLI calls it until the engine applies the template.
+    pub fn report_template_unapplied(&mut self) {
+        let Some(app) = &self.app else { return };
+        let file = app.manifest.clone();
+        let line_of = |source: &Option<String>| {
+            source
+                .as_deref()
+                .and_then(|s| s.rsplit(':').next())
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(1)
+        };
+        let t = &app.template;
+        let mut more = Vec::new();
+        for (id, r) in &t.resources {
+            more.push((
+                line_of(&r.source),
+                format!(
+                    "resource {id} ({}): this build does not apply app resources yet",
+                    r.kind
+                ),
+            ));
+        }
+        for id in t.outputs.keys() {
+            more.push((
+                1,
+                format!("output {id}: this build does not apply app resources yet"),
+            ));
+        }
+        for (f, vars) in &t.function_environment {
+            for v in vars.keys() {
+                more.push((
+                    1,
+                    format!("environment variable {v} of {f} needs a resource: this build does not apply app resources yet"),
+                ));
+            }
+        }
+        for (line, message) in more {
+            self.diagnostics.push(Diagnostic {
+                level: Level::Unsupported,
+                file: file.clone(),
+                line,
+                message,
+            });
+        }
+        self.diagnostics.sort_by_key(|x| (x.level, x.line));
+    }
+}
+
 /// Lambda's function-name rule.
 pub(crate) fn valid_function_name(n: &str) -> bool {
     !n.is_empty()
