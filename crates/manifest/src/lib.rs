@@ -329,10 +329,11 @@ fn load_inner(path: &Path, opts: &Options, d: &mut Diags) -> Option<App> {
 }
 
 impl Loaded {
-    /// For a build without the app engine: each resource, output and deferred
+    /// For a build without the app engine: each resource and deferred
     /// environment variable of the app's [`template::Template`] as "not supported
     /// yet", so a strict deploy fails rather than deploying the functions alone.
-    /// The CLI calls it until the engine applies the template.
+    /// The CLI calls it until the engine applies the template. (`Outputs` are
+    /// only printed, so an app with outputs still works without them.)
     pub fn report_template_unapplied(&mut self) {
         let Some(app) = &self.app else { return };
         let file = app.manifest.clone();
@@ -345,19 +346,18 @@ impl Loaded {
         };
         let t = &app.template;
         let mut more = Vec::new();
-        for (id, r) in &t.resources {
+        // Roles are only stored (IAM is not enforced yet): an app works without them.
+        for (id, r) in t
+            .resources
+            .iter()
+            .filter(|(_, r)| !r.kind.starts_with("AWS::IAM::"))
+        {
             more.push((
                 line_of(&r.source),
                 format!(
                     "resource {id} ({}): this build does not apply app resources yet",
                     r.kind
                 ),
-            ));
-        }
-        for id in t.outputs.keys() {
-            more.push((
-                1,
-                format!("output {id}: this build does not apply app resources yet"),
             ));
         }
         for (f, vars) in &t.function_environment {
