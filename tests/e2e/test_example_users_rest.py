@@ -33,6 +33,10 @@ def test_users_rest_api_on_a_table(server, tmp_path):
     app = tmp_path / "users-rest-dynamodb"
     shutil.copytree(ROOT / "examples" / "users-rest-dynamodb", app)
     deploy(server, app)
+    drive(server)
+
+
+def drive(server):
     ddb = boto3.client("dynamodb", endpoint_url=server.api, region_name="us-east-1",
                        aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret")
     table = ddb.describe_table(TableName="users-rest-dev-users")["Table"]
