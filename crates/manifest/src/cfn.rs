@@ -449,3 +449,188 @@ mod tests {
         assert_eq!(alnum("my-queue.fifo"), "Myqueuefifo");
     }
 }
+
+/// Logical ids CloudFormation, the Framework or SAM create implicitly, which a
+/// template may name but Nimbus does not create: a reference to one is "not
+/// supported yet" rather than an error.
+const IMPLICIT: &[&str] = &[
+    "ServerlessHttpApi",
+    "ServerlessRestApi",
+    "ServerlessDeploymentBucket",
+    "ApiGatewayRestApi",
+    "HttpApi",
+    "HttpApiStage",
+    "ServerlessRestApiProdStage",
+];
+
+/// Check, as CloudFormation validates a template, that every `Ref`, `Fn::GetAtt`,
+/// `Fn::Sub` reference and `DependsOn` names a resource, a function, a parameter
+/// or a pseudo parameter; each miss is an error at the referring resource's line.
+pub fn check_references(d: &mut Diags, t: &Template) {
+    let known = |id: &str| {
+        t.resources.contains_key(id)
+            || t.functions.contains_key(id)
+            || t.parameters.contains_key(id)
+            || id.starts_with("AWS::")
+    };
+    let mut problems: Vec<(usize, String)> = Vec::new();
+    let mut visit = |what: &str, line: usize, v: &J, depends_on: &[String]| {
+        let mut refs = Vec::new();
+        collect_refs(v, &mut refs);
+        refs.extend(depends_on.iter().cloned());
+        refs.sort();
+        refs.dedup();
+        for r in refs {
+            if known(&r) {
+                continue;
+            }
+            let msg = if IMPLICIT.contains(&r.as_str()) {
+                format!("{what} refers to {r}, a resource the transform creates implicitly; Nimbus does not create it")
+            } else {
+                format!("{what} refers to {r}, which is not a resource, function or parameter of the app")
+            };
+            problems.push((line, msg));
+        }
+    };
+    let line_of = |s: &Option<String>| {
+        s.as_deref()
+            .and_then(|s| s.rsplit(':').next())
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(1)
+    };
+    for (id, r) in &t.resources {
+        visit(
+            &format!("resource {id}"),
+            line_of(&r.source),
+            &r.properties,
+            &r.depends_on,
+        );
+    }
+    for (id, o) in &t.outputs {
+        let v = json!([o.value, o.export]);
+        visit(&format!("output {id}"), 1, &v, &[]);
+    }
+    for (f, vars) in &t.function_environment {
+        for (k, v) in vars {
+            visit(&format!("environment variable {k} of {f}"), 1, v, &[]);
+        }
+    }
+    for (line, msg) in problems {
+        if msg.starts_with("output ") && msg.contains("creates implicitly") {
+            // An output is only printed: the app works without it.
+            d.warn(line, format!("{msg}; the output is left empty"));
+        } else if msg.contains("creates implicitly") {
+            d.unsupported(line, msg);
+        } else {
+            d.error(line, msg);
+        }
+    }
+}
+
+/// The logical ids a value names through `Ref`, `Fn::GetAtt` and `Fn::Sub`.
+fn collect_refs(v: &J, out: &mut Vec<String>) {
+    match v {
+        J::Object(m) if m.len() == 1 => {
+            let (k, arg) = m.iter().next().expect("one entry");
+            match (k.as_str(), arg) {
+                ("Ref", J::String(s)) => out.push(s.clone()),
+                ("Fn::GetAtt", J::Array(a)) => {
+                    if let Some(J::String(s)) = a.first() {
+                        out.push(s.clone());
+                    }
+                }
+                ("Fn::Sub", J::String(s)) => sub_refs(s, &[], out),
+                ("Fn::Sub", J::Array(a)) => {
+                    let locals: Vec<String> = a
+                        .get(1)
+                        .and_then(J::as_object)
+                        .map(|o| o.keys().cloned().collect())
+                        .unwrap_or_default();
+                    if let Some(J::String(s)) = a.first() {
+                        sub_refs(s, &locals, out);
+                    }
+                    if let Some(vars) = a.get(1) {
+                        collect_refs(vars, out);
+                    }
+                }
+                _ => collect_refs(arg, out),
+            }
+        }
+        J::Object(m) => m.values().for_each(|x| collect_refs(x, out)),
+        J::Array(a) => a.iter().for_each(|x| collect_refs(x, out)),
+        _ => {}
+    }
+}
+
+fn sub_refs(s: &str, locals: &[String], out: &mut Vec<String>) {
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        let after = &rest[i + 2..];
+        let Some(end) = after.find('}') else { break };
+        let name = after[..end].trim();
+        if !name.starts_with('!') && !locals.iter().any(|l| l == name) {
+            let id = name.split('.').next().unwrap_or_default();
+            if !id.is_empty() {
+                out.push(id.to_string());
+            }
+        }
+        rest = &after[end + 1..];
+    }
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+    use crate::template::Resource;
+    use std::path::Path;
+
+    #[test]
+    fn unknown_references_are_errors_implicit_ones_unsupported() {
+        let mut t = Template::default();
+        t.functions.insert("Fn".into(), "app-Fn".into());
+        t.parameters.insert("Stage".into(), json!("dev"));
+        let r = |props: J, deps: Vec<&str>, line: usize| Resource {
+            kind: "AWS::SQS::Queue".into(),
+            properties: props,
+            depends_on: deps.into_iter().map(String::from).collect(),
+            deletion_policy: None,
+            update_replace_policy: None,
+            condition: None,
+            source: Some(format!("template.yaml:{line}")),
+        };
+        t.resources.insert(
+            "Ok".into(),
+            r(
+                json!({"A": {"Ref": "Fn"}, "B": {"Fn::GetAtt": ["Ok", "Arn"]},
+                       "C": {"Fn::Sub": ["${AWS::Region}-${Stage}-${Fn.Arn}-${x}-${!lit}", {"x": {"Ref": "Stage"}}]}}),
+                vec!["Fn"],
+                3,
+            ),
+        );
+        t.resources.insert(
+            "Bad".into(),
+            r(
+                json!({"A": {"Ref": "Nope"}, "B": {"Fn::Sub": "${Gone.Arn}"}, "C": {"Ref": "ServerlessHttpApi"}}),
+                vec!["Missing"],
+                9,
+            ),
+        );
+        let mut d = Diags::new(Path::new("template.yaml"));
+        check_references(&mut d, &t);
+        let got: Vec<(usize, crate::Level, String)> = d
+            .list
+            .iter()
+            .map(|x| (x.line, x.level, x.message.clone()))
+            .collect();
+        use crate::Level::{Error, Unsupported};
+        assert_eq!(
+            got,
+            [
+                (9, Error, "resource Bad refers to Gone, which is not a resource, function or parameter of the app".into()),
+                (9, Error, "resource Bad refers to Missing, which is not a resource, function or parameter of the app".into()),
+                (9, Error, "resource Bad refers to Nope, which is not a resource, function or parameter of the app".into()),
+                (9, Unsupported, "resource Bad refers to ServerlessHttpApi, a resource the transform creates implicitly; Nimbus does not create it".into()),
+            ]
+        );
+    }
+}

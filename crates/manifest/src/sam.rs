@@ -896,6 +896,7 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
     if let Some(o) = top.get("Outputs") {
         crate::cfn::outputs_section(d, o.val, "Outputs", &mut app.template);
     }
+    crate::cfn::check_references(d, &app.template);
     // A REST route takes its API's binary media types: the named
     // `AWS::Serverless::Api`'s, else the implicit API's (`Globals.Api`).
     let global_binary: Vec<String> = globals

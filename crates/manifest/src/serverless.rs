@@ -519,6 +519,7 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
     if let Some(f) = top.get("resources") {
         resources(d, *f, &mut app.template);
     }
+    cfn::check_references(d, &app.template);
     Some(app)
 }
 

@@ -1377,7 +1377,7 @@ mod manifest_tests {
     #[test]
     fn stream_event() {
         let (app, msgs) = compile(&format!(
-            "{HEAD}      - stream:\n          type: dynamodb\n          arn: !GetAtt Users.StreamArn\n          batchSize: 2\n          startingPosition: LATEST\n          maximumRetryAttempts: 1\n          bisectBatchOnFunctionError: true\n          destinations:\n            onFailure: arn:aws:sqs:us-east-1:000000000000:dlq\n          filterPatterns:\n            - eventName: [INSERT]\n          parallelizationFactor: 2\n          tumblingWindowInSeconds: 30\n      - stream: arn:aws:kinesis:us-east-1:000000000000:stream/clicks\n"
+            "{HEAD}      - stream:\n          type: dynamodb\n          arn: !GetAtt Users.StreamArn\n          batchSize: 2\n          startingPosition: LATEST\n          maximumRetryAttempts: 1\n          bisectBatchOnFunctionError: true\n          destinations:\n            onFailure: arn:aws:sqs:us-east-1:000000000000:dlq\n          filterPatterns:\n            - eventName: [INSERT]\n          parallelizationFactor: 2\n          tumblingWindowInSeconds: 30\n      - stream: arn:aws:kinesis:us-east-1:000000000000:stream/clicks\nresources:\n  Resources:\n    Users:\n      Type: AWS::DynamoDB::Table\n"
         ));
         assert!(msgs.is_empty(), "{msgs:?}");
         let fn_arn = json!({"Fn::GetAtt": ["WorkerLambdaFunction", "Arn"]});
