@@ -1164,7 +1164,10 @@ fn function(
         let policies = raw.get("Policies");
         crate::sam_events::role(
             d,
-            &crate::sam_events::Func { logical_id: id },
+            &crate::sam_events::Func {
+                logical_id: id,
+                alias: None,
+            },
             policies,
             &event_policies,
             line,
@@ -1268,6 +1271,7 @@ fn events(
         if !matches!(ty.as_str(), "Api" | "HttpApi" | "Schedule" | "ScheduleV2") {
             let sf = crate::sam_events::Func {
                 logical_id: &func.key,
+                alias: func.alias.as_deref(),
             };
             let pp = join(&epath, "Properties");
             if matches!(

@@ -15,6 +15,32 @@ use serde_json::{json, Map, Value as J};
 /// One function as its events see it.
 pub struct Func<'a> {
     pub logical_id: &'a str,
+    /// `AutoPublishAlias`: the events invoke the alias, as SAM makes them (SAM
+    /// names its `<Function>Alias<alias>` resource; Nimbus, which publishes the
+    /// alias itself, names the qualified ARN).
+    pub alias: Option<&'a str>,
+}
+
+impl Func<'_> {
+    /// What a mapping's or permission's `FunctionName` is.
+    fn name(&self) -> J {
+        match self.alias {
+            Some(a) => self.arn_value(a),
+            None => json!({"Ref": self.logical_id}),
+        }
+    }
+
+    /// What a subscription, notification or rule target invokes.
+    fn arn(&self) -> J {
+        match self.alias {
+            Some(a) => self.arn_value(a),
+            None => cfn::function_arn(self.logical_id),
+        }
+    }
+
+    fn arn_value(&self, alias: &str) -> J {
+        json!({"Fn::Join": [":", [cfn::function_arn(self.logical_id), alias]]})
+    }
 }
 
 /// An S3 event waits for its bucket, which may be declared after the function.
@@ -49,7 +75,7 @@ fn copy(props: &Map<String, J>, keys: &[&str], out: &mut Map<String, J>) {
 fn permission(func: &Func, principal: &str, source: Option<(&str, J)>) -> J {
     let mut p = json!({
         "Action": "lambda:InvokeFunction",
-        "FunctionName": {"Ref": func.logical_id},
+        "FunctionName": func.name(),
         "Principal": principal,
     });
     if let Some((k, v)) = source {
@@ -132,7 +158,7 @@ pub fn event(
         _ => Map::new(),
     };
     let id = format!("{}{name}", func.logical_id);
-    let fn_arn = cfn::function_arn(func.logical_id);
+    let fn_arn = func.arn();
     let need = |d: &mut Diags, key: &str| -> Option<J> {
         let v = props.get(key).cloned();
         if v.is_none() {
@@ -146,7 +172,7 @@ pub fn event(
             let mut p = Map::new();
             copy(&props, &["BatchSize", "Enabled"], &mut p);
             p.insert("EventSourceArn".into(), queue);
-            p.insert("FunctionName".into(), json!({"Ref": func.logical_id}));
+            p.insert("FunctionName".into(), func.name());
             copy(
                 &props,
                 &[
@@ -182,7 +208,7 @@ pub fn event(
             let mut p = Map::new();
             copy(&props, &["BatchSize", "Enabled"], &mut p);
             p.insert("EventSourceArn".into(), stream);
-            p.insert("FunctionName".into(), json!({"Ref": func.logical_id}));
+            p.insert("FunctionName".into(), func.name());
             copy(
                 &props,
                 &[
@@ -855,6 +881,33 @@ mod tests {
                 (14, "event Iot of type IoTRule: manifests do not wire this event kind yet (create it with the service API or `nimbus mappings`)".to_string()),
                 (19, "resource Cdn of type AWS::CloudFront::Distribution: the app engine does not create this type".to_string()),
             ]
+        );
+    }
+}
+
+#[cfg(test)]
+mod alias_tests {
+    use crate::{load, Options};
+    use serde_json::json;
+
+    #[test]
+    fn events_of_a_function_with_auto_publish_alias_invoke_the_alias() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("app.py"), "").unwrap();
+        std::fs::write(
+            dir.path().join("template.yaml"),
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n  T:\n    Type: AWS::SNS::Topic\n  Worker:\n    Type: AWS::Serverless::Function\n    Properties:\n      Runtime: python3.12\n      Handler: app.handler\n      AutoPublishAlias: live\n      Events:\n        Jobs:\n          Type: SQS\n          Properties: {Queue: !GetAtt Q.Arn}\n        News:\n          Type: SNS\n          Properties: {Topic: !Ref T}\n",
+        )
+        .unwrap();
+        let l = load(&dir.path().join("template.yaml"), &Options::default());
+        assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
+        let t = l.app.unwrap().template;
+        let live = json!({"Fn::Join": [":", [{"Fn::GetAtt": ["Worker", "Arn"]}, "live"]]});
+        assert_eq!(t.resources["WorkerJobs"].properties["FunctionName"], live);
+        assert_eq!(t.resources["WorkerNews"].properties["Endpoint"], live);
+        assert_eq!(
+            t.resources["WorkerNewsPermission"].properties["FunctionName"],
+            live
         );
     }
 }
