@@ -90,7 +90,6 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
     for d in &loaded.diagnostics {
         eprintln!("{d}");
     }
-    let mut loaded = loaded;
     // Strict by default: an app that declares what Nimbus cannot run would deploy
     // "successfully" and then not work, so CI pipelines must see a failure.
     let unsupported = loaded
