@@ -77,7 +77,12 @@ pub struct UpArgs {
     /// Their APIs are not served and their state is left untouched; deliveries
     /// into them (destinations, subscriptions, targets) wait in the senders'
     /// outboxes until a server runs them again.
-    #[arg(long, value_delimiter = ',', env = "NIMBUS_DISABLE_SERVICES", value_name = "NAMES")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        env = "NIMBUS_DISABLE_SERVICES",
+        value_name = "NAMES"
+    )]
     disable_services: Vec<String>,
     /// Server log format.
     #[arg(long, value_enum, default_value = "text")]

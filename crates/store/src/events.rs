@@ -144,9 +144,8 @@ impl EventStore {
     /// crash left behind).
     pub fn outbox(&self) -> Result<Vec<OutboxEntry>> {
         self.read(|c| {
-            let mut stmt = c.prepare(
-                "SELECT id, function, target, item, created_ms FROM outbox ORDER BY id",
-            )?;
+            let mut stmt =
+                c.prepare("SELECT id, function, target, item, created_ms FROM outbox ORDER BY id")?;
             let rows = stmt.query_map([], |r| {
                 Ok(OutboxEntry {
                     id: r.get(0)?,

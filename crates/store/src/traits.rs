@@ -15,8 +15,7 @@
 
 use crate::{
     Db, EventMeta, EventStore, FunctionObject, GatewayAuthStore, LogLine, MeterRow, OutboxEntry,
-    QueuedEvent,
-    RecordQuery, Result, RouteStore, StoredObject, StoredRoute, UsageRow,
+    QueuedEvent, RecordQuery, Result, RouteStore, StoredObject, StoredRoute, UsageRow,
 };
 use nimbus_core::{EventInvokeConfig, FunctionConfig, InvocationRecord, Outcome};
 use std::future::Future;

@@ -294,9 +294,9 @@ impl AsyncQueue {
                     })
                 }
                 Ok(super::Destination::Service(arn)) => {
-                    let sinks = invoker
-                        .sinks()
-                        .ok_or_else(|| SinkError::Transient("the services are not started".into()))?;
+                    let sinks = invoker.sinks().ok_or_else(|| {
+                        SinkError::Transient("the services are not started".into())
+                    })?;
                     let detail_type = if *success {
                         "Lambda Function Invocation Result - Success"
                     } else {
