@@ -424,6 +424,16 @@ impl Sqs {
         self.lock().queues.get(name).map(Queue::fifo)
     }
 
+    /// Whether the queue has a message a receive would take now (the backlog
+    /// pollers scale on).
+    pub fn has_visible(&self, name: &str) -> bool {
+        let mut st = self.lock();
+        st.queues.get_mut(name).is_some_and(|q| {
+            q.promote(now_ms());
+            !q.visible.is_empty()
+        })
+    }
+
     /// The queue's `Notify` (a send or a visibility change wakes it).
     pub fn notifier(&self, name: &str) -> Option<Arc<Notify>> {
         self.lock().queues.get(name).map(|q| q.notify.clone())
