@@ -766,7 +766,12 @@ impl AsyncQueue {
         res: Option<&crate::InvokeResult>,
     ) {
         let owed = self.owed(ev, cfg, cond, res);
-        self.finish_owing(&ev.function, ev.id, owed).await;
+        if owed.is_empty() {
+            // Nothing owed: the delete need not be waited for.
+            self.finish(ev);
+        } else {
+            self.finish_owing(&ev.function, ev.id, owed).await;
+        }
     }
 
     /// The outbox rows an ended event owes.
