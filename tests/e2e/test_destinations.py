@@ -182,3 +182,57 @@ def test_on_success_to_a_topic_and_on_failure_to_a_bus(env):
         assert ev["detail"]["responsePayload"]["errorType"] == "ValueError"
     finally:
         lam.delete_function_event_invoke_config(FunctionName="dest")
+
+
+def gauge(server, name, function):
+    """One sample of a gauge from /metrics (None when absent)."""
+    text = server.session.get(server.api + "/metrics", timeout=10).text
+    prefix = f'{name}{{function="{function}"}} '
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix):])
+    return None
+
+
+def test_a_record_owed_when_the_server_dies_is_delivered_after_restart(server_factory):
+    """The destination's service is not running (so every delivery is transient)
+    when the invocation finishes; the server is then killed -9. The record was
+    written to the durable outbox with the end of the event, so the next server,
+    which runs SQS again, delivers it."""
+    first = server_factory()
+    first.deploy("durable", "python3.12", "app.handler", {"app.py": CODE})
+    lam, sqs = clients(first)
+    url, arn = queue(sqs, "dest-durable")
+    lam.put_function_event_invoke_config(
+        FunctionName="durable", DestinationConfig={"OnSuccess": {"Destination": arn}}
+    )
+    first.stop()
+
+    # No SQS: the record cannot be delivered, only kept.
+    second = server_factory("--disable-services", "sqs")
+    lam, _ = clients(second)
+    r = lam.invoke(FunctionName="durable", InvocationType="Event", Payload=json.dumps({"n": 7}))
+    rid = r["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    wait_for(
+        lambda: gauge(second, "nimbus_async_queue_depth", "durable") == 0,
+        timeout=60,
+        what="the async event to finish",
+    )
+    assert gauge(second, "nimbus_async_outbox_pending", "durable") == 1
+    second.kill()
+
+    third = server_factory()
+    _, sqs = clients(third)
+    url = sqs.get_queue_url(QueueName="dest-durable")["QueueUrl"]
+    rec = json.loads(receive_one(sqs, url)["Body"])
+    assert rec["requestContext"]["requestId"] == rid
+    assert rec["requestContext"]["condition"] == "Success"
+    assert rec["requestPayload"] == {"n": 7}
+    assert rec["responsePayload"] == {"echo": {"n": 7}}
+    wait_for(
+        lambda: gauge(third, "nimbus_async_outbox_pending", "durable") in (None, 0),
+        timeout=30,
+        what="the outbox to be empty",
+    )
+    # Delivered once: nothing else arrives.
+    assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", []) == []

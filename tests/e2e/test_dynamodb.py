@@ -307,6 +307,32 @@ def test_one_megabyte_pages(server):
     assert page["Count"] + rest["Count"] == 15 and "LastEvaluatedKey" not in rest
 
 
+def test_batch_get_past_16_mb_returns_unprocessed_keys(server):
+    """50 items of ~390 KB (about 19 MB) in one BatchGetItem: DynamoDB answers at
+    most 16 MB and hands back the rest as UnprocessedKeys; asking again for those
+    gets every item exactly once."""
+    c = ddb(server)
+    create(c, "huge", ("id", "S"))
+    blob = "y" * (390 * 1024)
+    for i in range(50):
+        c.put_item(TableName="huge", Item={"id": {"S": f"k{i:02}"}, "b": {"S": blob}})
+    keys = [{"id": {"S": f"k{i:02}"}} for i in range(50)]
+    got = c.batch_get_item(RequestItems={"huge": {"Keys": keys}})
+    first = [i["id"]["S"] for i in got["Responses"]["huge"]]
+    size = sum(len(i["b"]["S"]) + len(i["id"]["S"]) + 3 for i in got["Responses"]["huge"])
+    assert size <= 16 * 1024 * 1024
+    left = got["UnprocessedKeys"]["huge"]["Keys"]
+    assert left and len(first) + len(left) == 50
+    again = c.batch_get_item(RequestItems=got["UnprocessedKeys"])
+    assert again["UnprocessedKeys"] == {}
+    seen = first + [i["id"]["S"] for i in again["Responses"]["huge"]]
+    assert sorted(seen) == [f"k{i:02}" for i in range(50)]
+    # ProjectionExpression counts what is returned: small projections all fit.
+    small = c.batch_get_item(RequestItems={"huge": {"Keys": keys, "ProjectionExpression": "id"}})
+    assert len(small["Responses"]["huge"]) == 50 and small["UnprocessedKeys"] == {}
+    c.delete_table(TableName="huge")
+
+
 def test_batches_and_transactions(server):
     c = ddb(server)
     create(c, "acct", ("id", "S"))

@@ -614,6 +614,87 @@ def test_kill_9_loses_no_acknowledged_message(server_factory, data_dir):
     assert len(seen) == len(set(seen))
 
 
+def test_a_move_task_survives_kill_9_and_resumes(server_factory, data_dir):
+    """StartMessageMoveTask at one message a second; the server is killed -9
+    after the first moved; the next server lists the same task, finishes it, and
+    every message is back in its source exactly once."""
+    s = server_factory()
+    c = client(s)
+    dlq = c.create_queue(QueueName="moves-dlq")["QueueUrl"]
+    dlq_arn = c.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    src = c.create_queue(QueueName="moves-src", Attributes={"RedrivePolicy": json.dumps(
+        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "1"})})["QueueUrl"]
+    src_arn = c.get_queue_attributes(QueueUrl=src, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bodies = {f"m{i}" for i in range(10)}
+    c.send_message_batch(QueueUrl=dlq, Entries=[{"Id": b, "MessageBody": b} for b in sorted(bodies)])
+    handle = c.start_message_move_task(
+        SourceArn=dlq_arn, DestinationArn=src_arn, MaxNumberOfMessagesPerSecond=1
+    )["TaskHandle"]
+
+    def moved():
+        return c.list_message_move_tasks(SourceArn=dlq_arn)["Results"][0]["ApproximateNumberOfMessagesMoved"]
+
+    wait_for(lambda: moved() >= 1, timeout=30, what="the first message moved")
+    r = c.list_message_move_tasks(SourceArn=dlq_arn)["Results"][0]
+    # One a second: ten take nine seconds, so the task is still running here.
+    assert r["Status"] == "RUNNING" and r["TaskHandle"] == handle
+    with pytest.raises(ClientError) as e:
+        c.start_message_move_task(SourceArn=dlq_arn)
+    assert error_code(e) == "AWS.SimpleQueueService.UnsupportedOperation"
+    s.kill()
+
+    s2 = server_factory(data=data_dir)
+    c2 = client(s2)
+
+    def task():
+        return c2.list_message_move_tasks(SourceArn=dlq_arn)["Results"][0]
+
+    assert task()["MaxNumberOfMessagesPerSecond"] == 1
+    assert task()["ApproximateNumberOfMessagesToMove"] == 10
+    wait_for(lambda: task()["Status"] == "COMPLETED", timeout=60, what="the resumed task")
+    assert task()["ApproximateNumberOfMessagesMoved"] == 10
+    src2 = c2.get_queue_url(QueueName="moves-src")["QueueUrl"]
+    seen = []
+    while True:
+        got = c2.receive_message(QueueUrl=src2, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        if "Messages" not in got:
+            break
+        for m in got["Messages"]:
+            seen.append(m["Body"])
+            c2.delete_message(QueueUrl=src2, ReceiptHandle=m["ReceiptHandle"])
+    assert sorted(seen) == sorted(bodies)
+    dlq2 = c2.get_queue_url(QueueName="moves-dlq")["QueueUrl"]
+    assert "Messages" not in c2.receive_message(QueueUrl=dlq2, WaitTimeSeconds=0)
+
+
+def test_a_cancelled_move_task_stays_cancelled_across_a_restart(server_factory, data_dir):
+    s = server_factory()
+    c = client(s)
+    dlq = c.create_queue(QueueName="cancel-dlq")["QueueUrl"]
+    dlq_arn = c.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    src = c.create_queue(QueueName="cancel-src", Attributes={"RedrivePolicy": json.dumps(
+        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "1"})})["QueueUrl"]
+    src_arn = c.get_queue_attributes(QueueUrl=src, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    c.send_message_batch(QueueUrl=dlq, Entries=[{"Id": f"m{i}", "MessageBody": f"m{i}"} for i in range(10)])
+    handle = c.start_message_move_task(
+        SourceArn=dlq_arn, DestinationArn=src_arn, MaxNumberOfMessagesPerSecond=1
+    )["TaskHandle"]
+    c.cancel_message_move_task(TaskHandle=handle)
+    s.kill()
+    s2 = server_factory(data=data_dir)
+    c2 = client(s2)
+    wait_for(
+        lambda: c2.list_message_move_tasks(SourceArn=dlq_arn)["Results"][0]["Status"] == "CANCELLED",
+        timeout=30,
+        what="the cancelled task",
+    )
+    moved = c2.list_message_move_tasks(SourceArn=dlq_arn)["Results"][0]["ApproximateNumberOfMessagesMoved"]
+    assert moved < 10
+    dlq2 = c2.get_queue_url(QueueName="cancel-dlq")["QueueUrl"]
+    left = c2.get_queue_attributes(QueueUrl=dlq2, AttributeNames=["ApproximateNumberOfMessages"])
+    assert int(left["Attributes"]["ApproximateNumberOfMessages"]) == 10 - moved
+
+
 def test_the_nimbus_queues_cli(server, sqs):
     url = sqs.create_queue(QueueName="cli-shown")["QueueUrl"]
     sqs.send_message(QueueUrl=url, MessageBody="peek at me")

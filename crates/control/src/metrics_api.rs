@@ -144,12 +144,19 @@ fn sampled(st: &AppState) -> Vec<GaugeFamily> {
             s.oldest_age_ms as f64 / 1000.0,
         );
     }
+    let mut outbox = GaugeFamily::new(
+        "nimbus_async_outbox_pending",
+        "Destination records and dead letters of a function's finished async events not yet delivered",
+    );
+    for (function, n) in st.queue.outbox_pending() {
+        outbox.push(vec![("function", function)], n as f64);
+    }
     let mut limit = GaugeFamily::new(
         "nimbus_account_concurrency_limit",
         "Account-wide cap on concurrent executions",
     );
     limit.push(Vec::new(), st.invoker.admission().account_limit() as f64);
-    vec![instances, depth, age, limit]
+    vec![instances, depth, age, outbox, limit]
 }
 
 #[derive(Deserialize)]

@@ -1,6 +1,8 @@
 //! `<data>/esm.db`: mapping records and stream checkpoints, opened durably (WAL,
 //! `synchronous=FULL`): a mapping acknowledged by the API, and a checkpoint taken
-//! after a successful batch, are on disk.
+//! after a successful batch, are on disk. An open tumbling window's `state` is
+//! written with the checkpoint that follows the invoke that returned it (one
+//! transaction), so a restart resumes the window where its records left off.
 
 use nimbus_store::migrate::{Migration, Schema, Step};
 use nimbus_store::SharedConn;
@@ -11,10 +13,11 @@ use std::path::Path;
 /// The file's migrations.
 pub static ESM_DB: Schema = Schema {
     file: "esm.db",
-    migrations: &[Migration {
-        name: "mappings and checkpoints",
-        step: Step::Sql(
-            "CREATE TABLE mappings (
+    migrations: &[
+        Migration {
+            name: "mappings and checkpoints",
+            step: Step::Sql(
+                "CREATE TABLE mappings (
                 uuid TEXT PRIMARY KEY,
                 created_ms INTEGER NOT NULL,
                 record TEXT NOT NULL
@@ -30,9 +33,30 @@ pub static ESM_DB: Schema = Schema {
                 uuid TEXT PRIMARY KEY,
                 start_ms INTEGER NOT NULL
             );",
-        ),
-    }],
+            ),
+        },
+        Migration {
+            name: "tumbling windows",
+            step: Step::Sql(
+                "CREATE TABLE windows (
+                    uuid TEXT NOT NULL,
+                    shard_id TEXT NOT NULL,
+                    start_ms INTEGER NOT NULL,
+                    state TEXT NOT NULL,
+                    PRIMARY KEY (uuid, shard_id)
+                );",
+            ),
+        },
+    ],
 };
+
+/// An open tumbling window of a shard as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredWindow {
+    pub start_ms: i64,
+    /// The `state` the function last returned (JSON text).
+    pub state: String,
+}
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +122,7 @@ impl Store {
             tx.execute("DELETE FROM mappings WHERE uuid = ?1", [uuid])?;
             tx.execute("DELETE FROM checkpoints WHERE uuid = ?1", [uuid])?;
             tx.execute("DELETE FROM stream_starts WHERE uuid = ?1", [uuid])?;
+            tx.execute("DELETE FROM windows WHERE uuid = ?1", [uuid])?;
             tx.commit()?;
             Ok(())
         })
@@ -108,6 +133,64 @@ impl Store {
         self.conn.with(|c| {
             c.execute("DELETE FROM checkpoints WHERE uuid = ?1", [uuid])?;
             c.execute("DELETE FROM stream_starts WHERE uuid = ?1", [uuid])?;
+            c.execute("DELETE FROM windows WHERE uuid = ?1", [uuid])?;
+            Ok(())
+        })
+    }
+
+    /// Write a checkpoint and, in the same transaction, the shard's open window.
+    pub fn set_checkpoint_and_window(
+        &self,
+        uuid: &str,
+        shard_id: &str,
+        cp: &Checkpoint,
+        window: &StoredWindow,
+    ) -> Result<(), StoreError> {
+        self.conn.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO checkpoints (uuid, shard_id, sequence_number, done) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(uuid, shard_id) DO UPDATE SET sequence_number = excluded.sequence_number, done = excluded.done",
+                params![uuid, shard_id, cp.sequence_number, cp.done as i64],
+            )?;
+            tx.execute(
+                "INSERT OR REPLACE INTO windows (uuid, shard_id, start_ms, state) VALUES (?1, ?2, ?3, ?4)",
+                params![uuid, shard_id, window.start_ms, window.state],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// The shard's open window, if one was stored.
+    pub fn window(&self, uuid: &str, shard_id: &str) -> Result<Option<StoredWindow>, StoreError> {
+        self.conn.with(|c| {
+            Ok(c.query_row(
+                "SELECT start_ms, state FROM windows WHERE uuid = ?1 AND shard_id = ?2",
+                params![uuid, shard_id],
+                |r| {
+                    Ok(StoredWindow {
+                        start_ms: r.get(0)?,
+                        state: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+    }
+
+    /// A window closed (its final invoke ran, or was given up).
+    pub fn clear_window(
+        &self,
+        uuid: &str,
+        shard_id: &str,
+        start_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn.with(|c| {
+            c.execute(
+                "DELETE FROM windows WHERE uuid = ?1 AND shard_id = ?2 AND start_ms = ?3",
+                params![uuid, shard_id, start_ms],
+            )?;
             Ok(())
         })
     }

@@ -30,9 +30,10 @@
 //! * `TumblingWindowInSeconds`: records are grouped into windows by arrival time;
 //!   each invoke gets `window`, `state` (the previous response's `state`),
 //!   `shardId`, `eventSourceARN`; a window closes with an invoke whose
-//!   `isFinalInvokeForWindow` is true.
+//!   `isFinalInvokeForWindow` is true. The open window's `state` is durable with
+//!   each checkpoint (`esm.db`), so a restart mid-window carries it on.
 
-use crate::store::{Checkpoint, Store};
+use crate::store::{Checkpoint, Store, StoredWindow};
 use base64::Engine;
 use bytes::Bytes;
 use nimbus_dispatch::{Invocation, InvokeError};
@@ -338,6 +339,22 @@ impl Poller {
             Duration::from_secs(self.spec.maximum_batching_window_in_seconds.unwrap_or(0) as u64);
         let tumbling_ms = self.spec.tumbling_window_in_seconds.unwrap_or(0) as i64 * 1000;
         let mut tumbling: Option<Window> = None;
+        if tumbling_ms > 0 {
+            // A window a stop interrupted goes on with its state.
+            let (u, id) = (self.spec.uuid.clone(), shard_id.clone());
+            match self.blocking(move |s| s.window(&u, &id)).await {
+                Ok(Some(w)) => {
+                    tumbling = Some(Window {
+                        start_ms: w.start_ms,
+                        state: serde_json::from_str(&w.state).unwrap_or_else(|_| json!({})),
+                    })
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(uuid = %self.spec.uuid, shard = %shard_id, error = %e, "cannot read the tumbling window's state")
+                }
+            }
+        }
         let mut rx = self.shards.watch(self.arn());
         loop {
             rx.borrow_and_update();
@@ -422,13 +439,23 @@ impl Poller {
     }
 
     async fn checkpoint(&self, shard_id: &str, seq: &str) {
+        self.checkpoint_with(shard_id, seq, None).await
+    }
+
+    /// Checkpoint at `seq`, with the shard's open tumbling window when given (one
+    /// transaction).
+    async fn checkpoint_with(&self, shard_id: &str, seq: &str, window: Option<&Window>) {
+        let window = window.map(|w| StoredWindow {
+            start_ms: w.start_ms,
+            state: w.state.to_string(),
+        });
         let written = |w: &std::sync::Mutex<HashMap<String, String>>| {
             w.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .get(shard_id)
                 .is_some_and(|s| s == seq)
         };
-        if written(&self.written) {
+        if window.is_none() && written(&self.written) {
             return;
         }
         let cp = Checkpoint {
@@ -439,8 +466,14 @@ impl Poller {
         // A checkpoint that cannot be written is retried: moving on without it
         // would be fine for progress, but a restart would redo more.
         for attempt in 0..5 {
-            let (u, id, cp) = (u.clone(), id.clone(), cp.clone());
-            match self.blocking(move |s| s.set_checkpoint(&u, &id, &cp)).await {
+            let (u, id, cp, w) = (u.clone(), id.clone(), cp.clone(), window.clone());
+            let wrote = self
+                .blocking(move |s| match &w {
+                    Some(w) => s.set_checkpoint_and_window(&u, &id, &cp, w),
+                    None => s.set_checkpoint(&u, &id, &cp),
+                })
+                .await;
+            match wrote {
                 Ok(()) => {
                     self.written
                         .lock()
@@ -587,7 +620,8 @@ impl Poller {
                         self.ctx.status.set_last_result("OK");
                         if progressive {
                             let last = &batch.last().expect("non-empty").sequence_number;
-                            self.checkpoint(shard_id, last).await;
+                            let w = window.as_ref().map(|p| &*p.0);
+                            self.checkpoint_with(shard_id, last, w).await;
                         }
                         break;
                     }
@@ -599,7 +633,8 @@ impl Poller {
                         }
                         if progressive && idx > 0 {
                             let seq = batch[idx - 1].sequence_number.clone();
-                            self.checkpoint(shard_id, &seq).await;
+                            let w = window.as_ref().map(|p| &*p.0);
+                            self.checkpoint_with(shard_id, &seq, w).await;
                         }
                         batch = batch.split_off(idx);
                         attempts += 1;
@@ -713,13 +748,23 @@ impl Poller {
     /// Close a tumbling window: one invoke with no records and
     /// `isFinalInvokeForWindow` (retried a few times, then dropped).
     async fn final_invoke(&self, shard_id: &str, mut w: Window, ms: i64) {
+        let mut closed = false;
         for attempt in 0..4 {
             match self.invoke(shard_id, &[], Some((&mut w, ms)), true).await {
-                Outcome::Ok(_) | Outcome::Partial(..) => return,
+                Outcome::Ok(_) | Outcome::Partial(..) => {
+                    closed = true;
+                    break;
+                }
                 _ => tokio::time::sleep(backoff(attempt)).await,
             }
         }
-        tracing::warn!(uuid = %self.spec.uuid, shard = shard_id, "the final invoke of a tumbling window failed; its state is dropped");
+        if !closed {
+            tracing::warn!(uuid = %self.spec.uuid, shard = shard_id, "the final invoke of a tumbling window failed; its state is dropped");
+        }
+        let (u, id, start) = (self.spec.uuid.clone(), shard_id.to_string(), w.start_ms);
+        if let Err(e) = self.blocking(move |s| s.clear_window(&u, &id, start)).await {
+            tracing::error!(uuid = %self.spec.uuid, shard = shard_id, error = %e, "cannot forget a closed tumbling window");
+        }
     }
 
     /// Records given up: their batch's failure record to the on-failure

@@ -1,4 +1,5 @@
 use super::*;
+use crate::store::StoredWindow;
 use crate::test_support::*;
 use nimbus_triggers::esm::MappingStatus;
 use nimbus_triggers::sinks::Sinks;
@@ -348,6 +349,61 @@ async fn tumbling_windows_carry_state_and_close() {
     assert_eq!(evs[0]["shardId"], "shard-0");
     assert_eq!(evs[0]["eventSourceARN"], STREAM);
     assert_eq!(evs[0]["window"]["start"], nimbus_core::format_ms(base, "Z"));
+    task.abort();
+}
+
+#[tokio::test]
+async fn a_tumbling_windows_state_survives_a_restart() {
+    let d = FnDispatch::new(|ev| {
+        let n = ev["state"]["count"].as_u64().unwrap_or(0) + datas_of(ev).len() as u64;
+        Ok(json!({ "state": { "count": n } }))
+    });
+    let rig = Rig::new(&["shard-0"], d);
+    // A window that is still open for the whole test.
+    let w = 900_000;
+    let base = (nimbus_core::now_ms() / w + 2) * w;
+    rig.stream.put_at("shard-0", "k", "a", base + 1);
+    let b = rig.stream.put_at("shard-0", "k", "b", base + 2);
+    let spec = rig.spec(|s| {
+        s.tumbling_window_in_seconds = Some(900);
+        s.batch_size = Some(1);
+    });
+    let task = rig.run(spec.clone());
+    rig.dispatch.wait_for(|e| total(e) == 2).await;
+    rig.wait_checkpoint("shard-0", &b).await;
+    task.abort();
+    let _ = task.await;
+    assert_eq!(
+        rig.store.window("m1", "shard-0").unwrap(),
+        Some(StoredWindow {
+            start_ms: base,
+            state: r#"{"count":2}"#.into()
+        })
+    );
+    // The next run carries the window's state on, then closes it.
+    rig.stream.put_at("shard-0", "k", "c", base + 3);
+    rig.stream.close("shard-0");
+    let task = rig.run(spec);
+    rig.dispatch
+        .wait_for(|e| e.iter().any(|e| e["isFinalInvokeForWindow"] == true))
+        .await;
+    let evs = rig.dispatch.events();
+    let counts: Vec<(Vec<String>, u64)> = evs
+        .iter()
+        .map(|e| (datas_of(e), e["state"]["count"].as_u64().unwrap_or(0)))
+        .collect();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        counts,
+        [(s(&["a"]), 0), (s(&["b"]), 1), (s(&["c"]), 2), (s(&[]), 3)]
+    );
+    for _ in 0..3000 {
+        if rig.store.window("m1", "shard-0").unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(rig.store.window("m1", "shard-0").unwrap(), None);
     task.abort();
 }
 

@@ -22,11 +22,15 @@
 //!   is not tried again. An init that timed out while the host was overloaded (its
 //!   CPUs saturated or a CPU's worth of other inits in flight) is the platform's
 //!   fault, not the function's: it is tried again soon and does not count.
-//! * `OnSuccess` / `OnFailure` destinations receive Lambda's destination record.
-//!   A function destination is itself an async event, queued durably in the same
-//!   transaction-per-batch path.
+//! * `OnSuccess` / `OnFailure` destinations receive Lambda's destination record,
+//!   and `DeadLetterConfig` the payload of an event given up. What a finished
+//!   event owes is written to the durable outbox in the transaction that deletes
+//!   the event and delivered from there (module `outbox`): a `kill -9` between
+//!   the end of an invocation and the delivery loses nothing.
 //! * Delivery is at-least-once: an event that was running when the server died is
 //!   run again after restart (the request id stays the same, as on Lambda).
+
+mod outbox;
 
 use crate::{Invocation, InvokeError, Invoker};
 use bytes::Bytes;
@@ -70,37 +74,6 @@ impl Destination {
             _ => Err(format!("Destination ARN {arn} is invalid")),
         }
     }
-}
-
-/// Most attempts at a delivery into another service that answers "try later".
-const SINK_ATTEMPTS: u32 = 12;
-
-/// Deliver into another service, retrying what the target calls transient
-/// (with a doubling backoff from 100 ms up to 10 s).
-async fn deliver_retrying<F, Fut>(target: &str, mut send: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = nimbus_triggers::sinks::SinkResult<String>>,
-{
-    let mut wait = Duration::from_millis(100);
-    for attempt in 1..=SINK_ATTEMPTS {
-        match send().await {
-            Ok(id) => {
-                tracing::debug!(target, message_id = %id, "delivered");
-                return true;
-            }
-            Err(e) if e.is_transient() && attempt < SINK_ATTEMPTS => {
-                tracing::warn!(target, attempt, error = %e, "delivery failed; will retry");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(10));
-            }
-            Err(e) => {
-                tracing::error!(target, error = %e, "delivery failed; giving up");
-                return false;
-            }
-        }
-    }
-    false
 }
 
 #[derive(Debug, Clone)]
@@ -242,6 +215,8 @@ struct Inner {
     state: Mutex<State>,
     wake: Notify,
     cpus: usize,
+    outbox: Mutex<outbox::Outbox>,
+    outbox_wake: Notify,
 }
 
 /// The async queue. Cheap to clone.
@@ -267,6 +242,13 @@ impl AsyncQueue {
                 "resuming queued async events"
             );
         }
+        let owed = store.outbox()?;
+        if !owed.is_empty() {
+            tracing::info!(
+                deliveries = owed.len(),
+                "resuming undelivered destination records and dead letters"
+            );
+        }
         let fns = backlog
             .into_iter()
             .map(|(f, depth)| {
@@ -290,10 +272,15 @@ impl AsyncQueue {
                 }),
                 wake: Notify::new(),
                 cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                outbox: Mutex::new(outbox::Outbox::default()),
+                outbox_wake: Notify::new(),
             }),
         };
+        q.take_outbox(owed);
         let d = q.clone();
         tokio::spawn(async move { d.dispatch().await });
+        let o = q.clone();
+        tokio::spawn(async move { o.drain_outbox().await });
         Ok(q)
     }
 
@@ -618,8 +605,7 @@ impl AsyncQueue {
         let now = nimbus_core::now_ms();
         if now - ev.enqueued_ms > cfg.max_age_ms() {
             drop(permit);
-            self.finish(&ev);
-            self.destination(&ev, &cfg, Condition::EventAgeExceeded, None)
+            self.conclude(&ev, &cfg, Condition::EventAgeExceeded, None)
                 .await;
             return;
         }
@@ -641,9 +627,7 @@ impl AsyncQueue {
         match result {
             Ok(r) if !r.function_error => {
                 ev.attempts += 1;
-                self.finish(&ev);
-                self.destination(&ev, &cfg, Condition::Success, Some(&r))
-                    .await;
+                self.conclude(&ev, &cfg, Condition::Success, Some(&r)).await;
             }
             Ok(r)
                 if r.outcome == Outcome::InitError
@@ -662,12 +646,10 @@ impl AsyncQueue {
                 let retry_at = nimbus_core::now_ms()
                     + self.inner.settings.retry_base.as_millis() as i64 * ev.attempts as i64;
                 if ev.attempts > cfg.retries() {
-                    self.finish(&ev);
-                    self.destination(&ev, &cfg, Condition::RetriesExhausted, Some(&r))
+                    self.conclude(&ev, &cfg, Condition::RetriesExhausted, Some(&r))
                         .await;
                 } else if retry_at - ev.enqueued_ms > cfg.max_age_ms() {
-                    self.finish(&ev);
-                    self.destination(&ev, &cfg, Condition::EventAgeExceeded, Some(&r))
+                    self.conclude(&ev, &cfg, Condition::EventAgeExceeded, Some(&r))
                         .await;
                 } else {
                     tracing::info!(function = %ev.function, request_id = %ev.request_id, attempt = ev.attempts, "async invocation failed; will retry");
@@ -774,13 +756,36 @@ impl AsyncQueue {
         self.inner.wake.notify_one();
     }
 
-    async fn destination(
+    /// End an event that ran (or aged out): delete it and, in the same
+    /// transaction, store what it owes (destination record, dead letter).
+    async fn conclude(
         &self,
         ev: &QueuedEvent,
         cfg: &EventInvokeConfig,
         cond: Condition,
         res: Option<&crate::InvokeResult>,
     ) {
+        let owed = self.owed(ev, cfg, cond, res);
+        if owed.is_empty() {
+            // Nothing owed: the delete need not be waited for.
+            self.finish(ev);
+        } else {
+            self.finish_owing(&ev.function, ev.id, owed).await;
+        }
+    }
+
+    /// The outbox rows an ended event owes.
+    fn owed(
+        &self,
+        ev: &QueuedEvent,
+        cfg: &EventInvokeConfig,
+        cond: Condition,
+        res: Option<&crate::InvokeResult>,
+    ) -> Vec<nimbus_store::OutboxEntry> {
+        let mut owed = Vec::new();
+        if cond != Condition::Success {
+            owed.extend(self.dead_letter(ev, res));
+        }
         let target = match cond {
             Condition::Success => cfg.on_success.as_deref(),
             _ => cfg.on_failure.as_deref(),
@@ -791,19 +796,21 @@ impl AsyncQueue {
             Condition::Success => DestinationKind::OnSuccess,
             _ => DestinationKind::OnFailure,
         };
-        if cond != Condition::Success {
-            self.dead_letter(ev, res).await;
-        }
         let Some(target) = target else {
-            if cond != Condition::Success && ev_has_no_dlq(invoker, ev) {
+            if cond != Condition::Success && owed.is_empty() {
                 tracing::warn!(function = %ev.function, request_id = %ev.request_id, condition = cond.as_str(), "async event discarded: no on-failure destination");
                 metrics.dropped(match cond {
                     Condition::EventAgeExceeded => DropReason::EventAgeExceeded,
                     _ => DropReason::RetriesExhausted,
                 });
             }
-            return;
+            return owed;
         };
+        if let Err(e) = Destination::parse(target) {
+            tracing::error!(destination = %target, error = %e, "invalid destination");
+            metrics.destination(kind, false);
+            return owed;
+        }
         let qualifier = ev.qualifier.as_deref().unwrap_or("$LATEST");
         let request_payload: serde_json::Value = serde_json::from_slice(&ev.payload)
             .unwrap_or_else(|_| String::from_utf8_lossy(&ev.payload).into());
@@ -817,12 +824,13 @@ impl AsyncQueue {
             response_payload = serde_json::from_slice(&r.payload)
                 .unwrap_or_else(|_| String::from_utf8_lossy(&r.payload).into());
         }
+        let function_arn = function_arn(invoker.region(), &ev.function, Some(qualifier));
         let mut record = json!({
             "version": "1.0",
             "timestamp": rfc3339_ms(nimbus_core::now_ms()),
             "requestContext": {
                 "requestId": ev.request_id,
-                "functionArn": function_arn(invoker.region(), &ev.function, Some(qualifier)),
+                "functionArn": function_arn,
                 "condition": cond.as_str(),
                 "approximateInvokeCount": ev.attempts,
             },
@@ -832,83 +840,29 @@ impl AsyncQueue {
             record["responseContext"] = response_context;
             record["responsePayload"] = response_payload;
         }
-        match Destination::parse(target) {
-            Ok(Destination::Function { name, qualifier }) => {
-                let inv = Invocation {
-                    function: name,
-                    qualifier,
-                    payload: Bytes::from(record.to_string()),
-                    trigger: Trigger::Event,
-                    client_context: None,
-                    trace_id: ev.trace_id.clone(),
-                };
-                let delivered = self.enqueue(inv, "destination").await;
-                if let Err(e) = &delivered {
-                    tracing::error!(function = %ev.function, destination = %target, error = %e, "could not deliver to destination");
-                }
-                metrics.destination(kind, delivered.is_ok());
-            }
-            Ok(Destination::Service(arn)) => {
-                let Some(sinks) = invoker.sinks().cloned() else {
-                    tracing::error!(destination = %arn, "no services to deliver the destination record to");
-                    metrics.destination(kind, false);
-                    return;
-                };
-                let body = record.to_string();
-                let detail_type = match cond {
-                    Condition::Success => "Lambda Function Invocation Result - Success",
-                    _ => "Lambda Function Invocation Result - Failure",
-                };
-                let delivered = deliver_retrying(&arn, || {
-                    sinks.deliver(
-                        &arn,
-                        nimbus_triggers::sinks::Delivery::Json {
-                            body: body.clone(),
-                            source: "lambda".into(),
-                            detail_type: detail_type.into(),
-                            group_id: None,
-                            deduplication_id: None,
-                            partition_key: None,
-                            trace_header: ev.trace_id.clone(),
-                            // As Lambda names them: the bus, then the function version.
-                            resources: [
-                                Some(arn.clone()),
-                                record["requestContext"]["functionArn"]
-                                    .as_str()
-                                    .map(str::to_string),
-                            ]
-                            .into_iter()
-                            .flatten()
-                            .collect(),
-                        },
-                    )
-                })
-                .await;
-                metrics.destination(kind, delivered);
-            }
-            Err(e) => {
-                tracing::error!(destination = %target, error = %e, "invalid destination");
-                metrics.destination(kind, false);
-            }
-        }
+        let item = outbox::Item::Destination {
+            success: cond == Condition::Success,
+            record: record.to_string(),
+            function_arn,
+            trace: ev.trace_id.clone(),
+        };
+        owed.push(item.entry(&ev.function, target));
+        owed
     }
 
     /// The function's `DeadLetterConfig`: an event given up lands there as its
     /// original payload with Lambda's `RequestID`, `ErrorCode` and
     /// `ErrorMessage` message attributes.
-    async fn dead_letter(&self, ev: &QueuedEvent, res: Option<&crate::InvokeResult>) {
-        use nimbus_triggers::sinks::{MessageAttribute, QueueMessage, TargetKind, TopicMessage};
+    fn dead_letter(
+        &self,
+        ev: &QueuedEvent,
+        res: Option<&crate::InvokeResult>,
+    ) -> Option<nimbus_store::OutboxEntry> {
         let invoker = &self.inner.invoker;
-        let Ok((_, cfg)) = invoker.get_qualified(&ev.function, ev.qualifier.as_deref()) else {
-            return;
-        };
-        let Some(target) = cfg.spec.dead_letter_target.clone() else {
-            return;
-        };
-        let Some(sinks) = invoker.sinks().cloned() else {
-            tracing::error!(function = %ev.function, dead_letter = %target, "no services to deliver the dead letter to");
-            return;
-        };
+        let (_, cfg) = invoker
+            .get_qualified(&ev.function, ev.qualifier.as_deref())
+            .ok()?;
+        let target = cfg.spec.dead_letter_target.clone()?;
         let error_message = res
             .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.payload).ok())
             .and_then(|v| {
@@ -917,70 +871,14 @@ impl AsyncQueue {
                     .map(str::to_string)
             })
             .unwrap_or_else(|| "Event age exceeded".to_string());
-        let error_message: String = error_message.chars().take(1024).collect();
-        let string = |v: &str| MessageAttribute {
-            data_type: "String".into(),
-            string_value: Some(v.to_string()),
-            binary_value: None,
+        let item = outbox::Item::DeadLetter {
+            payload: String::from_utf8_lossy(&ev.payload).into_owned(),
+            request_id: ev.request_id.clone(),
+            error_message: error_message.chars().take(1024).collect(),
+            trace: ev.trace_id.clone(),
         };
-        let attributes: std::collections::BTreeMap<String, MessageAttribute> = [
-            ("RequestID".to_string(), string(&ev.request_id)),
-            (
-                "ErrorCode".to_string(),
-                MessageAttribute {
-                    data_type: "Number".into(),
-                    string_value: Some("200".into()),
-                    binary_value: None,
-                },
-            ),
-            ("ErrorMessage".to_string(), string(&error_message)),
-        ]
-        .into_iter()
-        .collect();
-        let body = String::from_utf8_lossy(&ev.payload).into_owned();
-        let delivered = match TargetKind::of(&target) {
-            Some(TargetKind::Queue) => {
-                deliver_retrying(&target, || async {
-                    let q = sinks.queues()?;
-                    let msg = QueueMessage {
-                        body: body.clone(),
-                        attributes: attributes.clone(),
-                        trace_header: ev.trace_id.clone(),
-                        ..Default::default()
-                    };
-                    Ok(q.send(&target, msg).await?.message_id)
-                })
-                .await
-            }
-            Some(TargetKind::Topic) => {
-                deliver_retrying(&target, || async {
-                    let t = sinks.topics()?;
-                    let msg = TopicMessage {
-                        message: body.clone(),
-                        attributes: attributes.clone(),
-                        ..Default::default()
-                    };
-                    t.publish(&target, msg).await
-                })
-                .await
-            }
-            _ => {
-                tracing::error!(dead_letter = %target, "a dead-letter target must be an SQS queue or an SNS topic");
-                false
-            }
-        };
-        if delivered {
-            tracing::info!(function = %ev.function, request_id = %ev.request_id, dead_letter = %target, "async event sent to the dead-letter queue");
-        }
+        Some(item.entry(&ev.function, &target))
     }
-}
-
-/// Whether the event's function has no dead-letter target (an event given up
-/// without one, and without an on-failure destination, is dropped).
-fn ev_has_no_dlq(invoker: &Invoker, ev: &QueuedEvent) -> bool {
-    invoker
-        .get_qualified(&ev.function, ev.qualifier.as_deref())
-        .map_or(true, |(_, c)| c.spec.dead_letter_target.is_none())
 }
 
 /// Whether an init failure was the init phase running out of time.

@@ -72,6 +72,18 @@ pub struct UpArgs {
     /// `nimbus cost`) is kept regardless.
     #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
     retention: Duration,
+    /// Do not run these AWS services (comma-separated: sqs, sns, s3, dynamodb,
+    /// dynamodbstreams, kinesis, events, secretsmanager, ssm, kms, ses, sesv2, iam).
+    /// Their APIs are not served and their state is left untouched; deliveries
+    /// into them (destinations, subscriptions, targets) wait in the senders'
+    /// outboxes until a server runs them again.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        env = "NIMBUS_DISABLE_SERVICES",
+        value_name = "NAMES"
+    )]
+    disable_services: Vec<String>,
     /// Server log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -377,21 +389,42 @@ async fn serve(args: UpArgs) -> Result<i32> {
             .map(|u| ("smtp_relay".to_string(), u.clone()))
             .collect(),
     };
-    let services = [
-        nimbus_svc_sqs::start(&service_ctx)?,
-        nimbus_svc_sns::start(&service_ctx)?,
-        nimbus_svc_s3::start(&service_ctx)?,
-        nimbus_svc_dynamodb::start(&service_ctx)?,
-        nimbus_svc_dynamodbstreams::start(&service_ctx)?,
-        nimbus_svc_kinesis::start(&service_ctx)?,
-        nimbus_svc_events::start(&service_ctx)?,
-        nimbus_svc_secretsmanager::start(&service_ctx)?,
-        nimbus_svc_ssm::start(&service_ctx)?,
-        nimbus_svc_kms::start(&service_ctx)?,
-        nimbus_svc_ses::start(&service_ctx)?,
-        nimbus_svc_sesv2::start(&service_ctx)?,
-        nimbus_svc_iam::start(&service_ctx)?,
+    type Start = fn(
+        &nimbus_svc_common::ServiceContext,
+    ) -> Result<nimbus_svc_common::Service, nimbus_svc_common::StartError>;
+    let starts: [(&str, Start); 13] = [
+        ("sqs", nimbus_svc_sqs::start),
+        ("sns", nimbus_svc_sns::start),
+        ("s3", nimbus_svc_s3::start),
+        ("dynamodb", nimbus_svc_dynamodb::start),
+        ("dynamodbstreams", nimbus_svc_dynamodbstreams::start),
+        ("kinesis", nimbus_svc_kinesis::start),
+        ("events", nimbus_svc_events::start),
+        ("secretsmanager", nimbus_svc_secretsmanager::start),
+        ("ssm", nimbus_svc_ssm::start),
+        ("kms", nimbus_svc_kms::start),
+        ("ses", nimbus_svc_ses::start),
+        ("sesv2", nimbus_svc_sesv2::start),
+        ("iam", nimbus_svc_iam::start),
     ];
+    if let Some(bad) = args
+        .disable_services
+        .iter()
+        .find(|d| !starts.iter().any(|(n, _)| n == d))
+    {
+        anyhow::bail!(
+            "--disable-services: unknown service {bad:?} (one of: {})",
+            starts.map(|(n, _)| n).join(", ")
+        );
+    }
+    let mut services = Vec::new();
+    for (name, start) in starts {
+        if args.disable_services.iter().any(|d| d == name) {
+            tracing::info!(service = name, "service disabled");
+            continue;
+        }
+        services.push(start(&service_ctx)?);
+    }
     // Lambda destinations and dead-letter queues deliver into the services.
     invoker.set_sinks(sinks.clone());
     // The event-source-mapping registry, over the sources the services registered.

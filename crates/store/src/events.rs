@@ -36,6 +36,18 @@ pub struct QueuedEvent {
     pub source: String,
 }
 
+/// A delivery owed by a finished event (a Lambda destination record, a dead
+/// letter): written in the transaction that deletes the event, deleted once its
+/// target has it. `item` is the invoker's own JSON description of the delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub function: String,
+    pub target: String,
+    pub item: String,
+    pub created_ms: i64,
+}
+
 /// What the dispatcher keeps in memory about a queued event: enough to order it and
 /// to decide whether it is due, not its payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +61,9 @@ pub struct EventMeta {
 enum Op {
     Insert(Vec<QueuedEvent>, oneshot::Sender<Result<Vec<i64>>>),
     Delete(i64),
+    /// Delete an event and write what its end owes, in one transaction.
+    Finish(i64, Vec<OutboxEntry>, oneshot::Sender<Result<Vec<i64>>>),
+    OutboxDone(i64),
     Reschedule {
         id: i64,
         attempts: u32,
@@ -108,6 +123,40 @@ impl EventStore {
 
     pub fn delete(&self, id: i64) {
         let _ = self.tx.send(Op::Delete(id));
+    }
+
+    /// Delete event `id` and store `outbox` in the same transaction; the entries'
+    /// ids once that is fsynced.
+    pub async fn finish(&self, id: i64, outbox: Vec<OutboxEntry>) -> Result<Vec<i64>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Op::Finish(id, outbox, tx))
+            .map_err(|_| StoreError::Corrupt(STOPPED.into()))?;
+        rx.await.map_err(|_| StoreError::Corrupt(STOPPED.into()))?
+    }
+
+    /// An outbox entry was delivered (or given up): forget it.
+    pub fn outbox_done(&self, id: i64) {
+        let _ = self.tx.send(Op::OutboxDone(id));
+    }
+
+    /// Every outbox entry not yet delivered, oldest first (at start-up: what a
+    /// crash left behind).
+    pub fn outbox(&self) -> Result<Vec<OutboxEntry>> {
+        self.read(|c| {
+            let mut stmt =
+                c.prepare("SELECT id, function, target, item, created_ms FROM outbox ORDER BY id")?;
+            let rows = stmt.query_map([], |r| {
+                Ok(OutboxEntry {
+                    id: r.get(0)?,
+                    function: r.get(1)?,
+                    target: r.get(2)?,
+                    item: r.get(3)?,
+                    created_ms: r.get(4)?,
+                })
+            })?;
+            rows.collect()
+        })
     }
 
     pub fn reschedule(&self, id: i64, attempts: u32, due_ms: i64) {
@@ -215,12 +264,20 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>) {
         let mut ids = result.unwrap_or_default().into_iter();
         for op in batch {
             match op {
-                Op::Insert(events, reply) => {
-                    let mine: Vec<i64> = ids.by_ref().take(events.len()).collect();
-                    let _ = reply.send(if mine.len() == events.len() {
+                Op::Insert(rows, reply) => {
+                    let mine: Vec<i64> = ids.by_ref().take(rows.len()).collect();
+                    let _ = reply.send(if mine.len() == rows.len() {
                         Ok(mine)
                     } else {
                         Err(StoreError::Corrupt("event insert failed".into()))
+                    });
+                }
+                Op::Finish(_, rows, reply) => {
+                    let mine: Vec<i64> = ids.by_ref().take(rows.len()).collect();
+                    let _ = reply.send(if mine.len() == rows.len() {
+                        Ok(mine)
+                    } else {
+                        Err(StoreError::Corrupt("outbox write failed".into()))
                     });
                 }
                 Op::Barrier(reply) => {
@@ -235,7 +292,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>) {
                 } => {
                     let _ = reply.send(window(&conn, &function, after, limit));
                 }
-                Op::Delete(_) | Op::Reschedule { .. } => {}
+                Op::Delete(_) | Op::OutboxDone(_) | Op::Reschedule { .. } => {}
             }
         }
     }
@@ -281,6 +338,10 @@ fn apply(conn: &mut Connection, batch: &[Op]) -> Result<Vec<i64>> {
         let mut del = tx.prepare_cached("DELETE FROM events WHERE id = ?1")?;
         let mut upd =
             tx.prepare_cached("UPDATE events SET attempts = ?2, due_ms = ?3 WHERE id = ?1")?;
+        let mut out = tx.prepare_cached(
+            "INSERT INTO outbox(function, target, item, created_ms) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        let mut out_del = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
         for op in batch {
             match op {
                 Op::Insert(events, _) => {
@@ -301,6 +362,16 @@ fn apply(conn: &mut Connection, batch: &[Op]) -> Result<Vec<i64>> {
                 }
                 Op::Delete(id) => {
                     del.execute([id])?;
+                }
+                Op::Finish(id, rows, _) => {
+                    del.execute([id])?;
+                    for o in rows {
+                        out.execute(params![o.function, o.target, o.item, o.created_ms])?;
+                        ids.push(tx.last_insert_rowid());
+                    }
+                }
+                Op::OutboxDone(id) => {
+                    out_del.execute([id])?;
                 }
                 Op::Reschedule {
                     id,
@@ -363,6 +434,48 @@ mod tests {
         assert!(s.load(ids[1]).unwrap().is_none());
         assert_eq!(s.oldest_enqueued("a").unwrap(), Some(1));
         assert_eq!(s.oldest_enqueued("b").unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn finishing_an_event_writes_its_outbox_in_the_same_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let entry = |target: &str| OutboxEntry {
+            id: 0,
+            function: "a".into(),
+            target: target.into(),
+            item: "{}".into(),
+            created_ms: 7,
+        };
+        let (ev_ids, out_ids) = {
+            let s = EventStore::open(&path).unwrap();
+            let ev_ids = s.insert(vec![ev("a"), ev("a")]).await.unwrap();
+            let out_ids = s
+                .finish(ev_ids[0], vec![entry("arn:q1"), entry("arn:q2")])
+                .await
+                .unwrap();
+            assert_eq!(out_ids.len(), 2);
+            // Acknowledged = committed: visible to a reader right away.
+            assert_eq!(s.backlog().unwrap(), [("a".to_string(), 1)]);
+            assert_eq!(s.outbox().unwrap().len(), 2);
+            s.outbox_done(out_ids[0]);
+            s.flush().await;
+            (ev_ids, out_ids)
+        };
+        let s = EventStore::open(&path).unwrap();
+        assert!(s.load(ev_ids[0]).unwrap().is_none());
+        assert!(s.load(ev_ids[1]).unwrap().is_some());
+        let left = s.outbox().unwrap();
+        assert_eq!(
+            left,
+            [OutboxEntry {
+                id: out_ids[1],
+                ..entry("arn:q2")
+            }]
+        );
+        // Finishing with nothing owed is a plain delete.
+        assert!(s.finish(ev_ids[1], vec![]).await.unwrap().is_empty());
+        assert!(s.backlog().unwrap().is_empty());
     }
 
     #[tokio::test]

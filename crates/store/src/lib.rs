@@ -29,7 +29,7 @@ pub mod traits;
 pub use blob::{BlobStore, CodeBundle};
 pub use conn::{open_durable, open_migrated, SharedConn};
 pub use db::{Db, FunctionObject, LogLine, MeterRow, RecordQuery};
-pub use events::{EventMeta, EventStore, QueuedEvent};
+pub use events::{EventMeta, EventStore, OutboxEntry, QueuedEvent};
 pub use gateway_auth::{GatewayAuthStore, StoredObject, UsageRow};
 pub use routes::{RouteStore, StoredRoute};
 pub use traits::{

@@ -2,7 +2,8 @@
 //!
 //! * [`MAIN_DB`] (`nimbus.db`): the function registry, invocation records and logs,
 //!   the metering rollup, and the gateway's routes and access objects.
-//! * [`EVENTS_DB`] (`events.db`): the async event queue and the schedules (which
+//! * [`EVENTS_DB`] (`events.db`): the async event queue, its destination outbox, and
+//!   the schedules (which
 //!   share the file so a firing and its event commit in one transaction).
 //!
 //! To change a schema, append a migration to the file's list; never edit one that
@@ -223,6 +224,23 @@ END;
 CREATE INDEX IF NOT EXISTS events_due ON events(function, due_ms, id);
 CREATE INDEX IF NOT EXISTS events_age ON events(function, enqueued_ms);
 DROP INDEX IF EXISTS events_by_function;
+"#,
+            ),
+        },
+        Migration {
+            // Lambda destinations and dead letters of finished async events: a row
+            // is written in the transaction that deletes its event, and deleted once
+            // the target acknowledged it (the invoker's outbox drains it).
+            name: "destination outbox",
+            step: Step::Sql(
+                r#"
+CREATE TABLE IF NOT EXISTS outbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    function    TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    item        TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL
+);
 "#,
             ),
         },

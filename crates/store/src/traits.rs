@@ -14,8 +14,8 @@
 //! async callers use `spawn_blocking` for anything but tiny calls.
 
 use crate::{
-    Db, EventMeta, EventStore, FunctionObject, GatewayAuthStore, LogLine, MeterRow, QueuedEvent,
-    RecordQuery, Result, RouteStore, StoredObject, StoredRoute, UsageRow,
+    Db, EventMeta, EventStore, FunctionObject, GatewayAuthStore, LogLine, MeterRow, OutboxEntry,
+    QueuedEvent, RecordQuery, Result, RouteStore, StoredObject, StoredRoute, UsageRow,
 };
 use nimbus_core::{EventInvokeConfig, FunctionConfig, InvocationRecord, Outcome};
 use std::future::Future;
@@ -76,6 +76,13 @@ pub trait EventQueueStore: Send + Sync + 'static {
     /// Store events durably; their ids, once they would survive a crash.
     fn insert(&self, events: Vec<QueuedEvent>) -> BoxFuture<'_, Result<Vec<i64>>>;
     fn delete(&self, id: i64);
+    /// Delete event `id` and store what its end owes (destination records, dead
+    /// letters) in one transaction; the entries' ids once durable.
+    fn finish(&self, id: i64, outbox: Vec<OutboxEntry>) -> BoxFuture<'_, Result<Vec<i64>>>;
+    /// Every undelivered outbox entry, oldest first (blocking).
+    fn outbox(&self) -> Result<Vec<OutboxEntry>>;
+    /// An outbox entry was delivered or given up (fire-and-forget, ordered).
+    fn outbox_done(&self, id: i64);
     fn reschedule(&self, id: i64, attempts: u32, due_ms: i64);
     /// Wait until every write issued so far is durable.
     fn flush(&self) -> BoxFuture<'_, ()>;
@@ -195,6 +202,15 @@ impl EventQueueStore for EventStore {
     }
     fn delete(&self, id: i64) {
         EventStore::delete(self, id)
+    }
+    fn finish(&self, id: i64, outbox: Vec<OutboxEntry>) -> BoxFuture<'_, Result<Vec<i64>>> {
+        Box::pin(EventStore::finish(self, id, outbox))
+    }
+    fn outbox(&self) -> Result<Vec<OutboxEntry>> {
+        EventStore::outbox(self)
+    }
+    fn outbox_done(&self, id: i64) {
+        EventStore::outbox_done(self, id)
     }
     fn reschedule(&self, id: i64, attempts: u32, due_ms: i64) {
         EventStore::reschedule(self, id, attempts, due_ms)

@@ -1913,6 +1913,9 @@ fn key_id(t: &TableMeta, key: &Item) -> (String, Vec<u8>, Vec<u8>) {
     (t.name.clone(), h, r)
 }
 
+/// The most item bytes one `BatchGetItem` answer holds (16 MB).
+const BATCH_GET_MAX_BYTES: usize = 16 * 1024 * 1024;
+
 fn batch_get(store: &Store, req: &Value) -> R {
     let ri = req
         .get("RequestItems")
@@ -1959,7 +1962,11 @@ fn batch_get(store: &Store, req: &Value) -> R {
     }
     let mut responses = Map::new();
     let mut unprocessed = Map::new();
+    // The response holds at most 16 MB of items; the keys of those that would
+    // take it past stay unprocessed (as DynamoDB answers), and so does every
+    // key after the first that did not fit.
     let mut bytes = 0usize;
+    let mut full = false;
     let mut caps = Vec::new();
     store.read(|c| -> Result<(), ApiError> {
         for (t, proj, keys, spec) in &plan {
@@ -1967,17 +1974,23 @@ fn batch_get(store: &Store, req: &Value) -> R {
             let mut left = Vec::new();
             let mut size = 0;
             for k in keys {
-                if bytes >= 16 * 1024 * 1024 {
+                if full {
                     left.push(item_to_json(k));
                     continue;
                 }
                 if let Some(i) = get_item(c, t, k)? {
-                    bytes += item_size(&i);
-                    size += item_size(&i);
                     let i = match proj {
                         Some(p) => project(&i, p),
                         None => i,
                     };
+                    let n = item_size(&i);
+                    if bytes + n > BATCH_GET_MAX_BYTES {
+                        full = true;
+                        left.push(item_to_json(k));
+                        continue;
+                    }
+                    bytes += n;
+                    size += n;
                     got.push(item_to_json(&i));
                 }
             }

@@ -234,11 +234,13 @@ pub fn backlog(sns: &Sns) -> i64 {
         .unwrap_or(0)
 }
 
-/// SQS and Lambda: SNS retries transient failures for days; here with a backoff
-/// of 1 s doubling to 60 s, for at most 100,015 attempts (AWS's count).
-fn sink_backoff(attempts: u32) -> i64 {
-    let secs = 1i64 << attempts.min(6);
-    now_ms() + secs.min(60) * 1000
+/// When retry `n` (1-based) of a protocol without a delivery policy is due, on
+/// SNS's documented schedule for it ([`RetryPolicy::managed`]); `None` once its
+/// retries are spent.
+fn managed_retry(protocol: &str, n: u32) -> Option<i64> {
+    RetryPolicy::managed(protocol)
+        .delay(n)
+        .map(|d| now_ms() + i64::from(d) * 1000)
 }
 
 async fn deliver(sns: &Arc<Sns>, row: Row) -> Outcome {
@@ -278,9 +280,7 @@ async fn deliver(sns: &Arc<Sns>, row: Row) -> Outcome {
                     .delay(next_attempt)
                     .map(|d| now_ms() + d as i64 * 1000)
                 }
-                (Failure::Transient(_), _) => {
-                    (next_attempt < 100_015).then(|| sink_backoff(row.attempts))
-                }
+                (Failure::Transient(_), protocol) => managed_retry(protocol, next_attempt),
             };
             match retry_at {
                 Some(at) => {
@@ -356,7 +356,10 @@ async fn dead_letter(
             tracing::info!(subscription = %sub.arn, message_id = %msg.message_id, dead_letter = %dlq, reason = %failure, "delivery moved to the dead-letter queue");
             Outcome::Done
         }
-        Err(e) if e.is_transient() => Outcome::Retry(sink_backoff(attempts)),
+        // The dead-letter queue is an SQS queue: SQS's schedule (then its last delay).
+        Err(e) if e.is_transient() => {
+            Outcome::Retry(managed_retry("sqs", attempts + 1).unwrap_or_else(|| now_ms() + 20_000))
+        }
         Err(e) => {
             sns.metrics.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(subscription = %sub.arn, message_id = %msg.message_id, error = %e, "dead-letter queue refused the message; dropped");

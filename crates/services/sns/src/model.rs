@@ -391,6 +391,40 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// AWS-managed endpoints (SQS, Lambda), as SNS documents it: 3 immediate
+    /// retries, 2 a second apart, 10 backing off exponentially from 1 to 20 s, then
+    /// 100,000 20 s apart (100,015 retries over about 23 days).
+    pub const AWS_MANAGED: RetryPolicy = RetryPolicy {
+        num_retries: 100_015,
+        no_delay: 3,
+        min_delay_retries: 2,
+        max_delay_retries: 100_000,
+        min_delay: 1,
+        max_delay: 20,
+        backoff: Backoff::Exponential,
+    };
+
+    /// Customer-managed endpoints that take no delivery policy (email, SMS, mobile
+    /// push): no immediate retry, 2 ten seconds apart, 10 backing off
+    /// exponentially from 10 to 600 s, then 38 ten minutes apart (50 over 6 hours).
+    pub const CUSTOMER_MANAGED: RetryPolicy = RetryPolicy {
+        num_retries: 50,
+        no_delay: 0,
+        min_delay_retries: 2,
+        max_delay_retries: 38,
+        min_delay: 10,
+        max_delay: 600,
+        backoff: Backoff::Exponential,
+    };
+
+    /// The schedule of a protocol without a delivery policy of its own.
+    pub fn managed(protocol: &str) -> RetryPolicy {
+        match protocol {
+            "sqs" | "lambda" | "firehose" => Self::AWS_MANAGED,
+            _ => Self::CUSTOMER_MANAGED,
+        }
+    }
+
     /// The `healthyRetryPolicy` of a delivery policy (a subscription's over its
     /// topic's `http` section), else the default.
     pub fn from_policies(sub: Option<&str>, topic: Option<&str>) -> RetryPolicy {
@@ -587,6 +621,26 @@ mod tests {
             .contains("5 keys"));
         assert!(compile_filter_policy("[1]", false).is_err());
         assert!(compile_filter_policy("{not json", false).is_err());
+    }
+
+    #[test]
+    fn managed_schedules_are_snss_documented_phases() {
+        let m = RetryPolicy::AWS_MANAGED;
+        let first: Vec<u32> = (1..=16).map(|n| m.delay(n).unwrap()).collect();
+        assert_eq!(first, [0, 0, 0, 1, 1, 1, 2, 2, 3, 4, 6, 8, 11, 15, 20, 20]);
+        assert_eq!(m.delay(100_015), Some(20));
+        assert_eq!(m.delay(100_016), None);
+        let c = RetryPolicy::CUSTOMER_MANAGED;
+        assert_eq!(c.delay(1), Some(10));
+        assert_eq!(c.delay(2), Some(10));
+        assert_eq!(c.delay(12), Some(600));
+        assert_eq!(c.delay(50), Some(600));
+        assert_eq!(c.delay(51), None);
+        // 50 retries in about 6 hours, as documented.
+        let total: u32 = (1..=50).map(|n| c.delay(n).unwrap()).sum();
+        assert!((5 * 3600..7 * 3600).contains(&total), "{total}");
+        assert_eq!(RetryPolicy::managed("lambda"), m);
+        assert_eq!(RetryPolicy::managed("email"), c);
     }
 
     #[test]

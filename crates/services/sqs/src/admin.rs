@@ -100,7 +100,7 @@ impl ServiceAdmin for SqsAdmin {
                 }
                 (Method::POST, ["queues", name, "redrive"]) => {
                     let arn = sqs.arn(name);
-                    match sqs.start_move(&arn, None, None) {
+                    match sqs.start_move(&arn, None, None).await {
                         Ok(h) => axum::Json(json!({"TaskHandle": h})).into_response(),
                         Err(e) => from_sqs(e),
                     }

@@ -20,7 +20,7 @@ use crate::model::{
     valid_queue_name, validate_attributes, MsgAttr, QueueAttrs, RedriveAllow, DEDUP_WINDOW_MS,
     QUEUE_ATTRIBUTE_NAMES,
 };
-use crate::store::{Backend, Change, DedupRecord, MessageRecord, QueueRecord};
+use crate::store::{Backend, Change, DedupRecord, MessageRecord, MoveTaskRecord, QueueRecord};
 use base64::Engine as _;
 use nimbus_core::now_ms;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -239,7 +239,7 @@ pub struct QueueSummary {
     pub dead_letter_target: Option<String>,
 }
 
-/// A message move task (`StartMessageMoveTask`).
+/// A message move task (`StartMessageMoveTask`), durable in `sqs.db`.
 #[derive(Debug, Clone)]
 pub struct MoveTask {
     pub handle: String,
@@ -252,6 +252,47 @@ pub struct MoveTask {
     pub failure_reason: Option<String>,
     pub started_ms: i64,
     cancel: Arc<AtomicBool>,
+}
+
+fn task_status(s: &str) -> &'static str {
+    match s {
+        "RUNNING" => "RUNNING",
+        "CANCELLING" => "CANCELLING",
+        "CANCELLED" => "CANCELLED",
+        "COMPLETED" => "COMPLETED",
+        _ => "FAILED",
+    }
+}
+
+impl MoveTask {
+    fn record(&self) -> MoveTaskRecord {
+        MoveTaskRecord {
+            handle: self.handle.clone(),
+            source_arn: self.source_arn.clone(),
+            destination_arn: self.destination_arn.clone(),
+            max_per_second: self.max_per_second,
+            status: self.status.to_string(),
+            moved: self.moved,
+            to_move: self.to_move,
+            failure_reason: self.failure_reason.clone(),
+            started_ms: self.started_ms,
+        }
+    }
+
+    fn from_record(r: MoveTaskRecord) -> Self {
+        Self {
+            status: task_status(&r.status),
+            handle: r.handle,
+            source_arn: r.source_arn,
+            destination_arn: r.destination_arn,
+            max_per_second: r.max_per_second,
+            moved: r.moved,
+            to_move: r.to_move,
+            failure_reason: r.failure_reason,
+            started_ms: r.started_ms,
+            cancel: Arc::new(AtomicBool::new(false)),
+        }
+    }
 }
 
 /// The queue service's core.
@@ -338,7 +379,12 @@ impl Sqs {
             backend,
             region: region.to_string(),
             account: account.to_string(),
-            tasks: Mutex::new(Vec::new()),
+            tasks: Mutex::new(
+                snap.move_tasks
+                    .into_iter()
+                    .map(MoveTask::from_record)
+                    .collect(),
+            ),
         }))
     }
 
@@ -376,6 +422,16 @@ impl Sqs {
 
     pub fn is_fifo(&self, name: &str) -> Option<bool> {
         self.lock().queues.get(name).map(Queue::fifo)
+    }
+
+    /// Whether the queue has a message a receive would take now (the backlog
+    /// pollers scale on).
+    pub fn has_visible(&self, name: &str) -> bool {
+        let mut st = self.lock();
+        st.queues.get_mut(name).is_some_and(|q| {
+            q.promote(now_ms());
+            !q.visible.is_empty()
+        })
     }
 
     /// The queue's `Notify` (a send or a visibility change wakes it).
@@ -1183,8 +1239,9 @@ impl Sqs {
     // ---- message move tasks ----------------------------------------------------
 
     /// `StartMessageMoveTask`: move a dead-letter queue's messages back to their
-    /// sources (or to `destination`).
-    pub fn start_move(
+    /// sources (or to `destination`), at most `max_per_second` a second. The task
+    /// is durable before its handle is returned.
+    pub async fn start_move(
         self: &Arc<Self>,
         source_arn: &str,
         destination_arn: Option<&str>,
@@ -1229,11 +1286,11 @@ impl Sqs {
             q.promote(now_ms());
             q.visible.len() as u64
         };
-        let handle = {
+        let (handle, record) = {
             let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
             if tasks
                 .iter()
-                .any(|t| t.source_arn == source_arn && t.status == "RUNNING")
+                .any(|t| t.source_arn == source_arn && matches!(t.status, "RUNNING" | "CANCELLING"))
             {
                 return Err(SqsError::UnsupportedOperation(
                     "There is already a task running. Only one active task is allowed for a \
@@ -1248,7 +1305,7 @@ impl Sqs {
                 })
                 .to_string(),
             );
-            tasks.push(MoveTask {
+            let task = MoveTask {
                 handle: handle.clone(),
                 source_arn: source_arn.to_string(),
                 destination_arn: destination_arn.map(str::to_string),
@@ -1259,24 +1316,72 @@ impl Sqs {
                 failure_reason: None,
                 started_ms: now_ms(),
                 cancel: Arc::new(AtomicBool::new(false)),
-            });
-            handle
+            };
+            let record = task.record();
+            tasks.push(task);
+            (handle, record)
         };
+        if let Err(e) = self.commit(vec![Change::PutMoveTask(record)]).await {
+            let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+            tasks.retain(|t| t.handle != handle);
+            return Err(e);
+        }
         let me = self.clone();
         let h = handle.clone();
         tokio::spawn(async move { me.run_move(h, source).await });
         Ok(handle)
     }
 
-    fn update_task(&self, handle: &str, f: impl FnOnce(&mut MoveTask)) {
+    /// Resume the move tasks a stop interrupted (at start): a running task goes
+    /// on from the last message it moved; a task being cancelled is cancelled.
+    pub fn resume_moves(self: &Arc<Self>) {
+        let tasks: Vec<(String, String, &'static str)> = {
+            let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+            tasks
+                .iter()
+                .filter(|t| matches!(t.status, "RUNNING" | "CANCELLING"))
+                .map(|t| (t.handle.clone(), t.source_arn.clone(), t.status))
+                .collect()
+        };
+        for (handle, source_arn, status) in tasks {
+            let me = self.clone();
+            match (status, name_of_arn(&source_arn)) {
+                ("RUNNING", Some(source)) => {
+                    tracing::info!(task = %handle, source = %source_arn, "sqs: resuming message move task");
+                    let source = source.to_string();
+                    tokio::spawn(async move { me.run_move(handle, source).await });
+                }
+                _ => {
+                    tokio::spawn(async move {
+                        me.end_task(&handle, "CANCELLED", None).await;
+                    });
+                }
+            }
+        }
+    }
+
+    fn update_task(&self, handle: &str, f: impl FnOnce(&mut MoveTask)) -> Option<MoveTaskRecord> {
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(t) = tasks.iter_mut().find(|t| t.handle == handle) {
-            f(t);
+        let t = tasks.iter_mut().find(|t| t.handle == handle)?;
+        f(t);
+        Some(t.record())
+    }
+
+    /// Set a task's final status, durably.
+    async fn end_task(&self, handle: &str, status: &'static str, reason: Option<String>) {
+        let rec = self.update_task(handle, |t| {
+            t.status = status;
+            t.failure_reason = reason;
+        });
+        if let Some(rec) = rec {
+            if let Err(e) = self.commit(vec![Change::PutMoveTask(rec)]).await {
+                tracing::error!(task = %handle, error = %e, "sqs: cannot record a move task's end");
+            }
         }
     }
 
     async fn run_move(self: Arc<Self>, handle: String, source: String) {
-        let (dest, rate, cancel, to_move) = {
+        let (dest, rate, cancel, to_move, mut moved) = {
             let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
             let Some(t) = tasks.iter().find(|t| t.handle == handle) else {
                 return;
@@ -1286,41 +1391,48 @@ impl Sqs {
                 t.max_per_second,
                 t.cancel.clone(),
                 t.to_move,
+                t.moved,
             )
         };
-        let mut moved = 0u64;
+        // MaxNumberOfMessagesPerSecond: message n is moved no earlier than n/rate
+        // seconds after the first (a rate limit, not a poll).
+        let began = tokio::time::Instant::now();
+        let mut sent = 0u64;
         while moved < to_move {
             if cancel.load(Ordering::SeqCst) {
-                self.update_task(&handle, |t| t.status = "CANCELLED");
+                self.end_task(&handle, "CANCELLED", None).await;
                 return;
             }
-            match self.move_one(&source, dest.as_deref()) {
-                Ok(Some(changes)) => {
-                    if let Err(e) = self.commit(changes).await {
-                        self.update_task(&handle, |t| {
-                            t.status = "FAILED";
-                            t.failure_reason = Some(e.to_string());
-                        });
-                        return;
-                    }
-                    moved += 1;
-                    self.update_task(&handle, |t| t.moved = moved);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    self.update_task(&handle, |t| {
-                        t.status = "FAILED";
-                        t.failure_reason = Some(e.to_string());
-                    });
+            if let Some(r) = rate {
+                let at = began + std::time::Duration::from_millis(sent * 1000 / u64::from(r));
+                tokio::time::sleep_until(at).await;
+                if cancel.load(Ordering::SeqCst) {
+                    self.end_task(&handle, "CANCELLED", None).await;
                     return;
                 }
             }
-            if let Some(r) = rate {
-                // The task's own rate limit, not a poll.
-                tokio::time::sleep(std::time::Duration::from_millis(1000 / u64::from(r))).await;
+            match self.move_one(&source, dest.as_deref()) {
+                Ok(Some(mut changes)) => {
+                    // The progress commits with the move itself.
+                    if let Some(rec) = self.update_task(&handle, |t| t.moved = moved + 1) {
+                        changes.push(Change::PutMoveTask(rec));
+                    }
+                    if let Err(e) = self.commit(changes).await {
+                        self.update_task(&handle, |t| t.moved = moved);
+                        self.end_task(&handle, "FAILED", Some(e.to_string())).await;
+                        return;
+                    }
+                    moved += 1;
+                    sent += 1;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.end_task(&handle, "FAILED", Some(e.to_string())).await;
+                    return;
+                }
             }
         }
-        self.update_task(&handle, |t| t.status = "COMPLETED");
+        self.end_task(&handle, "COMPLETED", None).await;
     }
 
     /// Move the first visible message of `source` to `dest` (or back to the queue
@@ -1361,20 +1473,26 @@ impl Sqs {
         Ok(Some(changes))
     }
 
-    pub fn cancel_move(&self, handle: &str) -> Result<u64, SqsError> {
-        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        let t = tasks
-            .iter_mut()
-            .find(|t| t.handle == handle)
-            .ok_or_else(|| SqsError::ResourceNotFound("Task does not exist.".into()))?;
-        if t.status != "RUNNING" {
-            return Err(SqsError::ResourceNotFound(
-                "Only active tasks can be cancelled.".into(),
-            ));
-        }
-        t.cancel.store(true, Ordering::SeqCst);
-        t.status = "CANCELLING";
-        Ok(t.moved)
+    /// `CancelMessageMoveTask`: the task stops after the message it is moving;
+    /// `CANCELLING` is durable before the answer.
+    pub async fn cancel_move(&self, handle: &str) -> Result<u64, SqsError> {
+        let (moved, rec) = {
+            let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+            let t = tasks
+                .iter_mut()
+                .find(|t| t.handle == handle)
+                .ok_or_else(|| SqsError::ResourceNotFound("Task does not exist.".into()))?;
+            if t.status != "RUNNING" {
+                return Err(SqsError::ResourceNotFound(
+                    "Only active tasks can be cancelled.".into(),
+                ));
+            }
+            t.cancel.store(true, Ordering::SeqCst);
+            t.status = "CANCELLING";
+            (t.moved, t.record())
+        };
+        self.commit(vec![Change::PutMoveTask(rec)]).await?;
+        Ok(moved)
     }
 
     /// Tasks of a source queue, newest first.

@@ -1,9 +1,15 @@
 //! SQS event-source mappings: the [`MappingSource`] for queue ARNs — Lambda's SQS
 //! pollers.
 //!
-//! A running mapping has up to `ScalingConfig.MaximumConcurrency` pollers (5 when
-//! unset, as Lambda starts with). Each waits on the queue's `Notify` — a send wakes
-//! it at once, no timer polls — takes a batch (up to `BatchSize`, collecting for up
+//! A running mapping scales its pollers with the backlog as Lambda does: it starts
+//! with 5 (fewer if `ScalingConfig.MaximumConcurrency` is lower); a poller that takes
+//! a batch and still sees messages waiting adds another, at most 300 a minute (a
+//! token bucket of 5 refilled at 5 a second), up to `MaximumConcurrency` (Lambda's
+//! 1,250 when unset) and the function's reserved concurrency. A throttled invoke
+//! stops the growth for a second and retires the poller after its batch (never
+//! below 5); a poller that finds the queue empty retires too (never below 5). Each
+//! poller waits on the queue's `Notify` — a send wakes it at once, no timer polls —
+//! takes a batch (up to `BatchSize`, collecting for up
 //! to `MaximumBatchingWindowInSeconds`), drops and deletes the messages no
 //! `FilterCriteria` pattern matches, invokes the function synchronously with
 //! Lambda's SQS event, and deletes what succeeded: the whole batch, or with
@@ -24,8 +30,100 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Pollers a mapping runs when `MaximumConcurrency` is not set.
+/// Pollers a mapping starts with (and keeps at least).
 pub const DEFAULT_POLLERS: u32 = 5;
+/// Most pollers (concurrent batches) when `MaximumConcurrency` is not set.
+pub const MAX_POLLERS: u32 = 1250;
+/// Pollers added per second at most (Lambda: up to 300 a minute), and the burst.
+const GROWTH_PER_SEC: f64 = 5.0;
+/// How long growth stops after a throttle.
+const THROTTLE_COOLDOWN: Duration = Duration::from_secs(1);
+
+/// How many pollers a mapping runs, and whether it may add or retire one.
+struct Scaler {
+    state: std::sync::Mutex<ScaleState>,
+    /// `MaximumConcurrency` (or Lambda's ceiling).
+    cap: u32,
+    /// The pollers kept however idle.
+    floor: u32,
+}
+
+/// What [`Scaler::try_grow`] decided.
+#[derive(Debug, PartialEq, Eq)]
+enum Grow {
+    Grown,
+    /// Not before then (the growth rate, or a throttle's cooldown).
+    Later(tokio::time::Instant),
+    /// `MaximumConcurrency` or the function's reserved concurrency reached.
+    AtCap,
+}
+
+struct ScaleState {
+    active: u32,
+    /// Additions allowed now (a bucket of [`GROWTH_PER_SEC`]).
+    tokens: f64,
+    refilled: tokio::time::Instant,
+    cooldown_until: Option<tokio::time::Instant>,
+}
+
+impl Scaler {
+    fn new(cap: u32) -> Self {
+        let floor = DEFAULT_POLLERS.min(cap).max(1);
+        Self {
+            state: std::sync::Mutex::new(ScaleState {
+                active: floor,
+                tokens: 0.0,
+                refilled: tokio::time::Instant::now(),
+                cooldown_until: None,
+            }),
+            cap,
+            floor,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ScaleState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Count one more poller if the limits allow it now; `limit` is the function's
+    /// reserved concurrency, if any.
+    fn try_grow(&self, limit: Option<u32>) -> Grow {
+        let now = tokio::time::Instant::now();
+        let mut st = self.lock();
+        let elapsed = now.duration_since(st.refilled).as_secs_f64();
+        st.tokens = (st.tokens + elapsed * GROWTH_PER_SEC).min(GROWTH_PER_SEC);
+        st.refilled = now;
+        let cap = limit.map_or(self.cap, |l| self.cap.min(l.max(1)));
+        if st.active >= cap {
+            return Grow::AtCap;
+        }
+        if let Some(c) = st.cooldown_until.filter(|c| now < *c) {
+            return Grow::Later(c);
+        }
+        if st.tokens < 1.0 {
+            let wait = (1.0 - st.tokens) / GROWTH_PER_SEC;
+            return Grow::Later(now + Duration::from_secs_f64(wait));
+        }
+        st.tokens -= 1.0;
+        st.active += 1;
+        Grow::Grown
+    }
+
+    /// Count one poller less unless only the floor is left.
+    fn try_shrink(&self) -> bool {
+        let mut st = self.lock();
+        if st.active > self.floor {
+            st.active -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn throttled(&self) {
+        self.lock().cooldown_until = Some(tokio::time::Instant::now() + THROTTLE_COOLDOWN);
+    }
+}
 /// Lambda's synchronous payload cap: a batch stops growing before it.
 const BATCH_BYTES: usize = 5 * 1024 * 1024;
 
@@ -129,15 +227,21 @@ impl MappingSource for SqsMappingSource {
                 .iter()
                 .filter_map(|p| Pattern::parse(p).ok())
                 .collect();
+            let scaler = Arc::new(Scaler::new(
+                spec.maximum_concurrency.unwrap_or(MAX_POLLERS).max(1),
+            ));
+            let (grow, mut backlog) = tokio::sync::mpsc::unbounded_channel::<()>();
             let poller = Arc::new(Poller {
-                sqs,
+                sqs: sqs.clone(),
                 spec: spec.clone(),
                 ctx,
                 queue,
                 filters,
+                scaler: scaler.clone(),
+                grow,
             });
-            let n = spec.maximum_concurrency.unwrap_or(DEFAULT_POLLERS).max(1);
-            tracing::info!(mapping = %spec.uuid, queue = %poller.queue, function = %spec.function_name, pollers = n, "sqs: mapping running");
+            let n = scaler.floor;
+            tracing::info!(mapping = %spec.uuid, queue = %poller.queue, function = %spec.function_name, pollers = n, max = scaler.cap, "sqs: mapping running");
             let mut set = tokio::task::JoinSet::new();
             for _ in 0..n {
                 let p = poller.clone();
@@ -145,7 +249,41 @@ impl MappingSource for SqsMappingSource {
             }
             // Aborting this task drops the set, which aborts every poller; a batch
             // in flight returns to the queue when its visibility timeout passes.
-            while set.join_next().await.is_some() {}
+            // A poller that saw a backlog behind its batch asks for one more; the
+            // growth rate may make that wait (a timer until the next token).
+            let mut retry: Option<tokio::time::Instant> = None;
+            loop {
+                let wanted = tokio::select! {
+                    Some(()) = backlog.recv() => true,
+                    _ = tokio::time::sleep_until(retry.unwrap_or_else(tokio::time::Instant::now)), if retry.is_some() => {
+                        retry = None;
+                        sqs.has_visible(&poller.queue)
+                    }
+                    r = set.join_next() => {
+                        if r.is_none() {
+                            break;
+                        }
+                        false
+                    }
+                };
+                if !wanted || retry.is_some() {
+                    continue;
+                }
+                let reserved = poller
+                    .ctx
+                    .dispatch
+                    .function(&spec.function_name)
+                    .and_then(|f| f.spec.reserved_concurrency);
+                match scaler.try_grow(reserved) {
+                    Grow::Grown => {
+                        let p = poller.clone();
+                        set.spawn(async move { p.run().await });
+                        tracing::debug!(mapping = %spec.uuid, pollers = set.len(), "sqs: poller added");
+                    }
+                    Grow::Later(at) => retry = Some(at),
+                    Grow::AtCap => {}
+                }
+            }
         })
     }
 }
@@ -156,6 +294,9 @@ struct Poller {
     ctx: MappingContext,
     queue: String,
     filters: Vec<Pattern>,
+    scaler: Arc<Scaler>,
+    /// Tells the mapping a batch left a backlog behind it (it may add a poller).
+    grow: tokio::sync::mpsc::UnboundedSender<()>,
 }
 
 enum Outcome {
@@ -180,6 +321,10 @@ impl Poller {
             notified.as_mut().enable();
             let batch = self.collect(&notify).await;
             if batch.is_empty() {
+                // Idle: past the floor, this poller retires.
+                if self.scaler.try_shrink() {
+                    return;
+                }
                 let far = tokio::time::Instant::now() + Duration::from_secs(3600);
                 let until = self.sqs.wake_at(&self.queue, far);
                 tokio::select! {
@@ -188,7 +333,14 @@ impl Poller {
                 }
                 continue;
             }
-            self.process(batch).await;
+            // A backlog behind this batch: the mapping may add a poller.
+            if self.sqs.has_visible(&self.queue) {
+                let _ = self.grow.send(());
+            }
+            if self.process(batch).await && self.scaler.try_shrink() {
+                // Throttled: fewer pollers.
+                return;
+            }
         }
     }
 
@@ -243,7 +395,8 @@ impl Poller {
         }
     }
 
-    async fn process(&self, batch: Vec<Received>) {
+    /// Invoke for one batch; whether the invoke was throttled on the way.
+    async fn process(&self, batch: Vec<Received>) -> bool {
         let arn = self.spec.event_source_arn.clone();
         let region = self.ctx.region.clone();
         let mut records = Vec::with_capacity(batch.len());
@@ -269,19 +422,19 @@ impl Poller {
             })
             .collect();
         if records.is_empty() {
-            return;
+            return false;
         }
         let trace_id = batch
             .first()
             .and_then(|m| m.system.get("AWSTraceHeader").cloned());
         let payload = json!({ "Records": records }).to_string();
-        let outcome = self.invoke(payload, trace_id).await;
+        let (outcome, throttled) = self.invoke(payload, trace_id).await;
         let keep = match outcome {
             Outcome::Failed => {
                 self.ctx
                     .status
                     .set_last_result("PROBLEM: Function call failed");
-                return;
+                return throttled;
             }
             Outcome::Keep(k) => k,
         };
@@ -308,10 +461,11 @@ impl Poller {
             }
         }
         self.ctx.status.set_last_result("OK");
+        throttled
     }
 
     /// Invoke synchronously; retry throttles while the batch is still in flight.
-    async fn invoke(&self, payload: String, trace_id: Option<String>) -> Outcome {
+    async fn invoke(&self, payload: String, trace_id: Option<String>) -> (Outcome, bool) {
         let inv = Invocation {
             function: self.spec.function_name.clone(),
             qualifier: self.spec.qualifier.clone(),
@@ -322,17 +476,21 @@ impl Poller {
         };
         let mut backoff = Duration::from_millis(50);
         let start = tokio::time::Instant::now();
+        let mut throttled = false;
         loop {
             match self.ctx.dispatch.invoke(inv.clone()).await {
                 Ok(r) if r.function_error => {
                     tracing::debug!(mapping = %self.spec.uuid, "sqs: function error; batch returns to the queue");
-                    return Outcome::Failed;
+                    return (Outcome::Failed, throttled);
                 }
-                Ok(r) => return self.item_failures(&r.payload),
+                Ok(r) => return (self.item_failures(&r.payload), throttled),
                 Err(InvokeError::Throttled(_)) => {
-                    // Keep the messages; try again while they are ours.
+                    // Keep the messages; try again while they are ours, and stop
+                    // adding pollers for a while.
+                    throttled = true;
+                    self.scaler.throttled();
                     if start.elapsed() > Duration::from_secs(25) {
-                        return Outcome::Failed;
+                        return (Outcome::Failed, throttled);
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -343,7 +501,7 @@ impl Poller {
                     // Do not spin on a missing function: the batch returns after
                     // its visibility timeout anyway.
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    return Outcome::Failed;
+                    return (Outcome::Failed, throttled);
                 }
             }
         }

@@ -37,6 +37,7 @@ pub fn start(ctx: &ServiceContext) -> Result<Service, StartError> {
         .map_err(|e| StartError::new("sqs", e))?;
     let sqs = core::Sqs::open(Arc::new(backend), &ctx.region, &ctx.account_id)
         .map_err(|e| StartError::new("sqs", e))?;
+    sqs.resume_moves();
     ctx.sinks
         .register_queues(Arc::new(sink::QueueSinkImpl::new(sqs.clone())));
     ctx.mapping_sources

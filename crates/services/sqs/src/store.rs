@@ -61,9 +61,28 @@ pub struct DedupRecord {
     pub sequence_number: Option<String>,
 }
 
+/// A message move task (`StartMessageMoveTask`) as stored: written when it
+/// starts, with every message it moves (in that move's transaction), and when
+/// its status changes, so a restart resumes it where it was.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MoveTaskRecord {
+    pub handle: String,
+    pub source_arn: String,
+    pub destination_arn: Option<String>,
+    pub max_per_second: Option<u32>,
+    /// `RUNNING`, `CANCELLING`, `CANCELLED`, `COMPLETED` or `FAILED`.
+    pub status: String,
+    pub moved: u64,
+    pub to_move: u64,
+    pub failure_reason: Option<String>,
+    pub started_ms: i64,
+}
+
 /// One state change.
 #[derive(Debug, Clone)]
 pub enum Change {
+    /// Insert or replace a move task (by handle).
+    PutMoveTask(MoveTaskRecord),
     PutQueue(QueueRecord),
     DeleteQueue(i64),
     Insert(MessageRecord),
@@ -90,6 +109,8 @@ pub struct Snapshot {
     pub queues: Vec<QueueRecord>,
     pub messages: Vec<MessageRecord>,
     pub dedup: Vec<DedupRecord>,
+    /// Oldest first.
+    pub move_tasks: Vec<MoveTaskRecord>,
 }
 
 /// Work to run after a batch is durable, before its caller is answered.
@@ -110,10 +131,11 @@ pub trait Backend: Send + Sync + 'static {
 
 const SCHEMA: nimbus_store::migrate::Schema = nimbus_store::migrate::Schema {
     file: "sqs.db",
-    migrations: &[nimbus_store::migrate::Migration {
-        name: "queues, messages and FIFO deduplication",
-        step: nimbus_store::migrate::Step::Sql(
-            "CREATE TABLE queues (
+    migrations: &[
+        nimbus_store::migrate::Migration {
+            name: "queues, messages and FIFO deduplication",
+            step: nimbus_store::migrate::Step::Sql(
+                "CREATE TABLE queues (
                 id INTEGER PRIMARY KEY,
                 name TEXT NOT NULL UNIQUE,
                 attrs TEXT NOT NULL,
@@ -142,8 +164,19 @@ const SCHEMA: nimbus_store::migrate::Schema = nimbus_store::migrate::Schema {
                 sequence_number TEXT,
                 PRIMARY KEY (queue_id, key)
              );",
-        ),
-    }],
+            ),
+        },
+        nimbus_store::migrate::Migration {
+            name: "message move tasks",
+            step: nimbus_store::migrate::Step::Sql(
+                "CREATE TABLE move_tasks (
+                    handle TEXT PRIMARY KEY,
+                    started_ms INTEGER NOT NULL,
+                    task TEXT NOT NULL
+                 );",
+            ),
+        },
+    ],
 };
 
 /// The per-message fields kept as one JSON column.
@@ -239,6 +272,12 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
 
 fn apply_one(tx: &rusqlite::Transaction<'_>, c: &Change) -> rusqlite::Result<()> {
     match c {
+        Change::PutMoveTask(t) => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO move_tasks (handle, started_ms, task) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![t.handle, t.started_ms, to_json(t)])?;
+        }
         Change::PutQueue(q) => {
             tx.prepare_cached(
                 "INSERT INTO queues (id, name, attrs, tags, created_ms, modified_ms)
@@ -411,6 +450,19 @@ impl Backend for SqliteBackend {
         }
         conn.execute("DELETE FROM dedup WHERE expires_ms <= ?1", [now])
             .map_err(db_err)?;
+        let mut stmt = conn
+            .prepare("SELECT task FROM move_tasks ORDER BY started_ms, rowid")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(db_err)?;
+        for t in rows {
+            let text = t.map_err(db_err)?;
+            match serde_json::from_str(&text) {
+                Ok(t) => snap.move_tasks.push(t),
+                Err(e) => tracing::error!(error = %e, "sqs: unreadable move task skipped"),
+            }
+        }
         Ok(snap)
     }
 

@@ -797,13 +797,15 @@ impl Ctx<'_> {
                     1,
                     500,
                 )?;
-                let handle = sqs.start_move(&source, i.destination_arn.as_deref(), rate)?;
+                let handle = sqs
+                    .start_move(&source, i.destination_arn.as_deref(), rate)
+                    .await?;
                 Ok(self.ok(json!({"TaskHandle": handle}), &NONE))
             }
             Op::CancelMessageMoveTask => {
                 let i: MoveIn = self.input(&NONE)?;
                 let handle = i.task_handle.ok_or_else(|| missing("TaskHandle"))?;
-                let moved = sqs.cancel_move(&handle)?;
+                let moved = sqs.cancel_move(&handle).await?;
                 Ok(self.ok(json!({"ApproximateNumberOfMessagesMoved": moved}), &NONE))
             }
             Op::ListMessageMoveTasks => {

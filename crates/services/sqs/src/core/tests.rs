@@ -179,7 +179,7 @@ async fn redrive_moves_to_the_dead_letter_queue_after_max_receives() {
     assert_eq!(dead[0].body, "poison");
     assert_eq!(dead[0].system["DeadLetterQueueSourceArn"], sqs.arn("src"));
     // A redrive task brings it back to its source.
-    let h = sqs.start_move(&sqs.arn("dlq"), None, None).unwrap();
+    let h = sqs.start_move(&sqs.arn("dlq"), None, None).await.unwrap();
     let notify = sqs.notifier("src").unwrap();
     loop {
         let n = notify.notified();
@@ -313,4 +313,105 @@ async fn queues_are_checked() {
         sqs.send("nope", vec![msg("x")]).await,
         Err(SqsError::QueueDoesNotExist)
     ));
+}
+
+/// A move task survives its server: one runtime (the first server) starts it
+/// and dies after the first message moved; the next opens the same file,
+/// resumes the task, and every message is moved exactly once.
+#[test]
+fn a_move_task_resumes_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let handle = first.block_on(async {
+        let sqs = open(dir.path());
+        sqs.create_queue("dlq", &BTreeMap::new(), &BTreeMap::new())
+            .await
+            .unwrap();
+        let policy = format!(
+            r#"{{"deadLetterTargetArn":"{}","maxReceiveCount":2}}"#,
+            sqs.arn("dlq")
+        );
+        sqs.create_queue(
+            "src",
+            &attrs(&[("RedrivePolicy", &policy)]),
+            &BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+        for i in 0..4 {
+            send1(&sqs, "dlq", msg(&format!("m{i}"))).await;
+        }
+        // One message a second: the first goes at once, the rest wait.
+        let h = sqs
+            .start_move(&sqs.arn("dlq"), Some(&sqs.arn("src")), Some(1))
+            .await
+            .unwrap();
+        let notify = sqs.notifier("src").unwrap();
+        loop {
+            let n = notify.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if !sqs.peek("src", 10).unwrap().is_empty() {
+                break;
+            }
+            n.await;
+        }
+        // A second task on the same source is refused while this one runs.
+        let e = sqs
+            .start_move(&sqs.arn("dlq"), None, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, SqsError::UnsupportedOperation(_)), "{e:?}");
+        // The writer commits in order: once a later change is durable, so is the
+        // first move (as it would be on disk when a real server is killed).
+        sqs.set_attributes("src", &attrs(&[("VisibilityTimeout", "30")]))
+            .await
+            .unwrap();
+        h
+    });
+    // The first server dies with its task mid-way.
+    first.shutdown_background();
+
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    second.block_on(async {
+        let sqs = open(dir.path());
+        let before = sqs.list_moves(&sqs.arn("dlq"), 10).unwrap();
+        assert_eq!(before.len(), 1);
+        assert_eq!(before[0].handle, handle);
+        assert_eq!(before[0].status, "RUNNING");
+        assert_eq!(before[0].to_move, 4);
+        assert!(before[0].moved >= 1);
+        assert_eq!(before[0].max_per_second, Some(1));
+        sqs.resume_moves();
+        // Until it ends (polled: the end wakes nothing a test can wait on).
+        for _ in 0..6000 {
+            if sqs.list_moves(&sqs.arn("dlq"), 1).unwrap()[0].status != "RUNNING" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let task = &sqs.list_moves(&sqs.arn("dlq"), 1).unwrap()[0];
+        assert_eq!((task.moved, task.to_move), (4, 4));
+        let mut bodies: Vec<String> = sqs
+            .peek("src", 10)
+            .unwrap()
+            .iter()
+            .map(|m| m.body.clone())
+            .collect();
+        bodies.sort();
+        assert_eq!(bodies, ["m0", "m1", "m2", "m3"]);
+        assert!(sqs.peek("dlq", 10).unwrap().is_empty());
+    });
+    // And the end is durable too.
+    second.block_on(async {
+        let sqs = open(dir.path());
+        let task = &sqs.list_moves(&sqs.arn("dlq"), 1).unwrap()[0];
+        assert_eq!(task.status, "COMPLETED");
+    });
 }

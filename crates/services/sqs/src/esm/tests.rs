@@ -18,6 +18,11 @@ struct TestDispatch {
     answer: Answer,
     calls: AtomicUsize,
     triggers: Mutex<Vec<nimbus_core::Trigger>>,
+    /// Invokes running now, and the most ever at once.
+    running: AtomicUsize,
+    peak: AtomicUsize,
+    /// Invokes wait for a permit here (the test hands them out).
+    gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 fn ok(payload: &str) -> Result<InvokeResult, InvokeError> {
@@ -57,6 +62,12 @@ impl Dispatch for TestDispatch {
         Box::pin(async move {
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
             self.triggers.lock().unwrap().push(inv.trigger);
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            if let Some(g) = &self.gate {
+                drop(g.acquire().await.unwrap());
+            }
+            self.running.fetch_sub(1, Ordering::SeqCst);
             let event: Value = serde_json::from_slice(&inv.payload).unwrap();
             let r = (self.answer)(&event, n);
             let _ = self.events.send(event);
@@ -81,6 +92,10 @@ struct Harness {
 }
 
 fn harness(answer: Answer) -> Harness {
+    harness_with(answer, None)
+}
+
+fn harness_with(answer: Answer, gate: Option<Arc<tokio::sync::Semaphore>>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let sqs = open(dir.path());
     let (tx, rx) = mpsc::unbounded_channel();
@@ -89,6 +104,9 @@ fn harness(answer: Answer) -> Harness {
         answer,
         calls: AtomicUsize::new(0),
         triggers: Mutex::new(Vec::new()),
+        running: AtomicUsize::new(0),
+        peak: AtomicUsize::new(0),
+        gate,
     });
     Harness {
         source: SqsMappingSource::new(sqs.clone()),
@@ -281,6 +299,59 @@ async fn filtered_out_messages_are_deleted_without_an_invoke() {
     until("both gone", || h.sqs.peek("q", 10).unwrap().is_empty()).await;
     assert_eq!(h.dispatch.calls.load(Ordering::SeqCst), 1);
     task.abort();
+}
+
+/// A deep backlog with invokes that do not end: the pollers grow past Lambda's
+/// initial 5 (one more each time a batch leaves a backlog behind, at the growth
+/// rate) up to `MaximumConcurrency`, never past it; every message is handled.
+async fn pollers_scale_with_the_backlog(max: Option<u32>, reach: usize) {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut h = harness_with(Box::new(|_, _| ok("null")), Some(gate.clone()));
+    h.sqs
+        .create_queue("deep", &BTreeMap::new(), &BTreeMap::new())
+        .await
+        .unwrap();
+    for chunk in 0..10 {
+        let batch = (0..10)
+            .map(|i| msg(&format!("m{}", chunk * 10 + i)))
+            .collect();
+        h.sqs.send("deep", batch).await.unwrap();
+    }
+    let task = h.run(h.spec("deep", |s| {
+        s.batch_size = Some(1);
+        s.maximum_concurrency = max;
+    }));
+    let d = h.dispatch.clone();
+    until("the pollers to grow", || {
+        d.running.load(Ordering::SeqCst) >= reach
+    })
+    .await;
+    gate.add_permits(1_000_000);
+    let mut seen = BTreeSet::new();
+    while seen.len() < 100 {
+        let e = h.events.recv().await.unwrap();
+        seen.insert(e["Records"][0]["body"].as_str().unwrap().to_string());
+    }
+    until("the deletes", || h.sqs.peek("deep", 10).unwrap().is_empty()).await;
+    let peak = h.dispatch.peak.load(Ordering::SeqCst);
+    assert!(peak >= reach, "{peak}");
+    if let Some(m) = max {
+        assert!(
+            peak <= m as usize,
+            "{peak} concurrent batches past MaximumConcurrency {m}"
+        );
+    }
+    task.abort();
+}
+
+#[tokio::test]
+async fn pollers_grow_past_five_with_a_deep_backlog() {
+    pollers_scale_with_the_backlog(None, 12).await;
+}
+
+#[tokio::test]
+async fn pollers_stop_at_maximum_concurrency() {
+    pollers_scale_with_the_backlog(Some(8), 8).await;
 }
 
 #[tokio::test]
