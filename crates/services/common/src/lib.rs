@@ -17,14 +17,20 @@
 //!   protocol's not-implemented error.
 //!
 //! * [`ServiceContext`], what the server hands each service's `start`, and
-//!   [`Service`]/[`ServiceAdmin`], what a started service hands back.
+//!   [`Service`]/[`ServiceAdmin`], what a started service hands back;
+//!   [`admin`]: [`admin::JsonAdmin`], a `ServiceAdmin` of JSON routes, and
+//!   [`admin::Metrics`], the `/metrics` text (counters named `_total`);
+//! * [`tags`]: tag limits, merging, and the opaque `NextToken` pagination the
+//!   JSON services share.
 //!
 //! The wire shapes themselves (error bodies, headers) belong to `nimbus-protocol`.
 
+pub mod admin;
 mod context;
 pub mod decode;
 mod frontend;
 mod ops;
+pub mod tags;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -18,10 +18,11 @@ pub mod ops;
 pub use ops::{Op, META};
 
 use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use keys::Kms;
 use nimbus_protocol::{encode_json, AwsError, Frontend, JsonOptions, ResponseFuture, ServiceMeta};
-use nimbus_svc_common::{Call, Service, ServiceAdmin, ServiceContext, StartError};
+use nimbus_svc_common::admin::{JsonAdmin, Metrics};
+use nimbus_svc_common::{Call, Service, ServiceContext, StartError};
 use nimbus_svc_secretsmanager::args::Args;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -72,55 +73,37 @@ impl Frontend for KmsFrontend {
     }
 }
 
-struct KmsAdmin(Arc<Kms>);
-
-impl ServiceAdmin for KmsAdmin {
-    fn name(&self) -> &'static str {
-        "kms"
-    }
-
-    fn call(&self, _req: Request) -> ResponseFuture {
-        let (keys, aliases) = self.0.stats();
-        Box::pin(async move {
-            (
-                http::StatusCode::OK,
-                [(http::header::CONTENT_TYPE, "application/json")],
-                serde_json::json!({"Keys": keys, "Aliases": aliases}).to_string(),
-            )
-                .into_response()
+/// `/_nimbus/services/kms` (counts) and the KMS lines of `/metrics`.
+fn admin(kms: Arc<Kms>) -> JsonAdmin {
+    let k = kms.clone();
+    JsonAdmin::new("kms")
+        .get("", move |_| {
+            let (keys, aliases) = k.stats();
+            async move { Ok(serde_json::json!({"Keys": keys, "Aliases": aliases})) }
         })
-    }
-
-    fn metrics(&self) -> String {
-        let (keys, aliases) = self.0.stats();
-        let c = &self.0.counters;
-        let mut out = format!(
-            "# HELP nimbus_kms_keys KMS keys.\n# TYPE nimbus_kms_keys gauge\nnimbus_kms_keys {keys}\n\
-             # HELP nimbus_kms_aliases KMS aliases.\n# TYPE nimbus_kms_aliases gauge\nnimbus_kms_aliases {aliases}\n"
-        );
-        for (name, help, v) in [
-            (
-                "nimbus_kms_encrypts_total",
-                "Encrypt calls.",
-                c.encrypts.load(Ordering::Relaxed),
-            ),
-            (
-                "nimbus_kms_decrypts_total",
-                "Decrypt calls.",
-                c.decrypts.load(Ordering::Relaxed),
-            ),
-            (
-                "nimbus_kms_data_keys_total",
-                "Data keys generated.",
-                c.data_keys.load(Ordering::Relaxed),
-            ),
-        ] {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
-            ));
-        }
-        out
-    }
+        .metrics(move || {
+            let (keys, aliases) = kms.stats();
+            let c = &kms.counters;
+            Metrics::new()
+                .gauge("nimbus_kms_keys", "KMS keys.", keys as u64)
+                .gauge("nimbus_kms_aliases", "KMS aliases.", aliases as u64)
+                .counter(
+                    "nimbus_kms_encrypts",
+                    "Encrypt calls.",
+                    c.encrypts.load(Ordering::Relaxed),
+                )
+                .counter(
+                    "nimbus_kms_decrypts",
+                    "Decrypt calls.",
+                    c.decrypts.load(Ordering::Relaxed),
+                )
+                .counter(
+                    "nimbus_kms_data_keys",
+                    "Data keys generated.",
+                    c.data_keys.load(Ordering::Relaxed),
+                )
+                .finish()
+        })
 }
 
 /// The front-end of the operation table alone (its unit tests).
@@ -157,7 +140,7 @@ pub fn start(ctx: &ServiceContext) -> Result<Service, StartError> {
     }));
     Ok(Service {
         frontend: Arc::new(KmsFrontend(kms.clone())),
-        admin: Some(Arc::new(KmsAdmin(kms))),
+        admin: Some(Arc::new(admin(kms))),
     })
 }
 

@@ -198,12 +198,37 @@ pub async fn put_object(state: &Arc<State>, mut r: S3Request) -> Result<Response
     };
     let change = Change::created("Put", &r, &obj);
     let etag = obj.etag.clone();
-    let (res, version_id) = state
+    let version_id = commit_object(state, bucket, staged, obj, change, move |existing, key| {
+        check_write_conditions(existing, if_none_match.as_deref(), if_match.as_deref(), key)
+    })
+    .await?;
+    let mut resp = r.ok(StatusCode::OK).header("etag", quoted(&etag));
+    if let Some(v) = &version_id {
+        resp = resp.header("x-amz-version-id", v.as_str());
+    }
+    if let Some((alg, v)) = &checksum {
+        resp = resp.header(alg.header_name(), v.as_str());
+    }
+    resp.body(Body::empty()).map_err(internal)
+}
+
+/// Commit a staged body as `obj` in `bucket` with its notification (PUT,
+/// browser POST), in one transaction: `check` sees the current object first
+/// (conditional writes); on any refusal the staged file is dropped. Answers the
+/// version id written (versioned buckets).
+pub async fn commit_object(
+    state: &Arc<State>,
+    bucket: String,
+    staged: Staged,
+    obj: Object,
+    change: Change,
+    check: impl FnOnce(&Option<Object>, &str) -> Result<(), S3Error> + Send + 'static,
+) -> Result<Option<String>, S3Error> {
+    let (queued, version_id) = state
         .store
         .tx(move |tx, st| {
             let mut obj = obj;
-            let b = store::require_bucket(tx, &bucket);
-            let b = match b {
+            let b = match store::require_bucket(tx, &bucket) {
                 Ok(b) => b,
                 Err(e) => {
                     st.discard(&staged);
@@ -211,12 +236,7 @@ pub async fn put_object(state: &Arc<State>, mut r: S3Request) -> Result<Response
                 }
             };
             let existing = store::get_object(tx, &bucket, &obj.key)?;
-            if let Err(e) = check_write_conditions(
-                &existing,
-                if_none_match.as_deref(),
-                if_match.as_deref(),
-                &obj.key,
-            ) {
+            if let Err(e) = check(&existing, &obj.key) {
                 st.discard(&staged);
                 return Err(e);
             }
@@ -229,17 +249,10 @@ pub async fn put_object(state: &Arc<State>, mut r: S3Request) -> Result<Response
             Ok((queued, obj.version_id))
         })
         .await?;
-    if res {
+    if queued {
         state.notify.wake();
     }
-    let mut resp = r.ok(StatusCode::OK).header("etag", quoted(&etag));
-    if let Some(v) = &version_id {
-        resp = resp.header("x-amz-version-id", v.as_str());
-    }
-    if let Some((alg, v)) = &checksum {
-        resp = resp.header(alg.header_name(), v.as_str());
-    }
-    resp.body(Body::empty()).map_err(internal)
+    Ok(version_id)
 }
 
 /// Conditional writes: `If-None-Match: *` (refuse to overwrite) and `If-Match`.

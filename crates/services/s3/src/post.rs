@@ -14,7 +14,7 @@
 //! off a policy, when given, is still checked for expiry and conditions.
 
 use crate::error::{internal, S3Error};
-use crate::notify::{self, Change};
+use crate::notify::Change;
 use crate::store::{self, Object};
 use crate::wire::{self, quoted};
 use crate::State;
@@ -468,30 +468,9 @@ pub async fn post_object(state: &Arc<State>, req: Request) -> Result<Response, S
         version_id: None,
     };
     let etag = obj.etag.clone();
-    let b = bucket.clone();
-    let (queued, version_id) = state
-        .store
-        .tx(move |tx, st| {
-            let mut obj = obj;
-            let bucket_row = match store::require_bucket(tx, &b) {
-                Ok(row) => row,
-                Err(e) => {
-                    st.discard(&staged);
-                    return Err(e);
-                }
-            };
-            st.link(&staged)?;
-            let release = store::put_object_row(tx, &b, &mut obj)?;
-            let queued = notify::enqueue(tx, &bucket_row, change.with_object(&obj))?;
-            for old in release {
-                st.release(tx, &old)?;
-            }
-            Ok((queued, obj.version_id))
-        })
-        .await?;
-    if queued {
-        state.notify.wake();
-    }
+    let version_id =
+        crate::objects::commit_object(state, bucket.clone(), staged, obj, change, |_, _| Ok(()))
+            .await?;
     tracing::debug!(bucket = %bucket, request_id = %request_id, "POST upload stored");
     let host = parts
         .headers

@@ -30,11 +30,12 @@ pub use service::SecretValue;
 
 use args::Args;
 use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use nimbus_dispatch::{Dispatch, Invocation};
 use nimbus_protocol::{encode_json, AwsError, Frontend, JsonOptions, ResponseFuture, ServiceMeta};
-use nimbus_svc_common::{Call, Service, ServiceAdmin, ServiceContext, StartError};
+use nimbus_svc_common::admin::{AdminError, JsonAdmin, Metrics};
+use nimbus_svc_common::{Call, Service, ServiceContext, StartError};
 use service::{Core, Rotation};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -200,156 +201,111 @@ impl Frontend for SmFrontend {
     }
 }
 
-struct SmAdmin(Arc<SecretsManager>);
-
-impl ServiceAdmin for SmAdmin {
-    fn name(&self) -> &'static str {
-        "secrets"
-    }
-
-    fn call(&self, req: Request) -> ResponseFuture {
-        let me = self.0.clone();
-        Box::pin(async move {
-            let path = req.uri().path().to_string();
-            let rest = path
-                .split_once("/_nimbus/services/secrets")
-                .map(|(_, r)| r.trim_end_matches('/'))
-                .unwrap_or("");
-            let method = req.method().clone();
-            let json = |status: http::StatusCode, v: serde_json::Value| {
-                (
-                    status,
-                    [(http::header::CONTENT_TYPE, "application/json")],
-                    v.to_string(),
-                )
-                    .into_response()
-            };
-            match (method.as_str(), rest) {
-                ("GET", "") => {
-                    let mut v = me.core.stats();
-                    v["Keys"] = serde_json::json!(me.core.keyring.keys());
-                    json(http::StatusCode::OK, v)
+/// `/_nimbus/services/secrets` (counts and key ids, never a value; `POST
+/// /keys/rotate`; `POST /rotations/run?now=<epoch ms>` runs the scheduled
+/// rotations due then, what the schedule task does when that time comes) and
+/// the Secrets Manager lines of `/metrics`.
+fn admin(sm: Arc<SecretsManager>) -> JsonAdmin {
+    let (a, b, c, d) = (sm.clone(), sm.clone(), sm.clone(), sm.clone());
+    JsonAdmin::new("secrets")
+        .get("", move |_| {
+            let mut v = a.core.stats();
+            v["Keys"] = serde_json::json!(a.core.keyring.keys());
+            async move { Ok(v) }
+        })
+        .get("/keys", move |_| {
+            let v = serde_json::json!({"Keys": b.core.keyring.keys()});
+            async move { Ok(v) }
+        })
+        .post("/keys/rotate", move |_| {
+            let k = c.core.keyring.clone();
+            async move {
+                match tokio::task::spawn_blocking(move || k.rotate_and_rewrap()).await {
+                    Ok(Ok(r)) => Ok(serde_json::json!(r)),
+                    Ok(Err(e)) => Err(AdminError::new(
+                        http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "KeyringError",
+                        e.to_string(),
+                    )),
+                    Err(_) => Err(AdminError::internal("key rotation failed")),
                 }
-                ("GET", "/keys") => json(
-                    http::StatusCode::OK,
-                    serde_json::json!({"Keys": me.core.keyring.keys()}),
-                ),
-                // Run the scheduled rotations due at `now` (epoch ms, default the
-                // clock): what the schedule loop does when that time comes.
-                ("POST", "/rotations/run") => {
-                    let now = req
-                        .uri()
-                        .query()
-                        .and_then(|q| {
-                            form_urlencoded::parse(q.as_bytes())
-                                .find(|(k, _)| k == "now")
-                                .and_then(|(_, v)| v.parse::<i64>().ok())
-                        })
-                        .unwrap_or_else(nimbus_core::now_ms);
-                    let core = me.clone();
-                    let due = tokio::task::spawn_blocking(move || core.core.due(now).0)
-                        .await
-                        .unwrap_or_default();
-                    let started: Vec<String> = due.iter().map(|r| r.arn.clone()).collect();
-                    for r in due {
-                        tokio::spawn(me.clone().rotate(r));
-                    }
-                    json(
-                        http::StatusCode::OK,
-                        serde_json::json!({"Started": started}),
-                    )
-                }
-                ("POST", "/keys/rotate") => {
-                    let k = me.core.keyring.clone();
-                    match tokio::task::spawn_blocking(move || k.rotate_and_rewrap()).await {
-                        Ok(Ok(r)) => json(http::StatusCode::OK, serde_json::json!(r)),
-                        Ok(Err(e)) => json(
-                            http::StatusCode::INTERNAL_SERVER_ERROR,
-                            serde_json::json!({"Type": "KeyringError", "Message": e.to_string()}),
-                        ),
-                        Err(_) => json(
-                            http::StatusCode::INTERNAL_SERVER_ERROR,
-                            serde_json::json!({"Type": "InternalError", "Message": "key rotation failed"}),
-                        ),
-                    }
-                }
-                _ => json(
-                    http::StatusCode::NOT_FOUND,
-                    serde_json::json!({"Type": "NotFound", "Message": format!("no such secrets admin resource: {method} {rest}")}),
-                ),
             }
         })
-    }
-
-    fn metrics(&self) -> String {
-        let s = self.0.core.stats();
-        let c = &self.0.core.counters;
-        let n = |k: &str| s[k].as_u64().unwrap_or(0);
-        let mut out = String::new();
-        let mut gauge = |name: &str, help: &str, v: u64| {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
-            ));
-        };
-        gauge(
-            "nimbus_secretsmanager_secrets",
-            "Secrets stored (including those scheduled for deletion).",
-            n("Secrets"),
-        );
-        gauge(
-            "nimbus_secretsmanager_versions",
-            "Secret versions stored.",
-            n("Versions"),
-        );
-        gauge(
-            "nimbus_secretsmanager_scheduled_deletions",
-            "Secrets in their recovery window.",
-            n("ScheduledForDeletion"),
-        );
-        gauge(
-            "nimbus_keyring_keys",
-            "Keys in the data dir's keyring.",
-            self.0.core.keyring.keys().len() as u64,
-        );
-        let counters = [
-            (
-                "nimbus_secretsmanager_value_reads_total",
-                "Secret values read.",
-                c.reads.load(Ordering::Relaxed),
-            ),
-            (
-                "nimbus_secretsmanager_writes_total",
-                "Secret changes written.",
-                c.writes.load(Ordering::Relaxed),
-            ),
-            (
-                "nimbus_secretsmanager_rotations_started_total",
-                "Rotations started.",
-                c.rotations_started.load(Ordering::Relaxed),
-            ),
-            (
-                "nimbus_secretsmanager_rotations_succeeded_total",
-                "Rotations that moved AWSCURRENT.",
-                c.rotations_succeeded.load(Ordering::Relaxed),
-            ),
-            (
-                "nimbus_secretsmanager_rotations_failed_total",
-                "Rotations that failed.",
-                c.rotations_failed.load(Ordering::Relaxed),
-            ),
-            (
-                "nimbus_secretsmanager_purged_total",
-                "Secrets deleted at the end of their recovery window.",
-                c.purged.load(Ordering::Relaxed),
-            ),
-        ];
-        for (name, help, v) in counters {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
-            ));
-        }
-        out
-    }
+        .post("/rotations/run", move |r| {
+            let now = r
+                .param("now")
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or_else(nimbus_core::now_ms);
+            let me = d.clone();
+            async move {
+                let core = me.clone();
+                let due = tokio::task::spawn_blocking(move || core.core.due(now).0)
+                    .await
+                    .map_err(|_| AdminError::internal("the rotation schedule could not be read"))?;
+                let started: Vec<String> = due.iter().map(|r| r.arn.clone()).collect();
+                for r in due {
+                    tokio::spawn(me.clone().rotate(r));
+                }
+                Ok(serde_json::json!({"Started": started}))
+            }
+        })
+        .metrics(move || {
+            let s = sm.core.stats();
+            let c = &sm.core.counters;
+            let n = |k: &str| s[k].as_u64().unwrap_or(0);
+            Metrics::new()
+                .gauge(
+                    "nimbus_secretsmanager_secrets",
+                    "Secrets stored (including those scheduled for deletion).",
+                    n("Secrets"),
+                )
+                .gauge(
+                    "nimbus_secretsmanager_versions",
+                    "Secret versions stored.",
+                    n("Versions"),
+                )
+                .gauge(
+                    "nimbus_secretsmanager_scheduled_deletions",
+                    "Secrets in their recovery window.",
+                    n("ScheduledForDeletion"),
+                )
+                .gauge(
+                    "nimbus_keyring_keys",
+                    "Keys in the data dir's keyring.",
+                    sm.core.keyring.keys().len() as u64,
+                )
+                .counter(
+                    "nimbus_secretsmanager_value_reads",
+                    "Secret values read.",
+                    c.reads.load(Ordering::Relaxed),
+                )
+                .counter(
+                    "nimbus_secretsmanager_writes",
+                    "Secret changes written.",
+                    c.writes.load(Ordering::Relaxed),
+                )
+                .counter(
+                    "nimbus_secretsmanager_rotations_started",
+                    "Rotations started.",
+                    c.rotations_started.load(Ordering::Relaxed),
+                )
+                .counter(
+                    "nimbus_secretsmanager_rotations_succeeded",
+                    "Rotations that moved AWSCURRENT.",
+                    c.rotations_succeeded.load(Ordering::Relaxed),
+                )
+                .counter(
+                    "nimbus_secretsmanager_rotations_failed",
+                    "Rotations that failed.",
+                    c.rotations_failed.load(Ordering::Relaxed),
+                )
+                .counter(
+                    "nimbus_secretsmanager_purged",
+                    "Secrets deleted at the end of their recovery window.",
+                    c.purged.load(Ordering::Relaxed),
+                )
+                .finish()
+        })
 }
 
 /// The front-end the edge registers for this API when the service is not
@@ -392,7 +348,7 @@ pub fn start(ctx: &ServiceContext) -> Result<Service, StartError> {
     }
     Ok(Service {
         frontend: Arc::new(SmFrontend(sm.clone())),
-        admin: Some(Arc::new(SmAdmin(sm))),
+        admin: Some(Arc::new(admin(sm))),
     })
 }
 

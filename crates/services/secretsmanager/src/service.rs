@@ -9,6 +9,7 @@ use base64::Engine as _;
 use http::StatusCode;
 use nimbus_keyring::Keyring;
 use nimbus_protocol::AwsError;
+use nimbus_svc_common::tags;
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -177,19 +178,14 @@ fn check_kms(keyring: &Keyring, key: Option<&str>) -> Result<(), AwsError> {
 }
 
 fn check_tags(tags: &[(String, String)]) -> Result<(), AwsError> {
-    for (k, v) in tags {
-        if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
-            return Err(invalid_param(
-                "Tag keys must be 1-128 characters and values at most 256 characters.",
-            ));
-        }
-        if k.starts_with("aws:") {
-            return Err(invalid_param(
-                "Tag keys can't start with the reserved prefix aws:.",
-            ));
-        }
+    tags::check(tags, true).map_err(tag_error)
+}
+
+fn tag_error(e: tags::TagError) -> AwsError {
+    match e {
+        tags::TagError::TooMany => invalid_param("A secret can have at most 50 tags."),
+        e => invalid_param(e.to_string()),
     }
-    Ok(())
 }
 
 /// The value a request carries (`SecretString` or `SecretBinary`), if any.
@@ -218,12 +214,8 @@ fn value_of(a: &Args) -> Result<Option<SecretValue>, AwsError> {
     Ok(Some(v))
 }
 
-fn tags_json(tags: &[(String, String)]) -> Value {
-    Value::Array(
-        tags.iter()
-            .map(|(k, v)| json!({"Key": k, "Value": v}))
-            .collect(),
-    )
+fn tags_json(t: &[(String, String)]) -> Value {
+    tags::to_json(t, "Key", "Value")
 }
 
 /// The filters of `ListSecrets`/`BatchGetSecretValue`.
@@ -345,22 +337,12 @@ fn page<T: Clone>(
             "MaxResults must be between 1 and {max_limit}."
         )));
     }
-    let start = match a.str("NextToken")? {
-        None => 0,
-        Some(t) => t
-            .strip_prefix("nimbus-")
-            .and_then(|n| n.parse::<usize>().ok())
-            .filter(|n| *n <= items.len())
-            .ok_or_else(|| {
-                err(
-                    "InvalidNextTokenException",
-                    "The NextToken value isn't valid.",
-                )
-            })?,
-    };
-    let end = (start + max as usize).min(items.len());
-    let next = (end < items.len()).then(|| format!("nimbus-{end}"));
-    Ok((items[start..end].to_vec(), next))
+    tags::page(items, a.str("NextToken")?, max as usize).map_err(|_| {
+        err(
+            "InvalidNextTokenException",
+            "The NextToken value isn't valid.",
+        )
+    })
 }
 
 /// The function name (and qualifier) of a Lambda ARN or name.
@@ -758,7 +740,7 @@ impl Core {
         let value = value_of(a)?;
         let tags = a.tags("Tags")?.unwrap_or_default();
         check_tags(&tags)?;
-        if tags.len() > 50 {
+        if tags.len() > tags::MAX_TAGS {
             return Err(invalid_param("A secret can have at most 50 tags."));
         }
         if a.array("AddReplicaRegions")?.is_some_and(|r| !r.is_empty()) {
@@ -1373,15 +1355,7 @@ impl Core {
         let tags = a.tags("Tags")?.ok_or_else(|| missing("Tags"))?;
         check_tags(&tags)?;
         self.modify(id, true, |s| {
-            for (k, v) in tags {
-                match s.tags.iter_mut().find(|(x, _)| *x == k) {
-                    Some(t) => t.1 = v,
-                    None => s.tags.push((k, v)),
-                }
-            }
-            if s.tags.len() > 50 {
-                return Err(invalid_param("A secret can have at most 50 tags."));
-            }
+            tags::merge(&mut s.tags, tags).map_err(tag_error)?;
             s.last_changed_ms = now;
             Ok(())
         })?;
@@ -1392,7 +1366,7 @@ impl Core {
         let id = Self::secret_id(a)?;
         let keys = a.strings("TagKeys")?.ok_or_else(|| missing("TagKeys"))?;
         self.modify(id, true, |s| {
-            s.tags.retain(|(k, _)| !keys.contains(k));
+            tags::remove(&mut s.tags, &keys);
             s.last_changed_ms = now;
             Ok(())
         })?;

@@ -22,9 +22,10 @@ pub mod params;
 pub use ops::{Op, META};
 
 use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use nimbus_protocol::{encode_json, AwsError, Frontend, JsonOptions, ResponseFuture, ServiceMeta};
-use nimbus_svc_common::{Call, Service, ServiceAdmin, ServiceContext, StartError};
+use nimbus_svc_common::admin::{JsonAdmin, Metrics};
+use nimbus_svc_common::{Call, Service, ServiceContext, StartError};
 use nimbus_svc_secretsmanager::args::Args;
 use params::Ssm;
 use std::sync::atomic::Ordering;
@@ -80,76 +81,55 @@ impl Frontend for SsmFrontend {
     }
 }
 
-struct SsmAdmin(Arc<Ssm>);
-
-impl ServiceAdmin for SsmAdmin {
-    fn name(&self) -> &'static str {
-        "ssm"
-    }
-
-    fn call(&self, req: Request) -> ResponseFuture {
-        let me = self.0.clone();
-        Box::pin(async move {
-            let path = req.uri().path().trim_end_matches('/').to_string();
-            let (status, body) = if req.method() == http::Method::GET
-                && path.ends_with("/_nimbus/services/ssm")
-            {
-                (http::StatusCode::OK, me.stats())
-            } else {
-                (
-                    http::StatusCode::NOT_FOUND,
-                    serde_json::json!({"Type": "NotFound", "Message": format!("no such ssm admin resource: {path}")}),
-                )
-            };
-            (
-                status,
-                [(http::header::CONTENT_TYPE, "application/json")],
-                body.to_string(),
-            )
-                .into_response()
+/// `/_nimbus/services/ssm` (counts only, never a value) and the SSM lines of
+/// `/metrics`.
+fn admin(ssm: Arc<Ssm>) -> JsonAdmin {
+    let me = ssm.clone();
+    JsonAdmin::new("ssm")
+        .get("", move |_| {
+            let v = me.stats();
+            async move { Ok(v) }
         })
-    }
-
-    fn metrics(&self) -> String {
-        let s = self.0.stats();
-        let c = &self.0.counters;
-        let mut out = String::new();
-        out.push_str("# HELP nimbus_ssm_parameters Parameters stored, by type.\n# TYPE nimbus_ssm_parameters gauge\n");
-        if let Some(m) = s["ByType"].as_object() {
-            for (t, n) in m {
-                out.push_str(&format!(
-                    "nimbus_ssm_parameters{{type=\"{t}\"}} {}\n",
-                    n.as_u64().unwrap_or(0)
-                ));
-            }
-        }
-        out.push_str(&format!(
-            "# HELP nimbus_ssm_parameter_versions Parameter versions stored.\n# TYPE nimbus_ssm_parameter_versions gauge\nnimbus_ssm_parameter_versions {}\n",
-            s["Versions"].as_u64().unwrap_or(0)
-        ));
-        for (name, help, v) in [
-            (
-                "nimbus_ssm_puts_total",
-                "PutParameter calls that wrote a version.",
-                c.puts.load(Ordering::Relaxed),
-            ),
-            (
-                "nimbus_ssm_gets_total",
-                "Parameters read.",
-                c.gets.load(Ordering::Relaxed),
-            ),
-            (
-                "nimbus_ssm_decryptions_total",
-                "SecureString values decrypted for a reader.",
-                c.decryptions.load(Ordering::Relaxed),
-            ),
-        ] {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
-            ));
-        }
-        out
-    }
+        .metrics(move || {
+            let s = ssm.stats();
+            let c = &ssm.counters;
+            let by_type: Vec<(&str, u64)> = s["ByType"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(t, n)| (t.as_str(), n.as_u64().unwrap_or(0)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Metrics::new()
+                .gauge_by(
+                    "nimbus_ssm_parameters",
+                    "Parameters stored, by type.",
+                    "type",
+                    by_type,
+                )
+                .gauge(
+                    "nimbus_ssm_parameter_versions",
+                    "Parameter versions stored.",
+                    s["Versions"].as_u64().unwrap_or(0),
+                )
+                .counter(
+                    "nimbus_ssm_puts",
+                    "PutParameter calls that wrote a version.",
+                    c.puts.load(Ordering::Relaxed),
+                )
+                .counter(
+                    "nimbus_ssm_gets",
+                    "Parameters read.",
+                    c.gets.load(Ordering::Relaxed),
+                )
+                .counter(
+                    "nimbus_ssm_decryptions",
+                    "SecureString values decrypted for a reader.",
+                    c.decryptions.load(Ordering::Relaxed),
+                )
+                .finish()
+        })
 }
 
 /// The front-end of the operation table alone (its unit tests).
@@ -182,7 +162,7 @@ pub fn start(ctx: &ServiceContext) -> Result<Service, StartError> {
     );
     Ok(Service {
         frontend: Arc::new(SsmFrontend(ssm.clone())),
-        admin: Some(Arc::new(SsmAdmin(ssm))),
+        admin: Some(Arc::new(admin(ssm))),
     })
 }
 

@@ -7,6 +7,7 @@ use http::StatusCode;
 use nimbus_keyring::Keyring;
 use nimbus_protocol::AwsError;
 use nimbus_store::migrate::{Migration, Schema, Step};
+use nimbus_svc_common::tags;
 use nimbus_svc_secretsmanager::args::Args;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -298,19 +299,8 @@ fn page<T: Clone>(
             "1 validation error detected: Value '{max}' at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to {limit}"
         )));
     }
-    let start = match a.str("NextToken")? {
-        None => 0,
-        Some(t) => t
-            .strip_prefix("nimbus-")
-            .and_then(|n| n.parse::<usize>().ok())
-            .filter(|n| *n <= items.len())
-            .ok_or_else(|| err("InvalidNextToken", "The specified token isn't valid."))?,
-    };
-    let end = (start + max as usize).min(items.len());
-    Ok((
-        items[start..end].to_vec(),
-        (end < items.len()).then(|| format!("nimbus-{end}")),
-    ))
+    tags::page(items, a.str("NextToken")?, max as usize)
+        .map_err(|_| err("InvalidNextToken", "The specified token isn't valid."))
 }
 
 /// One `ParameterStringFilter`.
@@ -1307,27 +1297,13 @@ impl Ssm {
     fn add_tags(&self, a: &Args) -> Result<Value, AwsError> {
         let id = Self::tag_target(a)?;
         let tags = a.tags("Tags")?.ok_or_else(|| missing("Tags"))?;
-        if tags
-            .iter()
-            .any(|(k, v)| k.is_empty() || k.len() > 128 || v.len() > 256)
-        {
+        if tags::check(&tags, false).is_err() {
             return Err(validation(
                 "Tag keys must be 1-128 characters and values at most 256.",
             ));
         }
         self.modify(id, |p| {
-            for (k, v) in tags {
-                match p.tags.iter_mut().find(|(x, _)| *x == k) {
-                    Some(t) => t.1 = v,
-                    None => p.tags.push((k, v)),
-                }
-            }
-            if p.tags.len() > 50 {
-                return Err(err(
-                    "TooManyTagsError",
-                    "A resource can have at most 50 tags.",
-                ));
-            }
+            tags::merge(&mut p.tags, tags).map_err(|e| err("TooManyTagsError", e.to_string()))?;
             Ok(json!({}))
         })
         .map_err(|e| {
@@ -1343,19 +1319,14 @@ impl Ssm {
         let id = Self::tag_target(a)?;
         let g = self.lock();
         let p = g.params.get(id).ok_or_else(invalid_resource)?;
-        let tags: Vec<Value> = p
-            .tags
-            .iter()
-            .map(|(k, v)| json!({"Key": k, "Value": v}))
-            .collect();
-        Ok(json!({"TagList": tags}))
+        Ok(json!({"TagList": tags::to_json(&p.tags, "Key", "Value")}))
     }
 
     fn remove_tags(&self, a: &Args) -> Result<Value, AwsError> {
         let id = Self::tag_target(a)?;
         let keys = a.strings("TagKeys")?.ok_or_else(|| missing("TagKeys"))?;
         self.modify(id, |p| {
-            p.tags.retain(|(k, _)| !keys.contains(k));
+            tags::remove(&mut p.tags, &keys);
             Ok(json!({}))
         })
         .map_err(|e| {
