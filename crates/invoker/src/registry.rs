@@ -115,6 +115,7 @@ impl Invoker {
                 version: LATEST.to_string(),
                 interpreter: interp.map(|i| i.path),
                 code_dir,
+                opt_dir: None,
                 config,
             },
             notice,
