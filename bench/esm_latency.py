@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Event source -> handler start latency through Nimbus's event-source mappings (issues
 13 and 16): SQS send -> handler, DynamoDB item write -> stream handler, Kinesis
-PutRecord -> handler. Nimbus only: the in-memory peers (moto) run no handlers
+PutRecord -> handler; and the service notifications of issues 14 and 15: EventBridge
+PutEvents -> rule -> Lambda target, S3 PutObject -> bucket notification -> handler. Nimbus only: the in-memory peers (moto) run no handlers
 without Docker, so there is no side-by-side number here; the issues give absolute
 targets (SQS p50 <= 5 ms, DynamoDB stream p50 <= 10 ms).
 
     .venv/bin/python bench/esm_latency.py --nimbus http://127.0.0.1:4566 \\
-        [--sources sqs,dynamodb,kinesis] [--samples 50]
+        [--sources sqs,dynamodb,kinesis,events,s3] [--samples 50]
 
 Deploys a python3.11 function whose handler, first thing, takes `time.time()` and
 POSTs it with the send times carried in its records to a loopback HTTP listener in
@@ -34,11 +35,15 @@ import base64, json, time, urllib.request
 def handler(event, context):
     now = time.time()
     sent = []
+    if "detail" in event:
+        sent.append(float(event["detail"]["t"]))
     for r in event.get("Records", []):
         if "body" in r:
             sent.append(float(r["body"]))
         elif "dynamodb" in r:
             sent.append(float(r["dynamodb"]["NewImage"]["t"]["S"]))
+        elif "s3" in r:
+            sent.append(float(r["s3"]["object"]["key"]))
         elif "kinesis" in r:
             sent.append(float(base64.b64decode(r["kinesis"]["data"])))
     req = urllib.request.Request(CALLBACK, data=json.dumps({"now": now, "sent": sent}).encode(),
@@ -105,6 +110,22 @@ def setup(kind, url, lam, fn):
                                             StartingPosition="LATEST")
         wait_enabled(lam, m["UUID"])
         return lambda t: ddb.put_item(TableName=name, Item={"pk": {"S": uuid.uuid4().hex}, "t": {"S": repr(t)}})
+    if kind == "events":
+        ev = client("events", url)
+        rule = "esmbench" + uuid.uuid4().hex[:8]
+        ev.put_rule(Name=rule, EventPattern=json.dumps({"source": [rule]}))
+        ev.put_targets(Rule=rule, Targets=[{"Id": "1", "Arn": fn}])
+        return lambda t: ev.put_events(Entries=[{"Source": rule, "DetailType": "bench",
+                                                 "Detail": json.dumps({"t": repr(t)})}])
+    if kind == "s3":
+        s3 = client("s3", url)
+        bucket = "esmbench" + uuid.uuid4().hex[:8]
+        s3.create_bucket(Bucket=bucket)
+        lam.add_permission(FunctionName=fn, StatementId="s3", Action="lambda:InvokeFunction",
+                           Principal="s3.amazonaws.com", SourceArn=f"arn:aws:s3:::{bucket}")
+        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+            "LambdaFunctionConfigurations": [{"LambdaFunctionArn": fn, "Events": ["s3:ObjectCreated:*"]}]})
+        return lambda t: s3.put_object(Bucket=bucket, Key=repr(t), Body=b"x" * 1024)
     k = client("kinesis", url)
     name = "esmbench" + uuid.uuid4().hex[:8]
     k.create_stream(StreamName=name, ShardCount=1)
@@ -119,7 +140,7 @@ def setup(kind, url, lam, fn):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nimbus", required=True)
-    ap.add_argument("--sources", default="sqs,dynamodb,kinesis")
+    ap.add_argument("--sources", default="sqs,dynamodb,kinesis,events,s3")
     ap.add_argument("--samples", type=int, default=50)
     a = ap.parse_args()
     callback, got = serve()
@@ -142,7 +163,8 @@ def main():
             if i:  # sample 0 warms the instance up
                 lat.append((r["now"] - t0) * 1000)
         label = {"sqs": "SQS SendMessage", "dynamodb": "DynamoDB PutItem → stream",
-                 "kinesis": "Kinesis PutRecord"}[kind]
+                 "kinesis": "Kinesis PutRecord", "events": "EventBridge PutEvents → rule → Lambda",
+                 "s3": "S3 PutObject (1 KiB) → notification"}[kind]
         print(f"| {label} | {len(lat)} | {pct(lat, 0.5):.2f} | {pct(lat, 0.9):.2f} | {pct(lat, 0.99):.2f} | {lost} |",
               flush=True)
 

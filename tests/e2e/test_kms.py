@@ -113,3 +113,58 @@ def test_kms_key_ids_of_secrets_and_parameters_are_checked(server):
     with pytest.raises(ClientError) as e:
         sm.update_secret(SecretId="kms/ok", KmsKeyId=kid)
     assert code_of(e) == "EncryptionFailure"
+
+
+JS = r"""
+const kms = require("@aws-sdk/client-kms");
+const c = new kms.KMSClient({endpoint: process.argv[1], region: "us-east-1",
+  credentials: {accessKeyId: "x", secretAccessKey: "y"}});
+(async () => {
+  const key = (await c.send(new kms.CreateKeyCommand({Description: "from js"}))).KeyMetadata;
+  await c.send(new kms.CreateAliasCommand({AliasName: "alias/js-app", TargetKeyId: key.KeyId}));
+  const ctx = {tenant: "t1"};
+  const enc = await c.send(new kms.EncryptCommand({KeyId: "alias/js-app",
+    Plaintext: Buffer.from("js secret"), EncryptionContext: ctx}));
+  const dec = await c.send(new kms.DecryptCommand({CiphertextBlob: enc.CiphertextBlob,
+    EncryptionContext: ctx}));
+  const dk = await c.send(new kms.GenerateDataKeyCommand({KeyId: key.Arn, KeySpec: "AES_256"}));
+  const dk2 = await c.send(new kms.DecryptCommand({CiphertextBlob: dk.CiphertextBlob}));
+  let wrongCtx = null;
+  try { await c.send(new kms.DecryptCommand({CiphertextBlob: enc.CiphertextBlob,
+    EncryptionContext: {tenant: "t2"}})); } catch (e) { wrongCtx = e.name; }
+  let missing = null;
+  try { await c.send(new kms.EncryptCommand({KeyId: "alias/nope", Plaintext: Buffer.from("x")})); }
+  catch (e) { missing = e.name; }
+  console.log(JSON.stringify({
+    keyId: key.KeyId, encKeyId: enc.KeyId, decKeyId: dec.KeyId,
+    plaintext: Buffer.from(dec.Plaintext).toString(),
+    dataKeyLen: dk.Plaintext.length,
+    dataKeyRoundTrip: Buffer.compare(Buffer.from(dk.Plaintext), Buffer.from(dk2.Plaintext)) === 0,
+    wrongCtx, missing}));
+})().catch(e => { console.error(e); process.exit(1); });
+"""
+
+
+def test_js_sdk_v3_encrypt_decrypt_and_data_keys(server):
+    import json
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent.parent
+    node_path = os.pathsep.join(filter(None, [str(root / "sdk" / "node_modules"),
+                                              os.environ.get("NODE_PATH")]))
+    env = dict(os.environ, NODE_PATH=node_path)
+    probe = subprocess.run(["node", "-e", "require.resolve('@aws-sdk/client-kms')"], env=env,
+                           capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("@aws-sdk/client-kms not installed (scripts/install-sdks installs it)")
+    out = subprocess.run(["node", "-e", JS, server.api], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["plaintext"] == "js secret"
+    assert got["encKeyId"].endswith(got["keyId"]) and got["decKeyId"] == got["encKeyId"]
+    assert got["dataKeyLen"] == 32 and got["dataKeyRoundTrip"] is True
+    assert got["wrongCtx"] == "InvalidCiphertextException"
+    assert got["missing"] == "NotFoundException"

@@ -219,13 +219,13 @@ def test_errors_name_file_and_line_and_deploy_nothing(server, tmp_path):
 def test_unsupported_and_unknown_are_reported_and_the_rest_deploys(server, tmp_path):
     app = write_app(tmp_path, "service: partial\nprovider:\n  runtime: python3.12\nfunctions:\n"
                               "  a:\n    handler: handler.main\n    memorySiz: 512\n    events:\n"
-                              "      - sqs: arn:aws:sqs:us-east-1:000000000000:q\n"
+                              "      - websocket: $connect\n"
                               "      - httpApi: GET /partial\n")
     # Strict by default (issue 18): what Nimbus cannot honour fails the deploy,
     # with file:line, before any change.
     before = set(functions(server))
     p = deploy(server, app, expect=1)
-    assert "serverless.yml:9: not supported yet: event 'sqs' of functions.a" in p.stderr
+    assert "serverless.yml:9: not supported yet: event 'websocket' of functions.a" in p.stderr
     assert "nothing was deployed" in p.stderr and "--allow-unsupported" in p.stderr, p.stderr
     assert set(functions(server)) == before
     assert requests.get(server.gateway + "/partial").status_code == 404
@@ -233,7 +233,7 @@ def test_unsupported_and_unknown_are_reported_and_the_rest_deploys(server, tmp_p
     # --allow-unsupported deploys the rest, on purpose, with the same report.
     p = deploy(server, app, "--allow-unsupported")
     assert "serverless.yml:7: warning: unknown key 'functions.a.memorySiz'" in p.stderr
-    assert "serverless.yml:9: not supported yet: event 'sqs' of functions.a" in p.stderr
+    assert "serverless.yml:9: not supported yet: event 'websocket' of functions.a" in p.stderr
     assert requests.get(server.gateway + "/partial").json() == {"v": 1}
 
     # A function URL comes and goes with the manifest.

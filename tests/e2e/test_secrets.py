@@ -318,6 +318,55 @@ def test_rotation_by_a_python_function_end_to_end(server):
     assert c.describe_secret(SecretId="rot")["RotationEnabled"] is False
 
 
+def test_scheduled_rotation_runs_when_its_time_comes(server):
+    """RotateSecret with a schedule and RotateImmediately=False records only the
+    schedule; the rotation runs when the schedule is due. The admin route runs
+    what is due at a given time, so the schedule is exercised without waiting."""
+    import datetime
+    server.deploy("rotator2", "python3.12", "app.handler", {"app.py": ROTATOR}, timeout_s=60)
+    c = sm(server)
+    first = c.create_secret(Name="sched", SecretString="v0")["VersionId"]
+    fn_arn = "arn:aws:lambda:us-east-1:000000000000:function:rotator2"
+    before = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    c.rotate_secret(SecretId="sched", RotationLambdaARN=fn_arn, RotateImmediately=False,
+                    RotationRules={"ScheduleExpression": "rate(4 hours)"})
+    after = datetime.datetime.now(datetime.timezone.utc)
+    d = c.describe_secret(SecretId="sched")
+    assert d["RotationEnabled"] is True and "LastRotatedDate" not in d
+    nxt = d["NextRotationDate"]
+    four = datetime.timedelta(hours=4)
+    assert before + four <= nxt <= after + four, (before, nxt, after)
+    # Nothing was started: no AWSPENDING version.
+    assert d["VersionIdsToStages"] == {first: ["AWSCURRENT"]}
+
+    def run(at):
+        r = server.session.post(f"{server.api}/_nimbus/services/secrets/rotations/run",
+                                params={"now": int(at.timestamp() * 1000)}, timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()["Started"]
+
+    assert run(nxt - datetime.timedelta(seconds=1)) == []
+    assert run(nxt) == [d["ARN"]]
+
+    def rotated():
+        st = c.describe_secret(SecretId="sched")
+        cur = [v for v, stages in st["VersionIdsToStages"].items() if "AWSCURRENT" in stages]
+        return st if cur != [first] and "LastRotatedDate" in st else None
+
+    st = wait_for(rotated, timeout=60, what="the scheduled rotation")
+    assert st["VersionIdsToStages"][first] == ["AWSPREVIOUS"]
+    assert c.get_secret_value(SecretId="sched")["SecretString"] != "v0"
+    # The next one is scheduled from the rotation, four hours on.
+    assert st["NextRotationDate"] >= st["LastRotatedDate"] + four - datetime.timedelta(seconds=1)
+    # A cron schedule: the next 12:00 UTC.
+    c.create_secret(Name="sched-cron", SecretString="x")
+    c.rotate_secret(SecretId="sched-cron", RotationLambdaARN=fn_arn, RotateImmediately=False,
+                    RotationRules={"ScheduleExpression": "cron(0 12 * * ? *)"})
+    nxt = c.describe_secret(SecretId="sched-cron")["NextRotationDate"].astimezone(datetime.timezone.utc)
+    assert (nxt.hour, nxt.minute, nxt.second) == (12, 0, 0)
+    assert datetime.timedelta(0) < nxt - after <= datetime.timedelta(days=1)
+
+
 def test_a_function_reads_a_secret_and_a_parameter_with_no_endpoint_in_its_code(server):
     c = sm(server)
     c.create_secret(Name="fn/secret", SecretString="s3cr3t-for-fn")

@@ -332,6 +332,44 @@ impl Verifier {
         })))
     }
 
+    /// Verify a browser `POST` upload's policy signature (S3's POST Object with
+    /// SigV4): `signature` is the hex HMAC of the base64 `policy` (the string
+    /// to sign) under the key derived from `credential`'s scope. The policy's own
+    /// expiration and conditions are the service's to check. `security_token`
+    /// is the form's `x-amz-security-token`, needed for session keys.
+    pub fn verify_post_policy(
+        &self,
+        credential: &str,
+        policy: &str,
+        signature: &str,
+        security_token: Option<&str>,
+    ) -> Result<(Scope, Principal), AuthError> {
+        let scope = parse::parse_scope(credential, false)?;
+        let Some(entry) = self.keys.get(&scope.access_key_id) else {
+            return Err(AuthError::UnrecognizedClient {
+                access_key_id: scope.access_key_id,
+            });
+        };
+        if let Some(expected) = &entry.session_token {
+            if !security_token.is_some_and(|t| keyring::tokens_match(t, expected)) {
+                return Err(AuthError::InvalidToken {
+                    access_key_id: scope.access_key_id,
+                });
+            }
+        }
+        let key = signing::signing_key(&entry.secret, &scope.date, &scope.region, &scope.service);
+        let provided = hex::decode(signature.trim()).unwrap_or_default();
+        if signing::signature_matches(&key, policy, &provided) {
+            return Ok((scope, entry.principal.clone()));
+        }
+        Err(AuthError::SignatureMismatch(Box::new(SignatureMismatch {
+            access_key_id: scope.access_key_id,
+            signature_provided: signature.to_owned(),
+            canonical_request: String::new(),
+            string_to_sign: policy.to_owned(),
+        })))
+    }
+
     /// Every canonical request the client may have signed, the service's own rule
     /// first (see [`PathRule`]), each with what its payload-hash line means.
     fn canonical_requests(

@@ -603,3 +603,41 @@ fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(data))
 }
+
+/// S3 browser POST policies: the signature is the HMAC of the base64 policy
+/// under the derived key, as `aws-sigv4` computes it.
+#[test]
+fn post_policy_signatures() {
+    let policy = "eyJleHBpcmF0aW9uIjogIjIwOTktMDEtMDFUMDA6MDA6MDBaIiwgImNvbmRpdGlvbnMiOiBbXX0=";
+    let key = v4::generate_signing_key(SECRET, signed_at(), "us-east-1", "s3");
+    let signature = v4::calculate_signature(key, policy.as_bytes());
+    let credential = format!("{AKID}/20240610/us-east-1/s3/aws4_request");
+    let (scope, principal) = verifier()
+        .verify_post_policy(&credential, policy, &signature, None)
+        .unwrap();
+    assert_eq!(scope.region, "us-east-1");
+    assert_eq!(principal, nimbus_auth::Principal::Root);
+    // Another policy, another day, another key: refused.
+    let tampered = policy.replace("eyJ", "eyK");
+    assert!(matches!(
+        verifier().verify_post_policy(&credential, &tampered, &signature, None),
+        Err(AuthError::SignatureMismatch(_))
+    ));
+    let other_day = format!("{AKID}/20240611/us-east-1/s3/aws4_request");
+    assert!(matches!(
+        verifier().verify_post_policy(&other_day, policy, &signature, None),
+        Err(AuthError::SignatureMismatch(_))
+    ));
+    assert!(matches!(
+        verifier().verify_post_policy(
+            "AKIDNOPE/20240610/us-east-1/s3/aws4_request",
+            policy,
+            &signature,
+            None
+        ),
+        Err(AuthError::UnrecognizedClient { .. })
+    ));
+    assert!(verifier()
+        .verify_post_policy("garbage", policy, &signature, None)
+        .is_err());
+}

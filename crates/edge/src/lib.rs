@@ -160,6 +160,18 @@ impl Edge {
                     .starts_with("/_nimbus/services/sns/public/"));
         let mut streaming = None;
         let mut signer = None;
+        // A large S3 body whose declared SHA-256 is signed: hashed as it streams
+        // to the front-end rather than buffered (see `check_sha256`).
+        let mut hash_check = None;
+        // S3's browser `POST` upload carries its signature in the form (the
+        // front-end checks it through the `PostPolicyVerifier` it is given).
+        let post_upload = first
+            .as_ref()
+            .is_ok_and(|r| r.protocol == Protocol::RestXml)
+            && routes::is_post_upload(&parts)
+            && !parts.headers.contains_key(http::header::AUTHORIZATION)
+            && !query.contains("X-Amz-Credential");
+        let mut policy_check = None;
         let (principal, scope) = match &inner.auth.verifier {
             None => {
                 // Unchecked, but a function's own key still says which function calls.
@@ -171,6 +183,12 @@ impl Edge {
                 (principal, scope.map(|s| RequestScope::new(s, false)))
             }
             Some(_) if health => (Principal::Root, None),
+            Some(verifier) if post_upload => {
+                policy_check = Some(nimbus_protocol::PostPolicyVerifier(Arc::new(PolicyCheck(
+                    verifier.clone(),
+                ))));
+                (Principal::Root, None)
+            }
             Some(verifier) => {
                 let request = |parts, body| auth_request(parts, &query, body);
                 let refuse_auth = |e: &AuthError| {
@@ -204,6 +222,21 @@ impl Edge {
                             presigned: false,
                         };
                         return Err(refuse_auth(&e));
+                    }
+                    // S3 object bodies with a declared hash stream; the hash is
+                    // compared when the body ends.
+                    Ok(
+                        v @ nimbus_auth::Verified {
+                            payload: Payload::Sha256 { checked: false, .. },
+                            ..
+                        },
+                    ) if protocol == Protocol::RestXml
+                        && limit > nimbus_protocol::DEFAULT_BODY_LIMIT =>
+                    {
+                        if let Payload::Sha256 { hex, .. } = &v.payload {
+                            hash_check = Some(hex.clone());
+                        }
+                        v
                     }
                     // The signature covers the body's hash: read it and check again.
                     Ok(_) | Err(AuthError::BodyNotProvided) => {
@@ -262,7 +295,13 @@ impl Edge {
                 }
                 Body::from(bytes)
             }
-            (None, Some(body)) => server::deadline(body, inner.settings.body_read_timeout),
+            (None, Some(body)) => {
+                let body = server::deadline(body, inner.settings.body_read_timeout);
+                match hash_check {
+                    Some(claimed) => check_sha256(body, claimed),
+                    None => body,
+                }
+            }
             (None, None) => Body::empty(),
         };
         let region = scope
@@ -282,6 +321,9 @@ impl Edge {
         if let Some(p) = streaming {
             parts.extensions.insert(p);
         }
+        if let Some(p) = policy_check {
+            parts.extensions.insert(p);
+        }
         let mut req = Request::from_parts(parts, body);
         // aws-chunked bodies (S3 only) are decoded as a stream here: every chunk
         // signature (when authentication is on) and the trailing checksum are
@@ -292,6 +334,69 @@ impl Edge {
             })?;
         }
         Ok(fe.call(req).await)
+    }
+}
+
+/// A body whose signed `x-amz-content-sha256` is compared with what streamed
+/// through as it ends: a mismatch ends the body with S3's
+/// `XAmzContentSHA256Mismatch` (the front-end, reading to the end before it
+/// acknowledges anything, stores nothing).
+fn check_sha256(body: Body, claimed: String) -> Body {
+    use futures_util::StreamExt;
+    use sha2::Digest;
+    type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    let stream = body.into_data_stream();
+    let checked = futures_util::stream::unfold(
+        (stream, Some(sha2::Sha256::new())),
+        move |(mut stream, hasher)| {
+            let claimed = claimed.clone();
+            async move {
+                let mut hasher = hasher?;
+                match stream.next().await {
+                    Some(Ok(chunk)) => {
+                        hasher.update(&chunk);
+                        Some((Ok(chunk), (stream, Some(hasher))))
+                    }
+                    Some(Err(e)) => Some((Err(BoxError::from(e)), (stream, None))),
+                    None => {
+                        let computed = format!("{:x}", hasher.finalize());
+                        if computed == claimed {
+                            return None;
+                        }
+                        let e = AuthError::ContentSha256Mismatch {
+                            claimed: claimed.clone(),
+                            computed: computed.clone(),
+                        };
+                        let err = auth_error(&e, Protocol::RestXml)
+                            .with_field("ClientComputedContentSHA256", claimed)
+                            .with_field("S3ComputedContentSHA256", computed);
+                        Some((Err(BoxError::from(err)), (stream, None)))
+                    }
+                }
+            }
+        },
+    );
+    Body::from_stream(checked)
+}
+
+/// The edge's keys, checking S3 `POST` upload policies for the front-end.
+struct PolicyCheck(nimbus_auth::Verifier);
+
+impl nimbus_protocol::PolicySignatureCheck for PolicyCheck {
+    fn check(
+        &self,
+        credential: &str,
+        policy: &str,
+        signature: &str,
+        security_token: Option<&str>,
+    ) -> Result<Principal, AwsError> {
+        self.0
+            .verify_post_policy(credential, policy, signature, security_token)
+            .map(|(_, principal)| principal)
+            .map_err(|e| {
+                auth::log_refusal(&e, &Method::POST, "POST upload policy");
+                auth_error(&e, Protocol::RestXml)
+            })
     }
 }
 

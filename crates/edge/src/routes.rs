@@ -297,8 +297,8 @@ impl Table {
                 None => Err(Unrecognised::Action { action: a, version }),
             };
         }
-        // 4. Host (S3).
-        if is_s3_host(host(parts)) {
+        // 4. Host (S3), and S3's browser `POST` uploads on a path-style host.
+        if is_s3_host(host(parts)) || is_post_upload(parts) {
             if let Some(i) = self.by_name(S3) {
                 return Ok(self.route(i, Protocol::RestXml, Rule::Host));
             }
@@ -412,6 +412,22 @@ fn is_form_post(parts: &Parts) -> bool {
         })
 }
 
+/// S3's browser `POST` upload (POST Object): a `multipart/form-data` `POST` to
+/// `/<bucket>` (or `/<bucket>/`), its credentials in the form rather than in
+/// headers. No other API Nimbus serves posts forms there.
+pub fn is_post_upload(parts: &Parts) -> bool {
+    let bucket = parts.uri.path().trim_start_matches('/');
+    let bucket = bucket.strip_suffix('/').unwrap_or(bucket);
+    parts.method == Method::POST
+        && !bucket.is_empty()
+        && !bucket.contains('/')
+        && header_str(parts, header::CONTENT_TYPE.as_str()).is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        })
+}
+
 /// The signing name of the request's credential scope (header or presigned).
 pub fn signing_service(parts: &Parts, query: &str) -> Option<String> {
     nimbus_auth::parse_scope_unverified(&parts.headers, query)
@@ -491,6 +507,32 @@ mod tests {
         ] {
             assert!(!is_s3_host(h), "{h}");
         }
+    }
+
+    #[test]
+    fn browser_post_uploads_are_s3s() {
+        let parts = |method: &str, path: &str, ct: &str| {
+            http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", "127.0.0.1:4566")
+                .header("content-type", ct)
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0
+        };
+        let form = "multipart/form-data; boundary=x";
+        assert!(is_post_upload(&parts("POST", "/bucket", form)));
+        assert!(is_post_upload(&parts("POST", "/bucket/", form)));
+        assert!(!is_post_upload(&parts("POST", "/bucket/key", form)));
+        assert!(!is_post_upload(&parts("POST", "/", form)));
+        assert!(!is_post_upload(&parts("PUT", "/bucket", form)));
+        assert!(!is_post_upload(&parts(
+            "POST",
+            "/bucket",
+            "application/x-www-form-urlencoded"
+        )));
     }
 
     #[test]

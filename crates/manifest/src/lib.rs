@@ -22,6 +22,7 @@
 //! The crate does no I/O beyond reading the manifest, files it names and checking
 //! that handler files exist; applying the app is the CLI's job.
 
+pub mod cfn;
 pub mod sam;
 pub mod schedule;
 pub mod serverless;
@@ -30,6 +31,8 @@ pub mod vars;
 pub mod yaml;
 
 mod fields;
+mod sam_events;
+mod sls_events;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -322,6 +325,58 @@ fn load_inner(path: &Path, opts: &Options, d: &mut Diags) -> Option<App> {
             "neither a serverless.yml (no `service:`) nor a SAM template (no `Resources:`)",
         );
         None
+    }
+}
+
+impl Loaded {
+    /// For a build without the app engine: each resource and deferred
+    /// environment variable of the app's [`template::Template`] as "not supported
+    /// yet", so a strict deploy fails rather than deploying the functions alone.
+    /// The CLI calls it until the engine applies the template. (`Outputs` are
+    /// only printed, so an app with outputs still works without them.)
+    pub fn report_template_unapplied(&mut self) {
+        let Some(app) = &self.app else { return };
+        let file = app.manifest.clone();
+        let line_of = |source: &Option<String>| {
+            source
+                .as_deref()
+                .and_then(|s| s.rsplit(':').next())
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(1)
+        };
+        let t = &app.template;
+        let mut more = Vec::new();
+        // Roles are only stored (IAM is not enforced yet): an app works without them.
+        for (id, r) in t
+            .resources
+            .iter()
+            .filter(|(_, r)| !r.kind.starts_with("AWS::IAM::"))
+        {
+            more.push((
+                line_of(&r.source),
+                format!(
+                    "resource {id} ({}): this build does not apply app resources yet",
+                    r.kind
+                ),
+            ));
+        }
+        for (f, vars) in &t.function_environment {
+            for v in vars.keys() {
+                more.push((
+                    1,
+                    format!("environment variable {v} of {f} needs a resource: this build does not apply app resources yet"),
+                ));
+            }
+        }
+        for (line, message) in more {
+            self.diagnostics.push(Diagnostic {
+                level: Level::Unsupported,
+                file: file.clone(),
+                line,
+                message,
+            });
+        }
+        self.diagnostics.sort_by_key(|x| (x.level, x.line));
     }
 }
 

@@ -123,6 +123,11 @@ const INTRINSICS: &[&str] = &[
     "ToJsonString",
 ];
 
+/// Whether a node is an intrinsic function call (`!Ref X`, `{Fn::Sub: …}`).
+pub(crate) fn is_intrinsic(n: &Node) -> bool {
+    intrinsic(n).is_some()
+}
+
 /// The intrinsic a node is, with its argument: `!Ref X` or `{Ref: X}`, `{Fn::Sub: …}`.
 fn intrinsic(n: &Node) -> Option<(String, Node)> {
     if let Some(t) = &n.tag {
@@ -299,6 +304,92 @@ impl Eval<'_> {
             }
             other => Err((line, format!("!{other} is not supported yet"))),
         }
+    }
+
+    /// Whether `n` refers to a resource that is not a function (`!Ref Table`,
+    /// `!GetAtt Queue.Arn`, `${Bucket}` in a `!Sub`): only the engine can resolve it.
+    fn needs_resource(&self, n: &Node) -> bool {
+        let other = |id: &str| matches!(self.resources.get(id), Some((_, None)));
+        if let Some((f, arg)) = intrinsic(n) {
+            match f.as_str() {
+                "Ref" => return arg.as_str().is_some_and(other),
+                "GetAtt" => {
+                    let id = match &arg.value {
+                        Value::Str(s) => s.split('.').next().unwrap_or_default().to_string(),
+                        _ => arg
+                            .as_seq()
+                            .and_then(|l| l.first())
+                            .and_then(Node::scalar_text)
+                            .unwrap_or_default(),
+                    };
+                    return other(&id);
+                }
+                "Sub" => {
+                    let (tmpl, vars) = match &arg.value {
+                        Value::Seq(items) if items.len() == 2 => {
+                            (items[0].as_str().unwrap_or_default(), Some(&items[1]))
+                        }
+                        _ => (arg.as_str().unwrap_or_default(), None),
+                    };
+                    let local = |name: &str| vars.is_some_and(|v| v.get(name).is_some());
+                    let mut rest = tmpl;
+                    while let Some(i) = rest.find("${") {
+                        let after = &rest[i + 2..];
+                        let Some(end) = after.find('}') else { break };
+                        let name = after[..end].trim();
+                        let id = name.split('.').next().unwrap_or_default();
+                        if !name.starts_with('!') && !local(name) && other(id) {
+                            return true;
+                        }
+                        rest = &after[end + 1..];
+                    }
+                    return vars.is_some_and(|v| self.needs_resource(v));
+                }
+                _ => return self.needs_resource(&arg),
+            }
+        }
+        match &n.value {
+            Value::Seq(items) => items.iter().any(|i| self.needs_resource(i)),
+            Value::Map(m) => m.iter().any(|(_, v)| self.needs_resource(v)),
+            _ => false,
+        }
+    }
+
+    /// A function's `Properties` without what is compiled unevaluated (`Events`,
+    /// `Policies`, `Role`), and without the `Environment.Variables` that need a
+    /// resource, which are returned apart.
+    fn split_function(&self, props: &Node) -> (Option<Node>, Vec<(String, Node)>) {
+        let mut deferred = Vec::new();
+        let mut out = props.clone();
+        if let Value::Map(entries) = &mut out.value {
+            entries.retain(|(k, _)| !matches!(k.as_str(), Some("Events" | "Policies" | "Role")));
+            for (k, v) in entries.iter_mut() {
+                if k.as_str() != Some("Environment") {
+                    continue;
+                }
+                if let Value::Map(env) = &mut v.value {
+                    for (ek, ev) in env.iter_mut() {
+                        if ek.as_str() != Some("Variables") {
+                            continue;
+                        }
+                        if let Value::Map(vars) = &mut ev.value {
+                            vars.retain(|(name, value)| {
+                                if self.needs_resource(value) {
+                                    deferred.push((
+                                        name.scalar_text().unwrap_or_default(),
+                                        value.clone(),
+                                    ));
+                                    false
+                                } else {
+                                    true
+                                }
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        (Some(out), deferred)
     }
 
     fn reference(&self, name: &str, line: usize, d: &mut Diags) -> EvalResult {
@@ -611,8 +702,28 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
         cond_cache: Default::default(),
     };
 
-    let globals = match top.get("Globals") {
-        Some(g) => globals(d, g.val, &ev),
+    // `Globals.Function.Environment` variables that need a resource apply to
+    // every function that does not set the variable itself.
+    let mut global_env: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let globals_node = top.get("Globals").map(|g| {
+        let mut g = g.val.clone();
+        if let Some(Value::Map(entries)) = Some(&mut g.value) {
+            for (k, v) in entries.iter_mut() {
+                if k.as_str() == Some("Function") {
+                    let (stripped, deferred) = ev.split_function(v);
+                    if let Some(s) = stripped {
+                        *v = s;
+                    }
+                    for (name, value) in deferred {
+                        global_env.insert(name, crate::cfn::to_cfn(&value, d));
+                    }
+                }
+            }
+        }
+        g
+    });
+    let globals = match &globals_node {
+        Some(g) => globals(d, g, &ev),
         None => None,
     };
 
@@ -627,6 +738,12 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
         template: Default::default(),
     };
     let mut api_binary_types: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut pending_s3 = Vec::new();
+    for (id, (ty, fname)) in &ev.resources {
+        if let (true, Some(name)) = (ty == "AWS::Serverless::Function", fname) {
+            app.template.functions.insert(id.clone(), name.clone());
+        }
+    }
     for (k, v) in resources {
         let id = k.scalar_text().unwrap_or_default();
         let path = format!("Resources.{id}");
@@ -653,6 +770,14 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
             d.error(k.pos.line, format!("{path}.Type is required"));
             continue;
         };
+        // Everything but the functions and APIs goes to the engine as written.
+        if !matches!(
+            ty.as_str(),
+            "AWS::Serverless::Function" | "AWS::Serverless::HttpApi" | "AWS::Serverless::Api"
+        ) {
+            template_resource(d, &id, k.pos.line, v, &ty, &path, &mut app.template);
+            continue;
+        }
         if let Some(c) = rf.get("Condition") {
             let name = c.val.scalar_text().unwrap_or_default();
             match ev.condition(&name, c.line(), d) {
@@ -664,10 +789,17 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                 }
             }
         }
-        let props = match rf.get("Properties") {
-            Some(p) => match ev.node(p.val, d) {
+        // A function's events, policies and the environment variables that need a
+        // resource are compiled for the engine, unevaluated.
+        let raw = rf.get("Properties").map(|p| p.val);
+        let (stripped, deferred_env) = match (ty.as_str(), raw) {
+            ("AWS::Serverless::Function", Some(r)) => ev.split_function(r),
+            _ => (raw.cloned(), Vec::new()),
+        };
+        let props = match stripped.as_ref() {
+            Some(p) => match ev.node(p, d) {
                 Ok(Some(n)) => n,
-                Ok(None) => Node::new(Value::Null, p.val.pos),
+                Ok(None) => Node::new(Value::Null, p.pos),
                 Err((line, e)) => {
                     d.error(line, e);
                     continue;
@@ -676,16 +808,46 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
             None => Node::new(Value::Null, k.pos),
         };
         match ty.as_str() {
-            "AWS::Serverless::Function" => function(
-                d,
-                &id,
-                k.pos.line,
-                &props,
-                globals.as_ref(),
-                dir,
-                &ev,
-                &mut app,
-            ),
+            "AWS::Serverless::Function" => {
+                let empty = Node::new(Value::Null, k.pos);
+                let raw = raw.unwrap_or(&empty);
+                let mut env = global_env.clone();
+                let mut own = BTreeMap::new();
+                for (name, value) in deferred_env {
+                    own.insert(name, crate::cfn::to_cfn(&value, d));
+                }
+                function(
+                    d,
+                    &id,
+                    k.pos.line,
+                    &props,
+                    raw,
+                    globals.as_ref(),
+                    dir,
+                    &ev,
+                    &mut app,
+                    &mut pending_s3,
+                );
+                // A variable the function sets plainly itself wins over a global one.
+                let own_plain: Vec<String> = raw
+                    .path("Environment.Variables")
+                    .and_then(Node::as_map)
+                    .unwrap_or(&[])
+                    .iter()
+                    .filter(|(_, v)| !ev.needs_resource(v))
+                    .filter_map(|(k, _)| k.scalar_text())
+                    .collect();
+                env.retain(|k, _| !own_plain.contains(k));
+                env.extend(own);
+                if let Some(f) = app.functions.last_mut().filter(|f| f.key == id) {
+                    for k in env.keys() {
+                        f.environment.remove(k);
+                    }
+                    if !env.is_empty() {
+                        app.template.function_environment.insert(id.clone(), env);
+                    }
+                }
+            }
             "AWS::Serverless::HttpApi" | "AWS::Serverless::Api" => {
                 if let Some(pm) = props.as_map() {
                     for (pk, pv) in pm {
@@ -719,12 +881,22 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                     }
                 }
             }
-            other => d.unsupported(
-                k.pos.line,
-                format!("resource {id} of type {other} is ignored"),
-            ),
+            _ => {}
         }
     }
+    crate::sam_events::apply_s3(d, pending_s3, &mut app.template);
+    for (name, value) in &ev.params {
+        app.template
+            .parameters
+            .insert(name.clone(), value.to_json());
+    }
+    if let Some(c) = top.get("Conditions") {
+        crate::cfn::conditions_section(d, c.val, "Conditions", &mut app.template);
+    }
+    if let Some(o) = top.get("Outputs") {
+        crate::cfn::outputs_section(d, o.val, "Outputs", &mut app.template);
+    }
+    crate::cfn::check_references(d, &app.template);
     // A REST route takes its API's binary media types: the named
     // `AWS::Serverless::Api`'s, else the implicit API's (`Globals.Api`).
     let global_binary: Vec<String> = globals
@@ -792,10 +964,12 @@ fn function(
     id: &str,
     line: usize,
     props: &Node,
+    raw: &Node,
     globals: Option<&Node>,
     dir: &Path,
     ev: &Eval,
     app: &mut App,
+    pending_s3: &mut Vec<crate::sam_events::PendingS3>,
 ) {
     let path = format!("Resources.{id}.Properties");
     let empty = Node::new(Value::Null, Pos::default());
@@ -966,8 +1140,39 @@ fn function(
         url,
         line,
     };
-    if let Some(evs) = pf.get("Events") {
-        events(d, *evs, &join(&path, "Events"), &func, app);
+    let mut event_policies = Vec::new();
+    if let Some((k, evs)) = raw
+        .as_map()
+        .and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some("Events")))
+    {
+        let f = Field { key: k, val: evs };
+        events(
+            d,
+            f,
+            &join(&path, "Events"),
+            &func,
+            ev,
+            app,
+            pending_s3,
+            &mut event_policies,
+        );
+    }
+    let role = raw
+        .get("Role")
+        .or_else(|| globals.and_then(|g| g.get("Role")));
+    if role.is_none() {
+        let policies = raw.get("Policies");
+        crate::sam_events::role(
+            d,
+            &crate::sam_events::Func {
+                logical_id: id,
+                alias: None,
+            },
+            policies,
+            &event_policies,
+            line,
+            &mut app.template,
+        );
     }
     app.functions.push(func);
 }
@@ -1028,7 +1233,17 @@ fn event_invoke(d: &mut Diags, f: Field, path: &str) -> Option<EventInvoke> {
     Some(out)
 }
 
-fn events(d: &mut Diags, f: Field, path: &str, func: &Function, app: &mut App) {
+#[allow(clippy::too_many_arguments)]
+fn events(
+    d: &mut Diags,
+    f: Field,
+    path: &str,
+    func: &Function,
+    ev: &Eval,
+    app: &mut App,
+    pending_s3: &mut Vec<crate::sam_events::PendingS3>,
+    event_policies: &mut Vec<&'static str>,
+) {
     let Some(evs) = f.val.as_map() else {
         if !f.val.is_null() {
             d.error(
@@ -1052,26 +1267,98 @@ fn events(d: &mut Diags, f: Field, path: &str, func: &Function, app: &mut App) {
             continue;
         };
         let empty = Node::new(Value::Null, k.pos);
-        let props = ef.get("Properties").map_or(&empty, |p| p.val);
+        let raw_props = ef.get("Properties").map_or(&empty, |p| p.val);
+        if !matches!(ty.as_str(), "Api" | "HttpApi" | "Schedule" | "ScheduleV2") {
+            let sf = crate::sam_events::Func {
+                logical_id: &func.key,
+                alias: func.alias.as_deref(),
+            };
+            let pp = join(&epath, "Properties");
+            if matches!(
+                ty.as_str(),
+                "SQS"
+                    | "SNS"
+                    | "S3"
+                    | "DynamoDB"
+                    | "Kinesis"
+                    | "EventBridgeRule"
+                    | "CloudWatchEvent"
+            ) {
+                if let Some(p) = crate::sam_events::event(
+                    d,
+                    &sf,
+                    &name,
+                    &ty,
+                    raw_props,
+                    &pp,
+                    k.pos.line,
+                    &mut app.template,
+                    pending_s3,
+                ) {
+                    event_policies.push(p);
+                }
+            } else {
+                d.unsupported(
+                    k.pos.line,
+                    format!("event {name} of type {ty}: manifests do not wire this event kind yet (create it with the service API or `nimbus mappings`)"),
+                );
+            }
+            continue;
+        }
+        let evaluated = match ev.node(raw_props, d) {
+            Ok(Some(n)) => n,
+            Ok(None) => empty.clone(),
+            Err((line, e)) => {
+                d.error(line, e);
+                continue;
+            }
+        };
+        let props = &evaluated;
         let pp = join(&epath, "Properties");
         match ty.as_str() {
             "Api" | "HttpApi" => {
                 let known: &[&str] = if ty == "Api" {
-                    &["Path", "Method", "RestApiId", "Auth", "RequestModel", "RequestParameters", "TimeoutInMillis"]
+                    &[
+                        "Path",
+                        "Method",
+                        "RestApiId",
+                        "Auth",
+                        "RequestModel",
+                        "RequestParameters",
+                        "TimeoutInMillis",
+                    ]
                 } else {
-                    &["Path", "Method", "ApiId", "Auth", "PayloadFormatVersion", "TimeoutInMillis", "RouteSettings"]
+                    &[
+                        "Path",
+                        "Method",
+                        "ApiId",
+                        "Auth",
+                        "PayloadFormatVersion",
+                        "TimeoutInMillis",
+                        "RouteSettings",
+                    ]
                 };
-                let Some(pf) = fields(d, props, &pp, known) else { continue };
+                let Some(pf) = fields(d, props, &pp, known) else {
+                    continue;
+                };
                 for key in ["Auth", "RequestModel", "RequestParameters", "RouteSettings"] {
                     if let Some(x) = pf.get(key) {
                         d.unsupported(x.line(), format!("{pp}.{key}: the gateway does not apply it yet; the route deploys without it"));
                     }
                 }
-                let method = pf.get("Method").and_then(|m| fields::string(d, *m, &join(&pp, "Method")));
-                let p = pf.get("Path").and_then(|m| fields::string(d, *m, &join(&pp, "Path")));
+                let method = pf
+                    .get("Method")
+                    .and_then(|m| fields::string(d, *m, &join(&pp, "Method")));
+                let p = pf
+                    .get("Path")
+                    .and_then(|m| fields::string(d, *m, &join(&pp, "Path")));
                 let route_key = match (method, p) {
                     (Some(m), Some(p)) => {
-                        let m = if m.eq_ignore_ascii_case("any") || m == "*" { "ANY".to_string() } else { m.to_ascii_uppercase() };
+                        let m = if m.eq_ignore_ascii_case("any") || m == "*" {
+                            "ANY".to_string()
+                        } else {
+                            m.to_ascii_uppercase()
+                        };
                         format!("{m} {p}")
                     }
                     (None, None) if ty == "HttpApi" => "$default".to_string(),
@@ -1081,7 +1368,8 @@ fn events(d: &mut Diags, f: Field, path: &str, func: &Function, app: &mut App) {
                     }
                 };
                 let payload = match pf.get("PayloadFormatVersion") {
-                    Some(x) => fields::payload_version(d, *x, &join(&pp, "PayloadFormatVersion")).unwrap_or_default(),
+                    Some(x) => fields::payload_version(d, *x, &join(&pp, "PayloadFormatVersion"))
+                        .unwrap_or_default(),
                     None if ty == "Api" => "1.0".into(),
                     None => "2.0".into(),
                 };
@@ -1092,7 +1380,9 @@ fn events(d: &mut Diags, f: Field, path: &str, func: &Function, app: &mut App) {
                 // `RestApiId: !Ref MyApi` (or the logical id as a string).
                 let rest_api_id = pf.get("RestApiId").and_then(|x| match x.val.to_json() {
                     serde_json::Value::String(s) => Some(s),
-                    serde_json::Value::Object(o) => o.get("Ref").and_then(|r| r.as_str()).map(str::to_string),
+                    serde_json::Value::Object(o) => {
+                        o.get("Ref").and_then(|r| r.as_str()).map(str::to_string)
+                    }
                     _ => None,
                 });
                 app.routes.push(Route {
@@ -1110,12 +1400,45 @@ fn events(d: &mut Diags, f: Field, path: &str, func: &Function, app: &mut App) {
             "Schedule" | "ScheduleV2" => {
                 let v2 = ty == "ScheduleV2";
                 let known: &[&str] = if v2 {
-                    &["ScheduleExpression", "ScheduleExpressionTimezone", "Input", "State", "Name", "Description", "FlexibleTimeWindow", "RetryPolicy", "DeadLetterConfig", "StartDate", "EndDate", "GroupName", "RoleArn", "KmsKeyArn", "OmitName"]
+                    &[
+                        "ScheduleExpression",
+                        "ScheduleExpressionTimezone",
+                        "Input",
+                        "State",
+                        "Name",
+                        "Description",
+                        "FlexibleTimeWindow",
+                        "RetryPolicy",
+                        "DeadLetterConfig",
+                        "StartDate",
+                        "EndDate",
+                        "GroupName",
+                        "RoleArn",
+                        "KmsKeyArn",
+                        "OmitName",
+                    ]
                 } else {
-                    &["Schedule", "Input", "Enabled", "State", "Name", "Description", "RetryPolicy", "DeadLetterConfig"]
+                    &[
+                        "Schedule",
+                        "Input",
+                        "Enabled",
+                        "State",
+                        "Name",
+                        "Description",
+                        "RetryPolicy",
+                        "DeadLetterConfig",
+                    ]
                 };
-                let Some(pf) = fields(d, props, &pp, known) else { continue };
-                for key in ["RetryPolicy", "DeadLetterConfig", "StartDate", "EndDate", "FlexibleTimeWindow"] {
+                let Some(pf) = fields(d, props, &pp, known) else {
+                    continue;
+                };
+                for key in [
+                    "RetryPolicy",
+                    "DeadLetterConfig",
+                    "StartDate",
+                    "EndDate",
+                    "FlexibleTimeWindow",
+                ] {
                     if let Some(x) = pf.get(key) {
                         d.unsupported(x.line(), format!("{pp}.{key} is ignored (retries follow the function's async settings)"));
                     }
@@ -1125,7 +1448,9 @@ fn events(d: &mut Diags, f: Field, path: &str, func: &Function, app: &mut App) {
                     d.error(k.pos.line, format!("{pp}.{ekey} is required"));
                     continue;
                 };
-                let Some(expr) = fields::string(d, *ex, &join(&pp, ekey)) else { continue };
+                let Some(expr) = fields::string(d, *ex, &join(&pp, ekey)) else {
+                    continue;
+                };
                 if let Err(e) = crate::schedule::check(&expr) {
                     d.error(ex.line(), format!("{pp}.{ekey}: {e}"));
                     continue;
@@ -1146,7 +1471,9 @@ fn events(d: &mut Diags, f: Field, path: &str, func: &Function, app: &mut App) {
                         d.error(x.line(), format!("{pp}.ScheduleExpressionTimezone: {e}"));
                     }
                 }
-                let input = pf.get("Input").and_then(|x| json_input(d, *x, &join(&pp, "Input")));
+                let input = pf
+                    .get("Input")
+                    .and_then(|x| json_input(d, *x, &join(&pp, "Input")));
                 let sname = pf
                     .get("Name")
                     .and_then(|x| fields::string(d, *x, &join(&pp, "Name")))
@@ -1157,17 +1484,78 @@ fn events(d: &mut Diags, f: Field, path: &str, func: &Function, app: &mut App) {
                     function: func.name.clone(),
                     qualifier: func.alias.clone(),
                     input,
-                    timezone: pf
-                        .get("ScheduleExpressionTimezone")
-                        .and_then(|x| fields::string(d, *x, &join(&pp, "ScheduleExpressionTimezone"))),
+                    timezone: pf.get("ScheduleExpressionTimezone").and_then(|x| {
+                        fields::string(d, *x, &join(&pp, "ScheduleExpressionTimezone"))
+                    }),
                     enabled,
                     line: k.pos.line,
                 });
             }
-            other => d.unsupported(
-                k.pos.line,
-                format!("event {name} of type {other}: manifests do not wire this event kind yet (create it with the service API or `nimbus mappings`)"),
-            ),
+            _ => unreachable!("other event types are handled above"),
+        }
+    }
+}
+
+/// A resource that is neither a function nor an API: into the template as
+/// written (`AWS::Serverless::SimpleTable` lowered to `AWS::DynamoDB::Table`).
+fn template_resource(
+    d: &mut Diags,
+    id: &str,
+    line: usize,
+    v: &Node,
+    ty: &str,
+    path: &str,
+    t: &mut crate::template::Template,
+) {
+    match ty {
+        "AWS::Serverless::SimpleTable" => {
+            let Some(rf) = fields(
+                d,
+                v,
+                path,
+                &[
+                    "Type",
+                    "Properties",
+                    "Condition",
+                    "DependsOn",
+                    "Metadata",
+                    "DeletionPolicy",
+                    "UpdateReplacePolicy",
+                ],
+            ) else {
+                return;
+            };
+            let props = rf.get("Properties").map(|p| p.val);
+            let Some(properties) =
+                crate::sam_events::simple_table(d, props, &join(path, "Properties"), line)
+            else {
+                return;
+            };
+            // The rest of the resource as any other, with the lowered type.
+            let mut lowered = v.clone();
+            if let Value::Map(entries) = &mut lowered.value {
+                entries.retain(|(k, _)| !matches!(k.as_str(), Some("Properties" | "Type")));
+                entries.push((
+                    Node::str("Type", v.pos),
+                    Node::str("AWS::DynamoDB::Table", v.pos),
+                ));
+            }
+            if let Some(mut r) = crate::cfn::resource(d, id, line, &lowered, path) {
+                r.properties = properties;
+                crate::cfn::insert(d, t, id.to_string(), r, line);
+            }
+        }
+        "AWS::Serverless::LayerVersion"
+        | "AWS::Serverless::StateMachine"
+        | "AWS::Serverless::Application"
+        | "AWS::Serverless::GraphQLApi"
+        | "AWS::Serverless::Connector" => {
+            d.unsupported(line, format!("resource {id} of type {ty} is ignored"))
+        }
+        _ => {
+            if let Some(r) = crate::cfn::resource(d, id, line, v, path) {
+                crate::cfn::insert(d, t, id.to_string(), r, line);
+            }
         }
     }
 }
@@ -1389,10 +1777,25 @@ Resources:
         };
         let l = load(&dir.path().join("template.yaml"), &opts);
         let msgs: Vec<String> = l.diagnostics.iter().map(|d| d.to_string()).collect();
-        assert_eq!(msgs.len(), 2, "{msgs:#?}");
-        assert!(msgs[0].ends_with("template.yaml:50: not supported yet: event Queue of type SQS: manifests do not wire this event kind yet (create it with the service API or `nimbus mappings`)"), "{msgs:?}");
-        assert!(msgs[1].ends_with("template.yaml:60: not supported yet: resource Table of type AWS::DynamoDB::Table is ignored"), "{msgs:?}");
+        assert!(msgs.is_empty(), "{msgs:#?}");
         let app = l.app.unwrap();
+        let t = &app.template;
+        assert_eq!(t.resources["Table"].kind, "AWS::DynamoDB::Table");
+        assert_eq!(
+            t.resources["Table"].source.as_deref(),
+            Some("template.yaml:60")
+        );
+        assert_eq!(
+            t.resources["UsersFunctionQueue"].properties,
+            json!({"EventSourceArn": "arn:aws:sqs:us-east-1:1:q", "FunctionName": {"Ref": "UsersFunction"}})
+        );
+        assert_eq!(t.functions["UsersFunction"], "users-UsersFunction");
+        assert_eq!(t.functions["Dlq"], "my-dlq");
+        assert_eq!(t.parameters["Stage"], json!("dev"));
+        assert_eq!(
+            t.conditions["IsProd"],
+            json!({"Fn::Equals": [{"Ref": "Stage"}, "prod"]})
+        );
         assert_eq!(app.name, "users");
         let f = &app.functions[0];
         assert_eq!(f.name, "users-UsersFunction");

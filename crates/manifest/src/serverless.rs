@@ -6,7 +6,9 @@
 //! payload-2.0 routes (or `provider.httpApi.payload`), `schedule` events schedules
 //! named `<function name>-schedule-<n>` unless they carry a `name`.
 
+use crate::cfn;
 use crate::fields::{self, fields, join, Field};
+use crate::sls_events;
 use crate::vars::Context;
 use crate::yaml::{Node, Value};
 use crate::{
@@ -49,6 +51,7 @@ const PROVIDER: &[&str] = &[
     "region",
     "httpApi",
     "apiGateway",
+    "s3",
     // Accepted and without effect on Nimbus (no IAM, no CloudFormation, one host).
     "iam",
     "iamRoleStatements",
@@ -125,11 +128,6 @@ const FUNCTION_UNSUPPORTED: &[&str] = &[
 
 /// Event types whose services Nimbus does not have yet.
 const UNSUPPORTED_EVENTS: &[&str] = &[
-    "sqs",
-    "sns",
-    "s3",
-    "stream",
-    "eventBridge",
     "cloudwatchEvent",
     "cloudwatchLog",
     "websocket",
@@ -217,13 +215,19 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
             }
         }
     }
-    for key in ["resources", "layers", "stepFunctions", "outputs"] {
+    for key in ["layers", "stepFunctions"] {
         if let Some(f) = top.get(key) {
             d.unsupported(
                 f.line(),
                 format!("'{key}' (CloudFormation and extra resources) is ignored"),
             );
         }
+    }
+    if let Some(f) = top.get("outputs") {
+        d.unsupported(
+            f.line(),
+            "'outputs' (Serverless Dashboard outputs) is ignored; resources.Outputs is applied",
+        );
     }
     if let Some(f) = top.get("plugins") {
         let empty = f.val.as_seq().is_some_and(|s| s.is_empty()) || f.val.is_null();
@@ -239,8 +243,16 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
     let mut defaults = Defaults::default();
     let mut payload_default = "2.0".to_string();
     let mut binary_media_types: Vec<String> = Vec::new();
+    let mut provider_s3: BTreeMap<String, Node> = BTreeMap::new();
+    let mut user_statements: Vec<serde_json::Value> = Vec::new();
     if let Some(p) = top.get("provider") {
         let pf = fields(d, p.val, "provider", PROVIDER)?;
+        if let Some(f) = pf.get("s3") {
+            for (k, v) in f.val.as_map().unwrap_or(&[]) {
+                provider_s3.insert(k.scalar_text().unwrap_or_default(), v.clone());
+            }
+        }
+        user_statements = iam_statements(d, &pf);
         for key in PROVIDER_UNSUPPORTED {
             if let Some(f) = pf.get(*key) {
                 d.unsupported(f.line(), format!("provider.{key} is ignored"));
@@ -329,6 +341,7 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
         );
         return None;
     };
+    let mut generated = sls_events::Out::default();
     // Names first: destinations may name another function of the service.
     let names: BTreeMap<String, String> = fmap
         .iter()
@@ -399,6 +412,21 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
         }
         let mut environment = defaults.environment.clone();
         environment.extend(own.environment);
+        let mut env_intrinsics = defaults.env_intrinsics.clone();
+        for k in environment.keys() {
+            env_intrinsics.remove(k);
+        }
+        for (k, v) in own.env_intrinsics {
+            environment.remove(&k);
+            env_intrinsics.insert(k, v);
+        }
+        let logical_id = cfn::lambda_logical_id(&key);
+        if !env_intrinsics.is_empty() {
+            app.template
+                .function_environment
+                .insert(logical_id.clone(), env_intrinsics);
+        }
+        app.template.functions.insert(logical_id, name.clone());
         let mut event_invoke = EventInvoke::default();
         if let Some(f) = ff.get("maximumRetryAttempts") {
             event_invoke.maximum_retry_attempts =
@@ -451,7 +479,12 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
             line: k.pos.line,
         };
         if let Some(f) = ff.get("events") {
-            events(d, *f, &path, &function, &payload_default, &mut app);
+            let ctx = EventCtx {
+                payload: &payload_default,
+                region: &ctx.region,
+                provider_s3: &provider_s3,
+            };
+            events(d, *f, &path, &function, &ctx, &mut app, &mut generated);
         }
         app.functions.push(function);
     }
@@ -459,7 +492,149 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
         r.binary_media_types = binary_media_types.clone();
     }
     check_duplicate_routes(d, &app.routes);
+    sls_events::finish(d, &provider_s3, &mut generated);
+    let role_needed = generated
+        .resources
+        .iter()
+        .any(|(_, r)| r.depends_on.iter().any(|x| x == sls_events::ROLE))
+        || !user_statements.is_empty();
+    let statements = std::mem::take(&mut generated.statements);
+    sls_events::into_template(d, generated, &mut app.template);
+    if role_needed && !app.functions.is_empty() {
+        let names: Vec<String> = app.functions.iter().map(|f| f.name.clone()).collect();
+        let line = top.get("provider").map_or(1, |p| p.line());
+        app.template.resources.insert(
+            sls_events::ROLE.to_string(),
+            crate::template::Resource {
+                kind: "AWS::IAM::Role".into(),
+                properties: sls_events::role(&service, &stage, &names, user_statements, statements),
+                depends_on: Vec::new(),
+                deletion_policy: None,
+                update_replace_policy: None,
+                condition: None,
+                source: Some(cfn::source(d, line)),
+            },
+        );
+    }
+    if let Some(f) = top.get("resources") {
+        resources(d, *f, &mut app.template);
+    }
+    cfn::check_references(d, &app.template);
     Some(app)
+}
+
+/// `resources:` — a mapping with `Resources`, `Outputs`, `Conditions` (and
+/// `extensions`), or a list of such mappings (often `${file(…)}`), merged in
+/// order. A resource with the logical id of a generated one is merged over it,
+/// as the Framework merges `resources.Resources` into its template.
+fn resources(d: &mut Diags, f: Field, t: &mut crate::template::Template) {
+    let parts: Vec<&Node> = match &f.val.value {
+        Value::Seq(items) => items.iter().collect(),
+        _ => vec![f.val],
+    };
+    for part in parts {
+        let Some(rf) = fields(
+            d,
+            part,
+            "resources",
+            &[
+                "Resources",
+                "Outputs",
+                "Conditions",
+                "Description",
+                "AWSTemplateFormatVersion",
+                "extensions",
+            ],
+        ) else {
+            continue;
+        };
+        if let Some(x) = rf.get("extensions") {
+            d.unsupported(
+                x.line(),
+                "resources.extensions: extending generated resources that way",
+            );
+        }
+        if let Some(r) = rf.get("Resources") {
+            let mut own = crate::template::Template::default();
+            let generated: Vec<(String, crate::template::Resource)> = r
+                .val
+                .as_map()
+                .unwrap_or(&[])
+                .iter()
+                .filter_map(|(k, _)| {
+                    let id = k.scalar_text()?;
+                    t.resources.remove(&id).map(|g| (id, g))
+                })
+                .collect();
+            cfn::resources_section(d, r.val, "resources.Resources", &mut own);
+            for (id, mut g) in generated {
+                match own.resources.remove(&id) {
+                    Some(u) => {
+                        if u.kind != g.kind {
+                            d.error(
+                                r.line(),
+                                format!(
+                                    "resources.Resources.{id}: {} cannot extend the generated {}",
+                                    u.kind, g.kind
+                                ),
+                            );
+                        }
+                        sls_events::merge(&mut g.properties, u.properties);
+                        g.depends_on.extend(u.depends_on);
+                        g.deletion_policy = u.deletion_policy.or(g.deletion_policy);
+                        g.update_replace_policy =
+                            u.update_replace_policy.or(g.update_replace_policy);
+                        g.condition = u.condition.or(g.condition);
+                        t.resources.insert(id, g);
+                    }
+                    None => {
+                        t.resources.insert(id, g);
+                    }
+                }
+            }
+            for (id, res) in own.resources {
+                if t.functions.contains_key(&id) {
+                    d.error(
+                        r.line(),
+                        format!("resources.Resources.{id}: the logical id of a function"),
+                    );
+                    continue;
+                }
+                t.resources.insert(id, res);
+            }
+        }
+        if let Some(o) = rf.get("Outputs") {
+            cfn::outputs_section(d, o.val, "resources.Outputs", t);
+        }
+        if let Some(c) = rf.get("Conditions") {
+            cfn::conditions_section(d, c.val, "resources.Conditions", t);
+        }
+    }
+}
+
+/// `provider.iam.role.statements` (v3) or `provider.iamRoleStatements` (v2).
+fn iam_statements(d: &mut Diags, pf: &BTreeMap<String, Field>) -> Vec<serde_json::Value> {
+    let node = pf
+        .get("iam")
+        .and_then(|f| f.val.path("role.statements"))
+        .or_else(|| pf.get("iamRoleStatements").map(|f| f.val));
+    match node {
+        Some(n) => match cfn::to_cfn(n, d) {
+            serde_json::Value::Array(items) => items,
+            _ => {
+                d.error(n.pos.line, "provider.iam.role.statements must be a list");
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    }
+}
+
+/// What every function's events share.
+struct EventCtx<'a> {
+    payload: &'a str,
+    region: &'a str,
+    provider_s3: &'a BTreeMap<String, Node>,
 }
 
 #[derive(Default, Clone)]
@@ -468,6 +643,8 @@ struct Defaults {
     memory_mb: Option<u32>,
     timeout_s: Option<u32>,
     environment: BTreeMap<String, String>,
+    /// Variables whose values are intrinsics (`!Ref Table`), for the engine.
+    env_intrinsics: BTreeMap<String, serde_json::Value>,
 }
 
 fn read_defaults(d: &mut Diags, f: &BTreeMap<String, Field>, path: &str) -> Defaults {
@@ -481,10 +658,37 @@ fn read_defaults(d: &mut Diags, f: &BTreeMap<String, Field>, path: &str) -> Defa
         timeout_s: f
             .get("timeout")
             .and_then(|x| fields::int(d, *x, &join(path, "timeout"), 1, 900)),
-        environment: f
-            .get("environment")
-            .and_then(|x| fields::string_map(d, *x, &join(path, "environment")))
-            .unwrap_or_default(),
+        environment: BTreeMap::new(),
+        env_intrinsics: BTreeMap::new(),
+    }
+    .with_environment(d, f.get("environment").copied(), &join(path, "environment"))
+}
+
+impl Defaults {
+    /// Split `environment` into plain values and intrinsics (`!Ref X`, `{Ref: X}`,
+    /// `Fn::GetAtt`, …) that only the engine can resolve.
+    fn with_environment(mut self, d: &mut Diags, f: Option<Field>, path: &str) -> Self {
+        let Some(f) = f else { return self };
+        if let Some(map) = f.val.as_map() {
+            let mut plain = Vec::new();
+            for (k, v) in map {
+                if crate::sam::is_intrinsic(v) {
+                    self.env_intrinsics
+                        .insert(k.scalar_text().unwrap_or_default(), cfn::to_cfn(v, d));
+                } else {
+                    plain.push((k.clone(), v.clone()));
+                }
+            }
+            let node = Node::new(Value::Map(plain), f.val.pos);
+            let field = Field {
+                key: f.key,
+                val: &node,
+            };
+            self.environment = fields::string_map(d, field, path).unwrap_or_default();
+        } else {
+            self.environment = fields::string_map(d, f, path).unwrap_or_default();
+        }
+        self
     }
 }
 
@@ -540,7 +744,21 @@ fn destination(
     Some(nimbus_core::function_arn(region, &name, None))
 }
 
-fn events(d: &mut Diags, f: Field, path: &str, func: &Function, payload: &str, app: &mut App) {
+fn events(
+    d: &mut Diags,
+    f: Field,
+    path: &str,
+    func: &Function,
+    ctx: &EventCtx,
+    app: &mut App,
+    out: &mut sls_events::Out,
+) {
+    let payload = ctx.payload;
+    let sf = sls_events::Func {
+        key: &func.key,
+        name: &func.name,
+        logical_id: cfn::lambda_logical_id(&func.key),
+    };
     let Some(list) = f.val.as_seq() else {
         if !f.val.is_null() {
             d.error(
@@ -570,6 +788,13 @@ fn events(d: &mut Diags, f: Field, path: &str, func: &Function, payload: &str, a
             "httpApi" => http_api_event(d, f, &format!("{epath}.httpApi"), func, payload, app),
             "schedule" => {
                 schedule_event(d, f, &format!("{epath}.schedule"), func, &mut n_schedule, app)
+            }
+            "sqs" => sls_events::sqs(d, f, &format!("{epath}.sqs"), &sf, out),
+            "stream" => sls_events::stream(d, f, &format!("{epath}.stream"), &sf, out),
+            "sns" => sls_events::sns(d, f, &format!("{epath}.sns"), &sf, ctx.region, out),
+            "s3" => sls_events::s3(d, f, &format!("{epath}.s3"), &sf, ctx.provider_s3, out),
+            "eventBridge" => {
+                sls_events::event_bridge(d, f, &format!("{epath}.eventBridge"), &sf, i + 1, out)
             }
             other if UNSUPPORTED_EVENTS.contains(&other) => d.unsupported(
                 k.pos.line,
@@ -1153,8 +1378,8 @@ functions:
                 vec!["serverless.yml:5: error: functions.a.handler is required"],
             ),
             (
-                "service: s\nprovider:\n  runtime: python3.12\nfunctions:\n  a:\n    handler: handler.main\n    events:\n      - sqs: arn:aws:sqs:us-east-1:1:q\n      - http: GET hello\n",
-                vec!["serverless.yml:8: not supported yet: event 'sqs' of functions.a"],
+                "service: s\nprovider:\n  runtime: python3.12\nfunctions:\n  a:\n    handler: handler.main\n    events:\n      - websocket: $connect\n      - http: GET hello\n",
+                vec!["serverless.yml:8: not supported yet: event 'websocket' of functions.a"],
             ),
             (
                 "service: s\nprovider:\n  runtime: python3.12\nfunctions:\n  a:\n    handler: handler.main\n    events:\n      - schedule: rate(5 minute)\n",
@@ -1177,9 +1402,9 @@ functions:
                 vec!["serverless.yml:8: error: invalid YAML"],
             ),
             (
-                "service: s\nresources:\n  Resources: {}\nprovider:\n  runtime: python3.12\nfunctions:\n  a:\n    handler: handler.main\n    url: true\n",
+                "service: s\nresources:\n  Resources:\n    Cdn:\n      Type: AWS::CloudFront::Distribution\nprovider:\n  runtime: python3.12\nfunctions:\n  a:\n    handler: handler.main\n    url: true\n",
                 vec![
-                    "serverless.yml:2: not supported yet: 'resources'",
+                    "serverless.yml:4: not supported yet: resource Cdn of type AWS::CloudFront::Distribution",
                                     ],
             ),
         ];

@@ -40,6 +40,13 @@ pub struct Template {
     /// resolve to the function the app deploys.
     #[serde(default)]
     pub functions: BTreeMap<String, String>,
+    /// Environment variables of the app's functions whose values need a resource
+    /// (`!Ref Table`, `!GetAtt Queue.QueueUrl`, `${Bucket}` in a `!Sub`): function
+    /// logical id → variable → value, intrinsics unevaluated. The engine resolves
+    /// them once the resources exist and sets them on the function with the rest
+    /// of its environment (which the app's `Function` carries without them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub function_environment: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
 }
 
 /// One resource.

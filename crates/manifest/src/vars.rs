@@ -48,6 +48,10 @@ impl Context<'_> {
             Value::Str(s) if s.contains("${") => match self.string(s, depth) {
                 Ok(mut n) => {
                     n.pos = node.pos;
+                    // `!Sub '${AWS::StackName}-${self:service}'` stays a `!Sub`.
+                    if n.tag.is_none() {
+                        n.tag = node.tag.clone();
+                    }
                     n
                 }
                 Err(e) => {
@@ -79,7 +83,10 @@ impl Context<'_> {
                 "variables nest deeper than {MAX_DEPTH} levels in {s:?} (a cycle?)"
             ));
         }
-        let spans = find_vars(s)?;
+        let mut spans = find_vars(s)?;
+        // `${AWS::Region}`, `${Queue}`, `${Queue.Arn}`: CloudFormation `Fn::Sub`
+        // references, left for the engine (the Framework leaves them too).
+        spans.retain(|(start, end)| !is_sub_reference(&s[start + 2..end - 1]));
         let pos = Default::default();
         if spans.len() == 1 && spans[0].0 == 0 && spans[0].1 == s.len() {
             let inner = &s[2..s.len() - 1];
@@ -236,6 +243,22 @@ impl Context<'_> {
     }
 }
 
+/// A `Fn::Sub` reference rather than a variable: `AWS::Name`, or a logical id
+/// with an optional `.Attribute`, and no source prefix.
+fn is_sub_reference(inner: &str) -> bool {
+    if let Some(rest) = inner.strip_prefix("AWS::") {
+        return !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric());
+    }
+    let (id, attr) = inner.split_once('.').unwrap_or((inner, ""));
+    !id.is_empty()
+        && id.chars().all(|c| c.is_ascii_alphanumeric())
+        && attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
+        && !matches!(
+            id,
+            "self" | "opt" | "env" | "sls" | "aws" | "param" | "file"
+        )
+}
+
 fn unresolved(inner: &str) -> String {
     format!("variable ${{{inner}}} cannot be resolved (give a fallback as ${{{inner}, 'default'}})")
 }
@@ -360,6 +383,12 @@ mod tests {
             ("${file(./missing.yml):x, 'none'}", Ok(json!("none"))),
             ("${param:domain}", Ok(json!("prod.example.com"))),
             ("${aws:region}", Ok(json!("eu-west-1"))),
+            // Fn::Sub references stay for CloudFormation (the engine).
+            (
+                "arn:${AWS::Partition}:s3:::${Bucket}/${self:service}",
+                Ok(json!("arn:${AWS::Partition}:s3:::${Bucket}/orders")),
+            ),
+            ("${Queue.Arn}", Ok(json!("${Queue.Arn}"))),
             ("${env:NOPE}", Err("cannot be resolved")),
             ("${self:custom.nope}", Err("cannot be resolved")),
             ("x-${self:custom.obj}", Err("cannot be part of a string")),

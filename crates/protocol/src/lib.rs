@@ -158,6 +158,33 @@ pub trait Frontend: Send + Sync + 'static {
 /// JSON protocols' largest common requests fit).
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
+/// How a front-end checks the signature of a browser `POST` upload (S3's POST
+/// Object), whose credentials are form fields rather than headers: the edge,
+/// which holds the access keys, puts one in the request's extensions when
+/// authentication is on and lets the unsigned `POST` through; the front-end
+/// calls it with the form's `x-amz-credential`, `policy`, `x-amz-signature` and
+/// `x-amz-security-token`. The error is the protocol's (S3's) own.
+pub trait PolicySignatureCheck: Send + Sync {
+    /// Whom a valid signature acts as.
+    fn check(
+        &self,
+        credential: &str,
+        policy: &str,
+        signature: &str,
+        security_token: Option<&str>,
+    ) -> Result<nimbus_core::Principal, AwsError>;
+}
+
+/// The request extension carrying a [`PolicySignatureCheck`].
+#[derive(Clone)]
+pub struct PostPolicyVerifier(pub std::sync::Arc<dyn PolicySignatureCheck>);
+
+impl std::fmt::Debug for PostPolicyVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PostPolicyVerifier")
+    }
+}
+
 /// What the edge learned about a request before handing it to a front-end; a
 /// request extension.
 #[derive(Debug, Clone)]

@@ -26,6 +26,7 @@ pub mod multipart;
 pub mod notify;
 pub mod objects;
 pub mod ops;
+pub mod post;
 mod source;
 pub mod store;
 mod wire;
@@ -110,7 +111,15 @@ impl Frontend for S3Frontend {
             if req.method() == http::Method::OPTIONS {
                 return preflight(&state, req, cors_bucket.as_deref()).await;
             }
-            let mut resp = Self::answer(&state, req).await;
+            let mut resp = if post::is_post_upload(&req) {
+                let request_id = request_id_of(&req);
+                match post::post_object(&state, req).await {
+                    Ok(resp) => resp,
+                    Err(S3Error(e)) => s3_error(*e, &request_id),
+                }
+            } else {
+                Self::answer(&state, req).await
+            };
             if let (Some(origin), Some(bucket)) = (origin, cors_bucket) {
                 add_cors_headers(&state, &mut resp, &bucket, &origin, &method).await;
             }

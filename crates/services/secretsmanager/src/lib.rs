@@ -234,6 +234,31 @@ impl ServiceAdmin for SmAdmin {
                     http::StatusCode::OK,
                     serde_json::json!({"Keys": me.core.keyring.keys()}),
                 ),
+                // Run the scheduled rotations due at `now` (epoch ms, default the
+                // clock): what the schedule loop does when that time comes.
+                ("POST", "/rotations/run") => {
+                    let now = req
+                        .uri()
+                        .query()
+                        .and_then(|q| {
+                            form_urlencoded::parse(q.as_bytes())
+                                .find(|(k, _)| k == "now")
+                                .and_then(|(_, v)| v.parse::<i64>().ok())
+                        })
+                        .unwrap_or_else(nimbus_core::now_ms);
+                    let core = me.clone();
+                    let due = tokio::task::spawn_blocking(move || core.core.due(now).0)
+                        .await
+                        .unwrap_or_default();
+                    let started: Vec<String> = due.iter().map(|r| r.arn.clone()).collect();
+                    for r in due {
+                        tokio::spawn(me.clone().rotate(r));
+                    }
+                    json(
+                        http::StatusCode::OK,
+                        serde_json::json!({"Started": started}),
+                    )
+                }
                 ("POST", "/keys/rotate") => {
                     let k = me.core.keyring.clone();
                     match tokio::task::spawn_blocking(move || k.rotate_and_rewrap()).await {

@@ -608,64 +608,49 @@ pub fn iso(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            '`' => out.push_str("&#x60;"),
-            '=' => out.push_str("&#x3D;"),
-            _ => out.push(c),
-        }
+/// A registry rendering as SES does: strict (a variable missing from the data
+/// is a rendering failure), escaping HTML (as Handlebars.js: `& < > " ' ` =`)
+/// only in the HTML part; no partials.
+fn handlebars(html: bool) -> handlebars::Handlebars<'static> {
+    let mut hb = handlebars::Handlebars::new();
+    hb.set_strict_mode(true);
+    if html {
+        hb.register_escape_fn(handlebars::html_escape);
+    } else {
+        hb.register_escape_fn(handlebars::no_escape);
     }
-    out
+    hb
 }
 
-/// Render `{{name}}`, `{{a.b}}` (escaped in HTML) and `{{{name}}}` (never
-/// escaped) from `data`, as SES's Handlebars does for plain substitutions. A
-/// name missing from the data is SES's rendering failure.
+/// Check a template part's Handlebars syntax (`CreateTemplate`,
+/// `UpdateTemplate`: SES's `InvalidTemplate`).
+pub fn validate_template(part: &str, text: &str) -> Result<()> {
+    handlebars::Template::compile(text)
+        .map(|_| ())
+        .map_err(|e| SesError::InvalidTemplate(format!("Invalid {part}: {}", e.reason())))
+}
+
+/// Render a template part with Handlebars, as SES does: `{{name}}`, `{{a.b}}`
+/// (escaped in HTML), `{{{name}}}` (never escaped), `{{#if}}`/`{{else}}`,
+/// `{{#unless}}`, `{{#each}}` (with `{{this}}`, `{{@index}}`), `{{#with}}`.
+/// A variable missing from the data is SES's rendering failure
+/// (`MissingRenderingAttribute`); `{{#if}}` on a missing one is false.
 pub fn render(template: &str, data: &Value, html: bool) -> Result<String> {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let triple = rest[start..].starts_with("{{{");
-        let (open, close) = if triple { (3, "}}}") } else { (2, "}}") };
-        let after = &rest[start + open..];
-        let Some(end) = after.find(close) else {
-            out.push_str(&rest[start..]);
-            return Ok(out);
-        };
-        let name = after[..end].trim();
-        let mut v = data;
-        for part in name.split('.') {
-            v = match v.get(part) {
-                Some(x) => x,
-                None => {
-                    return Err(SesError::MissingAttribute(format!(
-                        "Attribute '{name}' is not present in the rendering data."
-                    )))
-                }
-            };
-        }
-        let text = match v {
-            Value::String(s) => s.clone(),
-            Value::Null => String::new(),
-            other => other.to_string(),
-        };
-        if html && !triple {
-            out.push_str(&html_escape(&text));
-        } else {
-            out.push_str(&text);
-        }
-        rest = &after[end + close.len()..];
-    }
-    out.push_str(rest);
-    Ok(out)
+    use handlebars::RenderErrorReason as R;
+    handlebars(html)
+        .render_template(template, data)
+        .map_err(|e| match e.reason() {
+            R::MissingVariable(path) => SesError::MissingAttribute(format!(
+                "Attribute '{}' is not present in the rendering data.",
+                path.as_deref().unwrap_or("")
+            )),
+            R::TemplateError(t) => {
+                SesError::InvalidTemplate(format!("Invalid template: {}", t.reason()))
+            }
+            other => {
+                SesError::InvalidTemplate(format!("The template could not be rendered: {other}"))
+            }
+        })
 }
 
 /// Build the MIME message of a simple send (text and/or HTML).
@@ -837,6 +822,38 @@ mod tests {
             render("{{missing}}", &data, false),
             Err(SesError::MissingAttribute(_))
         ));
+    }
+
+    #[test]
+    fn handlebars_blocks_render_like_ses() {
+        let data = json!({
+            "name": "Ann", "vip": true, "empty": [],
+            "items": [{"sku": "a1", "qty": 2}, {"sku": "<b2>", "qty": 1}],
+            "address": {"city": "Oslo", "zip": null}
+        });
+        let t = "{{#if vip}}Dear VIP {{name}}{{else}}Hello {{name}}{{/if}}: \
+                 {{#each items}}{{@index}}={{sku}}x{{qty}};{{/each}} \
+                 {{#each empty}}x{{else}}none{{/each}} \
+                 {{#with address}}{{city}}{{/with}} \
+                 {{#unless nothere}}no-flag{{/unless}}";
+        assert_eq!(
+            render(t, &data, false).unwrap(),
+            "Dear VIP Ann: 0=a1x2;1=<b2>x1; none Oslo no-flag"
+        );
+        assert_eq!(
+            render("{{#each items}}<i>{{sku}}</i>{{/each}}", &data, true).unwrap(),
+            "<i>a1</i><i>&lt;b2&gt;</i>"
+        );
+        assert_eq!(render("{{address.zip}}|", &data, true).unwrap(), "|");
+        let e = render("{{#each items}}{{price}}{{/each}}", &data, false).unwrap_err();
+        assert!(
+            matches!(&e, SesError::MissingAttribute(m) if m.contains("price")),
+            "{e:?}"
+        );
+        let e = render("{{#if vip}}unclosed", &data, false).unwrap_err();
+        assert!(matches!(e, SesError::InvalidTemplate(_)), "{e:?}");
+        assert!(validate_template("HtmlPart", "{{#each x}}{{/if}}").is_err());
+        assert!(validate_template("HtmlPart", "{{#each x}}{{this}}{{/each}}").is_ok());
     }
 
     #[test]

@@ -299,6 +299,15 @@ impl Store {
 
     /// Create (`create`) or replace an existing template.
     pub fn put_template(&self, t: &Template, create: bool) -> Result<()> {
+        for (part, text) in [
+            ("SubjectPart", &t.subject),
+            ("TextPart", &t.text),
+            ("HtmlPart", &t.html),
+        ] {
+            if let Some(text) = text {
+                crate::mail::validate_template(part, text)?;
+            }
+        }
         self.tx(|tx| {
             let exists = tx
                 .query_row("SELECT 1 FROM templates WHERE name = ?1", [&t.name], |_| {

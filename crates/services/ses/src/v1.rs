@@ -336,7 +336,9 @@ fn templated(
             )?;
             Ok((subject, raw, None))
         }
-        Err(SesError::MissingAttribute(msg)) => Ok((template.to_string(), vec![], Some(msg))),
+        Err(SesError::MissingAttribute(msg) | SesError::InvalidTemplate(msg)) => {
+            Ok((template.to_string(), vec![], Some(msg)))
+        }
         Err(e) => Err(e),
     }
 }

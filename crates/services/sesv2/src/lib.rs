@@ -525,7 +525,7 @@ fn handle(
                             .map_err(e2)?;
                         (from, subject, raw, None, destinations)
                     }
-                    Err(SesError::MissingAttribute(msg)) => {
+                    Err(SesError::MissingAttribute(msg) | SesError::InvalidTemplate(msg)) => {
                         (from, tpl.name.clone(), vec![], Some(msg), destinations)
                     }
                     Err(e) => return Err(e2(e)),
@@ -640,7 +640,7 @@ fn handle(
                         html.as_deref(),
                     )
                     .map(|raw| (subject, raw, None)),
-                    Err(SesError::MissingAttribute(msg)) => {
+                    Err(SesError::MissingAttribute(msg) | SesError::InvalidTemplate(msg)) => {
                         Ok((tpl.name.clone(), vec![], Some(msg)))
                     }
                     Err(e) => Err(e),
