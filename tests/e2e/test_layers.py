@@ -211,3 +211,42 @@ def test_aws_cli_publishes_and_lists(server, tmp_path):
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert [v["Version"] for v in json.loads(out.stdout)["LayerVersions"]] == [1]
+
+
+def test_layer_version_permissions(lam):
+    v = publish(lam, "shared", {"python/s.py": ""})
+    with pytest.raises(ClientError) as e:
+        lam.get_layer_version_policy(LayerName="shared", VersionNumber=1)
+    assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    r = lam.add_layer_version_permission(
+        LayerName="shared", VersionNumber=1, StatementId="xaccount",
+        Action="lambda:GetLayerVersion", Principal="210987654321")
+    st = json.loads(r["Statement"])
+    assert st["Principal"] == {"AWS": "arn:aws:iam::210987654321:root"}
+    assert st["Resource"] == v["LayerVersionArn"]
+    lam.add_layer_version_permission(
+        LayerName="shared", VersionNumber=1, StatementId="org", Action="lambda:GetLayerVersion",
+        Principal="*", OrganizationId="o-abc123", RevisionId=r["RevisionId"])
+    with pytest.raises(ClientError) as e:
+        lam.add_layer_version_permission(
+            LayerName="shared", VersionNumber=1, StatementId="org",
+            Action="lambda:GetLayerVersion", Principal="*")
+    assert e.value.response["Error"]["Code"] == "ResourceConflictException"
+    with pytest.raises(ClientError) as e:
+        lam.add_layer_version_permission(
+            LayerName="shared", VersionNumber=1, StatementId="stale",
+            Action="lambda:GetLayerVersion", Principal="*", RevisionId=r["RevisionId"])
+    assert e.value.response["Error"]["Code"] == "PreconditionFailedException"
+    pol = lam.get_layer_version_policy(LayerName="shared", VersionNumber=1)
+    doc = json.loads(pol["Policy"])
+    assert [s["Sid"] for s in doc["Statement"]] == ["xaccount", "org"]
+    assert doc["Statement"][1]["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": "o-abc123"}}
+    lam.remove_layer_version_permission(LayerName="shared", VersionNumber=1, StatementId="xaccount")
+    with pytest.raises(ClientError) as e:
+        lam.remove_layer_version_permission(LayerName="shared", VersionNumber=1, StatementId="xaccount")
+    assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    with pytest.raises(ClientError) as e:
+        lam.add_layer_version_permission(
+            LayerName="shared", VersionNumber=9, StatementId="a",
+            Action="lambda:GetLayerVersion", Principal="*")
+    assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"

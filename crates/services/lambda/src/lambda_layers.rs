@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use nimbus_core::LayerRef;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::sync::Mutex;
 
 /// Most layers a function may use.
 pub(crate) const MAX_LAYERS: usize = 5;
@@ -33,6 +34,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/2018-10-31/layers/{layer}/versions/{version}",
             get(get_layer_version).delete(delete_layer_version),
+        )
+        .route(
+            "/2018-10-31/layers/{layer}/versions/{version}/policy",
+            get(get_layer_policy).post(add_layer_permission),
+        )
+        .route(
+            "/2018-10-31/layers/{layer}/versions/{version}/policy/{sid}",
+            axum::routing::delete(remove_layer_permission),
         )
 }
 
@@ -393,6 +402,188 @@ async fn list_layer_versions(
         .collect();
     let (page, next) = crate::lambda_versions::paginate(items, q.marker.as_deref(), Some(max), 50)?;
     Ok(crate::lambda_versions::paged("LayerVersions", page, next))
+}
+
+/// A layer version's resource policy as stored (the `policy` column).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StoredPolicy {
+    revision_id: String,
+    statements: Vec<Value>,
+}
+
+/// Serialises read-modify-write of layer policies.
+static POLICY_LOCK: Mutex<()> = Mutex::new(());
+
+fn load_policy(st: &AppState, name: &str, version: u64) -> Result<Option<StoredPolicy>, ApiError> {
+    let row = st
+        .invoker
+        .db()
+        .get_layer_version(name, version)
+        .map_err(|e| ApiError::service(e.to_string()))?
+        .ok_or_else(|| not_found(st, name, version))?;
+    row.policy
+        .map(|p| serde_json::from_str(&p).map_err(|e| ApiError::service(e.to_string())))
+        .transpose()
+        .map(|p: Option<StoredPolicy>| p.filter(|p| !p.statements.is_empty()))
+}
+
+fn save_policy(st: &AppState, name: &str, version: u64, p: &StoredPolicy) -> Result<(), ApiError> {
+    let json =
+        (!p.statements.is_empty()).then(|| serde_json::to_string(p).expect("policy serialises"));
+    st.invoker
+        .db()
+        .set_layer_policy(name, version, json.as_deref())
+        .map_err(|e| ApiError::service(e.to_string()))?;
+    Ok(())
+}
+
+fn check_revision(p: &StoredPolicy, want: Option<&str>) -> Result<(), ApiError> {
+    match want {
+        Some(w) if w != p.revision_id => Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "PreconditionFailedException",
+            "The Revision Id provided does not match the latest Revision Id. Call the GetLayerVersionPolicy API to retrieve the latest Revision Id",
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RevisionQuery {
+    #[serde(rename = "RevisionId")]
+    revision_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PermissionBody {
+    statement_id: Option<String>,
+    action: Option<String>,
+    principal: Option<String>,
+    organization_id: Option<String>,
+}
+
+fn valid_principal(p: &str) -> bool {
+    let account = |a: &str| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit());
+    p == "*"
+        || account(p)
+        || p.strip_prefix("arn:")
+            .and_then(|r| r.split_once(":iam::"))
+            .is_some_and(|(part, rest)| {
+                part.starts_with("aws") && rest.strip_suffix(":root").is_some_and(account)
+            })
+}
+
+/// AddLayerVersionPermission: a statement as Lambda writes it.
+async fn add_layer_permission(
+    State(st): State<AppState>,
+    Path((layer, version)): Path<(String, String)>,
+    Query(q): Query<RevisionQuery>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let name = layer_name(&layer)?;
+    let version = version_number(&version)?;
+    let b: PermissionBody = parse(&body)?;
+    let sid = b.statement_id.unwrap_or_default();
+    if sid.is_empty()
+        || sid.len() > 100
+        || !sid
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    {
+        return Err(validation(
+            "statementId",
+            &sid,
+            "Member must satisfy regular expression pattern: ([a-zA-Z0-9-_]+)",
+        ));
+    }
+    let action = b.action.unwrap_or_default();
+    if action != "lambda:GetLayerVersion" {
+        return Err(validation(
+            "action",
+            &action,
+            "Member must satisfy regular expression pattern: lambda:GetLayerVersion",
+        ));
+    }
+    let principal = b.principal.unwrap_or_default();
+    if !valid_principal(&principal) {
+        return Err(validation(
+            "principal",
+            &principal,
+            "Member must satisfy regular expression pattern: \\d{12}|\\*|arn:(aws[a-zA-Z-]*):iam::\\d{12}:root",
+        ));
+    }
+    let principal_json = if principal == "*" {
+        json!("*")
+    } else if principal.starts_with("arn:") {
+        json!({ "AWS": principal })
+    } else {
+        json!({ "AWS": format!("arn:aws:iam::{principal}:root") })
+    };
+    let mut statement = json!({
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": principal_json,
+        "Action": action,
+        "Resource": format!("{}:{version}", layer_arn(&st, &name)),
+    });
+    if let Some(org) = b.organization_id {
+        statement["Condition"] = json!({ "StringEquals": { "aws:PrincipalOrgID": org } });
+    }
+    let _serial = POLICY_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let mut policy = load_policy(&st, &name, version)?.unwrap_or_default();
+    check_revision(&policy, q.revision_id.as_deref())?;
+    if policy.statements.iter().any(|s| s["Sid"] == sid.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ResourceConflictException",
+            format!("The statement id ({sid}) provided already exists. Please provide a new statement id, or remove the existing statement."),
+        ));
+    }
+    policy.statements.push(statement.clone());
+    policy.revision_id = nimbus_core::new_request_id();
+    save_policy(&st, &name, version, &policy)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "Statement": statement.to_string(), "RevisionId": policy.revision_id })),
+    )
+        .into_response())
+}
+
+async fn get_layer_policy(
+    State(st): State<AppState>,
+    Path((layer, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let name = layer_name(&layer)?;
+    let version = version_number(&version)?;
+    let policy = load_policy(&st, &name, version)?
+        .ok_or_else(|| ApiError::not_found("No policy is associated with the given resource."))?;
+    let doc = json!({ "Version": "2012-10-17", "Id": "default", "Statement": policy.statements });
+    Ok(Json(
+        json!({ "Policy": doc.to_string(), "RevisionId": policy.revision_id }),
+    ))
+}
+
+async fn remove_layer_permission(
+    State(st): State<AppState>,
+    Path((layer, version, sid)): Path<(String, String, String)>,
+    Query(q): Query<RevisionQuery>,
+) -> Result<StatusCode, ApiError> {
+    let name = layer_name(&layer)?;
+    let version = version_number(&version)?;
+    let _serial = POLICY_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let missing =
+        || ApiError::not_found(format!("Statement {sid} is not found in resource policy."));
+    let mut policy = load_policy(&st, &name, version)?.ok_or_else(missing)?;
+    check_revision(&policy, q.revision_id.as_deref())?;
+    let before = policy.statements.len();
+    policy.statements.retain(|s| s["Sid"] != sid.as_str());
+    if policy.statements.len() == before {
+        return Err(missing());
+    }
+    policy.revision_id = nimbus_core::new_request_id();
+    save_policy(&st, &name, version, &policy)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A function's `Layers`: at most five layer version ARNs, each existing now,

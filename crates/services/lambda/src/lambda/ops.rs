@@ -40,7 +40,7 @@ macro_rules! define_ops {
 
 // Generated from the Lambda API model (botocore data/lambda/2015-03-31/service-2.json).
 define_ops! {
-    AddLayerVersionPermission => (POST, "/2018-10-31/layers/{LayerName}/versions/{VersionNumber}/policy", false),
+    AddLayerVersionPermission => (POST, "/2018-10-31/layers/{LayerName}/versions/{VersionNumber}/policy", true),
     AddPermission => (POST, "/2015-03-31/functions/{FunctionName}/policy", true),
     CreateAlias => (POST, "/2015-03-31/functions/{FunctionName}/aliases", true),
     CreateCodeSigningConfig => (POST, "/2020-04-22/code-signing-configs/", false),
@@ -70,7 +70,7 @@ define_ops! {
     GetFunctionUrlConfig => (GET, "/2021-10-31/functions/{FunctionName}/url", true),
     GetLayerVersion => (GET, "/2018-10-31/layers/{LayerName}/versions/{VersionNumber}", true),
     GetLayerVersionByArn => (GET, "/2018-10-31/layers?find=LayerVersion", true),
-    GetLayerVersionPolicy => (GET, "/2018-10-31/layers/{LayerName}/versions/{VersionNumber}/policy", false),
+    GetLayerVersionPolicy => (GET, "/2018-10-31/layers/{LayerName}/versions/{VersionNumber}/policy", true),
     GetPolicy => (GET, "/2015-03-31/functions/{FunctionName}/policy", true),
     GetProvisionedConcurrencyConfig => (GET, "/2019-09-30/functions/{FunctionName}/provisioned-concurrency", true),
     GetRuntimeManagementConfig => (GET, "/2021-07-20/functions/{FunctionName}/runtime-management-config", false),
@@ -97,7 +97,7 @@ define_ops! {
     PutFunctionRecursionConfig => (PUT, "/2024-08-31/functions/{FunctionName}/recursion-config", false),
     PutProvisionedConcurrencyConfig => (PUT, "/2019-09-30/functions/{FunctionName}/provisioned-concurrency", true),
     PutRuntimeManagementConfig => (PUT, "/2021-07-20/functions/{FunctionName}/runtime-management-config", false),
-    RemoveLayerVersionPermission => (DELETE, "/2018-10-31/layers/{LayerName}/versions/{VersionNumber}/policy/{StatementId}", false),
+    RemoveLayerVersionPermission => (DELETE, "/2018-10-31/layers/{LayerName}/versions/{VersionNumber}/policy/{StatementId}", true),
     RemovePermission => (DELETE, "/2015-03-31/functions/{FunctionName}/policy/{StatementId}", true),
     TagResource => (POST, "/2017-03-31/tags/{ARN}", true),
     UntagResource => (DELETE, "/2017-03-31/tags/{ARN}", true),
