@@ -168,9 +168,8 @@ async fn publish_after(st: &AppState, name: &str) -> Result<Value, ApiError> {
 }
 
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::invalid_content(format!("Could not parse request body into json: {e}"))
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::validation(format!("Could not parse request body into json: {e}")))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -90,7 +90,9 @@ fn layer_name(raw: &str) -> Result<String, ApiError> {
 
 fn version_number(raw: &str) -> Result<u64, ApiError> {
     raw.parse::<u64>()
-        .map_err(|_| ApiError::invalid_parameter(format!("Invalid layer version number: {raw}")))
+        .map_err(|_| ApiError::validation(format!(
+            "1 validation error detected: Value '{raw}' at 'versionNumber' failed to satisfy constraint: Member must be a number"
+        )))
 }
 
 /// `arn:aws:lambda:<region>:<account>:layer:<name>:<version>` into `(name, version)`.
