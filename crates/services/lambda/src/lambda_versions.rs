@@ -283,12 +283,12 @@ async fn delete_alias(
     // The model lists no ResourceNotFoundException for DeleteAlias: deleting
     // what is not there succeeds, as Lambda's does.
     match st.invoker.delete_alias(&function, &alias).await {
-        Ok(()) | Err(nimbus_invoker::InvokeError::NotFound(_)) => Ok(StatusCode::NO_CONTENT),
-        Err(nimbus_invoker::InvokeError::Missing { code, .. })
-            if code == "ResourceNotFoundException" =>
-        {
-            Ok(StatusCode::NO_CONTENT)
-        }
+        Ok(())
+        | Err(nimbus_invoker::InvokeError::NotFound(_))
+        | Err(nimbus_invoker::InvokeError::Missing {
+            code: "ResourceNotFoundException",
+            ..
+        }) => Ok(StatusCode::NO_CONTENT),
         Err(e) => Err(e.into()),
     }
 }
