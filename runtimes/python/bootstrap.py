@@ -907,9 +907,16 @@ def main():
     # after the code, so a bundled version wins but whatever the host
     # interpreter's site-packages hold does not (the pinned one is what functions
     # are promised). Read here, after a spare's claim, when the environment is known.
+    # The function's layers (/opt/python/lib/python3.N/site-packages, /opt/python),
+    # as Lambda puts them: after the code, before the runtime's SDK.
+    at = 1
+    for entry in (os.environ.get("NIMBUS_LAYER_PYTHON") or "").split(":"):
+        if entry and entry not in sys.path:
+            sys.path.insert(at, entry)
+            at += 1
     sdk = os.environ.get("NIMBUS_SDK_PYTHON")
     if sdk and sdk not in sys.path:
-        sys.path.insert(1, sdk)
+        sys.path.insert(at, sdk)
 
     api = os.environ.get("AWS_LAMBDA_RUNTIME_API")
     if not api:

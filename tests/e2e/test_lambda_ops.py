@@ -38,6 +38,6 @@ def test_not_implemented_surfaces_in_boto3(server):
                        aws_access_key_id="test", aws_secret_access_key="test",
                        config=Config(retries={"max_attempts": 0}))
     with pytest.raises(lam.exceptions.ClientError) as e:
-        lam.list_layers()
+        lam.list_code_signing_configs()
     assert e.value.response["Error"]["Code"] == "NotImplementedException"
-    assert "ListLayers" in e.value.response["Error"]["Message"]
+    assert "ListCodeSigningConfigs" in e.value.response["Error"]["Message"]

@@ -46,6 +46,25 @@ pub struct FunctionSpec {
     /// `TracingConfig.Mode`: `PassThrough` or `Active`.
     #[serde(default)]
     pub tracing_mode: Option<String>,
+    /// Lambda layers, in order (later ones overwrite earlier files), each pinned
+    /// to its content when the function was configured: deleting a layer
+    /// version keeps the functions that use it working.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerRef>,
+}
+
+/// One layer version as a function uses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRef {
+    /// `arn:aws:lambda:<region>:<account>:layer:<name>:<version>`.
+    pub arn: String,
+    /// sha256 (hex) of the layer's zip in the blob store.
+    pub code_sha256: String,
+    /// Size of the zip in bytes (`Layers[].CodeSize`).
+    pub code_size: u64,
+    /// Bytes the zip inflates to (counted against the 250 MB function limit).
+    #[serde(default)]
+    pub unzipped_size: u64,
 }
 
 fn default_architectures() -> Vec<String> {
@@ -140,6 +159,7 @@ impl FunctionSpec {
             tags: BTreeMap::new(),
             dead_letter_target: None,
             tracing_mode: None,
+            layers: Vec::new(),
         }
     }
 
@@ -249,6 +269,7 @@ mod tests {
             tags: BTreeMap::new(),
             dead_letter_target: None,
             tracing_mode: None,
+            layers: Vec::new(),
         }
     }
 

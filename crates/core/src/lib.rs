@@ -16,7 +16,7 @@ pub mod runtime;
 
 pub use async_config::EventInvokeConfig;
 pub use error::{CoreError, FunctionError};
-pub use function::{FunctionConfig, FunctionSpec, ValidationError};
+pub use function::{FunctionConfig, FunctionSpec, LayerRef, ValidationError};
 pub use invocation::{InvocationRecord, Outcome, Trigger};
 pub use principal::Principal;
 pub use runtime::Runtime;

@@ -84,6 +84,7 @@ impl Invoker {
             }
         }
         invoker.load_versions().await?;
+        invoker.collect_layer_trees();
         Ok(invoker)
     }
 
@@ -96,9 +97,22 @@ impl Invoker {
         let sha = config.code_sha256.clone();
         let pool = self.inner.pool.clone();
         let runtime = config.spec.runtime;
-        let (code_dir, interp) = tokio::task::spawn_blocking(move || {
+        let layer_shas: Vec<String> = config
+            .spec
+            .layers
+            .iter()
+            .map(|l| l.code_sha256.clone())
+            .collect();
+        let (code_dir, opt_dir, interp) = tokio::task::spawn_blocking(move || {
             let dir = blobs.unpacked(&sha)?;
-            Ok::<_, nimbus_store::StoreError>((dir, pool.interpreters().resolve(runtime)))
+            // The layers merged in order into one tree, shared by every function
+            // with the same list (see `BlobStore::layer_tree`).
+            let opt = if layer_shas.is_empty() {
+                None
+            } else {
+                Some(blobs.layer_tree(&layer_shas)?)
+            };
+            Ok::<_, nimbus_store::StoreError>((dir, opt, pool.interpreters().resolve(runtime)))
         })
         .await
         .map_err(|e| InvokeError::Service(e.to_string()))??;
@@ -115,10 +129,40 @@ impl Invoker {
                 version: LATEST.to_string(),
                 interpreter: interp.map(|i| i.path),
                 code_dir,
+                opt_dir,
                 config,
             },
             notice,
         ))
+    }
+
+    /// Remove the merged layer trees no function or published version uses
+    /// (at start, before any instance runs from one).
+    fn collect_layer_trees(&self) {
+        let tree = |c: &FunctionConfig| {
+            let shas: Vec<String> = c
+                .spec
+                .layers
+                .iter()
+                .map(|l| l.code_sha256.clone())
+                .collect();
+            (!shas.is_empty()).then(|| BlobStore::layer_tree_id(&shas))
+        };
+        let mut keep: std::collections::HashSet<String> = self
+            .inner
+            .functions
+            .read()
+            .unwrap()
+            .values()
+            .filter_map(|d| tree(&d.config))
+            .collect();
+        for fv in self.inner.versions.read().unwrap().values() {
+            keep.extend(fv.published.values().filter_map(|d| tree(&d.config)));
+        }
+        let removed = self.inner.blobs.gc_layer_trees(&keep);
+        if removed > 0 {
+            tracing::info!(removed, "unused layer trees removed");
+        }
     }
 
     fn install(&self, dep: Deployment) {

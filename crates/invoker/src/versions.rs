@@ -84,7 +84,7 @@ pub struct PublishRequest {
 #[derive(Default)]
 pub(crate) struct FnVersions {
     last: u32,
-    published: BTreeMap<u32, Arc<Deployment>>,
+    pub(crate) published: BTreeMap<u32, Arc<Deployment>>,
     aliases: BTreeMap<String, AliasConfig>,
     provisioned: BTreeMap<String, ProvisionedConfig>,
     /// Resource-based policies by qualifier (`""`: the unqualified function).

@@ -26,6 +26,9 @@ pub struct InstanceSpec {
     pub timeout_s: u32,
     pub environment: BTreeMap<String, String>,
     pub code_dir: PathBuf,
+    /// The merged tree of the function's layers (real path), seen at `/opt` in a
+    /// mount namespace; `None`: no layers (see [`crate::layers`]).
+    pub opt_dir: Option<PathBuf>,
     /// Where Nimbus's own bootstraps live (`python/bootstrap.py`, `node/bootstrap.js`).
     pub runtime_dir: PathBuf,
     /// Parent of the per-instance scratch dir.
@@ -149,8 +152,13 @@ impl Instance {
             pids_max: limits::PIDS_PER_INSTANCE,
             file_size_max: spec.ephemeral_storage_mb as u64 * 1024 * 1024,
             claimable: false,
+            opt_dir: spec.opt_dir.clone(),
         };
-        let spare_key = driver.spares().and_then(|s| {
+        let fresh = spec
+            .opt_dir
+            .as_deref()
+            .is_some_and(crate::layers::needs_fresh_process);
+        let spare_key = driver.spares().filter(|_| !fresh).and_then(|s| {
             s.key(
                 spec.runtime,
                 spec.interpreter.as_deref(),
@@ -167,6 +175,7 @@ impl Instance {
                 &proc_spec.cwd,
                 proc_spec.memory_mb,
                 proc_spec.file_size_max,
+                proc_spec.opt_dir.as_deref(),
             ),
             _ => None,
         };
@@ -585,6 +594,11 @@ fn environment(
         ));
     }
     env.extend(spec.services.vars().iter().cloned());
+    if let Some(opt) = &spec.opt_dir {
+        // In a mount namespace the instance sees the tree at /opt: pass
+        // `Path::new(crate::layers::OPT_MOUNT)` here instead.
+        crate::layers::merge_into(&mut env, crate::layers::layer_env(opt, spec.runtime));
+    }
     env.extend(spec.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
     env
 }

@@ -17,6 +17,7 @@
 //!   from scratch.
 //! * [`services`]: what an instance gets to call Nimbus's AWS services as a Lambda
 //!   function calls AWS's (endpoint, its own credentials, the SDKs).
+//! * [`layers`]: the environment of a function's Lambda layers (its `/opt`).
 //! * [`pool`]: per-function warm pools: cold start, warm reuse (LIFO), idle reaping,
 //!   provisioned concurrency, retiring instances of an old code revision.
 //!
@@ -28,6 +29,7 @@ pub mod api;
 pub mod driver;
 pub mod instance;
 pub mod interpreters;
+pub mod layers;
 pub mod pool;
 pub mod sandbox;
 pub mod services;

@@ -68,6 +68,9 @@ pub struct Deployment {
     pub config: Arc<FunctionConfig>,
     pub code_dir: PathBuf,
     pub interpreter: Option<PathBuf>,
+    /// The merged tree of the function's layers (`None`: it has none); see
+    /// [`crate::layers`].
+    pub opt_dir: Option<PathBuf>,
 }
 
 /// An instance handed out for one request. Give it back with [`Pool::release`].
@@ -773,6 +776,7 @@ impl<D: RuntimeDriver> Pool<D> {
             timeout_s: cfg.spec.timeout_s,
             environment: cfg.spec.environment.clone(),
             code_dir: dep.code_dir.clone(),
+            opt_dir: dep.opt_dir.clone(),
             runtime_dir: s.runtime_dir.clone(),
             scratch_root: s.data_dir.join("instances"),
             pycache_dir: s.data_dir.join("pycache"),

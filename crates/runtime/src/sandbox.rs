@@ -44,6 +44,11 @@ pub struct ProcSpec {
     /// both to the instance's values with `prlimit(2)` (an unprivileged process may
     /// lower a hard limit but never raise it).
     pub claimable: bool,
+    /// The function's merged layer tree (real path on the host), to be seen at
+    /// `/opt` by an instance in its own mount namespace; `None`: no layers.
+    /// Without a mount namespace the environment names the real path instead
+    /// (see [`crate::layers`]).
+    pub opt_dir: Option<PathBuf>,
 }
 
 /// How a process ended.

@@ -166,6 +166,7 @@ impl Spare {
         cwd: &Path,
         memory_mb: u32,
         file_size_max: u64,
+        opt_dir: Option<&Path>,
     ) -> Result<Process, ClaimError> {
         let need = env_block_len(env.iter().map(|(k, v)| (*k, *v)));
         if need > self.env_capacity {
@@ -178,7 +179,12 @@ impl Spare {
         process
             .set_instance_limits(memory_mb, file_size_max)
             .map_err(ClaimError::Limits)?;
-        let msg = serde_json::json!({ "env": env, "cwd": cwd.to_string_lossy() });
+        // `opt`: the layer tree the instance sees at /opt (null: none).
+        let msg = serde_json::json!({
+            "env": env,
+            "cwd": cwd.to_string_lossy(),
+            "opt": opt_dir.map(|d| d.to_string_lossy()),
+        });
         let send = (|| {
             self.ctrl.set_nonblocking(false)?;
             self.ctrl.set_write_timeout(Some(Duration::from_secs(1)))?;
@@ -277,8 +283,9 @@ impl Spares {
     }
 
     /// Turn a ready spare of `key` into an instance with this environment (the
-    /// complete one a normal spawn would pass), cwd and limits. `None` when no spare
-    /// is ready or the claim failed (that spare is then killed).
+    /// complete one a normal spawn would pass), cwd, limits and layer tree
+    /// (`opt_dir`, as [`ProcSpec::opt_dir`]). `None` when no spare is ready or the
+    /// claim failed (that spare is then killed).
     pub fn claim(
         &self,
         key: &SpareKey,
@@ -286,6 +293,7 @@ impl Spares {
         cwd: &Path,
         memory_mb: u32,
         file_size_max: u64,
+        opt_dir: Option<&Path>,
     ) -> Option<Process> {
         let mut spare = {
             let mut slots = self.slots.lock().unwrap();
@@ -309,7 +317,7 @@ impl Spares {
         };
         // Later entries win, as with Command::envs; sorted, as Command passes them.
         let env: BTreeMap<&String, &String> = env.iter().map(|(k, v)| (k, v)).collect();
-        match spare.become_instance(&env, cwd, memory_mb, file_size_max) {
+        match spare.become_instance(&env, cwd, memory_mb, file_size_max, opt_dir) {
             Ok(p) => {
                 tracing::debug!(spare = spare.id, pid = p.pid, "claimed a spare");
                 Some(p)
@@ -429,6 +437,7 @@ impl Spares {
             // Lambda's largest /tmp; the claim lowers it to the function's.
             file_size_max: 10_240 * 1024 * 1024,
             claimable: true,
+            opt_dir: None,
         };
         let (ours, theirs) = UnixStream::pair()?;
         ours.set_nonblocking(true)?;
@@ -578,7 +587,9 @@ mod tests {
             .is_none());
 
         assert!(
-            spares.claim(&key, &[], dir.path(), 128, 1 << 20).is_none(),
+            spares
+                .claim(&key, &[], dir.path(), 128, 1 << 20, None)
+                .is_none(),
             "none started yet"
         );
         spares.replenish(key.clone());
@@ -598,7 +609,7 @@ mod tests {
             ("PATH".into(), "/usr/bin:/bin".into()),
         ];
         let process = spares
-            .claim(&key, &env, &code, 256, 1 << 20)
+            .claim(&key, &env, &code, 256, 1 << 20, None)
             .expect("a ready spare is claimed");
         assert_eq!(spares.ready(&key), 0, "each spare serves one instance");
         let ev = tokio::time::timeout(Duration::from_secs(10), api.events.recv()).await;
@@ -617,7 +628,9 @@ mod tests {
         wait_ready(&spares, &key).await;
         // An environment that does not fit the spare's is refused, and that spare killed.
         let big = vec![("BIG".to_string(), "x".repeat(ENV_PAD + 1024))];
-        assert!(spares.claim(&key, &big, &code, 256, 1 << 20).is_none());
+        assert!(spares
+            .claim(&key, &big, &code, 256, 1 << 20, None)
+            .is_none());
         assert_eq!(spares.ready(&key), 0);
         tokio::task::spawn_blocking(move || process.cleanup())
             .await

@@ -17,7 +17,7 @@ pub struct CodeBundle {
 /// Files under `<root>/code`: `sha256/ab/<hex>.zip` and `unpacked/<hex>/…`.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
-    root: PathBuf,
+    pub(crate) root: PathBuf,
 }
 
 impl BlobStore {
@@ -110,7 +110,7 @@ impl BlobStore {
     }
 }
 
-fn check_sha(sha: &str) -> Result<()> {
+pub(crate) fn check_sha(sha: &str) -> Result<()> {
     if sha.len() == 64
         && sha
             .bytes()
@@ -122,7 +122,7 @@ fn check_sha(sha: &str) -> Result<()> {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     fs::File::open(dir)
         .and_then(|f| f.sync_all())
         .map_err(io_err(dir))
@@ -145,7 +145,7 @@ fn safe_relative(name: &str) -> Option<PathBuf> {
 /// decompresses to — counted while inflating into a sink, never the sizes the archive
 /// declares, which a zip bomb lies about — total at most `max_unzipped`. Memory stays
 /// flat: entries are streamed, never buffered.
-fn check_zip(bytes: &[u8], max_unzipped: u64) -> Result<()> {
+pub(crate) fn check_zip(bytes: &[u8], max_unzipped: u64) -> Result<u64> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| StoreError::BadZip(e.to_string()))?;
     let mut budget = Budget::new(max_unzipped);
@@ -164,7 +164,7 @@ fn check_zip(bytes: &[u8], max_unzipped: u64) -> Result<()> {
         }
         budget.copy(&mut f, &mut std::io::sink(), Path::new(""))?;
     }
-    Ok(())
+    Ok(budget.max - budget.left)
 }
 
 /// What is left of the unzipped-size limit while a bundle is inflated.

@@ -7,6 +7,9 @@
 //!   written to a temp file, fsynced and renamed into place, and unpacked once into a
 //!   read-only tree that instances run from. Paths inside user zips are never trusted:
 //!   entries that would escape the tree are refused.
+//! * Lambda layers: their versions in [`Db`] (`layer_versions`), their zips in the
+//!   [`BlobStore`], and each function's merged layer tree (`<data>/opt/<hash>`) built
+//!   from the unpacked zips by [`BlobStore::layer_tree`].
 //! * [`EventStore`]: the durable async event queue, with group commit, read a
 //!   window of due events at a time.
 //! * [`migrate`] and [`schema`]: each database file's ordered migrations, tracked in
@@ -21,6 +24,7 @@ mod conn;
 mod db;
 mod events;
 mod gateway_auth;
+mod layers;
 pub mod migrate;
 mod routes;
 pub mod schema;
@@ -31,6 +35,7 @@ pub use conn::{open_durable, open_migrated, SharedConn};
 pub use db::{Db, FunctionObject, LogLine, MeterRow, RecordQuery};
 pub use events::{EventMeta, EventStore, OutboxEntry, QueuedEvent};
 pub use gateway_auth::{GatewayAuthStore, StoredObject, UsageRow};
+pub use layers::StoredLayerVersion;
 pub use routes::{RouteStore, StoredRoute};
 pub use traits::{
     BoxFuture, EventQueueStore, FunctionStore, GatewayAccessStore, GatewayRouteStore,

@@ -106,6 +106,27 @@ CREATE TABLE IF NOT EXISTS gateway_usage (
 "#,
             ),
         },
+        Migration {
+            name: "lambda layer versions",
+            step: Step::Sql(
+                r#"
+-- One row per published layer version; `config` and `policy` are JSON.
+CREATE TABLE IF NOT EXISTS layer_versions (
+    layer       TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    config      TEXT NOT NULL,
+    policy      TEXT,
+    PRIMARY KEY (layer, version)
+);
+-- The last version number given per layer: numbers are never reused, even
+-- after every version of a layer is deleted.
+CREATE TABLE IF NOT EXISTS layer_counters (
+    layer       TEXT PRIMARY KEY,
+    last        INTEGER NOT NULL
+);
+"#,
+            ),
+        },
     ],
 };
 

@@ -41,6 +41,12 @@ impl ApiError {
         )
     }
 
+    /// AWS's request validation (a body that does not parse, a required member
+    /// missing): not in any operation's model error list, answered for all.
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "ValidationException", message)
+    }
+
     pub fn invalid_content(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,

@@ -82,9 +82,8 @@ fn event_config_json(
 }
 
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::invalid_content(format!("Could not parse request body into json: {e}"))
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::validation(format!("Could not parse request body into json: {e}")))
 }
 
 async fn store_event_config(

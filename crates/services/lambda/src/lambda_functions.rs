@@ -65,7 +65,7 @@ pub(crate) fn last_modified(ms: i64) -> String {
 }
 
 /// Lambda reports `CodeSha256` as base64 of the digest; Nimbus stores hex.
-fn code_sha_b64(hex_sha: &str) -> String {
+pub(crate) fn code_sha_b64(hex_sha: &str) -> String {
     hex::decode(hex_sha)
         .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
         .unwrap_or_default()
@@ -115,6 +115,13 @@ pub(crate) fn version_configuration_json(
     if let Some(t) = &s.dead_letter_target {
         v["DeadLetterConfig"] = json!({ "TargetArn": t });
     }
+    if !s.layers.is_empty() {
+        v["Layers"] = s
+            .layers
+            .iter()
+            .map(|l| json!({ "Arn": l.arn, "CodeSize": l.code_size }))
+            .collect();
+    }
     v
 }
 
@@ -161,14 +168,13 @@ async fn publish_after(st: &AppState, name: &str) -> Result<Value, ApiError> {
 }
 
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::invalid_content(format!("Could not parse request body into json: {e}"))
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::validation(format!("Could not parse request body into json: {e}")))
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct CodeBody {
+pub(crate) struct CodeBody {
     zip_file: Option<String>,
     #[serde(rename = "S3Bucket")]
     s3_bucket: Option<String>,
@@ -176,7 +182,7 @@ struct CodeBody {
     s3_key: Option<String>,
     #[serde(rename = "S3ObjectVersion")]
     s3_object_version: Option<String>,
-    image_uri: Option<String>,
+    pub(crate) image_uri: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -306,9 +312,6 @@ impl ConfigBody {
         if let Some(t) = self.tracing_config {
             spec.tracing_mode = t.mode;
         }
-        if self.layers.as_ref().is_some_and(|l| !l.is_empty()) {
-            return Err(ApiError::invalid_parameter("Layers are not supported by Nimbus yet; vendor the layer's files into the function's bundle"));
-        }
         Ok(())
     }
 }
@@ -351,7 +354,10 @@ async fn code_from_s3(
     }
 }
 
-async fn store_zip(st: &AppState, code: Option<CodeBody>) -> Result<String, ApiError> {
+pub(crate) async fn store_zip(
+    st: &AppState,
+    code: Option<CodeBody>,
+) -> Result<nimbus_store::CodeBundle, ApiError> {
     let code = code.unwrap_or_default();
     if code.image_uri.is_some() {
         return Err(ApiError::invalid_parameter(
@@ -390,7 +396,7 @@ async fn store_zip(st: &AppState, code: Option<CodeBody>) -> Result<String, ApiE
     .await
     .map_err(|e| ApiError::service(e.to_string()))?
     .map_err(|e| ApiError::from(InvokeError::from(e)))?;
-    Ok(bundle.sha256)
+    Ok(bundle)
 }
 
 async fn create_function(State(st): State<AppState>, body: Body) -> Result<Response, ApiError> {
@@ -423,12 +429,21 @@ async fn create_function(State(st): State<AppState>, body: Body) -> Result<Respo
         .parse::<Runtime>()
         .map_err(|e| ApiError::invalid_parameter(e.to_string()))?;
     let publish = b.publish;
-    let sha = store_zip(&st, b.code.take()).await?;
+    let layers = b
+        .layers
+        .take()
+        .map(|arns| crate::lambda_layers::resolve(&st, &arns))
+        .transpose()?;
+    let sha = store_zip(&st, b.code.take()).await?.sha256;
     let mut spec = FunctionSpec::new(name, runtime, String::new());
     if let Some(t) = b.tags.take() {
         spec.tags = t;
     }
     b.apply(&mut spec)?;
+    if let Some(l) = layers {
+        crate::lambda_layers::check_total_size(&st, &sha, &l).await?;
+        spec.layers = l;
+    }
     let out = st
         .invoker
         .deploy_with(spec, sha, DeployMode::Create)
@@ -541,7 +556,9 @@ async fn update_code(
             image_uri: b.image_uri,
         }),
     )
-    .await?;
+    .await?
+    .sha256;
+    crate::lambda_layers::check_total_size(&st, &sha, &current.spec.layers).await?;
     let mut spec = current.spec.clone();
     if let Some(a) = b.architectures {
         spec.architectures = a;
@@ -575,8 +592,17 @@ async fn update_configuration(
     let mut b: ConfigBody = parse(&body)?;
     let current = lookup(&st, &name, None)?;
     let expect = b.revision_id.take();
+    let layers = b
+        .layers
+        .take()
+        .map(|arns| crate::lambda_layers::resolve(&st, &arns))
+        .transpose()?;
     let mut spec = current.spec.clone();
     b.apply(&mut spec)?;
+    if let Some(l) = layers {
+        crate::lambda_layers::check_total_size(&st, &current.code_sha256, &l).await?;
+        spec.layers = l;
+    }
     let out = st
         .invoker
         .deploy_with(

@@ -127,9 +127,8 @@ fn parse_body(body: &[u8]) -> Result<UrlBody, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(UrlBody::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::invalid_content(format!("Could not parse request body into json: {e}"))
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::validation(format!("Could not parse request body into json: {e}")))
 }
 
 fn auth_type(s: &str) -> Result<AuthType, ApiError> {

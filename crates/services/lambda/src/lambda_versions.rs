@@ -280,8 +280,17 @@ async fn delete_alias(
     Path((name, alias)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let function = bare_name(&name)?;
-    st.invoker.delete_alias(&function, &alias).await?;
-    Ok(StatusCode::NO_CONTENT)
+    // The model lists no ResourceNotFoundException for DeleteAlias: deleting
+    // what is not there succeeds, as Lambda's does.
+    match st.invoker.delete_alias(&function, &alias).await {
+        Ok(())
+        | Err(nimbus_invoker::InvokeError::NotFound(_))
+        | Err(nimbus_invoker::InvokeError::Missing {
+            code: "ResourceNotFoundException",
+            ..
+        }) => Ok(StatusCode::NO_CONTENT),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn list_aliases(

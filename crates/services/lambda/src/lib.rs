@@ -13,6 +13,7 @@
 mod error;
 mod lambda;
 mod lambda_functions;
+mod lambda_layers;
 mod lambda_mappings;
 mod lambda_policy;
 mod lambda_urls;
@@ -96,6 +97,7 @@ pub fn frontend(
         .merge(lambda_functions::routes())
         .merge(lambda_versions::routes())
         .merge(lambda_urls::routes())
+        .merge(lambda_layers::routes())
         .merge(lambda_policy::routes())
         .merge(lambda_mappings::routes())
         .fallback(error::unknown_operation)
