@@ -294,6 +294,8 @@ impl Spares {
         memory_mb: u32,
         file_size_max: u64,
         opt_dir: Option<&Path>,
+        host_code: &Path,
+        on_uid: &dyn Fn(Option<u32>),
     ) -> Option<Process> {
         let mut spare = {
             let mut slots = self.slots.lock().unwrap();
@@ -317,7 +319,22 @@ impl Spares {
         };
         // Later entries win, as with Command::envs; sorted, as Command passes them.
         let env: BTreeMap<&String, &String> = env.iter().map(|(k, v)| (k, v)).collect();
-        match spare.become_instance(&env, cwd, memory_mb, file_size_max, opt_dir) {
+        let iso = self.driver.isolation();
+        let mut opt_seen = opt_dir;
+        if iso.mount_ns() {
+            // Mount the code (and layers) into the spare's namespace first.
+            let pid = spare.process.as_ref().map_or(0, |p| p.pid);
+            let mounted = iso.claimer().ok_or_else(|| std::io::Error::other("no claim helper")).and_then(|c| {
+                c.mount_into(pid, host_code, opt_dir, (file_size_max / (1024 * 1024)) as u32)
+            });
+            if let Err(e) = mounted {
+                tracing::warn!(spare = spare.id, error = %e, "could not mount the code into a spare; starting normally");
+                return None;
+            }
+            opt_seen = opt_dir.map(|_| Path::new(crate::layers::OPT_MOUNT));
+        }
+        on_uid(spare.process.as_ref().and_then(|p| p.uid()));
+        match spare.become_instance(&env, cwd, memory_mb, file_size_max, opt_seen) {
             Ok(p) => {
                 tracing::debug!(spare = spare.id, pid = p.pid, "claimed a spare");
                 Some(p)
@@ -400,14 +417,25 @@ impl Spares {
             Kind::Node => Runtime::Node { major: 0 },
             Kind::Python => Runtime::Python { minor: 0 },
         };
+        let mount_ns = self.driver.isolation().mount_ns();
+        let runtime_dir = if mount_ns {
+            PathBuf::from(crate::isolation::RUNTIME_ROOT)
+        } else {
+            self.settings.runtime_dir.clone()
+        };
         let (program, args) = crate::instance::bootstrap_command(
             runtime,
             &key.interpreter,
-            &self.settings.runtime_dir,
+            &runtime_dir,
         )
         .ok_or_else(|| std::io::Error::other("no bootstrap for this runtime"))?;
-        let home = self.settings.dir.join("home");
-        let home = home.to_string_lossy().into_owned();
+        // In a mount namespace the spare's home is its private /tmp, as the
+        // instance's will be.
+        let home = if mount_ns {
+            "/tmp".to_string()
+        } else {
+            self.settings.dir.join("home").to_string_lossy().into_owned()
+        };
         let mut env: Vec<(String, String)> = vec![
             // As every instance has them, so nothing read at start differs.
             ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
@@ -418,7 +446,7 @@ impl Spares {
             ("_NIMBUS_SPARE".into(), CONTROL_FD.to_string()),
             ("_NIMBUS_SPARE_PAD".into(), ".".repeat(ENV_PAD)),
         ];
-        if key.kind == Kind::Python {
+        if key.kind == Kind::Python && !mount_ns {
             env.push((
                 "PYTHONPYCACHEPREFIX".into(),
                 self.settings.pycache_dir.to_string_lossy().into_owned(),
@@ -438,6 +466,9 @@ impl Spares {
             file_size_max: 10_240 * 1024 * 1024,
             claimable: true,
             opt_dir: None,
+            code_dir: None,
+            interpreter: Some(key.interpreter.clone()),
+            tmp_mb: 10_240,
         };
         let (ours, theirs) = UnixStream::pair()?;
         ours.set_nonblocking(true)?;
@@ -588,7 +619,7 @@ mod tests {
 
         assert!(
             spares
-                .claim(&key, &[], dir.path(), 128, 1 << 20, None)
+                .claim(&key, &[], dir.path(), 128, 1 << 20, None, dir.path(), &|_| {})
                 .is_none(),
             "none started yet"
         );
@@ -609,7 +640,7 @@ mod tests {
             ("PATH".into(), "/usr/bin:/bin".into()),
         ];
         let process = spares
-            .claim(&key, &env, &code, 256, 1 << 20, None)
+            .claim(&key, &env, &code, 256, 1 << 20, None, &code, &|_| {})
             .expect("a ready spare is claimed");
         assert_eq!(spares.ready(&key), 0, "each spare serves one instance");
         let ev = tokio::time::timeout(Duration::from_secs(10), api.events.recv()).await;
@@ -629,7 +660,7 @@ mod tests {
         // An environment that does not fit the spare's is refused, and that spare killed.
         let big = vec![("BIG".to_string(), "x".repeat(ENV_PAD + 1024))];
         assert!(spares
-            .claim(&key, &big, &code, 256, 1 << 20, None)
+            .claim(&key, &big, &code, 256, 1 << 20, None, &code, &|_| {})
             .is_none());
         assert_eq!(spares.ready(&key), 0);
         tokio::task::spawn_blocking(move || process.cleanup())
