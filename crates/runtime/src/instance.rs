@@ -130,6 +130,9 @@ type Replenish = Box<dyn FnOnce() + Send>;
 
 const TAIL_BYTES: usize = 4096;
 
+/// Lambda's largest ephemeral storage, a spare's file-size rlimit.
+pub(crate) const SPARE_FILE_SIZE_MAX: u64 = 10_240 * 1024 * 1024;
+
 impl Instance {
     /// Start the process and wait for init to finish (its first `/next`).
     pub async fn start(
@@ -156,7 +159,15 @@ impl Instance {
             tmp_mb: spec.ephemeral_storage_mb,
             memory_mb: spec.memory_mb,
             pids_max: limits::PIDS_PER_INSTANCE,
-            file_size_max: spec.ephemeral_storage_mb as u64 * 1024 * 1024,
+            // In a mount namespace the tmpfs at /tmp holds the function's size, and
+            // every instance gets Lambda's largest as its file-size rlimit, which a
+            // claimed spare already has (a server without CAP_SYS_RESOURCE cannot
+            // lower another uid's limit).
+            file_size_max: if view.mount_ns {
+                SPARE_FILE_SIZE_MAX
+            } else {
+                spec.ephemeral_storage_mb as u64 * 1024 * 1024
+            },
             claimable: false,
             opt_dir: spec.opt_dir.clone(),
         };
@@ -175,16 +186,7 @@ impl Instance {
         // Init Duration runs from here, whether a spare is claimed or a process spawned.
         let t0 = Instant::now();
         let claimed = match (driver.spares(), &spare_key) {
-            (Some(spares), Some(key)) => spares.claim(
-                key,
-                &proc_spec.env,
-                &proc_spec.cwd,
-                proc_spec.memory_mb,
-                proc_spec.file_size_max,
-                proc_spec.opt_dir.as_deref(),
-                &spec.code_dir,
-                &|uid| api.allow(uid),
-            ),
+            (Some(spares), Some(key)) => spares.claim(key, &proc_spec, &|uid| api.allow(uid)),
             _ => None,
         };
         let from_spare = claimed.is_some();

@@ -75,7 +75,9 @@ impl std::str::FromStr for IsolationMode {
             "off" => Ok(Self::Off),
             "auto" => Ok(Self::Auto),
             "strict" => Ok(Self::Strict),
-            other => Err(format!("unknown isolation mode {other:?} (off|auto|strict)")),
+            other => Err(format!(
+                "unknown isolation mode {other:?} (off|auto|strict)"
+            )),
         }
     }
 }
@@ -245,7 +247,10 @@ impl Isolation {
             iso.mount_ns = probe.mount_ns;
             iso.private_proc = probe.private_proc && probe.mount_ns;
             if !probe.no_new_privs {
-                miss(Feature::NoNewPrivs, "prctl(PR_SET_NO_NEW_PRIVS) failed".into());
+                miss(
+                    Feature::NoNewPrivs,
+                    "prctl(PR_SET_NO_NEW_PRIVS) failed".into(),
+                );
             }
             if !probe.seccomp {
                 miss(
@@ -259,7 +264,8 @@ impl Isolation {
                     if root {
                         "unshare(CLONE_NEWNS) or a tmpfs mount failed".into()
                     } else {
-                        "needs root: instances share the host's /tmp and can read the data dir".into()
+                        "needs root: instances share the host's /tmp and can read the data dir"
+                            .into()
                     },
                 );
             }
@@ -413,16 +419,13 @@ impl Isolation {
     }
 
     /// Everything the child needs, prepared before the fork (no allocation after).
-    pub(crate) fn prepare(
-        &self,
-        uid: Option<u32>,
-        code_dir: Option<&Path>,
-        opt_dir: Option<&Path>,
-        interpreter: Option<&Path>,
-        tmp_mb: u32,
-        cwd: &Path,
-        nproc: u64,
-    ) -> Prepared {
+    pub(crate) fn prepare(&self, uid: Option<u32>, spec: &crate::sandbox::ProcSpec) -> Prepared {
+        let (code_dir, opt_dir, interpreter) = (
+            spec.code_dir.as_deref(),
+            spec.opt_dir.as_deref(),
+            spec.interpreter.as_deref(),
+        );
+        let (tmp_mb, cwd, nproc) = (spec.tmp_mb, spec.cwd.as_path(), spec.pids_max as u64);
         let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).ok();
         let mount = self.mount_ns.then(|| {
             let mut binds: Vec<Bind> = Vec::new();
@@ -1026,11 +1029,7 @@ pub fn peer_uid(local: std::net::SocketAddr, peer: std::net::SocketAddr) -> Opti
 
 fn hex_v4(a: std::net::SocketAddrV4) -> String {
     let o = a.ip().octets();
-    format!(
-        "{:08X}:{:04X}",
-        u32::from_le_bytes(o),
-        a.port()
-    )
+    format!("{:08X}:{:04X}", u32::from_le_bytes(o), a.port())
 }
 
 fn hex_v6(a: std::net::SocketAddrV6) -> String {
@@ -1155,7 +1154,9 @@ impl Claimer {
         ready_rx
             .recv()
             .map_err(|_| std::io::Error::other("claim helper died"))??;
-        Ok(Self { jobs: Mutex::new(tx) })
+        Ok(Self {
+            jobs: Mutex::new(tx),
+        })
     }
 
     fn run(job: &ClaimJob) -> std::io::Result<()> {
@@ -1215,11 +1216,8 @@ impl Claimer {
         let job = ClaimJob {
             pid,
             trees,
-            tmp_opts: CString::new(format!(
-                "size={}m,mode=1777,nr_inodes=65536",
-                tmp_mb.max(1)
-            ))
-            .expect("no NUL"),
+            tmp_opts: CString::new(format!("size={}m,mode=1777,nr_inodes=65536", tmp_mb.max(1)))
+                .expect("no NUL"),
             reply,
         };
         self.jobs
@@ -1247,7 +1245,10 @@ mod tests {
 
     #[test]
     fn modes_parse() {
-        assert_eq!("strict".parse::<IsolationMode>().unwrap(), IsolationMode::Strict);
+        assert_eq!(
+            "strict".parse::<IsolationMode>().unwrap(),
+            IsolationMode::Strict
+        );
         assert_eq!("off".parse::<IsolationMode>().unwrap(), IsolationMode::Off);
         assert!("on".parse::<IsolationMode>().is_err());
     }
@@ -1297,8 +1298,7 @@ mod tests {
                 {
                     return Err(std::io::Error::last_os_error());
                 }
-                if libc::unshare(libc::CLONE_NEWNS) == 0
-                    || *libc::__errno_location() != libc::EPERM
+                if libc::unshare(libc::CLONE_NEWNS) == 0 || *libc::__errno_location() != libc::EPERM
                 {
                     libc::_exit(3);
                 }

@@ -162,11 +162,25 @@ impl Process {
     /// Give a running process (a claimed spare) an instance's limits: the cgroup's
     /// memory cap, and `RLIMIT_FSIZE` (plus `RLIMIT_DATA` without cgroups) as
     /// [`Driver::spawn`] would have set them, soft and hard, with `prlimit(2)`.
-    pub fn set_instance_limits(&self, memory_mb: u32, file_size_max: u64) -> std::io::Result<()> {
+    ///
+    /// `tmpfs_capped`: the instance's `/tmp` is a tmpfs of its size (a mount
+    /// namespace), so a refused `RLIMIT_FSIZE` (a server without
+    /// `CAP_SYS_RESOURCE` may not `prlimit` a process of another uid) is not fatal.
+    pub fn set_instance_limits(
+        &self,
+        memory_mb: u32,
+        file_size_max: u64,
+        tmpfs_capped: bool,
+    ) -> std::io::Result<()> {
         if let Some(cg) = &self.cgroup {
             cg.set_memory((memory_mb as u64) * 1024 * 1024)?;
         }
-        prlimit(self.pid, libc::RLIMIT_FSIZE, file_size_max)?;
+        match prlimit(self.pid, libc::RLIMIT_FSIZE, file_size_max) {
+            Err(e) if tmpfs_capped && e.raw_os_error() == Some(libc::EPERM) => {
+                tracing::debug!("RLIMIT_FSIZE not set on a claimed spare (no CAP_SYS_RESOURCE); its /tmp is capped by its tmpfs");
+            }
+            r => r?,
+        }
         if self.cgroup.is_none() {
             prlimit(self.pid, libc::RLIMIT_DATA, rlimit_data_bytes(memory_mb))?;
         }
@@ -345,15 +359,7 @@ impl Driver {
         let write_err = write_fd.try_clone()?;
 
         let uid = self.isolation.lease_uid();
-        let prepared = self.isolation.prepare(
-            uid.as_ref().map(|l| l.uid),
-            spec.code_dir.as_deref(),
-            spec.opt_dir.as_deref(),
-            spec.interpreter.as_deref(),
-            spec.tmp_mb,
-            &spec.cwd,
-            spec.pids_max as u64,
-        );
+        let prepared = self.isolation.prepare(uid.as_ref().map(|l| l.uid), spec);
         let mut cmd = tokio::process::Command::new(&spec.program);
         cmd.args(&spec.args)
             .env_clear()
@@ -384,7 +390,10 @@ impl Driver {
             None
         };
         let fsize = spec.file_size_max;
-        let claimable = spec.claimable;
+        // A spare in a mount namespace keeps Lambda's largest file size (its claim
+        // does not lower it: the tmpfs holds the function's size), so it is set as
+        // a fresh isolated instance's is, soft and hard.
+        let claimable = spec.claimable && !prepared.sets_cwd();
         let control_fd = control.as_ref().map(|fd| fd.as_raw_fd());
         // SAFETY: only async-signal-safe calls (setsid, prctl, setrlimit, getrlimit,
         // open, write, close, dup2, fcntl) on memory prepared before fork.

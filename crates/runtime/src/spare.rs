@@ -137,6 +137,8 @@ struct Spare {
     ctrl: UnixStream,
     ready: bool,
     env_capacity: usize,
+    /// Started in a mount namespace (its /tmp is a sized tmpfs).
+    tmpfs_capped: bool,
 }
 
 impl Spare {
@@ -177,7 +179,7 @@ impl Spare {
         }
         let process = self.process.as_ref().expect("a spare is claimed once");
         process
-            .set_instance_limits(memory_mb, file_size_max)
+            .set_instance_limits(memory_mb, file_size_max, self.tmpfs_capped)
             .map_err(ClaimError::Limits)?;
         // `opt`: the layer tree the instance sees at /opt (null: none).
         let msg = serde_json::json!({
@@ -289,14 +291,12 @@ impl Spares {
     pub fn claim(
         &self,
         key: &SpareKey,
-        env: &[(String, String)],
-        cwd: &Path,
-        memory_mb: u32,
-        file_size_max: u64,
-        opt_dir: Option<&Path>,
-        host_code: &Path,
+        spec: &ProcSpec,
         on_uid: &dyn Fn(Option<u32>),
     ) -> Option<Process> {
+        let (env, cwd, memory_mb, file_size_max) =
+            (&spec.env, &spec.cwd, spec.memory_mb, spec.file_size_max);
+        let opt_dir = spec.opt_dir.as_deref();
         let mut spare = {
             let mut slots = self.slots.lock().unwrap();
             let slot = slots.get_mut(key)?;
@@ -324,9 +324,16 @@ impl Spares {
         if iso.mount_ns() {
             // Mount the code (and layers) into the spare's namespace first.
             let pid = spare.process.as_ref().map_or(0, |p| p.pid);
-            let mounted = iso.claimer().ok_or_else(|| std::io::Error::other("no claim helper")).and_then(|c| {
-                c.mount_into(pid, host_code, opt_dir, (file_size_max / (1024 * 1024)) as u32)
-            });
+            let mounted = iso
+                .claimer()
+                .ok_or_else(|| std::io::Error::other("no claim helper"))
+                .and_then(|c| {
+                    let code = spec
+                        .code_dir
+                        .as_deref()
+                        .ok_or_else(|| std::io::Error::other("no code dir"))?;
+                    c.mount_into(pid, code, opt_dir, spec.tmp_mb)
+                });
             if let Err(e) = mounted {
                 tracing::warn!(spare = spare.id, error = %e, "could not mount the code into a spare; starting normally");
                 return None;
@@ -423,18 +430,19 @@ impl Spares {
         } else {
             self.settings.runtime_dir.clone()
         };
-        let (program, args) = crate::instance::bootstrap_command(
-            runtime,
-            &key.interpreter,
-            &runtime_dir,
-        )
-        .ok_or_else(|| std::io::Error::other("no bootstrap for this runtime"))?;
+        let (program, args) =
+            crate::instance::bootstrap_command(runtime, &key.interpreter, &runtime_dir)
+                .ok_or_else(|| std::io::Error::other("no bootstrap for this runtime"))?;
         // In a mount namespace the spare's home is its private /tmp, as the
         // instance's will be.
         let home = if mount_ns {
             "/tmp".to_string()
         } else {
-            self.settings.dir.join("home").to_string_lossy().into_owned()
+            self.settings
+                .dir
+                .join("home")
+                .to_string_lossy()
+                .into_owned()
         };
         let mut env: Vec<(String, String)> = vec![
             // As every instance has them, so nothing read at start differs.
@@ -463,7 +471,7 @@ impl Spares {
             memory_mb: key.memory_mb,
             pids_max: nimbus_core::limits::PIDS_PER_INSTANCE,
             // Lambda's largest /tmp; the claim lowers it to the function's.
-            file_size_max: 10_240 * 1024 * 1024,
+            file_size_max: crate::instance::SPARE_FILE_SIZE_MAX,
             claimable: true,
             opt_dir: None,
             code_dir: None,
@@ -483,6 +491,7 @@ impl Spares {
             ctrl: ours,
             ready: false,
             env_capacity,
+            tmpfs_capped: mount_ns,
         })
     }
 
@@ -580,6 +589,24 @@ mod tests {
         Some((spares, key))
     }
 
+    fn test_spec(env: &[(String, String)], code: &Path) -> ProcSpec {
+        ProcSpec {
+            instance_id: "t".into(),
+            program: PathBuf::new(),
+            args: vec![],
+            env: env.to_vec(),
+            cwd: code.to_path_buf(),
+            memory_mb: 256,
+            pids_max: 64,
+            file_size_max: 1 << 20,
+            claimable: false,
+            opt_dir: None,
+            code_dir: Some(code.to_path_buf()),
+            interpreter: None,
+            tmp_mb: 16,
+        }
+    }
+
     async fn wait_ready(spares: &Spares, key: &SpareKey) {
         for _ in 0..200 {
             if spares.ready(key) > 0 {
@@ -619,7 +646,7 @@ mod tests {
 
         assert!(
             spares
-                .claim(&key, &[], dir.path(), 128, 1 << 20, None, dir.path(), &|_| {})
+                .claim(&key, &test_spec(&[], dir.path()), &|_| {})
                 .is_none(),
             "none started yet"
         );
@@ -640,7 +667,7 @@ mod tests {
             ("PATH".into(), "/usr/bin:/bin".into()),
         ];
         let process = spares
-            .claim(&key, &env, &code, 256, 1 << 20, None, &code, &|_| {})
+            .claim(&key, &test_spec(&env, &code), &|_| {})
             .expect("a ready spare is claimed");
         assert_eq!(spares.ready(&key), 0, "each spare serves one instance");
         let ev = tokio::time::timeout(Duration::from_secs(10), api.events.recv()).await;
@@ -660,7 +687,7 @@ mod tests {
         // An environment that does not fit the spare's is refused, and that spare killed.
         let big = vec![("BIG".to_string(), "x".repeat(ENV_PAD + 1024))];
         assert!(spares
-            .claim(&key, &big, &code, 256, 1 << 20, None, &code, &|_| {})
+            .claim(&key, &test_spec(&big, &code), &|_| {})
             .is_none());
         assert_eq!(spares.ready(&key), 0);
         tokio::task::spawn_blocking(move || process.cleanup())
