@@ -46,6 +46,11 @@ class Server:
         ]
         env = dict(os.environ)
         env.setdefault("NIMBUS_LOG", "info")
+        # Many tests hand functions a host file to write to (OUT=...), which an
+        # isolated instance cannot reach: the suite runs with isolation off unless
+        # NIMBUS_ISOLATION says otherwise; test_hostile_functions.py, test_spares.py
+        # and test_runtimes.py run isolated (docs/SECURITY.md).
+        env.setdefault("NIMBUS_ISOLATION", "off")
         if self.env:
             env.update(self.env)
         self.proc = subprocess.Popen(

@@ -4,7 +4,12 @@ mechanism active in /_nimbus/health, and otherwise asserts that its absence is
 reported (loud degradation), never a silent skip."""
 import json
 import os
+import shutil
+import tempfile
 import urllib.request
+
+import pytest
+from conftest import Server
 
 HOSTILE = r'''
 import json, os, socket, urllib.request
@@ -107,3 +112,13 @@ def test_the_host_cannot_poll_an_instance_runtime_api_either(server):
         assert b"aws-request-id" not in e.read().lower()
     again, _ = server.invoke_ok("victim", {})
     assert again["ok"] is True
+
+
+@pytest.fixture(scope="module")
+def server():
+    """This module's server, isolated as a default `nimbus up` is."""
+    d = tempfile.mkdtemp(prefix="nimbus-test-")
+    s = Server(d, env={"NIMBUS_ISOLATION": "auto"}).start()
+    yield s
+    s.stop()
+    shutil.rmtree(d, ignore_errors=True)
