@@ -46,6 +46,11 @@ class Server:
         ]
         env = dict(os.environ)
         env.setdefault("NIMBUS_LOG", "info")
+        # Many tests hand functions a host file to write to (OUT=...), which an
+        # isolated instance cannot reach: the suite runs with isolation off unless
+        # NIMBUS_ISOLATION says otherwise; test_hostile_functions.py, test_spares.py
+        # and test_runtimes.py run isolated (docs/SECURITY.md).
+        env.setdefault("NIMBUS_ISOLATION", "off")
         if self.env:
             env.update(self.env)
         self.proc = subprocess.Popen(
@@ -179,8 +184,18 @@ def run_cli(*args, endpoint, timeout=60, **kw):
     )
 
 
+def server_cgroup(data_dir):
+    """The cgroup path segment of a server's instances (`nimbus/<server-id>/`)."""
+    import hashlib
+    sid = hashlib.sha256(os.path.realpath(data_dir).encode()).hexdigest()[:12]
+    return f"/nimbus/{sid}/"
+
+
 def instance_processes(data_dir, function=None):
     marker = ("TMPDIR=" + os.path.realpath(data_dir) + "/instances/").encode()
+    # Isolated instances (docs/SECURITY.md) have TMPDIR=/tmp: they are found by
+    # their server's cgroup and the function name in their environment.
+    group = server_cgroup(data_dir)
     fn = ("AWS_LAMBDA_FUNCTION_NAME=" + function).encode() if function else None
     found = []
     for entry in os.listdir("/proc"):
@@ -191,7 +206,15 @@ def instance_processes(data_dir, function=None):
                 env = f.read().split(b"\0")
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
-        if any(e.startswith(marker) for e in env) and (fn is None or fn in env):
+        ours = any(e.startswith(marker) for e in env)
+        if not ours and b"TMPDIR=/tmp" in env and any(
+                e.startswith(b"AWS_LAMBDA_FUNCTION_NAME=") for e in env):
+            try:
+                with open(f"/proc/{entry}/cgroup") as f:
+                    ours = group in f.read()
+            except OSError:
+                ours = False
+        if ours and (fn is None or fn in env):
             if pid_alive(int(entry)):
                 found.append(int(entry))
     return found

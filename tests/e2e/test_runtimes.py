@@ -198,7 +198,9 @@ def test_environment_is_lambdas_and_nothing_of_the_server(server_factory):
     assert env["AWS_LAMBDA_INITIALIZATION_TYPE"] == "on-demand"
     assert env["TZ"] == ":UTC"
     assert env["_HANDLER"] == "app.handler"
-    assert os.path.isfile(os.path.join(env["LAMBDA_TASK_ROOT"], "app.py"))
+    # Isolated instances see their code at Lambda's /var/task (docs/SECURITY.md).
+    assert env["LAMBDA_TASK_ROOT"] == "/var/task" or os.path.isfile(
+        os.path.join(env["LAMBDA_TASK_ROOT"], "app.py"))
     assert re.fullmatch(r"127\.0\.0\.1:\d+", env["AWS_LAMBDA_RUNTIME_API"]), env
     # User variables are visible.
     assert env["MY_SETTING"] == "hello world" and env["OTHER"] == "1"
@@ -229,17 +231,26 @@ def test_tmpdir_is_private_per_instance_and_removed(server):
     results = concurrently(2, lambda i: server.invoke_ok("py-tmp", {"sleep": 1})[0])
     a, b = results
     assert a["pid"] != b["pid"]
-    assert a["tmpdir"] != b["tmpdir"]
+    # Isolated (a mount namespace, docs/SECURITY.md): each instance has its own
+    # tmpfs at /tmp, gone with the instance. Otherwise a scratch dir of its own.
+    isolated = a["tmpdir"] == "/tmp"
+    if not isolated:
+        assert a["tmpdir"] != b["tmpdir"]
     for r in results:
         assert r["gettempdir"] == r["tmpdir"]
-        assert r["tmpdir"] not in ("/tmp", "/var/tmp")
+        if not isolated:
+            assert r["tmpdir"] not in ("/tmp", "/var/tmp")
+            assert os.path.isdir(r["tmpdir"])
         # Each instance sees only its own files.
         assert r["files"] == ["mine-" + r["rid"]], r
-        assert os.path.isdir(r["tmpdir"])
     # Stopping the instances (here: deleting the function) removes their dirs.
     assert server.delete("py-tmp").status_code == 204
-    wait_for(lambda: not any(os.path.exists(r["tmpdir"]) for r in results),
-             timeout=15, what="scratch dirs removed")
+    if not isolated:
+        wait_for(lambda: not any(os.path.exists(r["tmpdir"]) for r in results),
+                 timeout=15, what="scratch dirs removed")
+    else:
+        wait_for(lambda: not any(pid_alive(r["pid"]) for r in results),
+                 timeout=15, what="instances stopped")
     for r in results:
         assert not pid_alive(r["pid"])
 

@@ -40,6 +40,8 @@ async fn health(State(st): State<AppState>) -> Json<serde_json::Value> {
         "status": "ok",
         "functions": st.invoker.list().len(),
         "limits": st.invoker.limits_mechanism(),
+        // What isolates instances, and what is missing (docs/SECURITY.md).
+        "isolation": nimbus_runtime::isolation::report(),
     }))
 }
 

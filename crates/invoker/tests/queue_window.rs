@@ -36,10 +36,12 @@ async fn invoker(data: &std::path::Path) -> Invoker {
             server_id: "queuetest".into(),
             scale_up: Default::default(),
             spares: 0,
+            isolation: nimbus_runtime::isolation::IsolationMode::Off,
             services: Default::default(),
         },
         telemetry.clone(),
-    );
+    )
+    .unwrap();
     let invoker = Invoker::open(
         db,
         blobs.clone(),

@@ -51,6 +51,13 @@ pub struct UpArgs {
     /// Each spare serves one instance and is replaced in the background. 0 disables.
     #[arg(long, default_value_t = 1, env = "NIMBUS_SPARES")]
     spares: usize,
+    /// How instances are isolated from the platform and each other: `auto` uses
+    /// whatever the host offers (own uid, mount namespace, private /proc, seccomp;
+    /// most need root) and reports what is missing; `strict` refuses to start
+    /// without all of it; `off` runs instances as the server's user
+    /// (docs/SECURITY.md).
+    #[arg(long, default_value = "auto", env = "NIMBUS_ISOLATION")]
+    isolation: nimbus_runtime::isolation::IsolationMode,
     /// Relay mail SES accepts through this SMTP server (smtp://[user:pass@]host:port,
     /// `?tls=required` for STARTTLS, smtps:// for TLS); every message stays in
     /// the outbox (`nimbus mail ls`) either way, with the relay's outcome.
@@ -296,6 +303,7 @@ async fn serve(args: UpArgs) -> Result<i32> {
             server_id,
             scale_up: args.scale_up.into(),
             spares: args.spares,
+            isolation: args.isolation,
             services: nimbus_runtime::services::ServiceAccess {
                 endpoint_url: Some(format!("http://{}", reachable(api_addr))),
                 key_ring: Some(auth.key_ring()),
@@ -303,7 +311,7 @@ async fn serve(args: UpArgs) -> Result<i32> {
             },
         },
         telemetry.clone(),
-    );
+    )?;
     let invoker = Invoker::open(
         db,
         blobs,

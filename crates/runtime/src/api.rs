@@ -56,12 +56,17 @@ struct State {
     ready: AtomicBool,
 }
 
+/// Who may talk to an endpoint: `None` until decided (connections wait), then
+/// `Some(None)` anyone local, `Some(Some(uid))` only sockets owned by `uid`.
+type Allowed = tokio::sync::watch::Sender<Option<Option<u32>>>;
+
 /// A running Runtime API endpoint for one instance.
 pub struct RuntimeApi {
     pub addr: SocketAddr,
     pub invocations: mpsc::Sender<Invocation>,
     pub events: mpsc::UnboundedReceiver<ApiEvent>,
     task: tokio::task::JoinHandle<()>,
+    allowed: Allowed,
 }
 
 impl Drop for RuntimeApi {
@@ -71,8 +76,16 @@ impl Drop for RuntimeApi {
 }
 
 impl RuntimeApi {
-    /// Bind `127.0.0.1:0` and serve.
+    /// Bind `127.0.0.1:0` and serve any local process.
     pub async fn start() -> std::io::Result<Self> {
+        let api = Self::start_restricted().await?;
+        api.allow(None);
+        Ok(api)
+    }
+
+    /// Bind `127.0.0.1:0` and serve; connections wait until [`RuntimeApi::allow`]
+    /// says whose they may be.
+    pub async fn start_restricted() -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let (inv_tx, inv_rx) = mpsc::channel(1);
@@ -83,10 +96,11 @@ impl RuntimeApi {
             events: ev_tx,
             ready: AtomicBool::new(false),
         });
+        let (allowed, allowed_rx) = tokio::sync::watch::channel(None);
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
-                let (stream, _) = match listener.accept().await {
+                let (stream, peer) = match listener.accept().await {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(error = %e, "runtime api accept failed");
@@ -96,10 +110,31 @@ impl RuntimeApi {
                 };
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
+                let mut allowed = allowed_rx.clone();
                 conns.spawn(async move {
+                    let Ok(rule) = allowed.wait_for(|a| a.is_some()).await.map(|a| a.flatten())
+                    else {
+                        return;
+                    };
+                    // Another process (another instance) gets 403 and nothing else.
+                    let permitted = match rule {
+                        None => true,
+                        Some(uid) => stream.local_addr().ok().and_then(|l| {
+                            crate::isolation::peer_uid(l, peer)
+                        }) == Some(uid),
+                    };
+                    if !permitted {
+                        tracing::warn!(%peer, "refused a Runtime API connection from another process");
+                    }
                     let svc = hyper::service::service_fn(move |req| {
                         let state = state.clone();
-                        async move { Ok::<_, std::convert::Infallible>(handle(state, req).await) }
+                        async move {
+                            Ok::<_, std::convert::Infallible>(if permitted {
+                                handle(state, req).await
+                            } else {
+                                api_error(StatusCode::FORBIDDEN, "AccessDenied", "Forbidden")
+                            })
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .writev(false)
@@ -116,7 +151,14 @@ impl RuntimeApi {
             invocations: inv_tx,
             events: ev_rx,
             task,
+            allowed,
         })
+    }
+
+    /// Serve only sockets owned by `uid` (the instance's own uid), or, with
+    /// `None`, any local process. Connections made before wait for this.
+    pub fn allow(&self, uid: Option<u32>) {
+        self.allowed.send_replace(Some(uid));
     }
 }
 

@@ -130,6 +130,9 @@ type Replenish = Box<dyn FnOnce() + Send>;
 
 const TAIL_BYTES: usize = 4096;
 
+/// Lambda's largest ephemeral storage, a spare's file-size rlimit.
+pub(crate) const SPARE_FILE_SIZE_MAX: u64 = 10_240 * 1024 * 1024;
+
 impl Instance {
     /// Start the process and wait for init to finish (its first `/next`).
     pub async fn start(
@@ -137,20 +140,34 @@ impl Instance {
         driver: &Driver,
         telemetry: Telemetry,
     ) -> Result<Arc<Instance>, StartError> {
-        let mut api = RuntimeApi::start().await.map_err(RuntimeError::Io)?;
+        let mut api = RuntimeApi::start_restricted()
+            .await
+            .map_err(RuntimeError::Io)?;
         let scratch = spec.scratch_root.join(&spec.id);
         std::fs::create_dir_all(scratch.join("tmp")).map_err(RuntimeError::Io)?;
-        let (program, args) = command_for(&spec)?;
-        let env = environment(&spec, &api, &scratch);
+        let view = View::of(driver.isolation(), &spec);
+        let (program, args) = command_for(&spec, &view)?;
+        let env = environment(&spec, &api, &scratch, &view, driver.isolation());
         let proc_spec = ProcSpec {
             instance_id: spec.id.clone(),
             program,
             args,
             env,
-            cwd: spec.code_dir.clone(),
+            cwd: view.code_dir.clone(),
+            code_dir: Some(spec.code_dir.clone()),
+            interpreter: spec.interpreter.clone(),
+            tmp_mb: spec.ephemeral_storage_mb,
             memory_mb: spec.memory_mb,
             pids_max: limits::PIDS_PER_INSTANCE,
-            file_size_max: spec.ephemeral_storage_mb as u64 * 1024 * 1024,
+            // In a mount namespace the tmpfs at /tmp holds the function's size, and
+            // every instance gets Lambda's largest as its file-size rlimit, which a
+            // claimed spare already has (a server without CAP_SYS_RESOURCE cannot
+            // lower another uid's limit).
+            file_size_max: if view.mount_ns {
+                SPARE_FILE_SIZE_MAX
+            } else {
+                spec.ephemeral_storage_mb as u64 * 1024 * 1024
+            },
             claimable: false,
             opt_dir: spec.opt_dir.clone(),
         };
@@ -169,20 +186,13 @@ impl Instance {
         // Init Duration runs from here, whether a spare is claimed or a process spawned.
         let t0 = Instant::now();
         let claimed = match (driver.spares(), &spare_key) {
-            (Some(spares), Some(key)) => spares.claim(
-                key,
-                &proc_spec.env,
-                &proc_spec.cwd,
-                proc_spec.memory_mb,
-                proc_spec.file_size_max,
-                proc_spec.opt_dir.as_deref(),
-            ),
+            (Some(spares), Some(key)) => spares.claim(key, &proc_spec, &|uid| api.allow(uid)),
             _ => None,
         };
         let from_spare = claimed.is_some();
         let spawned = match claimed {
             Some(p) => Ok(p),
-            None => driver.spawn(&proc_spec),
+            None => driver.spawn(&proc_spec).inspect(|p| api.allow(p.uid())),
         };
         let process = match spawned {
             Ok(p) => Arc::new(p),
@@ -501,14 +511,48 @@ pub(crate) fn bootstrap_command(
     }
 }
 
-fn command_for(spec: &InstanceSpec) -> Result<(PathBuf, Vec<String>), StartError> {
+/// The paths an instance sees: the host's, or Lambda's in a mount namespace.
+struct View {
+    code_dir: PathBuf,
+    runtime_dir: PathBuf,
+    tmp: PathBuf,
+    opt_dir: Option<PathBuf>,
+    mount_ns: bool,
+}
+
+impl View {
+    fn of(iso: &crate::isolation::Isolation, spec: &InstanceSpec) -> View {
+        if iso.mount_ns() {
+            View {
+                code_dir: PathBuf::from(crate::isolation::TASK_ROOT),
+                runtime_dir: PathBuf::from(crate::isolation::RUNTIME_ROOT),
+                tmp: PathBuf::from("/tmp"),
+                opt_dir: spec
+                    .opt_dir
+                    .as_ref()
+                    .map(|_| PathBuf::from(crate::layers::OPT_MOUNT)),
+                mount_ns: true,
+            }
+        } else {
+            View {
+                code_dir: spec.code_dir.clone(),
+                runtime_dir: spec.runtime_dir.clone(),
+                tmp: spec.scratch_root.join(&spec.id).join("tmp"),
+                opt_dir: spec.opt_dir.clone(),
+                mount_ns: false,
+            }
+        }
+    }
+}
+
+fn command_for(spec: &InstanceSpec, view: &View) -> Result<(PathBuf, Vec<String>), StartError> {
     match spec.runtime {
         Runtime::Python { .. } | Runtime::Node { .. } => {
             let interp = spec
                 .interpreter
                 .as_deref()
                 .ok_or_else(|| RuntimeError::NoInterpreter(spec.runtime.to_string()))?;
-            Ok(bootstrap_command(spec.runtime, interp, &spec.runtime_dir)
+            Ok(bootstrap_command(spec.runtime, interp, &view.runtime_dir)
                 .expect("python and node have a bootstrap"))
         }
         Runtime::Provided(_) => {
@@ -525,7 +569,7 @@ fn command_for(spec: &InstanceSpec) -> Result<(PathBuf, Vec<String>), StartError
                     "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]",
                 )));
             }
-            Ok((bootstrap, vec![]))
+            Ok((view.code_dir.join("bootstrap"), vec![]))
         }
     }
 }
@@ -533,7 +577,9 @@ fn command_for(spec: &InstanceSpec) -> Result<(PathBuf, Vec<String>), StartError
 fn environment(
     spec: &InstanceSpec,
     api: &RuntimeApi,
-    scratch: &std::path::Path,
+    _scratch: &std::path::Path,
+    view: &View,
+    iso: &crate::isolation::Isolation,
 ) -> Vec<(String, String)> {
     let date = time::OffsetDateTime::now_utc();
     let stream = format!(
@@ -544,17 +590,17 @@ fn environment(
         spec.version,
         spec.id.replace('-', "")
     );
-    let tmp = scratch.join("tmp").to_string_lossy().into_owned();
+    let tmp = view.tmp.to_string_lossy().into_owned();
     let mut env: Vec<(String, String)> = vec![
         ("AWS_LAMBDA_RUNTIME_API".into(), api.addr.to_string()),
         ("_HANDLER".into(), spec.handler.clone()),
         (
             "LAMBDA_TASK_ROOT".into(),
-            spec.code_dir.to_string_lossy().into_owned(),
+            view.code_dir.to_string_lossy().into_owned(),
         ),
         (
             "LAMBDA_RUNTIME_DIR".into(),
-            spec.runtime_dir.to_string_lossy().into_owned(),
+            view.runtime_dir.to_string_lossy().into_owned(),
         ),
         ("AWS_LAMBDA_FUNCTION_NAME".into(), spec.function.clone()),
         ("AWS_LAMBDA_FUNCTION_VERSION".into(), spec.version.clone()),
@@ -587,16 +633,23 @@ fn environment(
     if let Some(e) = spec.runtime.execution_env() {
         env.push(("AWS_EXECUTION_ENV".into(), e));
     }
-    if matches!(spec.runtime, Runtime::Python { .. }) {
+    // In a mount namespace there is no shared bytecode cache: every function's code
+    // is at /var/task, so one function's cached bytecode could pass for another's.
+    if matches!(spec.runtime, Runtime::Python { .. }) && !view.mount_ns {
         env.push((
             "PYTHONPYCACHEPREFIX".into(),
             spec.pycache_dir.to_string_lossy().into_owned(),
         ));
     }
-    env.extend(spec.services.vars().iter().cloned());
-    if let Some(opt) = &spec.opt_dir {
-        // In a mount namespace the instance sees the tree at /opt: pass
-        // `Path::new(crate::layers::OPT_MOUNT)` here instead.
+    env.extend(spec.services.vars().iter().map(|(k, v)| {
+        // The SDK dirs are bind-mounted under /var/nimbus/sdk in a mount namespace.
+        let v = iso
+            .sdk_path(Path::new(v))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|| v.clone());
+        (k.clone(), v)
+    }));
+    if let Some(opt) = &view.opt_dir {
         crate::layers::merge_into(&mut env, crate::layers::layer_env(opt, spec.runtime));
     }
     env.extend(spec.environment.iter().map(|(k, v)| (k.clone(), v.clone())));

@@ -29,6 +29,7 @@ pub mod api;
 pub mod driver;
 pub mod instance;
 pub mod interpreters;
+pub mod isolation;
 pub mod layers;
 pub mod pool;
 pub mod sandbox;

@@ -41,6 +41,8 @@ pub struct PoolSettings {
     pub spares: usize,
     /// The API endpoint, function credentials and SDKs instances get (see `services`).
     pub services: crate::services::ServiceAccess,
+    /// How instances are isolated (`--isolation`, see `isolation`).
+    pub isolation: crate::isolation::IsolationMode,
 }
 
 /// What a request does when no instance of its function is idle.
@@ -318,16 +320,31 @@ impl<D: RuntimeDriver> Clone for Pool<D> {
 }
 
 impl Pool<ProcessDriver> {
-    /// The process-driver pool: sandboxed processes, with spares per `settings`.
-    pub fn new(settings: PoolSettings, telemetry: Telemetry) -> Self {
-        let driver =
-            ProcessDriver::new(&settings.server_id).with_spares(crate::spare::SpareSettings {
+    /// The process-driver pool: sandboxed processes, with spares per `settings`,
+    /// isolated as `settings.isolation` says (an error only when strict isolation
+    /// is not available).
+    pub fn new(
+        settings: PoolSettings,
+        telemetry: Telemetry,
+    ) -> Result<Self, crate::isolation::StrictError> {
+        let isolation = crate::isolation::Isolation::probe(
+            settings.isolation,
+            &crate::isolation::HostPaths {
+                data_dir: settings.data_dir.clone(),
+                runtime_dir: settings.runtime_dir.clone(),
+                sdk_python: settings.services.sdk.python.clone(),
+                sdk_node: settings.services.sdk.node.clone(),
+            },
+        )?;
+        let driver = ProcessDriver::new(&settings.server_id)
+            .with_isolation(isolation)
+            .with_spares(crate::spare::SpareSettings {
                 per_key: settings.spares,
                 runtime_dir: settings.runtime_dir.clone(),
                 pycache_dir: settings.data_dir.join("pycache"),
                 dir: settings.data_dir.join("spares"),
             });
-        Pool::with_driver(driver, settings, telemetry)
+        Ok(Pool::with_driver(driver, settings, telemetry))
     }
 }
 

@@ -49,6 +49,14 @@ pub struct ProcSpec {
     /// Without a mount namespace the environment names the real path instead
     /// (see [`crate::layers`]).
     pub opt_dir: Option<PathBuf>,
+    /// The function's code on the host (bind-mounted at `/var/task` in a mount
+    /// namespace); `None` for a spare.
+    pub code_dir: Option<PathBuf>,
+    /// The interpreter, re-exposed in a mount namespace when it lives under a
+    /// masked dir.
+    pub interpreter: Option<PathBuf>,
+    /// `/tmp` size in MB in a mount namespace.
+    pub tmp_mb: u32,
 }
 
 /// How a process ended.
@@ -87,6 +95,8 @@ pub struct Process {
     /// Read end of the stdout+stderr pipe, taken once by the log pump.
     output: std::sync::Mutex<Option<tokio::net::unix::pipe::Receiver>>,
     cgroup: Option<InstanceCgroup>,
+    /// The uid the process runs as, when instances get their own.
+    uid: Option<crate::isolation::UidLease>,
     /// `/proc/<pid>/schedstat`, opened on first use and kept open.
     schedstat: std::sync::OnceLock<Option<fs::File>>,
 }
@@ -101,6 +111,11 @@ pub struct CpuReading {
 }
 
 impl Process {
+    /// The uid it runs as, when it has its own (see [`crate::isolation`]).
+    pub fn uid(&self) -> Option<u32> {
+        self.uid.as_ref().map(|l| l.uid)
+    }
+
     /// The main thread's scheduler clocks now: one `pread` on a descriptor kept
     /// open for the process's life. `None` where the kernel does not say.
     pub fn cpu_reading(&self) -> Option<CpuReading> {
@@ -147,11 +162,25 @@ impl Process {
     /// Give a running process (a claimed spare) an instance's limits: the cgroup's
     /// memory cap, and `RLIMIT_FSIZE` (plus `RLIMIT_DATA` without cgroups) as
     /// [`Driver::spawn`] would have set them, soft and hard, with `prlimit(2)`.
-    pub fn set_instance_limits(&self, memory_mb: u32, file_size_max: u64) -> std::io::Result<()> {
+    ///
+    /// `tmpfs_capped`: the instance's `/tmp` is a tmpfs of its size (a mount
+    /// namespace), so a refused `RLIMIT_FSIZE` (a server without
+    /// `CAP_SYS_RESOURCE` may not `prlimit` a process of another uid) is not fatal.
+    pub fn set_instance_limits(
+        &self,
+        memory_mb: u32,
+        file_size_max: u64,
+        tmpfs_capped: bool,
+    ) -> std::io::Result<()> {
         if let Some(cg) = &self.cgroup {
             cg.set_memory((memory_mb as u64) * 1024 * 1024)?;
         }
-        prlimit(self.pid, libc::RLIMIT_FSIZE, file_size_max)?;
+        match prlimit(self.pid, libc::RLIMIT_FSIZE, file_size_max) {
+            Err(e) if tmpfs_capped && e.raw_os_error() == Some(libc::EPERM) => {
+                tracing::debug!("RLIMIT_FSIZE not set on a claimed spare (no CAP_SYS_RESOURCE); its /tmp is capped by its tmpfs");
+            }
+            r => r?,
+        }
         if self.cgroup.is_none() {
             prlimit(self.pid, libc::RLIMIT_DATA, rlimit_data_bytes(memory_mb))?;
         }
@@ -225,6 +254,8 @@ pub struct Driver {
     hierarchy: Option<Hierarchy>,
     /// Pre-started interpreters for cold starts, if enabled.
     spares: Option<std::sync::Arc<crate::spare::Spares>>,
+    /// What isolates instances (see [`crate::isolation`]).
+    isolation: std::sync::Arc<crate::isolation::Isolation>,
 }
 
 impl Driver {
@@ -244,7 +275,24 @@ impl Driver {
         Self {
             hierarchy,
             spares: None,
+            isolation: std::sync::Arc::new(crate::isolation::Isolation::off()),
         }
+    }
+
+    /// Isolate instances (and spares) as `isolation` says. Call before
+    /// [`Driver::with_spares`].
+    pub fn with_isolation(mut self, isolation: crate::isolation::Isolation) -> Self {
+        let pids = matches!(
+            &self.hierarchy,
+            Some(Hierarchy::V2 { .. }) | Some(Hierarchy::V1 { pids: Some(_), .. })
+        );
+        isolation.set_pids_limit(pids);
+        self.isolation = std::sync::Arc::new(isolation);
+        self
+    }
+
+    pub fn isolation(&self) -> &crate::isolation::Isolation {
+        &self.isolation
     }
 
     /// Keep pre-started interpreter spares (see [`crate::spare`]); `per_key == 0`
@@ -254,6 +302,7 @@ impl Driver {
             let plain = Driver {
                 hierarchy: self.hierarchy.clone(),
                 spares: None,
+                isolation: self.isolation.clone(),
             };
             tracing::info!(
                 per_key = settings.per_key,
@@ -309,11 +358,18 @@ impl Driver {
         let (read_fd, write_fd) = pipe()?;
         let write_err = write_fd.try_clone()?;
 
+        let uid = self.isolation.lease_uid();
+        let prepared = self.isolation.prepare(uid.as_ref().map(|l| l.uid), spec);
         let mut cmd = tokio::process::Command::new(&spec.program);
         cmd.args(&spec.args)
             .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&spec.cwd)
+            // In a mount namespace the cwd exists only there: the child goes there.
+            .current_dir(if prepared.sets_cwd() {
+                Path::new("/")
+            } else {
+                spec.cwd.as_path()
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::from(write_fd))
             .stderr(Stdio::from(write_err))
@@ -334,7 +390,10 @@ impl Driver {
             None
         };
         let fsize = spec.file_size_max;
-        let claimable = spec.claimable;
+        // A spare in a mount namespace keeps Lambda's largest file size (its claim
+        // does not lower it: the tmpfs holds the function's size), so it is set as
+        // a fresh isolated instance's is, soft and hard.
+        let claimable = spec.claimable && !prepared.sets_cwd();
         let control_fd = control.as_ref().map(|fd| fd.as_raw_fd());
         // SAFETY: only async-signal-safe calls (setsid, prctl, setrlimit, getrlimit,
         // open, write, close, dup2, fcntl) on memory prepared before fork.
@@ -398,7 +457,7 @@ impl Driver {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
-                Ok(())
+                prepared.apply()
             });
         }
         let mut child = match cmd.spawn() {
@@ -432,6 +491,7 @@ impl Driver {
             exit: exit_rx,
             output: std::sync::Mutex::new(Some(output)),
             cgroup,
+            uid,
             schedstat: std::sync::OnceLock::new(),
         })
     }

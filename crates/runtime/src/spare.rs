@@ -137,6 +137,8 @@ struct Spare {
     ctrl: UnixStream,
     ready: bool,
     env_capacity: usize,
+    /// Started in a mount namespace (its /tmp is a sized tmpfs).
+    tmpfs_capped: bool,
 }
 
 impl Spare {
@@ -177,7 +179,7 @@ impl Spare {
         }
         let process = self.process.as_ref().expect("a spare is claimed once");
         process
-            .set_instance_limits(memory_mb, file_size_max)
+            .set_instance_limits(memory_mb, file_size_max, self.tmpfs_capped)
             .map_err(ClaimError::Limits)?;
         // `opt`: the layer tree the instance sees at /opt (null: none).
         let msg = serde_json::json!({
@@ -289,12 +291,12 @@ impl Spares {
     pub fn claim(
         &self,
         key: &SpareKey,
-        env: &[(String, String)],
-        cwd: &Path,
-        memory_mb: u32,
-        file_size_max: u64,
-        opt_dir: Option<&Path>,
+        spec: &ProcSpec,
+        on_uid: &dyn Fn(Option<u32>),
     ) -> Option<Process> {
+        let (env, cwd, memory_mb, file_size_max) =
+            (&spec.env, &spec.cwd, spec.memory_mb, spec.file_size_max);
+        let opt_dir = spec.opt_dir.as_deref();
         let mut spare = {
             let mut slots = self.slots.lock().unwrap();
             let slot = slots.get_mut(key)?;
@@ -317,7 +319,29 @@ impl Spares {
         };
         // Later entries win, as with Command::envs; sorted, as Command passes them.
         let env: BTreeMap<&String, &String> = env.iter().map(|(k, v)| (k, v)).collect();
-        match spare.become_instance(&env, cwd, memory_mb, file_size_max, opt_dir) {
+        let iso = self.driver.isolation();
+        let mut opt_seen = opt_dir;
+        if iso.mount_ns() {
+            // Mount the code (and layers) into the spare's namespace first.
+            let pid = spare.process.as_ref().map_or(0, |p| p.pid);
+            let mounted = iso
+                .claimer()
+                .ok_or_else(|| std::io::Error::other("no claim helper"))
+                .and_then(|c| {
+                    let code = spec
+                        .code_dir
+                        .as_deref()
+                        .ok_or_else(|| std::io::Error::other("no code dir"))?;
+                    c.mount_into(pid, code, opt_dir, spec.tmp_mb)
+                });
+            if let Err(e) = mounted {
+                tracing::warn!(spare = spare.id, error = %e, "could not mount the code into a spare; starting normally");
+                return None;
+            }
+            opt_seen = opt_dir.map(|_| Path::new(crate::layers::OPT_MOUNT));
+        }
+        on_uid(spare.process.as_ref().and_then(|p| p.uid()));
+        match spare.become_instance(&env, cwd, memory_mb, file_size_max, opt_seen) {
             Ok(p) => {
                 tracing::debug!(spare = spare.id, pid = p.pid, "claimed a spare");
                 Some(p)
@@ -400,14 +424,26 @@ impl Spares {
             Kind::Node => Runtime::Node { major: 0 },
             Kind::Python => Runtime::Python { minor: 0 },
         };
-        let (program, args) = crate::instance::bootstrap_command(
-            runtime,
-            &key.interpreter,
-            &self.settings.runtime_dir,
-        )
-        .ok_or_else(|| std::io::Error::other("no bootstrap for this runtime"))?;
-        let home = self.settings.dir.join("home");
-        let home = home.to_string_lossy().into_owned();
+        let mount_ns = self.driver.isolation().mount_ns();
+        let runtime_dir = if mount_ns {
+            PathBuf::from(crate::isolation::RUNTIME_ROOT)
+        } else {
+            self.settings.runtime_dir.clone()
+        };
+        let (program, args) =
+            crate::instance::bootstrap_command(runtime, &key.interpreter, &runtime_dir)
+                .ok_or_else(|| std::io::Error::other("no bootstrap for this runtime"))?;
+        // In a mount namespace the spare's home is its private /tmp, as the
+        // instance's will be.
+        let home = if mount_ns {
+            "/tmp".to_string()
+        } else {
+            self.settings
+                .dir
+                .join("home")
+                .to_string_lossy()
+                .into_owned()
+        };
         let mut env: Vec<(String, String)> = vec![
             // As every instance has them, so nothing read at start differs.
             ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
@@ -418,7 +454,7 @@ impl Spares {
             ("_NIMBUS_SPARE".into(), CONTROL_FD.to_string()),
             ("_NIMBUS_SPARE_PAD".into(), ".".repeat(ENV_PAD)),
         ];
-        if key.kind == Kind::Python {
+        if key.kind == Kind::Python && !mount_ns {
             env.push((
                 "PYTHONPYCACHEPREFIX".into(),
                 self.settings.pycache_dir.to_string_lossy().into_owned(),
@@ -435,9 +471,12 @@ impl Spares {
             memory_mb: key.memory_mb,
             pids_max: nimbus_core::limits::PIDS_PER_INSTANCE,
             // Lambda's largest /tmp; the claim lowers it to the function's.
-            file_size_max: 10_240 * 1024 * 1024,
+            file_size_max: crate::instance::SPARE_FILE_SIZE_MAX,
             claimable: true,
             opt_dir: None,
+            code_dir: None,
+            interpreter: Some(key.interpreter.clone()),
+            tmp_mb: 10_240,
         };
         let (ours, theirs) = UnixStream::pair()?;
         ours.set_nonblocking(true)?;
@@ -452,6 +491,7 @@ impl Spares {
             ctrl: ours,
             ready: false,
             env_capacity,
+            tmpfs_capped: mount_ns,
         })
     }
 
@@ -549,6 +589,24 @@ mod tests {
         Some((spares, key))
     }
 
+    fn test_spec(env: &[(String, String)], code: &Path) -> ProcSpec {
+        ProcSpec {
+            instance_id: "t".into(),
+            program: PathBuf::new(),
+            args: vec![],
+            env: env.to_vec(),
+            cwd: code.to_path_buf(),
+            memory_mb: 256,
+            pids_max: 64,
+            file_size_max: 1 << 20,
+            claimable: false,
+            opt_dir: None,
+            code_dir: Some(code.to_path_buf()),
+            interpreter: None,
+            tmp_mb: 16,
+        }
+    }
+
     async fn wait_ready(spares: &Spares, key: &SpareKey) {
         for _ in 0..200 {
             if spares.ready(key) > 0 {
@@ -588,7 +646,7 @@ mod tests {
 
         assert!(
             spares
-                .claim(&key, &[], dir.path(), 128, 1 << 20, None)
+                .claim(&key, &test_spec(&[], dir.path()), &|_| {})
                 .is_none(),
             "none started yet"
         );
@@ -609,7 +667,7 @@ mod tests {
             ("PATH".into(), "/usr/bin:/bin".into()),
         ];
         let process = spares
-            .claim(&key, &env, &code, 256, 1 << 20, None)
+            .claim(&key, &test_spec(&env, &code), &|_| {})
             .expect("a ready spare is claimed");
         assert_eq!(spares.ready(&key), 0, "each spare serves one instance");
         let ev = tokio::time::timeout(Duration::from_secs(10), api.events.recv()).await;
@@ -629,7 +687,7 @@ mod tests {
         // An environment that does not fit the spare's is refused, and that spare killed.
         let big = vec![("BIG".to_string(), "x".repeat(ENV_PAD + 1024))];
         assert!(spares
-            .claim(&key, &big, &code, 256, 1 << 20, None)
+            .claim(&key, &test_spec(&big, &code), &|_| {})
             .is_none());
         assert_eq!(spares.ready(&key), 0);
         tokio::task::spawn_blocking(move || process.cleanup())

@@ -80,10 +80,12 @@ async fn a_failed_scheduled_run_is_retried_by_the_async_queue() {
             server_id: "schedtest".into(),
             scale_up: Default::default(),
             spares: 0,
+            isolation: nimbus_runtime::isolation::IsolationMode::Off,
             services: Default::default(),
         },
         telemetry.clone(),
-    );
+    )
+    .unwrap();
     let invoker = Invoker::open(
         db,
         blobs.clone(),
