@@ -81,7 +81,11 @@ mod tests {
 
     #[test]
     fn orders_and_refuses_cycles() {
-        let cases: Vec<(BTreeMap<String, BTreeSet<String>>, Result<Vec<&str>, &str>)> = vec![
+        type Case = (
+            BTreeMap<String, BTreeSet<String>>,
+            Result<Vec<&'static str>, &'static str>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 g(&[("Map", &["Queue"]), ("Queue", &["Dlq"]), ("Dlq", &[])]),
                 Ok(vec!["Dlq", "Queue", "Map"]),

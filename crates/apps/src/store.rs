@@ -359,6 +359,7 @@ impl Store {
 
     /// Record a step's outcome and, in the same transaction, the resource row it
     /// leaves (`None`: the resource is gone).
+    #[allow(clippy::too_many_arguments)]
     pub fn finish_step(
         &self,
         change: i64,
