@@ -418,7 +418,7 @@ async fn serve(args: UpArgs) -> Result<i32> {
     let apps = nimbus_apps::Engine::open(
         &data_dir,
         nimbus_apps::Services::new(
-            &[service_frontends.as_slice(), &[lambda.clone()]].concat(),
+            &[service_frontends.as_slice(), std::slice::from_ref(&lambda)].concat(),
             &args.region,
             nimbus_core::ACCOUNT_ID,
         ),

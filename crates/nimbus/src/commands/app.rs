@@ -146,7 +146,7 @@ pub async fn run(client: &Client, cmd: Cmd) -> Result<i32> {
                     let v: Value = resp.json().await.unwrap_or(Value::Null);
                     for p in v["plan"].as_array().into_iter().flatten() {
                         println!(
-                            "{} {} ({}){}",
+                            "{} {} ({})",
                             if p["detail"].is_string() {
                                 "Retained"
                             } else {
@@ -154,7 +154,6 @@ pub async fn run(client: &Client, cmd: Cmd) -> Result<i32> {
                             },
                             text(&p["logical_id"]),
                             text(&p["physical_id"]),
-                            ""
                         );
                     }
                 }
