@@ -694,10 +694,17 @@ impl Engine {
             {
                 continue;
             }
-            let v = env
-                .eval(&o.value)
-                .map_err(|e| format!("output {name}: {e}"))?
-                .unwrap_or(Value::Null);
+            let v = match env.eval(&o.value) {
+                Ok(v) => v.unwrap_or(Value::Null),
+                // An output naming what the engine does not manage (the
+                // gateway's implicit API, say) is left out, not fatal; an
+                // export must resolve.
+                Err(e) if o.export.is_none() => {
+                    tracing::warn!(app, output = %name, error = %e, "apps: output left out");
+                    continue;
+                }
+                Err(e) => return Err(format!("output {name}: {e}")),
+            };
             if let Some(ex) = &o.export {
                 let ex = ex.get("Name").unwrap_or(ex);
                 let n = match env

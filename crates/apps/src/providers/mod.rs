@@ -6,6 +6,7 @@
 //! refuses a name that already exists, so the journal can replay an undo or a
 //! cleanup after a crash and never deletes what the app did not create.
 
+mod iam;
 mod lambda;
 mod sns;
 mod sqs;
@@ -64,6 +65,9 @@ pub const SUPPORTED: &[&str] = &[
     "AWS::Lambda::EventSourceMapping",
     "AWS::Lambda::Permission",
     "AWS::Lambda::Url",
+    "AWS::IAM::Role",
+    "AWS::IAM::Policy",
+    "AWS::IAM::ManagedPolicy",
 ];
 
 pub fn supported(kind: &str) -> bool {
@@ -82,6 +86,9 @@ pub async fn create(cx: &Cx<'_>, kind: &str, logical: &str, props: &Value) -> R<
         "AWS::Lambda::EventSourceMapping" => lambda::create_mapping(cx, props).await,
         "AWS::Lambda::Permission" => lambda::add_permission(cx, logical, props).await,
         "AWS::Lambda::Url" => lambda::create_url(cx, props).await,
+        "AWS::IAM::Role" | "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" => {
+            iam::put(cx, kind, logical, props).await
+        }
         other => invalid(format!("resource type {other} is not supported")),
     }
 }
@@ -100,6 +107,9 @@ pub async fn update(cx: &Cx<'_>, row: &ResourceRow, props: &Value) -> R<Made> {
         }
         "AWS::Lambda::EventSourceMapping" => lambda::update_mapping(cx, row, props).await,
         "AWS::Lambda::Url" => lambda::update_url(cx, row, props).await,
+        "AWS::IAM::Role" | "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" => {
+            iam::put(cx, &row.kind, &row.logical_id, props).await
+        }
         other => invalid(format!("{other} cannot be updated in place")),
     }
 }
