@@ -61,13 +61,15 @@ struct Control {
 }
 
 /// The control API over the engine (`invoker`, `queue`), the gateway's route table,
-/// the scheduler and the AWS services' admin surfaces.
+/// the scheduler and the AWS services' admin surfaces; `extra` is merged as it is
+/// (the app engine's `/_nimbus/apps`, which carries its own state).
 pub fn frontend(
     invoker: Invoker,
     queue: AsyncQueue,
     routes: nimbus_gateway::RouteTable,
     scheduler: nimbus_scheduler::Scheduler,
     services: Vec<Arc<dyn ServiceAdmin>>,
+    extra: Router,
 ) -> Arc<dyn Frontend> {
     let router = Router::new()
         .merge(nimbus::routes())
@@ -86,6 +88,7 @@ pub fn frontend(
         })
         .layer(axum::Extension(routes))
         .layer(axum::Extension(scheduler));
+    let router = extra.merge(router);
     Arc::new(Control { router })
 }
 

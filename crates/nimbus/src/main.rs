@@ -45,6 +45,9 @@ enum Command {
     /// Deploy the app in the current directory, then redeploy what changes on
     /// every save (a broken change keeps the last good version serving).
     Dev(commands::dev::Args),
+    /// Apps deployed from manifests: `ls`, `show NAME` (resources, outputs), `rm NAME`.
+    #[command(subcommand)]
+    App(commands::app::Cmd),
     /// Invoke a function and print its result.
     Invoke(commands::invoke::Args),
     /// List functions.
@@ -116,6 +119,7 @@ fn main() {
                 match other {
                     Command::Deploy(a) => commands::deploy::run(&client, a).await,
                     Command::Dev(a) => commands::dev::run(&client, a).await,
+                    Command::App(c) => commands::app::run(&client, c).await,
                     Command::Invoke(a) => commands::invoke::run(&client, a).await,
                     Command::Ls => commands::ls::run(&client).await,
                     Command::Get(a) => commands::get::run(&client, a).await,

@@ -446,6 +446,25 @@ async fn serve(args: UpArgs) -> Result<i32> {
     )
     .context("cannot start the event-source mappings")?;
     let admins: Vec<_> = services.iter().filter_map(|s| s.admin.clone()).collect();
+    let lambda = nimbus_svc_lambda::frontend(
+        invoker.clone(),
+        queue.clone(),
+        routes.clone(),
+        mappings,
+        sinks.clone(),
+    );
+    let service_frontends: Vec<std::sync::Arc<dyn nimbus_protocol::Frontend>> =
+        services.into_iter().map(|s| s.frontend).collect();
+    // The app engine applies templates through the services' own front-ends.
+    let apps = nimbus_apps::Engine::open(
+        &data_dir,
+        nimbus_apps::Services::new(
+            &[service_frontends.as_slice(), std::slice::from_ref(&lambda)].concat(),
+            &args.region,
+            nimbus_core::ACCOUNT_ID,
+        ),
+    )
+    .context("cannot open the app engine")?;
     // Every API on the edge listener; one more is one more line.
     let mut frontends: Vec<std::sync::Arc<dyn nimbus_protocol::Frontend>> = vec![
         nimbus_control::frontend(
@@ -454,17 +473,12 @@ async fn serve(args: UpArgs) -> Result<i32> {
             routes.clone(),
             scheduler.clone(),
             admins,
+            nimbus_apps::api::routes(apps),
         ),
-        nimbus_svc_lambda::frontend(
-            invoker.clone(),
-            queue.clone(),
-            routes.clone(),
-            mappings,
-            sinks.clone(),
-        ),
+        lambda,
         nimbus_svc_sts::frontend(),
     ];
-    frontends.extend(services.into_iter().map(|s| s.frontend));
+    frontends.extend(service_frontends);
     let edge = nimbus_edge::Edge::new(
         frontends,
         auth,

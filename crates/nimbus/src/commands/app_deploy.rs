@@ -48,6 +48,14 @@ pub struct AppArgs {
     /// with a warning. Without it such a manifest fails before any change.
     #[arg(long)]
     pub allow_unsupported: bool,
+    /// Show what the deploy would change (per resource: create, update,
+    /// replace, delete; functions, routes, schedules) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Allow replacing or deleting queues, buckets, tables and streams that hold
+    /// data (without it such a deploy is refused before any change).
+    #[arg(long)]
+    pub allow_replace: bool,
 }
 
 impl AppArgs {
@@ -58,6 +66,8 @@ impl AppArgs {
             || !self.parameter_overrides.is_empty()
             || self.stack_name.is_some()
             || self.allow_unsupported
+            || self.dry_run
+            || self.allow_replace
     }
 }
 
@@ -153,6 +163,10 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
         app.schedules.len()
     );
 
+    if a.dry_run {
+        return dry_run(client, &app).await;
+    }
+
     // 1. Package and upload every bundle: nothing visible changes yet.
     let mut shas: BTreeMap<PathBuf, String> = BTreeMap::new();
     for f in &app.functions {
@@ -175,7 +189,13 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
     // 3. Apply, undoing everything on the first failure.
     let mut journal = Vec::new();
     let outcome = apply(client, &app, &state, &plan, &shas, &mut journal).await;
-    if let Err(e) = outcome {
+    // The app's other resources: applied by the server's app engine as one
+    // journaled change (it rolls itself back if a step fails).
+    let outcome = match outcome {
+        Ok(()) => apply_resources(client, &app, a.allow_replace).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &outcome {
         eprintln!("error: {e:#}");
         eprintln!("rolling back {} change(s) …", journal.len());
         let mut failed = 0;
@@ -196,6 +216,131 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
         return Ok(1);
     }
     print_summary(client, &app, &plan).await?;
+    if let Ok(v) = &outcome {
+        print_outputs(v);
+    }
+    Ok(0)
+}
+
+/// `PUT /_nimbus/apps/{app}`: the server plans and applies the template.
+async fn put_app(client: &Client, app: &App, dry_run: bool, allow_replace: bool) -> Result<Value> {
+    let body = json!({
+        "template": app.template,
+        "dry_run": dry_run,
+        "allow_replace": allow_replace,
+    });
+    let resp = client
+        .send(
+            client
+                .http
+                .put(client.url(&format!("/_nimbus/apps/{}", path_seg(&app.name))))
+                .json(&body),
+        )
+        .await?;
+    resp.json().await.context("the server sent invalid JSON")
+}
+
+async fn apply_resources(client: &Client, app: &App, allow_replace: bool) -> Result<Value> {
+    let v = put_app(client, app, false, allow_replace)
+        .await
+        .with_context(|| format!("applying the resources of app {}", app.name))?;
+    let changed: Vec<&Value> = v["plan"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["action"] != "keep")
+        .collect();
+    for p in &changed {
+        eprintln!(
+            "  {:<8} {} ({})",
+            p["action"].as_str().unwrap_or(""),
+            p["logical_id"].as_str().unwrap_or(""),
+            p["type"].as_str().unwrap_or("")
+        );
+    }
+    for w in v["warnings"].as_array().into_iter().flatten() {
+        eprintln!("warning: {}", w.as_str().unwrap_or(""));
+    }
+    Ok(v)
+}
+
+fn print_outputs(v: &Value) {
+    let Some(outputs) = v["outputs"].as_object().filter(|o| !o.is_empty()) else {
+        return;
+    };
+    println!("Outputs:");
+    for (k, val) in outputs {
+        let shown = match val {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        println!("  {k}: {shown}");
+    }
+}
+
+/// `--dry-run`: the table of what would change, and nothing applied.
+async fn dry_run(client: &Client, app: &App) -> Result<i32> {
+    let state = State::read(client, app).await?;
+    let plan = plan(app, &state)?;
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    for f in &app.functions {
+        let action = if state.functions.contains_key(&f.name) {
+            "update"
+        } else {
+            "create"
+        };
+        rows.push((action.into(), f.name.clone(), "function".into()));
+    }
+    for n in &plan.delete_functions {
+        rows.push(("delete".into(), n.clone(), "function".into()));
+    }
+    for r in &app.routes {
+        let exists = state
+            .routes
+            .iter()
+            .any(|x| x["route_key"] == r.route_key.as_str());
+        let action = if exists { "update" } else { "create" };
+        rows.push((action.into(), r.route_key.clone(), "route".into()));
+    }
+    for r in &plan.delete_routes {
+        rows.push((
+            "delete".into(),
+            r["route_key"].as_str().unwrap_or("").into(),
+            "route".into(),
+        ));
+    }
+    for sch in &app.schedules {
+        let exists = state
+            .schedules
+            .iter()
+            .flatten()
+            .any(|x| x["name"] == sch.name.as_str());
+        let action = if exists { "update" } else { "create" };
+        rows.push((action.into(), sch.name.clone(), "schedule".into()));
+    }
+    for sch in &plan.delete_schedules {
+        rows.push((
+            "delete".into(),
+            sch["name"].as_str().unwrap_or("").into(),
+            "schedule".into(),
+        ));
+    }
+    let v = put_app(client, app, true, false).await?;
+    for p in v["plan"].as_array().into_iter().flatten() {
+        let action = p["action"].as_str().unwrap_or("");
+        let mut what = p["logical_id"].as_str().unwrap_or("").to_string();
+        if let Some(d) = p["detail"].as_str() {
+            what = format!("{what} [{d}]");
+        }
+        rows.push((action.into(), what, p["type"].as_str().unwrap_or("").into()));
+    }
+    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(6).max(6);
+    let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(8).max(8);
+    println!("{:<w0$}  {:<w1$}  TYPE", "ACTION", "RESOURCE");
+    for (a, n, t) in &rows {
+        println!("{a:<w0$}  {n:<w1$}  {t}");
+    }
+    eprintln!("dry run: nothing was changed");
     Ok(0)
 }
 

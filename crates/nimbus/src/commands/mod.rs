@@ -1,6 +1,7 @@
 //! One module per client subcommand.
 
 pub mod apikey;
+pub mod app;
 pub mod app_deploy;
 pub mod authorizer;
 pub mod cors;

@@ -1,0 +1,325 @@
+//! `AWS::Lambda::EventSourceMapping`, `AWS::Lambda::Permission` and
+//! `AWS::Lambda::Url`, through the Lambda REST API.
+
+use super::{attrs, invalid, s, Cx, Made, R};
+use crate::model::ResourceRow;
+use bytes::Bytes;
+use http::Method;
+use serde_json::{json, Map, Value};
+
+const MAPPINGS: &str = "/2015-03-31/event-source-mappings/";
+
+/// The mapping properties Lambda's API takes as they are in the template.
+const MAPPING_FIELDS: &[&str] = &[
+    "BatchSize",
+    "BisectBatchOnFunctionError",
+    "DestinationConfig",
+    "Enabled",
+    "EventSourceArn",
+    "FilterCriteria",
+    "FunctionName",
+    "FunctionResponseTypes",
+    "MaximumBatchingWindowInSeconds",
+    "MaximumRecordAgeInSeconds",
+    "MaximumRetryAttempts",
+    "ParallelizationFactor",
+    "Queues",
+    "ScalingConfig",
+    "StartingPosition",
+    "StartingPositionTimestamp",
+    "Topics",
+    "TumblingWindowInSeconds",
+];
+
+/// What UpdateEventSourceMapping may change.
+const MAPPING_UPDATABLE: &[&str] = &[
+    "BatchSize",
+    "BisectBatchOnFunctionError",
+    "DestinationConfig",
+    "Enabled",
+    "FilterCriteria",
+    "FunctionName",
+    "FunctionResponseTypes",
+    "MaximumBatchingWindowInSeconds",
+    "MaximumRecordAgeInSeconds",
+    "MaximumRetryAttempts",
+    "ParallelizationFactor",
+    "ScalingConfig",
+    "TumblingWindowInSeconds",
+];
+
+fn pick(props: &Value, fields: &[&str]) -> Value {
+    let mut out = Map::new();
+    for f in fields {
+        if let Some(v) = props.get(*f) {
+            out.insert(f.to_string(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+async fn call(cx: &Cx<'_>, op: &str, method: Method, path: &str, body: Option<&Value>) -> R<Value> {
+    let (headers, body): (&[(&str, &str)], Bytes) = match body {
+        Some(b) => (
+            &[("content-type", "application/json")],
+            Bytes::from(b.to_string()),
+        ),
+        None => (&[], Bytes::new()),
+    };
+    let (_, bytes) = cx
+        .services
+        .rest("lambda", op, method, path, headers, body)
+        .await?;
+    Ok(if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    })
+}
+
+fn mapping_made(v: &Value) -> Made {
+    let uuid = v["UUID"].as_str().unwrap_or_default().to_string();
+    let arn = v["EventSourceMappingArn"].as_str().map(str::to_string);
+    let mut a = attrs(&[("EventSourceMappingId", uuid.clone().into())]);
+    if let Some(arn) = arn {
+        a.insert("EventSourceMappingArn".into(), arn.into());
+    }
+    Made {
+        physical_id: uuid.clone(),
+        ref_value: uuid.into(),
+        attributes: a,
+    }
+}
+
+pub async fn create_mapping(cx: &Cx<'_>, props: &Value) -> R<Made> {
+    if s(props, "FunctionName").is_none() {
+        return invalid("AWS::Lambda::EventSourceMapping needs a FunctionName");
+    }
+    let v = call(
+        cx,
+        "CreateEventSourceMapping",
+        Method::POST,
+        MAPPINGS,
+        Some(&pick(props, MAPPING_FIELDS)),
+    )
+    .await?;
+    Ok(mapping_made(&v))
+}
+
+pub async fn update_mapping(cx: &Cx<'_>, row: &ResourceRow, props: &Value) -> R<Made> {
+    let mut body = pick(props, MAPPING_UPDATABLE);
+    // A property the template no longer sets returns to Lambda's default.
+    if body.get("Enabled").is_none() {
+        body["Enabled"] = true.into();
+    }
+    if body.get("FilterCriteria").is_none() && row.properties.get("FilterCriteria").is_some() {
+        body["FilterCriteria"] = json!({"Filters": []});
+    }
+    let v = call(
+        cx,
+        "UpdateEventSourceMapping",
+        Method::PUT,
+        &format!("{MAPPINGS}{}", row.physical_id),
+        Some(&body),
+    )
+    .await?;
+    Ok(mapping_made(&v))
+}
+
+pub async fn delete_mapping(cx: &Cx<'_>, row: &ResourceRow) -> R<()> {
+    call(
+        cx,
+        "DeleteEventSourceMapping",
+        Method::DELETE,
+        &format!("{MAPPINGS}{}", row.physical_id),
+        None,
+    )
+    .await?;
+    Ok(())
+}
+
+/// A create a crash interrupted: the mapping of that function and source, if
+/// Lambda made it (it refuses a second one of the same pair, so it is ours).
+pub async fn delete_planned_mapping(cx: &Cx<'_>, planned: &ResourceRow) -> R<()> {
+    if !planned.physical_id.is_empty() {
+        return super::delete(cx, planned).await;
+    }
+    let (Some(f), Some(src)) = (
+        s(&planned.properties, "FunctionName"),
+        s(&planned.properties, "EventSourceArn"),
+    ) else {
+        return Ok(());
+    };
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("FunctionName", f)
+        .append_pair("EventSourceArn", src)
+        .finish();
+    let list = match call(
+        cx,
+        "ListEventSourceMappings",
+        Method::GET,
+        &format!("{MAPPINGS}?{q}"),
+        None,
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(super::ProviderError::Call(e)) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for m in list["EventSourceMappings"].as_array().into_iter().flatten() {
+        if let Some(uuid) = m["UUID"].as_str() {
+            let row = ResourceRow {
+                physical_id: uuid.to_string(),
+                ..planned.clone()
+            };
+            super::delete(cx, &row).await?;
+        }
+    }
+    Ok(())
+}
+
+fn function_path(name: &str) -> String {
+    // A function given by ARN (`arn:…:function:NAME[:QUALIFIER]`) is addressed by name.
+    let n = name
+        .strip_prefix("arn:")
+        .and_then(|_| name.split(":function:").nth(1))
+        .map(|rest| rest.split(':').next().unwrap_or(rest))
+        .unwrap_or(name);
+    n.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// `AWS::Lambda::Permission`: a statement in the function's resource policy; its
+/// physical id is the statement id.
+pub async fn add_permission(cx: &Cx<'_>, logical: &str, props: &Value) -> R<Made> {
+    let Some(function) = s(props, "FunctionName") else {
+        return invalid("AWS::Lambda::Permission needs a FunctionName");
+    };
+    let sid = format!("{}-{logical}-{}", cx.app, crate::naming::random_suffix());
+    let mut body = json!({"StatementId": sid});
+    for k in [
+        "Action",
+        "Principal",
+        "SourceArn",
+        "SourceAccount",
+        "EventSourceToken",
+        "FunctionUrlAuthType",
+        "PrincipalOrgID",
+    ] {
+        if let Some(v) = props.get(k) {
+            body[k] = v.clone();
+        }
+    }
+    call(
+        cx,
+        "AddPermission",
+        Method::POST,
+        &format!("/2015-03-31/functions/{}/policy", function_path(function)),
+        Some(&body),
+    )
+    .await?;
+    Ok(Made {
+        physical_id: sid.clone(),
+        ref_value: sid.into(),
+        attributes: Map::new(),
+    })
+}
+
+pub async fn remove_permission(cx: &Cx<'_>, row: &ResourceRow) -> R<()> {
+    let Some(function) = s(&row.properties, "FunctionName") else {
+        return Ok(());
+    };
+    call(
+        cx,
+        "RemovePermission",
+        Method::DELETE,
+        &format!(
+            "/2015-03-31/functions/{}/policy/{}",
+            function_path(function),
+            row.physical_id
+        ),
+        None,
+    )
+    .await?;
+    Ok(())
+}
+
+fn url_path(props: &Value) -> R<String> {
+    let Some(f) = s(props, "TargetFunctionArn") else {
+        return invalid("AWS::Lambda::Url needs a TargetFunctionArn");
+    };
+    let mut p = format!("/2021-10-31/functions/{}/url", function_path(f));
+    if let Some(q) = s(props, "Qualifier") {
+        p.push_str("?Qualifier=");
+        p.push_str(&function_path(q));
+    }
+    Ok(p)
+}
+
+fn url_body(props: &Value) -> Value {
+    let mut b = json!({"AuthType": props.get("AuthType").cloned().unwrap_or("NONE".into())});
+    for k in ["Cors", "InvokeMode"] {
+        if let Some(v) = props.get(k) {
+            b[k] = v.clone();
+        }
+    }
+    b
+}
+
+fn url_made(v: &Value) -> Made {
+    let url = v["FunctionUrl"].as_str().unwrap_or_default().to_string();
+    let arn = v["FunctionArn"].as_str().unwrap_or_default().to_string();
+    Made {
+        physical_id: arn.clone(),
+        ref_value: arn.clone().into(),
+        attributes: attrs(&[("FunctionUrl", url.into()), ("FunctionArn", arn.into())]),
+    }
+}
+
+pub async fn create_url(cx: &Cx<'_>, props: &Value) -> R<Made> {
+    let v = call(
+        cx,
+        "CreateFunctionUrlConfig",
+        Method::POST,
+        &url_path(props)?,
+        Some(&url_body(props)),
+    )
+    .await?;
+    Ok(url_made(&v))
+}
+
+pub async fn update_url(cx: &Cx<'_>, _row: &ResourceRow, props: &Value) -> R<Made> {
+    let mut body = url_body(props);
+    if body.get("Cors").is_none() {
+        body["Cors"] = json!({});
+    }
+    let v = call(
+        cx,
+        "UpdateFunctionUrlConfig",
+        Method::PUT,
+        &url_path(props)?,
+        Some(&body),
+    )
+    .await?;
+    Ok(url_made(&v))
+}
+
+pub async fn delete_url(cx: &Cx<'_>, row: &ResourceRow) -> R<()> {
+    call(
+        cx,
+        "DeleteFunctionUrlConfig",
+        Method::DELETE,
+        &url_path(&row.properties)?,
+        None,
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! Resource providers, one module per service: each creates, updates and deletes
+//! its CloudFormation types through the service's public operations
+//! ([`crate::services::Services`]) and says what `Ref` and `Fn::GetAtt` return.
+//!
+//! Every delete treats "not found" as done, and every create of a named resource
+//! refuses a name that already exists, so the journal can replay an undo or a
+//! cleanup after a crash and never deletes what the app did not create.
+
+mod iam;
+mod lambda;
+mod sns;
+mod sqs;
+
+use crate::model::ResourceRow;
+use crate::services::{CallError, Services};
+use serde_json::{Map, Value};
+
+/// Why a provider could not do its part.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type R<T> = Result<T, ProviderError>;
+
+pub(crate) fn invalid<T>(m: impl Into<String>) -> R<T> {
+    Err(ProviderError::Invalid(m.into()))
+}
+
+/// What a create or update leaves.
+#[derive(Debug, Clone, Default)]
+pub struct Made {
+    pub physical_id: String,
+    pub ref_value: Value,
+    pub attributes: Map<String, Value>,
+}
+
+/// What providers work with.
+pub struct Cx<'a> {
+    pub services: &'a Services,
+    pub app: &'a str,
+    /// The store, for the types kept in apps.db (IAM, until the IAM service).
+    pub store: &'a crate::store::Store,
+}
+
+impl Cx<'_> {
+    pub fn arn(&self, service: &str, resource: &str) -> String {
+        format!(
+            "arn:aws:{service}:{}:{}:{resource}",
+            self.services.region, self.services.account_id
+        )
+    }
+}
+
+/// The types the engine applies.
+pub const SUPPORTED: &[&str] = &[
+    "AWS::SQS::Queue",
+    "AWS::SQS::QueuePolicy",
+    "AWS::SNS::Topic",
+    "AWS::SNS::Subscription",
+    "AWS::SNS::TopicPolicy",
+    "AWS::Lambda::EventSourceMapping",
+    "AWS::Lambda::Permission",
+    "AWS::Lambda::Url",
+    "AWS::IAM::Role",
+    "AWS::IAM::Policy",
+    "AWS::IAM::ManagedPolicy",
+];
+
+pub fn supported(kind: &str) -> bool {
+    SUPPORTED.contains(&kind)
+}
+
+/// Create `props` (intrinsics evaluated; a generated name already under the
+/// type's name property).
+pub async fn create(cx: &Cx<'_>, kind: &str, logical: &str, props: &Value) -> R<Made> {
+    match kind {
+        "AWS::SQS::Queue" => sqs::create_queue(cx, props).await,
+        "AWS::SQS::QueuePolicy" => sqs::put_queue_policy(cx, logical, props, None).await,
+        "AWS::SNS::Topic" => sns::create_topic(cx, props).await,
+        "AWS::SNS::Subscription" => sns::subscribe(cx, props).await,
+        "AWS::SNS::TopicPolicy" => sns::put_topic_policy(cx, logical, props, None).await,
+        "AWS::Lambda::EventSourceMapping" => lambda::create_mapping(cx, props).await,
+        "AWS::Lambda::Permission" => lambda::add_permission(cx, logical, props).await,
+        "AWS::Lambda::Url" => lambda::create_url(cx, props).await,
+        "AWS::IAM::Role" | "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" => {
+            iam::put(cx, kind, logical, props).await
+        }
+        other => invalid(format!("resource type {other} is not supported")),
+    }
+}
+
+/// Update `row` in place to `props`.
+pub async fn update(cx: &Cx<'_>, row: &ResourceRow, props: &Value) -> R<Made> {
+    match row.kind.as_str() {
+        "AWS::SQS::Queue" => sqs::update_queue(cx, row, props).await,
+        "AWS::SQS::QueuePolicy" => {
+            sqs::put_queue_policy(cx, &row.logical_id, props, Some(row)).await
+        }
+        "AWS::SNS::Topic" => sns::update_topic(cx, row, props).await,
+        "AWS::SNS::Subscription" => sns::update_subscription(cx, row, props).await,
+        "AWS::SNS::TopicPolicy" => {
+            sns::put_topic_policy(cx, &row.logical_id, props, Some(row)).await
+        }
+        "AWS::Lambda::EventSourceMapping" => lambda::update_mapping(cx, row, props).await,
+        "AWS::Lambda::Url" => lambda::update_url(cx, row, props).await,
+        "AWS::IAM::Role" | "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" => {
+            iam::put(cx, &row.kind, &row.logical_id, props).await
+        }
+        other => invalid(format!("{other} cannot be updated in place")),
+    }
+}
+
+/// Delete what `row` describes; gone already is success.
+pub async fn delete(cx: &Cx<'_>, row: &ResourceRow) -> R<()> {
+    let r = match row.kind.as_str() {
+        "AWS::SQS::Queue" => sqs::delete_queue(cx, row).await,
+        "AWS::SQS::QueuePolicy" => sqs::delete_queue_policy(cx, row).await,
+        "AWS::SNS::Topic" => sns::delete_topic(cx, row).await,
+        "AWS::SNS::Subscription" => sns::unsubscribe(cx, row).await,
+        "AWS::SNS::TopicPolicy" => sns::delete_topic_policy(cx, row).await,
+        "AWS::Lambda::EventSourceMapping" => lambda::delete_mapping(cx, row).await,
+        "AWS::Lambda::Permission" => lambda::remove_permission(cx, row).await,
+        "AWS::Lambda::Url" => lambda::delete_url(cx, row).await,
+        _ => Ok(()),
+    };
+    match r {
+        Err(ProviderError::Call(e)) if e.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
+/// Undo a create that a crash may have interrupted before its physical id was
+/// recorded: `planned` holds the name and properties it was started with.
+pub async fn delete_planned(cx: &Cx<'_>, planned: &ResourceRow) -> R<()> {
+    match planned.kind.as_str() {
+        "AWS::Lambda::EventSourceMapping" => lambda::delete_planned_mapping(cx, planned).await,
+        "AWS::SNS::Subscription" => sns::delete_planned_subscription(cx, planned).await,
+        "AWS::SQS::Queue" => sqs::delete_planned_queue(cx, planned).await,
+        _ if planned.physical_id.is_empty() => Ok(()),
+        _ => delete(cx, planned).await,
+    }
+}
+
+/// Whether changing `old` to `new` replaces the resource (CloudFormation's
+/// "Update requires: Replacement" properties).
+pub fn replaces(kind: &str, old: &Value, new: &Value) -> bool {
+    let changed = |keys: &[&str]| keys.iter().any(|k| old.get(*k) != new.get(*k));
+    match kind {
+        "AWS::SQS::Queue" => changed(&["QueueName", "FifoQueue"]),
+        "AWS::SNS::Topic" => changed(&["TopicName", "FifoTopic"]),
+        "AWS::SNS::Subscription" => changed(&["TopicArn", "Protocol", "Endpoint"]),
+        "AWS::S3::Bucket" => changed(&["BucketName"]),
+        "AWS::DynamoDB::Table" => {
+            changed(&["TableName", "KeySchema", "LocalSecondaryIndexes"])
+                || key_types_changed(old, new)
+        }
+        "AWS::Serverless::SimpleTable" => changed(&["TableName", "PrimaryKey"]),
+        "AWS::Kinesis::Stream" => changed(&["Name"]),
+        "AWS::Events::EventBus" => changed(&["Name", "EventSourceName"]),
+        "AWS::Events::Rule" => changed(&["Name", "EventBusName"]),
+        "AWS::SecretsManager::Secret" => changed(&["Name"]),
+        "AWS::SSM::Parameter" => changed(&["Name"]),
+        "AWS::SES::EmailIdentity" => changed(&["EmailIdentity"]),
+        "AWS::Lambda::EventSourceMapping" => changed(&[
+            "EventSourceArn",
+            "StartingPosition",
+            "StartingPositionTimestamp",
+        ]),
+        "AWS::Lambda::Permission" => true,
+        "AWS::Lambda::Url" => changed(&["TargetFunctionArn", "Qualifier"]),
+        "AWS::IAM::Role" => changed(&["RoleName", "Path"]),
+        "AWS::IAM::ManagedPolicy" => changed(&["ManagedPolicyName", "Path"]),
+        "AWS::S3::BucketPolicy" => changed(&["Bucket"]),
+        "AWS::SQS::QueuePolicy" | "AWS::SNS::TopicPolicy" | "AWS::IAM::Policy" => false,
+        _ => true,
+    }
+}
+
+/// A key attribute's type changing replaces a table too.
+fn key_types_changed(old: &Value, new: &Value) -> bool {
+    let keys = |v: &Value| -> Vec<(String, Value)> {
+        let names: Vec<String> = v["KeySchema"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|k| k["AttributeName"].as_str().map(str::to_string))
+            .collect();
+        v["AttributeDefinitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| names.iter().any(|n| d["AttributeName"] == n.as_str()))
+            .map(|d| {
+                (
+                    d["AttributeName"].as_str().unwrap_or("").to_string(),
+                    d["AttributeType"].clone(),
+                )
+            })
+            .collect()
+    };
+    keys(old) != keys(new)
+}
+
+/// Whether the type holds user data that a replacement or deletion loses.
+pub fn data_bearing(kind: &str) -> bool {
+    matches!(
+        kind,
+        "AWS::SQS::Queue"
+            | "AWS::S3::Bucket"
+            | "AWS::DynamoDB::Table"
+            | "AWS::Serverless::SimpleTable"
+            | "AWS::Kinesis::Stream"
+    )
+}
+
+/// Whether the resource holds data now (messages, objects, items, records).
+pub async fn has_data(cx: &Cx<'_>, row: &ResourceRow) -> R<bool> {
+    let r = match row.kind.as_str() {
+        "AWS::SQS::Queue" => sqs::has_messages(cx, row).await,
+        _ => Ok(false),
+    };
+    match r {
+        Err(ProviderError::Call(e)) if e.is_not_found() => Ok(false),
+        other => other,
+    }
+}
+
+/// `[{Key, Value}]` (CloudFormation's tag list) → `{key: value}`.
+pub(crate) fn tag_map(v: &Value) -> Map<String, Value> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            Some((
+                t["Key"].as_str()?.to_string(),
+                Value::String(scalar(&t["Value"])?),
+            ))
+        })
+        .collect()
+}
+
+/// A scalar as the string AWS APIs take (`60` → `"60"`, `true` → `"true"`).
+pub(crate) fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A policy document as the JSON string the APIs take (CloudFormation lets a
+/// template give it as an object or as a string).
+pub(crate) fn policy_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub(crate) fn attrs(pairs: &[(&str, Value)]) -> Map<String, Value> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+/// `props[key]` as a string.
+pub(crate) fn s<'v>(props: &'v Value, key: &str) -> Option<&'v str> {
+    props.get(key).and_then(|v| v.as_str())
+}
+
+/// The last `:`-separated part of an ARN (a queue's or topic's name).
+pub(crate) fn arn_tail(arn: &str) -> &str {
+    arn.rsplit(':').next().unwrap_or(arn)
+}
