@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import zipfile
 
@@ -250,3 +251,137 @@ def test_layer_version_permissions(lam):
             LayerName="shared", VersionNumber=9, StatementId="a",
             Action="lambda:GetLayerVersion", Principal="*")
     assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+# ---- layers declared in manifests (sls `layers:`, SAM AWS::Serverless::LayerVersion) ----
+
+def nimbus_deploy(server, cwd, *args, expect=0):
+    from conftest import NIMBUS_BIN
+    e = dict(os.environ)
+    e.pop("NIMBUS_ENDPOINT", None)
+    p = subprocess.run([NIMBUS_BIN, "--endpoint", server.api, "deploy", *map(str, args)],
+                       cwd=cwd, capture_output=True, text=True, env=e, timeout=180)
+    assert p.returncode == expect, f"rc {p.returncode}\n{p.stdout}\n{p.stderr}"
+    return p
+
+
+SLS = """service: layered
+provider:
+  name: aws
+  runtime: python3.12
+layers:
+  common:
+    path: common-layer
+    description: shared helpers
+    compatibleRuntimes: [python3.12]
+functions:
+  greet:
+    handler: handler.main
+    layers:
+      - {Ref: CommonLambdaLayer}
+      - EXTRA
+"""
+
+HANDLER = """import greeting, extra
+def main(event, context):
+    return {"greeting": greeting.text(), "extra": extra.VALUE}
+"""
+
+
+def test_serverless_yml_layers_publish_once_and_follow_changes(lam, server, tmp_path):
+    extra = publish(lam, "sls-extra", {"python/extra.py": "VALUE = 'from an ARN'\n"})["LayerVersionArn"]
+    app = tmp_path / "app"
+    (app / "common-layer" / "python").mkdir(parents=True)
+    (app / "common-layer" / "python" / "greeting.py").write_text("def text():\n    return 'v1'\n")
+    (app / "handler.py").write_text(HANDLER)
+    (app / "serverless.yml").write_text(SLS.replace("EXTRA", extra))
+
+    out = nimbus_deploy(server, app)
+    assert "layer common published" in out.stderr, out.stderr
+    assert invoke(lam, "layered-dev-greet") == {"greeting": "v1", "extra": "from an ARN"}
+    cfg = lam.get_function_configuration(FunctionName="layered-dev-greet")
+    arns = [l["Arn"] for l in cfg["Layers"]]
+    assert arns[0].endswith(":layer:common:1") and arns[1] == extra
+    v1 = lam.get_layer_version_by_arn(Arn=arns[0])
+    assert v1["Description"] == "shared helpers" and v1["CompatibleRuntimes"] == ["python3.12"]
+
+    # Unchanged: the version is reused, none is published.
+    out = nimbus_deploy(server, app)
+    assert "layer common unchanged" in out.stderr, out.stderr
+    assert len(lam.list_layer_versions(LayerName="common")["LayerVersions"]) == 1
+
+    # Changed content: version 2, and the function runs it.
+    (app / "common-layer" / "python" / "greeting.py").write_text("def text():\n    return 'v2'\n")
+    nimbus_deploy(server, app)
+    assert invoke(lam, "layered-dev-greet")["greeting"] == "v2"
+    cfg = lam.get_function_configuration(FunctionName="layered-dev-greet")
+    assert cfg["Layers"][0]["Arn"].endswith(":layer:common:2")
+
+    # A Ref to a layer the service does not declare is an error at its line.
+    (app / "serverless.yml").write_text(SLS.replace("EXTRA", extra).replace("CommonLambdaLayer", "OtherLambdaLayer"))
+    out = nimbus_deploy(server, app, expect=1)
+    assert re.search(r"serverless\.yml:\d+: error: functions\.greet\.layers: OtherLambdaLayer is not a layer", out.stderr), out.stderr
+
+
+SAM = """Transform: AWS::Serverless-2016-10-31
+Globals:
+  Function:
+    Runtime: python3.12
+    Layers:
+      - !Ref Shared
+Resources:
+  Shared:
+    Type: AWS::Serverless::LayerVersion
+    Properties:
+      LayerName: sam-shared
+      ContentUri: shared/
+      CompatibleRuntimes: [python3.12]
+  Own:
+    Type: AWS::Serverless::LayerVersion
+    Properties:
+      ContentUri: own/
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: sam-layered
+      CodeUri: src/
+      Handler: app.handler
+      Layers:
+        - !Ref Own
+"""
+
+
+def test_sam_layer_versions_with_globals_come_first_and_rollback_unpublishes(lam, server, tmp_path):
+    app = tmp_path / "sam"
+    for d, mod, val in (("shared", "clash", "shared"), ("own", "clash", "own")):
+        (app / d / "python").mkdir(parents=True)
+        (app / d / "python" / f"{mod}.py").write_text(f"WHO = {val!r}\n")
+    (app / "shared" / "python" / "only_shared.py").write_text("OK = True\n")
+    (app / "src").mkdir()
+    (app / "src" / "app.py").write_text(
+        "import clash, only_shared\ndef handler(e, c):\n    return {'who': clash.WHO, 'ok': only_shared.OK}\n")
+    (app / "template.yaml").write_text(SAM)
+    nimbus_deploy(server, app)
+    # Globals' layers come first, the function's later one wins the clash.
+    assert invoke(lam, "sam-layered") == {"who": "own", "ok": True}
+    layers = [l["Arn"] for l in lam.get_function_configuration(FunctionName="sam-layered")["Layers"]]
+    assert layers[0].endswith(":layer:sam-shared:1") and layers[1].endswith(":layer:Own:1")
+
+    # A deploy that fails after publishing rolls the new layer version back.
+    (app / "own" / "python" / "clash.py").write_text("WHO = 'own v2'\n")
+    bad = SAM + """  Broken:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: sam-layered-broken
+      CodeUri: src/
+      Handler: app.handler
+      Runtime: python3.12
+      Layers:
+        - arn:aws:lambda:us-east-1:123456789012:layer:no-such-layer:1
+"""
+    (app / "template.yaml").write_text(bad)
+    out = nimbus_deploy(server, app, expect=1)
+    assert "layer Own published" in out.stderr, out.stderr
+    assert "no-such-layer:1 does not exist" in out.stderr, out.stderr
+    assert [v["Version"] for v in lam.list_layer_versions(LayerName="Own")["LayerVersions"]] == [1]
+    assert invoke(lam, "sam-layered")["who"] == "own"

@@ -101,6 +101,10 @@ struct DeployBody {
     provisioned_concurrency: u32,
     #[serde(default)]
     description: String,
+    /// Layer version ARNs in order; absent keeps the function's current layers
+    /// (set through the Lambda API), `[]` removes them.
+    #[serde(default)]
+    layers: Option<Vec<String>>,
 }
 
 async fn deploy_function(
@@ -136,7 +140,15 @@ async fn deploy_function(
         spec.ephemeral_storage_mb = prev.spec.ephemeral_storage_mb;
         spec.dead_letter_target = prev.spec.dead_letter_target.clone();
         spec.tracing_mode = prev.spec.tracing_mode.clone();
+        spec.layers = prev.spec.layers.clone();
     }
+    if let Some(arns) = &body.layers {
+        spec.layers =
+            nimbus_svc_lambda::resolve_layers(&st.invoker, arns).map_err(ApiError::from)?;
+    }
+    nimbus_svc_lambda::check_layers_size(&st.invoker, &body.code_sha256, &spec.layers)
+        .await
+        .map_err(ApiError::from)?;
     let out = st.invoker.deploy(spec, body.code_sha256).await?;
     let status = if out.created {
         StatusCode::CREATED

@@ -99,8 +99,58 @@ pub struct App {
     pub functions: Vec<Function>,
     pub routes: Vec<Route>,
     pub schedules: Vec<Schedule>,
+    /// The layers the app publishes from its own directories.
+    pub layers: Vec<Layer>,
     /// Every other resource, and those the functions' events generate.
     pub template: template::Template,
+}
+
+/// A Lambda layer the app publishes from a directory: sls `layers.<key>`, SAM
+/// `AWS::Serverless::LayerVersion`. `nimbus deploy` publishes a new version when
+/// the directory's zip or the settings changed, and points the functions at it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer {
+    /// The logical id functions reference (`{Ref: <Key>LambdaLayer}` in a
+    /// serverless.yml, the resource's logical id in SAM).
+    pub logical_id: String,
+    /// The deployed layer name.
+    pub name: String,
+    /// The directory packaged as the layer's content (its top-level `python/`,
+    /// `nodejs/`, `bin/`, `lib/` land under `/opt`).
+    pub content: PathBuf,
+    pub description: String,
+    pub compatible_runtimes: Vec<String>,
+    pub compatible_architectures: Vec<String>,
+    pub license_info: Option<String>,
+    pub line: usize,
+}
+
+/// Lambda's rule for layer names (`LayerName`).
+pub(crate) fn valid_layer_name(name: &str) -> bool {
+    (1..=140).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `X` of `!Ref X` or `{Ref: X}`.
+pub(crate) fn ref_target(n: &yaml::Node) -> Option<String> {
+    if n.tag.as_deref() == Some("Ref") {
+        return n.scalar_text();
+    }
+    match n.as_map()? {
+        [(k, v)] if k.as_str() == Some("Ref") => v.scalar_text(),
+        _ => None,
+    }
+}
+
+/// One entry of a function's `layers`/`Layers`, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerUse {
+    /// A layer version ARN published elsewhere.
+    Arn(String),
+    /// One of the app's own [`Layer`]s, by logical id.
+    App(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -126,6 +176,8 @@ pub struct Function {
     pub alias: Option<String>,
     /// A Lambda function URL (on the alias when there is one).
     pub url: Option<FunctionUrl>,
+    /// Its layers, in order (later ones overwrite earlier files under `/opt`).
+    pub layers: Vec<LayerUse>,
     pub line: usize,
 }
 

@@ -63,8 +63,8 @@ const FUNCTION: &[&str] = &[
     "PackageType",
     "DeploymentPreference",
     "AutoPublishCodeSha256",
-    // Recognised, not run yet.
     "Layers",
+    // Recognised, not run yet.
     "VpcConfig",
     "InlineCode",
     "ImageUri",
@@ -77,7 +77,6 @@ const FUNCTION: &[&str] = &[
     "EphemeralStorage",
 ];
 const FUNCTION_UNSUPPORTED: &[&str] = &[
-    "Layers",
     "VpcConfig",
     "InlineCode",
     "ImageUri",
@@ -362,7 +361,10 @@ impl Eval<'_> {
         let mut deferred = Vec::new();
         let mut out = props.clone();
         if let Value::Map(entries) = &mut out.value {
-            entries.retain(|(k, _)| !matches!(k.as_str(), Some("Events" | "Policies" | "Role")));
+            // Layers name the app's own layer resources: read from the raw node.
+            entries.retain(|(k, _)| {
+                !matches!(k.as_str(), Some("Events" | "Policies" | "Role" | "Layers"))
+            });
             for (k, v) in entries.iter_mut() {
                 if k.as_str() != Some("Environment") {
                     continue;
@@ -735,8 +737,15 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
         functions: Vec::new(),
         routes: Vec::new(),
         schedules: Vec::new(),
+        layers: Vec::new(),
         template: Default::default(),
     };
+    // `Globals.Function.Layers` come before a function's own (SAM adds lists).
+    let global_layers: Vec<crate::LayerUse> = top
+        .get("Globals")
+        .and_then(|g| g.val.path("Function.Layers"))
+        .map(|n| layer_uses(d, n, "Globals.Function.Layers", &ev))
+        .unwrap_or_default();
     let mut api_binary_types: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut pending_s3 = Vec::new();
     for (id, (ty, fname)) in &ev.resources {
@@ -770,6 +779,30 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
             d.error(k.pos.line, format!("{path}.Type is required"));
             continue;
         };
+        if ty == "AWS::Serverless::LayerVersion" {
+            if let Some(c) = rf.get("Condition") {
+                let name = c.val.scalar_text().unwrap_or_default();
+                match ev.condition(&name, c.line(), d) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err((line, e)) => {
+                        d.error(line, e);
+                        continue;
+                    }
+                }
+            }
+            if let Some(l) = layer_version(
+                d,
+                &id,
+                k.pos.line,
+                rf.get("Properties").map(|p| p.val),
+                dir,
+                &ev,
+            ) {
+                app.layers.push(l);
+            }
+            continue;
+        }
         // Everything but the functions and APIs goes to the engine as written.
         if !matches!(
             ty.as_str(),
@@ -839,7 +872,18 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                     .collect();
                 env.retain(|k, _| !own_plain.contains(k));
                 env.extend(own);
+                let mut layers = global_layers.clone();
+                if let Some(n) = raw.get("Layers") {
+                    layers.extend(layer_uses(d, n, &format!("{path}.Properties.Layers"), &ev));
+                }
+                if layers.len() > 5 {
+                    d.error(
+                        raw.get("Layers").map(|n| n.pos.line).unwrap_or(k.pos.line),
+                        format!("{path}: a function takes at most 5 layers (Globals included)"),
+                    );
+                }
                 if let Some(f) = app.functions.last_mut().filter(|f| f.key == id) {
+                    f.layers = layers;
                     for k in env.keys() {
                         f.environment.remove(k);
                     }
@@ -1138,6 +1182,7 @@ fn function(
         event_invoke,
         alias: alias.clone(),
         url,
+        layers: Vec::new(),
         line,
     };
     let mut event_policies = Vec::new();
@@ -1545,8 +1590,7 @@ fn template_resource(
                 crate::cfn::insert(d, t, id.to_string(), r, line);
             }
         }
-        "AWS::Serverless::LayerVersion"
-        | "AWS::Serverless::StateMachine"
+        "AWS::Serverless::StateMachine"
         | "AWS::Serverless::Application"
         | "AWS::Serverless::GraphQLApi"
         | "AWS::Serverless::Connector" => {
@@ -1558,6 +1602,141 @@ fn template_resource(
             }
         }
     }
+}
+
+/// An `AWS::Serverless::LayerVersion` with a local `ContentUri`.
+fn layer_version(
+    d: &mut Diags,
+    id: &str,
+    line: usize,
+    raw: Option<&Node>,
+    dir: &Path,
+    ev: &Eval,
+) -> Option<crate::Layer> {
+    let path = format!("Resources.{id}.Properties");
+    let props = match raw {
+        Some(p) => match ev.node(p, d) {
+            Ok(Some(n)) => n,
+            Ok(None) => Node::new(Value::Null, p.pos),
+            Err((line, e)) => {
+                d.error(line, e);
+                return None;
+            }
+        },
+        None => Node::new(Value::Null, Pos { line, col: 1 }),
+    };
+    let pf = fields(
+        d,
+        &props,
+        &path,
+        &[
+            "ContentUri",
+            "LayerName",
+            "Description",
+            "CompatibleRuntimes",
+            "CompatibleArchitectures",
+            "LicenseInfo",
+            "RetentionPolicy",
+            "PublishLambdaVersion",
+        ],
+    )?;
+    let Some(uri) = pf.get("ContentUri") else {
+        d.error(line, format!("{path}.ContentUri is required"));
+        return None;
+    };
+    let Some(rel) = uri.val.as_str() else {
+        d.unsupported(
+            uri.line(),
+            format!("{path}.ContentUri: only a local directory (an S3 location is not fetched)"),
+        );
+        return None;
+    };
+    let content = dir.join(rel);
+    if !content.is_dir() {
+        d.error(
+            uri.line(),
+            format!("{path}.ContentUri: {rel} is not a directory next to the template"),
+        );
+        return None;
+    }
+    let name = pf
+        .get("LayerName")
+        .and_then(|f| fields::string(d, *f, &join(&path, "LayerName")))
+        .unwrap_or_else(|| id.to_string());
+    if !crate::valid_layer_name(&name) {
+        d.error(
+            line,
+            format!("{path}.LayerName {name:?} must be 1 to 140 letters, digits, - or _"),
+        );
+        return None;
+    }
+    if let Some(f) = pf.get("RetentionPolicy") {
+        if let Some(v) = fields::string(d, *f, &join(&path, "RetentionPolicy")) {
+            if !v.eq_ignore_ascii_case("retain") && !v.eq_ignore_ascii_case("delete") {
+                d.error(
+                    f.line(),
+                    format!("{path}.RetentionPolicy must be Retain or Delete"),
+                );
+            }
+        }
+    }
+    let list = |d: &mut Diags, key: &str| {
+        pf.get(key)
+            .and_then(|f| fields::string_list(d, *f, &join(&path, key)))
+            .unwrap_or_default()
+    };
+    Some(crate::Layer {
+        logical_id: id.to_string(),
+        name,
+        content,
+        description: pf
+            .get("Description")
+            .and_then(|f| fields::string(d, *f, &join(&path, "Description")))
+            .unwrap_or_default(),
+        compatible_runtimes: list(d, "CompatibleRuntimes"),
+        compatible_architectures: list(d, "CompatibleArchitectures"),
+        license_info: pf
+            .get("LicenseInfo")
+            .and_then(|f| fields::string(d, *f, &join(&path, "LicenseInfo"))),
+        line,
+    })
+}
+
+/// A function's `Layers` (or `Globals.Function.Layers`): `!Ref` to one of the
+/// template's `AWS::Serverless::LayerVersion`s, or anything evaluating to an ARN.
+fn layer_uses(d: &mut Diags, n: &Node, path: &str, ev: &Eval) -> Vec<crate::LayerUse> {
+    let Some(items) = n.as_seq() else {
+        d.error(
+            n.pos.line,
+            format!("{path} must be a list, found {}", n.kind()),
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        if let Some(id) = crate::ref_target(item) {
+            if ev
+                .resources
+                .get(&id)
+                .is_some_and(|(ty, _)| ty == "AWS::Serverless::LayerVersion")
+            {
+                out.push(crate::LayerUse::App(id));
+                continue;
+            }
+        }
+        match ev.node(item, d) {
+            Ok(Some(v)) => match v.as_str() {
+                Some(arn) => out.push(crate::LayerUse::Arn(arn.to_string())),
+                None => d.error(
+                    item.pos.line,
+                    format!("{path}: each layer is a layer version ARN or !Ref to an AWS::Serverless::LayerVersion"),
+                ),
+            },
+            Ok(None) => {}
+            Err((line, e)) => d.error(line, e),
+        }
+    }
+    out
 }
 
 fn sanitize(s: &str) -> String {

@@ -12,8 +12,8 @@ use crate::sls_events;
 use crate::vars::Context;
 use crate::yaml::{Node, Value};
 use crate::{
-    handler_file_problem, valid_function_name, App, Diags, EventInvoke, Format, Function, Options,
-    Route, Schedule,
+    handler_file_problem, valid_function_name, App, Diags, EventInvoke, Format, Function, Layer,
+    LayerUse, Options, Route, Schedule,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -72,15 +72,15 @@ const PROVIDER: &[&str] = &[
     "lambdaHashingVersion",
     "runtimeManagement",
     "endpointType",
+    "layers",
     // Recognised, not run yet.
     "vpc",
-    "layers",
     "kmsKeyArn",
     "eventBridge",
     "websocketsApiName",
     "alb",
 ];
-const PROVIDER_UNSUPPORTED: &[&str] = &["vpc", "layers", "kmsKeyArn", "eventBridge", "alb"];
+const PROVIDER_UNSUPPORTED: &[&str] = &["vpc", "kmsKeyArn", "eventBridge", "alb"];
 
 const FUNCTION: &[&str] = &[
     "handler",
@@ -107,8 +107,8 @@ const FUNCTION: &[&str] = &[
     "disableLogs",
     "dependsOn",
     "condition",
-    // Recognised, not run yet.
     "layers",
+    // Recognised, not run yet.
     "vpc",
     "image",
     "onError",
@@ -117,7 +117,6 @@ const FUNCTION: &[&str] = &[
     "snapStart",
 ];
 const FUNCTION_UNSUPPORTED: &[&str] = &[
-    "layers",
     "vpc",
     "image",
     "onError",
@@ -215,7 +214,7 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
             }
         }
     }
-    for key in ["layers", "stepFunctions"] {
+    for key in ["stepFunctions"] {
         if let Some(f) = top.get(key) {
             d.unsupported(
                 f.line(),
@@ -245,8 +244,12 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
     let mut binary_media_types: Vec<String> = Vec::new();
     let mut provider_s3: BTreeMap<String, Node> = BTreeMap::new();
     let mut user_statements: Vec<serde_json::Value> = Vec::new();
+    let mut provider_layers: Vec<LayerUse> = Vec::new();
     if let Some(p) = top.get("provider") {
         let pf = fields(d, p.val, "provider", PROVIDER)?;
+        if let Some(f) = pf.get("layers") {
+            provider_layers = layer_uses(d, *f, "provider.layers");
+        }
         if let Some(f) = pf.get("s3") {
             for (k, v) in f.val.as_map().unwrap_or(&[]) {
                 provider_s3.insert(k.scalar_text().unwrap_or_default(), v.clone());
@@ -328,6 +331,10 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
         functions: Vec::new(),
         routes: Vec::new(),
         schedules: Vec::new(),
+        layers: match top.get("layers") {
+            Some(f) => layers(d, *f, dir),
+            None => Vec::new(),
+        },
         template: Default::default(),
     };
     let Some(funcs) = top.get("functions") else {
@@ -476,8 +483,32 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
             url: ff
                 .get("url")
                 .and_then(|f| function_url(d, *f, &join(&path, "url"))),
+            // The function's own list replaces the provider's, as the Framework does.
+            layers: match ff.get("layers") {
+                Some(f) => layer_uses(d, *f, &join(&path, "layers")),
+                None => provider_layers.clone(),
+            },
             line: k.pos.line,
         };
+        for u in &function.layers {
+            if let LayerUse::App(id) = u {
+                if !app.layers.iter().any(|l| &l.logical_id == id) {
+                    let known: Vec<&str> =
+                        app.layers.iter().map(|l| l.logical_id.as_str()).collect();
+                    d.error(
+                        ff.get("layers").map(|f| f.line()).unwrap_or(k.pos.line),
+                        format!(
+                            "{path}.layers: {id} is not a layer of this service (its layers: {})",
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                }
+            }
+        }
         if let Some(f) = ff.get("events") {
             let ctx = EventCtx {
                 payload: &payload_default,
@@ -690,6 +721,129 @@ impl Defaults {
         }
         self
     }
+}
+
+/// The top-level `layers:` (the Framework's layer definitions).
+fn layers(d: &mut Diags, f: Field, dir: &Path) -> Vec<Layer> {
+    let Some(map) = f.val.as_map() else {
+        d.error(
+            f.line(),
+            format!("layers must be a mapping, found {}", f.val.kind()),
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, v) in map {
+        let key = k.scalar_text().unwrap_or_default();
+        let path = format!("layers.{key}");
+        let Some(lf) = fields(
+            d,
+            v,
+            &path,
+            &[
+                "path",
+                "name",
+                "description",
+                "compatibleRuntimes",
+                "compatibleArchitectures",
+                "licenseInfo",
+                "retain",
+                "allowedAccounts",
+                "package",
+            ],
+        ) else {
+            continue;
+        };
+        let Some(rel) = lf
+            .get("path")
+            .and_then(|f| fields::string(d, *f, &join(&path, "path")))
+        else {
+            if !lf.contains_key("path") {
+                d.error(k.pos.line, format!("{path}.path is required"));
+            }
+            continue;
+        };
+        let content = dir.join(&rel);
+        if !content.is_dir() {
+            d.error(
+                lf["path"].line(),
+                format!("{path}.path: {rel} is not a directory next to the manifest"),
+            );
+            continue;
+        }
+        let name = lf
+            .get("name")
+            .and_then(|f| fields::string(d, *f, &join(&path, "name")))
+            .unwrap_or_else(|| key.clone());
+        if !crate::valid_layer_name(&name) {
+            d.error(
+                lf.get("name").map(|f| f.line()).unwrap_or(k.pos.line),
+                format!("{path}: layer name {name:?} must be 1 to 140 letters, digits, - or _"),
+            );
+            continue;
+        }
+        for key in ["allowedAccounts", "package"] {
+            if let Some(f) = lf.get(key) {
+                d.unsupported(f.line(), format!("{path}.{key}: ignored (the directory is zipped as it is; layer permissions are set through the Lambda API)"));
+            }
+        }
+        if let Some(f) = lf.get("retain") {
+            fields::boolean(d, *f, &join(&path, "retain"));
+        }
+        out.push(Layer {
+            logical_id: format!("{}LambdaLayer", cfn::normalized_function(&key)),
+            name,
+            content,
+            description: lf
+                .get("description")
+                .and_then(|f| fields::string(d, *f, &join(&path, "description")))
+                .unwrap_or_default(),
+            compatible_runtimes: lf
+                .get("compatibleRuntimes")
+                .and_then(|f| fields::string_list(d, *f, &join(&path, "compatibleRuntimes")))
+                .unwrap_or_default(),
+            compatible_architectures: lf
+                .get("compatibleArchitectures")
+                .and_then(|f| fields::string_list(d, *f, &join(&path, "compatibleArchitectures")))
+                .unwrap_or_default(),
+            license_info: lf
+                .get("licenseInfo")
+                .and_then(|f| fields::string(d, *f, &join(&path, "licenseInfo"))),
+            line: k.pos.line,
+        });
+    }
+    out
+}
+
+/// A function's (or the provider's) `layers:` list: ARNs and `{Ref: XLambdaLayer}`.
+fn layer_uses(d: &mut Diags, f: Field, path: &str) -> Vec<LayerUse> {
+    let Some(items) = f.val.as_seq() else {
+        d.error(
+            f.line(),
+            format!("{path} must be a list, found {}", f.val.kind()),
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        if let Some(id) = crate::ref_target(item) {
+            out.push(LayerUse::App(id));
+        } else if let Some(arn) = item.as_str() {
+            out.push(LayerUse::Arn(arn.to_string()));
+        } else {
+            d.error(
+                item.pos.line,
+                format!("{path}: each layer is a layer version ARN or {{Ref: <Name>LambdaLayer}}"),
+            );
+        }
+    }
+    if out.len() > 5 {
+        d.error(
+            f.line(),
+            format!("{path}: a function takes at most 5 layers"),
+        );
+    }
+    out
 }
 
 fn package(d: &mut Diags, f: Field, path: &str) {

@@ -186,9 +186,14 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
     let state = State::read(client, &app).await?;
     let plan = plan(&app, &state)?;
 
-    // 3. Apply, undoing everything on the first failure.
+    // 3. Apply, undoing everything on the first failure: the app's layers first
+    // (functions name their versions), then the functions, routes and schedules.
     let mut journal = Vec::new();
-    let outcome = apply(client, &app, &state, &plan, &shas, &mut journal).await;
+    let mut layers = super::layer_publish::Published::default();
+    let outcome = match super::layer_publish::publish(client, &app, &mut layers).await {
+        Ok(()) => apply(client, &app, &state, &plan, &shas, &layers, &mut journal).await,
+        Err(e) => Err(e),
+    };
     // The app's other resources: applied by the server's app engine as one
     // journaled change (it rolls itself back if a step fails).
     let outcome = match outcome {
@@ -205,6 +210,7 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
                 eprintln!("  could not undo {}: {e:#}", u.describe());
             }
         }
+        super::layer_publish::unpublish(client, &layers).await;
         if failed == 0 {
             eprintln!(
                 "the previous version of app {} is restored; nothing was changed",
@@ -283,6 +289,9 @@ async fn dry_run(client: &Client, app: &App) -> Result<i32> {
     let state = State::read(client, app).await?;
     let plan = plan(app, &state)?;
     let mut rows: Vec<(String, String, String)> = Vec::new();
+    for (action, name) in super::layer_publish::plan(client, app).await? {
+        rows.push((action.into(), name, "layer".into()));
+    }
     for f in &app.functions {
         let action = if state.functions.contains_key(&f.name) {
             "update"
@@ -561,10 +570,14 @@ fn body_of(cfg: &Value) -> Value {
         "memory_mb": cfg["memory_mb"],
         "timeout_s": cfg["timeout_s"],
         "reserved_concurrency": cfg["reserved_concurrency"],
+        "layers": cfg["layers"]
+            .as_array()
+            .map(|ls| ls.iter().map(|l| l["arn"].clone()).collect::<Vec<_>>())
+            .unwrap_or_default(),
     })
 }
 
-fn path_seg(s: &str) -> String {
+pub(crate) fn path_seg(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -613,7 +626,7 @@ async fn untag(client: &Client, name: &str, key: &str) -> Result<()> {
 }
 
 /// GET that maps 404 to `None`.
-async fn get_optional(client: &Client, path: &str) -> Result<Option<Value>> {
+pub(crate) async fn get_optional(client: &Client, path: &str) -> Result<Option<Value>> {
     match client.send(client.http.get(client.url(path))).await {
         Ok(r) => Ok(Some(r.json().await?)),
         Err(e)
@@ -709,11 +722,14 @@ async fn apply(
     st: &State,
     plan: &Plan,
     shas: &BTreeMap<PathBuf, String>,
+    layers: &super::layer_publish::Published,
     journal: &mut Vec<Undo>,
 ) -> Result<()> {
     for f in &app.functions {
         let prev = st.functions.get(&f.name);
-        let body = function_body(f, &shas[&f.code]);
+        let mut body = function_body(f, &shas[&f.code]);
+        // The manifest is the truth for layers: none declared removes them.
+        body["layers"] = json!(layers.resolve(&f.layers)?);
         put_function(client, &f.name, &body)
             .await
             .with_context(|| format!("deploying function {}", f.name))?;

@@ -12,6 +12,7 @@ pub mod get;
 pub mod invocations;
 pub mod invoke;
 pub mod keys;
+pub mod layer_publish;
 pub mod logs;
 pub mod ls;
 pub mod mail;

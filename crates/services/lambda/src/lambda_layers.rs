@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use nimbus_core::LayerRef;
+use nimbus_invoker::Invoker;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Mutex;
@@ -119,8 +120,11 @@ fn layer_arn(st: &AppState, name: &str) -> String {
 }
 
 fn load(st: &AppState, name: &str, version: u64) -> Result<Option<StoredConfig>, ApiError> {
-    let row = st
-        .invoker
+    load_in(&st.invoker, name, version)
+}
+
+fn load_in(invoker: &Invoker, name: &str, version: u64) -> Result<Option<StoredConfig>, ApiError> {
+    let row = invoker
         .db()
         .get_layer_version(name, version)
         .map_err(|e| ApiError::service(e.to_string()))?;
@@ -592,6 +596,11 @@ async fn remove_layer_permission(
 /// pinned to its zip. The unzipped total (with the function's code) is checked
 /// by [`check_total_size`].
 pub(crate) fn resolve(st: &AppState, arns: &[String]) -> Result<Vec<LayerRef>, ApiError> {
+    resolve_layers(&st.invoker, arns)
+}
+
+/// [`resolve`] for callers outside the Lambda API (the control API's deploy).
+pub fn resolve_layers(invoker: &Invoker, arns: &[String]) -> Result<Vec<LayerRef>, ApiError> {
     if arns.len() > MAX_LAYERS {
         return Err(ApiError::invalid_parameter(format!(
             "Cannot reference more than {MAX_LAYERS} layers."
@@ -606,7 +615,7 @@ pub(crate) fn resolve(st: &AppState, arns: &[String]) -> Result<Vec<LayerRef>, A
                 "Member must satisfy constraint: [Member must satisfy regular expression pattern: arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\\d{12}:layer:[a-zA-Z0-9-_]+:[0-9]+]",
             )
         })?;
-        let c = load(st, &name, version)?.ok_or_else(|| {
+        let c = load_in(invoker, &name, version)?.ok_or_else(|| {
             ApiError::invalid_parameter(format!("Layer version {arn} does not exist."))
         })?;
         out.push(LayerRef {
@@ -625,10 +634,19 @@ pub(crate) async fn check_total_size(
     code_sha: &str,
     layers: &[LayerRef],
 ) -> Result<(), ApiError> {
+    check_layers_size(&st.invoker, code_sha, layers).await
+}
+
+/// [`check_total_size`] for callers outside the Lambda API.
+pub async fn check_layers_size(
+    invoker: &Invoker,
+    code_sha: &str,
+    layers: &[LayerRef],
+) -> Result<(), ApiError> {
     if layers.is_empty() {
         return Ok(());
     }
-    let blobs = st.invoker.blobs().clone();
+    let blobs = invoker.blobs().clone();
     let sha = code_sha.to_string();
     let code = tokio::task::spawn_blocking(move || blobs.unzipped_size(&sha))
         .await

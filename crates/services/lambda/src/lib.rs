@@ -22,6 +22,7 @@ mod lambda_versions;
 pub use error::ApiError;
 pub use lambda::ops;
 pub use lambda::read_limited;
+pub use lambda_layers::{check_layers_size, resolve_layers};
 
 use axum::extract::Request;
 use axum::Router;
