@@ -326,68 +326,175 @@ fn blob_referenced(c: &Connection, blob: &str) -> rusqlite::Result<bool> {
 
 type StageOut = (String, [u8; 16], u64, Option<(ChecksumAlgorithm, Vec<u8>)>);
 
+/// Bodies up to this size are hashed on the request task and written by one
+/// blocking call; larger ones go through the pipeline of [`Pipeline`].
+const INLINE_MAX: usize = 1 << 20;
+/// The batch handed to the pipeline's workers at once.
+const BATCH: usize = 256 << 10;
+/// Batches in flight per worker (bounds memory to ~2 MiB per upload per worker).
+const IN_FLIGHT: usize = 8;
+
 async fn stage_into(
     tmp: &Path,
     body: impl futures_util::Stream<Item = Result<Bytes, S3Error>> + Send,
     checksum: Option<ChecksumAlgorithm>,
     max: u64,
 ) -> Result<StageOut, S3Error> {
-    // Writes go through a blocking thread in batches so a slow disk never stalls
-    // the runtime; hashing happens as the bytes arrive.
     let file = std::fs::File::create(tmp).map_err(internal)?;
-    let mut file = Some(std::io::BufWriter::with_capacity(1 << 20, file));
-    let mut sha = Sha256::new();
-    let mut md5 = Md5::new();
-    let mut flex: Option<Hasher> = checksum.map(|a| a.hasher());
     let mut size: u64 = 0;
     let mut pending: Vec<Bytes> = Vec::new();
     let mut pending_len = 0usize;
+    let mut pipeline: Option<Pipeline> = None;
+    let mut file = Some(file);
     futures_util::pin_mut!(body);
-    loop {
-        let next = body.next().await;
-        let done = next.is_none();
-        if let Some(chunk) = next {
-            let chunk = chunk?;
-            size += chunk.len() as u64;
-            if size > max {
-                return Err(S3Error::entity_too_large(max));
-            }
-            sha.update(&chunk);
-            md5.update(&chunk);
-            if let Some(h) = flex.as_mut() {
-                h.update(&chunk);
-            }
-            pending_len += chunk.len();
-            pending.push(chunk);
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        size += chunk.len() as u64;
+        if size > max {
+            return Err(S3Error::entity_too_large(max));
         }
-        if pending_len >= (1 << 20) || done {
-            let mut w = file.take().expect("writer present");
-            let batch = std::mem::take(&mut pending);
+        pending_len += chunk.len();
+        pending.push(chunk);
+        let threshold = if pipeline.is_some() {
+            BATCH
+        } else {
+            INLINE_MAX
+        };
+        if pending_len >= threshold {
+            let p = match pipeline.take() {
+                Some(p) => p,
+                None => Pipeline::start(file.take().expect("file present"), checksum),
+            };
             pending_len = 0;
-            let w = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-                for b in batch {
-                    w.write_all(&b)?;
+            pipeline = Some(p.push(std::mem::take(&mut pending)).await?);
+        }
+    }
+    match pipeline {
+        Some(mut p) => {
+            if !pending.is_empty() {
+                p = p.push(pending).await?;
+            }
+            let (sha, md5, flex) = p.finish().await?;
+            Ok((sha, md5, size, flex))
+        }
+        None => {
+            // Small: hash here, one blocking write + fsync.
+            let mut sha = Sha256::new();
+            let mut md5 = Md5::new();
+            let mut flex: Option<Hasher> = checksum.map(|a| a.hasher());
+            for b in &pending {
+                sha.update(b);
+                md5.update(b);
+                if let Some(h) = flex.as_mut() {
+                    h.update(b);
                 }
-                if done {
-                    let f = w.into_inner().map_err(|e| e.into_error())?;
-                    f.sync_all()?;
-                    return Ok(None);
+            }
+            let mut f = file.take().expect("file present");
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                for b in pending {
+                    f.write_all(&b)?;
                 }
-                Ok(Some(w))
+                f.sync_all()
             })
             .await
             .map_err(internal)?
             .map_err(internal)?;
-            file = w;
-        }
-        if done {
-            break;
+            let sha = hex::encode(sha.finalize());
+            let md5: [u8; 16] = md5.finalize().into();
+            Ok((sha, md5, size, flex.map(|h| (h.algorithm(), h.finalize()))))
         }
     }
-    let sha = hex::encode(sha.finalize());
-    let md5: [u8; 16] = md5.finalize().into();
-    let flex = flex.map(|h| (h.algorithm(), h.finalize()));
-    Ok((sha, md5, size, flex))
+}
+
+type Batch = Arc<Vec<Bytes>>;
+type WriterOut = (String, Option<(ChecksumAlgorithm, Vec<u8>)>);
+
+/// A large body's pipeline: the request task receives the bytes while one
+/// blocking worker writes them and computes SHA-256 (the blob's name) and the
+/// requested checksum, and another computes the MD5 (the ETag) — the three run
+/// concurrently instead of one after another. Channels are bounded, so a slow
+/// disk slows the upload down instead of buffering it in memory.
+struct Pipeline {
+    to_writer: tokio::sync::mpsc::Sender<Batch>,
+    to_md5: tokio::sync::mpsc::Sender<Batch>,
+    writer: tokio::task::JoinHandle<std::io::Result<WriterOut>>,
+    md5: tokio::task::JoinHandle<[u8; 16]>,
+}
+
+impl Pipeline {
+    fn start(file: std::fs::File, checksum: Option<ChecksumAlgorithm>) -> Self {
+        let (to_writer, mut wrx) = tokio::sync::mpsc::channel::<Batch>(IN_FLIGHT);
+        let (to_md5, mut mrx) = tokio::sync::mpsc::channel::<Batch>(IN_FLIGHT);
+        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<WriterOut> {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+            let mut sha = Sha256::new();
+            let mut flex: Option<Hasher> = checksum.map(|a| a.hasher());
+            while let Some(batch) = wrx.blocking_recv() {
+                for b in batch.iter() {
+                    sha.update(b);
+                    if let Some(h) = flex.as_mut() {
+                        h.update(b);
+                    }
+                    w.write_all(b)?;
+                }
+            }
+            let f = w.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()?;
+            Ok((
+                hex::encode(sha.finalize()),
+                flex.map(|h| (h.algorithm(), h.finalize())),
+            ))
+        });
+        let md5 = tokio::task::spawn_blocking(move || {
+            let mut md5 = Md5::new();
+            while let Some(batch) = mrx.blocking_recv() {
+                for b in batch.iter() {
+                    md5.update(b);
+                }
+            }
+            md5.finalize().into()
+        });
+        Self {
+            to_writer,
+            to_md5,
+            writer,
+            md5,
+        }
+    }
+
+    /// Hand `batch` to both workers; `Err` when a worker stopped early (only
+    /// the writer can, on a write error, which [`Pipeline::finish`] reports).
+    async fn feed(&mut self, batch: Vec<Bytes>) -> Result<(), ()> {
+        let batch = Arc::new(batch);
+        let a = self.to_writer.send(batch.clone()).await;
+        let b = self.to_md5.send(batch).await;
+        if a.is_err() || b.is_err() {
+            return Err(());
+        }
+        Ok(())
+    }
+
+    /// [`Pipeline::feed`], turning a stopped worker into its error.
+    async fn push(mut self, batch: Vec<Bytes>) -> Result<Self, S3Error> {
+        match self.feed(batch).await {
+            Ok(()) => Ok(self),
+            Err(()) => Err(match self.finish().await {
+                Err(e) => e,
+                Ok(_) => internal("the upload's writer stopped"),
+            }),
+        }
+    }
+
+    /// Close the channels and wait for both workers (the file is fsynced).
+    async fn finish(
+        self,
+    ) -> Result<(String, [u8; 16], Option<(ChecksumAlgorithm, Vec<u8>)>), S3Error> {
+        drop(self.to_writer);
+        drop(self.to_md5);
+        let (sha, flex) = self.writer.await.map_err(internal)?.map_err(internal)?;
+        let md5 = self.md5.await.map_err(internal)?;
+        Ok((sha, md5, flex))
+    }
 }
 
 /// The next value of a named counter (sequencers).
