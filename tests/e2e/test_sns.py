@@ -9,6 +9,7 @@ import json
 import queue
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
@@ -705,3 +706,37 @@ def test_with_credentials_only_the_public_paths_are_open(server_factory):
     bad = requests.get(f"{s.api}/_nimbus/services/sns/public/confirm",
                        params={"TopicArn": topic, "Token": "forged"}, timeout=10)
     assert bad.status_code == 400 and "<Code>InvalidParameter</Code>" in bad.text
+
+
+def test_http_throttle_and_request_policies_pace_and_type_the_deliveries(server, receiver):
+    """`throttlePolicy.maxReceivesPerSecond` spaces one subscription's deliveries
+    (a backlog is put back, not retried: no attempt is counted and nothing is
+    lost); `requestPolicy.headerContentType` is the POST's content type."""
+    c = sns(server)
+    topic = c.create_topic(Name="paced")["TopicArn"]
+    policy = {"throttlePolicy": {"maxReceivesPerSecond": 2},
+              "requestPolicy": {"headerContentType": "application/json"}}
+    sub = confirmed_http_subscription(server, c, topic, receiver, DeliveryPolicy=json.dumps(policy))
+    eff = json.loads(c.get_subscription_attributes(SubscriptionArn=sub)["Attributes"]["EffectiveDeliveryPolicy"])
+    assert eff["throttlePolicy"] == {"maxReceivesPerSecond": 2}
+    assert eff["requestPolicy"] == {"headerContentType": "application/json"}
+    n = 6
+    for i in range(n):
+        c.publish(TopicArn=topic, Message=f"m{i}")
+    got, arrivals = [], []
+    while len(got) < n:
+        rec = receiver.next(timeout=60)
+        if rec["headers"].get("x-amz-sns-message-type") == "Notification":
+            got.append(json.loads(rec["body"])["Message"])
+            arrivals.append(time.monotonic())
+            assert rec["headers"]["content-type"] == "application/json"
+    assert sorted(got) == [f"m{i}" for i in range(n)]
+    # 6 deliveries at 2 a second take at least 2.5 s nominally; a loaded machine
+    # only makes them slower, so a lower bound well under it is safe.
+    assert arrivals[-1] - arrivals[0] >= 1.5, arrivals
+    metrics = requests.get(f"{server.api}/metrics", timeout=10).text
+    assert re.search(r'^nimbus_sns_deliveries_total\{result="throttled"\} [1-9]', metrics, re.M)
+    assert receiver.attempts == n + 1  # the confirmation and one POST each: nothing retried
+    assert error_of(lambda: c.set_subscription_attributes(
+        SubscriptionArn=sub, AttributeName="DeliveryPolicy",
+        AttributeValue=json.dumps({"throttlePolicy": {"maxReceivesPerSecond": 0}})))[0] == "InvalidParameter"

@@ -10,7 +10,7 @@
 
 use crate::model::*;
 use crate::sign::string_to_sign;
-use crate::state::{now_ms, Sns};
+use crate::state::{now_ms, Pacing, Sns};
 use base64::Engine;
 use nimbus_triggers::sinks::{Delivery, MessageAttribute, OutgoingMail, QueueMessage, SinkError};
 use rusqlite::{params, OptionalExtension};
@@ -38,6 +38,9 @@ enum Outcome {
     Done,
     /// Try again at this time.
     Retry(i64),
+    /// Not attempted (a subscription's `throttlePolicy`): due again at this time,
+    /// with no attempt counted.
+    Defer(i64),
 }
 
 struct Finished {
@@ -208,6 +211,7 @@ fn apply(sns: &Sns, batch: &[Finished]) -> rusqlite::Result<()> {
         let mut retry = tx.prepare_cached(
             "UPDATE outbox SET attempts = attempts + 1, due_ms = ?2 WHERE id = ?1",
         )?;
+        let mut defer = tx.prepare_cached("UPDATE outbox SET due_ms = ?2 WHERE id = ?1")?;
         for f in batch {
             match f.outcome {
                 Outcome::Done => {
@@ -219,6 +223,9 @@ fn apply(sns: &Sns, batch: &[Finished]) -> rusqlite::Result<()> {
                 }
                 Outcome::Retry(at) => {
                     retry.execute(params![f.id, at])?;
+                }
+                Outcome::Defer(at) => {
+                    defer.execute(params![f.id, at])?;
                 }
             }
         }
@@ -258,7 +265,33 @@ async fn deliver(sns: &Arc<Sns>, row: Row) -> Outcome {
     if msg.kind == "SubscriptionConfirmation" && sub.confirmed {
         return Outcome::Done;
     }
-    let result = send(sns, &sub, &msg).await;
+    let http_policy = matches!(sub.protocol.as_str(), "http" | "https").then(|| {
+        let topic_policy = sns
+            .topic_snapshot(&sub.topic_arn)
+            .and_then(|t| t.attrs.get("DeliveryPolicy").cloned());
+        HttpPolicy::effective(
+            sub.attrs.get("DeliveryPolicy").map(String::as_str),
+            topic_policy.as_deref(),
+        )
+    });
+    if let Some(per_second) = http_policy.as_ref().and_then(|p| p.max_per_second) {
+        match sns.pace(&sub.arn, per_second, now_ms() * 1000) {
+            Pacing::Wait(d) => {
+                if !d.is_zero() {
+                    tokio::time::sleep(d).await;
+                }
+            }
+            Pacing::Later(at) => {
+                sns.metrics.throttled.fetch_add(1, Ordering::Relaxed);
+                return Outcome::Defer(at);
+            }
+        }
+    }
+    let content_type = http_policy
+        .as_ref()
+        .map(|p| p.content_type.as_str())
+        .unwrap_or(DEFAULT_CONTENT_TYPE);
+    let result = send(sns, &sub, &msg, content_type).await;
     match result {
         Ok(()) => {
             sns.metrics.delivered.fetch_add(1, Ordering::Relaxed);
@@ -269,17 +302,10 @@ async fn deliver(sns: &Arc<Sns>, row: Row) -> Outcome {
             let next_attempt = row.attempts + 1;
             let retry_at = match (&failure, sub.protocol.as_str()) {
                 (Failure::Permanent(_), _) => None,
-                (Failure::Transient(_), "http" | "https") => {
-                    let topic_policy = sns
-                        .topic_snapshot(&sub.topic_arn)
-                        .and_then(|t| t.attrs.get("DeliveryPolicy").cloned());
-                    RetryPolicy::from_policies(
-                        sub.attrs.get("DeliveryPolicy").map(String::as_str),
-                        topic_policy.as_deref(),
-                    )
-                    .delay(next_attempt)
-                    .map(|d| now_ms() + d as i64 * 1000)
-                }
+                (Failure::Transient(_), "http" | "https") => http_policy
+                    .as_ref()
+                    .and_then(|p| p.retry.delay(next_attempt))
+                    .map(|d| now_ms() + d as i64 * 1000),
                 (Failure::Transient(_), protocol) => managed_retry(protocol, next_attempt),
             };
             match retry_at {
@@ -523,7 +549,12 @@ pub fn lambda_event(sns: &Sns, sub: &Subscription, msg: &StoredMessage, body: &s
     format!("{{\"Records\":[{record}]}}")
 }
 
-async fn send(sns: &Arc<Sns>, sub: &Subscription, msg: &StoredMessage) -> Result<(), Failure> {
+async fn send(
+    sns: &Arc<Sns>,
+    sub: &Subscription,
+    msg: &StoredMessage,
+    content_type: &str,
+) -> Result<(), Failure> {
     let body = msg.body_for(&sub.protocol);
     match sub.protocol.as_str() {
         "sqs" => {
@@ -583,7 +614,7 @@ async fn send(sns: &Arc<Sns>, sub: &Subscription, msg: &StoredMessage) -> Result
             let mut req = sns
                 .http
                 .post(&sub.endpoint)
-                .header("content-type", "text/plain; charset=UTF-8")
+                .header("content-type", content_type)
                 .header("x-amz-sns-message-type", msg.kind.as_str())
                 .header("x-amz-sns-message-id", msg.message_id.as_str())
                 .header("x-amz-sns-topic-arn", msg.topic_arn.as_str())

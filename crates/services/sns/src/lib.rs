@@ -96,6 +96,7 @@ pub fn open(ctx: &ServiceContext) -> Result<Arc<Sns>, StartError> {
         signer,
         metrics: Default::default(),
         http,
+        pacing: Default::default(),
     }))
 }
 
@@ -234,6 +235,7 @@ impl ServiceAdmin for Admin {
              nimbus_sns_deliveries_total{{result=\"retried\"}} {}\n\
              nimbus_sns_deliveries_total{{result=\"dead_lettered\"}} {}\n\
              nimbus_sns_deliveries_total{{result=\"dropped\"}} {}\n\
+             nimbus_sns_deliveries_total{{result=\"throttled\"}} {}\n\
              # HELP nimbus_sns_outbox_backlog Deliveries waiting in the outbox.\n\
              # TYPE nimbus_sns_outbox_backlog gauge\n\
              nimbus_sns_outbox_backlog {backlog}\n\
@@ -248,6 +250,7 @@ impl ServiceAdmin for Admin {
             m.retried.load(Ordering::Relaxed),
             m.dead_lettered.load(Ordering::Relaxed),
             m.dropped.load(Ordering::Relaxed),
+            m.throttled.load(Ordering::Relaxed),
         )
     }
 }

@@ -425,21 +425,12 @@ impl RetryPolicy {
         }
     }
 
-    /// The `healthyRetryPolicy` of a delivery policy (a subscription's over its
-    /// topic's `http` section), else the default.
+    /// The retry policy of an HTTP/S subscription ([`HttpPolicy::effective`]).
     pub fn from_policies(sub: Option<&str>, topic: Option<&str>) -> RetryPolicy {
-        let pick = |text: Option<&str>, topic_level: bool| -> Option<Value> {
-            let v: Value = serde_json::from_str(text?).ok()?;
-            let v = if topic_level {
-                v.get("http")?.clone()
-            } else {
-                v
-            };
-            v.get("healthyRetryPolicy").cloned()
-        };
-        let Some(p) = pick(sub, false).or_else(|| pick(topic, true)) else {
-            return RetryPolicy::default();
-        };
+        HttpPolicy::effective(sub, topic).retry
+    }
+
+    fn from_json(p: &Value) -> RetryPolicy {
         let d = RetryPolicy::default();
         let n = |k: &str, dflt: u32| {
             p.get(k)
@@ -496,6 +487,122 @@ impl RetryPolicy {
     }
 }
 
+/// The content type SNS posts with when no `requestPolicy` names one.
+pub const DEFAULT_CONTENT_TYPE: &str = "text/plain; charset=UTF-8";
+
+/// What governs deliveries to an HTTP/S subscription: its `DeliveryPolicy` over
+/// the topic's `http` section (`defaultHealthyRetryPolicy`,
+/// `defaultThrottlePolicy`, `defaultRequestPolicy`), each part falling back to
+/// the topic's and then to SNS's default — unless the topic sets
+/// `disableSubscriptionOverrides`, when the topic's parts win.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpPolicy {
+    pub retry: RetryPolicy,
+    /// `throttlePolicy.maxReceivesPerSecond`: deliveries per second at most.
+    pub max_per_second: Option<u32>,
+    /// `requestPolicy.headerContentType`.
+    pub content_type: String,
+}
+
+impl HttpPolicy {
+    pub fn effective(sub: Option<&str>, topic: Option<&str>) -> HttpPolicy {
+        let parse = |t: Option<&str>| t.and_then(|t| serde_json::from_str::<Value>(t).ok());
+        let topic = parse(topic).and_then(|v| v.get("http").cloned());
+        let sub = parse(sub);
+        let overrides = !topic
+            .as_ref()
+            .and_then(|t| t.get("disableSubscriptionOverrides"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        // One part: the subscription's (if it may override), else the topic's.
+        let part = |sub_key: &str, topic_keys: &[&str]| -> Option<Value> {
+            let own = sub
+                .as_ref()
+                .filter(|_| overrides)
+                .and_then(|s| s.get(sub_key))
+                .filter(|v| !v.is_null());
+            own.cloned().or_else(|| {
+                topic_keys.iter().find_map(|k| {
+                    topic
+                        .as_ref()
+                        .and_then(|t| t.get(*k))
+                        .filter(|v| !v.is_null())
+                        .cloned()
+                })
+            })
+        };
+        let retry = part(
+            "healthyRetryPolicy",
+            &["defaultHealthyRetryPolicy", "healthyRetryPolicy"],
+        )
+        .map(|p| RetryPolicy::from_json(&p))
+        .unwrap_or_default();
+        let max_per_second = part(
+            "throttlePolicy",
+            &["defaultThrottlePolicy", "throttlePolicy"],
+        )
+        .and_then(|p| p.get("maxReceivesPerSecond").and_then(Value::as_u64))
+        .filter(|n| *n >= 1)
+        .map(|n| n.min(u64::from(u32::MAX)) as u32);
+        let content_type = part("requestPolicy", &["defaultRequestPolicy", "requestPolicy"])
+            .and_then(|p| {
+                p.get("headerContentType")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string());
+        HttpPolicy {
+            retry,
+            max_per_second,
+            content_type,
+        }
+    }
+
+    /// `EffectiveDeliveryPolicy` of a subscription, as SNS shows it.
+    pub fn to_subscription_json(&self) -> Value {
+        let p = &self.retry;
+        serde_json::json!({
+            "healthyRetryPolicy": {
+                "minDelayTarget": p.min_delay, "maxDelayTarget": p.max_delay,
+                "numRetries": p.num_retries, "numMaxDelayRetries": p.max_delay_retries,
+                "numNoDelayRetries": p.no_delay, "numMinDelayRetries": p.min_delay_retries,
+                "backoffFunction": format!("{:?}", p.backoff).to_lowercase()
+            },
+            "sicklyRetryPolicy": null,
+            "throttlePolicy": self.max_per_second.map(|n| serde_json::json!({"maxReceivesPerSecond": n})),
+            "requestPolicy": {"headerContentType": self.content_type},
+            "guaranteed": false
+        })
+    }
+}
+
+/// The content types SNS accepts in `headerContentType`.
+const CONTENT_TYPES: &[&str] = &[
+    "application/json",
+    "application/xml",
+    "text/plain",
+    "text/html",
+    "text/xml",
+    "application/x-www-form-urlencoded",
+    "text/css",
+    "text/csv",
+    "text/javascript",
+    "application/javascript",
+    "application/octet-stream",
+    "application/soap+xml",
+    "application/ecmascript",
+    "application/EDI-X12",
+    "application/EDIFACT",
+    "application/font-woff",
+    "application/ld+json",
+    "application/ogg",
+    "application/pdf",
+    "application/xhtml+xml",
+    "application/zip",
+    "application/gzip",
+    "text/plain; charset=UTF-8",
+];
+
 /// Validate a `DeliveryPolicy` attribute (JSON with SNS's bounds).
 pub fn validate_delivery_policy(text: &str) -> Result<(), AwsError> {
     let fail = |r: &str| invalid_parameter(format!("Invalid parameter: DeliveryPolicy: {r}"));
@@ -503,9 +610,34 @@ pub fn validate_delivery_policy(text: &str) -> Result<(), AwsError> {
     if !v.is_object() {
         return Err(fail("must be a JSON object"));
     }
-    let p = v
-        .get("healthyRetryPolicy")
-        .or_else(|| v.get("http").and_then(|h| h.get("healthyRetryPolicy")));
+    let http = v.get("http");
+    let part = |sub_key: &str, topic_key: &str| {
+        v.get(sub_key)
+            .or_else(|| http.and_then(|h| h.get(topic_key).or_else(|| h.get(sub_key))))
+            .filter(|p| !p.is_null())
+    };
+    if let Some(t) = part("throttlePolicy", "defaultThrottlePolicy") {
+        match t.get("maxReceivesPerSecond") {
+            None | Some(Value::Null) => {}
+            Some(n) if n.as_u64().is_some_and(|n| n >= 1) => {}
+            Some(_) => {
+                return Err(fail(
+                    "maxReceivesPerSecond must be an integer of at least 1",
+                ))
+            }
+        }
+    }
+    if let Some(r) = part("requestPolicy", "defaultRequestPolicy") {
+        if let Some(ct) = r.get("headerContentType") {
+            let ok = ct
+                .as_str()
+                .is_some_and(|c| CONTENT_TYPES.iter().any(|k| k.eq_ignore_ascii_case(c)));
+            if !ok {
+                return Err(fail("headerContentType is not a supported content type"));
+            }
+        }
+    }
+    let p = part("healthyRetryPolicy", "defaultHealthyRetryPolicy");
     if let Some(p) = p {
         let get = |k: &str| p.get(k).and_then(Value::as_i64);
         if get("numRetries").is_some_and(|n| !(0..=100).contains(&n)) {
@@ -538,6 +670,40 @@ pub fn validate_delivery_policy(text: &str) -> Result<(), AwsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_policy_parts_fall_back_part_by_part_and_the_topic_can_forbid_overrides() {
+        let topic = r#"{"http":{"defaultHealthyRetryPolicy":{"numRetries":7},"defaultThrottlePolicy":{"maxReceivesPerSecond":5},"defaultRequestPolicy":{"headerContentType":"application/json"}}}"#;
+        let sub = r#"{"throttlePolicy":{"maxReceivesPerSecond":2}}"#;
+        let p = HttpPolicy::effective(Some(sub), Some(topic));
+        assert_eq!(p.max_per_second, Some(2));
+        assert_eq!(p.retry.num_retries, 7);
+        assert_eq!(p.content_type, "application/json");
+        let locked = topic.replace(
+            r#""http":{"#,
+            r#""http":{"disableSubscriptionOverrides":true,"#,
+        );
+        assert_eq!(
+            HttpPolicy::effective(Some(sub), Some(&locked)).max_per_second,
+            Some(5)
+        );
+        let none = HttpPolicy::effective(None, None);
+        assert_eq!(
+            (none.max_per_second, none.content_type.as_str()),
+            (None, DEFAULT_CONTENT_TYPE)
+        );
+        assert!(
+            validate_delivery_policy(r#"{"throttlePolicy":{"maxReceivesPerSecond":0}}"#).is_err()
+        );
+        assert!(
+            validate_delivery_policy(r#"{"requestPolicy":{"headerContentType":"image/png"}}"#)
+                .is_err()
+        );
+        assert!(validate_delivery_policy(
+            r#"{"requestPolicy":{"headerContentType":"application/xml"}}"#
+        )
+        .is_ok());
+    }
 
     fn attr(t: &str, v: &str) -> Attr {
         Attr {

@@ -9,7 +9,7 @@ use crate::sign::Signer;
 use nimbus_triggers::sinks::Sinks;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
@@ -22,6 +22,8 @@ pub struct Metrics {
     pub retried: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub dropped: AtomicU64,
+    /// Deliveries put back by a `throttlePolicy`.
+    pub throttled: AtomicU64,
 }
 
 pub(crate) struct Inner {
@@ -42,6 +44,83 @@ pub struct Sns {
     pub signer: Signer,
     pub metrics: Metrics,
     pub http: reqwest::Client,
+    /// `throttlePolicy` pacing of HTTP/S subscriptions, by subscription ARN.
+    pub(crate) pacing: Mutex<HashMap<String, Pace>>,
+}
+
+/// One throttled subscription's schedule (microseconds since the epoch): the
+/// next free delivery slot, and how far deliveries put back have been spread out.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Pace {
+    next_us: i64,
+    horizon_us: i64,
+}
+
+/// What [`Sns::pace`] decides for one delivery.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Pacing {
+    /// Send after waiting this long (less than [`PACE_WINDOW_US`]).
+    Wait(std::time::Duration),
+    /// Put the delivery back until this time (ms), without counting an attempt.
+    Later(i64),
+}
+
+impl Sns {
+    /// Reserve a delivery slot for subscription `arn` limited to `per_second`
+    /// deliveries a second: a slot within [`PACE_WINDOW_US`] is taken (the caller
+    /// waits for it); beyond that the delivery is put back until shortly before
+    /// its turn, each one a slot further, so a backlog is not re-read at every
+    /// wake-up and slow subscriptions do not hold the delivery tasks.
+    pub(crate) fn pace(&self, arn: &str, per_second: u32, now_us: i64) -> Pacing {
+        let mut m = self.pacing.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(arn.to_string())
+            .or_default()
+            .take(per_second, now_us)
+    }
+}
+
+/// How far ahead a delivery may wait for its slot while holding a delivery task.
+const PACE_WINDOW_US: i64 = 250_000;
+
+impl Pace {
+    fn take(&mut self, per_second: u32, now_us: i64) -> Pacing {
+        let interval = 1_000_000 / i64::from(per_second.max(1));
+        let slot = self.next_us.max(now_us);
+        if slot - now_us < PACE_WINDOW_US {
+            self.next_us = slot + interval;
+            return Pacing::Wait(std::time::Duration::from_micros((slot - now_us) as u64));
+        }
+        self.horizon_us = self.horizon_us.max(slot) + interval;
+        Pacing::Later((self.horizon_us - PACE_WINDOW_US) / 1000)
+    }
+}
+
+#[cfg(test)]
+mod pace_tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_spaced_and_a_backlog_is_spread_out() {
+        let mut p = Pace::default();
+        let t0 = 1_000_000_000;
+        // 10 a second: the first three fit in the 250 ms window, 100 ms apart.
+        let waits: Vec<Pacing> = (0..3).map(|_| p.take(10, t0)).collect();
+        assert_eq!(
+            waits,
+            [0, 100, 200].map(|ms| Pacing::Wait(std::time::Duration::from_millis(ms)))
+        );
+        // The rest go back, each one slot later than the one before.
+        let later: Vec<i64> = (0..3)
+            .map(|_| match p.take(10, t0) {
+                Pacing::Later(at) => at,
+                w => panic!("{w:?}"),
+            })
+            .collect();
+        assert!(later.windows(2).all(|w| w[1] - w[0] == 100), "{later:?}");
+        // Come back at its time: a slot is free within the window again.
+        let back = later[0] * 1000;
+        assert!(matches!(p.take(10, back), Pacing::Wait(_)));
+    }
 }
 
 /// One message's outcome in a publish: its id and, on a FIFO topic, its
@@ -707,23 +786,13 @@ impl Sns {
                 .topics
                 .get(&s.topic_arn)
                 .and_then(|t| t.attrs.get("DeliveryPolicy").cloned());
-            let p = RetryPolicy::from_policies(
+            let p = HttpPolicy::effective(
                 s.attrs.get("DeliveryPolicy").map(String::as_str),
                 topic_policy.as_deref(),
             );
             out.insert(
                 "EffectiveDeliveryPolicy".into(),
-                serde_json::json!({
-                    "healthyRetryPolicy": {
-                        "minDelayTarget": p.min_delay, "maxDelayTarget": p.max_delay,
-                        "numRetries": p.num_retries, "numMaxDelayRetries": p.max_delay_retries,
-                        "numNoDelayRetries": p.no_delay, "numMinDelayRetries": p.min_delay_retries,
-                        "backoffFunction": format!("{:?}", p.backoff).to_lowercase()
-                    },
-                    "sicklyRetryPolicy": null, "throttlePolicy": null,
-                    "guaranteed": false
-                })
-                .to_string(),
+                p.to_subscription_json().to_string(),
             );
         }
         Ok(out)
@@ -1074,8 +1143,16 @@ fn default_policy(arn: &str, account: &str) -> String {
 }
 
 fn effective_delivery_policy(topic: Option<&String>) -> String {
-    let p = RetryPolicy::from_policies(None, topic.map(String::as_str));
-    serde_json::json!({
+    let h = HttpPolicy::effective(None, topic.map(String::as_str));
+    let disable = topic
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+        .and_then(|v| {
+            v.pointer("/http/disableSubscriptionOverrides")
+                .and_then(|b| b.as_bool())
+        })
+        .unwrap_or(false);
+    let p = &h.retry;
+    let mut v = serde_json::json!({
         "http": {
             "defaultHealthyRetryPolicy": {
                 "minDelayTarget": p.min_delay, "maxDelayTarget": p.max_delay,
@@ -1083,11 +1160,14 @@ fn effective_delivery_policy(topic: Option<&String>) -> String {
                 "numNoDelayRetries": p.no_delay, "numMinDelayRetries": p.min_delay_retries,
                 "backoffFunction": format!("{:?}", p.backoff).to_lowercase()
             },
-            "disableSubscriptionOverrides": false,
-            "defaultRequestPolicy": {"headerContentType": "text/plain; charset=UTF-8"}
+            "disableSubscriptionOverrides": disable,
+            "defaultRequestPolicy": {"headerContentType": h.content_type}
         }
-    })
-    .to_string()
+    });
+    if let Some(n) = h.max_per_second {
+        v["http"]["defaultThrottlePolicy"] = serde_json::json!({ "maxReceivesPerSecond": n });
+    }
+    v.to_string()
 }
 
 fn validate_tags(tags: &[(String, String)]) -> Result<(), AwsError> {
