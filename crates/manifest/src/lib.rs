@@ -329,12 +329,13 @@ fn load_inner(path: &Path, opts: &Options, d: &mut Diags) -> Option<App> {
 }
 
 impl Loaded {
-    /// For a build without the app engine: each resource and deferred
-    /// environment variable of the app's [`template::Template`] as "not supported
-    /// yet", so a strict deploy fails rather than deploying the functions alone.
-    /// The CLI calls it until the engine applies the template. (`Outputs` are
-    /// only printed, so an app with outputs still works without them.)
-    pub fn report_template_unapplied(&mut self) {
+    /// Each resource of the app's [`template::Template`] whose type the server's
+    /// app engine cannot apply (`applies` says which it can: the CLI passes
+    /// `nimbus_apps::providers::supported`), as "not supported yet", so a strict
+    /// deploy fails before any change rather than deploying an app that cannot
+    /// work. (Function environment variables that name resources are resolved by
+    /// the engine once the resources exist, so they are not reported.)
+    pub fn report_template_unapplied(&mut self, applies: &dyn Fn(&str) -> bool) {
         let Some(app) = &self.app else { return };
         let file = app.manifest.clone();
         let line_of = |source: &Option<String>| {
@@ -346,27 +347,14 @@ impl Loaded {
         };
         let t = &app.template;
         let mut more = Vec::new();
-        // Roles are only stored (IAM is not enforced yet): an app works without them.
-        for (id, r) in t
-            .resources
-            .iter()
-            .filter(|(_, r)| !r.kind.starts_with("AWS::IAM::"))
-        {
+        for (id, r) in t.resources.iter().filter(|(_, r)| !applies(&r.kind)) {
             more.push((
                 line_of(&r.source),
                 format!(
-                    "resource {id} ({}): this build does not apply app resources yet",
+                    "resource {id} ({}): the app engine does not apply this type yet",
                     r.kind
                 ),
             ));
-        }
-        for (f, vars) in &t.function_environment {
-            for v in vars.keys() {
-                more.push((
-                    1,
-                    format!("environment variable {v} of {f} needs a resource: this build does not apply app resources yet"),
-                ));
-            }
         }
         for (line, message) in more {
             self.diagnostics.push(Diagnostic {

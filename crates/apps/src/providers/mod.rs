@@ -6,8 +6,13 @@
 //! refuses a name that already exists, so the journal can replay an undo or a
 //! cleanup after a crash and never deletes what the app did not create.
 
+mod dynamodb;
+mod events;
 mod iam;
+mod kinesis;
 mod lambda;
+mod s3;
+mod secrets;
 mod sns;
 mod sqs;
 
@@ -22,12 +27,20 @@ pub enum ProviderError {
     Call(#[from] CallError),
     #[error("{0}")]
     Invalid(String),
+    /// A named create refused because the name is taken: nothing was made, so
+    /// a rollback must not delete what has that name.
+    #[error("{0}")]
+    Exists(String),
 }
 
 pub type R<T> = Result<T, ProviderError>;
 
 pub(crate) fn invalid<T>(m: impl Into<String>) -> R<T> {
     Err(ProviderError::Invalid(m.into()))
+}
+
+pub(crate) fn exists<T>(m: impl Into<String>) -> R<T> {
+    Err(ProviderError::Exists(m.into()))
 }
 
 /// What a create or update leaves.
@@ -62,6 +75,15 @@ pub const SUPPORTED: &[&str] = &[
     "AWS::SNS::Topic",
     "AWS::SNS::Subscription",
     "AWS::SNS::TopicPolicy",
+    "AWS::S3::Bucket",
+    "AWS::S3::BucketPolicy",
+    "AWS::DynamoDB::Table",
+    "AWS::Kinesis::Stream",
+    "AWS::Events::EventBus",
+    "AWS::Events::Rule",
+    "AWS::SecretsManager::Secret",
+    "AWS::SSM::Parameter",
+    "AWS::SES::EmailIdentity",
     "AWS::Lambda::EventSourceMapping",
     "AWS::Lambda::Permission",
     "AWS::Lambda::Url",
@@ -83,6 +105,15 @@ pub async fn create(cx: &Cx<'_>, kind: &str, logical: &str, props: &Value) -> R<
         "AWS::SNS::Topic" => sns::create_topic(cx, props).await,
         "AWS::SNS::Subscription" => sns::subscribe(cx, props).await,
         "AWS::SNS::TopicPolicy" => sns::put_topic_policy(cx, logical, props, None).await,
+        "AWS::S3::Bucket" => s3::create_bucket(cx, props).await,
+        "AWS::S3::BucketPolicy" => s3::put_bucket_policy(cx, logical, props, None).await,
+        "AWS::DynamoDB::Table" => dynamodb::create_table(cx, props).await,
+        "AWS::Kinesis::Stream" => kinesis::create_stream(cx, props).await,
+        "AWS::Events::EventBus" => events::create_bus(cx, props).await,
+        "AWS::Events::Rule" => events::create_rule(cx, props).await,
+        "AWS::SecretsManager::Secret" => secrets::create_secret(cx, props).await,
+        "AWS::SSM::Parameter" => secrets::put_parameter(cx, props).await,
+        "AWS::SES::EmailIdentity" => secrets::create_identity(cx, props).await,
         "AWS::Lambda::EventSourceMapping" => lambda::create_mapping(cx, props).await,
         "AWS::Lambda::Permission" => lambda::add_permission(cx, logical, props).await,
         "AWS::Lambda::Url" => lambda::create_url(cx, props).await,
@@ -105,6 +136,17 @@ pub async fn update(cx: &Cx<'_>, row: &ResourceRow, props: &Value) -> R<Made> {
         "AWS::SNS::TopicPolicy" => {
             sns::put_topic_policy(cx, &row.logical_id, props, Some(row)).await
         }
+        "AWS::S3::Bucket" => s3::update_bucket(cx, row, props).await,
+        "AWS::S3::BucketPolicy" => {
+            s3::put_bucket_policy(cx, &row.logical_id, props, Some(row)).await
+        }
+        "AWS::DynamoDB::Table" => dynamodb::update_table(cx, row, props).await,
+        "AWS::Kinesis::Stream" => kinesis::update_stream(cx, row, props).await,
+        "AWS::Events::EventBus" => events::update_bus(cx, row, props).await,
+        "AWS::Events::Rule" => events::update_rule(cx, row, props).await,
+        "AWS::SecretsManager::Secret" => secrets::update_secret(cx, row, props).await,
+        "AWS::SSM::Parameter" => secrets::update_parameter(cx, row, props).await,
+        "AWS::SES::EmailIdentity" => secrets::update_identity(cx, row, props).await,
         "AWS::Lambda::EventSourceMapping" => lambda::update_mapping(cx, row, props).await,
         "AWS::Lambda::Url" => lambda::update_url(cx, row, props).await,
         "AWS::IAM::Role" | "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" => {
@@ -122,6 +164,15 @@ pub async fn delete(cx: &Cx<'_>, row: &ResourceRow) -> R<()> {
         "AWS::SNS::Topic" => sns::delete_topic(cx, row).await,
         "AWS::SNS::Subscription" => sns::unsubscribe(cx, row).await,
         "AWS::SNS::TopicPolicy" => sns::delete_topic_policy(cx, row).await,
+        "AWS::S3::Bucket" => s3::delete_bucket(cx, row).await,
+        "AWS::S3::BucketPolicy" => s3::delete_bucket_policy(cx, row).await,
+        "AWS::DynamoDB::Table" => dynamodb::delete_table(cx, row).await,
+        "AWS::Kinesis::Stream" => kinesis::delete_stream(cx, row).await,
+        "AWS::Events::EventBus" => events::delete_bus(cx, row).await,
+        "AWS::Events::Rule" => events::delete_rule(cx, row).await,
+        "AWS::SecretsManager::Secret" => secrets::delete_secret(cx, row).await,
+        "AWS::SSM::Parameter" => secrets::delete_parameter(cx, row).await,
+        "AWS::SES::EmailIdentity" => secrets::delete_identity(cx, row).await,
         "AWS::Lambda::EventSourceMapping" => lambda::delete_mapping(cx, row).await,
         "AWS::Lambda::Permission" => lambda::remove_permission(cx, row).await,
         "AWS::Lambda::Url" => lambda::delete_url(cx, row).await,
@@ -133,6 +184,25 @@ pub async fn delete(cx: &Cx<'_>, row: &ResourceRow) -> R<()> {
     }
 }
 
+/// The pseudo-type of the journal steps that set a function's environment
+/// from resources (`Template::function_environment`); such a step's rows hold
+/// the function name as physical id and `{"Variables": {…}}` as properties.
+pub const FUNCTION_ENVIRONMENT: &str = "Nimbus::Function::Environment";
+
+/// A function's environment variables now.
+pub async fn function_environment(cx: &Cx<'_>, function: &str) -> R<Map<String, Value>> {
+    lambda::environment(cx, function).await
+}
+
+/// Set a function's whole environment.
+pub async fn set_function_environment(
+    cx: &Cx<'_>,
+    function: &str,
+    vars: &Map<String, Value>,
+) -> R<()> {
+    lambda::set_environment(cx, function, vars).await
+}
+
 /// Undo a create that a crash may have interrupted before its physical id was
 /// recorded: `planned` holds the name and properties it was started with.
 pub async fn delete_planned(cx: &Cx<'_>, planned: &ResourceRow) -> R<()> {
@@ -140,6 +210,26 @@ pub async fn delete_planned(cx: &Cx<'_>, planned: &ResourceRow) -> R<()> {
         "AWS::Lambda::EventSourceMapping" => lambda::delete_planned_mapping(cx, planned).await,
         "AWS::SNS::Subscription" => sns::delete_planned_subscription(cx, planned).await,
         "AWS::SQS::Queue" => sqs::delete_planned_queue(cx, planned).await,
+        _ if !planned.physical_id.is_empty() => delete(cx, planned).await,
+        "AWS::S3::Bucket" => s3::delete_planned_bucket(cx, planned).await,
+        "AWS::DynamoDB::Table" => dynamodb::delete_planned_table(cx, planned).await,
+        "AWS::Kinesis::Stream" => kinesis::delete_planned_stream(cx, planned).await,
+        "AWS::Events::Rule" => events::delete_planned_rule(cx, planned).await,
+        "AWS::Events::EventBus" => {
+            delete(
+                cx,
+                &ResourceRow {
+                    physical_id: s(&planned.properties, "Name")
+                        .unwrap_or_default()
+                        .to_string(),
+                    ..planned.clone()
+                },
+            )
+            .await
+        }
+        "AWS::SecretsManager::Secret" => secrets::delete_planned_secret(cx, planned).await,
+        "AWS::SSM::Parameter" => secrets::delete_planned_parameter(cx, planned).await,
+        "AWS::SES::EmailIdentity" => secrets::delete_planned_identity(cx, planned).await,
         _ if planned.physical_id.is_empty() => Ok(()),
         _ => delete(cx, planned).await,
     }
@@ -221,6 +311,9 @@ pub fn data_bearing(kind: &str) -> bool {
 pub async fn has_data(cx: &Cx<'_>, row: &ResourceRow) -> R<bool> {
     let r = match row.kind.as_str() {
         "AWS::SQS::Queue" => sqs::has_messages(cx, row).await,
+        "AWS::S3::Bucket" => s3::has_objects(cx, row).await,
+        "AWS::DynamoDB::Table" => dynamodb::has_items(cx, row).await,
+        "AWS::Kinesis::Stream" => kinesis::has_records(cx, row).await,
         _ => Ok(false),
     };
     match r {

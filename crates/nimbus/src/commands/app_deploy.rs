@@ -94,9 +94,17 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
         env: std::env::vars().collect(),
     };
     let mut loaded = nimbus_manifest::load(&manifest, &opts);
-    // Until the app engine (nimbus-apps) applies `App.template`, its resources are
-    // reported as not supported yet (strict mode then refuses the deploy).
-    loaded.report_template_unapplied();
+    // Resources of a type the server's app engine cannot apply are reported as
+    // not supported yet (strict mode then refuses the deploy; with
+    // --allow-unsupported they are left out of the template sent to it).
+    loaded.report_template_unapplied(&nimbus_apps::providers::supported);
+    if a.allow_unsupported {
+        if let Some(app) = &mut loaded.app {
+            app.template
+                .resources
+                .retain(|_, r| nimbus_apps::providers::supported(&r.kind));
+        }
+    }
     for d in &loaded.diagnostics {
         eprintln!("{d}");
     }
