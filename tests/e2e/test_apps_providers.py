@@ -364,3 +364,38 @@ def test_a_failed_change_keeps_existing_names_and_restores_the_function_environm
     names = [p["Name"] for p in ssm.describe_parameters()["Parameters"]]
     assert not [n for n in names if n.startswith("prov-fail-Mine-")], names
     assert rm_app(server, "prov-owner").status_code == 200
+
+
+def test_custom_s3_adds_notifications_to_an_existing_bucket(env):
+    """serverless.yml `s3: {bucket, existing: true}` compiles to the Framework's
+    `Custom::S3`: the function's notifications join the bucket's own, and go
+    again with the app, leaving the others."""
+    server, out = env
+    s3, sqs = client(server, "s3"), client(server, "sqs")
+    s3.create_bucket(Bucket="prov-legacy")
+    q = sqs.create_queue(QueueName="prov-legacy-q")["QueueUrl"]
+    qarn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(Bucket="prov-legacy", NotificationConfiguration={
+        "QueueConfigurations": [{"Id": "theirs", "QueueArn": qarn, "Events": ["s3:ObjectRemoved:*"]}]})
+    t = {"Resources": {"RecorderCustomS31": {
+            "Type": "Custom::S3", "DependsOn": ["RecorderLambdaFunction"],
+            "Properties": {"FunctionName": "recorder", "BucketName": "prov-legacy",
+                           "BucketConfigs": [{"Event": "s3:ObjectCreated:*",
+                                              "Rules": [{"Prefix": "legacy/"}]}]}}},
+         "Functions": {"RecorderLambdaFunction": "recorder"}}
+    r = put_app(server, "prov-custom", t)
+    assert r.status_code == 200, r.text
+    n = s3.get_bucket_notification_configuration(Bucket="prov-legacy")
+    assert [c["Id"] for c in n["QueueConfigurations"]] == ["theirs"]
+    [mine] = n["LambdaFunctionConfigurations"]
+    assert mine["LambdaFunctionArn"].endswith(":function:recorder")
+    assert mine["Filter"]["Key"]["FilterRules"] == [{"Name": "Prefix", "Value": "legacy/"}] or \
+        mine["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": "legacy/"}]
+    s3.put_object(Bucket="prov-legacy", Key="legacy/x.txt", Body=b"x")
+    wait_for(lambda: any(rec.get("s3", {}).get("object", {}).get("key") == "legacy/x.txt"
+                         for e in events(out) for rec in e.get("Records", [])),
+             timeout=30, what="the existing bucket's event")
+    assert rm_app(server, "prov-custom").status_code == 200
+    n = s3.get_bucket_notification_configuration(Bucket="prov-legacy")
+    assert [c["Id"] for c in n["QueueConfigurations"]] == ["theirs"]
+    assert "LambdaFunctionConfigurations" not in n

@@ -296,7 +296,14 @@ impl Engine {
         for (id, r) in &desired {
             let mut d = BTreeSet::new();
             intrinsics::references(&r.properties, &declared, &mut d);
-            d.extend(r.depends_on.iter().cloned());
+            // A `DependsOn` naming one of the app's functions is met already:
+            // the CLI deploys the functions before the resources.
+            d.extend(
+                r.depends_on
+                    .iter()
+                    .filter(|x| !t.functions.contains_key(*x))
+                    .cloned(),
+            );
             deps.insert(id.clone(), d);
         }
         let order = graph::order(&deps).map_err(|e| EngineError::Invalid(e.to_string()))?;

@@ -77,6 +77,7 @@ pub const SUPPORTED: &[&str] = &[
     "AWS::SNS::TopicPolicy",
     "AWS::S3::Bucket",
     "AWS::S3::BucketPolicy",
+    "Custom::S3",
     "AWS::DynamoDB::Table",
     "AWS::Kinesis::Stream",
     "AWS::Events::EventBus",
@@ -107,6 +108,7 @@ pub async fn create(cx: &Cx<'_>, kind: &str, logical: &str, props: &Value) -> R<
         "AWS::SNS::TopicPolicy" => sns::put_topic_policy(cx, logical, props, None).await,
         "AWS::S3::Bucket" => s3::create_bucket(cx, props).await,
         "AWS::S3::BucketPolicy" => s3::put_bucket_policy(cx, logical, props, None).await,
+        "Custom::S3" => s3::put_custom_s3(cx, props).await,
         "AWS::DynamoDB::Table" => dynamodb::create_table(cx, props).await,
         "AWS::Kinesis::Stream" => kinesis::create_stream(cx, props).await,
         "AWS::Events::EventBus" => events::create_bus(cx, props).await,
@@ -137,6 +139,7 @@ pub async fn update(cx: &Cx<'_>, row: &ResourceRow, props: &Value) -> R<Made> {
             sns::put_topic_policy(cx, &row.logical_id, props, Some(row)).await
         }
         "AWS::S3::Bucket" => s3::update_bucket(cx, row, props).await,
+        "Custom::S3" => s3::put_custom_s3(cx, props).await,
         "AWS::S3::BucketPolicy" => {
             s3::put_bucket_policy(cx, &row.logical_id, props, Some(row)).await
         }
@@ -166,6 +169,7 @@ pub async fn delete(cx: &Cx<'_>, row: &ResourceRow) -> R<()> {
         "AWS::SNS::TopicPolicy" => sns::delete_topic_policy(cx, row).await,
         "AWS::S3::Bucket" => s3::delete_bucket(cx, row).await,
         "AWS::S3::BucketPolicy" => s3::delete_bucket_policy(cx, row).await,
+        "Custom::S3" => s3::delete_custom_s3(cx, row).await,
         "AWS::DynamoDB::Table" => dynamodb::delete_table(cx, row).await,
         "AWS::Kinesis::Stream" => kinesis::delete_stream(cx, row).await,
         "AWS::Events::EventBus" => events::delete_bus(cx, row).await,
@@ -265,6 +269,7 @@ pub fn replaces(kind: &str, old: &Value, new: &Value) -> bool {
         "AWS::IAM::Role" => changed(&["RoleName", "Path"]),
         "AWS::IAM::ManagedPolicy" => changed(&["ManagedPolicyName", "Path"]),
         "AWS::S3::BucketPolicy" => changed(&["Bucket"]),
+        "Custom::S3" => changed(&["BucketName", "FunctionName"]),
         "AWS::SQS::QueuePolicy" | "AWS::SNS::TopicPolicy" | "AWS::IAM::Policy" => false,
         _ => true,
     }

@@ -515,6 +515,130 @@ pub async fn delete_bucket_policy(cx: &Cx<'_>, row: &ResourceRow) -> R<()> {
     Ok(())
 }
 
+// ---- Custom::S3: notifications on a bucket the app does not own -----------
+
+/// The Framework's `Custom::S3` (a serverless.yml `s3` event with `existing:
+/// true`): Lambda notifications for `FunctionName` added to the existing bucket
+/// `BucketName`, beside whatever else it notifies. Each configuration's `Id`
+/// starts with `<function>-nimbus-`, so an update or delete replaces or removes
+/// only these. Physical id and `Ref`: `<bucket>|<function>`.
+fn custom_parts(props: &Value) -> R<(&str, &str)> {
+    match (s(props, "BucketName"), s(props, "FunctionName")) {
+        (Some(b), Some(f)) => Ok((b, f)),
+        _ => invalid("Custom::S3 needs BucketName and FunctionName"),
+    }
+}
+
+fn custom_prefix(function: &str) -> String {
+    format!("{function}-nimbus-")
+}
+
+/// The bucket's notification XML without this function's configurations, and
+/// with `blocks` added.
+fn splice(current: &str, prefix: &str, blocks: &str) -> String {
+    let body_start = current
+        .find("<NotificationConfiguration")
+        .and_then(|i| current[i..].find('>').map(|j| i + j + 1));
+    let mut inner = match body_start {
+        // `<NotificationConfiguration …/>`: no configuration at all.
+        Some(i) if current[..i].ends_with("/>") => String::new(),
+        Some(i) => {
+            let end = current
+                .rfind("</NotificationConfiguration>")
+                .unwrap_or(current.len());
+            current[i..end].to_string()
+        }
+        None => String::new(),
+    };
+    const OPEN: &str = "<CloudFunctionConfiguration>";
+    const CLOSE: &str = "</CloudFunctionConfiguration>";
+    let mut kept = String::new();
+    while let Some(a) = inner.find(OPEN) {
+        let Some(b) = inner[a..].find(CLOSE).map(|b| a + b + CLOSE.len()) else {
+            break;
+        };
+        let block = &inner[a..b];
+        kept.push_str(&inner[..a]);
+        let ours = crate::services::xml_text(block, "Id").is_some_and(|id| id.starts_with(prefix));
+        if !ours {
+            kept.push_str(block);
+        }
+        inner = inner[b..].to_string();
+    }
+    kept.push_str(&inner);
+    format!("<NotificationConfiguration xmlns=\"{NS}\">{kept}{blocks}</NotificationConfiguration>")
+}
+
+fn custom_blocks(cx: &Cx<'_>, function: &str, props: &Value) -> String {
+    let arn = cx.arn("lambda", &format!("function:{function}"));
+    let mut x = String::new();
+    for (i, c) in list(props, "BucketConfigs").enumerate() {
+        x.push_str("<CloudFunctionConfiguration>");
+        x.push_str(&el("Id", &format!("{}{}", custom_prefix(function), i + 1)));
+        x.push_str(&el("CloudFunction", &arn));
+        x.push_str(&el("Event", s(c, "Event").unwrap_or("s3:ObjectCreated:*")));
+        let rules: Vec<(String, String)> = list(c, "Rules")
+            .filter_map(Value::as_object)
+            .flat_map(|m| m.iter())
+            .filter_map(|(k, v)| Some((k.to_ascii_lowercase(), scalar(v)?)))
+            .collect();
+        if !rules.is_empty() {
+            x.push_str("<Filter><S3Key>");
+            for (n, v) in rules {
+                x.push_str(&format!(
+                    "<FilterRule>{}{}</FilterRule>",
+                    el("Name", &n),
+                    el("Value", &v)
+                ));
+            }
+            x.push_str("</S3Key></Filter>");
+        }
+        x.push_str("</CloudFunctionConfiguration>");
+    }
+    x
+}
+
+async fn put_custom(cx: &Cx<'_>, bucket: &str, function: &str, blocks: &str) -> R<()> {
+    let (_, cur) = call(
+        cx,
+        "GetBucketNotificationConfiguration",
+        Method::GET,
+        &format!("/{bucket}?notification"),
+        None,
+    )
+    .await?;
+    let x = splice(
+        &String::from_utf8_lossy(&cur),
+        &custom_prefix(function),
+        blocks,
+    );
+    call(
+        cx,
+        "PutBucketNotificationConfiguration",
+        Method::PUT,
+        &format!("/{bucket}?notification"),
+        Some(x),
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn put_custom_s3(cx: &Cx<'_>, props: &Value) -> R<Made> {
+    let (bucket, function) = custom_parts(props)?;
+    put_custom(cx, bucket, function, &custom_blocks(cx, function, props)).await?;
+    let id = format!("{bucket}|{function}");
+    Ok(Made {
+        physical_id: id.clone(),
+        ref_value: id.into(),
+        attributes: Map::new(),
+    })
+}
+
+pub async fn delete_custom_s3(cx: &Cx<'_>, row: &ResourceRow) -> R<()> {
+    let (bucket, function) = custom_parts(&row.properties)?;
+    put_custom(cx, bucket, function, "").await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,6 +658,31 @@ mod tests {
         assert!(x.contains("<CloudFunctionConfiguration><CloudFunction>arn:aws:lambda:us-east-1:000000000000:function:f</CloudFunction><Event>s3:ObjectCreated:*</Event><Filter><S3Key><FilterRule><Name>prefix</Name><Value>in/</Value></FilterRule><FilterRule><Name>suffix</Name><Value>.jpg</Value></FilterRule></S3Key></Filter></CloudFunctionConfiguration>"), "{x}");
         assert!(x.contains("<EventBridgeConfiguration>"));
         assert!(!notification_xml(&json!({})).contains("EventBridge"));
+    }
+
+    #[test]
+    fn custom_s3_keeps_the_other_notifications() {
+        let cur = format!(
+            "<?xml version=\"1.0\"?><NotificationConfiguration xmlns=\"{NS}\">\
+             <QueueConfiguration><Id>q</Id><Queue>arn:q</Queue><Event>s3:ObjectCreated:*</Event></QueueConfiguration>\
+             <CloudFunctionConfiguration><Id>f-nimbus-1</Id><CloudFunction>arn:f</CloudFunction><Event>e</Event></CloudFunctionConfiguration>\
+             <CloudFunctionConfiguration><Id>g-1</Id><CloudFunction>arn:g</CloudFunction><Event>e</Event></CloudFunctionConfiguration>\
+             </NotificationConfiguration>"
+        );
+        let x = splice(&cur, "f-nimbus-", "<New/>");
+        assert!(
+            x.contains("<Id>q</Id>") && x.contains("<Id>g-1</Id>"),
+            "{x}"
+        );
+        assert!(
+            !x.contains("f-nimbus-1") && x.ends_with("<New/></NotificationConfiguration>"),
+            "{x}"
+        );
+        let empty = format!("<NotificationConfiguration xmlns=\"{NS}\"/>");
+        assert_eq!(
+            splice(&empty, "f-nimbus-", "<New/>"),
+            format!("<NotificationConfiguration xmlns=\"{NS}\"><New/></NotificationConfiguration>")
+        );
     }
 
     #[test]
