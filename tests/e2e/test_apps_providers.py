@@ -399,3 +399,58 @@ def test_custom_s3_adds_notifications_to_an_existing_bucket(env):
     n = s3.get_bucket_notification_configuration(Bucket="prov-legacy")
     assert [c["Id"] for c in n["QueueConfigurations"]] == ["theirs"]
     assert "LambdaFunctionConfigurations" not in n
+
+
+def test_kill_9_mid_change_rolls_the_new_types_back_on_restart(server_factory):
+    import signal
+    import threading
+
+    import requests
+
+    server = server_factory(env={"NIMBUS_APPS_PAUSE_AFTER_STEP": "5"})
+    key = [{"AttributeName": "id", "AttributeType": "S"}]
+    template = {"Resources": {
+        "A": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "crash-bucket"}},
+        "B": {"Type": "AWS::DynamoDB::Table", "Properties": {
+            "TableName": "crash-table", "AttributeDefinitions": key,
+            "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}]}},
+        "C": {"Type": "AWS::Kinesis::Stream", "Properties": {"Name": "crash-stream"}},
+        "D": {"Type": "AWS::SecretsManager::Secret", "Properties": {"Name": "crash-secret",
+                                                                  "SecretString": "s"}},
+        "E": {"Type": "AWS::SSM::Parameter", "Properties": {"Name": "crash-param", "Type": "String",
+                                                          "Value": "v"}},
+        "F": {"Type": "AWS::Events::EventBus", "Properties": {"Name": "crash-bus"}},
+    }}
+
+    def deploy_until_killed():
+        try:
+            requests.put(f"{server.api}/_nimbus/apps/crashy", json={"template": template}, timeout=120)
+        except requests.ConnectionError:
+            pass
+
+    threading.Thread(target=deploy_until_killed, daemon=True).start()
+
+    def steps_done(s):
+        r = s.session.get(f"{s.api}/_nimbus/apps/crashy", timeout=10)
+        if r.status_code != 200 or not r.json()["Changes"]:
+            return 0
+        return sum(1 for x in r.json()["Changes"][0]["Steps"] if x["State"] == "done")
+
+    wait_for(lambda: steps_done(server) == 5, timeout=30, what="five applied steps")
+    assert client(server, "ssm").get_parameter(Name="crash-param")["Parameter"]["Value"] == "v"
+    server.stop(sig=signal.SIGKILL)
+    restarted = server_factory(data=server.data_dir)
+    wait_for(lambda: restarted.session.get(f"{restarted.api}/_nimbus/apps/crashy", timeout=10)
+             .json()["Status"] == "ROLLBACK_COMPLETE", timeout=30, what="the change rolled back")
+    s3, ddb, kin = client(restarted, "s3"), client(restarted, "dynamodb"), client(restarted, "kinesis")
+    sm, ssm, ev = client(restarted, "secretsmanager"), client(restarted, "ssm"), client(restarted, "events")
+    assert "crash-bucket" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert "crash-table" not in ddb.list_tables()["TableNames"]
+    assert "crash-stream" not in kin.list_streams()["StreamNames"]
+    assert [x["Name"] for x in sm.list_secrets()["SecretList"] if x["Name"] == "crash-secret"] == []
+    assert [p["Name"] for p in ssm.describe_parameters()["Parameters"] if p["Name"] == "crash-param"] == []
+    assert "crash-bus" not in [b["Name"] for b in ev.list_event_buses()["EventBuses"]]
+    # Named creates are not refused afterwards: the app deploys whole.
+    r = put_app(restarted, "crashy", template)
+    assert r.status_code == 200, r.text
+    assert "crash-bus" in [b["Name"] for b in ev.list_event_buses()["EventBuses"]]

@@ -4,7 +4,7 @@
 
 use super::{attrs, invalid, s, tag_map, Cx, Made, ProviderError, R};
 use crate::model::ResourceRow;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 fn tag_list(props: &Value) -> Vec<Value> {
     tag_map(&props["Tags"])
@@ -323,12 +323,6 @@ pub async fn delete_planned_rule(cx: &Cx<'_>, planned: &ResourceRow) -> R<()> {
         Err(ProviderError::Call(e)) if e.is_not_found() => Ok(()),
         other => other,
     }
-}
-
-/// Unused attribute map helper kept local to this module.
-#[allow(dead_code)]
-fn none() -> Map<String, Value> {
-    Map::new()
 }
 
 #[cfg(test)]
