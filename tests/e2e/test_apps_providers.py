@@ -454,3 +454,50 @@ def test_kill_9_mid_change_rolls_the_new_types_back_on_restart(server_factory):
     r = put_app(restarted, "crashy", template)
     assert r.status_code == 200, r.text
     assert "crash-bus" in [b["Name"] for b in ev.list_event_buses()["EventBuses"]]
+
+
+def test_a_property_the_engine_does_not_apply_fails_a_strict_deploy(server, tmp_path):
+    """The CLI reports each resource property the engine would drop, with its
+    line: not applied → "not supported yet" (strict deploys fail before any
+    change); accepted without effect on one node → a warning."""
+    import subprocess
+
+    from conftest import NIMBUS_BIN
+
+    app = tmp_path / "props"
+    app.mkdir()
+    (app / "handler.py").write_text("def main(event, context):\n    return {}\n")
+    manifest = (
+        "service: props\nprovider:\n  runtime: python3.12\n  environment:\n    TABLE: !Ref Table\n"
+        "functions:\n  a:\n    handler: handler.main\n"
+        "resources:\n  Resources:\n    Table:\n      Type: AWS::DynamoDB::Table\n      Properties:\n"
+        "        AttributeDefinitions: [{AttributeName: id, AttributeType: S}]\n"
+        "        KeySchema: [{AttributeName: id, KeyType: HASH}]\n"
+        "        PointInTimeRecoverySpecification: {PointInTimeRecoveryEnabled: true}\n"
+        "        ImportSourceSpecification: {InputFormat: CSV}\n")
+    (app / "serverless.yml").write_text(manifest)
+
+    def deploy(*args):
+        return subprocess.run([NIMBUS_BIN, "--endpoint", server.api, "deploy", *args], cwd=app,
+                              capture_output=True, text=True, timeout=180)
+
+    p = deploy()
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "serverless.yml:11: not supported yet: resource Table (AWS::DynamoDB::Table): property " \
+           "ImportSourceSpecification is not applied by the app engine" in p.stderr, p.stderr
+    assert "serverless.yml:11: warning: resource Table (AWS::DynamoDB::Table): property " \
+           "PointInTimeRecoverySpecification is accepted and has no effect" in p.stderr, p.stderr
+    assert "nothing was deployed" in p.stderr
+    assert server.session.get(f"{server.api}/_nimbus/apps/props-dev", timeout=10).status_code == 404
+    # Without it, the app deploys: the table, and the function's TABLE is its name.
+    (app / "serverless.yml").write_text(manifest.replace("        ImportSourceSpecification: {InputFormat: CSV}\n", ""))
+    p = deploy()
+    assert p.returncode == 0, p.stdout + p.stderr
+    lam = client(server, "lambda")
+    t = lam.get_function_configuration(FunctionName="props-dev-a")["Environment"]["Variables"]["TABLE"]
+    assert t.startswith("props-dev-Table-")
+    assert client(server, "dynamodb").describe_table(TableName=t)["Table"]["TableStatus"] == "ACTIVE"
+    # A redeploy keeps TABLE (the CLI sets the function's own variables, the engine adds TABLE again).
+    p = deploy()
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert lam.get_function_configuration(FunctionName="props-dev-a")["Environment"]["Variables"]["TABLE"] == t

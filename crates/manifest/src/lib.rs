@@ -189,6 +189,19 @@ pub enum Level {
     Warning,
 }
 
+/// What the server's app engine does with one property of a resource type
+/// (the engine says, through the function the CLI passes to
+/// [`Loaded::report_template_unapplied`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropertySupport {
+    /// Applied on create and update.
+    Applied,
+    /// Accepted, with no effect on a single self-hosted node (a warning).
+    NoEffect,
+    /// Not applied: reported as "not supported yet".
+    NotSupported,
+}
+
 /// One message about the manifest, always with `file:line`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -335,7 +348,11 @@ impl Loaded {
     /// deploy fails before any change rather than deploying an app that cannot
     /// work. (Function environment variables that name resources are resolved by
     /// the engine once the resources exist, so they are not reported.)
-    pub fn report_template_unapplied(&mut self, applies: &dyn Fn(&str) -> bool) {
+    pub fn report_template_unapplied(
+        &mut self,
+        applies: &dyn Fn(&str) -> bool,
+        property: &dyn Fn(&str, &str) -> PropertySupport,
+    ) {
         let Some(app) = &self.app else { return };
         let file = app.manifest.clone();
         let line_of = |source: &Option<String>| {
@@ -355,6 +372,40 @@ impl Loaded {
                     r.kind
                 ),
             ));
+        }
+        // Properties of the applied types that the engine does not apply.
+        let mut props = Vec::new();
+        for (id, r) in t.resources.iter().filter(|(_, r)| applies(&r.kind)) {
+            for k in r.properties.as_object().into_iter().flat_map(|m| m.keys()) {
+                let line = line_of(&r.source);
+                match property(&r.kind, k) {
+                    PropertySupport::Applied => {}
+                    PropertySupport::NoEffect => props.push((
+                        Level::Warning,
+                        line,
+                        format!(
+                            "resource {id} ({}): property {k} is accepted and has no effect",
+                            r.kind
+                        ),
+                    )),
+                    PropertySupport::NotSupported => props.push((
+                        Level::Unsupported,
+                        line,
+                        format!(
+                            "resource {id} ({}): property {k} is not applied by the app engine",
+                            r.kind
+                        ),
+                    )),
+                }
+            }
+        }
+        for (level, line, message) in props {
+            self.diagnostics.push(Diagnostic {
+                level,
+                file: file.clone(),
+                line,
+                message,
+            });
         }
         for (line, message) in more {
             self.diagnostics.push(Diagnostic {

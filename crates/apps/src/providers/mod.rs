@@ -97,6 +97,238 @@ pub fn supported(kind: &str) -> bool {
     SUPPORTED.contains(&kind)
 }
 
+/// What the providers do with property `prop` of `kind`: the properties each
+/// provider applies, those accepted without effect on one self-hosted node,
+/// and the rest (reported by the CLI as not supported yet, so a strict deploy
+/// never silently drops a setting). IAM types are stored whole.
+pub fn property_support(kind: &str, prop: &str) -> nimbus_manifest::PropertySupport {
+    use nimbus_manifest::PropertySupport::*;
+    let (applied, no_effect): (&[&str], &[&str]) = match kind {
+        "AWS::SQS::Queue" => (
+            &[
+                "QueueName",
+                "FifoQueue",
+                "Tags",
+                "DelaySeconds",
+                "MaximumMessageSize",
+                "MessageRetentionPeriod",
+                "ReceiveMessageWaitTimeSeconds",
+                "VisibilityTimeout",
+                "RedrivePolicy",
+                "RedriveAllowPolicy",
+                "KmsMasterKeyId",
+                "KmsDataKeyReusePeriodSeconds",
+                "SqsManagedSseEnabled",
+                "ContentBasedDeduplication",
+                "DeduplicationScope",
+                "FifoThroughputLimit",
+            ],
+            &[],
+        ),
+        "AWS::SQS::QueuePolicy" => (&["Queues", "PolicyDocument"], &[]),
+        "AWS::SNS::Topic" => (
+            &[
+                "TopicName",
+                "FifoTopic",
+                "Tags",
+                "Subscription",
+                "DisplayName",
+                "KmsMasterKeyId",
+                "ContentBasedDeduplication",
+                "SignatureVersion",
+                "TracingConfig",
+            ],
+            &[
+                "ArchivePolicy",
+                "DataProtectionPolicy",
+                "DeliveryStatusLogging",
+            ],
+        ),
+        "AWS::SNS::Subscription" => (
+            &[
+                "TopicArn",
+                "Protocol",
+                "Endpoint",
+                "FilterPolicy",
+                "FilterPolicyScope",
+                "RawMessageDelivery",
+                "RedrivePolicy",
+                "DeliveryPolicy",
+                "SubscriptionRoleArn",
+            ],
+            &["Region", "ReplayPolicy"],
+        ),
+        "AWS::SNS::TopicPolicy" => (&["Topics", "PolicyDocument"], &[]),
+        "AWS::S3::Bucket" => (
+            &[
+                "BucketName",
+                "VersioningConfiguration",
+                "CorsConfiguration",
+                "LifecycleConfiguration",
+                "Tags",
+                "NotificationConfiguration",
+            ],
+            &[
+                "BucketEncryption",
+                "PublicAccessBlockConfiguration",
+                "OwnershipControls",
+                "AccessControl",
+                "MetricsConfigurations",
+                "IntelligentTieringConfigurations",
+                "AccelerateConfiguration",
+            ],
+        ),
+        "AWS::S3::BucketPolicy" => (&["Bucket", "PolicyDocument"], &[]),
+        "Custom::S3" => (&["FunctionName", "BucketName", "BucketConfigs"], &[]),
+        "AWS::DynamoDB::Table" => (
+            &[
+                "TableName",
+                "AttributeDefinitions",
+                "KeySchema",
+                "GlobalSecondaryIndexes",
+                "LocalSecondaryIndexes",
+                "BillingMode",
+                "ProvisionedThroughput",
+                "TableClass",
+                "DeletionProtectionEnabled",
+                "StreamSpecification",
+                "SSESpecification",
+                "Tags",
+                "TimeToLiveSpecification",
+            ],
+            &[
+                "PointInTimeRecoverySpecification",
+                "ContributorInsightsSpecification",
+                "OnDemandThroughput",
+                "WarmThroughput",
+            ],
+        ),
+        "AWS::Kinesis::Stream" => (
+            &[
+                "Name",
+                "ShardCount",
+                "RetentionPeriodHours",
+                "StreamModeDetails",
+                "Tags",
+            ],
+            &["StreamEncryption"],
+        ),
+        "AWS::Events::EventBus" => (
+            &[
+                "Name",
+                "EventSourceName",
+                "Description",
+                "KmsKeyIdentifier",
+                "DeadLetterConfig",
+                "Tags",
+            ],
+            &[],
+        ),
+        "AWS::Events::Rule" => (
+            &[
+                "Name",
+                "EventBusName",
+                "EventPattern",
+                "ScheduleExpression",
+                "Description",
+                "RoleArn",
+                "State",
+                "Targets",
+            ],
+            &[],
+        ),
+        "AWS::SecretsManager::Secret" => (
+            &[
+                "Name",
+                "Description",
+                "KmsKeyId",
+                "SecretString",
+                "GenerateSecretString",
+                "Tags",
+            ],
+            &[],
+        ),
+        "AWS::SSM::Parameter" => (
+            &[
+                "Name",
+                "Type",
+                "Value",
+                "Description",
+                "AllowedPattern",
+                "Tier",
+                "DataType",
+                "Policies",
+                "Tags",
+            ],
+            &[],
+        ),
+        "AWS::SES::EmailIdentity" => (
+            &["EmailIdentity"],
+            &[
+                "DkimAttributes",
+                "DkimSigningAttributes",
+                "FeedbackAttributes",
+                "MailFromAttributes",
+                "ConfigurationSetAttributes",
+            ],
+        ),
+        "AWS::Lambda::EventSourceMapping" => (
+            &[
+                "BatchSize",
+                "BisectBatchOnFunctionError",
+                "DestinationConfig",
+                "Enabled",
+                "EventSourceArn",
+                "FilterCriteria",
+                "FunctionName",
+                "FunctionResponseTypes",
+                "MaximumBatchingWindowInSeconds",
+                "MaximumRecordAgeInSeconds",
+                "MaximumRetryAttempts",
+                "ParallelizationFactor",
+                "Queues",
+                "ScalingConfig",
+                "StartingPosition",
+                "StartingPositionTimestamp",
+                "Topics",
+                "TumblingWindowInSeconds",
+            ],
+            &["KmsKeyArn", "MetricsConfig", "Tags"],
+        ),
+        "AWS::Lambda::Permission" => (
+            &[
+                "FunctionName",
+                "Action",
+                "Principal",
+                "SourceArn",
+                "SourceAccount",
+                "EventSourceToken",
+                "FunctionUrlAuthType",
+                "PrincipalOrgID",
+            ],
+            &[],
+        ),
+        "AWS::Lambda::Url" => (
+            &[
+                "TargetFunctionArn",
+                "Qualifier",
+                "AuthType",
+                "Cors",
+                "InvokeMode",
+            ],
+            &[],
+        ),
+        _ => return Applied,
+    };
+    if applied.contains(&prop) {
+        Applied
+    } else if no_effect.contains(&prop) {
+        NoEffect
+    } else {
+        NotSupported
+    }
+}
+
 /// Create `props` (intrinsics evaluated; a generated name already under the
 /// type's name property).
 pub async fn create(cx: &Cx<'_>, kind: &str, logical: &str, props: &Value) -> R<Made> {

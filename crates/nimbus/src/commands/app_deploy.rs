@@ -97,7 +97,10 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
     // Resources of a type the server's app engine cannot apply are reported as
     // not supported yet (strict mode then refuses the deploy; with
     // --allow-unsupported they are left out of the template sent to it).
-    loaded.report_template_unapplied(&nimbus_apps::providers::supported);
+    loaded.report_template_unapplied(
+        &nimbus_apps::providers::supported,
+        &nimbus_apps::providers::property_support,
+    );
     if a.allow_unsupported {
         if let Some(app) = &mut loaded.app {
             app.template
