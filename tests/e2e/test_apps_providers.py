@@ -271,6 +271,16 @@ def test_every_type_is_created_updated_and_removed(env):
     cfg = lam.get_function_configuration(FunctionName="recorder")["Environment"]["Variables"]
     assert cfg["APP_MODE"] == "slow"
 
+    # Dropping data-bearing resources that hold data is refused: the bucket has an
+    # object; the table and the stream are empty — until the stream has a record.
+    r = put_app(server, "prov-dev", {"Resources": {}, "Functions": t2["Functions"]})
+    assert r.status_code == 409, r.text
+    msg = r.json()["message"]
+    assert "Uploads" in msg and "Orders" not in msg and "Clicks" not in msg, msg
+    kin.put_record(StreamName=stream, Data=b"x", PartitionKey="k")
+    r = put_app(server, "prov-dev", {"Resources": {}, "Functions": t2["Functions"]})
+    assert r.status_code == 409 and "Clicks" in r.json()["message"], r.text
+
     # Removing the app: the bucket still holds an object (two versions), so its
     # delete fails as CloudFormation's does; everything else is gone.
     r = rm_app(server, "prov-dev")
