@@ -511,3 +511,30 @@ def test_a_property_the_engine_does_not_apply_fails_a_strict_deploy(server, tmp_
     p = deploy()
     assert p.returncode == 0, p.stdout + p.stderr
     assert lam.get_function_configuration(FunctionName="props-dev-a")["Environment"]["Variables"]["TABLE"] == t
+
+
+def test_an_alias_sees_the_variables_that_name_resources(server, tmp_path):
+    """SAM `AutoPublishAlias`: events invoke the alias, so the version it points
+    at must carry the variables the engine sets once the table exists."""
+    import subprocess
+
+    from conftest import NIMBUS_BIN
+
+    app = tmp_path / "aliased"
+    app.mkdir()
+    (app / "app.py").write_text("import os\ndef handler(event, context):\n    return os.environ.get('TABLE')\n")
+    (app / "template.yaml").write_text(
+        "AWSTemplateFormatVersion: '2010-09-09'\nTransform: AWS::Serverless-2016-10-31\n"
+        "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n"
+        "      Runtime: python3.12\n      Handler: app.handler\n      CodeUri: .\n"
+        "      AutoPublishAlias: live\n      Environment:\n        Variables:\n          TABLE: !Ref Items\n"
+        "  Items:\n    Type: AWS::Serverless::SimpleTable\n")
+    p = subprocess.run([NIMBUS_BIN, "--endpoint", server.api, "deploy"], cwd=app,
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stdout + p.stderr
+    lam = client(server, "lambda")
+    name = [f["FunctionName"] for f in lam.list_functions()["Functions"] if "aliased" in f["FunctionName"]]
+    assert len(name) == 1, name
+    out = json.loads(lam.invoke(FunctionName=name[0], Qualifier="live")["Payload"].read())
+    assert out and out.startswith("aliased-Items-"), out
+    assert client(server, "dynamodb").describe_table(TableName=out)["Table"]["TableStatus"] == "ACTIVE"
