@@ -608,3 +608,84 @@ pub(crate) fn s<'v>(props: &'v Value, key: &str) -> Option<&'v str> {
 pub(crate) fn arn_tail(arn: &str) -> &str {
     arn.rsplit(':').next().unwrap_or(arn)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nimbus_manifest::PropertySupport::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_compiled_type_is_applied() {
+        for t in nimbus_manifest::cfn::SUPPORTED_TYPES {
+            assert!(supported(t), "{t}");
+        }
+        assert!(supported("Custom::S3"));
+        assert!(!supported("AWS::ApiGateway::RestApi"));
+    }
+
+    #[test]
+    fn properties_are_applied_accepted_or_reported() {
+        assert_eq!(
+            property_support("AWS::DynamoDB::Table", "StreamSpecification"),
+            Applied
+        );
+        assert_eq!(
+            property_support("AWS::DynamoDB::Table", "PointInTimeRecoverySpecification"),
+            NoEffect
+        );
+        assert_eq!(
+            property_support("AWS::DynamoDB::Table", "ImportSourceSpecification"),
+            NotSupported
+        );
+        assert_eq!(
+            property_support("AWS::S3::Bucket", "WebsiteConfiguration"),
+            NotSupported
+        );
+        assert_eq!(
+            property_support("AWS::S3::Bucket", "NotificationConfiguration"),
+            Applied
+        );
+        // IAM documents are stored whole.
+        assert_eq!(property_support("AWS::IAM::Role", "Anything"), Applied);
+    }
+
+    #[test]
+    fn replacement_follows_cloudformation() {
+        let t = |key: &str, ty: &str| {
+            json!({"KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
+                   "AttributeDefinitions": [{"AttributeName": key, "AttributeType": ty}],
+                   "BillingMode": "PAY_PER_REQUEST"})
+        };
+        assert!(!replaces("AWS::DynamoDB::Table", &t("id", "S"), &{
+            let mut n = t("id", "S");
+            n["StreamSpecification"] = json!({"StreamViewType": "NEW_IMAGE"});
+            n
+        }));
+        assert!(replaces(
+            "AWS::DynamoDB::Table",
+            &t("id", "S"),
+            &t("pk", "S")
+        ));
+        assert!(replaces(
+            "AWS::DynamoDB::Table",
+            &t("id", "S"),
+            &t("id", "N")
+        ));
+        assert!(!replaces(
+            "AWS::S3::Bucket",
+            &json!({"BucketName": "b"}),
+            &json!({"BucketName": "b", "Tags": []})
+        ));
+        assert!(replaces(
+            "AWS::Events::Rule",
+            &json!({"Name": "r", "EventBusName": "a"}),
+            &json!({"Name": "r", "EventBusName": "b"})
+        ));
+        assert!(!replaces(
+            "AWS::Events::Rule",
+            &json!({"Name": "r", "State": "ENABLED"}),
+            &json!({"Name": "r", "State": "DISABLED"})
+        ));
+    }
+}
