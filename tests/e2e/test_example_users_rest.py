@@ -1,29 +1,21 @@
 """examples/users-rest-dynamodb (issue 18, seed pattern 1): a Users REST API on a
 DynamoDB table, Node.js with the SDK v3 DocumentClient, deployed unchanged from its
 serverless.yml (the table from `resources:`, its name by `!Ref`) with the real CLI,
-driven over HTTP and checked with boto3.
-
-A build without the app engine refuses the deploy (strict mode names the table);
-the test checks that refusal and then skips the rest."""
+driven over HTTP and checked with boto3."""
 
 import shutil
 import subprocess
 
 import boto3
-import pytest
 import requests
 
 from conftest import NIMBUS_BIN, ROOT
 
-UNAPPLIED = "this build does not apply app resources yet"
 
 
 def deploy(server, app):
     p = subprocess.run([NIMBUS_BIN, "--endpoint", server.api, "deploy"], cwd=app,
                        capture_output=True, text=True, timeout=180)
-    if UNAPPLIED in p.stderr:
-        assert p.returncode == 1 and "nothing was deployed" in p.stderr, p.stderr
-        pytest.skip("the app engine (nimbus-apps) is not in this build")
     assert p.returncode == 0, p.stdout + p.stderr
     assert "not supported yet" not in p.stderr, p.stderr
     return p
@@ -68,3 +60,21 @@ def drive(server):
     assert requests.delete(f"{url}/{bob['id']}", timeout=30).status_code == 404
     assert requests.get(f"{url}/{bob['id']}", timeout=30).status_code == 404
     assert [u["id"] for u in requests.get(url, timeout=30).json()["users"]] == [ada["id"]]
+
+
+def test_app_rm_keeps_the_retained_table(server, tmp_path):
+    """`nimbus app rm` removes the app; the table has `DeletionPolicy: Retain`, so
+    it stays with its items (as CloudFormation's stack deletion keeps it)."""
+    app = tmp_path / "users-rest-dynamodb"
+    shutil.copytree(ROOT / "examples" / "users-rest-dynamodb", app)
+    deploy(server, app)
+    ddb = boto3.client("dynamodb", endpoint_url=server.api, region_name="us-east-1",
+                       aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret")
+    ddb.put_item(TableName="users-rest-dev-users", Item={"id": {"S": "kept"}})
+    p = subprocess.run([NIMBUS_BIN, "--endpoint", server.api, "app", "rm", "users-rest-dev"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "Retained UsersTable (users-rest-dev-users)" in p.stdout, p.stdout
+    assert ddb.get_item(TableName="users-rest-dev-users", Key={"id": {"S": "kept"}})["Item"]
+    assert server.session.get(f"{server.api}/_nimbus/apps/users-rest-dev", timeout=10).status_code == 404
+    assert requests.get(server.gateway + "/users", timeout=30).status_code == 404

@@ -296,7 +296,14 @@ impl Engine {
         for (id, r) in &desired {
             let mut d = BTreeSet::new();
             intrinsics::references(&r.properties, &declared, &mut d);
-            d.extend(r.depends_on.iter().cloned());
+            // A `DependsOn` naming one of the app's functions is met already:
+            // the CLI deploys the functions before the resources.
+            d.extend(
+                r.depends_on
+                    .iter()
+                    .filter(|x| !t.functions.contains_key(*x))
+                    .cloned(),
+            );
             deps.insert(id.clone(), d);
         }
         let order = graph::order(&deps).map_err(|e| EngineError::Invalid(e.to_string()))?;
@@ -656,10 +663,17 @@ impl Engine {
                 }
                 Err(e) => {
                     let msg = format!("{id} ({}): {} failed: {e}", r.kind, action.as_str());
+                    // A create refused because the name is taken made nothing:
+                    // the rollback must not delete what has that name.
+                    let state = if matches!(e, providers::ProviderError::Exists(_)) {
+                        "refused"
+                    } else {
+                        "failed"
+                    };
                     let _ = self.inner.store.finish_step(
                         change,
                         seq,
-                        "failed",
+                        state,
                         app,
                         id,
                         None,
@@ -679,6 +693,99 @@ impl Engine {
                 );
                 std::future::pending::<()>().await;
             }
+        }
+        // Function environment variables that name resources, now that they
+        // exist: merged into each function's environment (one journaled step
+        // per function, undone by restoring the variables it had).
+        for (logical, vars) in &t.function_environment {
+            let Some(function) = t.functions.get(logical) else {
+                return Err(format!(
+                    "environment of {logical}: the app has no function {logical}"
+                ));
+            };
+            let resolved = {
+                let live = |n: &str| rows.get(n).map(live_of);
+                let import = |n: &str| self.import(n);
+                let env = self.env(app, t, conditions, declared, &live, &import, false);
+                let mut out = Map::new();
+                for (k, v) in vars {
+                    intrinsics::imports(v, &mut imports);
+                    match env
+                        .eval(v)
+                        .map_err(|e| format!("environment variable {k} of {logical}: {e}"))?
+                    {
+                        None => {}
+                        Some(Value::String(s)) => {
+                            out.insert(k.clone(), s.into());
+                        }
+                        Some(v @ (Value::Number(_) | Value::Bool(_))) => {
+                            out.insert(k.clone(), v.to_string().into());
+                        }
+                        Some(other) => {
+                            return Err(format!(
+                                "environment variable {k} of {logical}: {other} is not a string"
+                            ))
+                        }
+                    }
+                }
+                out
+            };
+            let current = providers::function_environment(&cx, function)
+                .await
+                .map_err(|e| format!("environment of {function}: {e}"))?;
+            let mut merged = current.clone();
+            merged.extend(resolved);
+            if merged == current {
+                continue;
+            }
+            let row = |vars: &Map<String, Value>| ResourceRow {
+                logical_id: logical.clone(),
+                kind: providers::FUNCTION_ENVIRONMENT.into(),
+                physical_id: function.clone(),
+                ref_value: Value::Null,
+                attributes: Map::new(),
+                properties: json!({ "Variables": vars }),
+                generated_name: None,
+                deletion_policy: None,
+                update_replace_policy: None,
+                depends_on: Vec::new(),
+            };
+            let step = StepRecord {
+                seq,
+                logical_id: logical.clone(),
+                action: "env".into(),
+                state: "started".into(),
+                before: Some(row(&current)),
+                after: Some(row(&merged)),
+                error: None,
+            };
+            self.inner
+                .store
+                .start_step(change, &step)
+                .map_err(|e| e.to_string())?;
+            tracing::info!(app, change, function = %function, "apps: step: function environment");
+            let result = providers::set_function_environment(&cx, function, &merged).await;
+            let (state, error) = match &result {
+                Ok(()) => ("done", None),
+                Err(e) => ("failed", Some(format!("environment of {function}: {e}"))),
+            };
+            self.inner
+                .store
+                .finish_step(
+                    change,
+                    seq,
+                    state,
+                    app,
+                    logical,
+                    None,
+                    None,
+                    error.as_deref(),
+                )
+                .map_err(|e| e.to_string())?;
+            if let Some(e) = error {
+                return Err(e);
+            }
+            seq += 1;
         }
         // Outputs and exports, against what now exists.
         let live = |n: &str| rows.get(n).map(live_of);
@@ -767,6 +874,22 @@ impl Engine {
                         providers::delete_planned(&cx, after).await
                     }
                 }
+                "env" => match &st.before {
+                    Some(before) => {
+                        let vars = before.properties["Variables"]
+                            .as_object()
+                            .cloned()
+                            .unwrap_or_default();
+                        match providers::set_function_environment(&cx, &before.physical_id, &vars)
+                            .await
+                        {
+                            // The function is gone (the CLI's undo removed it): nothing to restore.
+                            Err(providers::ProviderError::Call(e)) if e.is_not_found() => Ok(()),
+                            other => other,
+                        }
+                    }
+                    None => Ok(()),
+                },
                 "update" => match &st.before {
                     Some(before) => {
                         let on = if st.state == "done" { after } else { before };
@@ -788,7 +911,8 @@ impl Engine {
                         app,
                         &st.logical_id,
                         None,
-                        Some(st.before.as_ref()),
+                        // An environment step's rows are not resources.
+                        (st.action != "env").then_some(st.before.as_ref()),
                         None,
                     )?;
                 }
@@ -1131,6 +1255,10 @@ fn complete_name(
     existing: Option<&ResourceRow>,
     fresh: bool,
 ) -> (Value, Option<String>) {
+    // A resource without `Properties` has an empty set of them.
+    if props.is_null() {
+        props = Value::Object(Map::new());
+    }
     let Some(rule) = naming::rule(kind) else {
         return (props, None);
     };

@@ -33,8 +33,14 @@ pub struct ResourceRow {
 }
 
 impl ResourceRow {
+    /// Whether deleting the resource (dropped from the template, or the app
+    /// removed) keeps it: `Retain`, and `RetainExceptOnCreate` (a rollback of
+    /// its own create deletes it: undos never consult the policy).
     pub fn retained(&self) -> bool {
-        self.deletion_policy.as_deref() == Some("Retain")
+        matches!(
+            self.deletion_policy.as_deref(),
+            Some("Retain" | "RetainExceptOnCreate")
+        )
     }
 }
 

@@ -241,6 +241,19 @@ pub enum Level {
     Warning,
 }
 
+/// What the server's app engine does with one property of a resource type
+/// (the engine says, through the function the CLI passes to
+/// [`Loaded::report_template_unapplied`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropertySupport {
+    /// Applied on create and update.
+    Applied,
+    /// Accepted, with no effect on a single self-hosted node (a warning).
+    NoEffect,
+    /// Not applied: reported as "not supported yet".
+    NotSupported,
+}
+
 /// One message about the manifest, always with `file:line`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -381,12 +394,17 @@ fn load_inner(path: &Path, opts: &Options, d: &mut Diags) -> Option<App> {
 }
 
 impl Loaded {
-    /// For a build without the app engine: each resource and deferred
-    /// environment variable of the app's [`template::Template`] as "not supported
-    /// yet", so a strict deploy fails rather than deploying the functions alone.
-    /// The CLI calls it until the engine applies the template. (`Outputs` are
-    /// only printed, so an app with outputs still works without them.)
-    pub fn report_template_unapplied(&mut self) {
+    /// Each resource of the app's [`template::Template`] whose type the server's
+    /// app engine cannot apply (`applies` says which it can: the CLI passes
+    /// `nimbus_apps::providers::supported`), as "not supported yet", so a strict
+    /// deploy fails before any change rather than deploying an app that cannot
+    /// work. (Function environment variables that name resources are resolved by
+    /// the engine once the resources exist, so they are not reported.)
+    pub fn report_template_unapplied(
+        &mut self,
+        applies: &dyn Fn(&str) -> bool,
+        property: &dyn Fn(&str, &str) -> PropertySupport,
+    ) {
         let Some(app) = &self.app else { return };
         let file = app.manifest.clone();
         let line_of = |source: &Option<String>| {
@@ -398,27 +416,48 @@ impl Loaded {
         };
         let t = &app.template;
         let mut more = Vec::new();
-        // Roles are only stored (IAM is not enforced yet): an app works without them.
-        for (id, r) in t
-            .resources
-            .iter()
-            .filter(|(_, r)| !r.kind.starts_with("AWS::IAM::"))
-        {
+        for (id, r) in t.resources.iter().filter(|(_, r)| !applies(&r.kind)) {
             more.push((
                 line_of(&r.source),
                 format!(
-                    "resource {id} ({}): this build does not apply app resources yet",
+                    "resource {id} ({}): the app engine does not apply this type yet",
                     r.kind
                 ),
             ));
         }
-        for (f, vars) in &t.function_environment {
-            for v in vars.keys() {
-                more.push((
-                    1,
-                    format!("environment variable {v} of {f} needs a resource: this build does not apply app resources yet"),
-                ));
+        // Properties of the applied types that the engine does not apply.
+        let mut props = Vec::new();
+        for (id, r) in t.resources.iter().filter(|(_, r)| applies(&r.kind)) {
+            for k in r.properties.as_object().into_iter().flat_map(|m| m.keys()) {
+                let line = line_of(&r.source);
+                match property(&r.kind, k) {
+                    PropertySupport::Applied => {}
+                    PropertySupport::NoEffect => props.push((
+                        Level::Warning,
+                        line,
+                        format!(
+                            "resource {id} ({}): property {k} is accepted and has no effect",
+                            r.kind
+                        ),
+                    )),
+                    PropertySupport::NotSupported => props.push((
+                        Level::Unsupported,
+                        line,
+                        format!(
+                            "resource {id} ({}): property {k} is not applied by the app engine",
+                            r.kind
+                        ),
+                    )),
+                }
             }
+        }
+        for (level, line, message) in props {
+            self.diagnostics.push(Diagnostic {
+                level,
+                file: file.clone(),
+                line,
+                message,
+            });
         }
         for (line, message) in more {
             self.diagnostics.push(Diagnostic {

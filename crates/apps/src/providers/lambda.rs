@@ -323,3 +323,39 @@ pub async fn delete_url(cx: &Cx<'_>, row: &ResourceRow) -> R<()> {
     .await?;
     Ok(())
 }
+
+/// A function's environment variables now (GetFunctionConfiguration).
+pub async fn environment(cx: &Cx<'_>, function: &str) -> R<Map<String, Value>> {
+    let v = call(
+        cx,
+        "GetFunctionConfiguration",
+        Method::GET,
+        &format!(
+            "/2015-03-31/functions/{}/configuration",
+            function_path(function)
+        ),
+        None,
+    )
+    .await?;
+    Ok(v["Environment"]["Variables"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// Set a function's whole environment (UpdateFunctionConfiguration with only
+/// `Environment`: the rest of its configuration stays).
+pub async fn set_environment(cx: &Cx<'_>, function: &str, vars: &Map<String, Value>) -> R<()> {
+    call(
+        cx,
+        "UpdateFunctionConfiguration",
+        Method::PUT,
+        &format!(
+            "/2015-03-31/functions/{}/configuration",
+            function_path(function)
+        ),
+        Some(&json!({"Environment": {"Variables": vars}})),
+    )
+    .await?;
+    Ok(())
+}

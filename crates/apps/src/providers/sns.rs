@@ -51,7 +51,7 @@ pub async fn create_topic(cx: &Cx<'_>, props: &Value) -> R<Made> {
     };
     let arn = cx.arn("sns", name);
     if topic_exists(cx, &arn).await? {
-        return invalid(format!("topic {name} already exists"));
+        return super::exists(format!("topic {name} already exists"));
     }
     let mut params: Params = vec![p("Name", name)];
     let mut i = 1;

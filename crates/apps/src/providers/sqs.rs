@@ -90,7 +90,7 @@ pub async fn create_queue(cx: &Cx<'_>, props: &Value) -> R<Made> {
     // CreateQueue of an existing name with the same attributes succeeds: refuse
     // it here, so an undo never deletes a queue the app did not create.
     if url_of(cx, name).await?.is_some() {
-        return invalid(format!("queue {name} already exists"));
+        return super::exists(format!("queue {name} already exists"));
     }
     let mut a = attributes(props, false);
     if is_fifo(props) {

@@ -94,9 +94,20 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
         env: std::env::vars().collect(),
     };
     let mut loaded = nimbus_manifest::load(&manifest, &opts);
-    // Until the app engine (nimbus-apps) applies `App.template`, its resources are
-    // reported as not supported yet (strict mode then refuses the deploy).
-    loaded.report_template_unapplied();
+    // Resources of a type the server's app engine cannot apply are reported as
+    // not supported yet (strict mode then refuses the deploy; with
+    // --allow-unsupported they are left out of the template sent to it).
+    loaded.report_template_unapplied(
+        &nimbus_apps::providers::supported,
+        &nimbus_apps::providers::property_support,
+    );
+    if a.allow_unsupported {
+        if let Some(app) = &mut loaded.app {
+            app.template
+                .resources
+                .retain(|_, r| nimbus_apps::providers::supported(&r.kind));
+        }
+    }
     for d in &loaded.diagnostics {
         eprintln!("{d}");
     }
@@ -200,6 +211,12 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
         Ok(()) => apply_resources(client, &app, a.allow_replace).await,
         Err(e) => Err(e),
     };
+    // The engine set resource-dependent variables on $LATEST: an alias
+    // (AutoPublishAlias) moves to a version that has them.
+    let outcome = match outcome {
+        Ok(v) => repoint_aliases(client, &app, &mut journal).await.map(|_| v),
+        Err(e) => Err(e),
+    };
     if let Err(e) = &outcome {
         eprintln!("error: {e:#}");
         eprintln!("rolling back {} change(s) …", journal.len());
@@ -226,6 +243,52 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
         print_outputs(v);
     }
     Ok(0)
+}
+
+/// Publish a version of each aliased function whose environment the engine
+/// completed, and point its alias at it (journaled like the first publish).
+async fn repoint_aliases(client: &Client, app: &App, journal: &mut Vec<Undo>) -> Result<()> {
+    for f in &app.functions {
+        let Some(alias) = &f.alias else { continue };
+        let has_env = app.template.functions.iter().any(|(logical, name)| {
+            *name == f.name && app.template.function_environment.contains_key(logical)
+        });
+        if !has_env {
+            continue;
+        }
+        let apath = format!(
+            "/2015-03-31/functions/{}/aliases/{}",
+            path_seg(&f.name),
+            path_seg(alias)
+        );
+        let prev_alias = get_optional(client, &apath).await?;
+        let v: Value = client
+            .send(
+                client
+                    .http
+                    .post(client.url(&format!(
+                        "/2015-03-31/functions/{}/versions",
+                        path_seg(&f.name)
+                    )))
+                    .json(&json!({})),
+            )
+            .await
+            .with_context(|| format!("publishing a version of {}", f.name))?
+            .json()
+            .await?;
+        let version = v["Version"].as_str().unwrap_or("").to_string();
+        journal.push(Undo::Alias(f.name.clone(), alias.clone(), prev_alias));
+        client
+            .send(
+                client
+                    .http
+                    .put(client.url(&apath))
+                    .json(&json!({ "FunctionVersion": version })),
+            )
+            .await
+            .with_context(|| format!("pointing alias {}:{alias} at version {version}", f.name))?;
+    }
+    Ok(())
 }
 
 /// `PUT /_nimbus/apps/{app}`: the server plans and applies the template.
