@@ -31,6 +31,9 @@ pub struct EdgeSettings {
     pub max_header_bytes: usize,
     /// Largest form body read to find its `Action` before the API is known.
     pub form_limit: usize,
+    /// How to recognise a function instance's connection ([`crate::peers`]);
+    /// `None`: instances cannot be told apart (no per-instance uids).
+    pub instance_peers: Option<crate::peers::InstancePeers>,
 }
 
 impl Default for EdgeSettings {
@@ -42,6 +45,7 @@ impl Default for EdgeSettings {
             max_connections: 1024,
             max_header_bytes: 64 * 1024,
             form_limit: nimbus_protocol::DEFAULT_BODY_LIMIT,
+            instance_peers: None,
         }
     }
 }
@@ -88,10 +92,7 @@ impl Edge {
             };
             let _ = stream.set_nodelay(true);
             let edge = self.clone();
-            let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                let edge = edge.clone();
-                async move { Ok::<_, std::convert::Infallible>(edge.handle(req.map(Body::new)).await) }
-            });
+            let peers = settings.instance_peers.clone();
             let builder = builder.clone();
             let watcher = graceful.watcher();
             let header_timeout = settings.header_read_timeout;
@@ -104,6 +105,22 @@ impl Edge {
                     Ok(Ok(n)) if n > 0 => {}
                     _ => return,
                 }
+                // A function instance's connection: its requests must be signed
+                // with its own key (see `peers`).
+                let instance = peers.and_then(|p| {
+                    stream
+                        .local_addr()
+                        .ok()
+                        .and_then(|local| p.identify(local, peer))
+                });
+                let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                    let edge = edge.clone();
+                    let mut req = req.map(Body::new);
+                    if let Some(i) = &instance {
+                        req.extensions_mut().insert(i.clone());
+                    }
+                    async move { Ok::<_, std::convert::Infallible>(edge.handle(req).await) }
+                });
                 let conn = builder
                     .serve_connection(TokioIo::new(stream), svc)
                     .into_owned();

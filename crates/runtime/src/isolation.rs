@@ -127,6 +127,11 @@ pub struct IsolationReport {
     pub peer_check: bool,
     /// How an instance's process count is capped: `cgroup`, `rlimit` or `none`.
     pub pids_limit: &'static str,
+    /// Whether the edge requires an instance's requests (the control API, the
+    /// Lambda API, every service) to be signed with its own function's key even
+    /// when authentication is off: `active`, or `inactive` without per-instance
+    /// uids (an instance's connection cannot be told from the user's then).
+    pub platform_ports_check: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -137,6 +142,35 @@ pub struct Missing {
 
 static REPORT: Mutex<Option<IsolationReport>> = Mutex::new(None);
 static UID_RANGE: OnceLock<(u32, u32)> = OnceLock::new();
+/// The function each live instance uid runs (set when the instance is bound to
+/// its function, cleared when its uid is released).
+static OWNERS: Mutex<Option<std::collections::HashMap<u32, String>>> = Mutex::new(None);
+
+/// Record that `uid` now runs `function` (for [`instance_peer`]).
+pub fn set_instance_function(uid: u32, function: &str) {
+    OWNERS
+        .lock()
+        .unwrap()
+        .get_or_insert_with(Default::default)
+        .insert(uid, function.to_owned());
+}
+
+/// The function instance uid `uid` runs, if it is bound to one.
+pub fn instance_function(uid: u32) -> Option<String> {
+    OWNERS.lock().unwrap().as_ref()?.get(&uid).cloned()
+}
+
+/// The instance behind a loopback TCP connection to the server (`local` the
+/// server's end): its uid and function, or `None` when the peer is not an
+/// instance (or instances do not run as their own uids).
+pub fn instance_peer(
+    local: std::net::SocketAddr,
+    peer: std::net::SocketAddr,
+) -> Option<(u32, Option<String>)> {
+    UID_RANGE.get()?;
+    let uid = peer_uid(local, peer)?;
+    is_instance_uid(uid).then(|| (uid, instance_function(uid)))
+}
 
 /// The isolation report of the (first) server in this process, once probed.
 pub fn report() -> Option<IsolationReport> {
@@ -312,6 +346,11 @@ impl Isolation {
             peer_check: iso.uid_range.is_some(),
             // Filled in by the driver, which knows about cgroups.
             pids_limit: "none",
+            platform_ports_check: if iso.uid_range.is_some() {
+                "active"
+            } else {
+                "inactive"
+            },
         };
         if mode == IsolationMode::Off {
             tracing::warn!(
@@ -537,6 +576,9 @@ pub struct UidLease {
 
 impl Drop for UidLease {
     fn drop(&mut self) {
+        if let Some(owners) = OWNERS.lock().unwrap().as_mut() {
+            owners.remove(&self.uid);
+        }
         if let Some(iso) = self.iso.upgrade() {
             iso.live_uids.lock().unwrap().remove(&self.uid);
         }
