@@ -11,12 +11,16 @@
 //! with the protocol's authentication error (403) before any front-end runs, the
 //! control API included. What a function may do with its own key is the
 //! authorisation layer's business, not this one's.
+//!
+//! Instances also hold a bounded share of the edge's connections ([`ConnCaps`]),
+//! so socket exhaustion by a function cannot lock the platform's users out.
 
 use crate::auth::Principal;
 use nimbus_auth::AuthError;
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The instance a connection comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +54,65 @@ impl InstancePeers {
 impl fmt::Debug for InstancePeers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("InstancePeers(..)")
+    }
+}
+
+/// Caps on the edge connections function instances hold at once, so that
+/// instances opening sockets in bulk (or never sending a request) cannot take
+/// every connection slot from the platform's users: one instance at most an
+/// eighth of `--max-connections`, all instances together at most half. A
+/// connection past a cap is closed as soon as it is accepted.
+#[derive(Debug)]
+pub(crate) struct ConnCaps {
+    per_instance: usize,
+    all: usize,
+    held: Mutex<(usize, HashMap<u32, usize>)>,
+}
+
+impl ConnCaps {
+    pub(crate) fn new(max_connections: usize) -> Arc<Self> {
+        Arc::new(Self {
+            per_instance: (max_connections / 8).max(1),
+            all: (max_connections / 2).max(1),
+            held: Mutex::default(),
+        })
+    }
+
+    /// A slot for one more connection of instance `uid`, if within the caps.
+    pub(crate) fn admit(self: &Arc<Self>, uid: u32) -> Option<ConnHold> {
+        let mut held = self.held.lock().unwrap();
+        let (total, by_uid) = &mut *held;
+        let mine = by_uid.entry(uid).or_insert(0);
+        if *mine >= self.per_instance || *total >= self.all {
+            return None;
+        }
+        *mine += 1;
+        *total += 1;
+        Some(ConnHold {
+            caps: self.clone(),
+            uid,
+        })
+    }
+}
+
+/// One admitted instance connection; released when dropped.
+#[derive(Debug)]
+pub(crate) struct ConnHold {
+    caps: Arc<ConnCaps>,
+    uid: u32,
+}
+
+impl Drop for ConnHold {
+    fn drop(&mut self) {
+        let mut held = self.caps.held.lock().unwrap();
+        let (total, by_uid) = &mut *held;
+        *total = total.saturating_sub(1);
+        if let Some(n) = by_uid.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                by_uid.remove(&self.uid);
+            }
+        }
     }
 }
 
@@ -106,5 +169,21 @@ mod tests {
         };
         assert!(check(&unknown, &role("a"), "ASIAAAAA").is_err());
         assert!(check(&unknown, &Principal::Root, "AKIDSTATIC").is_ok());
+    }
+
+    #[test]
+    fn instance_connections_are_capped_per_instance_and_in_all() {
+        let caps = ConnCaps::new(64); // 8 per instance, 32 in all
+        let a: Vec<_> = (0..8).map(|_| caps.admit(1).unwrap()).collect();
+        assert!(caps.admit(1).is_none());
+        let others: Vec<_> = (2..=4)
+            .flat_map(|u| (0..8).map(move |_| u))
+            .map(|u| caps.admit(u).unwrap())
+            .collect();
+        assert_eq!(a.len() + others.len(), 32);
+        assert!(caps.admit(5).is_none());
+        drop(a);
+        assert!(caps.admit(1).is_some());
+        assert!(caps.admit(5).is_some());
     }
 }

@@ -68,6 +68,7 @@ impl Edge {
             .max_header_list_size(settings.max_header_bytes as u32);
         let builder = Arc::new(builder);
         let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections.max(1)));
+        let instance_caps = crate::peers::ConnCaps::new(settings.max_connections);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -96,8 +97,28 @@ impl Edge {
             let builder = builder.clone();
             let watcher = graceful.watcher();
             let header_timeout = settings.header_read_timeout;
+            let caps = instance_caps.clone();
             tokio::spawn(async move {
                 let _permit = permit;
+                // A function instance's connection: its requests must be signed
+                // with its own key, and it holds a bounded share of the slots
+                // (see `peers`).
+                let instance = peers.and_then(|p| {
+                    stream
+                        .local_addr()
+                        .ok()
+                        .and_then(|local| p.identify(local, peer))
+                });
+                let _hold = match &instance {
+                    Some(i) => match caps.admit(i.uid) {
+                        Some(h) => Some(h),
+                        None => {
+                            tracing::debug!(uid = i.uid, %peer, "instance connection over its cap: closed");
+                            return;
+                        }
+                    },
+                    None => None,
+                };
                 // hyper's header timer starts once the protocol is known; a client
                 // that connects and sends nothing is cut off here instead.
                 let mut first = [0u8; 1];
@@ -105,14 +126,6 @@ impl Edge {
                     Ok(Ok(n)) if n > 0 => {}
                     _ => return,
                 }
-                // A function instance's connection: its requests must be signed
-                // with its own key (see `peers`).
-                let instance = peers.and_then(|p| {
-                    stream
-                        .local_addr()
-                        .ok()
-                        .and_then(|local| p.identify(local, peer))
-                });
                 let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                     let edge = edge.clone();
                     let mut req = req.map(Body::new);
