@@ -117,7 +117,7 @@ def test_the_host_cannot_poll_an_instance_runtime_api_either(server):
 # A function probing the platform's own port (the edge: control API, Lambda API,
 # services) with and without its own credentials.
 PORTS = r'''
-import json, os, urllib.request, urllib.error
+import json, os, socket, urllib.request, urllib.error
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -150,6 +150,17 @@ def handler(event, context):
         json.dumps({"runtime": "python3.12", "handler": "app.handler",
                     "code_sha256": event["evil_sha"]}).encode(),
         {"content-type": "application/json"})
+    # The same update sent whole and the socket closed at once, so that the
+    # server may find no owner for it when it accepts (refused either way).
+    host, port = API.removeprefix("http://").rsplit(":", 1)
+    body = json.dumps({"runtime": "python3.12", "handler": "app.handler",
+                       "code_sha256": event["evil_sha"]}).encode()
+    req = ("PUT /_nimbus/functions/%s HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
+           "Content-Length: %d\r\nConnection: close\r\n\r\n" % (victim, len(body))).encode() + body
+    for _ in range(20):
+        s = socket.create_connection((host, int(port)))
+        s.sendall(req)
+        s.close()
     # The Lambda API and a service, unsigned.
     out["lambda_unsigned"] = raw("GET", "/2015-03-31/functions/")
     out["sqs_unsigned"] = raw("POST", "/", b"Action=ListQueues&Version=2012-11-05",
@@ -192,6 +203,7 @@ def test_the_platform_port_accepts_a_function_only_with_its_own_credentials(serv
     server.deploy("ports-victim", "python3.12", "app.handler", {"app.py": VICTIM})
     server.deploy("ports-hostile", "python3.12", "app.handler", {"app.py": PORTS}, timeout_s=120)
     stolen, _ = server.invoke_ok("ports-victim", {"env": True})
+    victim_before = server.function("ports-victim")["function"]
     evil_sha = server.upload({"app.py": "def handler(e, c):\n    return {'victim': 'pwned'}\n"})
     # The user (this test process) still calls the control API unsigned.
     assert server.session.get(server.api + "/_nimbus/functions", timeout=10).status_code == 200
@@ -211,10 +223,20 @@ def test_the_platform_port_accepts_a_function_only_with_its_own_credentials(serv
     assert got["stolen_key"][1] in ("UnrecognizedClientException", "InvalidClientTokenId"), got
     # Nothing leaked through the refusals, and the victim's code is unchanged.
     assert "ports-victim" not in got["control_list"][1], got
+    assert server.function("ports-victim")["function"] == victim_before
     assert server.invoke_ok("ports-victim", {})[0] == {"victim": "original", "ok": True}
     # Its own credentials work as before.
     assert got["sqs_own"] == ["mine"], got
     assert got["invoke_own"] == {"victim": "original", "ok": True}, got
+
+
+def test_without_instance_uids_the_platform_port_check_is_reported_inactive(server_factory):
+    """`--isolation off`: the edge cannot tell an instance from the user, and says so."""
+    s = server_factory(env={"NIMBUS_ISOLATION": "off"})
+    iso = health(s)["isolation"]
+    assert iso["mode"] == "off" and iso["peer_check"] is False, iso
+    assert iso["platform_ports_check"] == "inactive", iso
+    assert "the platform-ports check is inactive" in s.log_text()
 
 
 @pytest.fixture(scope="module")

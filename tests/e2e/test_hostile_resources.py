@@ -411,7 +411,9 @@ def test_ignoring_sigterm_does_not_outlive_the_timeout(server):
 def server():
     """This module's server, isolated as a default `nimbus up` is."""
     d = tempfile.mkdtemp(prefix="nimbus-test-")
-    s = Server(d, env={"NIMBUS_ISOLATION": "auto"}).start()
+    # A long header timeout: the edge-connections test counts connections held
+    # open, which an idle timeout would otherwise close under a slow run.
+    s = Server(d, ["--header-timeout", "120s"], env={"NIMBUS_ISOLATION": "auto"}).start()
     code = {"app.py": ABUSER}
     s.deploy("neighbour", "python3.12", "app.handler", {"app.py": NEIGHBOUR}, timeout_s=60)
     # Room for 256 forked interpreters, so the pids cap (not memory) stops the bomb.

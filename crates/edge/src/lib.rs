@@ -23,7 +23,7 @@ pub mod routes;
 pub mod server;
 
 pub use auth::{AccessKey, AuthConfig, Principal, RequestScope};
-pub use peers::{InstancePeer, InstancePeers};
+pub use peers::{InstancePeer, InstancePeers, PeerIdentity};
 pub use routes::{Route, Rule, Table, Unrecognised};
 pub use server::EdgeSettings;
 

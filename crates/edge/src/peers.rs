@@ -32,21 +32,30 @@ pub struct InstancePeer {
     pub function: Option<String>,
 }
 
-type Identify = dyn Fn(SocketAddr, SocketAddr) -> Option<InstancePeer> + Send + Sync;
+/// Who is behind a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerIdentity {
+    /// Not an instance (a remote client, a local process of another uid).
+    Other,
+    Instance(InstancePeer),
+    /// A local socket whose owner cannot be known any more (its process closed
+    /// it right after sending): it could be an instance's, so it is not served.
+    Unknown,
+}
+
+type Identify = dyn Fn(SocketAddr, SocketAddr) -> PeerIdentity + Send + Sync;
 
 /// How to tell whether a connection (`local`, `peer`) comes from an instance.
 #[derive(Clone)]
 pub struct InstancePeers(Arc<Identify>);
 
 impl InstancePeers {
-    pub fn new(
-        f: impl Fn(SocketAddr, SocketAddr) -> Option<InstancePeer> + Send + Sync + 'static,
-    ) -> Self {
+    pub fn new(f: impl Fn(SocketAddr, SocketAddr) -> PeerIdentity + Send + Sync + 'static) -> Self {
         Self(Arc::new(f))
     }
 
-    /// The instance behind this connection, if it is one.
-    pub fn identify(&self, local: SocketAddr, peer: SocketAddr) -> Option<InstancePeer> {
+    /// Who is behind this connection.
+    pub fn identify(&self, local: SocketAddr, peer: SocketAddr) -> PeerIdentity {
         (self.0)(local, peer)
     }
 }
@@ -124,7 +133,10 @@ pub(crate) fn check(
     principal: &Principal,
     access_key_id: &str,
 ) -> Result<(), AuthError> {
-    let own = match (principal, access_key_id.starts_with(nimbus_auth::SESSION_KEY_PREFIX)) {
+    let own = match (
+        principal,
+        access_key_id.starts_with(nimbus_auth::SESSION_KEY_PREFIX),
+    ) {
         (_, false) => true,
         (Principal::AssumedRole { session, .. }, true) => {
             instance.function.as_deref() == Some(session.as_str())

@@ -103,12 +103,19 @@ impl Edge {
                 // A function instance's connection: its requests must be signed
                 // with its own key, and it holds a bounded share of the slots
                 // (see `peers`).
-                let instance = peers.and_then(|p| {
-                    stream
-                        .local_addr()
-                        .ok()
-                        .and_then(|local| p.identify(local, peer))
-                });
+                let identity = match (&peers, stream.local_addr()) {
+                    (Some(p), Ok(local)) => p.identify(local, peer),
+                    (Some(_), Err(_)) => crate::peers::PeerIdentity::Unknown,
+                    (None, _) => crate::peers::PeerIdentity::Other,
+                };
+                let instance = match identity {
+                    crate::peers::PeerIdentity::Other => None,
+                    crate::peers::PeerIdentity::Instance(i) => Some(i),
+                    crate::peers::PeerIdentity::Unknown => {
+                        tracing::info!(%peer, "closed a connection whose local socket has no owner any more");
+                        return;
+                    }
+                };
                 let _hold = match &instance {
                     Some(i) => match caps.admit(i.uid) {
                         Some(h) => Some(h),

@@ -541,8 +541,8 @@ async fn serve(args: UpArgs) -> Result<i32> {
 /// requests must then carry its own function's signature, auth on or off);
 /// `None`, said loudly, when instances do not run as uids of their own.
 fn instance_peers(auth_enabled: bool) -> Option<nimbus_edge::InstancePeers> {
-    let active = nimbus_runtime::isolation::report()
-        .is_some_and(|r| r.platform_ports_check == "active");
+    let active =
+        nimbus_runtime::isolation::report().is_some_and(|r| r.platform_ports_check == "active");
     if !active {
         if auth_enabled {
             tracing::info!(
@@ -560,8 +560,14 @@ fn instance_peers(auth_enabled: bool) -> Option<nimbus_edge::InstancePeers> {
     }
     tracing::info!("the edge requires function instances to sign with their own keys");
     Some(nimbus_edge::InstancePeers::new(|local, peer| {
-        nimbus_runtime::isolation::instance_peer(local, peer)
-            .map(|(uid, function)| nimbus_edge::InstancePeer { uid, function })
+        use nimbus_runtime::isolation::{instance_peer, Peer};
+        match instance_peer(local, peer) {
+            Peer::Other => nimbus_edge::PeerIdentity::Other,
+            Peer::Instance(uid, function) => {
+                nimbus_edge::PeerIdentity::Instance(nimbus_edge::InstancePeer { uid, function })
+            }
+            Peer::Unknown => nimbus_edge::PeerIdentity::Unknown,
+        }
     }))
 }
 

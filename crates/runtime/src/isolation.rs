@@ -160,16 +160,31 @@ pub fn instance_function(uid: u32) -> Option<String> {
     OWNERS.lock().unwrap().as_ref()?.get(&uid).cloned()
 }
 
-/// The instance behind a loopback TCP connection to the server (`local` the
-/// server's end): its uid and function, or `None` when the peer is not an
-/// instance (or instances do not run as their own uids).
-pub fn instance_peer(
-    local: std::net::SocketAddr,
-    peer: std::net::SocketAddr,
-) -> Option<(u32, Option<String>)> {
-    UID_RANGE.get()?;
-    let uid = peer_uid(local, peer)?;
-    is_instance_uid(uid).then(|| (uid, instance_function(uid)))
+/// Who is behind a TCP connection to the server (`local` the server's end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// Not an instance: a remote client, or a local process of another uid.
+    Other,
+    /// An instance: its uid and the function it runs (if bound yet).
+    Instance(u32, Option<String>),
+    /// A local socket its process already closed: it may have been an
+    /// instance's, so it is not served.
+    Unknown,
+}
+
+/// Who is behind a connection to the server; always [`Peer::Other`] when
+/// instances do not run as their own uids.
+pub fn instance_peer(local: std::net::SocketAddr, peer: std::net::SocketAddr) -> Peer {
+    if UID_RANGE.get().is_none() {
+        return Peer::Other;
+    }
+    match peer_socket(local, peer) {
+        PeerSocket::Owned(uid) if is_instance_uid(uid) => {
+            Peer::Instance(uid, instance_function(uid))
+        }
+        PeerSocket::Owned(_) | PeerSocket::Absent => Peer::Other,
+        PeerSocket::Orphaned => Peer::Unknown,
+    }
 }
 
 /// The isolation report of the (first) server in this process, once probed.
@@ -1047,23 +1062,79 @@ pub(crate) fn seccomp_program() -> Vec<libc::sock_filter> {
 
 /// The uid owning the TCP socket at `peer` that is connected to `local` (a
 /// loopback connection seen from the server's side), from `/proc/net/tcp{,6}`.
+/// `None` when no process owns it any more (see [`peer_socket`]) or it is not on
+/// this host.
 pub fn peer_uid(local: std::net::SocketAddr, peer: std::net::SocketAddr) -> Option<u32> {
-    let (file, want_local, want_remote) = match (peer, local) {
-        (std::net::SocketAddr::V4(p), std::net::SocketAddr::V4(l)) => {
-            ("/proc/net/tcp", hex_v4(p), hex_v4(l))
-        }
-        (std::net::SocketAddr::V6(p), std::net::SocketAddr::V6(l)) => {
-            ("/proc/net/tcp6", hex_v6(p), hex_v6(l))
-        }
-        _ => return None,
+    match peer_socket(local, peer) {
+        PeerSocket::Owned(uid) => Some(uid),
+        PeerSocket::Orphaned | PeerSocket::Absent => None,
+    }
+}
+
+/// The far end of a TCP connection to this server, as the host's socket tables
+/// show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerSocket {
+    /// A socket of this host owned (held open) by a process of this uid.
+    Owned(u32),
+    /// A socket of this host no process holds any more (closed right after
+    /// sending; the kernel reports it without its owner): who sent the request
+    /// cannot be known.
+    Orphaned,
+    /// Not a socket of this host (a remote client), or gone entirely.
+    Absent,
+}
+
+/// Find the far end of the connection (`local` the server's end) in
+/// `/proc/net/tcp{,6}`; an IPv4 client of a dual-stack listener (v4-mapped
+/// addresses) is looked for in the IPv4 table.
+pub fn peer_socket(local: std::net::SocketAddr, peer: std::net::SocketAddr) -> PeerSocket {
+    use std::net::SocketAddr::{V4, V6};
+    let unmapped = |a: std::net::SocketAddr| match a {
+        V6(v6) => v6
+            .ip()
+            .to_ipv4_mapped()
+            .map(|ip| V4(std::net::SocketAddrV4::new(ip, v6.port()))),
+        V4(_) => None,
     };
-    let text = std::fs::read_to_string(file).ok()?;
-    for line in text.lines().skip(1) {
-        let mut f = line.split_whitespace();
-        let (_sl, l, r) = (f.next()?, f.next()?, f.next()?);
-        if l.eq_ignore_ascii_case(&want_local) && r.eq_ignore_ascii_case(&want_remote) {
-            // st tx_queue:rx_queue tr:tm->when retrnsmt uid
-            return f.nth(4)?.parse().ok();
+    let mut tries = vec![(local, peer)];
+    if let (Some(l), Some(p)) = (unmapped(local), unmapped(peer)) {
+        tries.push((l, p));
+    }
+    for (local, peer) in tries {
+        let (file, want_local, want_remote) = match (peer, local) {
+            (V4(p), V4(l)) => ("/proc/net/tcp", hex_v4(p), hex_v4(l)),
+            (V6(p), V6(l)) => ("/proc/net/tcp6", hex_v6(p), hex_v6(l)),
+            _ => continue,
+        };
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        if let Some(found) = find_socket(&text, &want_local, &want_remote) {
+            return found;
+        }
+    }
+    PeerSocket::Absent
+}
+
+/// The socket with this local and remote address in a `/proc/net/tcp` table.
+fn find_socket(table: &str, want_local: &str, want_remote: &str) -> Option<PeerSocket> {
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // sl local remote st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+        if f.len() < 10 {
+            continue;
+        }
+        if f[1].eq_ignore_ascii_case(want_local) && f[2].eq_ignore_ascii_case(want_remote) {
+            let uid: u32 = f[7].parse().ok()?;
+            let inode: u64 = f[9].parse().ok()?;
+            // Inode 0: no file holds the socket (closed, or a time-wait entry,
+            // which also shows uid 0).
+            return Some(if inode == 0 {
+                PeerSocket::Orphaned
+            } else {
+                PeerSocket::Owned(uid)
+            });
         }
     }
     None
@@ -1309,7 +1380,43 @@ mod tests {
         // SAFETY: no preconditions.
         let me = unsafe { libc::geteuid() };
         assert_eq!(peer_uid(s.local_addr().unwrap(), peer), Some(me));
+        // Closed by its process: no owner to be had.
         drop(c);
+        assert_eq!(
+            peer_socket(s.local_addr().unwrap(), peer),
+            PeerSocket::Orphaned
+        );
+        // A v4 client of a dual-stack listener, seen with v4-mapped addresses.
+        let map =
+            |a: std::net::SocketAddr| match a {
+                std::net::SocketAddr::V4(v4) => std::net::SocketAddr::V6(
+                    std::net::SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0),
+                ),
+                v6 => v6,
+            };
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, peer) = l.accept().unwrap();
+        assert_eq!(
+            peer_socket(map(s.local_addr().unwrap()), map(peer)),
+            PeerSocket::Owned(me)
+        );
+        drop(c);
+    }
+
+    #[test]
+    fn proc_net_tcp_rows_tell_owned_from_orphaned() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000  1900000001        0 4242 1 0000000000000000 20 4 30 10 -1\n\
+   1: 0100007F:1F91 0100007F:C350 05 00000000:00000000 00:00000000 00000000     0        0 0 1 0000000000000000 20 4 30 10 -1\n";
+        assert_eq!(
+            find_socket(table, "0100007F:1F90", "0100007F:C350"),
+            Some(PeerSocket::Owned(1_900_000_001))
+        );
+        assert_eq!(
+            find_socket(table, "0100007F:1F91", "0100007F:C350"),
+            Some(PeerSocket::Orphaned)
+        );
+        assert_eq!(find_socket(table, "0100007F:1F92", "0100007F:C350"), None);
     }
 
     #[test]
