@@ -149,6 +149,7 @@ impl Instance {
         let (program, args) = command_for(&spec, &view)?;
         let env = environment(&spec, &api, &scratch, &view, driver.isolation());
         let proc_spec = ProcSpec {
+            function: Some(spec.function.clone()),
             instance_id: spec.id.clone(),
             program,
             args,
