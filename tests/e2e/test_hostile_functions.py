@@ -8,6 +8,8 @@ import shutil
 import tempfile
 import urllib.request
 
+import boto3
+import botocore.config
 import pytest
 from conftest import Server
 
@@ -174,6 +176,8 @@ def handler(event, context):
         "sqs", aws_access_key_id=s["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=s["AWS_SECRET_ACCESS_KEY"],
         aws_session_token=s["AWS_SESSION_TOKEN"], config=CFG).list_queues())
+    # A presigned URL made with another function's key is a capability: honoured.
+    out["presigned"] = raw("GET", event["presigned"].removeprefix(API))
     # Its own credentials (what boto3 finds in the environment): a service call and
     # the Lambda Invoke API of another function work.
     sqs = boto3.client("sqs", config=CFG)
@@ -204,11 +208,24 @@ def test_the_platform_port_accepts_a_function_only_with_its_own_credentials(serv
     server.deploy("ports-hostile", "python3.12", "app.handler", {"app.py": PORTS}, timeout_s=120)
     stolen, _ = server.invoke_ok("ports-victim", {"env": True})
     victim_before = server.function("ports-victim")["function"]
+    # An object the victim function shares through a URL presigned with its key.
+    s3 = boto3.client("s3", endpoint_url=server.api, region_name="us-east-1",
+                      aws_access_key_id="user", aws_secret_access_key="user")
+    s3.create_bucket(Bucket="ports-shared")
+    s3.put_object(Bucket="ports-shared", Key="note.txt", Body=b"shared on purpose")
+    presigned = boto3.client(
+        "s3", endpoint_url=server.api, region_name="us-east-1",
+        aws_access_key_id=stolen["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=stolen["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=stolen["AWS_SESSION_TOKEN"],
+        config=botocore.config.Config(signature_version="s3v4"),
+    ).generate_presigned_url("get_object", Params={"Bucket": "ports-shared", "Key": "note.txt"})
     evil_sha = server.upload({"app.py": "def handler(e, c):\n    return {'victim': 'pwned'}\n"})
     # The user (this test process) still calls the control API unsigned.
     assert server.session.get(server.api + "/_nimbus/functions", timeout=10).status_code == 200
     got, _ = server.invoke_ok("ports-hostile", {"victim": "ports-victim", "stolen": stolen,
-                                                "evil_sha": evil_sha}, timeout=180)
+                                                "evil_sha": evil_sha, "presigned": presigned},
+                              timeout=180)
     assert got["health"] == 200, got
     if iso["platform_ports_check"] != "active":
         # Loud degradation: no per-instance uids, so the check cannot run.
@@ -225,6 +242,7 @@ def test_the_platform_port_accepts_a_function_only_with_its_own_credentials(serv
     assert "ports-victim" not in got["control_list"][1], got
     assert server.function("ports-victim")["function"] == victim_before
     assert server.invoke_ok("ports-victim", {})[0] == {"victim": "original", "ok": True}
+    assert got["presigned"] == [200, "shared on purpose"], got
     # Its own credentials work as before.
     assert got["sqs_own"] == ["mine"], got
     assert got["invoke_own"] == {"victim": "original", "ok": True}, got

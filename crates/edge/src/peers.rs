@@ -7,7 +7,8 @@
 //! (no `--credentials`): it must carry a SigV4 signature made with that
 //! function's own session key (the `AWS_ACCESS_KEY_ID`/`AWS_SESSION_TOKEN` the
 //! instance was handed), or with one of the configured static keys when there are
-//! any. Unsigned, unknown-key and another function's key requests are refused
+//! any (a presigned URL, a capability handed on on purpose, may carry another
+//! function's key). Unsigned, unknown-key and another function's key requests are refused
 //! with the protocol's authentication error (403) before any front-end runs, the
 //! control API included. What a function may do with its own key is the
 //! authorisation layer's business, not this one's.
