@@ -11,7 +11,7 @@ import urllib.request
 import boto3
 import botocore.config
 import pytest
-from conftest import Server
+from conftest import Server, wait_for
 
 HOSTILE = r'''
 import json, os, socket, urllib.request
@@ -246,6 +246,51 @@ def test_the_platform_port_accepts_a_function_only_with_its_own_credentials(serv
     # Its own credentials work as before.
     assert got["sqs_own"] == ["mine"], got
     assert got["invoke_own"] == {"victim": "original", "ok": True}, got
+
+
+# A function asking a service to call the platform's port for it (server-side
+# request forgery): an EventBridge API destination aimed at the control API.
+SSRF = r'''
+import json, os
+import boto3
+from botocore.config import Config
+
+def handler(event, context):
+    eb = boto3.client("events", config=Config(retries={"max_attempts": 0}))
+    conn = eb.create_connection(
+        Name="ssrf", AuthorizationType="API_KEY",
+        AuthParameters={"ApiKeyAuthParameters": {"ApiKeyName": "x-api-key", "ApiKeyValue": "k"}})
+    dest = eb.create_api_destination(
+        Name="ssrf", ConnectionArn=conn["ConnectionArn"], HttpMethod="PUT",
+        InvocationEndpoint=os.environ["AWS_ENDPOINT_URL"] + "/_nimbus/functions/ssrf-created")
+    eb.put_rule(Name="ssrf", EventPattern=json.dumps({"source": ["ssrf"]}))
+    eb.put_targets(Rule="ssrf", Targets=[
+        {"Id": "control", "Arn": dest["ApiDestinationArn"], "InputPath": "$.detail"}])
+    r = eb.put_events(Entries=[{"Source": "ssrf", "DetailType": "deploy",
+                                "Detail": json.dumps(event["deploy"])}])
+    return {"failed": r["FailedEntryCount"]}
+'''
+
+
+def test_a_service_cannot_be_made_to_call_the_control_api_for_a_function(server):
+    iso = health(server)["isolation"]
+    if iso["platform_ports_check"] != "active":
+        assert "uid" in {m["feature"] for m in iso["missing"]}, iso
+        return
+    server.deploy("ssrf", "python3.12", "app.handler", {"app.py": SSRF}, timeout_s=60)
+    sha = server.upload({"app.py": "def handler(e, c):\n    return 'created by ssrf'\n"})
+    got, _ = server.invoke_ok("ssrf", {"deploy": {"runtime": "python3.12", "handler": "app.handler",
+                                                  "code_sha256": sha}})
+    assert got == {"failed": 0}, got
+
+    def refused_delivery():
+        return [l for l in server.log_text().splitlines()
+                if "path=/_nimbus/functions/ssrf-created" in l and "status=403" in l]
+
+    # The delivery reached the edge, unsigned from the server's own socket: refused.
+    wait_for(refused_delivery, timeout=60, what="the API destination's call refused")
+    r = server.session.get(server.api + "/_nimbus/functions/ssrf-created", timeout=10)
+    assert r.status_code == 404, r.text
 
 
 def test_without_instance_uids_the_platform_port_check_is_reported_inactive(server_factory):

@@ -567,6 +567,14 @@ fn instance_peers(auth_enabled: bool) -> Option<nimbus_edge::InstancePeers> {
                 nimbus_edge::PeerIdentity::Instance(nimbus_edge::InstancePeer { uid, function })
             }
             Peer::Unknown => nimbus_edge::PeerIdentity::Unknown,
+            // The server calling itself (a service delivering to a URL a function
+            // chose): held to the same rule as an instance bound to no function,
+            // so only a configured key passes, never an unsigned request.
+            Peer::Server => nimbus_edge::PeerIdentity::Instance(nimbus_edge::InstancePeer {
+                // SAFETY: geteuid has no preconditions.
+                uid: unsafe { libc::geteuid() },
+                function: None,
+            }),
         }
     }))
 }

@@ -170,6 +170,18 @@ pub enum Peer {
     /// A local socket its process already closed: it may have been an
     /// instance's, so it is not served.
     Unknown,
+    /// The server itself (a service delivering to a URL someone chose).
+    Server,
+}
+
+/// Whether socket `inode` is one of this process's open files.
+fn own_socket(inode: u64) -> bool {
+    let want = format!("socket:[{inode}]");
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return false;
+    };
+    dir.flatten()
+        .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == want.as_str()))
 }
 
 /// Who is behind a connection to the server; always [`Peer::Other`] when
@@ -179,10 +191,17 @@ pub fn instance_peer(local: std::net::SocketAddr, peer: std::net::SocketAddr) ->
         return Peer::Other;
     }
     match peer_socket(local, peer) {
-        PeerSocket::Owned(uid) if is_instance_uid(uid) => {
+        PeerSocket::Owned(uid, _) if is_instance_uid(uid) => {
             Peer::Instance(uid, instance_function(uid))
         }
-        PeerSocket::Owned(_) | PeerSocket::Absent => Peer::Other,
+        // A connection the server made to itself: a service delivering to a
+        // URL a function chose (an EventBridge API destination, an SNS HTTP
+        // subscription) must not reach the control API as the user would.
+        // SAFETY: geteuid has no preconditions.
+        PeerSocket::Owned(uid, inode) if uid == unsafe { libc::geteuid() } && own_socket(inode) => {
+            Peer::Server
+        }
+        PeerSocket::Owned(..) | PeerSocket::Absent => Peer::Other,
         PeerSocket::Orphaned => Peer::Unknown,
     }
 }
@@ -1066,7 +1085,7 @@ pub(crate) fn seccomp_program() -> Vec<libc::sock_filter> {
 /// this host.
 pub fn peer_uid(local: std::net::SocketAddr, peer: std::net::SocketAddr) -> Option<u32> {
     match peer_socket(local, peer) {
-        PeerSocket::Owned(uid) => Some(uid),
+        PeerSocket::Owned(uid, _) => Some(uid),
         PeerSocket::Orphaned | PeerSocket::Absent => None,
     }
 }
@@ -1076,7 +1095,7 @@ pub fn peer_uid(local: std::net::SocketAddr, peer: std::net::SocketAddr) -> Opti
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerSocket {
     /// A socket of this host owned (held open) by a process of this uid.
-    Owned(u32),
+    Owned(u32, u64),
     /// A socket of this host no process holds any more (closed right after
     /// sending; the kernel reports it without its owner): who sent the request
     /// cannot be known.
@@ -1133,7 +1152,7 @@ fn find_socket(table: &str, want_local: &str, want_remote: &str) -> Option<PeerS
             return Some(if inode == 0 {
                 PeerSocket::Orphaned
             } else {
-                PeerSocket::Owned(uid)
+                PeerSocket::Owned(uid, inode)
             });
         }
     }
@@ -1398,9 +1417,28 @@ mod tests {
         let (s, peer) = l.accept().unwrap();
         assert_eq!(
             peer_socket(map(s.local_addr().unwrap()), map(peer)),
-            PeerSocket::Owned(me)
+            PeerSocket::Owned(me, own_inode(&c))
         );
         drop(c);
+    }
+
+    fn own_inode(s: &std::net::TcpStream) -> u64 {
+        use std::os::fd::AsRawFd;
+        let l = std::fs::read_link(format!("/proc/self/fd/{}", s.as_raw_fd())).unwrap();
+        let l = l.to_string_lossy();
+        l.trim_start_matches("socket:[")
+            .trim_end_matches(']')
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_connection_of_the_server_to_itself_is_recognised() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (_s, _) = l.accept().unwrap();
+        assert!(own_socket(own_inode(&c)));
+        assert!(!own_socket(u64::MAX));
     }
 
     #[test]
@@ -1410,7 +1448,7 @@ mod tests {
    1: 0100007F:1F91 0100007F:C350 05 00000000:00000000 00:00000000 00000000     0        0 0 1 0000000000000000 20 4 30 10 -1\n";
         assert_eq!(
             find_socket(table, "0100007F:1F90", "0100007F:C350"),
-            Some(PeerSocket::Owned(1_900_000_001))
+            Some(PeerSocket::Owned(1_900_000_001, 4242))
         );
         assert_eq!(
             find_socket(table, "0100007F:1F91", "0100007F:C350"),
