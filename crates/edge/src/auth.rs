@@ -190,6 +190,9 @@ impl AuthConfig {
 #[derive(Debug)]
 pub(crate) struct Auth {
     pub(crate) verifier: Option<Verifier>,
+    /// Checks function instances' requests when `verifier` is off (the ring
+    /// then holds only function session keys; see `peers`).
+    pub(crate) instance_verifier: Verifier,
     key_ring: Arc<KeyRing>,
 }
 
@@ -200,6 +203,7 @@ impl From<AuthConfig> for Auth {
             .then(|| Verifier::with_key_ring(config.key_ring.clone()));
         Self {
             verifier,
+            instance_verifier: Verifier::with_key_ring(config.key_ring.clone()),
             key_ring: config.key_ring,
         }
     }

@@ -18,10 +18,12 @@
 //! bounds header and body read times and the number of connections.
 
 pub mod auth;
+pub mod peers;
 pub mod routes;
 pub mod server;
 
 pub use auth::{AccessKey, AuthConfig, Principal, RequestScope};
+pub use peers::{InstancePeer, InstancePeers, PeerIdentity};
 pub use routes::{Route, Rule, Table, Unrecognised};
 pub use server::EdgeSettings;
 
@@ -172,7 +174,14 @@ impl Edge {
             && !parts.headers.contains_key(http::header::AUTHORIZATION)
             && !query.contains("X-Amz-Credential");
         let mut policy_check = None;
-        let (principal, scope) = match &inner.auth.verifier {
+        // A function instance's request is authenticated even with auth off.
+        let instance = parts.extensions.remove::<peers::InstancePeer>();
+        let verifier = match (&inner.auth.verifier, &instance) {
+            (Some(v), _) => Some(v),
+            (None, Some(_)) => Some(&inner.auth.instance_verifier),
+            (None, None) => None,
+        };
+        let (principal, scope) = match verifier {
             None => {
                 // Unchecked, but a function's own key still says which function calls.
                 let scope = nimbus_auth::parse_scope_unverified(&parts.headers, &query);
@@ -252,10 +261,15 @@ impl Edge {
                     }
                     Err(e) => return Err(refuse_auth(&e)),
                 };
-                (
-                    inner.auth.principal(&verified.scope),
-                    Some(RequestScope::new(verified.scope, true)),
-                )
+                let principal = inner.auth.principal(&verified.scope);
+                // A presigned URL is a capability handed on on purpose (as on
+                // AWS, whoever holds it may use it): only header signatures must
+                // be the instance's own.
+                if let Some(i) = instance.as_ref().filter(|_| !verified.presigned) {
+                    peers::check(i, &principal, &verified.scope.access_key_id)
+                        .map_err(|e| refuse_auth(&e))?;
+                }
+                (principal, Some(RequestScope::new(verified.scope, true)))
             }
         };
 

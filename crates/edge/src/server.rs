@@ -31,6 +31,9 @@ pub struct EdgeSettings {
     pub max_header_bytes: usize,
     /// Largest form body read to find its `Action` before the API is known.
     pub form_limit: usize,
+    /// How to recognise a function instance's connection ([`crate::peers`]);
+    /// `None`: instances cannot be told apart (no per-instance uids).
+    pub instance_peers: Option<crate::peers::InstancePeers>,
 }
 
 impl Default for EdgeSettings {
@@ -42,6 +45,7 @@ impl Default for EdgeSettings {
             max_connections: 1024,
             max_header_bytes: 64 * 1024,
             form_limit: nimbus_protocol::DEFAULT_BODY_LIMIT,
+            instance_peers: None,
         }
     }
 }
@@ -64,6 +68,7 @@ impl Edge {
             .max_header_list_size(settings.max_header_bytes as u32);
         let builder = Arc::new(builder);
         let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections.max(1)));
+        let instance_caps = crate::peers::ConnCaps::new(settings.max_connections);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -88,15 +93,39 @@ impl Edge {
             };
             let _ = stream.set_nodelay(true);
             let edge = self.clone();
-            let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                let edge = edge.clone();
-                async move { Ok::<_, std::convert::Infallible>(edge.handle(req.map(Body::new)).await) }
-            });
+            let peers = settings.instance_peers.clone();
             let builder = builder.clone();
             let watcher = graceful.watcher();
             let header_timeout = settings.header_read_timeout;
+            let caps = instance_caps.clone();
             tokio::spawn(async move {
                 let _permit = permit;
+                // A function instance's connection: its requests must be signed
+                // with its own key, and it holds a bounded share of the slots
+                // (see `peers`).
+                let identity = match (&peers, stream.local_addr()) {
+                    (Some(p), Ok(local)) => p.identify(local, peer),
+                    (Some(_), Err(_)) => crate::peers::PeerIdentity::Unknown,
+                    (None, _) => crate::peers::PeerIdentity::Other,
+                };
+                let instance = match identity {
+                    crate::peers::PeerIdentity::Other => None,
+                    crate::peers::PeerIdentity::Instance(i) => Some(i),
+                    crate::peers::PeerIdentity::Unknown => {
+                        tracing::info!(%peer, "closed a connection whose local socket has no owner any more");
+                        return;
+                    }
+                };
+                let _hold = match &instance {
+                    Some(i) => match caps.admit(i.uid) {
+                        Some(h) => Some(h),
+                        None => {
+                            tracing::debug!(uid = i.uid, %peer, "instance connection over its cap: closed");
+                            return;
+                        }
+                    },
+                    None => None,
+                };
                 // hyper's header timer starts once the protocol is known; a client
                 // that connects and sends nothing is cut off here instead.
                 let mut first = [0u8; 1];
@@ -104,6 +133,14 @@ impl Edge {
                     Ok(Ok(n)) if n > 0 => {}
                     _ => return,
                 }
+                let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                    let edge = edge.clone();
+                    let mut req = req.map(Body::new);
+                    if let Some(i) = &instance {
+                        req.extensions_mut().insert(i.clone());
+                    }
+                    async move { Ok::<_, std::convert::Infallible>(edge.handle(req).await) }
+                });
                 let conn = builder
                     .serve_connection(TokioIo::new(stream), svc)
                     .into_owned();

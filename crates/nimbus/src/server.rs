@@ -479,6 +479,7 @@ async fn serve(args: UpArgs) -> Result<i32> {
         nimbus_svc_sts::frontend(),
     ];
     frontends.extend(service_frontends);
+    let instance_peers = instance_peers(auth.is_enabled());
     let edge = nimbus_edge::Edge::new(
         frontends,
         auth,
@@ -487,6 +488,7 @@ async fn serve(args: UpArgs) -> Result<i32> {
             header_read_timeout: args.header_timeout,
             body_read_timeout: args.body_timeout,
             max_connections: args.max_connections,
+            instance_peers,
             ..Default::default()
         },
     );
@@ -533,6 +535,48 @@ async fn serve(args: UpArgs) -> Result<i32> {
     telemetry.flush().await;
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// How the edge recognises a function instance's connection (issue 19: its
+/// requests must then carry its own function's signature, auth on or off);
+/// `None`, said loudly, when instances do not run as uids of their own.
+fn instance_peers(auth_enabled: bool) -> Option<nimbus_edge::InstancePeers> {
+    let active =
+        nimbus_runtime::isolation::report().is_some_and(|r| r.platform_ports_check == "active");
+    if !active {
+        if auth_enabled {
+            tracing::info!(
+                "instances do not run as their own uids: the edge cannot tell their requests \
+                 apart (authentication is on, so every request needs a valid key anyway)"
+            );
+        } else {
+            tracing::warn!(
+                "instances do not run as their own uids and authentication is off: functions \
+                 can call the control API and every service unsigned (the platform-ports \
+                 check is inactive; see docs/SECURITY.md)"
+            );
+        }
+        return None;
+    }
+    tracing::info!("the edge requires function instances to sign with their own keys");
+    Some(nimbus_edge::InstancePeers::new(|local, peer| {
+        use nimbus_runtime::isolation::{instance_peer, Peer};
+        match instance_peer(local, peer) {
+            Peer::Other => nimbus_edge::PeerIdentity::Other,
+            Peer::Instance(uid, function) => {
+                nimbus_edge::PeerIdentity::Instance(nimbus_edge::InstancePeer { uid, function })
+            }
+            Peer::Unknown => nimbus_edge::PeerIdentity::Unknown,
+            // The server calling itself (a service delivering to a URL a function
+            // chose): held to the same rule as an instance bound to no function,
+            // so only a configured key passes, never an unsigned request.
+            Peer::Server => nimbus_edge::PeerIdentity::Instance(nimbus_edge::InstancePeer {
+                // SAFETY: geteuid has no preconditions.
+                uid: unsafe { libc::geteuid() },
+                function: None,
+            }),
+        }
+    }))
 }
 
 /// An address of the API listener that instances on this host reach: the

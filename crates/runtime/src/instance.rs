@@ -149,6 +149,7 @@ impl Instance {
         let (program, args) = command_for(&spec, &view)?;
         let env = environment(&spec, &api, &scratch, &view, driver.isolation());
         let proc_spec = ProcSpec {
+            function: Some(spec.function.clone()),
             instance_id: spec.id.clone(),
             program,
             args,
@@ -185,14 +186,22 @@ impl Instance {
         });
         // Init Duration runs from here, whether a spare is claimed or a process spawned.
         let t0 = Instant::now();
+        // The instance's uid may reach its Runtime API, and the edge knows which
+        // function's key it must sign with.
+        let bind_uid = |uid: Option<u32>| {
+            if let Some(u) = uid {
+                crate::isolation::set_instance_function(u, &spec.function);
+            }
+            api.allow(uid);
+        };
         let claimed = match (driver.spares(), &spare_key) {
-            (Some(spares), Some(key)) => spares.claim(key, &proc_spec, &|uid| api.allow(uid)),
+            (Some(spares), Some(key)) => spares.claim(key, &proc_spec, &bind_uid),
             _ => None,
         };
         let from_spare = claimed.is_some();
         let spawned = match claimed {
             Some(p) => Ok(p),
-            None => driver.spawn(&proc_spec).inspect(|p| api.allow(p.uid())),
+            None => driver.spawn(&proc_spec).inspect(|p| bind_uid(p.uid())),
         };
         let process = match spawned {
             Ok(p) => Arc::new(p),
@@ -745,6 +754,11 @@ impl PumpState {
 
     fn flush_partial(&mut self) {
         if self.partial.is_empty() {
+            return;
+        }
+        // Past the cap the output is drained and dropped, without decoding it.
+        if self.truncated {
+            self.partial.clear();
             return;
         }
         let mut bytes = std::mem::take(&mut self.partial);

@@ -127,6 +127,11 @@ pub struct IsolationReport {
     pub peer_check: bool,
     /// How an instance's process count is capped: `cgroup`, `rlimit` or `none`.
     pub pids_limit: &'static str,
+    /// Whether the edge requires an instance's requests (the control API, the
+    /// Lambda API, every service) to be signed with its own function's key even
+    /// when authentication is off: `active`, or `inactive` without per-instance
+    /// uids (an instance's connection cannot be told from the user's then).
+    pub platform_ports_check: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -137,6 +142,69 @@ pub struct Missing {
 
 static REPORT: Mutex<Option<IsolationReport>> = Mutex::new(None);
 static UID_RANGE: OnceLock<(u32, u32)> = OnceLock::new();
+/// The function each live instance uid runs (set when the instance is bound to
+/// its function, cleared when its uid is released).
+static OWNERS: Mutex<Option<std::collections::HashMap<u32, String>>> = Mutex::new(None);
+
+/// Record that `uid` now runs `function` (for [`instance_peer`]).
+pub fn set_instance_function(uid: u32, function: &str) {
+    OWNERS
+        .lock()
+        .unwrap()
+        .get_or_insert_with(Default::default)
+        .insert(uid, function.to_owned());
+}
+
+/// The function instance uid `uid` runs, if it is bound to one.
+pub fn instance_function(uid: u32) -> Option<String> {
+    OWNERS.lock().unwrap().as_ref()?.get(&uid).cloned()
+}
+
+/// Who is behind a TCP connection to the server (`local` the server's end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// Not an instance: a remote client, or a local process of another uid.
+    Other,
+    /// An instance: its uid and the function it runs (if bound yet).
+    Instance(u32, Option<String>),
+    /// A local socket its process already closed: it may have been an
+    /// instance's, so it is not served.
+    Unknown,
+    /// The server itself (a service delivering to a URL someone chose).
+    Server,
+}
+
+/// Whether socket `inode` is one of this process's open files.
+fn own_socket(inode: u64) -> bool {
+    let want = format!("socket:[{inode}]");
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return false;
+    };
+    dir.flatten()
+        .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == want.as_str()))
+}
+
+/// Who is behind a connection to the server; always [`Peer::Other`] when
+/// instances do not run as their own uids.
+pub fn instance_peer(local: std::net::SocketAddr, peer: std::net::SocketAddr) -> Peer {
+    if UID_RANGE.get().is_none() {
+        return Peer::Other;
+    }
+    match peer_socket(local, peer) {
+        PeerSocket::Owned(uid, _) if is_instance_uid(uid) => {
+            Peer::Instance(uid, instance_function(uid))
+        }
+        // A connection the server made to itself: a service delivering to a
+        // URL a function chose (an EventBridge API destination, an SNS HTTP
+        // subscription) must not reach the control API as the user would.
+        // SAFETY: geteuid has no preconditions.
+        PeerSocket::Owned(uid, inode) if uid == unsafe { libc::geteuid() } && own_socket(inode) => {
+            Peer::Server
+        }
+        PeerSocket::Owned(..) | PeerSocket::Absent => Peer::Other,
+        PeerSocket::Orphaned => Peer::Unknown,
+    }
+}
 
 /// The isolation report of the (first) server in this process, once probed.
 pub fn report() -> Option<IsolationReport> {
@@ -312,6 +380,11 @@ impl Isolation {
             peer_check: iso.uid_range.is_some(),
             // Filled in by the driver, which knows about cgroups.
             pids_limit: "none",
+            platform_ports_check: if iso.uid_range.is_some() {
+                "active"
+            } else {
+                "inactive"
+            },
         };
         if mode == IsolationMode::Off {
             tracing::warn!(
@@ -537,6 +610,9 @@ pub struct UidLease {
 
 impl Drop for UidLease {
     fn drop(&mut self) {
+        if let Some(owners) = OWNERS.lock().unwrap().as_mut() {
+            owners.remove(&self.uid);
+        }
         if let Some(iso) = self.iso.upgrade() {
             iso.live_uids.lock().unwrap().remove(&self.uid);
         }
@@ -1005,23 +1081,79 @@ pub(crate) fn seccomp_program() -> Vec<libc::sock_filter> {
 
 /// The uid owning the TCP socket at `peer` that is connected to `local` (a
 /// loopback connection seen from the server's side), from `/proc/net/tcp{,6}`.
+/// `None` when no process owns it any more (see [`peer_socket`]) or it is not on
+/// this host.
 pub fn peer_uid(local: std::net::SocketAddr, peer: std::net::SocketAddr) -> Option<u32> {
-    let (file, want_local, want_remote) = match (peer, local) {
-        (std::net::SocketAddr::V4(p), std::net::SocketAddr::V4(l)) => {
-            ("/proc/net/tcp", hex_v4(p), hex_v4(l))
-        }
-        (std::net::SocketAddr::V6(p), std::net::SocketAddr::V6(l)) => {
-            ("/proc/net/tcp6", hex_v6(p), hex_v6(l))
-        }
-        _ => return None,
+    match peer_socket(local, peer) {
+        PeerSocket::Owned(uid, _) => Some(uid),
+        PeerSocket::Orphaned | PeerSocket::Absent => None,
+    }
+}
+
+/// The far end of a TCP connection to this server, as the host's socket tables
+/// show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerSocket {
+    /// A socket of this host owned (held open) by a process of this uid.
+    Owned(u32, u64),
+    /// A socket of this host no process holds any more (closed right after
+    /// sending; the kernel reports it without its owner): who sent the request
+    /// cannot be known.
+    Orphaned,
+    /// Not a socket of this host (a remote client), or gone entirely.
+    Absent,
+}
+
+/// Find the far end of the connection (`local` the server's end) in
+/// `/proc/net/tcp{,6}`; an IPv4 client of a dual-stack listener (v4-mapped
+/// addresses) is looked for in the IPv4 table.
+pub fn peer_socket(local: std::net::SocketAddr, peer: std::net::SocketAddr) -> PeerSocket {
+    use std::net::SocketAddr::{V4, V6};
+    let unmapped = |a: std::net::SocketAddr| match a {
+        V6(v6) => v6
+            .ip()
+            .to_ipv4_mapped()
+            .map(|ip| V4(std::net::SocketAddrV4::new(ip, v6.port()))),
+        V4(_) => None,
     };
-    let text = std::fs::read_to_string(file).ok()?;
-    for line in text.lines().skip(1) {
-        let mut f = line.split_whitespace();
-        let (_sl, l, r) = (f.next()?, f.next()?, f.next()?);
-        if l.eq_ignore_ascii_case(&want_local) && r.eq_ignore_ascii_case(&want_remote) {
-            // st tx_queue:rx_queue tr:tm->when retrnsmt uid
-            return f.nth(4)?.parse().ok();
+    let mut tries = vec![(local, peer)];
+    if let (Some(l), Some(p)) = (unmapped(local), unmapped(peer)) {
+        tries.push((l, p));
+    }
+    for (local, peer) in tries {
+        let (file, want_local, want_remote) = match (peer, local) {
+            (V4(p), V4(l)) => ("/proc/net/tcp", hex_v4(p), hex_v4(l)),
+            (V6(p), V6(l)) => ("/proc/net/tcp6", hex_v6(p), hex_v6(l)),
+            _ => continue,
+        };
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        if let Some(found) = find_socket(&text, &want_local, &want_remote) {
+            return found;
+        }
+    }
+    PeerSocket::Absent
+}
+
+/// The socket with this local and remote address in a `/proc/net/tcp` table.
+fn find_socket(table: &str, want_local: &str, want_remote: &str) -> Option<PeerSocket> {
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // sl local remote st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+        if f.len() < 10 {
+            continue;
+        }
+        if f[1].eq_ignore_ascii_case(want_local) && f[2].eq_ignore_ascii_case(want_remote) {
+            let uid: u32 = f[7].parse().ok()?;
+            let inode: u64 = f[9].parse().ok()?;
+            // Inode 0: no file holds the socket (closed, or a time-wait entry,
+            // which also shows uid 0).
+            return Some(if inode == 0 {
+                PeerSocket::Orphaned
+            } else {
+                PeerSocket::Owned(uid, inode)
+            });
         }
     }
     None
@@ -1267,7 +1399,62 @@ mod tests {
         // SAFETY: no preconditions.
         let me = unsafe { libc::geteuid() };
         assert_eq!(peer_uid(s.local_addr().unwrap(), peer), Some(me));
+        // Closed by its process: no owner to be had.
         drop(c);
+        assert_eq!(
+            peer_socket(s.local_addr().unwrap(), peer),
+            PeerSocket::Orphaned
+        );
+        // A v4 client of a dual-stack listener, seen with v4-mapped addresses.
+        let map =
+            |a: std::net::SocketAddr| match a {
+                std::net::SocketAddr::V4(v4) => std::net::SocketAddr::V6(
+                    std::net::SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0),
+                ),
+                v6 => v6,
+            };
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, peer) = l.accept().unwrap();
+        assert_eq!(
+            peer_socket(map(s.local_addr().unwrap()), map(peer)),
+            PeerSocket::Owned(me, own_inode(&c))
+        );
+        drop(c);
+    }
+
+    fn own_inode(s: &std::net::TcpStream) -> u64 {
+        use std::os::fd::AsRawFd;
+        let l = std::fs::read_link(format!("/proc/self/fd/{}", s.as_raw_fd())).unwrap();
+        let l = l.to_string_lossy();
+        l.trim_start_matches("socket:[")
+            .trim_end_matches(']')
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_connection_of_the_server_to_itself_is_recognised() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (_s, _) = l.accept().unwrap();
+        assert!(own_socket(own_inode(&c)));
+        assert!(!own_socket(u64::MAX));
+    }
+
+    #[test]
+    fn proc_net_tcp_rows_tell_owned_from_orphaned() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000  1900000001        0 4242 1 0000000000000000 20 4 30 10 -1\n\
+   1: 0100007F:1F91 0100007F:C350 05 00000000:00000000 00:00000000 00000000     0        0 0 1 0000000000000000 20 4 30 10 -1\n";
+        assert_eq!(
+            find_socket(table, "0100007F:1F90", "0100007F:C350"),
+            Some(PeerSocket::Owned(1_900_000_001, 4242))
+        );
+        assert_eq!(
+            find_socket(table, "0100007F:1F91", "0100007F:C350"),
+            Some(PeerSocket::Orphaned)
+        );
+        assert_eq!(find_socket(table, "0100007F:1F92", "0100007F:C350"), None);
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub const CONTROL_FD: i32 = 3;
 #[derive(Debug, Clone)]
 pub struct ProcSpec {
     pub instance_id: String,
+    /// The function the process runs (`None` for a spare): recorded against its
+    /// uid before it starts, so the edge knows whose key it must sign with.
+    pub function: Option<String>,
     pub program: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
@@ -359,6 +362,9 @@ impl Driver {
         let write_err = write_fd.try_clone()?;
 
         let uid = self.isolation.lease_uid();
+        if let (Some(lease), Some(f)) = (&uid, &spec.function) {
+            crate::isolation::set_instance_function(lease.uid, f);
+        }
         let prepared = self.isolation.prepare(uid.as_ref().map(|l| l.uid), spec);
         let mut cmd = tokio::process::Command::new(&spec.program);
         cmd.args(&spec.args)

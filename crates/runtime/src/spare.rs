@@ -463,6 +463,7 @@ impl Spares {
         let env_capacity = env_block_len(env.iter().map(|(k, v)| (k, v)));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let spec = ProcSpec {
+            function: None,
             instance_id: format!("spare-{:08x}{id:08x}", std::process::id()),
             program,
             args,
@@ -591,6 +592,7 @@ mod tests {
 
     fn test_spec(env: &[(String, String)], code: &Path) -> ProcSpec {
         ProcSpec {
+            function: None,
             instance_id: "t".into(),
             program: PathBuf::new(),
             args: vec![],
