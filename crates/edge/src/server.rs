@@ -90,7 +90,9 @@ impl Edge {
             let edge = self.clone();
             let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                 let edge = edge.clone();
-                async move { Ok::<_, std::convert::Infallible>(edge.handle(req.map(Body::new)).await) }
+                let mut req = req.map(Body::new);
+                req.extensions_mut().insert(crate::authz::PeerAddr(peer));
+                async move { Ok::<_, std::convert::Infallible>(edge.handle(req).await) }
             });
             let builder = builder.clone();
             let watcher = graceful.watcher();
