@@ -4,6 +4,7 @@
 
 mod client;
 mod commands;
+mod iam;
 mod package;
 mod server;
 

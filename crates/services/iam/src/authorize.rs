@@ -128,8 +128,8 @@ impl Authorizer for IamAuthorizer {
         match self.iam.mode {
             Mode::Off => false,
             _ if *principal == Principal::Root => false,
-            Mode::Audit => true,
-            Mode::Enforce => verified,
+            // Only a verified signature proves who calls (enforce needs credentials).
+            Mode::Audit | Mode::Enforce => verified,
         }
     }
 
@@ -326,6 +326,12 @@ impl IamAuthorizer {
     /// the service's front-end; `None` when it has none.
     async fn resource_policy(&self, service: &str, check: &Check) -> Option<(String, Policy)> {
         let res = check.resource.as_str();
+        if service == "sts" && check.action == "sts:AssumeRole" {
+            // A role's trust policy is the resource policy of sts:AssumeRole.
+            let role = self.iam.store.role(res.rsplit('/').next()?)?;
+            let p = self.iam.store.parsed(&role.trust_policy, Kind::Resource)?;
+            return Some((format!("trust policy of {res}"), (*p).clone()));
+        }
         let (fe_name, method, uri, content_type, body, target): (
             &str,
             &str,

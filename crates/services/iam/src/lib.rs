@@ -86,6 +86,9 @@ pub struct Iam {
     key_ring: Option<Arc<KeyRing>>,
     pub mode: Mode,
     pub counters: Arc<Counters>,
+    /// The shortest STS session (`DurationSeconds` lower bound): AWS's 900;
+    /// tests lower it to see expiry without waiting 15 minutes.
+    pub min_session_seconds: u32,
 }
 
 impl std::fmt::Debug for Iam {
@@ -110,6 +113,7 @@ impl Iam {
             key_ring,
             mode,
             counters: Arc::default(),
+            min_session_seconds: 900,
         };
         let (keys, sessions) = iam.store.credentials();
         for k in &keys {
