@@ -329,9 +329,8 @@ fn principal(v: &Value) -> Result<Vec<PrincipalEntry>, Malformed> {
                     out.push(match k.as_str() {
                         "AWS" if x == "*" => PrincipalEntry::Everyone,
                         "AWS" => {
-                            if !(x.len() == 12 && x.bytes().all(|b| b.is_ascii_digit()))
-                                && !x.starts_with("arn:")
-                            {
+                            let account_id = x.len() == 12 && x.bytes().all(|b| b.is_ascii_digit());
+                            if !account_id && !x.starts_with("arn:") {
                                 return Err(bad(format!(
                                     "Invalid principal in policy: \"AWS\":\"{x}\""
                                 )));

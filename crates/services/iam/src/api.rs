@@ -102,9 +102,11 @@ fn check_name(field: &str, v: &str, max: usize) -> Result<()> {
 }
 
 fn check_path(v: &str) -> Result<()> {
-    if !(v.starts_with('/') && v.ends_with('/') && v.len() <= 512)
-        || !v.bytes().all(|b| (0x21..=0x7e).contains(&b))
-    {
+    let ok = v.starts_with('/')
+        && v.ends_with('/')
+        && v.len() <= 512
+        && v.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if !ok {
         return Err(IamError::validation(format!(
             "1 validation error detected: Value '{v}' at 'path' failed to satisfy constraint: \
              Member must satisfy regular expression pattern: (\\u002F)|(\\u002F[\\u0021-\\u007E]+\\u002F)"
@@ -275,7 +277,7 @@ pub fn handle(iam: &Iam, call: &Call<Op>) -> Response {
     }
 }
 
-type Ok<'a> = dyn Fn(&dyn Fn(&mut XmlWriter)) -> Response + 'a;
+pub(crate) type Ok<'a> = dyn Fn(&dyn Fn(&mut XmlWriter)) -> Response + 'a;
 
 fn run(
     iam: &Iam,
@@ -1154,14 +1156,19 @@ fn attach(store: &Store, kind: &'static str, name: &str, arn: &str, on: bool) ->
                 IamError::invalid(format!("ARN {arn} is not valid."))
             });
         }
-        let (list, row_json): (&mut Vec<String>, _) = if kind == "role" {
-            let r = st.roles.get_mut(name).ok_or_else(|| no_role(name))?;
-            (&mut r.attached, ())
+        let list: &mut Vec<String> = if kind == "role" {
+            &mut st
+                .roles
+                .get_mut(name)
+                .ok_or_else(|| no_role(name))?
+                .attached
         } else {
-            let u = st.users.get_mut(name).ok_or_else(|| no_user(name))?;
-            (&mut u.attached, ())
+            &mut st
+                .users
+                .get_mut(name)
+                .ok_or_else(|| no_user(name))?
+                .attached
         };
-        let _ = row_json;
         let present = list.iter().any(|a| a == arn);
         match (on, present) {
             (true, false) => {

@@ -10,7 +10,6 @@ use crate::{Iam, Identity};
 use axum::response::Response;
 use nimbus_core::Principal;
 use nimbus_policy::{evaluate, Context, Decision, Kind, Named, Outcome, Policy, Request};
-use nimbus_protocol::XmlWriter;
 use nimbus_svc_common::admin::{AdminError, AdminRequest};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -194,12 +193,7 @@ fn decision_name(o: Outcome) -> &'static str {
 }
 
 /// The IAM API's two simulate operations.
-pub fn api(
-    iam: &Iam,
-    op: Op,
-    p: &Params,
-    ok: &dyn Fn(&dyn Fn(&mut XmlWriter)) -> Response,
-) -> Result<Response, IamError> {
+pub fn api(iam: &Iam, op: Op, p: &Params, ok: &crate::api::Ok<'_>) -> Result<Response, IamError> {
     let actions = p.list("ActionNames");
     if actions.is_empty() {
         return Err(IamError::validation(
