@@ -270,6 +270,11 @@ def test_audit_mode_reports_the_missing_statement_and_allows():
             "principal": f"arn:aws:iam::{ACCOUNT}:role/thin", "action": "dynamodb:PutItem",
             "resource": table})).json()
         assert sim.get("Decision") == "implicitDeny", sim
+        cli = ["--access-key", KEY, "--secret-key", SECRET, "iam", "simulate",
+               "--principal", f"arn:aws:iam::{ACCOUNT}:role/thin",
+               "--action", "dynamodb:PutItem", "--resource", table]
+        r = s.cli(*cli)
+        assert r.returncode == 1 and "DENIED (implicitDeny)" in r.stdout, (r.stdout, r.stderr)
         client(s, "iam").put_role_policy(RoleName="thin", PolicyName="w", PolicyDocument=json.dumps({
             "Version": "2012-10-17",
             "Statement": [{"Sid": "Write", "Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": table}]}))
@@ -277,6 +282,9 @@ def test_audit_mode_reports_the_missing_statement_and_allows():
             "principal": f"arn:aws:iam::{ACCOUNT}:role/thin", "action": "dynamodb:PutItem",
             "resource": table})).json()
         assert sim["Decision"] == "allowed" and sim["Statement"]["Statement"] == "Write", sim
+        r = s.cli(*cli)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        assert "ALLOWED" in r.stdout and "deciding statement: Write in inline policy w of role thin" in r.stdout, r.stdout
     finally:
         s.stop()
         shutil.rmtree(d, ignore_errors=True)
