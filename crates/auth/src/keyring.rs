@@ -401,6 +401,64 @@ mod tests {
     }
 
     #[test]
+    fn registered_keys_verify_until_they_expire_or_are_unregistered() {
+        use crate::{AuthError, Request, Signer, Verifier};
+        use time::{Duration, OffsetDateTime};
+        let ring = Arc::new(KeyRing::new([(
+            Credentials::new("AKID", "s"),
+            Principal::Root,
+        )]));
+        let verifier = Verifier::with_key_ring(ring.clone());
+        let t0 = OffsetDateTime::now_utc();
+        assert!(ring.register(
+            "ASIATEMP",
+            "sec",
+            Some("tok"),
+            Principal::User("u".into()),
+            Some(t0 + Duration::minutes(10)),
+        ));
+        assert!(ring.register("AKIAUSER", "sec2", None, Principal::User("v".into()), None));
+        // A static key's id cannot be taken over.
+        assert!(!ring.register("AKID", "x", None, Principal::User("w".into()), None));
+        let uri: http::Uri = "http://localhost/".parse().unwrap();
+        let check = |key: &str, secret: &str, token: Option<&str>, at: OffsetDateTime| {
+            let mut h = http::HeaderMap::new();
+            if let Some(t) = token {
+                h.insert("x-amz-security-token", t.parse().unwrap());
+            }
+            Signer::new(Credentials::new(key, secret), "us-east-1", "sts").sign_at(
+                "GET",
+                &uri,
+                &mut h,
+                Some(b""),
+                at,
+            );
+            verifier.verify_at(&Request::new("GET", &uri, &h, Some(b"")), at)
+        };
+        let ok = check("ASIATEMP", "sec", Some("tok"), t0).unwrap();
+        assert_eq!(ok.principal, Principal::User("u".into()));
+        let later = t0 + Duration::minutes(11);
+        assert!(matches!(
+            check("ASIATEMP", "sec", Some("tok"), later),
+            Err(AuthError::ExpiredToken { .. })
+        ));
+        assert!(matches!(
+            check("ASIATEMP", "sec", None, t0),
+            Err(AuthError::InvalidToken { .. })
+        ));
+        assert!(check("AKIAUSER", "sec2", None, later).is_ok());
+        assert_eq!(ring.sweep_expired(later), 1);
+        assert!(ring.unregister("AKIAUSER"));
+        assert!(matches!(
+            check("AKIAUSER", "sec2", None, t0),
+            Err(AuthError::UnrecognizedClient { .. })
+        ));
+        // Function keys are not unregistered this way.
+        let f = ring.function_credentials("f", "r").unwrap();
+        assert!(!ring.unregister(&f.access_key_id));
+    }
+
+    #[test]
     fn secrets_stay_out_of_debug_output() {
         let ring = KeyRing::new([(Credentials::new("AKID", "hunter2"), Principal::Root)]);
         let c = ring.function_credentials("f", "r").unwrap();
