@@ -151,11 +151,11 @@ def test_sts_unknown_and_unimplemented_actions_name_themselves(authed):
     assert "Could not find operation FlyToTheMoon for version 2011-06-15" in r.text
     r = call("Action=GetCallerIdentity&Version=2099-01-01")
     assert r.status_code == 400 and "for version 2099-01-01" in r.text
-    r = call("Action=AssumeRole&Version=2011-06-15&RoleArn=x&RoleSessionName=y")
+    r = call("Action=AssumeRoleWithSAML&Version=2011-06-15&RoleArn=x&PrincipalArn=y&SAMLAssertion=z")
     assert r.status_code == 501, r.text
-    assert "<Code>InvalidAction</Code>" in r.text and "AssumeRole" in r.text
+    assert "<Code>InvalidAction</Code>" in r.text and "AssumeRoleWithSAML" in r.text
     with pytest.raises(ClientError) as e:
-        client(authed, "sts").get_session_token()
+        client(authed, "sts").get_federation_token(Name="bob")
     assert error_code(e.value) == ("InvalidAction", 501)
 
 

@@ -44,6 +44,10 @@ pub enum AuthError {
     #[error("The security token included in the request is invalid.")]
     InvalidToken { access_key_id: String },
 
+    /// Temporary credentials (an STS session) used after they expired.
+    #[error("The security token included in the request is expired")]
+    ExpiredToken { access_key_id: String },
+
     /// The signature does not match the one we computed.
     #[error(
         "The request signature we calculated does not match the signature you provided. \
@@ -166,6 +170,8 @@ impl AuthError {
             (InvalidToken { .. }, Json) => "UnrecognizedClientException",
             (InvalidToken { .. }, Query) => "InvalidClientTokenId",
             (InvalidToken { .. }, S3) => "InvalidToken",
+            (ExpiredToken { .. }, Json) => "ExpiredTokenException",
+            (ExpiredToken { .. }, Query | S3) => "ExpiredToken",
             (SignatureExpired { .. } | SignatureNotYetCurrent { .. }, S3) => "RequestTimeTooSkewed",
             (RequestExpired { .. }, S3) => "AccessDenied",
             (CredentialDateMismatch { .. }, S3) => "AuthorizationHeaderMalformed",
@@ -207,7 +213,8 @@ impl AuthError {
             (CredentialDateMismatch { .. } | ContentSha256Mismatch { .. }, Protocol::S3) => {
                 StatusCode::BAD_REQUEST
             }
-            (InvalidToken { .. }, Protocol::S3) => StatusCode::BAD_REQUEST,
+            (InvalidToken { .. } | ExpiredToken { .. }, Protocol::S3) => StatusCode::BAD_REQUEST,
+            (ExpiredToken { .. }, _) => StatusCode::BAD_REQUEST,
             (BodyNotProvided, _) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::FORBIDDEN,
         }
@@ -224,6 +231,7 @@ impl AuthError {
             (InvalidToken { .. }, Protocol::S3) => {
                 "The provided token is malformed or otherwise invalid.".into()
             }
+            (ExpiredToken { .. }, Protocol::S3) => "The provided token has expired.".into(),
             (UnrecognizedClient { .. }, Protocol::S3) => {
                 "The AWS Access Key Id you provided does not exist in our records.".into()
             }

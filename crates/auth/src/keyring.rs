@@ -103,6 +103,8 @@ pub(crate) struct KeyEntry {
     /// Required with the key (session keys only).
     pub session_token: Option<String>,
     pub principal: Principal,
+    /// When the key stops being accepted (STS sessions), else never.
+    pub expires_at: Option<time::OffsetDateTime>,
 }
 
 #[derive(Default)]
@@ -150,6 +152,7 @@ impl KeyRing {
                         secret: c.secret_access_key,
                         session_token: None,
                         principal,
+                        expires_at: None,
                     };
                     (c.access_key_id, Arc::new(entry))
                 })
@@ -205,6 +208,7 @@ impl KeyRing {
                 role: role.to_owned(),
                 session: function.to_owned(),
             },
+            expires_at: None,
         };
         s.by_key
             .insert(creds.access_key_id.clone(), Arc::new(entry));
@@ -246,6 +250,56 @@ impl KeyRing {
             "revoked function credentials"
         );
         keys.len()
+    }
+
+    /// Accept another key from now on: an IAM user's access key
+    /// (`session_token: None`, `expires_at: None`) or STS temporary
+    /// credentials (a token, an expiry after which requests get
+    /// [`AuthError::ExpiredToken`](crate::AuthError::ExpiredToken)). A static
+    /// key of the same id is not replaced. Returns false if the id is taken.
+    pub fn register(
+        &self,
+        access_key_id: &str,
+        secret_access_key: &str,
+        session_token: Option<&str>,
+        principal: Principal,
+        expires_at: Option<time::OffsetDateTime>,
+    ) -> bool {
+        if self.statics.contains_key(access_key_id) {
+            return false;
+        }
+        let entry = KeyEntry {
+            secret: secret_access_key.to_owned(),
+            session_token: session_token.map(str::to_owned),
+            principal,
+            expires_at,
+        };
+        self.sessions
+            .write()
+            .unwrap()
+            .by_key
+            .insert(access_key_id.to_owned(), Arc::new(entry));
+        true
+    }
+
+    /// Stop accepting a key added with [`KeyRing::register`] (deleted or
+    /// deactivated). Static keys and function keys are not touched.
+    pub fn unregister(&self, access_key_id: &str) -> bool {
+        let mut s = self.sessions.write().unwrap();
+        let is_function_key = s
+            .by_function
+            .values()
+            .flatten()
+            .any(|(_, c)| c.access_key_id == access_key_id);
+        !is_function_key && s.by_key.remove(access_key_id).is_some()
+    }
+
+    /// Forget registered keys that expired before `now`; returns how many.
+    pub fn sweep_expired(&self, now: time::OffsetDateTime) -> usize {
+        let mut s = self.sessions.write().unwrap();
+        let before = s.by_key.len();
+        s.by_key.retain(|_, e| e.expires_at.is_none_or(|t| t > now));
+        before - s.by_key.len()
     }
 
     pub(crate) fn get(&self, access_key_id: &str) -> Option<Arc<KeyEntry>> {
@@ -344,6 +398,64 @@ mod tests {
         assert_eq!(ring.revoke_function("a"), 0);
         // A function created again under the same name gets new keys.
         assert_ne!(ring.function_credentials("a", "r1").unwrap(), a);
+    }
+
+    #[test]
+    fn registered_keys_verify_until_they_expire_or_are_unregistered() {
+        use crate::{AuthError, Request, Signer, Verifier};
+        use time::{Duration, OffsetDateTime};
+        let ring = Arc::new(KeyRing::new([(
+            Credentials::new("AKID", "s"),
+            Principal::Root,
+        )]));
+        let verifier = Verifier::with_key_ring(ring.clone());
+        let t0 = OffsetDateTime::now_utc();
+        assert!(ring.register(
+            "ASIATEMP",
+            "sec",
+            Some("tok"),
+            Principal::User("u".into()),
+            Some(t0 + Duration::minutes(10)),
+        ));
+        assert!(ring.register("AKIAUSER", "sec2", None, Principal::User("v".into()), None));
+        // A static key's id cannot be taken over.
+        assert!(!ring.register("AKID", "x", None, Principal::User("w".into()), None));
+        let uri: http::Uri = "http://localhost/".parse().unwrap();
+        let check = |key: &str, secret: &str, token: Option<&str>, at: OffsetDateTime| {
+            let mut h = http::HeaderMap::new();
+            if let Some(t) = token {
+                h.insert("x-amz-security-token", t.parse().unwrap());
+            }
+            Signer::new(Credentials::new(key, secret), "us-east-1", "sts").sign_at(
+                "GET",
+                &uri,
+                &mut h,
+                Some(b""),
+                at,
+            );
+            verifier.verify_at(&Request::new("GET", &uri, &h, Some(b"")), at)
+        };
+        let ok = check("ASIATEMP", "sec", Some("tok"), t0).unwrap();
+        assert_eq!(ok.principal, Principal::User("u".into()));
+        let later = t0 + Duration::minutes(11);
+        assert!(matches!(
+            check("ASIATEMP", "sec", Some("tok"), later),
+            Err(AuthError::ExpiredToken { .. })
+        ));
+        assert!(matches!(
+            check("ASIATEMP", "sec", None, t0),
+            Err(AuthError::InvalidToken { .. })
+        ));
+        assert!(check("AKIAUSER", "sec2", None, later).is_ok());
+        assert_eq!(ring.sweep_expired(later), 1);
+        assert!(ring.unregister("AKIAUSER"));
+        assert!(matches!(
+            check("AKIAUSER", "sec2", None, t0),
+            Err(AuthError::UnrecognizedClient { .. })
+        ));
+        // Function keys are not unregistered this way.
+        let f = ring.function_credentials("f", "r").unwrap();
+        assert!(!ring.unregister(&f.access_key_id));
     }
 
     #[test]

@@ -291,6 +291,11 @@ impl Verifier {
                 });
             }
         }
+        if entry.expires_at.is_some_and(|t| t <= now) {
+            return Err(AuthError::ExpiredToken {
+                access_key_id: scope.access_key_id,
+            });
+        }
         let secret = &entry.secret;
         check_time(&auth, now)?;
         let day = &auth.amz_date[..8];
@@ -356,6 +361,14 @@ impl Verifier {
                     access_key_id: scope.access_key_id,
                 });
             }
+        }
+        if entry
+            .expires_at
+            .is_some_and(|t| t <= OffsetDateTime::now_utc())
+        {
+            return Err(AuthError::ExpiredToken {
+                access_key_id: scope.access_key_id,
+            });
         }
         let key = signing::signing_key(&entry.secret, &scope.date, &scope.region, &scope.service);
         let provided = hex::decode(signature.trim()).unwrap_or_default();

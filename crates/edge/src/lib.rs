@@ -18,6 +18,7 @@
 //! bounds header and body read times and the number of connections.
 
 pub mod auth;
+pub mod authz;
 pub mod peers;
 pub mod routes;
 pub mod server;
@@ -42,6 +43,8 @@ struct Inner {
     frontends: Vec<Arc<dyn Frontend>>,
     auth: auth::Auth,
     settings: EdgeSettings,
+    /// IAM's authorisation hook ([`authz`]), if any.
+    authorizer: Option<Arc<dyn authz::Authorizer>>,
 }
 
 /// The edge: front-ends, their routing table, the access keys. Cheap to clone.
@@ -69,8 +72,19 @@ impl Edge {
                 frontends,
                 auth: auth::Auth::from(auth),
                 settings,
+                authorizer: None,
             }),
         }
+    }
+
+    /// Authorise every routed request with `authorizer` before its front-end
+    /// runs (see [`authz`]). Call before the edge is cloned or served.
+    pub fn with_authorizer(mut self, authorizer: Arc<dyn authz::Authorizer>) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.authorizer = Some(authorizer),
+            None => panic!("Edge::with_authorizer called after the edge was shared"),
+        }
+        self
     }
 
     /// The routing table.
@@ -294,6 +308,22 @@ impl Edge {
         let fe = &inner.frontends[route.index];
         log.service = route.service;
         log.rule = route.rule.as_str();
+        if let Some(az) = &inner.authorizer {
+            self::authorize(
+                &**az,
+                &route,
+                &parts,
+                (&mut buffered, &mut body, &reader),
+                (
+                    &principal,
+                    scope.as_ref(),
+                    &inner.settings.region,
+                    request_id,
+                ),
+            )
+            .await
+            .map_err(|e| Refused(error_response(route.protocol, fe.meta(), &e, request_id)))?;
+        }
         let body = match (buffered, body) {
             (Some(bytes), _) => {
                 // Read under another API's (or the form) limit: hold it to this one's.
@@ -349,6 +379,43 @@ impl Edge {
         }
         Ok(fe.call(req).await)
     }
+}
+
+/// Run the authorisation hook on a routed request, reading the body of JSON
+/// and query APIs first when the authoriser wants the request.
+async fn authorize(
+    az: &dyn authz::Authorizer,
+    route: &Route,
+    parts: &Parts,
+    (buffered, body, reader): (&mut Option<Bytes>, &mut Option<Body>, &BodyReader<'_>),
+    (principal, scope, default_region, request_id): (&Principal, Option<&RequestScope>, &str, &str),
+) -> Result<(), AwsError> {
+    let verified = scope.is_some_and(|s| s.verified);
+    if !az.wants(principal, verified) {
+        return Ok(());
+    }
+    if buffered.is_none() && route.protocol != Protocol::RestXml {
+        if let Some(b) = body.take() {
+            *buffered = Some(reader.read(parts, b).await?);
+        }
+    }
+    let region = scope
+        .map(|s| s.region.as_str())
+        .filter(|r| !r.is_empty())
+        .unwrap_or(default_region);
+    az.authorize(authz::AuthzRequest {
+        service: route.service,
+        protocol: route.protocol,
+        parts,
+        body: buffered.as_deref(),
+        principal,
+        access_key_id: scope.map(|s| s.access_key_id.as_str()),
+        verified,
+        region,
+        peer: parts.extensions.get::<authz::PeerAddr>().map(|p| p.0),
+        request_id,
+    })
+    .await
 }
 
 /// A body whose signed `x-amz-content-sha256` is compared with what streamed

@@ -136,6 +136,7 @@ impl Edge {
                 let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                     let edge = edge.clone();
                     let mut req = req.map(Body::new);
+                    req.extensions_mut().insert(crate::authz::PeerAddr(peer));
                     if let Some(i) = &instance {
                         req.extensions_mut().insert(i.clone());
                     }

@@ -4,6 +4,7 @@
 
 mod client;
 mod commands;
+mod iam;
 mod package;
 mod server;
 
@@ -86,6 +87,9 @@ enum Command {
     Mappings(commands::mappings::Args),
     /// Summarise the server's Prometheus metrics (GET /metrics).
     Metrics(commands::metrics::Args),
+    /// IAM: `simulate` whether a principal may do an action on a resource.
+    #[command(subcommand)]
+    Iam(commands::iam::Cmd),
     /// Metered usage per function, priced as AWS Lambda would charge it.
     Cost(commands::cost::Args),
     /// The encryption-at-rest keyring: list keys, rotate (re-encrypting stored values).
@@ -135,6 +139,7 @@ fn main() {
                     Command::UsagePlan(c) => commands::usage_plan::run(&client, c).await,
                     Command::Mappings(a) => commands::mappings::run(&client, a).await,
                     Command::Metrics(a) => commands::metrics::run(&client, a).await,
+                    Command::Iam(c) => commands::iam::run(&client, c).await,
                     Command::Cost(a) => commands::cost::run(&client, a).await,
                     Command::Keys(c) => commands::keys::run(&client, c).await,
                     Command::Mail(c) => commands::mail::run(&client, c).await,

@@ -113,6 +113,21 @@ pub struct UpArgs {
     /// blank lines and lines starting with # are ignored.
     #[arg(long, env = "NIMBUS_CREDENTIALS_FILE", value_name = "PATH")]
     credentials_file: Option<PathBuf>,
+    /// IAM policy evaluation of every signed request that is not the account
+    /// root's: `off`; `audit` logs (target nimbus::iam::audit) and counts
+    /// (/metrics) every request `enforce` would deny, with the statement that
+    /// is missing, and lets it through; `enforce` denies it with the service's
+    /// AccessDenied (needs --credentials).
+    #[arg(
+        long,
+        env = "NIMBUS_IAM",
+        default_value = "audit",
+        value_name = "off|audit|enforce"
+    )]
+    iam: nimbus_svc_iam::Mode,
+    /// Testing only: the shortest STS session DurationSeconds accepted (AWS: 900).
+    #[arg(long, hide = true, default_value_t = 900)]
+    sts_min_duration: u32,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -400,7 +415,7 @@ async fn serve(args: UpArgs) -> Result<i32> {
     type Start = fn(
         &nimbus_svc_common::ServiceContext,
     ) -> Result<nimbus_svc_common::Service, nimbus_svc_common::StartError>;
-    let starts: [(&str, Start); 13] = [
+    let starts: [(&str, Start); 12] = [
         ("sqs", nimbus_svc_sqs::start),
         ("sns", nimbus_svc_sns::start),
         ("s3", nimbus_svc_s3::start),
@@ -413,15 +428,14 @@ async fn serve(args: UpArgs) -> Result<i32> {
         ("kms", nimbus_svc_kms::start),
         ("ses", nimbus_svc_ses::start),
         ("sesv2", nimbus_svc_sesv2::start),
-        ("iam", nimbus_svc_iam::start),
     ];
     if let Some(bad) = args
         .disable_services
         .iter()
-        .find(|d| !starts.iter().any(|(n, _)| n == d))
+        .find(|d| *d != "iam" && !starts.iter().any(|(n, _)| n == d))
     {
         anyhow::bail!(
-            "--disable-services: unknown service {bad:?} (one of: {})",
+            "--disable-services: unknown service {bad:?} (one of: {}, iam)",
             starts.map(|(n, _)| n).join(", ")
         );
     }
@@ -433,6 +447,17 @@ async fn serve(args: UpArgs) -> Result<i32> {
         }
         services.push(start(&service_ctx)?);
     }
+    // IAM: its keys and STS sessions live in the edge's key ring (see crate::iam).
+    let iam = crate::iam::start(
+        crate::iam::Settings {
+            mode: args.iam,
+            disabled: args.disable_services.iter().any(|d| d == "iam"),
+            sts_min_duration: args.sts_min_duration,
+        },
+        &data_dir,
+        &auth,
+        &mut services,
+    )?;
     // Lambda destinations and dead-letter queues deliver into the services.
     invoker.set_sinks(sinks.clone());
     // The event-source-mapping registry, over the sources the services registered.
@@ -476,10 +501,14 @@ async fn serve(args: UpArgs) -> Result<i32> {
             nimbus_apps::api::routes(apps),
         ),
         lambda,
-        nimbus_svc_sts::frontend(),
+        match &iam {
+            Some(iam) => nimbus_svc_sts::frontend_with(iam.clone()),
+            None => nimbus_svc_sts::frontend(),
+        },
     ];
     frontends.extend(service_frontends);
     let instance_peers = instance_peers(auth.is_enabled());
+    let authorizer = crate::iam::authorizer(iam.as_ref(), &frontends);
     let edge = nimbus_edge::Edge::new(
         frontends,
         auth,
@@ -492,6 +521,10 @@ async fn serve(args: UpArgs) -> Result<i32> {
             ..Default::default()
         },
     );
+    let edge = match authorizer {
+        Some(a) => edge.with_authorizer(a),
+        None => edge,
+    };
     let gateway = nimbus_gateway::Gateway::new(
         routes,
         nimbus_gateway::GatewaySettings {

@@ -9,6 +9,7 @@ pub mod cost;
 pub mod deploy;
 pub mod dev;
 pub mod get;
+pub mod iam;
 pub mod invocations;
 pub mod invoke;
 pub mod keys;

@@ -14,8 +14,11 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use nimbus_core::{Principal, ACCOUNT_ID};
 use nimbus_protocol::{AwsError, EdgeContext, Frontend, Protocol, ResponseFuture, ServiceMeta};
+use nimbus_svc_iam::Iam;
 use sha2::Digest;
 use std::sync::Arc;
+
+mod session;
 
 /// The only STS API version.
 const VERSION: &str = "2011-06-15";
@@ -37,11 +40,17 @@ pub const META: ServiceMeta = ServiceMeta {
 /// Largest STS request (policies and SAML assertions are the big ones).
 const BODY_MAX: usize = 1024 * 1024;
 
-struct Sts;
+struct Sts(Option<Iam>);
 
-/// The STS front-end.
+/// The STS front-end without IAM: `GetCallerIdentity` only.
 pub fn frontend() -> Arc<dyn Frontend> {
-    Arc::new(Sts)
+    Arc::new(Sts(None))
+}
+
+/// The STS front-end over IAM: roles to assume, sessions registered in IAM's
+/// key ring and store.
+pub fn frontend_with(iam: Iam) -> Arc<dyn Frontend> {
+    Arc::new(Sts(Some(iam)))
 }
 
 impl Frontend for Sts {
@@ -50,8 +59,13 @@ impl Frontend for Sts {
     }
 
     fn call(&self, req: Request) -> ResponseFuture {
+        let iam = self.0.clone();
         Box::pin(async move {
             let (parts, body) = req.into_parts();
+            let key = parts
+                .extensions
+                .get::<nimbus_edge::RequestScope>()
+                .map(|s| s.access_key_id.clone());
             let ctx = parts.extensions.get::<EdgeContext>().cloned();
             let body = match axum::body::to_bytes(body, BODY_MAX).await {
                 Ok(b) => b,
@@ -65,7 +79,24 @@ impl Frontend for Sts {
                 }
             };
             let principal = ctx.map(|c| c.principal).unwrap_or(Principal::Root);
-            query_api(principal, parts.method, parts.headers, parts.uri, body)
+            let caller = Caller {
+                principal,
+                access_key_id: key,
+                iam,
+            };
+            match tokio::task::spawn_blocking(move || {
+                query_api(&caller, parts.method, parts.headers, parts.uri, body)
+            })
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => QueryError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalFailure",
+                    "The request processing has failed.",
+                )
+                .into_response(),
+            }
         })
     }
 
@@ -172,9 +203,16 @@ fn xml_escape(s: &str) -> String {
     out
 }
 
+/// Who calls, and IAM if the server has it.
+struct Caller {
+    principal: Principal,
+    access_key_id: Option<String>,
+    iam: Option<Iam>,
+}
+
 /// One STS request: its `Action` from the query string or the form body.
 fn query_api(
-    principal: Principal,
+    caller: &Caller,
     method: Method,
     headers: HeaderMap,
     uri: Uri,
@@ -214,19 +252,24 @@ fn query_api(
         )
         .into_response();
     };
-    match operation {
-        Operation::GetCallerIdentity => get_caller_identity(&principal),
-        // `InvalidAction` with 501, as before the protocol crate (clients and
-        // tests know it); AWS has no other code for it on STS.
-        other => QueryError::new(
+    let iam = caller.iam.as_ref();
+    let result = match (operation, iam) {
+        (Operation::GetCallerIdentity, _) => return get_caller_identity(caller),
+        (Operation::AssumeRole, Some(iam)) => session::assume_role(iam, caller, &param),
+        (Operation::GetSessionToken, Some(iam)) => session::get_session_token(iam, caller, &param),
+        (Operation::GetAccessKeyInfo, _) => session::get_access_key_info(&param),
+        _ => Err(QueryError::new(
             StatusCode::NOT_IMPLEMENTED,
             "InvalidAction",
             format!(
                 "Nimbus does not implement the STS operation {}.",
-                other.name()
+                operation.name()
             ),
-        )
-        .into_response(),
+        )),
+    };
+    match result {
+        Ok((body, request_id)) => xml_response(StatusCode::OK, body, &request_id),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -235,13 +278,22 @@ fn query_api(
 /// is `arn:aws:iam::<account>:user/<name>` with a stable `AIDA…` id; a function
 /// is `arn:aws:sts::<account>:assumed-role/<role>/<function>` with the user id
 /// `<role id>:<function>`.
-fn get_caller_identity(principal: &Principal) -> Response {
+fn get_caller_identity(caller: &Caller) -> Response {
+    let principal = &caller.principal;
     let arn = principal.arn();
+    let iam = caller.iam.as_ref();
     let user_id = match principal {
         Principal::Root => ACCOUNT_ID.to_owned(),
-        Principal::User(name) => user_id(name),
+        Principal::User(name) => iam
+            .and_then(|i| i.store.user(name))
+            .map(|u| u.id)
+            .unwrap_or_else(|| user_id(name)),
         Principal::AssumedRole { role, session } => {
-            format!("{}:{session}", nimbus_auth::role_id(role))
+            let id = iam
+                .and_then(|i| i.store.role(role))
+                .map(|r| r.id)
+                .unwrap_or_else(|| nimbus_auth::role_id(role));
+            format!("{id}:{session}")
         }
     };
     let request_id = nimbus_core::new_request_id();

@@ -1,0 +1,297 @@
+//! STS's credential operations: `AssumeRole` (the role's trust policy checked),
+//! `GetSessionToken`, `GetAccessKeyInfo`. Issued credentials are random
+//! (`ASIA…`, a 40-character secret, a session token), recorded in IAM's store
+//! (so a restart keeps them until they expire) and registered in the key ring
+//! with their expiry: a request signed with them after it gets `ExpiredToken`.
+
+use crate::{xml_escape, Caller, QueryError, XMLNS};
+use http::StatusCode;
+use nimbus_core::{Principal, ACCOUNT_ID};
+use nimbus_policy::{counted_size, Context, Kind, Policy};
+use nimbus_svc_iam::store::{random_id, random_secret, Session};
+use nimbus_svc_iam::Iam;
+
+/// The packed session policy limit (AWS compresses; Nimbus counts characters).
+const SESSION_POLICY_MAX: usize = 2048;
+
+fn validation(message: impl Into<String>) -> QueryError {
+    QueryError::new(StatusCode::BAD_REQUEST, "ValidationError", message)
+}
+
+fn access_denied(message: impl Into<String>) -> QueryError {
+    QueryError::new(StatusCode::FORBIDDEN, "AccessDenied", message)
+}
+
+fn duration<'a>(
+    param: &impl Fn(&str) -> Option<&'a str>,
+    min: u32,
+    max: u32,
+    default: u32,
+) -> Result<u32, QueryError> {
+    let Some(v) = param("DurationSeconds") else {
+        return Ok(default.min(max));
+    };
+    let n: u32 = v.parse().map_err(|_| {
+        validation(format!(
+            "1 validation error detected: Value '{v}' at 'durationSeconds' failed to satisfy \
+             constraint: Member must be a number"
+        ))
+    })?;
+    if n < min {
+        return Err(validation(format!(
+            "1 validation error detected: Value '{n}' at 'durationSeconds' failed to satisfy \
+             constraint: Member must have value greater than or equal to {min}"
+        )));
+    }
+    if n > max {
+        return Err(validation(format!(
+            "1 validation error detected: Value '{n}' at 'durationSeconds' failed to satisfy \
+             constraint: Member must have value less than or equal to {max}"
+        )));
+    }
+    Ok(n)
+}
+
+fn credentials_xml(s: &Session) -> String {
+    format!(
+        "    <Credentials>\n      <AccessKeyId>{}</AccessKeyId>\n      \
+         <SecretAccessKey>{}</SecretAccessKey>\n      <SessionToken>{}</SessionToken>\n      \
+         <Expiration>{}</Expiration>\n    </Credentials>\n",
+        s.access_key_id,
+        xml_escape(&s.secret),
+        s.token,
+        iso(s.expires_ms)
+    )
+}
+
+fn iso(ms: i64) -> String {
+    let s = nimbus_core::format_ms(ms, "Z");
+    match s.split_once('.') {
+        Some((a, _)) => format!("{a}Z"),
+        None => s,
+    }
+}
+
+fn mint(iam: &Iam, mut s: Session) -> Result<Session, QueryError> {
+    s.access_key_id = random_id("ASIA", 16);
+    s.secret = random_secret(30);
+    s.token = {
+        use base64::Engine;
+        let mut bytes = [0u8; 96];
+        getrandom::fill(&mut bytes).map_err(|_| {
+            QueryError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalFailure",
+                "no randomness",
+            )
+        })?;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    };
+    let now = nimbus_core::now_ms();
+    // Forget what expired, in the ring and on disk.
+    if let Some(ring) = iam.key_ring() {
+        ring.sweep_expired(time::OffsetDateTime::now_utc());
+    }
+    let _ = iam.store.sweep_sessions(now);
+    iam.store.put_session(s.clone()).map_err(|e| {
+        QueryError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalFailure",
+            e.message,
+        )
+    })?;
+    iam.register_session(&s);
+    Ok(s)
+}
+
+fn wrap(action: &str, result: &str) -> (String, String) {
+    let request_id = nimbus_core::new_request_id();
+    (
+        format!(
+            "<{action}Response xmlns=\"{XMLNS}\">\n  <{action}Result>\n{result}  </{action}Result>\n  \
+             <ResponseMetadata>\n    <RequestId>{request_id}</RequestId>\n  </ResponseMetadata>\n\
+             </{action}Response>\n"
+        ),
+        request_id,
+    )
+}
+
+/// `AssumeRole`.
+pub(crate) fn assume_role<'a>(
+    iam: &Iam,
+    caller: &Caller,
+    param: &impl Fn(&str) -> Option<&'a str>,
+) -> Result<(String, String), QueryError> {
+    let arn = param("RoleArn").ok_or_else(|| {
+        validation("1 validation error detected: Value null at 'roleArn' failed to satisfy constraint: Member must not be null")
+    })?;
+    let session = param("RoleSessionName").ok_or_else(|| {
+        validation("1 validation error detected: Value null at 'roleSessionName' failed to satisfy constraint: Member must not be null")
+    })?;
+    if !(2..=64).contains(&session.len())
+        || !session
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+    {
+        return Err(validation(format!(
+            "1 validation error detected: Value '{session}' at 'roleSessionName' failed to \
+             satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*"
+        )));
+    }
+    if arn.len() < 20 || !arn.starts_with("arn:") {
+        return Err(validation(format!("{arn} is invalid")));
+    }
+    let name = arn.rsplit('/').next().unwrap_or("");
+    let denied = || {
+        access_denied(format!(
+            "User: {} is not authorized to perform: sts:AssumeRole on resource: {arn}",
+            caller.principal.arn()
+        ))
+    };
+    let role = iam
+        .store
+        .role(name)
+        .filter(|r| r.arn() == arn || arn.ends_with(&format!(":role/{name}")))
+        .ok_or_else(denied)?;
+    // The trust policy must let the caller in.
+    let trust = Policy::resource(&role.trust_policy).map_err(|_| denied())?;
+    let who = nimbus_svc_iam::authorize::caller(iam, &caller.principal);
+    let mut ctx = nimbus_svc_iam::authorize::global_context(
+        iam,
+        &caller.principal,
+        nimbus_core::DEFAULT_REGION,
+        None,
+    );
+    ctx.extend(&Context::new());
+    let req = nimbus_policy::Request {
+        caller: &who,
+        action: "sts:AssumeRole",
+        resource: arn,
+        context: &ctx,
+    };
+    let d = nimbus_policy::evaluate(
+        &req,
+        &[],
+        Some(nimbus_policy::Named {
+            name: "trust policy",
+            policy: &trust,
+        }),
+        &[],
+    );
+    if !d.allowed() {
+        return Err(denied());
+    }
+    let secs = duration(
+        param,
+        iam.min_session_seconds,
+        role.max_session_duration,
+        3600,
+    )?;
+    let policy = match param("Policy") {
+        None => None,
+        Some(p) => {
+            if counted_size(p) > SESSION_POLICY_MAX {
+                return Err(QueryError::new(
+                    StatusCode::BAD_REQUEST,
+                    "PackedPolicyTooLarge",
+                    "Packed policy consumes more than 100% of the allotted size.",
+                ));
+            }
+            Policy::parse(p, Kind::Identity).map_err(|e| {
+                QueryError::new(StatusCode::BAD_REQUEST, "MalformedPolicyDocument", e.0)
+            })?;
+            Some(p.to_owned())
+        }
+    };
+    let s = mint(
+        iam,
+        Session {
+            access_key_id: String::new(),
+            secret: String::new(),
+            token: String::new(),
+            role: Some(role.name.clone()),
+            session_name: Some(session.to_owned()),
+            user: None,
+            // Whole seconds, so the `Expiration` answered is the exact expiry.
+            expires_ms: (nimbus_core::now_ms() / 1000 + i64::from(secs)) * 1000,
+            policy,
+            policy_arns: vec![],
+        },
+    )?;
+    let assumed = Principal::AssumedRole {
+        role: role.name.clone(),
+        session: session.to_owned(),
+    };
+    tracing::info!(role = %role.name, session, expires_in_s = secs, caller = %caller.principal.arn(), "sts: role assumed");
+    let result = format!(
+        "{}    <AssumedRoleUser>\n      <AssumedRoleId>{}:{}</AssumedRoleId>\n      \
+         <Arn>{}</Arn>\n    </AssumedRoleUser>\n    <PackedPolicySize>0</PackedPolicySize>\n",
+        credentials_xml(&s),
+        role.id,
+        xml_escape(session),
+        xml_escape(&assumed.arn())
+    );
+    Ok(wrap("AssumeRole", &result))
+}
+
+/// `GetSessionToken`: temporary credentials of the calling user (or root).
+pub(crate) fn get_session_token<'a>(
+    iam: &Iam,
+    caller: &Caller,
+    param: &impl Fn(&str) -> Option<&'a str>,
+) -> Result<(String, String), QueryError> {
+    if caller
+        .access_key_id
+        .as_deref()
+        .is_some_and(|k| iam.store.session(k).is_some())
+    {
+        return Err(access_denied(
+            "Cannot call GetSessionToken with session credentials",
+        ));
+    }
+    let (max, user) = match &caller.principal {
+        Principal::Root => (3600, None),
+        Principal::User(u) => (129_600, Some(u.clone())),
+        Principal::AssumedRole { .. } => {
+            return Err(access_denied(
+                "Cannot call GetSessionToken with session credentials",
+            ))
+        }
+    };
+    let secs = duration(param, iam.min_session_seconds, max, 43_200)?;
+    let s = mint(
+        iam,
+        Session {
+            access_key_id: String::new(),
+            secret: String::new(),
+            token: String::new(),
+            role: None,
+            session_name: None,
+            user,
+            // Whole seconds, so the `Expiration` answered is the exact expiry.
+            expires_ms: (nimbus_core::now_ms() / 1000 + i64::from(secs)) * 1000,
+            policy: None,
+            policy_arns: vec![],
+        },
+    )?;
+    Ok(wrap("GetSessionToken", &credentials_xml(&s)))
+}
+
+/// `GetAccessKeyInfo`: the account of a key (every key is this account's).
+pub(crate) fn get_access_key_info<'a>(
+    param: &impl Fn(&str) -> Option<&'a str>,
+) -> Result<(String, String), QueryError> {
+    let key = param("AccessKeyId").ok_or_else(|| {
+        validation("1 validation error detected: Value null at 'accessKeyId' failed to satisfy constraint: Member must not be null")
+    })?;
+    if !(16..=128).contains(&key.len()) || !key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(validation(format!(
+            "1 validation error detected: Value '{key}' at 'accessKeyId' failed to satisfy \
+             constraint: Member must satisfy regular expression pattern: [\\w]*"
+        )));
+    }
+    Ok(wrap(
+        "GetAccessKeyInfo",
+        &format!("    <Account>{ACCOUNT_ID}</Account>\n"),
+    ))
+}
