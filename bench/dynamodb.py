@@ -105,7 +105,8 @@ def wrk_segment(url, table, kind, clients, duration):
         body = {"TableName": table, "Item": {"pk": {"S": "wrk__N__"}, "sk": {"N": "1"}, "v": {"S": "x" * 100}}}
     else:
         body = {"TableName": table, "Key": {"pk": {"S": "q"}, "sk": {"N": "7"}}}
-    env = {**os.environ, "TARGET": f"DynamoDB_20120810.{kind}", "BODY": json.dumps(body), "SERVICE": "dynamodb"}
+    env = {**os.environ, "TARGET": f"DynamoDB_20120810.{kind}", "BODY": json.dumps(body), "SERVICE": "dynamodb",
+           "RUN": uuid.uuid4().hex[:12]}
     out = subprocess.run(["wrk", f"-t{min(2, clients)}", f"-c{clients}", f"-d{int(duration)}s", "-s",
                           os.path.join(os.path.dirname(__file__), "aws_json.lua"), url],
                          env=env, capture_output=True, text=True, check=True)
