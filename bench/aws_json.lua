@@ -10,14 +10,23 @@ wrk.headers["Authorization"] = "AWS4-HMAC-SHA256 Credential=test/20260101/us-eas
   "/aws4_request, SignedHeaders=host;x-amz-date, Signature=0000000000000000000000000000000000000000000000000000000000000000"
 wrk.body = os.getenv("BODY")
 
--- "__N__" in BODY becomes a per-thread counter, so that every request differs (a
--- PutItem that rewrites an identical item may cost a server nothing).
+-- "__N__" in BODY becomes RUN-THREAD-COUNTER (env RUN: a nonce per wrk run; THREAD:
+-- wrk's thread number), so that every request of every thread of every run writes a new
+-- item (a PutItem that rewrites an identical item may cost a server nothing). An
+-- unseeded math.random is NOT enough: every thread's Lua state starts from the same
+-- seed, so threads and runs repeated each other's keys.
+local threads = 0
+function setup(thread)
+  thread:set("tid", threads)
+  threads = threads + 1
+end
 local n = 0
+local run = os.getenv("RUN") or tostring(os.time())
 local varies = string.find(wrk.body, "__N__", 1, true) ~= nil
 if varies then
   request = function()
     n = n + 1
-    return wrk.format(nil, nil, nil, (string.gsub(wrk.body, "__N__", tostring(n) .. "-" .. tostring(math.random(1e9)))))
+    return wrk.format(nil, nil, nil, (string.gsub(wrk.body, "__N__", run .. "-" .. tostring(tid) .. "-" .. tostring(n))))
   end
 end
 

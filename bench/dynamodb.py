@@ -105,21 +105,35 @@ def wrk_segment(url, table, kind, clients, duration):
         body = {"TableName": table, "Item": {"pk": {"S": "wrk__N__"}, "sk": {"N": "1"}, "v": {"S": "x" * 100}}}
     else:
         body = {"TableName": table, "Key": {"pk": {"S": "q"}, "sk": {"N": "7"}}}
-    env = {**os.environ, "TARGET": f"DynamoDB_20120810.{kind}", "BODY": json.dumps(body), "SERVICE": "dynamodb"}
+    env = {**os.environ, "TARGET": f"DynamoDB_20120810.{kind}", "BODY": json.dumps(body), "SERVICE": "dynamodb",
+           "RUN": uuid.uuid4().hex[:12]}
     out = subprocess.run(["wrk", f"-t{min(2, clients)}", f"-c{clients}", f"-d{int(duration)}s", "-s",
                           os.path.join(os.path.dirname(__file__), "aws_json.lua"), url],
                          env=env, capture_output=True, text=True, check=True)
     line = next(x for x in out.stdout.splitlines() if x.startswith("WRK "))
     req, us, err, p50, p99, _ = line.split()[1:]
+    errors = int(err) + out.stderr.count("status ")
     return {"rate": int(req) / (int(us) / 1e6), "p50": float(p50) / 1000, "p99": float(p99) / 1000,
-            "errors": int(err) + out.stderr.count("status ")}
+            "errors": errors, "acked": int(req) - errors}
+
+
+def count_items(url, table):
+    """Items in the table (Scan, Select=COUNT, every page)."""
+    c, n, start = client(url), 0, None
+    while True:
+        kw = {"ExclusiveStartKey": start} if start else {}
+        r = c.scan(TableName=table, Select="COUNT", **kw)
+        n += r["Count"]
+        start = r.get("LastEvaluatedKey")
+        if not start:
+            return n
 
 
 def summarize_wrk(segs):
     rates = [s["rate"] for s in segs]
     return {"rate": statistics.median(rates), "lo": min(rates), "hi": max(rates),
             "p50": statistics.median(s["p50"] for s in segs), "p99": max(s["p99"] for s in segs),
-            "errors": sum(s["errors"] for s in segs)}
+            "errors": sum(s["errors"] for s in segs), "acked": sum(s.get("acked", 0) for s in segs)}
 
 
 def main():
@@ -147,6 +161,16 @@ def main():
                               lambda name: segment(ts[name], tables[name], kind, n, args.duration))
             rows.append((kind, n, {k: summarize(v) for k, v in res.items()}))
     table(rows)
+    if args.wrk and "PutItem" in args.ops.split(","):
+        # Read-back: every acknowledged PutItem wrote a new item (wrk counts completed
+        # requests only, so up to `clients` more may have been written per segment).
+        print()
+        print("| server | PutItems acknowledged (wrk) | new items in the table (Scan COUNT) | short |")
+        print("|---|---|---|---|")
+        for name, url in ts.items():
+            acked = sum(by[name]["acked"] for label, _, by in rows if label.startswith("PutItem"))
+            items = count_items(url, tables[name]) - 101
+            print(f"| {name} | {acked} | {items} | {max(0, acked - items)} |", flush=True)
 
 
 if __name__ == "__main__":

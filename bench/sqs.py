@@ -35,14 +35,17 @@ def segment(url, queue, clients, duration):
     cs = [client("sqs", url) for _ in range(clients)]
     stop = time.monotonic() + duration
 
+    empty = [0]
+
     def worker(c):
-        mine, err = [], 0
+        mine, err, none = [], 0, 0
         while time.monotonic() < stop:
             t = time.perf_counter()
             try:
                 c.send_message(QueueUrl=queue, MessageBody="x" * 256)
                 got = c.receive_message(QueueUrl=queue, MaxNumberOfMessages=1,
                                         WaitTimeSeconds=1).get("Messages", [])
+                none += not got
                 for m in got:
                     c.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
             except Exception:  # noqa: BLE001 — counted, shown in the table
@@ -52,6 +55,7 @@ def segment(url, queue, clients, duration):
         with lock:
             lat.extend(mine)
             errors[0] += err
+            empty[0] += none
 
     t0 = time.monotonic()
     ts = [threading.Thread(target=worker, args=(c,)) for c in cs]
@@ -59,27 +63,45 @@ def segment(url, queue, clients, duration):
         t.start()
     for t in ts:
         t.join()
-    return {"rate": len(lat) / (time.monotonic() - t0), "lat": lat, "errors": errors[0]}
+    # A round whose receive came back empty (1 s long poll) did not see a message it had
+    # just had acknowledged: counted, and the queue must be empty at the end of a segment
+    # (every acknowledged message received and deleted exactly once by some round).
+    left = depth(url, queue)
+    return {"rate": len(lat) / (time.monotonic() - t0), "lat": lat, "errors": errors[0],
+            "empty": empty[0], "left": left}
+
+
+def depth(url, queue):
+    a = client("sqs", url).get_queue_attributes(
+        QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+    return sum(int(v) for v in a["Attributes"].values())
 
 
 def wrk_segment(url, queue, clients, duration):
-    """SendMessage alone, from wrk (C, one keep-alive connection per client, 2 threads)."""
+    """SendMessage alone, from wrk (C, one keep-alive connection per client, 2 threads).
+    Afterwards the queue's depth must have grown by the acknowledged sends (wrk counts
+    only completed requests, so up to `clients` more may have been accepted)."""
     threads = min(2, clients)
+    before = depth(url, queue)
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{clients}", f"-d{duration}s", "-s",
                           os.path.join(os.path.dirname(__file__), "sqs_send.lua"), url],
                          env={**os.environ, "QUEUE_URL": queue}, capture_output=True, text=True, check=True)
     line = next(x for x in out.stdout.splitlines() if x.startswith("WRK "))
     req, us, err, p50, p99, _ = line.split()[1:]
     errs = int(err) + out.stderr.count("status ")
+    acked = int(req) - errs
+    grown = depth(url, queue) - before
     return {"rate": int(req) / (int(us) / 1e6), "p50": float(p50) / 1000, "p99": float(p99) / 1000,
-            "errors": errs}
+            "errors": errs, "acked": acked, "grown": grown}
 
 
 def summarize_wrk(segs):
     rates = [s["rate"] for s in segs]
     return {"rate": statistics.median(rates), "lo": min(rates), "hi": max(rates),
             "p50": statistics.median(s["p50"] for s in segs), "p99": max(s["p99"] for s in segs),
-            "errors": sum(s["errors"] for s in segs)}
+            "errors": sum(s["errors"] for s in segs),
+            "acked": sum(s["acked"] for s in segs), "grown": sum(s["grown"] for s in segs),
+            "short": sum(max(0, s["acked"] - s["grown"]) for s in segs)}
 
 
 def main():
@@ -91,6 +113,8 @@ def main():
     ap.add_argument("--clients", default="1,16,64")
     ap.add_argument("--wrk", action="store_true",
                     help="SendMessage alone from wrk instead of boto3 rounds (server-bound)")
+    ap.add_argument("--drain", action="store_true",
+                    help="--wrk: afterwards receive and delete every message, count them")
     a = ap.parse_args()
     ts = dict(targets(a.nimbus, a.peer))
     queues = {n: client("sqs", u).create_queue(QueueName="bench" + uuid.uuid4().hex[:8])["QueueUrl"]
@@ -103,8 +127,58 @@ def main():
             rows.append(("SendMessage (wrk)", n, {k: summarize_wrk(v) for k, v in res.items()}))
         else:
             res = interleaved(list(ts), a.rounds, lambda name: segment(ts[name], queues[name], n, a.duration))
-            rows.append(("send+receive+delete", n, {k: summarize(v) for k, v in res.items()}))
+            rows.append(("send+receive+delete", n, {k: {**summarize(v), "empty": sum(x["empty"] for x in v),
+                                                         "left": v[-1]["left"]} for k, v in res.items()}))
     table(rows, unit="rounds/s" if not a.wrk else "sends/s")
+    print()
+    if a.wrk:
+        # Read-back: what each server acknowledged is in its queue.
+        print("| clients | server | sends acknowledged | queue depth grew by | short |")
+        print("|---|---|---|---|---|")
+        for _, n, by in rows:
+            for name, s in by.items():
+                print(f"| {n} | {name} | {s['acked']} | {s['grown']} | {s['short']} |")
+        if a.drain:
+            print()
+            print("| server | messages received and deleted after the run (drain) | queue depth before the drain |")
+            print("|---|---|---|")
+            for name, url in ts.items():
+                before = depth(url, queues[name])
+                print(f"| {name} | {drain(url, queues[name])} | {before} |", flush=True)
+    else:
+        print("| clients | server | rounds whose receive came back empty | messages left in the queue after the segments |")
+        print("|---|---|---|---|")
+        for _, n, by in rows:
+            for name, s in by.items():
+                print(f"| {n} | {name} | {s['empty']} | {s['left']} |")
+
+
+def drain(url, queue):
+    """Receive and delete everything in the queue (10 per call, 8 threads); returns how many
+    distinct messages came out."""
+    seen, lock = set(), threading.Lock()
+
+    def worker():
+        c = client("sqs", url)
+        idle = 0
+        while idle < 2:
+            msgs = c.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                     VisibilityTimeout=600).get("Messages", [])
+            if not msgs:
+                idle += 1
+                continue
+            idle = 0
+            with lock:
+                seen.update(m["MessageId"] for m in msgs)
+            c.delete_message_batch(QueueUrl=queue, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)])
+
+    ts = [threading.Thread(target=worker) for _ in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return len(seen)
 
 
 if __name__ == "__main__":
