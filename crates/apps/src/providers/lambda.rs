@@ -9,8 +9,9 @@ use serde_json::{json, Map, Value};
 
 const MAPPINGS: &str = "/2015-03-31/event-source-mappings/";
 
-/// The mapping properties Lambda's API takes as they are in the template.
-const MAPPING_FIELDS: &[&str] = &[
+/// The mapping properties Lambda's API takes as they are in the template (also
+/// what [`super::property_support`] reports as applied).
+pub(super) const MAPPING_FIELDS: &[&str] = &[
     "BatchSize",
     "BisectBatchOnFunctionError",
     "DestinationConfig",
