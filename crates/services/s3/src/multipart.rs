@@ -133,7 +133,7 @@ async fn save_part(
                 st.discard(&staged);
                 return Err(e);
             }
-            st.link(&staged)?;
+            st.link(tx, &staged)?;
             let old: Option<String> = tx
                 .query_row(
                     "SELECT blob FROM parts WHERE upload_id = ?1 AND part_number = ?2",
@@ -202,7 +202,7 @@ pub async fn upload_part_copy(state: &Arc<State>, r: S3Request) -> Result<Respon
             store::require_bucket(c, &src_bucket)?;
             let src =
                 objects::find_version(c, &src_bucket, &src_key, src_version.as_deref(), false)?;
-            let f = std::fs::File::open(st.blob_path(&src.blob)).map_err(internal)?;
+            let f = st.open_blob(c, &src.blob)?;
             Ok((src, f))
         })
         .await?;
@@ -324,7 +324,7 @@ pub async fn complete(state: &Arc<State>, mut r: S3Request) -> Result<Response, 
                 if etag.as_deref().is_some_and(|e| e.trim_matches('"') != row.etag) {
                     return Err(invalid_part(*n));
                 }
-                files.push(std::fs::File::open(st.blob_path(&row.blob)).map_err(internal)?);
+                files.push(st.open_blob(c, &row.blob)?);
                 parts.push(row);
             }
             Ok((upload, parts, files))
@@ -412,7 +412,7 @@ pub async fn complete(state: &Arc<State>, mut r: S3Request) -> Result<Response, 
                 st.discard(&staged);
                 return Err(e);
             }
-            st.link(&staged)?;
+            st.link(tx, &staged)?;
             let mut obj = obj;
             let old = store::put_object_row(tx, &bucket, &mut obj)?;
             let part_blobs = drop_upload(tx, &upload_id)?;
@@ -448,9 +448,9 @@ pub async fn complete(state: &Arc<State>, mut r: S3Request) -> Result<Response, 
 
 /// The parts' files one after the other, read on blocking threads.
 fn concat(
-    files: Vec<std::fs::File>,
+    files: Vec<store::Blob>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, S3Error>> + Send {
-    let files: VecDeque<std::fs::File> = files.into();
+    let files: VecDeque<store::Blob> = files.into();
     futures_util::stream::unfold(files, |mut files| async move {
         loop {
             let f = files.pop_front()?;

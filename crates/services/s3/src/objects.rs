@@ -240,7 +240,7 @@ pub async fn commit_object(
                 st.discard(&staged);
                 return Err(e);
             }
-            st.link(&staged)?;
+            st.link(tx, &staged)?;
             let release = store::put_object_row(tx, &bucket, &mut obj)?;
             let queued = notify::enqueue(tx, &b, change.with_object(&obj))?;
             for old in release {
@@ -480,7 +480,7 @@ pub async fn get_object(state: &Arc<State>, r: S3Request, head: bool) -> Result<
             let file = if head {
                 None
             } else {
-                Some(std::fs::File::open(st.blob_path(&obj.blob)).map_err(internal)?)
+                Some(st.open_blob(c, &obj.blob)?)
             };
             Ok((obj, file))
         })
@@ -559,9 +559,15 @@ pub async fn get_object(state: &Arc<State>, r: S3Request, head: bool) -> Result<
     b.body(body).map_err(internal)
 }
 
-/// Stream `len` bytes of `file` from `start`, 256 KiB at a time, reading on a
-/// blocking thread.
-pub fn file_body(mut file: std::fs::File, start: u64, len: u64) -> Result<Body, S3Error> {
+/// Stream `len` bytes of a blob from `start`: a small one at once, a file 256
+/// KiB at a time, reading on a blocking thread.
+pub fn file_body(mut file: store::Blob, start: u64, len: u64) -> Result<Body, S3Error> {
+    if let store::Blob::Small(c) = &file {
+        let data = c.get_ref();
+        let s = (start as usize).min(data.len());
+        let e = (s + len as usize).min(data.len());
+        return Ok(Body::from(data.slice(s..e)));
+    }
     file.seek(SeekFrom::Start(start)).map_err(internal)?;
     let stream = futures_util::stream::unfold((Some(file), len), |(file, left)| async move {
         let file = file?;

@@ -52,10 +52,19 @@ impl ObjectSource for Objects {
                     message: format!("{bucket}/{key} is {} bytes, over {max}", object.size),
                 });
             }
-            let path = self.store.blob_path(&object.blob);
-            let bytes = tokio::fs::read(&path)
-                .await
-                .map_err(|e| SinkError::Transient(format!("reading {bucket}/{key}: {e}")))?;
+            let store = self.store.clone();
+            let blob = object.blob.clone();
+            let read = self
+                .store
+                .read(move |c| {
+                    let mut b = store.open_blob(c, &blob)?;
+                    let mut out = Vec::new();
+                    std::io::Read::read_to_end(&mut b, &mut out).map_err(crate::error::internal)?;
+                    Ok(out)
+                })
+                .await;
+            let bytes = read
+                .map_err(|e| SinkError::Transient(format!("reading {bucket}/{key}: {e:?}")))?;
             Ok(Bytes::from(bytes))
         })
     }

@@ -1,6 +1,9 @@
 //! Where S3 keeps things: metadata in `<data>/s3.db` (SQLite, WAL,
 //! `synchronous=FULL`), object bytes in content-addressed files under
-//! `<data>/s3/blobs/<2 hex>/<sha256 hex>`.
+//! `<data>/s3/blobs/<2 hex>/<sha256 hex>` — except small bodies (up to
+//! [`SMALL_BLOB`]), which are kept in `s3.db` itself (table `small_blobs`, keyed
+//! by the same SHA-256) and committed with the row that references them: one
+//! fsync per small PUT instead of three (file, directory, database).
 //!
 //! A body is streamed into `<data>/s3/tmp/<uuid>` while its SHA-256 (the blob's
 //! name), MD5 (the ETag) and any flexible checksum are computed, fsynced, and only
@@ -99,8 +102,44 @@ pub const SCHEMA: Schema = Schema {
              CREATE INDEX versions_seq ON versions(bucket, key, seq);",
             ),
         },
+        Migration {
+            name: "s3: small bodies kept in the database",
+            step: Step::Sql(
+                "CREATE TABLE small_blobs(
+                sha TEXT PRIMARY KEY,
+                data BLOB NOT NULL
+             );",
+            ),
+        },
     ],
 };
+
+/// Bodies up to this size are kept in `s3.db` instead of a file of their own.
+pub const SMALL_BLOB: usize = 128 << 10;
+
+/// An open blob: its file, or a small body read from `s3.db`.
+pub enum Blob {
+    File(std::fs::File),
+    Small(std::io::Cursor<Bytes>),
+}
+
+impl std::io::Read for Blob {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Blob::File(f) => f.read(buf),
+            Blob::Small(c) => c.read(buf),
+        }
+    }
+}
+
+impl std::io::Seek for Blob {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        match self {
+            Blob::File(f) => f.seek(pos),
+            Blob::Small(c) => c.seek(pos),
+        }
+    }
+}
 
 /// What is kept of an object besides its bytes: content headers, user metadata,
 /// checksum.
@@ -149,10 +188,14 @@ pub struct Object {
     pub version_id: Option<String>,
 }
 
-/// A blob written to `tmp/`, fsynced, not linked yet.
+/// A blob written to `tmp/` and fsynced, or a small body held in memory; not
+/// linked yet.
 #[derive(Debug)]
 pub struct Staged {
     pub tmp: PathBuf,
+    /// A small body (≤ [`SMALL_BLOB`]): no file was written, [`Store::link`]
+    /// stores it in `s3.db`.
+    pub small: Option<Bytes>,
     pub sha256: String,
     pub md5: [u8; 16],
     pub size: u64,
@@ -207,6 +250,14 @@ impl Store {
                     }
                 }
             }
+            // Small bodies are committed with their rows and dropped with their
+            // last reference; this only guards against an older bug's leftovers.
+            c.execute(
+                "DELETE FROM small_blobs WHERE NOT EXISTS(SELECT 1 FROM objects WHERE blob = sha)
+                   AND NOT EXISTS(SELECT 1 FROM parts WHERE blob = sha)
+                   AND NOT EXISTS(SELECT 1 FROM versions WHERE blob = sha)",
+                [],
+            )?;
             Ok::<_, rusqlite::Error>(())
         });
     }
@@ -272,8 +323,9 @@ impl Store {
         if out.is_err() {
             let _ = tokio::fs::remove_file(&tmp).await;
         }
-        out.map(|(sha256, md5, size, checksum)| Staged {
+        out.map(|(sha256, md5, size, checksum, small)| Staged {
             tmp,
+            small,
             sha256,
             md5,
             size,
@@ -281,10 +333,19 @@ impl Store {
         })
     }
 
-    /// Link a staged blob into place (under the connection lock, from inside
-    /// [`Store::tx`]): if the same content is already stored the staged copy is
-    /// dropped.
-    pub fn link(&self, staged: &Staged) -> Result<(), S3Error> {
+    /// Link a staged blob into place (from inside [`Store::tx`], whose
+    /// transaction `tx` is): a small body becomes a row committed with the
+    /// object's; a file is renamed into place under the connection lock. If the
+    /// same content is already stored the staged copy is dropped.
+    pub fn link(&self, tx: &Connection, staged: &Staged) -> Result<(), S3Error> {
+        if let Some(data) = &staged.small {
+            tx.execute(
+                "INSERT OR IGNORE INTO small_blobs(sha, data) VALUES (?1, ?2)",
+                params![staged.sha256, data.as_ref()],
+            )
+            .map_err(internal)?;
+            return Ok(());
+        }
         let dest = self.blob_path(&staged.sha256);
         if dest.exists() {
             let _ = std::fs::remove_file(&staged.tmp);
@@ -303,6 +364,10 @@ impl Store {
     /// file goes even if the transaction later rolls back, so call it last).
     pub fn release(&self, tx: &Connection, blob: &str) -> Result<(), S3Error> {
         if !blob_referenced(tx, blob).map_err(internal)? {
+            tx.execute("DELETE FROM small_blobs WHERE sha = ?1", [blob])
+                .map_err(internal)?;
+            // Also a file of the same content written before small bodies moved
+            // into the database.
             let _ = std::fs::remove_file(self.blob_path(blob));
         }
         Ok(())
@@ -310,7 +375,27 @@ impl Store {
 
     /// Drop a staged file that will not be linked.
     pub fn discard(&self, staged: &Staged) {
-        let _ = std::fs::remove_file(&staged.tmp);
+        if staged.small.is_none() {
+            let _ = std::fs::remove_file(&staged.tmp);
+        }
+    }
+
+    /// Open the bytes of `blob` (on a connection of this store, under its lock:
+    /// the blob cannot be reclaimed in between, and an open file outlives its
+    /// unlinking).
+    pub fn open_blob(&self, c: &Connection, blob: &str) -> Result<Blob, S3Error> {
+        let small: Option<Vec<u8>> = c
+            .query_row("SELECT data FROM small_blobs WHERE sha = ?1", [blob], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(internal)?;
+        match small {
+            Some(data) => Ok(Blob::Small(std::io::Cursor::new(Bytes::from(data)))),
+            None => std::fs::File::open(self.blob_path(blob))
+                .map(Blob::File)
+                .map_err(internal),
+        }
     }
 }
 
@@ -324,7 +409,13 @@ fn blob_referenced(c: &Connection, blob: &str) -> rusqlite::Result<bool> {
     )
 }
 
-type StageOut = (String, [u8; 16], u64, Option<(ChecksumAlgorithm, Vec<u8>)>);
+type StageOut = (
+    String,
+    [u8; 16],
+    u64,
+    Option<(ChecksumAlgorithm, Vec<u8>)>,
+    Option<Bytes>,
+);
 
 /// Bodies up to this size are hashed on the request task and written by one
 /// blocking call; larger ones go through the pipeline of [`Pipeline`].
@@ -340,12 +431,10 @@ async fn stage_into(
     checksum: Option<ChecksumAlgorithm>,
     max: u64,
 ) -> Result<StageOut, S3Error> {
-    let file = std::fs::File::create(tmp).map_err(internal)?;
     let mut size: u64 = 0;
     let mut pending: Vec<Bytes> = Vec::new();
     let mut pending_len = 0usize;
     let mut pipeline: Option<Pipeline> = None;
-    let mut file = Some(file);
     futures_util::pin_mut!(body);
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
@@ -363,7 +452,7 @@ async fn stage_into(
         if pending_len >= threshold {
             let p = match pipeline.take() {
                 Some(p) => p,
-                None => Pipeline::start(file.take().expect("file present"), checksum),
+                None => Pipeline::start(std::fs::File::create(tmp).map_err(internal)?, checksum),
             };
             pending_len = 0;
             pipeline = Some(p.push(std::mem::take(&mut pending)).await?);
@@ -375,10 +464,11 @@ async fn stage_into(
                 p = p.push(pending).await?;
             }
             let (sha, md5, flex) = p.finish().await?;
-            Ok((sha, md5, size, flex))
+            Ok((sha, md5, size, flex, None))
         }
         None => {
-            // Small: hash here, one blocking write + fsync.
+            // Up to INLINE_MAX: hash here; a small body stays in memory (it goes
+            // into s3.db with its row), a larger one is one blocking write + fsync.
             let mut sha = Sha256::new();
             let mut md5 = Md5::new();
             let mut flex: Option<Hasher> = checksum.map(|a| a.hasher());
@@ -389,19 +479,29 @@ async fn stage_into(
                     h.update(b);
                 }
             }
-            let mut f = file.take().expect("file present");
-            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                for b in pending {
-                    f.write_all(&b)?;
-                }
-                f.sync_all()
-            })
-            .await
-            .map_err(internal)?
-            .map_err(internal)?;
+            let small = if size as usize <= SMALL_BLOB {
+                Some(match pending.len() {
+                    1 => pending.pop().expect("one chunk"),
+                    _ => Bytes::from(pending.concat()),
+                })
+            } else {
+                let tmp = tmp.to_path_buf();
+                tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                    let mut f = std::fs::File::create(tmp)?;
+                    for b in pending {
+                        f.write_all(&b)?;
+                    }
+                    f.sync_all()
+                })
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+                None
+            };
             let sha = hex::encode(sha.finalize());
             let md5: [u8; 16] = md5.finalize().into();
-            Ok((sha, md5, size, flex.map(|h| (h.algorithm(), h.finalize()))))
+            let flex = flex.map(|h| (h.algorithm(), h.finalize()));
+            Ok((sha, md5, size, flex, small))
         }
     }
 }
@@ -848,4 +948,132 @@ pub fn delete_version(
 
 pub fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Seek, SeekFrom};
+
+    fn body(data: Vec<u8>) -> impl futures_util::Stream<Item = Result<Bytes, S3Error>> + Send {
+        // Several chunks, as a request body arrives.
+        let chunks: Vec<Result<Bytes, S3Error>> = data
+            .chunks(7919)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        futures_util::stream::iter(chunks)
+    }
+
+    fn files_under(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| {
+                        if e.path().is_dir() {
+                            files_under(&e.path())
+                        } else {
+                            1
+                        }
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    fn reference(c: &Connection, key: &str, blob: &str) {
+        c.execute(
+            "INSERT OR REPLACE INTO objects(bucket, key, blob, size, etag, modified_ms, meta)
+             VALUES ('b', ?1, ?2, 0, '', 0, '{}')",
+            params![key, blob],
+        )
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn small_bodies_live_in_the_database_and_large_ones_in_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let blobs = dir.path().join("s3").join("blobs");
+        let small: Vec<u8> = (0..SMALL_BLOB).map(|i| (i * 31 % 251) as u8).collect();
+        let large: Vec<u8> = (0..SMALL_BLOB + 1).map(|i| (i * 17 % 253) as u8).collect();
+
+        let s = store.stage(body(small.clone()), None, u64::MAX).await.unwrap();
+        assert!(s.small.is_some(), "a body of exactly SMALL_BLOB bytes is small");
+        assert!(!s.tmp.exists(), "no file is written for a small body");
+        assert_eq!(s.md5, <[u8; 16]>::from(Md5::digest(&small)));
+        let l = store.stage(body(large.clone()), None, u64::MAX).await.unwrap();
+        assert!(l.small.is_none() && l.tmp.exists());
+
+        let (ss, ls) = (s.sha256.clone(), l.sha256.clone());
+        store
+            .tx(move |tx, st| {
+                st.link(tx, &s)?;
+                st.link(tx, &l)?;
+                reference(tx, "small", &s.sha256);
+                reference(tx, "large", &l.sha256);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(files_under(&blobs), 1, "only the large body has a file");
+
+        let (a, b) = (ss.clone(), ls.clone());
+        let st = store.clone();
+        let (mut sb, mut lb) = store
+            .read(move |c| Ok((st.open_blob(c, &a)?, st.open_blob(c, &b)?)))
+            .await
+            .unwrap();
+        assert!(matches!(sb, Blob::Small(_)) && matches!(lb, Blob::File(_)));
+        let mut got = Vec::new();
+        sb.read_to_end(&mut got).unwrap();
+        assert_eq!(got, small);
+        lb.seek(SeekFrom::Start(5)).unwrap();
+        let mut got = Vec::new();
+        lb.read_to_end(&mut got).unwrap();
+        assert_eq!(got, large[5..]);
+
+        // Dropping the last reference reclaims both kinds.
+        store
+            .tx(move |tx, st| {
+                tx.execute("DELETE FROM objects", []).map_err(internal)?;
+                st.release(tx, &ss)?;
+                st.release(tx, &ls)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let left: i64 = store
+            .read(|c| {
+                c.query_row("SELECT COUNT(*) FROM small_blobs", [], |r| r.get(0))
+                    .map_err(internal)
+            })
+            .await
+            .unwrap();
+        assert_eq!((left, files_under(&blobs)), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_rolled_back_small_put_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let s = store
+            .stage(body(b"hello".to_vec()), None, u64::MAX)
+            .await
+            .unwrap();
+        let err = store
+            .tx(move |tx, st| {
+                st.link(tx, &s)?;
+                Err::<(), _>(internal("refused after linking"))
+            })
+            .await;
+        assert!(err.is_err());
+        let left: i64 = store
+            .read(|c| {
+                c.query_row("SELECT COUNT(*) FROM small_blobs", [], |r| r.get(0))
+                    .map_err(internal)
+            })
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
+    }
 }
