@@ -23,6 +23,7 @@
 //! that handler files exist; applying the app is the CLI's job.
 
 pub mod cfn;
+pub mod gateway;
 pub mod sam;
 pub mod schedule;
 pub mod serverless;
@@ -103,6 +104,8 @@ pub struct App {
     pub layers: Vec<Layer>,
     /// Every other resource, and those the functions' events generate.
     pub template: template::Template,
+    /// The HTTP API's CORS configuration and authorizers.
+    pub gateway: gateway::Gateway,
 }
 
 /// A Lambda layer the app publishes from a directory: sls `layers.<key>`, SAM
@@ -217,6 +220,10 @@ pub struct Route {
     /// (`RestApiId`); `None` is the implicit API.
     pub rest_api_id: Option<String>,
     pub timeout_ms: Option<u64>,
+    /// The name (in the manifest) of the authorizer requests must pass.
+    pub authorizer: Option<String>,
+    /// With a JWT authorizer: the token needs one of these scopes.
+    pub authorization_scopes: Vec<String>,
     pub line: usize,
 }
 

@@ -419,6 +419,12 @@ impl Eval<'_> {
         }
         match self.resources.get(name) {
             Some((_, Some(fname))) => s(fname),
+            // An event's `ApiId`/`RestApiId`: the API's logical id links them.
+            Some((ty, None))
+                if ty == "AWS::Serverless::HttpApi" || ty == "AWS::Serverless::Api" =>
+            {
+                s(name)
+            }
             Some((ty, None)) => {
                 d.unsupported(
                     line,
@@ -739,6 +745,7 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
         schedules: Vec::new(),
         layers: Vec::new(),
         template: Default::default(),
+        gateway: Default::default(),
     };
     // `Globals.Function.Layers` come before a function's own (SAM adds lists).
     let global_layers: Vec<crate::LayerUse> = top
@@ -747,6 +754,41 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
         .map(|n| layer_uses(d, n, "Globals.Function.Layers", &ev))
         .unwrap_or_default();
     let mut api_binary_types: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Each `AWS::Serverless::HttpApi`'s CORS and Auth by logical id; "" is the
+    // implicit API (`Globals.HttpApi` only).
+    let mut http_apis: BTreeMap<String, HttpApiSettings> = BTreeMap::new();
+    let mut route_apis: BTreeMap<usize, RouteApi> = BTreeMap::new();
+    for (id, (ty, _)) in &ev.resources {
+        if ty == "AWS::Serverless::HttpApi" {
+            http_apis.insert(id.clone(), HttpApiSettings::default());
+        }
+    }
+    let global_http_api = match globals_node.as_ref().and_then(|g| g.get("HttpApi")) {
+        Some(n) => match ev.node(n, d) {
+            Ok(Some(n)) => {
+                let mut g = HttpApiSettings::default();
+                if let Some(c) = n.get("CorsConfiguration") {
+                    g.cors = Some(
+                        crate::gateway::sam_cors(d, c, "Globals.HttpApi.CorsConfiguration")
+                            .map(|x| (x, c.pos.line)),
+                    );
+                }
+                if let Some(a) = n.get("Auth") {
+                    let (auths, default) =
+                        crate::gateway::sam_auth(d, a, "Globals.HttpApi.Auth", &app.name);
+                    g.authorizers = Some(auths);
+                    g.default = default;
+                }
+                g
+            }
+            Ok(None) => HttpApiSettings::default(),
+            Err((line, e)) => {
+                d.error(line, e);
+                HttpApiSettings::default()
+            }
+        },
+        None => HttpApiSettings::default(),
+    };
     let mut pending_s3 = Vec::new();
     for (id, (ty, fname)) in &ev.resources {
         if let (true, Some(name)) = (ty == "AWS::Serverless::Function", fname) {
@@ -860,6 +902,7 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                     &ev,
                     &mut app,
                     &mut pending_s3,
+                    &mut route_apis,
                 );
                 // A variable the function sets plainly itself wins over a global one.
                 let own_plain: Vec<String> = raw
@@ -904,6 +947,23 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                                 &format!("{path}.Properties.BinaryMediaTypes"),
                             ) {
                                 api_binary_types.insert(id.to_string(), types);
+                            }
+                            continue;
+                        }
+                        if ty.as_str() == "AWS::Serverless::HttpApi"
+                            && matches!(key.as_str(), "Auth" | "CorsConfiguration")
+                        {
+                            let entry = http_apis.entry(id.to_string()).or_default();
+                            let kp = format!("{path}.Properties.{key}");
+                            if key == "Auth" {
+                                let (auths, default) =
+                                    crate::gateway::sam_auth(d, pv, &kp, &app.name);
+                                entry.authorizers = Some(auths);
+                                entry.default = default;
+                            } else {
+                                entry.cors = Some(
+                                    crate::gateway::sam_cors(d, pv, &kp).map(|c| (c, pk.pos.line)),
+                                );
                             }
                             continue;
                         }
@@ -959,7 +1019,124 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
         };
     }
     check_duplicate_routes(d, &app.routes);
+    http_api_gateway(d, &mut app, &http_apis, global_http_api, &route_apis);
     Some(app)
+}
+
+/// One HTTP API's settings as the template gives them (`None`: not given, so
+/// `Globals.HttpApi`'s apply).
+#[derive(Default)]
+struct HttpApiSettings {
+    cors: Option<Option<(serde_json::Value, usize)>>,
+    authorizers: Option<Vec<crate::gateway::Authorizer>>,
+    default: Option<String>,
+}
+
+/// What an `HttpApi` event says about its API and authorizer.
+struct RouteApi {
+    /// The `AWS::Serverless::HttpApi` logical id; `None` is the implicit API.
+    api: Option<String>,
+    /// `Some(None)`: `Auth.Authorizer: NONE`.
+    authorizer: Option<Option<String>>,
+    scopes: Vec<String>,
+}
+
+/// Merge the HTTP APIs' CORS and authorizers into the app's one gateway, and
+/// give each route its API's authorizer.
+fn http_api_gateway(
+    d: &mut Diags,
+    app: &mut App,
+    apis: &BTreeMap<String, HttpApiSettings>,
+    global: HttpApiSettings,
+    route_apis: &BTreeMap<usize, RouteApi>,
+) {
+    let empty = HttpApiSettings::default();
+    let settings = |id: &Option<String>| -> (
+        Option<(serde_json::Value, usize)>,
+        Vec<crate::gateway::Authorizer>,
+        Option<String>,
+    ) {
+        let own = id.as_ref().and_then(|i| apis.get(i)).unwrap_or(&empty);
+        let cors = match &own.cors {
+            Some(c) => c.clone(),
+            None => global.cors.clone().flatten(),
+        };
+        let (auths, default) = match &own.authorizers {
+            Some(a) => (a.clone(), own.default.clone()),
+            None => (
+                global.authorizers.clone().unwrap_or_default(),
+                global.default.clone(),
+            ),
+        };
+        (cors, auths, default)
+    };
+    // The APIs in use: every declared one, and the implicit one when a route
+    // uses it.
+    let mut used: Vec<Option<String>> = apis.keys().cloned().map(Some).collect();
+    let implicit_used = app
+        .routes
+        .iter()
+        .enumerate()
+        .any(|(i, r)| !r.rest && route_apis.get(&i).is_some_and(|a| a.api.is_none()));
+    if implicit_used || apis.is_empty() {
+        used.push(None);
+    }
+    let mut cors: Option<(serde_json::Value, usize)> = None;
+    for id in &used {
+        let (c, auths, _) = settings(id);
+        if let Some((c, line)) = c {
+            match &cors {
+                Some((prev, _)) if *prev != c => d.unsupported(
+                    line,
+                    "a second, different CORS configuration: the Nimbus gateway has one for all of an app's HTTP API routes",
+                ),
+                Some(_) => {}
+                None => cors = Some((c, line)),
+            }
+        }
+        for a in auths {
+            match app.gateway.authorizers.iter().find(|b| b.name == a.name) {
+                Some(b) if b.kind != a.kind => d.error(
+                    a.line,
+                    format!(
+                        "authorizer {:?} is declared differently by two HTTP APIs; authorizer names are shared by the app",
+                        a.name
+                    ),
+                ),
+                Some(_) => {}
+                None => app.gateway.authorizers.push(a),
+            }
+        }
+    }
+    if let Some((c, line)) = cors {
+        app.gateway.cors = Some(c);
+        app.gateway.cors_line = line;
+    }
+    for (i, r) in app.routes.iter_mut().enumerate() {
+        let Some(ra) = route_apis.get(&i) else {
+            continue;
+        };
+        let (_, auths, default) = settings(&ra.api);
+        let name = match &ra.authorizer {
+            Some(explicit) => explicit.clone(),
+            None => default,
+        };
+        if let Some(n) = &name {
+            if !auths.iter().any(|a| &a.name == n) {
+                d.error(
+                    r.line,
+                    format!(
+                        "route {}: its HTTP API has no authorizer named {n:?} (Auth.Authorizers)",
+                        r.route_key
+                    ),
+                );
+                continue;
+            }
+        }
+        r.authorizer = name;
+        r.authorization_scopes = ra.scopes.clone();
+    }
+    crate::gateway::finish(d, &mut app.gateway, &app.routes);
 }
 
 fn globals(d: &mut Diags, g: &Node, ev: &Eval) -> Option<Node> {
@@ -980,10 +1157,15 @@ fn globals(d: &mut Diags, g: &Node, ev: &Eval) -> Option<Node> {
         if let Some(x) = gf.get(key) {
             for (pk, _) in x.val.as_map().unwrap_or(&[]) {
                 let name = pk.scalar_text().unwrap_or_default();
-                if matches!(
-                    name.as_str(),
-                    "Auth" | "Cors" | "CorsConfiguration" | "Domain"
-                ) {
+                // HTTP APIs' Auth and CorsConfiguration are applied (below).
+                let applied =
+                    key == "HttpApi" && matches!(name.as_str(), "Auth" | "CorsConfiguration");
+                if !applied
+                    && matches!(
+                        name.as_str(),
+                        "Auth" | "Cors" | "CorsConfiguration" | "Domain"
+                    )
+                {
                     d.unsupported(
                         pk.pos.line,
                         format!("Globals.{key}.{name}: the gateway does not apply it yet"),
@@ -1014,6 +1196,7 @@ fn function(
     ev: &Eval,
     app: &mut App,
     pending_s3: &mut Vec<crate::sam_events::PendingS3>,
+    route_apis: &mut BTreeMap<usize, RouteApi>,
 ) {
     let path = format!("Resources.{id}.Properties");
     let empty = Node::new(Value::Null, Pos::default());
@@ -1200,6 +1383,7 @@ fn function(
             app,
             pending_s3,
             &mut event_policies,
+            route_apis,
         );
     }
     let role = raw
@@ -1288,6 +1472,7 @@ fn events(
     app: &mut App,
     pending_s3: &mut Vec<crate::sam_events::PendingS3>,
     event_policies: &mut Vec<&'static str>,
+    route_apis: &mut BTreeMap<usize, RouteApi>,
 ) {
     let Some(evs) = f.val.as_map() else {
         if !f.val.is_null() {
@@ -1386,7 +1571,16 @@ fn events(
                 let Some(pf) = fields(d, props, &pp, known) else {
                     continue;
                 };
+                let mut event_auth = (None, Vec::new());
+                if ty == "HttpApi" {
+                    if let Some(x) = pf.get("Auth") {
+                        event_auth = crate::gateway::sam_event_auth(d, *x, &join(&pp, "Auth"));
+                    }
+                }
                 for key in ["Auth", "RequestModel", "RequestParameters", "RouteSettings"] {
+                    if key == "Auth" && ty == "HttpApi" {
+                        continue;
+                    }
                     if let Some(x) = pf.get(key) {
                         d.unsupported(x.line(), format!("{pp}.{key}: the gateway does not apply it yet; the route deploys without it"));
                     }
@@ -1439,8 +1633,27 @@ fn events(
                     binary_media_types: Vec::new(),
                     rest_api_id: if ty == "Api" { rest_api_id } else { None },
                     timeout_ms,
+                    authorizer: None,
+                    authorization_scopes: Vec::new(),
                     line: k.pos.line,
                 });
+                if ty == "HttpApi" {
+                    let api = pf.get("ApiId").and_then(|x| match x.val.to_json() {
+                        serde_json::Value::String(s) => Some(s),
+                        serde_json::Value::Object(o) => {
+                            o.get("Ref").and_then(|r| r.as_str()).map(str::to_string)
+                        }
+                        _ => None,
+                    });
+                    route_apis.insert(
+                        app.routes.len() - 1,
+                        RouteApi {
+                            api,
+                            authorizer: event_auth.0,
+                            scopes: event_auth.1,
+                        },
+                    );
+                }
             }
             "Schedule" | "ScheduleV2" => {
                 let v2 = ty == "ScheduleV2";

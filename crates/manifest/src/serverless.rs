@@ -8,6 +8,7 @@
 
 use crate::cfn;
 use crate::fields::{self, fields, join, Field};
+use crate::gateway;
 use crate::sls_events;
 use crate::vars::Context;
 use crate::yaml::{Node, Value};
@@ -245,6 +246,8 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
     let mut provider_s3: BTreeMap<String, Node> = BTreeMap::new();
     let mut user_statements: Vec<serde_json::Value> = Vec::new();
     let mut provider_layers: Vec<LayerUse> = Vec::new();
+    let mut http_api_cors: Option<(serde_json::Value, usize)> = None;
+    let mut http_api_authorizers: Option<Field> = None;
     if let Some(p) = top.get("provider") {
         let pf = fields(d, p.val, "provider", PROVIDER)?;
         if let Some(f) = pf.get("layers") {
@@ -291,13 +294,18 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                         payload_default = v;
                     }
                 }
-                for key in ["cors", "authorizers", "id"] {
-                    if let Some(f) = hf.get(key) {
-                        d.unsupported(
-                            f.line(),
-                            format!("provider.httpApi.{key}: the gateway does not apply it; routes deploy without it"),
-                        );
-                    }
+                if let Some(f) = hf.get("id") {
+                    d.unsupported(
+                        f.line(),
+                        "provider.httpApi.id: an HTTP API created outside the app; the gateway's routes are the app's own",
+                    );
+                }
+                if let Some(f) = hf.get("cors") {
+                    http_api_cors =
+                        gateway::sls_cors(d, *f, "provider.httpApi.cors").map(|c| (c, f.line()));
+                }
+                if let Some(f) = hf.get("authorizers") {
+                    http_api_authorizers = Some(*f);
                 }
             }
         }
@@ -336,6 +344,7 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
             None => Vec::new(),
         },
         template: Default::default(),
+        gateway: Default::default(),
     };
     let Some(funcs) = top.get("functions") else {
         d.warn(1, "no functions");
@@ -361,6 +370,14 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
             Some((key, name))
         })
         .collect();
+    if let Some(f) = http_api_authorizers {
+        app.gateway.authorizers =
+            gateway::sls_authorizers(d, f, "provider.httpApi.authorizers", &app.name, &names);
+    }
+    if let Some((c, line)) = http_api_cors {
+        app.gateway.cors = Some(c);
+        app.gateway.cors_line = line;
+    }
     for (k, v) in fmap {
         let key = k.scalar_text().unwrap_or_default();
         let path = format!("functions.{key}");
@@ -523,6 +540,7 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
         r.binary_media_types = binary_media_types.clone();
     }
     check_duplicate_routes(d, &app.routes);
+    gateway::finish(d, &mut app.gateway, &app.routes);
     sls_events::finish(d, &provider_s3, &mut generated);
     let role_needed = generated
         .resources
@@ -1074,6 +1092,7 @@ fn http_api_event(
     payload: &str,
     app: &mut App,
 ) {
+    let mut authorizer = None;
     let key = match &f.val.value {
         Value::Str(s) if s.trim() == "*" => "$default".to_string(),
         Value::Str(s) => match s.split_once(char::is_whitespace) {
@@ -1102,13 +1121,16 @@ fn http_api_event(
             ) else {
                 return;
             };
-            for key in ["authorizer", "cors"] {
-                if let Some(x) = hf.get(key) {
-                    d.unsupported(
-                        x.line(),
-                        format!("{path}.{key}: the gateway does not apply it yet; the route deploys without it"),
-                    );
-                }
+            if let Some(x) = hf.get("cors") {
+                d.unsupported(
+                    x.line(),
+                    format!(
+                        "{path}.cors: CORS is set for the whole HTTP API (provider.httpApi.cors)"
+                    ),
+                );
+            }
+            if let Some(x) = hf.get("authorizer") {
+                authorizer = gateway::sls_event_authorizer(d, *x, &join(path, "authorizer"));
             }
             let method = hf
                 .get("method")
@@ -1137,6 +1159,10 @@ fn http_api_event(
         }
     };
     push_route(d, f.line(), key, func, payload, app);
+    if let (Some((name, scopes)), Some(r)) = (authorizer, app.routes.last_mut()) {
+        r.authorizer = Some(name);
+        r.authorization_scopes = scopes;
+    }
 }
 
 fn push_route(
@@ -1156,6 +1182,8 @@ fn push_route(
         binary_media_types: Vec::new(),
         rest_api_id: None,
         timeout_ms: None,
+        authorizer: None,
+        authorization_scopes: Vec::new(),
         line,
     });
 }

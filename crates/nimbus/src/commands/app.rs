@@ -134,6 +134,14 @@ pub async fn run(client: &Client, cmd: Cmd) -> Result<i32> {
         }
         Cmd::Rm { name } => {
             let fns = functions_of(client, &name).await?;
+            // What the app set on the gateway, before its record goes.
+            let recorded = match client
+                .get_json(&format!("/_nimbus/apps/{}", seg(&name)))
+                .await
+            {
+                Ok(v) => v["Gateway"].clone(),
+                Err(_) => Value::Null,
+            };
             match client
                 .send(
                     client
@@ -176,6 +184,8 @@ pub async fn run(client: &Client, cmd: Cmd) -> Result<i32> {
                     println!("Deleted route {key}");
                 }
             }
+            // Its authorizers (no route uses them now) and CORS configuration.
+            super::app_gateway::remove(client, &name, &recorded).await?;
             if let Ok(s) = client.get_json("/_nimbus/schedules").await {
                 for sch in s["schedules"].as_array().into_iter().flatten() {
                     if sch["app"] == name.as_str() {

@@ -152,7 +152,7 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
             return Ok(1);
         }
     }
-    let Some(app) = loaded.app else {
+    let Some(mut app) = loaded.app else {
         let n = loaded.errors().count();
         eprintln!(
             "error: {n} error{} in {}; nothing was deployed",
@@ -174,8 +174,20 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
         app.schedules.len()
     );
 
+    // The gateway settings, checked (and the JWT issuers' keys found) before
+    // anything changes.
+    let gw_cur = super::app_gateway::read(client, &app.name).await?;
+    let gw = match super::app_gateway::plan(client, &app, &gw_cur).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return Ok(1);
+        }
+    };
+    app.template.gateway = Some(gw.record.clone());
+
     if a.dry_run {
-        return dry_run(client, &app).await;
+        return dry_run(client, &app, &gw).await;
     }
 
     // 1. Package and upload every bundle: nothing visible changes yet.
@@ -202,7 +214,19 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
     let mut journal = Vec::new();
     let mut layers = super::layer_publish::Published::default();
     let outcome = match super::layer_publish::publish(client, &app, &mut layers).await {
-        Ok(()) => apply(client, &app, &state, &plan, &shas, &layers, &mut journal).await,
+        Ok(()) => {
+            apply(
+                client,
+                &app,
+                &state,
+                &plan,
+                &gw,
+                &shas,
+                &layers,
+                &mut journal,
+            )
+            .await
+        }
         Err(e) => Err(e),
     };
     // The app's other resources: applied by the server's app engine as one
@@ -348,7 +372,7 @@ fn print_outputs(v: &Value) {
 }
 
 /// `--dry-run`: the table of what would change, and nothing applied.
-async fn dry_run(client: &Client, app: &App) -> Result<i32> {
+async fn dry_run(client: &Client, app: &App, gw: &super::app_gateway::Plan) -> Result<i32> {
     let state = State::read(client, app).await?;
     let plan = plan(app, &state)?;
     let mut rows: Vec<(String, String, String)> = Vec::new();
@@ -380,6 +404,22 @@ async fn dry_run(client: &Client, app: &App) -> Result<i32> {
             r["route_key"].as_str().unwrap_or("").into(),
             "route".into(),
         ));
+    }
+    for (name, _, prev) in &gw.put {
+        let action = if prev.is_some() { "update" } else { "create" };
+        rows.push((action.into(), name.clone(), "authorizer".into()));
+    }
+    for a in &gw.delete {
+        rows.push((
+            "delete".into(),
+            a["name"].as_str().unwrap_or("").into(),
+            "authorizer".into(),
+        ));
+    }
+    if gw.cors.is_some() {
+        rows.push(("set".into(), "CORS".into(), "gateway".into()));
+    } else if gw.clear_cors {
+        rows.push(("delete".into(), "CORS".into(), "gateway".into()));
     }
     for sch in &app.schedules {
         let exists = state
@@ -584,6 +624,10 @@ enum Undo {
     Schedule(String, Option<Value>),
     /// `(function, qualifier, previous URL config or none)`.
     Url(String, Option<String>, Option<Value>),
+    /// `(authorizer, previous view or none)`.
+    Authorizer(String, Option<Value>),
+    /// The previous CORS configuration (`null`: off).
+    Cors(Value),
 }
 
 impl Undo {
@@ -596,6 +640,8 @@ impl Undo {
             Undo::Route(k, _) => format!("route {k}"),
             Undo::Schedule(n, _) => format!("schedule {n}"),
             Undo::Url(n, _, _) => format!("the function URL of {n}"),
+            Undo::Authorizer(n, _) => format!("authorizer {n}"),
+            Undo::Cors(_) => "the gateway's CORS configuration".into(),
         }
     }
 }
@@ -739,6 +785,15 @@ fn route_body(r: &Value) -> Value {
     if let Some(t) = r["binary_media_types"].as_array() {
         b["binary_media_types"] = t.clone().into();
     }
+    // Access control the route had (authorizer, scopes, API key, throttle).
+    if let Some(a) = r["authorizer"].as_str() {
+        b["authorizer"] = a.into();
+    }
+    for k in ["authorization_scopes", "api_key_required", "throttle"] {
+        if !r[k].is_null() {
+            b[k] = r[k].clone();
+        }
+    }
     b
 }
 
@@ -784,6 +839,7 @@ async fn apply(
     app: &App,
     st: &State,
     plan: &Plan,
+    gw: &super::app_gateway::Plan,
     shas: &BTreeMap<PathBuf, String>,
     layers: &super::layer_publish::Published,
     journal: &mut Vec<Undo>,
@@ -854,6 +910,19 @@ async fn apply(
             })?;
         }
     }
+    // Authorizers (a Lambda one needs its function) and CORS before the routes
+    // that use them.
+    for (name, body, prev) in &gw.put {
+        super::app_gateway::put_authorizer(client, name, body).await?;
+        journal.push(Undo::Authorizer(name.clone(), prev.clone()));
+    }
+    if let Some(c) = &gw.cors {
+        let prev = super::app_gateway::Current::cors_now(client).await?;
+        if prev != *c {
+            super::app_gateway::set_cors(client, c).await?;
+            journal.push(Undo::Cors(prev));
+        }
+    }
     for r in &app.routes {
         let prev = st
             .routes
@@ -874,6 +943,10 @@ async fn apply(
         }
         if let Some(t) = r.timeout_ms {
             body["timeout_ms"] = t.into();
+        }
+        if let Some(a) = &r.authorizer {
+            body["authorizer"] = nimbus_manifest::gateway::server_name(&app.name, a).into();
+            body["authorization_scopes"] = json!(r.authorization_scopes);
         }
         put_route(client, &body)
             .await
@@ -998,6 +1071,17 @@ async fn apply(
             .with_context(|| format!("removing route {key}"))?;
         journal.push(Undo::Route(key.to_string(), Some(r.clone())));
     }
+    // Authorizers no route of the app uses any more, and CORS the app dropped.
+    for a in &gw.delete {
+        let name = a["name"].as_str().unwrap_or("");
+        super::app_gateway::delete_authorizer(client, name).await?;
+        journal.push(Undo::Authorizer(name.to_string(), Some(a.clone())));
+    }
+    if gw.clear_cors {
+        let prev = super::app_gateway::Current::cors_now(client).await?;
+        super::app_gateway::set_cors(client, &Value::Null).await?;
+        journal.push(Undo::Cors(prev));
+    }
     for name in &plan.delete_functions {
         let prev_eic = get_optional(client, &eic_path(name)).await?;
         delete(
@@ -1093,6 +1177,18 @@ async fn undo(client: &Client, u: &Undo) -> Result<()> {
                 .map(|_| ())
                 .or_else(ignore_missing),
         },
+        Undo::Authorizer(name, prev) => match prev {
+            Some(p) => {
+                super::app_gateway::put_authorizer(
+                    client,
+                    name,
+                    &super::app_gateway::restore_body(p)?,
+                )
+                .await
+            }
+            None => super::app_gateway::delete_authorizer(client, name).await,
+        },
+        Undo::Cors(prev) => super::app_gateway::set_cors(client, prev).await,
         Undo::Schedule(name, prev) => match prev {
             Some(p) => put_schedule(client, name, &schedule_body(p)).await,
             None => delete(
