@@ -174,6 +174,10 @@ pub struct Function {
     pub description: String,
     /// Async-invocation settings (retries, max age, destinations).
     pub event_invoke: Option<EventInvoke>,
+    /// The async-invocation settings name resources of the app: they are an
+    /// `AWS::Lambda::EventInvokeConfig` of the template (the engine applies
+    /// them once those resources exist), and `event_invoke` is `None`.
+    pub event_invoke_in_template: bool,
     /// SAM `AutoPublishAlias`: publish a version on change and point this alias at
     /// it; routes and schedules then target the alias.
     pub alias: Option<String>,

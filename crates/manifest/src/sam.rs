@@ -64,11 +64,11 @@ const FUNCTION: &[&str] = &[
     "DeploymentPreference",
     "AutoPublishCodeSha256",
     "Layers",
+    "DeadLetterQueue",
     // Recognised, not run yet.
     "VpcConfig",
     "InlineCode",
     "ImageUri",
-    "DeadLetterQueue",
     "FileSystemConfigs",
     "SnapStart",
     "KmsKeyArn",
@@ -80,7 +80,6 @@ const FUNCTION_UNSUPPORTED: &[&str] = &[
     "VpcConfig",
     "InlineCode",
     "ImageUri",
-    "DeadLetterQueue",
     "FileSystemConfigs",
     "SnapStart",
     "KmsKeyArn",
@@ -362,8 +361,13 @@ impl Eval<'_> {
         let mut out = props.clone();
         if let Value::Map(entries) = &mut out.value {
             // Layers name the app's own layer resources: read from the raw node.
-            entries.retain(|(k, _)| {
-                !matches!(k.as_str(), Some("Events" | "Policies" | "Role" | "Layers"))
+            // A dead-letter queue, and async-invocation settings whose
+            // destinations are resources of the app, go to the engine unevaluated.
+            entries.retain(|(k, v)| {
+                !matches!(
+                    k.as_str(),
+                    Some("Events" | "Policies" | "Role" | "Layers" | "DeadLetterQueue")
+                ) && !(k.as_str() == Some("EventInvokeConfig") && self.needs_resource(v))
             });
             for (k, v) in entries.iter_mut() {
                 if k.as_str() != Some("Environment") {
@@ -1339,6 +1343,59 @@ fn function(
     });
     let event_invoke = get("EventInvokeConfig")
         .and_then(|f| event_invoke(d, f, &join(&path, "EventInvokeConfig")));
+    // What names resources of the app is applied by the engine, as SAM's
+    // transform makes `<Function>EventInvokeConfig` and the function's
+    // `DeadLetterConfig`.
+    let mut event_invoke_in_template = false;
+    if let Some((k, n)) = raw
+        .as_map()
+        .and_then(|m| {
+            m.iter()
+                .find(|(k, _)| k.as_str() == Some("EventInvokeConfig"))
+        })
+        .filter(|(_, n)| ev.needs_resource(n))
+    {
+        let ep = join(&path, "EventInvokeConfig");
+        if let Some(props) = engine_event_invoke(d, n, &ep, id, alias.as_deref()) {
+            event_invoke_in_template = true;
+            app.template.resources.insert(
+                format!("{id}EventInvokeConfig"),
+                template_resource_of("AWS::Lambda::EventInvokeConfig", props, d, k.pos.line),
+            );
+        }
+    }
+    if let Some((k, n)) = raw.as_map().and_then(|m| {
+        m.iter()
+            .find(|(k, _)| k.as_str() == Some("DeadLetterQueue"))
+    }) {
+        let dp = join(&path, "DeadLetterQueue");
+        if let Some(df) = fields(d, n, &dp, &["Type", "TargetArn"]) {
+            let ty = df
+                .get("Type")
+                .and_then(|x| fields::string(d, *x, &join(&dp, "Type")));
+            match (ty.as_deref(), df.get("TargetArn")) {
+                (Some("SQS" | "SNS"), Some(t)) => {
+                    let target = crate::cfn::to_cfn(t.val, d);
+                    app.template.resources.insert(
+                        format!("{id}DeadLetterConfig"),
+                        template_resource_of(
+                            "Nimbus::Lambda::DeadLetterConfig",
+                            serde_json::json!({"FunctionName": {"Ref": id}, "TargetArn": target}),
+                            d,
+                            k.pos.line,
+                        ),
+                    );
+                }
+                (Some("SQS" | "SNS"), None) => {
+                    d.error(k.pos.line, format!("{dp}.TargetArn is required"))
+                }
+                (other, _) => d.error(
+                    k.pos.line,
+                    format!("{dp}.Type must be SQS or SNS, found {other:?}"),
+                ),
+            }
+        }
+    }
     let func = Function {
         key: id.to_string(),
         name: name.clone(),
@@ -1363,6 +1420,7 @@ fn function(
             .and_then(|f| fields::string(d, f, &join(&path, "Description")))
             .unwrap_or_default(),
         event_invoke,
+        event_invoke_in_template,
         alias: alias.clone(),
         url,
         layers: Vec::new(),
@@ -1442,11 +1500,7 @@ fn event_invoke(d: &mut Diags, f: Field, path: &str) -> Option<EventInvoke> {
                     .get("Type")
                     .and_then(|x| x.val.scalar_text())
                     .unwrap_or_default();
-                if ty != "Lambda" {
-                    d.unsupported(
-                        t.line(),
-                        format!("{tp}: destinations of type {ty:?} (only Lambda)"),
-                    );
+                if !destination_type(d, &ty, tf.contains_key("Destination"), t.line(), &tp) {
                     continue;
                 }
                 match tf
@@ -1460,6 +1514,108 @@ fn event_invoke(d: &mut Diags, f: Field, path: &str) -> Option<EventInvoke> {
         }
     }
     Some(out)
+}
+
+/// A destination `Type` SAM takes: Lambda, SQS, SNS, EventBridge (with a
+/// `Destination`); S3Bucket and SAM-created queues/topics are not supported.
+fn destination_type(d: &mut Diags, ty: &str, has_dest: bool, line: usize, path: &str) -> bool {
+    match ty {
+        "Lambda" | "SQS" | "SNS" | "EventBridge" if has_dest => true,
+        "SQS" | "SNS" => {
+            d.unsupported(
+                line,
+                format!("{path}: a {ty} destination without Destination (a queue or topic SAM would create); give its ARN"),
+            );
+            false
+        }
+        "S3Bucket" => {
+            d.unsupported(line, format!("{path}: S3 bucket destinations"));
+            false
+        }
+        "Lambda" | "EventBridge" => {
+            d.error(line, format!("{path}.Destination is required"));
+            false
+        }
+        other => {
+            d.error(
+                line,
+                format!("{path}.Type must be Lambda, SQS, SNS or EventBridge, found {other:?}"),
+            );
+            false
+        }
+    }
+}
+
+/// `EventInvokeConfig` naming resources of the app, as the properties of an
+/// `AWS::Lambda::EventInvokeConfig` (intrinsics unevaluated, for the engine).
+fn engine_event_invoke(
+    d: &mut Diags,
+    n: &Node,
+    path: &str,
+    id: &str,
+    alias: Option<&str>,
+) -> Option<serde_json::Value> {
+    let ef = fields(
+        d,
+        n,
+        path,
+        &[
+            "MaximumEventAgeInSeconds",
+            "MaximumRetryAttempts",
+            "DestinationConfig",
+        ],
+    )?;
+    let mut props = serde_json::json!({
+        "FunctionName": {"Ref": id},
+        "Qualifier": alias.unwrap_or("$LATEST"),
+    });
+    if let Some(x) = ef.get("MaximumEventAgeInSeconds") {
+        props["MaximumEventAgeInSeconds"] =
+            fields::int(d, *x, &join(path, "MaximumEventAgeInSeconds"), 60, 21600)?.into();
+    }
+    if let Some(x) = ef.get("MaximumRetryAttempts") {
+        props["MaximumRetryAttempts"] =
+            fields::int(d, *x, &join(path, "MaximumRetryAttempts"), 0, 2)?.into();
+    }
+    if let Some(dc) = ef.get("DestinationConfig") {
+        let dp = join(path, "DestinationConfig");
+        let df = fields(d, dc.val, &dp, &["OnSuccess", "OnFailure"])?;
+        let mut config = serde_json::json!({});
+        for which in ["OnSuccess", "OnFailure"] {
+            let Some(t) = df.get(which) else { continue };
+            let tp = join(&dp, which);
+            let tf = fields(d, t.val, &tp, &["Type", "Destination"])?;
+            let ty = tf
+                .get("Type")
+                .and_then(|x| x.val.scalar_text())
+                .unwrap_or_default();
+            if !destination_type(d, &ty, tf.contains_key("Destination"), t.line(), &tp) {
+                continue;
+            }
+            config[which] =
+                serde_json::json!({"Destination": crate::cfn::to_cfn(tf["Destination"].val, d)});
+        }
+        props["DestinationConfig"] = config;
+    }
+    Some(props)
+}
+
+/// A resource the function's properties generate, declared at `line`.
+fn template_resource_of(
+    kind: &str,
+    properties: serde_json::Value,
+    d: &Diags,
+    line: usize,
+) -> crate::template::Resource {
+    crate::template::Resource {
+        kind: kind.into(),
+        properties,
+        depends_on: Vec::new(),
+        deletion_policy: None,
+        update_replace_policy: None,
+        condition: None,
+        source: Some(crate::cfn::source(d, line)),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

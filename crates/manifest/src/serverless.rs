@@ -450,7 +450,9 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                 .function_environment
                 .insert(logical_id.clone(), env_intrinsics);
         }
-        app.template.functions.insert(logical_id, name.clone());
+        app.template
+            .functions
+            .insert(logical_id.clone(), name.clone());
         let mut event_invoke = EventInvoke::default();
         if let Some(f) = ff.get("maximumRetryAttempts") {
             event_invoke.maximum_retry_attempts =
@@ -460,18 +462,65 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
             event_invoke.maximum_event_age_s =
                 fields::int(d, *f, &join(&path, "maximumEventAge"), 60, 21600);
         }
+        // Destinations that are resources of the app (`{type: sqs, arn: {Fn::GetAtt: …}}`)
+        // make the settings an `AWS::Lambda::EventInvokeConfig` the engine applies.
+        let mut engine_destinations: Vec<(&str, serde_json::Value)> = Vec::new();
+        let mut destinations_line = k.pos.line;
         if let Some(f) = ff.get("destinations") {
+            destinations_line = f.line();
             let dp = join(&path, "destinations");
             if let Some(df) = fields(d, f.val, &dp, &["onSuccess", "onFailure"]) {
-                for (which, slot) in [
-                    ("onSuccess", &mut event_invoke.on_success),
-                    ("onFailure", &mut event_invoke.on_failure),
+                for (which, key, slot) in [
+                    ("onSuccess", "OnSuccess", &mut event_invoke.on_success),
+                    ("onFailure", "OnFailure", &mut event_invoke.on_failure),
                 ] {
                     if let Some(t) = df.get(which) {
-                        *slot = destination(d, *t, &join(&dp, which), &names, &ctx.region);
+                        match sls_destination(d, *t, &join(&dp, which), &names, &ctx.region) {
+                            Some(serde_json::Value::String(arn)) => {
+                                *slot = Some(arn.clone());
+                                engine_destinations.push((key, arn.into()));
+                            }
+                            Some(v) => engine_destinations.push((key, v)),
+                            None => {}
+                        }
                     }
                 }
             }
+        }
+        let event_invoke_in_template = engine_destinations.iter().any(|(_, v)| !v.is_string());
+        if event_invoke_in_template {
+            let mut props = serde_json::json!({
+                "FunctionName": {"Ref": logical_id},
+                "Qualifier": "$LATEST",
+            });
+            if let Some(r) = event_invoke.maximum_retry_attempts {
+                props["MaximumRetryAttempts"] = r.into();
+            }
+            if let Some(a) = event_invoke.maximum_event_age_s {
+                props["MaximumEventAgeInSeconds"] = a.into();
+            }
+            let mut config = serde_json::json!({});
+            for (key, v) in engine_destinations {
+                config[key] = serde_json::json!({"Destination": v});
+            }
+            props["DestinationConfig"] = config;
+            let id = format!(
+                "{}LambdaEvConf",
+                logical_id.trim_end_matches("LambdaFunction")
+            );
+            app.template.resources.insert(
+                id,
+                crate::template::Resource {
+                    kind: "AWS::Lambda::EventInvokeConfig".into(),
+                    properties: props,
+                    depends_on: Vec::new(),
+                    deletion_policy: None,
+                    update_replace_policy: None,
+                    condition: None,
+                    source: Some(cfn::source(d, destinations_line)),
+                },
+            );
+            event_invoke = EventInvoke::default();
         }
         let function = Function {
             key: key.clone(),
@@ -496,6 +545,7 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                 .and_then(|f| fields::string(d, *f, &join(&path, "description")))
                 .unwrap_or_default(),
             event_invoke: (event_invoke != EventInvoke::default()).then_some(event_invoke),
+            event_invoke_in_template,
             alias: None,
             url: ff
                 .get("url")
@@ -891,6 +941,47 @@ fn package(d: &mut Diags, f: Field, path: &str) {
 
 /// A destination: a function of this service (by its key), a deployed function
 /// name, or an ARN.
+/// A destination: a function of the service, a function name or an ARN (a
+/// string), or `{type: sqs|sns|eventBus|function, arn}` whose `arn` may be an
+/// intrinsic naming a resource of the app (returned in CloudFormation's form).
+fn sls_destination(
+    d: &mut Diags,
+    f: Field,
+    path: &str,
+    names: &BTreeMap<String, String>,
+    region: &str,
+) -> Option<serde_json::Value> {
+    if f.val.as_map().is_none() {
+        return destination(d, f, path, names, region).map(Into::into);
+    }
+    let df = fields(d, f.val, path, &["type", "arn"])?;
+    if let Some(t) = df.get("type") {
+        let ty = fields::string(d, *t, &join(path, "type")).unwrap_or_default();
+        if !matches!(ty.as_str(), "sqs" | "sns" | "eventBus" | "function") {
+            d.error(
+                t.line(),
+                format!("{path}.type must be sqs, sns, eventBus or function, found {ty:?}"),
+            );
+            return None;
+        }
+    }
+    let Some(arn) = df.get("arn") else {
+        d.error(f.line(), format!("{path} needs arn"));
+        return None;
+    };
+    if arn.val.scalar_text().is_some() {
+        return destination(d, *arn, &join(path, "arn"), names, region).map(Into::into);
+    }
+    if df.get("type").is_none() {
+        d.error(
+            f.line(),
+            format!("{path}: an arn given by a CloudFormation function needs a type (sqs, sns, eventBus or function)"),
+        );
+        return None;
+    }
+    Some(cfn::to_cfn(arn.val, d))
+}
+
 fn destination(
     d: &mut Diags,
     f: Field,

@@ -274,8 +274,14 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
 async fn repoint_aliases(client: &Client, app: &App, journal: &mut Vec<Undo>) -> Result<()> {
     for f in &app.functions {
         let Some(alias) = &f.alias else { continue };
+        // The engine set variables or a dead-letter queue on $LATEST.
         let has_env = app.template.functions.iter().any(|(logical, name)| {
-            *name == f.name && app.template.function_environment.contains_key(logical)
+            *name == f.name
+                && (app.template.function_environment.contains_key(logical)
+                    || app.template.resources.values().any(|r| {
+                        r.kind == "Nimbus::Lambda::DeadLetterConfig"
+                            && r.properties["FunctionName"]["Ref"] == logical.as_str()
+                    }))
         });
         if !has_env {
             continue;
@@ -1009,7 +1015,8 @@ async fn apply(
                     .with_context(|| format!("setting async invocation of {}", f.name))?;
                 journal.push(Undo::EventInvoke(f.name.clone(), prev_eic));
             }
-            None if prev_eic.is_some() => {
+            // Settings naming the app's resources are the engine's to apply.
+            None if prev_eic.is_some() && !f.event_invoke_in_template => {
                 delete(client, &eic_path(&f.name), &[]).await?;
                 journal.push(Undo::EventInvoke(f.name.clone(), prev_eic));
             }
