@@ -660,7 +660,7 @@ pub(crate) fn sam_auth(
             let identity_source = f
                 .get("IdentitySource")
                 .and_then(|x| fields::string(d, *x, &join(&p, "IdentitySource")));
-            if f.get("AuthorizationScopes").is_some() {
+            if f.contains_key("AuthorizationScopes") {
                 d.warn(
                     k.pos.line,
                     format!("{p}.AuthorizationScopes: scopes are set per route (the event's Auth.AuthorizationScopes)"),

@@ -364,10 +364,12 @@ impl Eval<'_> {
             // A dead-letter queue, and async-invocation settings whose
             // destinations are resources of the app, go to the engine unevaluated.
             entries.retain(|(k, v)| {
-                !matches!(
-                    k.as_str(),
-                    Some("Events" | "Policies" | "Role" | "Layers" | "DeadLetterQueue")
-                ) && !(k.as_str() == Some("EventInvokeConfig") && self.needs_resource(v))
+                let deferred = match k.as_str() {
+                    Some("Events" | "Policies" | "Role" | "Layers" | "DeadLetterQueue") => true,
+                    Some("EventInvokeConfig") => self.needs_resource(v),
+                    _ => false,
+                };
+                !deferred
             });
             for (k, v) in entries.iter_mut() {
                 if k.as_str() != Some("Environment") {

@@ -972,7 +972,7 @@ fn sls_destination(
     if arn.val.scalar_text().is_some() {
         return destination(d, *arn, &join(path, "arn"), names, region).map(Into::into);
     }
-    if df.get("type").is_none() {
+    if !df.contains_key("type") {
         d.error(
             f.line(),
             format!("{path}: an arn given by a CloudFormation function needs a type (sqs, sns, eventBus or function)"),

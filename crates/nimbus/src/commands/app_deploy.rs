@@ -840,6 +840,7 @@ async fn put_schedule(client: &Client, name: &str, body: &Value) -> Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn apply(
     client: &Client,
     app: &App,
