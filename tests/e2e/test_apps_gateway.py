@@ -27,6 +27,15 @@ def main(event, context):
     return {"statusCode": 200, "headers": {"content-type": "application/json"},
             "body": json.dumps(event)}
 
+def token(event, context):
+    t = event.get("authorizationToken")
+    if t not in ("allow", "deny"):
+        raise Exception("Unauthorized")
+    return {"principalId": "u1", "context": {"via": "token"},
+            "policyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Action": "execute-api:Invoke", "Resource": event["methodArn"],
+                "Effect": "Allow" if t == "allow" else "Deny"}]}}
+
 def auth(event, context):
     ok = (event.get("headers") or {}).get("x-token") == "letmein"
     return {"isAuthorized": ok, "context": {"who": "tester", "route": event.get("routeArn", "")}}
@@ -428,4 +437,59 @@ def test_sam_http_api_auth_and_cors(server, issuer, tmp_path):
     p = server.cli("app", "rm", "samgw")
     assert p.returncode == 0, p.stdout + p.stderr
     assert not [n for n in authorizers(server) if n.startswith("samgw.")]
+    assert cors(server) is None
+
+
+REST = """service: restgw
+provider:
+  name: aws
+  runtime: python3.12
+functions:
+  api:
+    handler: handler.main
+    events:
+      - http:
+          method: get
+          path: rest/items
+          cors: true
+          authorizer: gate
+      - http:
+          method: post
+          path: rest/items
+          cors: true
+          authorizer:
+            name: gate
+            resultTtlInSeconds: 300
+      - http:
+          method: get
+          path: rest/public
+  gate:
+    handler: handler.token
+"""
+
+
+def test_http_event_token_authorizer_and_cors(server, tmp_path):
+    d = write_app(tmp_path / "restgw", REST)
+    p = deploy(server, d)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "not supported yet" not in p.stderr, p.stderr
+    a = authorizers(server)["restgw-dev.gate"]
+    assert a["lambda"]["type"] == "TOKEN" and a["lambda"]["function"] == "restgw-dev-gate"
+    gw = server.gateway
+    assert requests.get(gw + "/rest/items", timeout=30).status_code == 401
+    assert requests.get(gw + "/rest/items", headers={"authorization": "nope"}, timeout=30).status_code == 401
+    assert requests.get(gw + "/rest/items", headers={"authorization": "deny"}, timeout=30).status_code == 403
+    r = requests.get(gw + "/rest/items", headers={"authorization": "allow"}, timeout=30)
+    assert r.status_code == 200, r.text
+    ctx = r.json()["requestContext"]["authorizer"]
+    assert ctx["principalId"] == "u1" and ctx["via"] == "token"
+    assert requests.get(gw + "/rest/public", timeout=30).status_code == 200
+    c = cors(server)
+    assert c["allow_origins"] == ["*"] and set(c["allow_methods"]) == {"OPTIONS", "GET", "POST"}
+    pre = requests.options(gw + "/rest/items", headers={
+        "origin": "https://x.example.com", "access-control-request-method": "POST"}, timeout=30)
+    assert pre.status_code == 204 and pre.headers["access-control-allow-origin"] == "*"
+    p = server.cli("app", "rm", "restgw-dev")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "restgw-dev.gate" not in authorizers(server)
     assert cors(server) is None

@@ -44,10 +44,12 @@ pub enum AuthorizerKind {
         audiences: Vec<String>,
         identity_source: Option<String>,
     },
-    /// A Lambda REQUEST authorizer.
+    /// A Lambda authorizer: REQUEST, or TOKEN (REST APIs: one header).
     Lambda {
         /// The deployed function name.
         function: String,
+        /// A TOKEN authorizer (the `http` event's default) rather than REQUEST.
+        token: bool,
         qualifier: Option<String>,
         /// `1.0` or `2.0`.
         payload_format: String,
@@ -80,6 +82,7 @@ impl Authorizer {
             }
             AuthorizerKind::Lambda {
                 function,
+                token,
                 qualifier,
                 payload_format,
                 simple_responses,
@@ -88,7 +91,7 @@ impl Authorizer {
             } => {
                 let mut l = json!({
                     "function": function,
-                    "type": "REQUEST",
+                    "type": if *token { "TOKEN" } else { "REQUEST" },
                     "payload_format": payload_format,
                     "simple_responses": simple_responses,
                     "identity_sources": identity_sources,
@@ -388,6 +391,7 @@ pub(crate) fn sls_authorizers(
                         name,
                         kind: AuthorizerKind::Lambda {
                             function,
+                            token: false,
                             qualifier,
                             payload_format,
                             simple_responses,
@@ -464,7 +468,7 @@ pub(crate) fn finish(d: &mut Diags, gw: &mut Gateway, routes: &[Route]) {
     if let Some(c) = &mut gw.cors {
         if c["allow_methods"].is_null() {
             let mut methods: Vec<String> = vec!["OPTIONS".into()];
-            for r in routes.iter().filter(|r| !r.rest) {
+            for r in routes {
                 let m = match r.route_key.split_once(' ') {
                     Some(("ANY", _)) | None => "*".to_string(),
                     Some((m, _)) => m.to_string(),
@@ -506,6 +510,268 @@ pub(crate) fn finish(d: &mut Diags, gw: &mut Gateway, routes: &[Route]) {
                         ),
                     );
                 }
+            }
+        }
+    }
+}
+
+/// The `http` event's (REST API) `authorizer`: a function of the service (or its
+/// ARN) as a TOKEN authorizer on `Authorization`, or `{name | arn, type: token |
+/// request, identitySource, resultTtlInSeconds}`. Declared once per name in
+/// `gw` (an identical second use is the same authorizer); returns the name the
+/// route uses. Cognito user pools, `aws_iam` and `identityValidationExpression`
+/// are refused: the route would not be protected as declared.
+pub(crate) fn sls_http_authorizer(
+    d: &mut Diags,
+    f: Field,
+    path: &str,
+    names: &std::collections::BTreeMap<String, String>,
+    gw: &mut Gateway,
+) -> Option<(String, Vec<String>)> {
+    let open = "the route would not be protected as declared";
+    let (target, ty, sources, ttl) = match &f.val.value {
+        Value::Map(_) => {
+            let af = fields(
+                d,
+                f.val,
+                path,
+                &[
+                    "name",
+                    "arn",
+                    "type",
+                    "identitySource",
+                    "resultTtlInSeconds",
+                    "identityValidationExpression",
+                    "scopes",
+                    "authorizerId",
+                    "managedExternally",
+                ],
+            )?;
+            let ty = af
+                .get("type")
+                .and_then(|x| fields::string(d, *x, &join(path, "type")))
+                .unwrap_or_else(|| "token".into())
+                .to_ascii_lowercase();
+            if ty == "aws_iam" || ty == "cognito_user_pools" {
+                d.error(
+                    af["type"].line(),
+                    format!("{path}.type: {ty} is not supported by the Nimbus gateway, and {open}; use a Lambda (token or request) authorizer"),
+                );
+                return None;
+            }
+            for key in ["identityValidationExpression", "authorizerId", "scopes"] {
+                if let Some(x) = af.get(key) {
+                    d.error(
+                        x.line(),
+                        format!("{path}.{key} is not supported by the Nimbus gateway, and {open}"),
+                    );
+                    return None;
+                }
+            }
+            if !matches!(ty.as_str(), "token" | "request") {
+                d.error(
+                    af["type"].line(),
+                    format!("{path}.type must be token, request, cognito_user_pools or aws_iam, found {ty:?}"),
+                );
+                return None;
+            }
+            let target = af
+                .get("arn")
+                .or(af.get("name"))
+                .and_then(|x| fields::string(d, *x, path));
+            let sources = af
+                .get("identitySource")
+                .and_then(|x| fields::string(d, *x, &join(path, "identitySource")))
+                .map(|s| {
+                    s.split(',')
+                        .map(|x| x.trim().to_string())
+                        .filter(|x| !x.is_empty())
+                        .collect::<Vec<_>>()
+                });
+            let ttl = af
+                .get("resultTtlInSeconds")
+                .and_then(|x| fields::int(d, *x, &join(path, "resultTtlInSeconds"), 0, 3600))
+                .map(u64::from);
+            (target, ty, sources, ttl)
+        }
+        _ => (fields::string(d, f, path), "token".into(), None, None),
+    };
+    let target = target?;
+    if target.contains("cognito-idp") {
+        d.error(
+            f.line(),
+            format!("{path}: Cognito user pool authorizers are not supported by the Nimbus gateway, and {open}"),
+        );
+        return None;
+    }
+    let (function, qualifier, name) = if target.starts_with("arn:") {
+        let Some((fname, q)) = function_of_arn(&target) else {
+            d.error(
+                f.line(),
+                format!("{path}: {target:?} is not a Lambda function ARN"),
+            );
+            return None;
+        };
+        (fname.clone(), q, fname)
+    } else {
+        match names.get(&target) {
+            Some(n) => (n.clone(), None, target.clone()),
+            None => {
+                d.error(
+                    f.line(),
+                    format!("{path}: no function {target:?} in this service (give its ARN for another one)"),
+                );
+                return None;
+            }
+        }
+    };
+    let token = ty == "token";
+    let identity_sources =
+        sources.unwrap_or_else(|| vec!["method.request.header.Authorization".into()]);
+    if token && identity_sources.len() != 1 {
+        d.error(
+            f.line(),
+            format!("{path}.identitySource: a token authorizer takes exactly one header"),
+        );
+        return None;
+    }
+    let a = Authorizer {
+        name: name.clone(),
+        kind: AuthorizerKind::Lambda {
+            function,
+            token,
+            qualifier,
+            payload_format: "1.0".into(),
+            simple_responses: false,
+            identity_sources,
+            ttl_seconds: ttl.unwrap_or(300),
+        },
+        line: f.line(),
+    };
+    match gw.authorizers.iter().find(|b| b.name == name) {
+        Some(b) if b.kind != a.kind => {
+            d.error(
+                f.line(),
+                format!(
+                    "{path}: authorizer {name:?} is declared differently elsewhere in the service"
+                ),
+            );
+            return None;
+        }
+        Some(_) => {}
+        None => gw.authorizers.push(a),
+    }
+    Some((name, Vec::new()))
+}
+
+/// The `http` event's (REST API) `cors`: `true` (the Framework's defaults) or
+/// `{origin | origins, headers, allowCredentials, maxAge}`. The gateway has one
+/// CORS configuration, so every `http` event's must agree (their methods are
+/// merged), and with `provider.httpApi.cors` when both are given.
+pub(crate) fn sls_http_cors(d: &mut Diags, f: Field, path: &str, method: &str, gw: &mut Gateway) {
+    let mut c = json!({
+        "allow_origins": ["*"],
+        "allow_headers": SLS_CORS_HEADERS,
+        "allow_methods": ["OPTIONS", method],
+        "expose_headers": [],
+        "allow_credentials": false,
+    });
+    match &f.val.value {
+        Value::Bool(true) => {}
+        Value::Str(s) if s == "true" => {}
+        Value::Bool(false) | Value::Null => return,
+        Value::Str(s) if s == "false" => return,
+        Value::Map(_) => {
+            let Some(cf) = fields(
+                d,
+                f.val,
+                path,
+                &[
+                    "origin",
+                    "origins",
+                    "headers",
+                    "allowCredentials",
+                    "maxAge",
+                    "cacheControl",
+                    "methods",
+                ],
+            ) else {
+                return;
+            };
+            if let Some(x) = cf.get("origin").or(cf.get("origins")) {
+                if let Some(v) = strings_or_one(d, *x, &join(path, "origins")) {
+                    c["allow_origins"] = json!(v);
+                }
+            }
+            if let Some(x) = cf.get("headers") {
+                if let Some(v) = strings_or_one(d, *x, &join(path, "headers")) {
+                    c["allow_headers"] = json!(v);
+                }
+            }
+            if let Some(x) = cf.get("methods") {
+                if let Some(v) = strings_or_one(d, *x, &join(path, "methods")) {
+                    c["allow_methods"] = json!(v);
+                }
+            }
+            if let Some(x) = cf.get("allowCredentials") {
+                if let Some(b) = fields::boolean(d, *x, &join(path, "allowCredentials")) {
+                    c["allow_credentials"] = json!(b);
+                }
+            }
+            if let Some(x) = cf.get("maxAge") {
+                if let Some(n) = fields::int(d, *x, &join(path, "maxAge"), 0, 86_400) {
+                    c["max_age"] = json!(n);
+                }
+            }
+            if let Some(x) = cf.get("cacheControl") {
+                d.warn(
+                    x.line(),
+                    format!(
+                        "{path}.cacheControl: the preflight's Cache-Control is not set (maxAge is)"
+                    ),
+                );
+            }
+        }
+        _ => {
+            d.error(
+                f.line(),
+                format!("{path} must be true or a mapping, found {}", f.val.kind()),
+            );
+            return;
+        }
+    }
+    match &mut gw.cors {
+        None => {
+            gw.cors = Some(c);
+            gw.cors_line = f.line();
+        }
+        Some(prev) => {
+            // Methods add up; everything else must agree.
+            let mut merged = prev.clone();
+            if let (Some(m), Some(new)) = (
+                merged["allow_methods"].as_array().cloned(),
+                c["allow_methods"].as_array(),
+            ) {
+                let mut m = m;
+                for x in new {
+                    if !m.contains(x) {
+                        m.push(x.clone());
+                    }
+                }
+                merged["allow_methods"] = json!(m);
+                c["allow_methods"] = json!(m);
+            }
+            if merged == c || prev["allow_methods"].is_null() {
+                if prev["allow_methods"].is_null() {
+                    // provider.httpApi.cors: true — its methods come from the routes.
+                    return;
+                }
+                *prev = merged;
+            } else {
+                d.unsupported(
+                    f.line(),
+                    format!("{path}: a CORS configuration that differs from the app's other one (line {}); the Nimbus gateway has one for all routes", gw.cors_line),
+                );
             }
         }
     }
@@ -764,6 +1030,7 @@ pub(crate) fn sam_auth(
             name,
             kind: AuthorizerKind::Lambda {
                 function,
+                token: false,
                 qualifier,
                 payload_format,
                 simple_responses,
@@ -891,6 +1158,7 @@ functions:
             app.gateway.authorizers[1].kind,
             AuthorizerKind::Lambda {
                 function: "gw-dev-auth".into(),
+                token: false,
                 qualifier: None,
                 payload_format: "2.0".into(),
                 simple_responses: false,

@@ -581,6 +581,7 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                 payload: &payload_default,
                 region: &ctx.region,
                 provider_s3: &provider_s3,
+                names: &names,
             };
             events(d, *f, &path, &function, &ctx, &mut app, &mut generated);
         }
@@ -734,6 +735,8 @@ struct EventCtx<'a> {
     payload: &'a str,
     region: &'a str,
     provider_s3: &'a BTreeMap<String, Node>,
+    /// The service's function keys → deployed names.
+    names: &'a BTreeMap<String, String>,
 }
 
 #[derive(Default, Clone)]
@@ -1047,7 +1050,7 @@ fn events(
         let kind = k.scalar_text().unwrap_or_default();
         let f = Field { key: k, val: v };
         match kind.as_str() {
-            "http" => http_event(d, f, &format!("{epath}.http"), func, app),
+            "http" => http_event(d, f, &format!("{epath}.http"), func, ctx, app),
             "httpApi" => http_api_event(d, f, &format!("{epath}.httpApi"), func, payload, app),
             "schedule" => {
                 schedule_event(d, f, &format!("{epath}.schedule"), func, &mut n_schedule, app)
@@ -1084,7 +1087,9 @@ fn norm_method(m: &str) -> String {
     }
 }
 
-fn http_event(d: &mut Diags, f: Field, path: &str, func: &Function, app: &mut App) {
+fn http_event(d: &mut Diags, f: Field, path: &str, func: &Function, ctx: &EventCtx, app: &mut App) {
+    let mut authorizer = None;
+    let mut cors = None;
     let (method, p) = match &f.val.value {
         Value::Str(s) => match s.split_once(char::is_whitespace) {
             Some((m, p)) => (m.to_string(), p.to_string()),
@@ -1118,15 +1123,19 @@ fn http_event(d: &mut Diags, f: Field, path: &str, func: &Function, app: &mut Ap
             ) else {
                 return;
             };
-            for key in [
-                "cors",
-                "private",
-                "authorizer",
-                "request",
-                "integration",
-                "async",
-                "response",
-            ] {
+            if let Some(x) = hf.get("authorizer") {
+                authorizer = gateway::sls_http_authorizer(
+                    d,
+                    *x,
+                    &join(path, "authorizer"),
+                    ctx.names,
+                    &mut app.gateway,
+                );
+            }
+            if let Some(x) = hf.get("cors") {
+                cors = Some(*x);
+            }
+            for key in ["private", "request", "integration", "async", "response"] {
                 if let Some(x) = hf.get(key) {
                     let what = match key {
                         "private" => "API keys".to_string(),
@@ -1162,16 +1171,24 @@ fn http_event(d: &mut Diags, f: Field, path: &str, func: &Function, app: &mut Ap
             return;
         }
     };
+    let method = norm_method(&method);
+    if let Some(x) = cors {
+        gateway::sls_http_cors(d, x, &join(path, "cors"), &method, &mut app.gateway);
+    }
     push_route(
         d,
         f.line(),
-        format!("{} {}", norm_method(&method), norm_path(&p)),
+        format!("{} {}", method, norm_path(&p)),
         func,
         "1.0",
         app,
     );
     if let Some(r) = app.routes.last_mut() {
         r.rest = true;
+        if let Some((name, scopes)) = authorizer {
+            r.authorizer = Some(name);
+            r.authorization_scopes = scopes;
+        }
     }
 }
 
