@@ -24,6 +24,7 @@
 
 pub mod cfn;
 pub mod gateway;
+pub mod patterns;
 pub mod sam;
 pub mod schedule;
 pub mod serverless;
@@ -178,6 +179,9 @@ pub struct Function {
     /// `AWS::Lambda::EventInvokeConfig` of the template (the engine applies
     /// them once those resources exist), and `event_invoke` is `None`.
     pub event_invoke_in_template: bool,
+    /// Which files of `code` are bundled (serverless.yml `package.patterns`,
+    /// the service's then the function's; empty: all of them).
+    pub package_patterns: patterns::Patterns,
     /// SAM `AutoPublishAlias`: publish a version on change and point this alias at
     /// it; routes and schedules then target the alias.
     pub alias: Option<String>,

@@ -1423,6 +1423,7 @@ fn function(
             .unwrap_or_default(),
         event_invoke,
         event_invoke_in_template,
+        package_patterns: Default::default(),
         alias: alias.clone(),
         url,
         layers: Vec::new(),

@@ -235,8 +235,9 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
             d.unsupported(f.line(), "'plugins' are not run by Nimbus");
         }
     }
+    let mut service_patterns = crate::patterns::Patterns::default();
     if let Some(f) = top.get("package") {
-        package(d, *f, "package");
+        service_patterns = package(d, *f, "package");
     }
 
     let app_name = format!("{service}-{stage}");
@@ -399,8 +400,9 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                 format!("function name {name:?} must be 1 to 64 letters, digits, - or _"),
             );
         }
+        let mut own_patterns = crate::patterns::Patterns::default();
         if let Some(f) = ff.get("package") {
-            package(d, *f, &join(&path, "package"));
+            own_patterns = package(d, *f, &join(&path, "package"));
         }
         let own = read_defaults(d, &ff, &path);
         let runtime = own.runtime.or(defaults.runtime.clone());
@@ -546,6 +548,7 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                 .unwrap_or_default(),
             event_invoke: (event_invoke != EventInvoke::default()).then_some(event_invoke),
             event_invoke_in_template,
+            package_patterns: service_patterns.then(&own_patterns),
             alias: None,
             url: ff
                 .get("url")
@@ -917,7 +920,12 @@ fn layer_uses(d: &mut Diags, f: Field, path: &str) -> Vec<LayerUse> {
     out
 }
 
-fn package(d: &mut Diags, f: Field, path: &str) {
+/// `package`: `patterns` (and v2's `exclude`/`include`, read as `!x` then
+/// `x` patterns, as the Framework v3 does); `individually` needs nothing more
+/// (each function's patterns follow the service's); `artifact` is not supported.
+fn package(d: &mut Diags, f: Field, path: &str) -> crate::patterns::Patterns {
+    let mut list: Vec<String> = Vec::new();
+    let mut line = f.line();
     if let Some(pf) = fields(
         d,
         f.val,
@@ -931,13 +939,38 @@ fn package(d: &mut Diags, f: Field, path: &str) {
             "excludeDevDependencies",
         ],
     ) {
-        for (k, x) in pf {
-            if k != "excludeDevDependencies" {
-                d.unsupported(
+        for key in ["exclude", "include", "patterns"] {
+            let Some(x) = pf.get(key) else { continue };
+            line = x.line();
+            let Some(items) = fields::string_list(d, *x, &join(path, key)) else {
+                continue;
+            };
+            if key != "patterns" {
+                d.warn(
                     x.line(),
-                    format!("{path}.{k}: the whole service directory is packaged"),
+                    format!("{path}.{key} is deprecated in Framework v3; read as package.patterns"),
                 );
             }
+            list.extend(items.into_iter().map(|p| match key {
+                "exclude" => format!("!{p}"),
+                _ => p,
+            }));
+        }
+        if let Some(x) = pf.get("individually") {
+            fields::boolean(d, *x, &join(path, "individually"));
+        }
+        if let Some(x) = pf.get("artifact") {
+            d.unsupported(
+                x.line(),
+                format!("{path}.artifact: a prebuilt zip; the service directory is packaged"),
+            );
+        }
+    }
+    match crate::patterns::Patterns::new(&list) {
+        Ok(p) => p,
+        Err(e) => {
+            d.error(line, format!("{path}.patterns: {e}"));
+            Default::default()
         }
     }
 }

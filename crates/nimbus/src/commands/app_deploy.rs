@@ -191,18 +191,22 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
     }
 
     // 1. Package and upload every bundle: nothing visible changes yet.
-    let mut shas: BTreeMap<PathBuf, String> = BTreeMap::new();
+    let mut shas: BTreeMap<String, String> = BTreeMap::new();
     for f in &app.functions {
-        if shas.contains_key(&f.code) {
+        if shas.contains_key(&bundle_key(f)) {
             continue;
         }
         eprint!("  packaging {} … ", f.code.display());
         let code = f.code.clone();
-        let zip = tokio::task::spawn_blocking(move || package::bundle(&code)).await??;
+        let patterns = f.package_patterns.clone();
+        let zip = tokio::task::spawn_blocking(move || {
+            package::bundle_matching(&code, &|rel| patterns.includes(rel))
+        })
+        .await??;
         let size = zip.len() as u64;
         let sha = upload_zip(client, zip).await?;
         eprintln!("{} uploaded ({})", super::human_bytes(size), &sha[..12]);
-        shas.insert(f.code.clone(), sha);
+        shas.insert(bundle_key(f), sha);
     }
 
     // 2. What is there now.
@@ -267,6 +271,11 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
         print_outputs(v);
     }
     Ok(0)
+}
+
+/// Functions with the same directory and patterns share one bundle.
+fn bundle_key(f: &Function) -> String {
+    format!("{}\0{:?}", f.code.display(), f.package_patterns)
 }
 
 /// Publish a version of each aliased function whose environment the engine
@@ -847,13 +856,13 @@ async fn apply(
     st: &State,
     plan: &Plan,
     gw: &super::app_gateway::Plan,
-    shas: &BTreeMap<PathBuf, String>,
+    shas: &BTreeMap<String, String>,
     layers: &super::layer_publish::Published,
     journal: &mut Vec<Undo>,
 ) -> Result<()> {
     for f in &app.functions {
         let prev = st.functions.get(&f.name);
-        let mut body = function_body(f, &shas[&f.code]);
+        let mut body = function_body(f, &shas[&bundle_key(f)]);
         // The manifest is the truth for layers: none declared removes them.
         body["layers"] = json!(layers.resolve(&f.layers)?);
         put_function(client, &f.name, &body)
