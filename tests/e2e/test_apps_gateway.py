@@ -233,6 +233,10 @@ def test_serverless_yml_jwt_lambda_authorizers_and_cors(server, issuer, tmp_path
     # The app records what it owns on the gateway.
     shown = server.session.get(f"{server.api}/_nimbus/apps/gwapp-dev", timeout=10).json()
     assert sorted(shown["Gateway"]["Authorizers"]) == ["gwapp-dev.jwtAuth", "gwapp-dev.reqAuth"]
+    p = server.cli("app", "show", "gwapp-dev")
+    assert p.returncode == 0, p.stderr
+    assert "Authorizers: gwapp-dev.jwtAuth, gwapp-dev.reqAuth" in p.stdout, p.stdout
+    assert "CORS: the gateway's configuration (origins https://app.example.com)" in p.stdout
 
     # Redeploy without CORS and without the request authorizer (and its route):
     # both are removed; the JWT authorizer is kept.

@@ -118,6 +118,23 @@ pub async fn run(client: &Client, cmd: Cmd) -> Result<i32> {
             for e in v["Exports"].as_array().into_iter().flatten() {
                 println!("Export: {} = {}", text(&e["Name"]), text(&e["Value"]));
             }
+            let gw = &v["Gateway"];
+            let auths: Vec<String> = gw["Authorizers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
+            if !auths.is_empty() {
+                println!("Authorizers: {}", auths.join(", "));
+            }
+            if let Some(o) = gw["Cors"]["allow_origins"].as_array() {
+                let o: Vec<String> = o.iter().map(text).collect();
+                println!(
+                    "CORS: the gateway's configuration (origins {})",
+                    o.join(", ")
+                );
+            }
             if let Some(c) = v["Changes"].as_array().and_then(|c| c.first()) {
                 println!(
                     "Last change: #{} {} {}{}",
