@@ -356,7 +356,7 @@ pub async fn run(client: &Client, a: Args) -> Result<i32> {
         remove(client, &a.name, &d.removal)
             .await
             .with_context(|| format!("removing {}", d.what))?;
-        println!("Removed {}", d.what);
+        println!("Deleted {}", d.what);
     }
     client
         .send(
