@@ -66,8 +66,15 @@ functions:
         type: sns
         arn:
           Ref: Done
+  dlq:
+    handler: handler.main
+    maximumRetryAttempts: 0
+    onError:
+      Fn::GetAtt: [Dead, Arn]
 resources:
   Resources:
+    Dead:
+      Type: AWS::SQS::Queue
     Failures:
       Type: AWS::SQS::Queue
     Successes:
@@ -82,6 +89,8 @@ resources:
         Endpoint: !GetAtt Successes.Arn
         RawMessageDelivery: true
   Outputs:
+    DeadUrl:
+      Value: !Ref Dead
     FailuresUrl:
       Value: !Ref Failures
     SuccessesUrl:
@@ -113,13 +122,19 @@ def test_serverless_yml_destinations_to_the_apps_queue_and_topic(server, tmp_pat
     assert record["requestContext"]["condition"] == "Success"
     assert record["responsePayload"] == {"ok": 2}
 
+    # `onError`: the dead-letter queue gets the failed event itself.
+    assert lam.get_function_configuration(FunctionName="dest-dev-dlq")["DeadLetterConfig"]["TargetArn"]
+    lam.invoke(FunctionName="dest-dev-dlq", InvocationType="Event", Payload=json.dumps({"fail": True, "n": 9}))
+    [m] = receive(sqs, out["DeadUrl"])
+    assert json.loads(m["Body"]) == {"fail": True, "n": 9}
+
     # Redeploy unchanged: the engine keeps the settings (nothing deleted them).
     p = server.cli("deploy", cwd=d, timeout=180)
     assert p.returncode == 0, p.stdout + p.stderr
     assert lam.get_function_event_invoke_config(FunctionName="dest-dev-work")["DestinationConfig"]["OnSuccess"]
 
     # Dropping the destinations removes the async settings with the resource.
-    plain = SLS.split("    maximumRetryAttempts: 0")[0] + "resources:" + SLS.split("resources:")[1]
+    plain = SLS.split("    maximumRetryAttempts: 0")[0] + "  dlq:" + SLS.split("  dlq:")[1]
     write_app(d, "serverless.yml", plain)
     p = server.cli("deploy", cwd=d, timeout=180)
     assert p.returncode == 0, p.stdout + p.stderr

@@ -117,14 +117,8 @@ const FUNCTION: &[&str] = &[
     "fileSystemConfig",
     "snapStart",
 ];
-const FUNCTION_UNSUPPORTED: &[&str] = &[
-    "vpc",
-    "image",
-    "onError",
-    "kmsKeyArn",
-    "fileSystemConfig",
-    "snapStart",
-];
+const FUNCTION_UNSUPPORTED: &[&str] =
+    &["vpc", "image", "kmsKeyArn", "fileSystemConfig", "snapStart"];
 
 /// Event types whose services Nimbus does not have yet.
 const UNSUPPORTED_EVENTS: &[&str] = &[
@@ -487,6 +481,45 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                         }
                     }
                 }
+            }
+        }
+        // `onError`: the function's dead-letter queue or topic (an ARN, or `Ref`/
+        // `Fn::GetAtt` of the app's resource), set by the engine.
+        if let Some(f) = ff.get("onError") {
+            let target = match f.val.scalar_text() {
+                Some(arn) if arn.starts_with("arn:aws:sqs:") || arn.starts_with("arn:aws:sns:") => {
+                    Some(serde_json::Value::String(arn))
+                }
+                Some(other) => {
+                    d.error(
+                        f.line(),
+                        format!(
+                            "{path}.onError must be an SQS queue or SNS topic ARN, found {other:?}"
+                        ),
+                    );
+                    None
+                }
+                None => Some(cfn::to_cfn(f.val, d)),
+            };
+            if let Some(target) = target {
+                app.template.resources.insert(
+                    format!(
+                        "{}LambdaDeadLetterConfig",
+                        logical_id.trim_end_matches("LambdaFunction")
+                    ),
+                    crate::template::Resource {
+                        kind: "Nimbus::Lambda::DeadLetterConfig".into(),
+                        properties: serde_json::json!({
+                            "FunctionName": {"Ref": logical_id},
+                            "TargetArn": target,
+                        }),
+                        depends_on: Vec::new(),
+                        deletion_policy: None,
+                        update_replace_policy: None,
+                        condition: None,
+                        source: Some(cfn::source(d, f.line())),
+                    },
+                );
             }
         }
         let event_invoke_in_template = engine_destinations.iter().any(|(_, v)| !v.is_string());
