@@ -55,6 +55,10 @@ def test_rm_refuses_then_cascades_subscriptions_targets_notifications_authorizer
         "QueueConfigurations": [{"Id": "q", "QueueArn": q_arn, "Events": ["s3:ObjectCreated:*"],
                                  "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "q/"}]}}}],
     })
+    lam = boto3.client("lambda", endpoint_url=server.api, region_name="us-east-1",
+                       aws_access_key_id="AKIDRM", aws_secret_access_key="secret")
+    lam.put_function_event_invoke_config(FunctionName="rm-keep", MaximumRetryAttempts=1, DestinationConfig={
+        "OnSuccess": {"Destination": target}, "OnFailure": {"Destination": q_arn}})
     r = server.session.put(f"{server.api}/_nimbus/authorizers/rm-gate",
                            json={"type": "lambda", "lambda": {"function": "rm-target"}}, timeout=10)
     assert r.status_code in (200, 201), r.text
@@ -62,7 +66,8 @@ def test_rm_refuses_then_cascades_subscriptions_targets_notifications_authorizer
     p = server.cli("rm", "rm-target")
     assert p.returncode == 1, p.stdout + p.stderr
     for what in (f"SNS subscription {gone_sub}", "EventBridge rule rm-rule (bus default) targets fn, fn-alias",
-                 "S3 bucket rm-bucket: 1 notification configuration", "gateway authorizer rm-gate"):
+                 "S3 bucket rm-bucket: 1 notification configuration", "gateway authorizer rm-gate",
+                 "the OnSuccess destination of rm-keep ($LATEST)"):
         assert what in p.stderr, p.stderr
     assert "nothing was deleted" in p.stderr
     assert server.session.get(f"{server.api}/_nimbus/functions/rm-target", timeout=10).status_code == 200
@@ -83,6 +88,10 @@ def test_rm_refuses_then_cascades_subscriptions_targets_notifications_authorizer
     names = [a["name"] for a in server.session.get(f"{server.api}/_nimbus/authorizers", timeout=10)
              .json()["authorizers"]]
     assert "rm-gate" not in names
+    cfg = lam.get_function_event_invoke_config(FunctionName="rm-keep")
+    assert cfg["MaximumRetryAttempts"] == 1
+    assert cfg["DestinationConfig"]["OnFailure"]["Destination"] == q_arn
+    assert not cfg["DestinationConfig"].get("OnSuccess", {}).get("Destination")
 
     # The bucket still notifies its queue: the configuration written back works.
     s3.put_object(Bucket="rm-bucket", Key="q/a.txt", Body=b"x")

@@ -1,6 +1,7 @@
 //! `nimbus rm NAME [--cascade]`: delete a function — refused while gateway routes,
 //! schedules, event-source mappings, SNS subscriptions, EventBridge rule targets,
-//! S3 bucket notifications or gateway Lambda authorizers still invoke it (they
+//! S3 bucket notifications, gateway Lambda authorizers or other functions' async
+//! destinations still invoke it (they
 //! would answer 500 or fail their deliveries forever), unless `--cascade` removes
 //! them first. Each is removed through its own API on the edge (`Unsubscribe`,
 //! `RemoveTargets`, `PutBucketNotificationConfiguration` without the function's
@@ -40,6 +41,9 @@ enum Removal {
     BucketNotifications(String),
     /// A gateway Lambda authorizer (no route uses it, or the routes go first).
     Authorizer(String),
+    /// Another function's async-invocation settings without the destinations
+    /// that name this function: `(function, qualifier, config now)`.
+    Destinations(String, String, serde_json::Value),
 }
 
 /// A listing of an optional service: `None` when the server does not run it.
@@ -208,6 +212,52 @@ async fn dependents(client: &Client, name: &str) -> Result<Vec<Dependent>> {
             }
         }
     }
+    // Other functions whose async invocations end here.
+    let fns = client.get_json("/_nimbus/functions").await?;
+    for f in fns["functions"].as_array().into_iter().flatten() {
+        let Some(other) = f["function"]["name"].as_str() else {
+            continue;
+        };
+        if other == name {
+            continue;
+        }
+        let list = client
+            .get_json(&format!(
+                "/2019-09-25/functions/{}/event-invoke-config/list",
+                enc(other)
+            ))
+            .await?;
+        for c in list["FunctionEventInvokeConfigs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let hits: Vec<&str> = ["OnSuccess", "OnFailure"]
+                .into_iter()
+                .filter(|w| {
+                    c["DestinationConfig"][*w]["Destination"]
+                        .as_str()
+                        .is_some_and(|d| d.contains(":function:") && names_function(d, name))
+                })
+                .collect();
+            if hits.is_empty() {
+                continue;
+            }
+            let qualifier = c["FunctionArn"]
+                .as_str()
+                .and_then(|a| a.split(":function:").nth(1))
+                .and_then(|rest| rest.split(':').nth(1))
+                .unwrap_or("$LATEST")
+                .to_string();
+            out.push(Dependent {
+                what: format!(
+                    "the {} destination of {other} ({qualifier})",
+                    hits.join(" and ")
+                ),
+                removal: Removal::Destinations(other.to_string(), qualifier, c.clone()),
+            });
+        }
+    }
     let auths = client.get_json("/_nimbus/authorizers").await?;
     for a in auths["authorizers"].as_array().into_iter().flatten() {
         let (Some(n), Some(f)) = (a["name"].as_str(), a["lambda"]["function"].as_str()) else {
@@ -289,6 +339,35 @@ async fn remove(client: &Client, name: &str, r: &Removal) -> Result<()> {
                     s3_request(client, reqwest::Method::PUT, bucket)
                         .header("content-type", "application/xml")
                         .body(doc),
+                )
+                .await?;
+        }
+        Removal::Destinations(function, qualifier, c) => {
+            let mut config = c["DestinationConfig"].clone();
+            for w in ["OnSuccess", "OnFailure"] {
+                let here = config[w]["Destination"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(":function:") && names_function(d, name));
+                if here {
+                    config[w] = serde_json::json!({});
+                }
+            }
+            let mut body = serde_json::json!({ "DestinationConfig": config });
+            for k in ["MaximumRetryAttempts", "MaximumEventAgeInSeconds"] {
+                if !c[k].is_null() {
+                    body[k] = c[k].clone();
+                }
+            }
+            client
+                .send(
+                    client
+                        .http
+                        .put(client.url(&format!(
+                            "/2019-09-25/functions/{}/event-invoke-config",
+                            enc(function)
+                        )))
+                        .query(&[("Qualifier", qualifier.as_str())])
+                        .json(&body),
                 )
                 .await?;
         }
