@@ -1193,6 +1193,12 @@ impl Engine {
             "Resources": resources,
             "Outputs": rec.as_ref().map(|r| r.outputs.clone()).unwrap_or(json!({})),
             "Exports": exports,
+            // The gateway settings the CLI applied with this template (CORS,
+            // authorizer names): what the app owns on the gateway.
+            "Gateway": rec
+                .as_ref()
+                .and_then(|r| r.template.get("Gateway").cloned())
+                .unwrap_or(Value::Null),
             "Changes": recent,
         }))
     }

@@ -23,6 +23,8 @@
 //! that handler files exist; applying the app is the CLI's job.
 
 pub mod cfn;
+pub mod gateway;
+pub mod patterns;
 pub mod sam;
 pub mod schedule;
 pub mod serverless;
@@ -103,6 +105,8 @@ pub struct App {
     pub layers: Vec<Layer>,
     /// Every other resource, and those the functions' events generate.
     pub template: template::Template,
+    /// The HTTP API's CORS configuration and authorizers.
+    pub gateway: gateway::Gateway,
 }
 
 /// A Lambda layer the app publishes from a directory: sls `layers.<key>`, SAM
@@ -171,6 +175,13 @@ pub struct Function {
     pub description: String,
     /// Async-invocation settings (retries, max age, destinations).
     pub event_invoke: Option<EventInvoke>,
+    /// The async-invocation settings name resources of the app: they are an
+    /// `AWS::Lambda::EventInvokeConfig` of the template (the engine applies
+    /// them once those resources exist), and `event_invoke` is `None`.
+    pub event_invoke_in_template: bool,
+    /// Which files of `code` are bundled (serverless.yml `package.patterns`,
+    /// the service's then the function's; empty: all of them).
+    pub package_patterns: patterns::Patterns,
     /// SAM `AutoPublishAlias`: publish a version on change and point this alias at
     /// it; routes and schedules then target the alias.
     pub alias: Option<String>,
@@ -217,6 +228,10 @@ pub struct Route {
     /// (`RestApiId`); `None` is the implicit API.
     pub rest_api_id: Option<String>,
     pub timeout_ms: Option<u64>,
+    /// The name (in the manifest) of the authorizer requests must pass.
+    pub authorizer: Option<String>,
+    /// With a JWT authorizer: the token needs one of these scopes.
+    pub authorization_scopes: Vec<String>,
     pub line: usize,
 }
 

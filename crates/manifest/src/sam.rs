@@ -64,11 +64,11 @@ const FUNCTION: &[&str] = &[
     "DeploymentPreference",
     "AutoPublishCodeSha256",
     "Layers",
+    "DeadLetterQueue",
     // Recognised, not run yet.
     "VpcConfig",
     "InlineCode",
     "ImageUri",
-    "DeadLetterQueue",
     "FileSystemConfigs",
     "SnapStart",
     "KmsKeyArn",
@@ -80,7 +80,6 @@ const FUNCTION_UNSUPPORTED: &[&str] = &[
     "VpcConfig",
     "InlineCode",
     "ImageUri",
-    "DeadLetterQueue",
     "FileSystemConfigs",
     "SnapStart",
     "KmsKeyArn",
@@ -362,8 +361,15 @@ impl Eval<'_> {
         let mut out = props.clone();
         if let Value::Map(entries) = &mut out.value {
             // Layers name the app's own layer resources: read from the raw node.
-            entries.retain(|(k, _)| {
-                !matches!(k.as_str(), Some("Events" | "Policies" | "Role" | "Layers"))
+            // A dead-letter queue, and async-invocation settings whose
+            // destinations are resources of the app, go to the engine unevaluated.
+            entries.retain(|(k, v)| {
+                let deferred = match k.as_str() {
+                    Some("Events" | "Policies" | "Role" | "Layers" | "DeadLetterQueue") => true,
+                    Some("EventInvokeConfig") => self.needs_resource(v),
+                    _ => false,
+                };
+                !deferred
             });
             for (k, v) in entries.iter_mut() {
                 if k.as_str() != Some("Environment") {
@@ -419,6 +425,12 @@ impl Eval<'_> {
         }
         match self.resources.get(name) {
             Some((_, Some(fname))) => s(fname),
+            // An event's `ApiId`/`RestApiId`: the API's logical id links them.
+            Some((ty, None))
+                if ty == "AWS::Serverless::HttpApi" || ty == "AWS::Serverless::Api" =>
+            {
+                s(name)
+            }
             Some((ty, None)) => {
                 d.unsupported(
                     line,
@@ -739,6 +751,7 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
         schedules: Vec::new(),
         layers: Vec::new(),
         template: Default::default(),
+        gateway: Default::default(),
     };
     // `Globals.Function.Layers` come before a function's own (SAM adds lists).
     let global_layers: Vec<crate::LayerUse> = top
@@ -747,6 +760,41 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
         .map(|n| layer_uses(d, n, "Globals.Function.Layers", &ev))
         .unwrap_or_default();
     let mut api_binary_types: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Each `AWS::Serverless::HttpApi`'s CORS and Auth by logical id; "" is the
+    // implicit API (`Globals.HttpApi` only).
+    let mut http_apis: BTreeMap<String, HttpApiSettings> = BTreeMap::new();
+    let mut route_apis: BTreeMap<usize, RouteApi> = BTreeMap::new();
+    for (id, (ty, _)) in &ev.resources {
+        if ty == "AWS::Serverless::HttpApi" {
+            http_apis.insert(id.clone(), HttpApiSettings::default());
+        }
+    }
+    let global_http_api = match globals_node.as_ref().and_then(|g| g.get("HttpApi")) {
+        Some(n) => match ev.node(n, d) {
+            Ok(Some(n)) => {
+                let mut g = HttpApiSettings::default();
+                if let Some(c) = n.get("CorsConfiguration") {
+                    g.cors = Some(
+                        crate::gateway::sam_cors(d, c, "Globals.HttpApi.CorsConfiguration")
+                            .map(|x| (x, c.pos.line)),
+                    );
+                }
+                if let Some(a) = n.get("Auth") {
+                    let (auths, default) =
+                        crate::gateway::sam_auth(d, a, "Globals.HttpApi.Auth", &app.name);
+                    g.authorizers = Some(auths);
+                    g.default = default;
+                }
+                g
+            }
+            Ok(None) => HttpApiSettings::default(),
+            Err((line, e)) => {
+                d.error(line, e);
+                HttpApiSettings::default()
+            }
+        },
+        None => HttpApiSettings::default(),
+    };
     let mut pending_s3 = Vec::new();
     for (id, (ty, fname)) in &ev.resources {
         if let (true, Some(name)) = (ty == "AWS::Serverless::Function", fname) {
@@ -860,6 +908,7 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                     &ev,
                     &mut app,
                     &mut pending_s3,
+                    &mut route_apis,
                 );
                 // A variable the function sets plainly itself wins over a global one.
                 let own_plain: Vec<String> = raw
@@ -904,6 +953,23 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                                 &format!("{path}.Properties.BinaryMediaTypes"),
                             ) {
                                 api_binary_types.insert(id.to_string(), types);
+                            }
+                            continue;
+                        }
+                        if ty.as_str() == "AWS::Serverless::HttpApi"
+                            && matches!(key.as_str(), "Auth" | "CorsConfiguration")
+                        {
+                            let entry = http_apis.entry(id.to_string()).or_default();
+                            let kp = format!("{path}.Properties.{key}");
+                            if key == "Auth" {
+                                let (auths, default) =
+                                    crate::gateway::sam_auth(d, pv, &kp, &app.name);
+                                entry.authorizers = Some(auths);
+                                entry.default = default;
+                            } else {
+                                entry.cors = Some(
+                                    crate::gateway::sam_cors(d, pv, &kp).map(|c| (c, pk.pos.line)),
+                                );
                             }
                             continue;
                         }
@@ -959,7 +1025,124 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
         };
     }
     check_duplicate_routes(d, &app.routes);
+    http_api_gateway(d, &mut app, &http_apis, global_http_api, &route_apis);
     Some(app)
+}
+
+/// One HTTP API's settings as the template gives them (`None`: not given, so
+/// `Globals.HttpApi`'s apply).
+#[derive(Default)]
+struct HttpApiSettings {
+    cors: Option<Option<(serde_json::Value, usize)>>,
+    authorizers: Option<Vec<crate::gateway::Authorizer>>,
+    default: Option<String>,
+}
+
+/// What an `HttpApi` event says about its API and authorizer.
+struct RouteApi {
+    /// The `AWS::Serverless::HttpApi` logical id; `None` is the implicit API.
+    api: Option<String>,
+    /// `Some(None)`: `Auth.Authorizer: NONE`.
+    authorizer: Option<Option<String>>,
+    scopes: Vec<String>,
+}
+
+/// Merge the HTTP APIs' CORS and authorizers into the app's one gateway, and
+/// give each route its API's authorizer.
+fn http_api_gateway(
+    d: &mut Diags,
+    app: &mut App,
+    apis: &BTreeMap<String, HttpApiSettings>,
+    global: HttpApiSettings,
+    route_apis: &BTreeMap<usize, RouteApi>,
+) {
+    let empty = HttpApiSettings::default();
+    let settings = |id: &Option<String>| -> (
+        Option<(serde_json::Value, usize)>,
+        Vec<crate::gateway::Authorizer>,
+        Option<String>,
+    ) {
+        let own = id.as_ref().and_then(|i| apis.get(i)).unwrap_or(&empty);
+        let cors = match &own.cors {
+            Some(c) => c.clone(),
+            None => global.cors.clone().flatten(),
+        };
+        let (auths, default) = match &own.authorizers {
+            Some(a) => (a.clone(), own.default.clone()),
+            None => (
+                global.authorizers.clone().unwrap_or_default(),
+                global.default.clone(),
+            ),
+        };
+        (cors, auths, default)
+    };
+    // The APIs in use: every declared one, and the implicit one when a route
+    // uses it.
+    let mut used: Vec<Option<String>> = apis.keys().cloned().map(Some).collect();
+    let implicit_used = app
+        .routes
+        .iter()
+        .enumerate()
+        .any(|(i, r)| !r.rest && route_apis.get(&i).is_some_and(|a| a.api.is_none()));
+    if implicit_used || apis.is_empty() {
+        used.push(None);
+    }
+    let mut cors: Option<(serde_json::Value, usize)> = None;
+    for id in &used {
+        let (c, auths, _) = settings(id);
+        if let Some((c, line)) = c {
+            match &cors {
+                Some((prev, _)) if *prev != c => d.unsupported(
+                    line,
+                    "a second, different CORS configuration: the Nimbus gateway has one for all of an app's HTTP API routes",
+                ),
+                Some(_) => {}
+                None => cors = Some((c, line)),
+            }
+        }
+        for a in auths {
+            match app.gateway.authorizers.iter().find(|b| b.name == a.name) {
+                Some(b) if b.kind != a.kind => d.error(
+                    a.line,
+                    format!(
+                        "authorizer {:?} is declared differently by two HTTP APIs; authorizer names are shared by the app",
+                        a.name
+                    ),
+                ),
+                Some(_) => {}
+                None => app.gateway.authorizers.push(a),
+            }
+        }
+    }
+    if let Some((c, line)) = cors {
+        app.gateway.cors = Some(c);
+        app.gateway.cors_line = line;
+    }
+    for (i, r) in app.routes.iter_mut().enumerate() {
+        let Some(ra) = route_apis.get(&i) else {
+            continue;
+        };
+        let (_, auths, default) = settings(&ra.api);
+        let name = match &ra.authorizer {
+            Some(explicit) => explicit.clone(),
+            None => default,
+        };
+        if let Some(n) = &name {
+            if !auths.iter().any(|a| &a.name == n) {
+                d.error(
+                    r.line,
+                    format!(
+                        "route {}: its HTTP API has no authorizer named {n:?} (Auth.Authorizers)",
+                        r.route_key
+                    ),
+                );
+                continue;
+            }
+        }
+        r.authorizer = name;
+        r.authorization_scopes = ra.scopes.clone();
+    }
+    crate::gateway::finish(d, &mut app.gateway, &app.routes);
 }
 
 fn globals(d: &mut Diags, g: &Node, ev: &Eval) -> Option<Node> {
@@ -980,10 +1163,15 @@ fn globals(d: &mut Diags, g: &Node, ev: &Eval) -> Option<Node> {
         if let Some(x) = gf.get(key) {
             for (pk, _) in x.val.as_map().unwrap_or(&[]) {
                 let name = pk.scalar_text().unwrap_or_default();
-                if matches!(
-                    name.as_str(),
-                    "Auth" | "Cors" | "CorsConfiguration" | "Domain"
-                ) {
+                // HTTP APIs' Auth and CorsConfiguration are applied (below).
+                let applied =
+                    key == "HttpApi" && matches!(name.as_str(), "Auth" | "CorsConfiguration");
+                if !applied
+                    && matches!(
+                        name.as_str(),
+                        "Auth" | "Cors" | "CorsConfiguration" | "Domain"
+                    )
+                {
                     d.unsupported(
                         pk.pos.line,
                         format!("Globals.{key}.{name}: the gateway does not apply it yet"),
@@ -1014,6 +1202,7 @@ fn function(
     ev: &Eval,
     app: &mut App,
     pending_s3: &mut Vec<crate::sam_events::PendingS3>,
+    route_apis: &mut BTreeMap<usize, RouteApi>,
 ) {
     let path = format!("Resources.{id}.Properties");
     let empty = Node::new(Value::Null, Pos::default());
@@ -1156,6 +1345,59 @@ fn function(
     });
     let event_invoke = get("EventInvokeConfig")
         .and_then(|f| event_invoke(d, f, &join(&path, "EventInvokeConfig")));
+    // What names resources of the app is applied by the engine, as SAM's
+    // transform makes `<Function>EventInvokeConfig` and the function's
+    // `DeadLetterConfig`.
+    let mut event_invoke_in_template = false;
+    if let Some((k, n)) = raw
+        .as_map()
+        .and_then(|m| {
+            m.iter()
+                .find(|(k, _)| k.as_str() == Some("EventInvokeConfig"))
+        })
+        .filter(|(_, n)| ev.needs_resource(n))
+    {
+        let ep = join(&path, "EventInvokeConfig");
+        if let Some(props) = engine_event_invoke(d, n, &ep, id, alias.as_deref()) {
+            event_invoke_in_template = true;
+            app.template.resources.insert(
+                format!("{id}EventInvokeConfig"),
+                template_resource_of("AWS::Lambda::EventInvokeConfig", props, d, k.pos.line),
+            );
+        }
+    }
+    if let Some((k, n)) = raw.as_map().and_then(|m| {
+        m.iter()
+            .find(|(k, _)| k.as_str() == Some("DeadLetterQueue"))
+    }) {
+        let dp = join(&path, "DeadLetterQueue");
+        if let Some(df) = fields(d, n, &dp, &["Type", "TargetArn"]) {
+            let ty = df
+                .get("Type")
+                .and_then(|x| fields::string(d, *x, &join(&dp, "Type")));
+            match (ty.as_deref(), df.get("TargetArn")) {
+                (Some("SQS" | "SNS"), Some(t)) => {
+                    let target = crate::cfn::to_cfn(t.val, d);
+                    app.template.resources.insert(
+                        format!("{id}DeadLetterConfig"),
+                        template_resource_of(
+                            "Nimbus::Lambda::DeadLetterConfig",
+                            serde_json::json!({"FunctionName": {"Ref": id}, "TargetArn": target}),
+                            d,
+                            k.pos.line,
+                        ),
+                    );
+                }
+                (Some("SQS" | "SNS"), None) => {
+                    d.error(k.pos.line, format!("{dp}.TargetArn is required"))
+                }
+                (other, _) => d.error(
+                    k.pos.line,
+                    format!("{dp}.Type must be SQS or SNS, found {other:?}"),
+                ),
+            }
+        }
+    }
     let func = Function {
         key: id.to_string(),
         name: name.clone(),
@@ -1180,6 +1422,8 @@ fn function(
             .and_then(|f| fields::string(d, f, &join(&path, "Description")))
             .unwrap_or_default(),
         event_invoke,
+        event_invoke_in_template,
+        package_patterns: Default::default(),
         alias: alias.clone(),
         url,
         layers: Vec::new(),
@@ -1200,6 +1444,7 @@ fn function(
             app,
             pending_s3,
             &mut event_policies,
+            route_apis,
         );
     }
     let role = raw
@@ -1258,11 +1503,7 @@ fn event_invoke(d: &mut Diags, f: Field, path: &str) -> Option<EventInvoke> {
                     .get("Type")
                     .and_then(|x| x.val.scalar_text())
                     .unwrap_or_default();
-                if ty != "Lambda" {
-                    d.unsupported(
-                        t.line(),
-                        format!("{tp}: destinations of type {ty:?} (only Lambda)"),
-                    );
+                if !destination_type(d, &ty, tf.contains_key("Destination"), t.line(), &tp) {
                     continue;
                 }
                 match tf
@@ -1278,6 +1519,108 @@ fn event_invoke(d: &mut Diags, f: Field, path: &str) -> Option<EventInvoke> {
     Some(out)
 }
 
+/// A destination `Type` SAM takes: Lambda, SQS, SNS, EventBridge (with a
+/// `Destination`); S3Bucket and SAM-created queues/topics are not supported.
+fn destination_type(d: &mut Diags, ty: &str, has_dest: bool, line: usize, path: &str) -> bool {
+    match ty {
+        "Lambda" | "SQS" | "SNS" | "EventBridge" if has_dest => true,
+        "SQS" | "SNS" => {
+            d.unsupported(
+                line,
+                format!("{path}: a {ty} destination without Destination (a queue or topic SAM would create); give its ARN"),
+            );
+            false
+        }
+        "S3Bucket" => {
+            d.unsupported(line, format!("{path}: S3 bucket destinations"));
+            false
+        }
+        "Lambda" | "EventBridge" => {
+            d.error(line, format!("{path}.Destination is required"));
+            false
+        }
+        other => {
+            d.error(
+                line,
+                format!("{path}.Type must be Lambda, SQS, SNS or EventBridge, found {other:?}"),
+            );
+            false
+        }
+    }
+}
+
+/// `EventInvokeConfig` naming resources of the app, as the properties of an
+/// `AWS::Lambda::EventInvokeConfig` (intrinsics unevaluated, for the engine).
+fn engine_event_invoke(
+    d: &mut Diags,
+    n: &Node,
+    path: &str,
+    id: &str,
+    alias: Option<&str>,
+) -> Option<serde_json::Value> {
+    let ef = fields(
+        d,
+        n,
+        path,
+        &[
+            "MaximumEventAgeInSeconds",
+            "MaximumRetryAttempts",
+            "DestinationConfig",
+        ],
+    )?;
+    let mut props = serde_json::json!({
+        "FunctionName": {"Ref": id},
+        "Qualifier": alias.unwrap_or("$LATEST"),
+    });
+    if let Some(x) = ef.get("MaximumEventAgeInSeconds") {
+        props["MaximumEventAgeInSeconds"] =
+            fields::int(d, *x, &join(path, "MaximumEventAgeInSeconds"), 60, 21600)?.into();
+    }
+    if let Some(x) = ef.get("MaximumRetryAttempts") {
+        props["MaximumRetryAttempts"] =
+            fields::int(d, *x, &join(path, "MaximumRetryAttempts"), 0, 2)?.into();
+    }
+    if let Some(dc) = ef.get("DestinationConfig") {
+        let dp = join(path, "DestinationConfig");
+        let df = fields(d, dc.val, &dp, &["OnSuccess", "OnFailure"])?;
+        let mut config = serde_json::json!({});
+        for which in ["OnSuccess", "OnFailure"] {
+            let Some(t) = df.get(which) else { continue };
+            let tp = join(&dp, which);
+            let tf = fields(d, t.val, &tp, &["Type", "Destination"])?;
+            let ty = tf
+                .get("Type")
+                .and_then(|x| x.val.scalar_text())
+                .unwrap_or_default();
+            if !destination_type(d, &ty, tf.contains_key("Destination"), t.line(), &tp) {
+                continue;
+            }
+            config[which] =
+                serde_json::json!({"Destination": crate::cfn::to_cfn(tf["Destination"].val, d)});
+        }
+        props["DestinationConfig"] = config;
+    }
+    Some(props)
+}
+
+/// A resource the function's properties generate, declared at `line`.
+fn template_resource_of(
+    kind: &str,
+    properties: serde_json::Value,
+    d: &Diags,
+    line: usize,
+) -> crate::template::Resource {
+    crate::template::Resource {
+        kind: kind.into(),
+        properties,
+        depends_on: Vec::new(),
+        deletion_policy: None,
+        update_replace_policy: None,
+        condition: None,
+        source: Some(crate::cfn::source(d, line)),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn events(
     d: &mut Diags,
@@ -1288,6 +1631,7 @@ fn events(
     app: &mut App,
     pending_s3: &mut Vec<crate::sam_events::PendingS3>,
     event_policies: &mut Vec<&'static str>,
+    route_apis: &mut BTreeMap<usize, RouteApi>,
 ) {
     let Some(evs) = f.val.as_map() else {
         if !f.val.is_null() {
@@ -1386,7 +1730,16 @@ fn events(
                 let Some(pf) = fields(d, props, &pp, known) else {
                     continue;
                 };
+                let mut event_auth = (None, Vec::new());
+                if ty == "HttpApi" {
+                    if let Some(x) = pf.get("Auth") {
+                        event_auth = crate::gateway::sam_event_auth(d, *x, &join(&pp, "Auth"));
+                    }
+                }
                 for key in ["Auth", "RequestModel", "RequestParameters", "RouteSettings"] {
+                    if key == "Auth" && ty == "HttpApi" {
+                        continue;
+                    }
                     if let Some(x) = pf.get(key) {
                         d.unsupported(x.line(), format!("{pp}.{key}: the gateway does not apply it yet; the route deploys without it"));
                     }
@@ -1439,8 +1792,27 @@ fn events(
                     binary_media_types: Vec::new(),
                     rest_api_id: if ty == "Api" { rest_api_id } else { None },
                     timeout_ms,
+                    authorizer: None,
+                    authorization_scopes: Vec::new(),
                     line: k.pos.line,
                 });
+                if ty == "HttpApi" {
+                    let api = pf.get("ApiId").and_then(|x| match x.val.to_json() {
+                        serde_json::Value::String(s) => Some(s),
+                        serde_json::Value::Object(o) => {
+                            o.get("Ref").and_then(|r| r.as_str()).map(str::to_string)
+                        }
+                        _ => None,
+                    });
+                    route_apis.insert(
+                        app.routes.len() - 1,
+                        RouteApi {
+                            api,
+                            authorizer: event_auth.0,
+                            scopes: event_auth.1,
+                        },
+                    );
+                }
             }
             "Schedule" | "ScheduleV2" => {
                 let v2 = ty == "ScheduleV2";

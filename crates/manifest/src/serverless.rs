@@ -8,6 +8,7 @@
 
 use crate::cfn;
 use crate::fields::{self, fields, join, Field};
+use crate::gateway;
 use crate::sls_events;
 use crate::vars::Context;
 use crate::yaml::{Node, Value};
@@ -116,14 +117,8 @@ const FUNCTION: &[&str] = &[
     "fileSystemConfig",
     "snapStart",
 ];
-const FUNCTION_UNSUPPORTED: &[&str] = &[
-    "vpc",
-    "image",
-    "onError",
-    "kmsKeyArn",
-    "fileSystemConfig",
-    "snapStart",
-];
+const FUNCTION_UNSUPPORTED: &[&str] =
+    &["vpc", "image", "kmsKeyArn", "fileSystemConfig", "snapStart"];
 
 /// Event types whose services Nimbus does not have yet.
 const UNSUPPORTED_EVENTS: &[&str] = &[
@@ -234,8 +229,9 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
             d.unsupported(f.line(), "'plugins' are not run by Nimbus");
         }
     }
+    let mut service_patterns = crate::patterns::Patterns::default();
     if let Some(f) = top.get("package") {
-        package(d, *f, "package");
+        service_patterns = package(d, *f, "package");
     }
 
     let app_name = format!("{service}-{stage}");
@@ -245,6 +241,8 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
     let mut provider_s3: BTreeMap<String, Node> = BTreeMap::new();
     let mut user_statements: Vec<serde_json::Value> = Vec::new();
     let mut provider_layers: Vec<LayerUse> = Vec::new();
+    let mut http_api_cors: Option<(serde_json::Value, usize)> = None;
+    let mut http_api_authorizers: Option<Field> = None;
     if let Some(p) = top.get("provider") {
         let pf = fields(d, p.val, "provider", PROVIDER)?;
         if let Some(f) = pf.get("layers") {
@@ -291,13 +289,18 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                         payload_default = v;
                     }
                 }
-                for key in ["cors", "authorizers", "id"] {
-                    if let Some(f) = hf.get(key) {
-                        d.unsupported(
-                            f.line(),
-                            format!("provider.httpApi.{key}: the gateway does not apply it; routes deploy without it"),
-                        );
-                    }
+                if let Some(f) = hf.get("id") {
+                    d.unsupported(
+                        f.line(),
+                        "provider.httpApi.id: an HTTP API created outside the app; the gateway's routes are the app's own",
+                    );
+                }
+                if let Some(f) = hf.get("cors") {
+                    http_api_cors =
+                        gateway::sls_cors(d, *f, "provider.httpApi.cors").map(|c| (c, f.line()));
+                }
+                if let Some(f) = hf.get("authorizers") {
+                    http_api_authorizers = Some(*f);
                 }
             }
         }
@@ -336,6 +339,7 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
             None => Vec::new(),
         },
         template: Default::default(),
+        gateway: Default::default(),
     };
     let Some(funcs) = top.get("functions") else {
         d.warn(1, "no functions");
@@ -361,6 +365,14 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
             Some((key, name))
         })
         .collect();
+    if let Some(f) = http_api_authorizers {
+        app.gateway.authorizers =
+            gateway::sls_authorizers(d, f, "provider.httpApi.authorizers", &app.name, &names);
+    }
+    if let Some((c, line)) = http_api_cors {
+        app.gateway.cors = Some(c);
+        app.gateway.cors_line = line;
+    }
     for (k, v) in fmap {
         let key = k.scalar_text().unwrap_or_default();
         let path = format!("functions.{key}");
@@ -382,8 +394,9 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                 format!("function name {name:?} must be 1 to 64 letters, digits, - or _"),
             );
         }
+        let mut own_patterns = crate::patterns::Patterns::default();
         if let Some(f) = ff.get("package") {
-            package(d, *f, &join(&path, "package"));
+            own_patterns = package(d, *f, &join(&path, "package"));
         }
         let own = read_defaults(d, &ff, &path);
         let runtime = own.runtime.or(defaults.runtime.clone());
@@ -433,7 +446,9 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                 .function_environment
                 .insert(logical_id.clone(), env_intrinsics);
         }
-        app.template.functions.insert(logical_id, name.clone());
+        app.template
+            .functions
+            .insert(logical_id.clone(), name.clone());
         let mut event_invoke = EventInvoke::default();
         if let Some(f) = ff.get("maximumRetryAttempts") {
             event_invoke.maximum_retry_attempts =
@@ -443,18 +458,104 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
             event_invoke.maximum_event_age_s =
                 fields::int(d, *f, &join(&path, "maximumEventAge"), 60, 21600);
         }
+        // Destinations that are resources of the app (`{type: sqs, arn: {Fn::GetAtt: …}}`)
+        // make the settings an `AWS::Lambda::EventInvokeConfig` the engine applies.
+        let mut engine_destinations: Vec<(&str, serde_json::Value)> = Vec::new();
+        let mut destinations_line = k.pos.line;
         if let Some(f) = ff.get("destinations") {
+            destinations_line = f.line();
             let dp = join(&path, "destinations");
             if let Some(df) = fields(d, f.val, &dp, &["onSuccess", "onFailure"]) {
-                for (which, slot) in [
-                    ("onSuccess", &mut event_invoke.on_success),
-                    ("onFailure", &mut event_invoke.on_failure),
+                for (which, key, slot) in [
+                    ("onSuccess", "OnSuccess", &mut event_invoke.on_success),
+                    ("onFailure", "OnFailure", &mut event_invoke.on_failure),
                 ] {
                     if let Some(t) = df.get(which) {
-                        *slot = destination(d, *t, &join(&dp, which), &names, &ctx.region);
+                        match sls_destination(d, *t, &join(&dp, which), &names, &ctx.region) {
+                            Some(serde_json::Value::String(arn)) => {
+                                *slot = Some(arn.clone());
+                                engine_destinations.push((key, arn.into()));
+                            }
+                            Some(v) => engine_destinations.push((key, v)),
+                            None => {}
+                        }
                     }
                 }
             }
+        }
+        // `onError`: the function's dead-letter queue or topic (an ARN, or `Ref`/
+        // `Fn::GetAtt` of the app's resource), set by the engine.
+        if let Some(f) = ff.get("onError") {
+            let target = match f.val.scalar_text() {
+                Some(arn) if arn.starts_with("arn:aws:sqs:") || arn.starts_with("arn:aws:sns:") => {
+                    Some(serde_json::Value::String(arn))
+                }
+                Some(other) => {
+                    d.error(
+                        f.line(),
+                        format!(
+                            "{path}.onError must be an SQS queue or SNS topic ARN, found {other:?}"
+                        ),
+                    );
+                    None
+                }
+                None => Some(cfn::to_cfn(f.val, d)),
+            };
+            if let Some(target) = target {
+                app.template.resources.insert(
+                    format!(
+                        "{}LambdaDeadLetterConfig",
+                        logical_id.trim_end_matches("LambdaFunction")
+                    ),
+                    crate::template::Resource {
+                        kind: "Nimbus::Lambda::DeadLetterConfig".into(),
+                        properties: serde_json::json!({
+                            "FunctionName": {"Ref": logical_id},
+                            "TargetArn": target,
+                        }),
+                        depends_on: Vec::new(),
+                        deletion_policy: None,
+                        update_replace_policy: None,
+                        condition: None,
+                        source: Some(cfn::source(d, f.line())),
+                    },
+                );
+            }
+        }
+        let event_invoke_in_template = engine_destinations.iter().any(|(_, v)| !v.is_string());
+        if event_invoke_in_template {
+            let mut props = serde_json::json!({
+                "FunctionName": {"Ref": logical_id},
+                "Qualifier": "$LATEST",
+            });
+            if let Some(r) = event_invoke.maximum_retry_attempts {
+                props["MaximumRetryAttempts"] = r.into();
+            }
+            if let Some(a) = event_invoke.maximum_event_age_s {
+                props["MaximumEventAgeInSeconds"] = a.into();
+            }
+            let mut config = serde_json::json!({});
+            for (key, v) in engine_destinations {
+                config[key] = serde_json::json!({"Destination": v});
+            }
+            props["DestinationConfig"] = config;
+            let id = format!(
+                "{}LambdaEvConf",
+                logical_id.trim_end_matches("LambdaFunction")
+            );
+            app.template.resources.insert(
+                id,
+                crate::template::Resource {
+                    kind: "AWS::Lambda::EventInvokeConfig".into(),
+                    properties: props,
+                    depends_on: Vec::new(),
+                    deletion_policy: None,
+                    update_replace_policy: None,
+                    condition: None,
+                    source: Some(cfn::source(d, destinations_line)),
+                },
+            );
+            event_invoke = EventInvoke::default();
         }
         let function = Function {
             key: key.clone(),
@@ -479,6 +580,8 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                 .and_then(|f| fields::string(d, *f, &join(&path, "description")))
                 .unwrap_or_default(),
             event_invoke: (event_invoke != EventInvoke::default()).then_some(event_invoke),
+            event_invoke_in_template,
+            package_patterns: service_patterns.then(&own_patterns),
             alias: None,
             url: ff
                 .get("url")
@@ -514,6 +617,7 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                 payload: &payload_default,
                 region: &ctx.region,
                 provider_s3: &provider_s3,
+                names: &names,
             };
             events(d, *f, &path, &function, &ctx, &mut app, &mut generated);
         }
@@ -523,6 +627,7 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
         r.binary_media_types = binary_media_types.clone();
     }
     check_duplicate_routes(d, &app.routes);
+    gateway::finish(d, &mut app.gateway, &app.routes);
     sls_events::finish(d, &provider_s3, &mut generated);
     let role_needed = generated
         .resources
@@ -666,6 +771,8 @@ struct EventCtx<'a> {
     payload: &'a str,
     region: &'a str,
     provider_s3: &'a BTreeMap<String, Node>,
+    /// The service's function keys → deployed names.
+    names: &'a BTreeMap<String, String>,
 }
 
 #[derive(Default, Clone)]
@@ -846,7 +953,12 @@ fn layer_uses(d: &mut Diags, f: Field, path: &str) -> Vec<LayerUse> {
     out
 }
 
-fn package(d: &mut Diags, f: Field, path: &str) {
+/// `package`: `patterns` (and v2's `exclude`/`include`, read as `!x` then
+/// `x` patterns, as the Framework v3 does); `individually` needs nothing more
+/// (each function's patterns follow the service's); `artifact` is not supported.
+fn package(d: &mut Diags, f: Field, path: &str) -> crate::patterns::Patterns {
+    let mut list: Vec<String> = Vec::new();
+    let mut line = f.line();
     if let Some(pf) = fields(
         d,
         f.val,
@@ -860,19 +972,85 @@ fn package(d: &mut Diags, f: Field, path: &str) {
             "excludeDevDependencies",
         ],
     ) {
-        for (k, x) in pf {
-            if k != "excludeDevDependencies" {
-                d.unsupported(
+        for key in ["exclude", "include", "patterns"] {
+            let Some(x) = pf.get(key) else { continue };
+            line = x.line();
+            let Some(items) = fields::string_list(d, *x, &join(path, key)) else {
+                continue;
+            };
+            if key != "patterns" {
+                d.warn(
                     x.line(),
-                    format!("{path}.{k}: the whole service directory is packaged"),
+                    format!("{path}.{key} is deprecated in Framework v3; read as package.patterns"),
                 );
             }
+            list.extend(items.into_iter().map(|p| match key {
+                "exclude" => format!("!{p}"),
+                _ => p,
+            }));
+        }
+        if let Some(x) = pf.get("individually") {
+            fields::boolean(d, *x, &join(path, "individually"));
+        }
+        if let Some(x) = pf.get("artifact") {
+            d.unsupported(
+                x.line(),
+                format!("{path}.artifact: a prebuilt zip; the service directory is packaged"),
+            );
+        }
+    }
+    match crate::patterns::Patterns::new(&list) {
+        Ok(p) => p,
+        Err(e) => {
+            d.error(line, format!("{path}.patterns: {e}"));
+            Default::default()
         }
     }
 }
 
 /// A destination: a function of this service (by its key), a deployed function
 /// name, or an ARN.
+/// A destination: a function of the service, a function name or an ARN (a
+/// string), or `{type: sqs|sns|eventBus|function, arn}` whose `arn` may be an
+/// intrinsic naming a resource of the app (returned in CloudFormation's form).
+fn sls_destination(
+    d: &mut Diags,
+    f: Field,
+    path: &str,
+    names: &BTreeMap<String, String>,
+    region: &str,
+) -> Option<serde_json::Value> {
+    if f.val.as_map().is_none() {
+        return destination(d, f, path, names, region).map(Into::into);
+    }
+    let df = fields(d, f.val, path, &["type", "arn"])?;
+    if let Some(t) = df.get("type") {
+        let ty = fields::string(d, *t, &join(path, "type")).unwrap_or_default();
+        if !matches!(ty.as_str(), "sqs" | "sns" | "eventBus" | "function") {
+            d.error(
+                t.line(),
+                format!("{path}.type must be sqs, sns, eventBus or function, found {ty:?}"),
+            );
+            return None;
+        }
+    }
+    let Some(arn) = df.get("arn") else {
+        d.error(f.line(), format!("{path} needs arn"));
+        return None;
+    };
+    if arn.val.scalar_text().is_some() {
+        return destination(d, *arn, &join(path, "arn"), names, region).map(Into::into);
+    }
+    if !df.contains_key("type") {
+        d.error(
+            f.line(),
+            format!("{path}: an arn given by a CloudFormation function needs a type (sqs, sns, eventBus or function)"),
+        );
+        return None;
+    }
+    Some(cfn::to_cfn(arn.val, d))
+}
+
 fn destination(
     d: &mut Diags,
     f: Field,
@@ -938,7 +1116,7 @@ fn events(
         let kind = k.scalar_text().unwrap_or_default();
         let f = Field { key: k, val: v };
         match kind.as_str() {
-            "http" => http_event(d, f, &format!("{epath}.http"), func, app),
+            "http" => http_event(d, f, &format!("{epath}.http"), func, ctx, app),
             "httpApi" => http_api_event(d, f, &format!("{epath}.httpApi"), func, payload, app),
             "schedule" => {
                 schedule_event(d, f, &format!("{epath}.schedule"), func, &mut n_schedule, app)
@@ -975,7 +1153,9 @@ fn norm_method(m: &str) -> String {
     }
 }
 
-fn http_event(d: &mut Diags, f: Field, path: &str, func: &Function, app: &mut App) {
+fn http_event(d: &mut Diags, f: Field, path: &str, func: &Function, ctx: &EventCtx, app: &mut App) {
+    let mut authorizer = None;
+    let mut cors = None;
     let (method, p) = match &f.val.value {
         Value::Str(s) => match s.split_once(char::is_whitespace) {
             Some((m, p)) => (m.to_string(), p.to_string()),
@@ -1009,15 +1189,19 @@ fn http_event(d: &mut Diags, f: Field, path: &str, func: &Function, app: &mut Ap
             ) else {
                 return;
             };
-            for key in [
-                "cors",
-                "private",
-                "authorizer",
-                "request",
-                "integration",
-                "async",
-                "response",
-            ] {
+            if let Some(x) = hf.get("authorizer") {
+                authorizer = gateway::sls_http_authorizer(
+                    d,
+                    *x,
+                    &join(path, "authorizer"),
+                    ctx.names,
+                    &mut app.gateway,
+                );
+            }
+            if let Some(x) = hf.get("cors") {
+                cors = Some(*x);
+            }
+            for key in ["private", "request", "integration", "async", "response"] {
                 if let Some(x) = hf.get(key) {
                     let what = match key {
                         "private" => "API keys".to_string(),
@@ -1053,16 +1237,24 @@ fn http_event(d: &mut Diags, f: Field, path: &str, func: &Function, app: &mut Ap
             return;
         }
     };
+    let method = norm_method(&method);
+    if let Some(x) = cors {
+        gateway::sls_http_cors(d, x, &join(path, "cors"), &method, &mut app.gateway);
+    }
     push_route(
         d,
         f.line(),
-        format!("{} {}", norm_method(&method), norm_path(&p)),
+        format!("{} {}", method, norm_path(&p)),
         func,
         "1.0",
         app,
     );
     if let Some(r) = app.routes.last_mut() {
         r.rest = true;
+        if let Some((name, scopes)) = authorizer {
+            r.authorizer = Some(name);
+            r.authorization_scopes = scopes;
+        }
     }
 }
 
@@ -1074,6 +1266,7 @@ fn http_api_event(
     payload: &str,
     app: &mut App,
 ) {
+    let mut authorizer = None;
     let key = match &f.val.value {
         Value::Str(s) if s.trim() == "*" => "$default".to_string(),
         Value::Str(s) => match s.split_once(char::is_whitespace) {
@@ -1102,13 +1295,16 @@ fn http_api_event(
             ) else {
                 return;
             };
-            for key in ["authorizer", "cors"] {
-                if let Some(x) = hf.get(key) {
-                    d.unsupported(
-                        x.line(),
-                        format!("{path}.{key}: the gateway does not apply it yet; the route deploys without it"),
-                    );
-                }
+            if let Some(x) = hf.get("cors") {
+                d.unsupported(
+                    x.line(),
+                    format!(
+                        "{path}.cors: CORS is set for the whole HTTP API (provider.httpApi.cors)"
+                    ),
+                );
+            }
+            if let Some(x) = hf.get("authorizer") {
+                authorizer = gateway::sls_event_authorizer(d, *x, &join(path, "authorizer"));
             }
             let method = hf
                 .get("method")
@@ -1137,6 +1333,10 @@ fn http_api_event(
         }
     };
     push_route(d, f.line(), key, func, payload, app);
+    if let (Some((name, scopes)), Some(r)) = (authorizer, app.routes.last_mut()) {
+        r.authorizer = Some(name);
+        r.authorization_scopes = scopes;
+    }
 }
 
 fn push_route(
@@ -1156,6 +1356,8 @@ fn push_route(
         binary_media_types: Vec::new(),
         rest_api_id: None,
         timeout_ms: None,
+        authorizer: None,
+        authorization_scopes: Vec::new(),
         line,
     });
 }

@@ -47,6 +47,11 @@ pub struct Template {
     /// of its environment (which the app's `Function` carries without them).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub function_environment: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+    /// What the app set on the gateway (`{"Cors": …, "Authorizers": [names]}`),
+    /// recorded with the template so a later deploy or `app rm` knows what the
+    /// app owns there. The CLI applies these settings; the engine only keeps them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<serde_json::Value>,
 }
 
 /// One resource.

@@ -11,6 +11,8 @@ pub struct Client {
     pub http: reqwest::Client,
     /// Signers for the control API (`nimbus`) and the Lambda API (`lambda`).
     signers: Option<(Signer, Signer)>,
+    /// The credentials and region, for requests to the other AWS APIs ([`Client::send_as`]).
+    credentials: Option<(Credentials, String)>,
 }
 
 /// The signing credentials: `--access-key`/`--secret-key` (or `NIMBUS_ACCESS_KEY`/
@@ -48,12 +50,13 @@ impl Client {
                 .tcp_nodelay(true)
                 .build()
                 .expect("http client"),
-            signers: credentials.map(|c| {
+            signers: credentials.clone().map(|c| {
                 (
                     Signer::new(c.clone(), &region, "nimbus"),
                     Signer::new(c, &region, "lambda"),
                 )
             }),
+            credentials: credentials.map(|c| (c, region)),
         }
     }
 
@@ -81,6 +84,11 @@ impl Client {
         Ok(())
     }
 
+    /// Whether requests are signed (the client has credentials).
+    pub fn signs(&self) -> bool {
+        self.credentials.is_some()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -89,6 +97,37 @@ impl Client {
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let mut req = req.build().context("cannot build the request")?;
         self.sign(&mut req)?;
+        self.execute(req).await
+    }
+
+    /// Send a request to another AWS API on the edge (`sns`, `events`, `s3`, …),
+    /// signed for that service when the client has credentials; a non-2xx
+    /// answer becomes an error with the service's code and message.
+    pub async fn send_as(
+        &self,
+        service: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let mut req = req.build().context("cannot build the request")?;
+        if let Some((c, region)) = &self.credentials {
+            let uri: http::Uri = req.url().as_str().parse().context("request URL")?;
+            let method = req.method().as_str().to_owned();
+            let body = req
+                .body()
+                .and_then(|b| b.as_bytes())
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default();
+            Signer::new(c.clone(), region, service).sign(
+                &method,
+                &uri,
+                req.headers_mut(),
+                Some(&body),
+            );
+        }
+        self.execute(req).await
+    }
+
+    async fn execute(&self, req: reqwest::Request) -> Result<reqwest::Response> {
         let resp = self.http.execute(req).await.map_err(|e| {
             if e.is_connect() {
                 anyhow!(
@@ -110,6 +149,18 @@ impl Client {
             .unwrap_or("")
             .to_string();
         let body = resp.text().await.unwrap_or_default();
+        // An XML error (awsQuery, S3): `<Code>` and `<Message>`.
+        let xml = |tag: &str| {
+            let open = format!("<{tag}>");
+            let start = body.find(&open)? + open.len();
+            let end = body[start..].find("</")?;
+            Some(body[start..start + end].to_string())
+        };
+        let code = if code.is_empty() {
+            xml("Code").unwrap_or_default()
+        } else {
+            code
+        };
         let msg = serde_json::from_str::<Value>(&body)
             .ok()
             .and_then(|v| {
@@ -117,6 +168,7 @@ impl Client {
                     .or_else(|| v.get("Message"))
                     .and_then(|m| m.as_str().map(str::to_string))
             })
+            .or_else(|| xml("Message"))
             .unwrap_or(body);
         match (code.as_str(), &self.signers) {
             ("MissingAuthenticationTokenException", None) => Err(anyhow!(

@@ -13,6 +13,12 @@ const SKIP_DIRS: &[&str] = &[".git", "__pycache__", ".nimbus", ".serverless", ".
 
 /// Read a zip as-is, or zip a directory.
 pub fn bundle(path: &Path) -> Result<Vec<u8>> {
+    bundle_matching(path, &|_| true)
+}
+
+/// Zip the files of a directory for which `keep` (given the `/`-separated path
+/// relative to it) says yes; a zip file is read as-is.
+pub fn bundle_matching(path: &Path, keep: &dyn Fn(&str) -> bool) -> Result<Vec<u8>> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if meta.is_file() {
@@ -34,7 +40,10 @@ pub fn bundle(path: &Path) -> Result<Vec<u8>> {
     {
         let entry = entry.with_context(|| format!("cannot walk {}", path.display()))?;
         if entry.file_type().is_file() {
-            files.push(entry);
+            let rel = entry.path().strip_prefix(path).unwrap_or(entry.path());
+            if keep(&rel.to_string_lossy().replace('\\', "/")) {
+                files.push(entry);
+            }
         }
     }
     let total: u64 = files

@@ -1,5 +1,7 @@
-//! `AWS::Lambda::EventSourceMapping`, `AWS::Lambda::Permission` and
-//! `AWS::Lambda::Url`, through the Lambda REST API.
+//! `AWS::Lambda::EventSourceMapping`, `AWS::Lambda::Permission`,
+//! `AWS::Lambda::Url`, `AWS::Lambda::EventInvokeConfig` and
+//! `Nimbus::Lambda::DeadLetterConfig` (a function's `DeadLetterConfig`, which
+//! SAM's `DeadLetterQueue` sets), through the Lambda REST API.
 
 use super::{attrs, invalid, s, Cx, Made, R};
 use crate::model::ResourceRow;
@@ -356,6 +358,114 @@ pub async fn set_environment(cx: &Cx<'_>, function: &str, vars: &Map<String, Val
             function_path(function)
         ),
         Some(&json!({"Environment": {"Variables": vars}})),
+    )
+    .await?;
+    Ok(())
+}
+
+// -- AWS::Lambda::EventInvokeConfig -------------------------------------------------
+
+fn eic_path(props: &Value) -> R<(String, String, String)> {
+    let Some(f) = s(props, "FunctionName") else {
+        return invalid("AWS::Lambda::EventInvokeConfig needs a FunctionName");
+    };
+    let q = s(props, "Qualifier").unwrap_or("$LATEST");
+    Ok((
+        format!(
+            "/2019-09-25/functions/{}/event-invoke-config?Qualifier={}",
+            function_path(f),
+            function_path(q)
+        ),
+        function_path(f),
+        q.to_string(),
+    ))
+}
+
+/// Create or replace a function's async-invocation settings (retries, event
+/// age, destinations), as `PutFunctionEventInvokeConfig` does: the whole
+/// configuration is the template's.
+pub async fn put_event_invoke(cx: &Cx<'_>, props: &Value) -> R<Made> {
+    let (path, function, qualifier) = eic_path(props)?;
+    let mut body = json!({});
+    for k in [
+        "MaximumRetryAttempts",
+        "MaximumEventAgeInSeconds",
+        "DestinationConfig",
+    ] {
+        if let Some(v) = props.get(k) {
+            body[k] = v.clone();
+        }
+    }
+    call(
+        cx,
+        "PutFunctionEventInvokeConfig",
+        Method::PUT,
+        &path,
+        Some(&body),
+    )
+    .await?;
+    let id = format!("{function}|{qualifier}");
+    Ok(Made {
+        physical_id: id.clone(),
+        ref_value: id.into(),
+        attributes: Map::new(),
+    })
+}
+
+pub async fn delete_event_invoke(cx: &Cx<'_>, row: &ResourceRow) -> R<()> {
+    let (path, _, _) = eic_path(&row.properties)?;
+    call(
+        cx,
+        "DeleteFunctionEventInvokeConfig",
+        Method::DELETE,
+        &path,
+        None,
+    )
+    .await?;
+    Ok(())
+}
+
+// -- Nimbus::Lambda::DeadLetterConfig ---------------------------------------------
+
+fn configuration_path(function: &str) -> String {
+    format!(
+        "/2015-03-31/functions/{}/configuration",
+        function_path(function)
+    )
+}
+
+/// Set a function's dead-letter target (`UpdateFunctionConfiguration` with only
+/// `DeadLetterConfig`: the rest of its configuration stays).
+pub async fn put_dead_letter(cx: &Cx<'_>, props: &Value) -> R<Made> {
+    let (Some(f), Some(target)) = (s(props, "FunctionName"), s(props, "TargetArn")) else {
+        return invalid("a dead-letter configuration needs FunctionName and TargetArn");
+    };
+    call(
+        cx,
+        "UpdateFunctionConfiguration",
+        Method::PUT,
+        &configuration_path(f),
+        Some(&json!({"DeadLetterConfig": {"TargetArn": target}})),
+    )
+    .await?;
+    Ok(Made {
+        physical_id: f.to_string(),
+        ref_value: f.into(),
+        attributes: Map::new(),
+    })
+}
+
+/// Clear it (`TargetArn` empty, as Lambda's API takes it).
+pub async fn delete_dead_letter(cx: &Cx<'_>, row: &ResourceRow) -> R<()> {
+    let Some(f) = s(&row.properties, "FunctionName") else {
+        return Ok(());
+    };
+    call(
+        cx,
+        "UpdateFunctionConfiguration",
+        Method::PUT,
+        &configuration_path(f),
+        Some(&json!({"DeadLetterConfig": {"TargetArn": ""}})),
     )
     .await?;
     Ok(())

@@ -88,6 +88,8 @@ pub const SUPPORTED: &[&str] = &[
     "AWS::Lambda::EventSourceMapping",
     "AWS::Lambda::Permission",
     "AWS::Lambda::Url",
+    "AWS::Lambda::EventInvokeConfig",
+    "Nimbus::Lambda::DeadLetterConfig",
     "AWS::IAM::Role",
     "AWS::IAM::Policy",
     "AWS::IAM::ManagedPolicy",
@@ -289,6 +291,17 @@ pub fn property_support(kind: &str, prop: &str) -> nimbus_manifest::PropertySupp
             ],
             &[],
         ),
+        "AWS::Lambda::EventInvokeConfig" => (
+            &[
+                "FunctionName",
+                "Qualifier",
+                "MaximumRetryAttempts",
+                "MaximumEventAgeInSeconds",
+                "DestinationConfig",
+            ],
+            &[],
+        ),
+        "Nimbus::Lambda::DeadLetterConfig" => (&["FunctionName", "TargetArn"], &[]),
         "AWS::Lambda::Url" => (
             &[
                 "TargetFunctionArn",
@@ -332,6 +345,8 @@ pub async fn create(cx: &Cx<'_>, kind: &str, logical: &str, props: &Value) -> R<
         "AWS::Lambda::EventSourceMapping" => lambda::create_mapping(cx, props).await,
         "AWS::Lambda::Permission" => lambda::add_permission(cx, logical, props).await,
         "AWS::Lambda::Url" => lambda::create_url(cx, props).await,
+        "AWS::Lambda::EventInvokeConfig" => lambda::put_event_invoke(cx, props).await,
+        "Nimbus::Lambda::DeadLetterConfig" => lambda::put_dead_letter(cx, props).await,
         "AWS::IAM::Role" | "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" => {
             iam::put(cx, kind, logical, props).await
         }
@@ -365,6 +380,8 @@ pub async fn update(cx: &Cx<'_>, row: &ResourceRow, props: &Value) -> R<Made> {
         "AWS::SES::EmailIdentity" => secrets::update_identity(cx, row, props).await,
         "AWS::Lambda::EventSourceMapping" => lambda::update_mapping(cx, row, props).await,
         "AWS::Lambda::Url" => lambda::update_url(cx, row, props).await,
+        "AWS::Lambda::EventInvokeConfig" => lambda::put_event_invoke(cx, props).await,
+        "Nimbus::Lambda::DeadLetterConfig" => lambda::put_dead_letter(cx, props).await,
         "AWS::IAM::Role" | "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" => {
             iam::put(cx, &row.kind, &row.logical_id, props).await
         }
@@ -393,6 +410,8 @@ pub async fn delete(cx: &Cx<'_>, row: &ResourceRow) -> R<()> {
         "AWS::Lambda::EventSourceMapping" => lambda::delete_mapping(cx, row).await,
         "AWS::Lambda::Permission" => lambda::remove_permission(cx, row).await,
         "AWS::Lambda::Url" => lambda::delete_url(cx, row).await,
+        "AWS::Lambda::EventInvokeConfig" => lambda::delete_event_invoke(cx, row).await,
+        "Nimbus::Lambda::DeadLetterConfig" => lambda::delete_dead_letter(cx, row).await,
         _ => Ok(()),
     };
     match r {
@@ -479,6 +498,8 @@ pub fn replaces(kind: &str, old: &Value, new: &Value) -> bool {
         ]),
         "AWS::Lambda::Permission" => true,
         "AWS::Lambda::Url" => changed(&["TargetFunctionArn", "Qualifier"]),
+        "AWS::Lambda::EventInvokeConfig" => changed(&["FunctionName", "Qualifier"]),
+        "Nimbus::Lambda::DeadLetterConfig" => changed(&["FunctionName"]),
         "AWS::IAM::Role" => changed(&["RoleName", "Path"]),
         "AWS::IAM::ManagedPolicy" => changed(&["ManagedPolicyName", "Path"]),
         "AWS::S3::BucketPolicy" => changed(&["Bucket"]),

@@ -118,6 +118,23 @@ pub async fn run(client: &Client, cmd: Cmd) -> Result<i32> {
             for e in v["Exports"].as_array().into_iter().flatten() {
                 println!("Export: {} = {}", text(&e["Name"]), text(&e["Value"]));
             }
+            let gw = &v["Gateway"];
+            let auths: Vec<String> = gw["Authorizers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
+            if !auths.is_empty() {
+                println!("Authorizers: {}", auths.join(", "));
+            }
+            if let Some(o) = gw["Cors"]["allow_origins"].as_array() {
+                let o: Vec<String> = o.iter().map(text).collect();
+                println!(
+                    "CORS: the gateway's configuration (origins {})",
+                    o.join(", ")
+                );
+            }
             if let Some(c) = v["Changes"].as_array().and_then(|c| c.first()) {
                 println!(
                     "Last change: #{} {} {}{}",
@@ -134,6 +151,14 @@ pub async fn run(client: &Client, cmd: Cmd) -> Result<i32> {
         }
         Cmd::Rm { name } => {
             let fns = functions_of(client, &name).await?;
+            // What the app set on the gateway, before its record goes.
+            let recorded = match client
+                .get_json(&format!("/_nimbus/apps/{}", seg(&name)))
+                .await
+            {
+                Ok(v) => v["Gateway"].clone(),
+                Err(_) => Value::Null,
+            };
             match client
                 .send(
                     client
@@ -176,6 +201,8 @@ pub async fn run(client: &Client, cmd: Cmd) -> Result<i32> {
                     println!("Deleted route {key}");
                 }
             }
+            // Its authorizers (no route uses them now) and CORS configuration.
+            super::app_gateway::remove(client, &name, &recorded).await?;
             if let Ok(s) = client.get_json("/_nimbus/schedules").await {
                 for sch in s["schedules"].as_array().into_iter().flatten() {
                     if sch["app"] == name.as_str() {

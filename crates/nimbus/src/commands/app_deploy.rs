@@ -152,7 +152,7 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
             return Ok(1);
         }
     }
-    let Some(app) = loaded.app else {
+    let Some(mut app) = loaded.app else {
         let n = loaded.errors().count();
         eprintln!(
             "error: {n} error{} in {}; nothing was deployed",
@@ -174,23 +174,39 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
         app.schedules.len()
     );
 
+    // The gateway settings, checked (and the JWT issuers' keys found) before
+    // anything changes.
+    let gw_cur = super::app_gateway::read(client, &app.name).await?;
+    let gw = match super::app_gateway::plan(client, &app, &gw_cur).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return Ok(1);
+        }
+    };
+    app.template.gateway = Some(gw.record.clone());
+
     if a.dry_run {
-        return dry_run(client, &app).await;
+        return dry_run(client, &app, &gw).await;
     }
 
     // 1. Package and upload every bundle: nothing visible changes yet.
-    let mut shas: BTreeMap<PathBuf, String> = BTreeMap::new();
+    let mut shas: BTreeMap<String, String> = BTreeMap::new();
     for f in &app.functions {
-        if shas.contains_key(&f.code) {
+        if shas.contains_key(&bundle_key(f)) {
             continue;
         }
         eprint!("  packaging {} … ", f.code.display());
         let code = f.code.clone();
-        let zip = tokio::task::spawn_blocking(move || package::bundle(&code)).await??;
+        let patterns = f.package_patterns.clone();
+        let zip = tokio::task::spawn_blocking(move || {
+            package::bundle_matching(&code, &|rel| patterns.includes(rel))
+        })
+        .await??;
         let size = zip.len() as u64;
         let sha = upload_zip(client, zip).await?;
         eprintln!("{} uploaded ({})", super::human_bytes(size), &sha[..12]);
-        shas.insert(f.code.clone(), sha);
+        shas.insert(bundle_key(f), sha);
     }
 
     // 2. What is there now.
@@ -202,7 +218,19 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
     let mut journal = Vec::new();
     let mut layers = super::layer_publish::Published::default();
     let outcome = match super::layer_publish::publish(client, &app, &mut layers).await {
-        Ok(()) => apply(client, &app, &state, &plan, &shas, &layers, &mut journal).await,
+        Ok(()) => {
+            apply(
+                client,
+                &app,
+                &state,
+                &plan,
+                &gw,
+                &shas,
+                &layers,
+                &mut journal,
+            )
+            .await
+        }
         Err(e) => Err(e),
     };
     // The app's other resources: applied by the server's app engine as one
@@ -245,13 +273,24 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Functions with the same directory and patterns share one bundle.
+fn bundle_key(f: &Function) -> String {
+    format!("{}\0{:?}", f.code.display(), f.package_patterns)
+}
+
 /// Publish a version of each aliased function whose environment the engine
 /// completed, and point its alias at it (journaled like the first publish).
 async fn repoint_aliases(client: &Client, app: &App, journal: &mut Vec<Undo>) -> Result<()> {
     for f in &app.functions {
         let Some(alias) = &f.alias else { continue };
+        // The engine set variables or a dead-letter queue on $LATEST.
         let has_env = app.template.functions.iter().any(|(logical, name)| {
-            *name == f.name && app.template.function_environment.contains_key(logical)
+            *name == f.name
+                && (app.template.function_environment.contains_key(logical)
+                    || app.template.resources.values().any(|r| {
+                        r.kind == "Nimbus::Lambda::DeadLetterConfig"
+                            && r.properties["FunctionName"]["Ref"] == logical.as_str()
+                    }))
         });
         if !has_env {
             continue;
@@ -348,7 +387,7 @@ fn print_outputs(v: &Value) {
 }
 
 /// `--dry-run`: the table of what would change, and nothing applied.
-async fn dry_run(client: &Client, app: &App) -> Result<i32> {
+async fn dry_run(client: &Client, app: &App, gw: &super::app_gateway::Plan) -> Result<i32> {
     let state = State::read(client, app).await?;
     let plan = plan(app, &state)?;
     let mut rows: Vec<(String, String, String)> = Vec::new();
@@ -380,6 +419,22 @@ async fn dry_run(client: &Client, app: &App) -> Result<i32> {
             r["route_key"].as_str().unwrap_or("").into(),
             "route".into(),
         ));
+    }
+    for (name, _, prev) in &gw.put {
+        let action = if prev.is_some() { "update" } else { "create" };
+        rows.push((action.into(), name.clone(), "authorizer".into()));
+    }
+    for a in &gw.delete {
+        rows.push((
+            "delete".into(),
+            a["name"].as_str().unwrap_or("").into(),
+            "authorizer".into(),
+        ));
+    }
+    if gw.cors.is_some() {
+        rows.push(("set".into(), "CORS".into(), "gateway".into()));
+    } else if gw.clear_cors {
+        rows.push(("delete".into(), "CORS".into(), "gateway".into()));
     }
     for sch in &app.schedules {
         let exists = state
@@ -584,6 +639,10 @@ enum Undo {
     Schedule(String, Option<Value>),
     /// `(function, qualifier, previous URL config or none)`.
     Url(String, Option<String>, Option<Value>),
+    /// `(authorizer, previous view or none)`.
+    Authorizer(String, Option<Value>),
+    /// The previous CORS configuration (`null`: off).
+    Cors(Value),
 }
 
 impl Undo {
@@ -596,6 +655,8 @@ impl Undo {
             Undo::Route(k, _) => format!("route {k}"),
             Undo::Schedule(n, _) => format!("schedule {n}"),
             Undo::Url(n, _, _) => format!("the function URL of {n}"),
+            Undo::Authorizer(n, _) => format!("authorizer {n}"),
+            Undo::Cors(_) => "the gateway's CORS configuration".into(),
         }
     }
 }
@@ -739,6 +800,15 @@ fn route_body(r: &Value) -> Value {
     if let Some(t) = r["binary_media_types"].as_array() {
         b["binary_media_types"] = t.clone().into();
     }
+    // Access control the route had (authorizer, scopes, API key, throttle).
+    if let Some(a) = r["authorizer"].as_str() {
+        b["authorizer"] = a.into();
+    }
+    for k in ["authorization_scopes", "api_key_required", "throttle"] {
+        if !r[k].is_null() {
+            b[k] = r[k].clone();
+        }
+    }
     b
 }
 
@@ -779,18 +849,20 @@ async fn put_schedule(client: &Client, name: &str, body: &Value) -> Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn apply(
     client: &Client,
     app: &App,
     st: &State,
     plan: &Plan,
-    shas: &BTreeMap<PathBuf, String>,
+    gw: &super::app_gateway::Plan,
+    shas: &BTreeMap<String, String>,
     layers: &super::layer_publish::Published,
     journal: &mut Vec<Undo>,
 ) -> Result<()> {
     for f in &app.functions {
         let prev = st.functions.get(&f.name);
-        let mut body = function_body(f, &shas[&f.code]);
+        let mut body = function_body(f, &shas[&bundle_key(f)]);
         // The manifest is the truth for layers: none declared removes them.
         body["layers"] = json!(layers.resolve(&f.layers)?);
         put_function(client, &f.name, &body)
@@ -854,6 +926,19 @@ async fn apply(
             })?;
         }
     }
+    // Authorizers (a Lambda one needs its function) and CORS before the routes
+    // that use them.
+    for (name, body, prev) in &gw.put {
+        super::app_gateway::put_authorizer(client, name, body).await?;
+        journal.push(Undo::Authorizer(name.clone(), prev.clone()));
+    }
+    if let Some(c) = &gw.cors {
+        let prev = super::app_gateway::Current::cors_now(client).await?;
+        if prev != *c {
+            super::app_gateway::set_cors(client, c).await?;
+            journal.push(Undo::Cors(prev));
+        }
+    }
     for r in &app.routes {
         let prev = st
             .routes
@@ -874,6 +959,10 @@ async fn apply(
         }
         if let Some(t) = r.timeout_ms {
             body["timeout_ms"] = t.into();
+        }
+        if let Some(a) = &r.authorizer {
+            body["authorizer"] = nimbus_manifest::gateway::server_name(&app.name, a).into();
+            body["authorization_scopes"] = json!(r.authorization_scopes);
         }
         put_route(client, &body)
             .await
@@ -936,7 +1025,8 @@ async fn apply(
                     .with_context(|| format!("setting async invocation of {}", f.name))?;
                 journal.push(Undo::EventInvoke(f.name.clone(), prev_eic));
             }
-            None if prev_eic.is_some() => {
+            // Settings naming the app's resources are the engine's to apply.
+            None if prev_eic.is_some() && !f.event_invoke_in_template => {
                 delete(client, &eic_path(&f.name), &[]).await?;
                 journal.push(Undo::EventInvoke(f.name.clone(), prev_eic));
             }
@@ -997,6 +1087,17 @@ async fn apply(
             .await
             .with_context(|| format!("removing route {key}"))?;
         journal.push(Undo::Route(key.to_string(), Some(r.clone())));
+    }
+    // Authorizers no route of the app uses any more, and CORS the app dropped.
+    for a in &gw.delete {
+        let name = a["name"].as_str().unwrap_or("");
+        super::app_gateway::delete_authorizer(client, name).await?;
+        journal.push(Undo::Authorizer(name.to_string(), Some(a.clone())));
+    }
+    if gw.clear_cors {
+        let prev = super::app_gateway::Current::cors_now(client).await?;
+        super::app_gateway::set_cors(client, &Value::Null).await?;
+        journal.push(Undo::Cors(prev));
     }
     for name in &plan.delete_functions {
         let prev_eic = get_optional(client, &eic_path(name)).await?;
@@ -1093,6 +1194,18 @@ async fn undo(client: &Client, u: &Undo) -> Result<()> {
                 .map(|_| ())
                 .or_else(ignore_missing),
         },
+        Undo::Authorizer(name, prev) => match prev {
+            Some(p) => {
+                super::app_gateway::put_authorizer(
+                    client,
+                    name,
+                    &super::app_gateway::restore_body(p)?,
+                )
+                .await
+            }
+            None => super::app_gateway::delete_authorizer(client, name).await,
+        },
+        Undo::Cors(prev) => super::app_gateway::set_cors(client, prev).await,
         Undo::Schedule(name, prev) => match prev {
             Some(p) => put_schedule(client, name, &schedule_body(p)).await,
             None => delete(

@@ -3,6 +3,7 @@
 pub mod apikey;
 pub mod app;
 pub mod app_deploy;
+pub mod app_gateway;
 pub mod authorizer;
 pub mod cors;
 pub mod cost;
