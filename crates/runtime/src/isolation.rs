@@ -1104,9 +1104,12 @@ pub enum PeerSocket {
     Absent,
 }
 
-/// Find the far end of the connection (`local` the server's end) in
-/// `/proc/net/tcp{,6}`; an IPv4 client of a dual-stack listener (v4-mapped
-/// addresses) is looked for in the IPv4 table.
+/// Find the far end of the connection (`local` the server's end): asked of the
+/// kernel's socket-diagnostics netlink interface ([`sock_diag`]: one hash lookup
+/// of the exact connection), or — where that is unavailable — searched for in
+/// `/proc/net/tcp{,6}`, whose reading costs time in proportion to every TCP
+/// socket of the host (milliseconds on a busy one). An IPv4 client of a
+/// dual-stack listener (v4-mapped addresses) is looked for as IPv4.
 pub fn peer_socket(local: std::net::SocketAddr, peer: std::net::SocketAddr) -> PeerSocket {
     use std::net::SocketAddr::{V4, V6};
     let unmapped = |a: std::net::SocketAddr| match a {
@@ -1120,7 +1123,23 @@ pub fn peer_socket(local: std::net::SocketAddr, peer: std::net::SocketAddr) -> P
     if let (Some(l), Some(p)) = (unmapped(local), unmapped(peer)) {
         tries.push((l, p));
     }
-    for (local, peer) in tries {
+    match sock_diag::lookup_any(&tries) {
+        Ok(found) => return found,
+        Err(e) => {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(error = %e, "socket diagnostics (netlink) unavailable: \
+                    finding connection peers by reading /proc/net/tcp, slower on a host with many sockets");
+            });
+        }
+    }
+    peer_socket_procfs(&tries)
+}
+
+/// [`peer_socket`] from `/proc/net/tcp{,6}`.
+fn peer_socket_procfs(tries: &[(std::net::SocketAddr, std::net::SocketAddr)]) -> PeerSocket {
+    use std::net::SocketAddr::{V4, V6};
+    for &(local, peer) in tries {
         let (file, want_local, want_remote) = match (peer, local) {
             (V4(p), V4(l)) => ("/proc/net/tcp", hex_v4(p), hex_v4(l)),
             (V6(p), V6(l)) => ("/proc/net/tcp6", hex_v6(p), hex_v6(l)),
@@ -1134,6 +1153,180 @@ pub fn peer_socket(local: std::net::SocketAddr, peer: std::net::SocketAddr) -> P
         }
     }
     PeerSocket::Absent
+}
+
+/// One exact-connection query of the kernel's socket diagnostics
+/// (`NETLINK_SOCK_DIAG`, `SOCK_DIAG_BY_FAMILY` without `NLM_F_DUMP`: the kernel's
+/// `inet_diag_find_one_icsk`, a hash lookup), answering the owner uid and inode
+/// of the socket whose own end is `peer` and whose far end is `local` — what a
+/// row of `/proc/net/tcp` says, without reading every row.
+mod sock_diag {
+    use super::PeerSocket;
+    use std::io;
+    use std::net::SocketAddr;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const NLMSG_ERROR: u16 = 2;
+    const NLM_F_REQUEST: u16 = 1;
+    /// `struct nlmsghdr`.
+    const NLMSG_HDR: usize = 16;
+    /// `struct inet_diag_req_v2`: family, protocol, ext, pad, states, sockid (48).
+    const REQ_LEN: usize = 8 + 48;
+    /// `struct inet_diag_msg`: family, state, timer, retrans, sockid (48),
+    /// expires, rqueue, wqueue, uid, inode.
+    const MSG_LEN: usize = 4 + 48 + 20;
+
+    /// The first of `tries` (server end, far end) the kernel knows; `Absent` when
+    /// none. `Err` only when the interface itself is unusable.
+    pub(super) fn lookup_any(tries: &[(SocketAddr, SocketAddr)]) -> io::Result<PeerSocket> {
+        let fd = open()?;
+        for &(local, peer) in tries {
+            if let Some(found) = lookup(&fd, local, peer)? {
+                return Ok(found);
+            }
+        }
+        Ok(PeerSocket::Absent)
+    }
+
+    fn open() -> io::Result<OwnedFd> {
+        // SAFETY: plain socket(2); the descriptor is owned at once.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                libc::NETLINK_SOCK_DIAG,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // Never hang a connection on a kernel that does not answer.
+        let tv = libc::timeval {
+            tv_sec: 1,
+            tv_usec: 0,
+        };
+        // SAFETY: a valid timeval of the size given.
+        let r = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(fd)
+    }
+
+    /// The request for the socket whose own address is `me` and whose far end is
+    /// `far` (both of one family).
+    pub(super) fn request(me: SocketAddr, far: SocketAddr, seq: u32) -> Option<Vec<u8>> {
+        let (family, src, dst) = match (me, far) {
+            (SocketAddr::V4(a), SocketAddr::V4(b)) => {
+                let mut s = [0u8; 16];
+                let mut d = [0u8; 16];
+                s[..4].copy_from_slice(&a.ip().octets());
+                d[..4].copy_from_slice(&b.ip().octets());
+                (libc::AF_INET as u8, s, d)
+            }
+            (SocketAddr::V6(a), SocketAddr::V6(b)) => {
+                (libc::AF_INET6 as u8, a.ip().octets(), b.ip().octets())
+            }
+            _ => return None,
+        };
+        let mut m = Vec::with_capacity(NLMSG_HDR + REQ_LEN);
+        m.extend_from_slice(&((NLMSG_HDR + REQ_LEN) as u32).to_ne_bytes());
+        m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        m.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(&[family, libc::IPPROTO_TCP as u8, 0, 0]);
+        m.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
+        m.extend_from_slice(&me.port().to_be_bytes());
+        m.extend_from_slice(&far.port().to_be_bytes());
+        m.extend_from_slice(&src);
+        m.extend_from_slice(&dst);
+        m.extend_from_slice(&0u32.to_ne_bytes()); // any interface
+        m.extend_from_slice(&u32::MAX.to_ne_bytes()); // INET_DIAG_NOCOOKIE
+        m.extend_from_slice(&u32::MAX.to_ne_bytes());
+        Some(m)
+    }
+
+    /// What an answer says: `Ok(None)` for "no such socket".
+    pub(super) fn parse(answer: &[u8], seq: u32) -> io::Result<Option<PeerSocket>> {
+        let u32_at = |o: usize| -> io::Result<u32> {
+            answer
+                .get(o..o + 4)
+                .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                .ok_or_else(|| io::Error::other("short sock_diag answer"))
+        };
+        let kind = answer
+            .get(4..6)
+            .map(|b| u16::from_ne_bytes([b[0], b[1]]))
+            .ok_or_else(|| io::Error::other("short sock_diag answer"))?;
+        if u32_at(8)? != seq {
+            return Err(io::Error::other("sock_diag answer to another request"));
+        }
+        match kind {
+            NLMSG_ERROR => {
+                let errno = -(u32_at(NLMSG_HDR)? as i32);
+                if errno == libc::ENOENT {
+                    Ok(None)
+                } else {
+                    Err(io::Error::from_raw_os_error(errno))
+                }
+            }
+            SOCK_DIAG_BY_FAMILY if answer.len() >= NLMSG_HDR + MSG_LEN => {
+                let uid = u32_at(NLMSG_HDR + 4 + 48 + 12)?;
+                let inode = u32_at(NLMSG_HDR + 4 + 48 + 16)? as u64;
+                // Inode 0: no file holds the socket (closed, or time-wait).
+                Ok(Some(if inode == 0 {
+                    PeerSocket::Orphaned
+                } else {
+                    PeerSocket::Owned(uid, inode)
+                }))
+            }
+            other => Err(io::Error::other(format!("sock_diag answered type {other}"))),
+        }
+    }
+
+    fn lookup(fd: &OwnedFd, local: SocketAddr, peer: SocketAddr) -> io::Result<Option<PeerSocket>> {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(req) = request(peer, local, seq) else {
+            return Ok(None);
+        };
+        // SAFETY: a zeroed sockaddr_nl is valid; pid 0 addresses the kernel.
+        let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        // SAFETY: buffer and address valid for the lengths given.
+        let sent = unsafe {
+            libc::sendto(
+                fd.as_raw_fd(),
+                req.as_ptr().cast(),
+                req.len(),
+                0,
+                (&to as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut buf = [0u8; 1024];
+        // SAFETY: the buffer is valid for its length.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        parse(&buf[..n as usize], seq)
+    }
 }
 
 /// The socket with this local and remote address in a `/proc/net/tcp` table.
@@ -1430,6 +1623,56 @@ mod tests {
             .trim_end_matches(']')
             .parse()
             .unwrap()
+    }
+
+    #[test]
+    fn socket_diagnostics_agree_with_proc_net_tcp() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, peer) = l.accept().unwrap();
+        let tries = [(s.local_addr().unwrap(), peer)];
+        let netlink = sock_diag::lookup_any(&tries).expect("NETLINK_SOCK_DIAG answers");
+        assert_eq!(netlink, peer_socket_procfs(&tries));
+        // SAFETY: no preconditions.
+        let me = unsafe { libc::geteuid() };
+        assert_eq!(netlink, PeerSocket::Owned(me, own_inode(&c)));
+        // A connection nobody has.
+        let nobody: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert_eq!(
+            sock_diag::lookup_any(&[(s.local_addr().unwrap(), nobody)]).unwrap(),
+            PeerSocket::Absent
+        );
+        // Closed by its process, then looked up from the server's side: the
+        // kernel still has it, without an owner (as /proc/net/tcp shows it).
+        drop(c);
+        let after = sock_diag::lookup_any(&tries).unwrap();
+        assert_eq!(after, peer_socket_procfs(&tries));
+        assert_eq!(after, PeerSocket::Orphaned);
+    }
+
+    #[test]
+    fn sock_diag_requests_and_answers_have_the_kernel_layout() {
+        let me: std::net::SocketAddr = "127.0.0.2:4660".parse().unwrap();
+        let far: std::net::SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let r = sock_diag::request(me, far, 7).unwrap();
+        assert_eq!(r.len(), 72);
+        assert_eq!(u32::from_ne_bytes(r[0..4].try_into().unwrap()), 72);
+        assert_eq!(r[16], libc::AF_INET as u8);
+        assert_eq!(&r[24..26], &4660u16.to_be_bytes());
+        assert_eq!(&r[26..28], &80u16.to_be_bytes());
+        assert_eq!(&r[28..32], &[127, 0, 0, 2]);
+        assert_eq!(&r[44..48], &[10, 0, 0, 1]);
+        // Mixed families cannot be one socket.
+        let v6: std::net::SocketAddr = "[::1]:80".parse().unwrap();
+        assert!(sock_diag::request(me, v6, 1).is_none());
+        // An ENOENT error answer is "no such socket"; another seq is refused.
+        let mut err = vec![0u8; 36];
+        err[0..4].copy_from_slice(&36u32.to_ne_bytes());
+        err[4..6].copy_from_slice(&2u16.to_ne_bytes());
+        err[8..12].copy_from_slice(&7u32.to_ne_bytes());
+        err[16..20].copy_from_slice(&(-libc::ENOENT).to_ne_bytes());
+        assert_eq!(sock_diag::parse(&err, 7).unwrap(), None);
+        assert!(sock_diag::parse(&err, 8).is_err());
     }
 
     #[test]
