@@ -47,6 +47,13 @@ pub struct Template {
     /// of its environment (which the app's `Function` carries without them).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub function_environment: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+    /// The execution role of the app's functions whose role the app declares
+    /// (the generated `IamRoleLambdaExecution`, SAM's `<Function>Role`, a SAM
+    /// `Role`): function logical id → role ARN, intrinsics unevaluated. The
+    /// engine sets it on the function once the role exists, so the function's
+    /// calls are authorised against exactly that role's policies.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub function_roles: BTreeMap<String, serde_json::Value>,
 }
 
 /// One resource.

@@ -55,7 +55,7 @@ pub struct Made {
 pub struct Cx<'a> {
     pub services: &'a Services,
     pub app: &'a str,
-    /// The store, for the types kept in apps.db (IAM, until the IAM service).
+    /// The app engine's store.
     pub store: &'a crate::store::Store,
 }
 
@@ -100,7 +100,7 @@ pub fn supported(kind: &str) -> bool {
 /// What the providers do with property `prop` of `kind`: the properties each
 /// provider applies, those accepted without effect on one self-hosted node,
 /// and the rest (reported by the CLI as not supported yet, so a strict deploy
-/// never silently drops a setting). IAM types are stored whole.
+/// never silently drops a setting). IAM types are applied whole.
 pub fn property_support(kind: &str, prop: &str) -> nimbus_manifest::PropertySupport {
     use nimbus_manifest::PropertySupport::*;
     let (applied, no_effect): (&[&str], &[&str]) = match kind {
@@ -333,7 +333,7 @@ pub async fn create(cx: &Cx<'_>, kind: &str, logical: &str, props: &Value) -> R<
         "AWS::Lambda::Permission" => lambda::add_permission(cx, logical, props).await,
         "AWS::Lambda::Url" => lambda::create_url(cx, props).await,
         "AWS::IAM::Role" | "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" => {
-            iam::put(cx, kind, logical, props).await
+            iam::put(cx, kind, logical, props, None).await
         }
         other => invalid(format!("resource type {other} is not supported")),
     }
@@ -366,7 +366,7 @@ pub async fn update(cx: &Cx<'_>, row: &ResourceRow, props: &Value) -> R<Made> {
         "AWS::Lambda::EventSourceMapping" => lambda::update_mapping(cx, row, props).await,
         "AWS::Lambda::Url" => lambda::update_url(cx, row, props).await,
         "AWS::IAM::Role" | "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" => {
-            iam::put(cx, &row.kind, &row.logical_id, props).await
+            iam::put(cx, &row.kind, &row.logical_id, props, Some(row)).await
         }
         other => invalid(format!("{other} cannot be updated in place")),
     }
@@ -393,6 +393,9 @@ pub async fn delete(cx: &Cx<'_>, row: &ResourceRow) -> R<()> {
         "AWS::Lambda::EventSourceMapping" => lambda::delete_mapping(cx, row).await,
         "AWS::Lambda::Permission" => lambda::remove_permission(cx, row).await,
         "AWS::Lambda::Url" => lambda::delete_url(cx, row).await,
+        "AWS::IAM::Role" | "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" => {
+            iam::delete(cx, row).await
+        }
         _ => Ok(()),
     };
     match r {
@@ -409,6 +412,24 @@ pub const FUNCTION_ENVIRONMENT: &str = "Nimbus::Function::Environment";
 /// A function's environment variables now.
 pub async fn function_environment(cx: &Cx<'_>, function: &str) -> R<Map<String, Value>> {
     lambda::environment(cx, function).await
+}
+
+/// A function's environment variables and execution role ARN now.
+pub async fn function_configuration(
+    cx: &Cx<'_>,
+    function: &str,
+) -> R<(Map<String, Value>, Option<String>)> {
+    lambda::configuration(cx, function).await
+}
+
+/// Set a function's whole environment and, when given, its execution role.
+pub async fn set_function_configuration(
+    cx: &Cx<'_>,
+    function: &str,
+    vars: &Map<String, Value>,
+    role: Option<&str>,
+) -> R<()> {
+    lambda::set_configuration(cx, function, vars, role).await
 }
 
 /// Set a function's whole environment.
@@ -447,6 +468,7 @@ pub async fn delete_planned(cx: &Cx<'_>, planned: &ResourceRow) -> R<()> {
         "AWS::SecretsManager::Secret" => secrets::delete_planned_secret(cx, planned).await,
         "AWS::SSM::Parameter" => secrets::delete_planned_parameter(cx, planned).await,
         "AWS::SES::EmailIdentity" => secrets::delete_planned_identity(cx, planned).await,
+        "AWS::IAM::Role" => iam::delete_planned(cx, planned).await,
         _ if planned.physical_id.is_empty() => Ok(()),
         _ => delete(cx, planned).await,
     }
