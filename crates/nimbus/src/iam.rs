@@ -11,6 +11,9 @@ pub struct Settings {
     pub mode: Mode,
     pub disabled: bool,
     pub sts_min_duration: u32,
+    /// OIDC issuers and audiences for STS AssumeRoleWithWebIdentity.
+    pub oidc_issuers: Vec<String>,
+    pub oidc_audiences: Vec<String>,
 }
 
 /// Open IAM (unless disabled) and add its service to `services`.
@@ -32,6 +35,13 @@ pub fn start(
     }
     let mut iam = Iam::open(data_dir, Some(auth.key_ring()), s.mode)?;
     iam.min_session_seconds = s.sts_min_duration.max(1);
+    for i in &s.oidc_issuers {
+        if !(i.starts_with("https://") || i.starts_with("http://")) {
+            anyhow::bail!("--oidc-issuer {i:?}: an issuer is an http(s) URL");
+        }
+    }
+    iam.oidc_issuers = s.oidc_issuers;
+    iam.oidc_audiences = s.oidc_audiences;
     tracing::info!(mode = %s.mode, "iam");
     services.push(iam.service());
     Ok(Some(iam))

@@ -18,6 +18,10 @@ pub struct Caller {
     pub aliases: Vec<String>,
     /// The caller's account.
     pub account: String,
+    /// A web-identity caller (`sts:AssumeRoleWithWebIdentity`): the ARN of
+    /// the OIDC provider its token comes from, which a `Federated` principal
+    /// names. Such a caller is no IAM principal of the account.
+    pub federated: Option<String>,
 }
 
 impl Caller {
@@ -27,6 +31,19 @@ impl Caller {
             arn: arn.into(),
             aliases: vec![],
             account: account.into(),
+            federated: None,
+        }
+    }
+
+    /// A web-identity caller holding a token of the OIDC provider
+    /// `provider_arn` (`arn:aws:iam::<account>:oidc-provider/<host/path>`).
+    pub fn federated(provider_arn: impl Into<String>, account: impl Into<String>) -> Self {
+        let arn = provider_arn.into();
+        Self {
+            arn: arn.clone(),
+            aliases: vec![],
+            account: account.into(),
+            federated: Some(arn),
         }
     }
 }
@@ -268,6 +285,7 @@ pub fn applies(st: &Statement, policy: &Policy, req: &Request<'_>, check_princip
 pub fn principal_matches(p: &PrincipalEntry, caller: &Caller) -> bool {
     match p {
         PrincipalEntry::Everyone => true,
+        PrincipalEntry::Aws(_) if caller.federated.is_some() => false,
         PrincipalEntry::Aws(x) => {
             let root = format!("arn:aws:iam::{}:root", caller.account);
             if *x == caller.account || *x == root {
@@ -275,8 +293,15 @@ pub fn principal_matches(p: &PrincipalEntry, caller: &Caller) -> bool {
             }
             *x == caller.arn || caller.aliases.iter().any(|a| a == x)
         }
-        // Nimbus's callers are IAM principals, not services or federated users.
-        PrincipalEntry::Service(_) | PrincipalEntry::Federated(_) => false,
+        // A provider is named by its ARN (or, for the well-known ones like
+        // `accounts.google.com`, by its name).
+        PrincipalEntry::Federated(x) => caller.federated.as_deref().is_some_and(|f| {
+            f == x
+                || f.split_once(":oidc-provider/")
+                    .is_some_and(|(_, name)| name == x)
+        }),
+        // Nimbus's callers are IAM principals or web identities, not services.
+        PrincipalEntry::Service(_) => false,
         PrincipalEntry::CanonicalUser(_) => false,
     }
 }

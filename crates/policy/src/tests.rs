@@ -16,6 +16,7 @@ fn session(role: &str, s: &str) -> Caller {
         arn: format!("arn:aws:sts::{ACCT}:assumed-role/{role}/{s}"),
         aliases: vec![format!("arn:aws:iam::{ACCT}:role/{role}")],
         account: ACCT.into(),
+        federated: None,
     }
 }
 
@@ -790,4 +791,80 @@ fn variable_defaults_and_escapes() {
         Some("a/alice/*/none")
     );
     assert_eq!(eval::substitute("${aws:userid}", &c), None);
+}
+
+#[test]
+fn web_identity_trust_policies() {
+    // The trust policy IAM's User Guide gives for GitHub Actions' OIDC provider.
+    let gh = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com";
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Sid":"GitHub","Effect":"Allow",
+        "Principal":{"Federated":"arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"},
+        "Action":"sts:AssumeRoleWithWebIdentity",
+        "Condition":{"StringEquals":{"token.actions.githubusercontent.com:aud":"sts.amazonaws.com"},
+                     "StringLike":{"token.actions.githubusercontent.com:sub":"repo:octo-org/octo-repo:*"}}}]}"#;
+    let account_trust = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Account","Effect":"Allow",
+        "Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRoleWithWebIdentity"}]}"#;
+    let role = "arn:aws:iam::123456789012:role/deploy";
+    let case = |name, resource, caller: Caller, sub: &str, want, by| Case {
+        name,
+        identity: &[],
+        resource: Some(resource),
+        caller,
+        action: "sts:AssumeRoleWithWebIdentity",
+        resource_arn: role,
+        context: ctx(&[
+            (
+                "token.actions.githubusercontent.com:aud",
+                "sts.amazonaws.com",
+            ),
+            ("token.actions.githubusercontent.com:sub", sub),
+        ]),
+        want,
+        by,
+    };
+    run(vec![
+        case(
+            "the provider's token for the named repository",
+            trust,
+            Caller::federated(gh, ACCT),
+            "repo:octo-org/octo-repo:ref:refs/heads/main",
+            Outcome::Allow,
+            Some("GitHub"),
+        ),
+        case(
+            "another repository's token",
+            trust,
+            Caller::federated(gh, ACCT),
+            "repo:octo-org/other:ref:refs/heads/main",
+            Outcome::ImplicitDeny,
+            None,
+        ),
+        case(
+            "another provider's token",
+            trust,
+            Caller::federated(
+                "arn:aws:iam::123456789012:oidc-provider/accounts.google.com",
+                ACCT,
+            ),
+            "repo:octo-org/octo-repo:ref:refs/heads/main",
+            Outcome::ImplicitDeny,
+            None,
+        ),
+        case(
+            "an IAM user is not the federated principal",
+            trust,
+            user("alice"),
+            "repo:octo-org/octo-repo:ref:refs/heads/main",
+            Outcome::ImplicitDeny,
+            None,
+        ),
+        case(
+            "a web identity is no principal of the account",
+            account_trust,
+            Caller::federated(gh, ACCT),
+            "repo:octo-org/octo-repo:x",
+            Outcome::ImplicitDeny,
+            None,
+        ),
+    ]);
 }
