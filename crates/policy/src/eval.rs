@@ -22,6 +22,10 @@ pub struct Caller {
     /// the OIDC provider its token comes from, which a `Federated` principal
     /// names. Such a caller is no IAM principal of the account.
     pub federated: Option<String>,
+    /// An AWS service acting on behalf of a resource (`s3.amazonaws.com`
+    /// invoking a function for a bucket's notification), which a `Service`
+    /// principal names.
+    pub service: Option<String>,
 }
 
 impl Caller {
@@ -32,6 +36,7 @@ impl Caller {
             aliases: vec![],
             account: account.into(),
             federated: None,
+            service: None,
         }
     }
 
@@ -44,6 +49,19 @@ impl Caller {
             aliases: vec![],
             account: account.into(),
             federated: Some(arn),
+            service: None,
+        }
+    }
+
+    /// An AWS service principal (`sns.amazonaws.com`).
+    pub fn service(name: impl Into<String>, account: impl Into<String>) -> Self {
+        let name = name.into();
+        Self {
+            arn: name.clone(),
+            aliases: vec![],
+            account: account.into(),
+            federated: None,
+            service: Some(name),
         }
     }
 }
@@ -285,7 +303,7 @@ pub fn applies(st: &Statement, policy: &Policy, req: &Request<'_>, check_princip
 pub fn principal_matches(p: &PrincipalEntry, caller: &Caller) -> bool {
     match p {
         PrincipalEntry::Everyone => true,
-        PrincipalEntry::Aws(_) if caller.federated.is_some() => false,
+        PrincipalEntry::Aws(_) if caller.federated.is_some() || caller.service.is_some() => false,
         PrincipalEntry::Aws(x) => {
             let root = format!("arn:aws:iam::{}:root", caller.account);
             if *x == caller.account || *x == root {
@@ -300,8 +318,7 @@ pub fn principal_matches(p: &PrincipalEntry, caller: &Caller) -> bool {
                 || f.split_once(":oidc-provider/")
                     .is_some_and(|(_, name)| name == x)
         }),
-        // Nimbus's callers are IAM principals or web identities, not services.
-        PrincipalEntry::Service(_) => false,
+        PrincipalEntry::Service(x) => caller.service.as_deref() == Some(x.as_str()),
         PrincipalEntry::CanonicalUser(_) => false,
     }
 }

@@ -17,6 +17,7 @@ fn session(role: &str, s: &str) -> Caller {
         aliases: vec![format!("arn:aws:iam::{ACCT}:role/{role}")],
         account: ACCT.into(),
         federated: None,
+        service: None,
     }
 }
 
@@ -867,4 +868,63 @@ fn web_identity_trust_policies() {
             None,
         ),
     ]);
+}
+
+#[test]
+fn service_principals_in_function_policies() {
+    // What `aws lambda add-permission --principal s3.amazonaws.com --source-arn
+    // arn:aws:s3:::uploads --source-account 123456789012` writes.
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Sid":"s3","Effect":"Allow",
+        "Principal":{"Service":"s3.amazonaws.com"},"Action":"lambda:InvokeFunction",
+        "Resource":"arn:aws:lambda:us-east-1:123456789012:function:thumbs",
+        "Condition":{"StringEquals":{"AWS:SourceAccount":"123456789012"},
+                     "ArnLike":{"AWS:SourceArn":"arn:aws:s3:::uploads"}}}]}"#;
+    let case = |name, caller: Caller, bucket: &str, want, by| Case {
+        name,
+        identity: &[],
+        resource: Some(policy),
+        caller,
+        action: "lambda:InvokeFunction",
+        resource_arn: "arn:aws:lambda:us-east-1:123456789012:function:thumbs",
+        context: ctx(&[("aws:SourceArn", bucket), ("aws:SourceAccount", ACCT)]),
+        want,
+        by,
+    };
+    run(vec![
+        case(
+            "the named bucket",
+            Caller::service("s3.amazonaws.com", ACCT),
+            "arn:aws:s3:::uploads",
+            Outcome::Allow,
+            Some("s3"),
+        ),
+        case(
+            "another bucket",
+            Caller::service("s3.amazonaws.com", ACCT),
+            "arn:aws:s3:::other",
+            Outcome::ImplicitDeny,
+            None,
+        ),
+        case(
+            "another service",
+            Caller::service("sns.amazonaws.com", ACCT),
+            "arn:aws:s3:::uploads",
+            Outcome::ImplicitDeny,
+            None,
+        ),
+    ]);
+    // A service is no principal of the account.
+    let account = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+        "Principal":{"AWS":"123456789012"},"Action":"lambda:InvokeFunction","Resource":"*"}]}"#;
+    run(vec![Case {
+        name: "account principal",
+        identity: &[],
+        resource: Some(account),
+        caller: Caller::service("s3.amazonaws.com", ACCT),
+        action: "lambda:InvokeFunction",
+        resource_arn: "arn:aws:lambda:us-east-1:123456789012:function:thumbs",
+        context: Context::new(),
+        want: Outcome::ImplicitDeny,
+        by: None,
+    }]);
 }

@@ -109,6 +109,10 @@ pub fn global_context(
             c.set("aws:userid", format!("{id}:{session}"));
             c.set("aws:RoleSessionName", session.clone());
         }
+        Principal::FederatedUser { name, .. } => {
+            c.set("aws:PrincipalType", "FederatedUser");
+            c.set("aws:userid", format!("{ACCOUNT_ID}:{name}"));
+        }
     }
     c
 }

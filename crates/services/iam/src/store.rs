@@ -178,11 +178,19 @@ pub struct Session {
     pub policy: Option<String>,
     #[serde(default)]
     pub policy_arns: Vec<String>,
+    /// The federated user's name, for GetFederationToken (`user`: who asked;
+    /// none: the root).
+    #[serde(default)]
+    pub federated: Option<String>,
 }
 
 impl Session {
     pub fn principal(&self) -> Principal {
         match (&self.role, &self.session_name, &self.user) {
+            _ if self.federated.is_some() => Principal::FederatedUser {
+                name: self.federated.clone().unwrap_or_default(),
+                user: self.user.clone(),
+            },
             (Some(r), Some(s), _) => Principal::AssumedRole {
                 role: r.clone(),
                 session: s.clone(),
@@ -217,6 +225,13 @@ pub enum Identity {
     /// A role session whose role is not in IAM.
     MissingRole(String),
 }
+
+/// What the account's administrators may do.
+const ALLOW_ALL: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+/// A session policy that allows no action (a federated user given none).
+const ALLOW_NOTHING: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","NotAction":"*","Resource":"*"}]}"#;
 
 /// The store (cheap to clone).
 #[derive(Clone)]
@@ -385,6 +400,33 @@ impl Store {
             managed(&s.policy_arns, &mut session);
         }
         match principal {
+            // Within what the user (or root) who asked may do, and only what
+            // its session policies allow: none passed, nothing allowed.
+            Principal::FederatedUser { user, .. } => {
+                let mut policies = vec![];
+                match user.as_deref().and_then(|u| st.users.get(u)) {
+                    Some(u) => {
+                        for (n, text) in &u.inline {
+                            if let Some(p) = self.parsed(text, id) {
+                                policies.push((format!("inline policy {n} of user {}", u.name), p));
+                            }
+                        }
+                        managed(&u.attached, &mut policies);
+                    }
+                    // The root, or a configured key's user: the account's admins.
+                    None => {
+                        if let Some(p) = self.parsed(ALLOW_ALL, id) {
+                            policies.push(("the account's administrator".to_owned(), p));
+                        }
+                    }
+                }
+                if session.is_empty() {
+                    if let Some(p) = self.parsed(ALLOW_NOTHING, id) {
+                        session.push(("no session policy".to_owned(), p));
+                    }
+                }
+                Identity::Policies { policies, session }
+            }
             Principal::Root => Identity::Admin,
             Principal::User(name) => match st.users.get(name) {
                 None => Identity::Admin,
@@ -418,6 +460,11 @@ impl Store {
     /// A role by name.
     pub fn role(&self, name: &str) -> Option<Role> {
         self.read().roles.get(name).cloned()
+    }
+
+    /// Whether a managed policy of that ARN exists.
+    pub fn has_policy(&self, arn: &str) -> bool {
+        self.read().policies.contains_key(arn)
     }
 
     /// A user by name.

@@ -293,6 +293,9 @@ fn query_api(
             session::assume_role_with_web_identity(iam, caller, &param)
         }
         (Operation::GetSessionToken, Some(iam)) => session::get_session_token(iam, caller, &param),
+        (Operation::GetFederationToken, Some(iam)) => {
+            session::get_federation_token(iam, caller, &param)
+        }
         (Operation::GetAccessKeyInfo, _) => session::get_access_key_info(&param),
         _ => Err(QueryError::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -331,6 +334,7 @@ fn get_caller_identity(caller: &Caller) -> Response {
                 .unwrap_or_else(|| nimbus_auth::role_id(role));
             format!("{id}:{session}")
         }
+        Principal::FederatedUser { name, .. } => format!("{ACCOUNT_ID}:{name}"),
     };
     let request_id = nimbus_core::new_request_id();
     let body = format!(

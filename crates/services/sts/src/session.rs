@@ -203,6 +203,7 @@ pub(crate) fn assume_role<'a>(
             expires_ms: (nimbus_core::now_ms() / 1000 + i64::from(secs)) * 1000,
             policy,
             policy_arns: vec![],
+            federated: None,
         },
     )?;
     let assumed = Principal::AssumedRole {
@@ -387,6 +388,7 @@ pub(crate) fn assume_role_with_web_identity<'a>(
             expires_ms: (nimbus_core::now_ms() / 1000 + i64::from(secs)) * 1000,
             policy,
             policy_arns: vec![],
+            federated: None,
         },
     )?;
     let assumed = Principal::AssumedRole {
@@ -415,6 +417,102 @@ pub(crate) fn assume_role_with_web_identity<'a>(
     Ok(wrap("AssumeRoleWithWebIdentity", &result))
 }
 
+/// `PolicyArns.member.N.arn`: managed session policies (which must exist).
+fn policy_arns<'a>(
+    iam: &Iam,
+    param: &impl Fn(&str) -> Option<&'a str>,
+) -> Result<Vec<String>, QueryError> {
+    let mut out = vec![];
+    for i in 1.. {
+        let Some(arn) = param(&format!("PolicyArns.member.{i}.arn")) else {
+            break;
+        };
+        if i > 10 {
+            return Err(validation(
+                "1 validation error detected: Value at 'policyArns' failed to satisfy \
+                 constraint: Member must have length less than or equal to 10",
+            ));
+        }
+        if !iam.store.has_policy(arn) {
+            return Err(QueryError::new(
+                StatusCode::BAD_REQUEST,
+                "MalformedPolicyDocument",
+                format!("The policy {arn} does not exist or is not attachable."),
+            ));
+        }
+        out.push(arn.to_owned());
+    }
+    Ok(out)
+}
+
+/// `GetFederationToken`: credentials of a federated user, asked for with an
+/// IAM user's (or the root's) long-term key; the session may do what both the
+/// asker's policies and the session policies (`Policy`, `PolicyArns`) allow —
+/// nothing when none is passed, as on AWS.
+pub(crate) fn get_federation_token<'a>(
+    iam: &Iam,
+    caller: &Caller,
+    param: &impl Fn(&str) -> Option<&'a str>,
+) -> Result<(String, String), QueryError> {
+    let name = required(param, "Name", "name")?;
+    if !(2..=32).contains(&name.len())
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+    {
+        return Err(validation(format!(
+            "1 validation error detected: Value '{name}' at 'name' failed to satisfy \
+             constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*"
+        )));
+    }
+    let session_creds = caller
+        .access_key_id
+        .as_deref()
+        .is_some_and(|k| iam.store.session(k).is_some());
+    let (max, default, user) = match &caller.principal {
+        _ if session_creds => {
+            return Err(access_denied(
+                "Cannot call GetFederationToken with session credentials",
+            ))
+        }
+        Principal::Root => (3600, 3600, None),
+        Principal::User(u) => (129_600, 43_200, Some(u.clone())),
+        Principal::AssumedRole { .. } | Principal::FederatedUser { .. } => {
+            return Err(access_denied(
+                "Cannot call GetFederationToken with session credentials",
+            ))
+        }
+    };
+    let secs = duration(param, iam.min_session_seconds, max, default)?;
+    let policy = session_policy(param)?;
+    let arns = policy_arns(iam, param)?;
+    let s = mint(
+        iam,
+        Session {
+            access_key_id: String::new(),
+            secret: String::new(),
+            token: String::new(),
+            role: None,
+            session_name: None,
+            user,
+            expires_ms: (nimbus_core::now_ms() / 1000 + i64::from(secs)) * 1000,
+            policy,
+            policy_arns: arns,
+            federated: Some(name.to_owned()),
+        },
+    )?;
+    let arn = s.principal().arn();
+    tracing::info!(name, expires_in_s = secs, caller = %caller.principal.arn(), "sts: federation token issued");
+    let result = format!(
+        "{}    <FederatedUser>\n      <FederatedUserId>{ACCOUNT_ID}:{}</FederatedUserId>\n      \
+         <Arn>{}</Arn>\n    </FederatedUser>\n    <PackedPolicySize>0</PackedPolicySize>\n",
+        credentials_xml(&s),
+        xml_escape(name),
+        xml_escape(&arn)
+    );
+    Ok(wrap("GetFederationToken", &result))
+}
+
 /// `GetSessionToken`: temporary credentials of the calling user (or root).
 pub(crate) fn get_session_token<'a>(
     iam: &Iam,
@@ -433,7 +531,7 @@ pub(crate) fn get_session_token<'a>(
     let (max, user) = match &caller.principal {
         Principal::Root => (3600, None),
         Principal::User(u) => (129_600, Some(u.clone())),
-        Principal::AssumedRole { .. } => {
+        Principal::AssumedRole { .. } | Principal::FederatedUser { .. } => {
             return Err(access_denied(
                 "Cannot call GetSessionToken with session credentials",
             ))
@@ -453,6 +551,7 @@ pub(crate) fn get_session_token<'a>(
             expires_ms: (nimbus_core::now_ms() / 1000 + i64::from(secs)) * 1000,
             policy: None,
             policy_arns: vec![],
+            federated: None,
         },
     )?;
     Ok(wrap("GetSessionToken", &credentials_xml(&s)))
