@@ -47,14 +47,21 @@ pub fn start(
     Ok(Some(iam))
 }
 
-/// The edge's authoriser, unless IAM is off or disabled.
+/// The edge's authoriser, unless IAM is off or disabled; with `sinks` (when
+/// authentication is on: without it nothing is evaluated) it also checks
+/// service-to-function deliveries against the functions' policies.
 pub fn authorizer(
     iam: Option<&Iam>,
     frontends: &[Arc<dyn nimbus_protocol::Frontend>],
+    sinks: Option<&nimbus_triggers::sinks::Sinks>,
 ) -> Option<Arc<dyn nimbus_edge::authz::Authorizer>> {
     let iam = iam.filter(|i| i.mode != Mode::Off)?;
-    Some(Arc::new(nimbus_svc_iam::authorize::IamAuthorizer::new(
+    let az = Arc::new(nimbus_svc_iam::authorize::IamAuthorizer::new(
         iam.clone(),
         frontends,
-    )))
+    ));
+    if let Some(sinks) = sinks {
+        sinks.register_invoke_check(az.clone());
+    }
+    Some(az)
 }

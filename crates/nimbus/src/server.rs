@@ -530,7 +530,11 @@ async fn serve(args: UpArgs) -> Result<i32> {
     ];
     frontends.extend(service_frontends);
     let instance_peers = instance_peers(auth.is_enabled());
-    let authorizer = crate::iam::authorizer(iam.as_ref(), &frontends);
+    let authorizer = crate::iam::authorizer(
+        iam.as_ref(),
+        &frontends,
+        auth.is_enabled().then_some(&*sinks),
+    );
     let edge = nimbus_edge::Edge::new(
         frontends,
         auth,

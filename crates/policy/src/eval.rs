@@ -92,6 +92,8 @@ pub enum Source {
     Identity,
     Resource,
     Session,
+    /// A permissions boundary (`PutRolePermissionsBoundary`).
+    Boundary,
 }
 
 /// The statement that decided (or, for an implicit deny, nothing).
@@ -120,6 +122,9 @@ pub struct Decision {
     pub by: Option<Deciding>,
     /// For an implicit deny caused by session policies (the identity allowed).
     pub session_denied: bool,
+    /// For an implicit deny caused by the permissions boundary (the identity
+    /// or the resource policy allowed).
+    pub boundary_denied: bool,
 }
 
 impl Decision {
@@ -139,10 +144,17 @@ impl Decision {
                     format!("{head} with an explicit deny in a resource-based policy")
                 }
                 Source::Session => format!("{head} with an explicit deny in a session policy"),
+                Source::Boundary => {
+                    format!("{head} with an explicit deny in a permissions boundary")
+                }
                 Source::Identity => {
                     format!("{head} with an explicit deny in an identity-based policy")
                 }
             },
+            _ if self.boundary_denied => format!(
+                "{head} because no permissions boundary allows the {} action",
+                req.action
+            ),
             _ if self.session_denied => format!(
                 "{head} because no session policy allows the {} action",
                 req.action
@@ -164,6 +176,53 @@ pub fn evaluate(
     resource: Option<Named<'_>>,
     session: &[Named<'_>],
 ) -> Decision {
+    evaluate_bounded(req, identity, resource, session, None)
+}
+
+/// [`evaluate`] for a principal with a permissions boundary: an explicit deny
+/// in it denies, and an allow (by an identity policy, or by a resource policy
+/// naming the role or user) must also be allowed by it.
+pub fn evaluate_bounded(
+    req: &Request<'_>,
+    identity: &[Named<'_>],
+    resource: Option<Named<'_>>,
+    session: &[Named<'_>],
+    boundary: Option<Named<'_>>,
+) -> Decision {
+    let d = evaluate_unbounded(req, identity, resource, session);
+    let Some(b) = boundary else { return d };
+    if d.outcome == Outcome::ExplicitDeny {
+        return d;
+    }
+    if let Some(st) = first_match(b.policy, req, Effect::Deny, false) {
+        return Decision {
+            outcome: Outcome::ExplicitDeny,
+            by: Some(Deciding {
+                source: Source::Boundary,
+                policy: b.name.to_owned(),
+                statement: st.label(),
+            }),
+            session_denied: false,
+            boundary_denied: false,
+        };
+    }
+    if d.outcome == Outcome::Allow && first_match(b.policy, req, Effect::Allow, false).is_none() {
+        return Decision {
+            outcome: Outcome::ImplicitDeny,
+            by: None,
+            session_denied: false,
+            boundary_denied: true,
+        };
+    }
+    d
+}
+
+fn evaluate_unbounded(
+    req: &Request<'_>,
+    identity: &[Named<'_>],
+    resource: Option<Named<'_>>,
+    session: &[Named<'_>],
+) -> Decision {
     let deny = |source, n: &Named<'_>, st: &Statement| Decision {
         outcome: Outcome::ExplicitDeny,
         by: Some(Deciding {
@@ -172,6 +231,7 @@ pub fn evaluate(
             statement: st.label(),
         }),
         session_denied: false,
+        boundary_denied: false,
     };
     // 1. Explicit denies anywhere.
     for n in identity {
@@ -200,6 +260,7 @@ pub fn evaluate(
                     statement: st.label(),
                 }),
                 session_denied: false,
+                boundary_denied: false,
             };
         }
     }
@@ -220,12 +281,14 @@ pub fn evaluate(
                     outcome: Outcome::ImplicitDeny,
                     by: None,
                     session_denied: true,
+                    boundary_denied: false,
                 };
             }
             return Decision {
                 outcome: Outcome::Allow,
                 by,
                 session_denied: false,
+                boundary_denied: false,
             };
         }
     }
@@ -233,6 +296,7 @@ pub fn evaluate(
         outcome: Outcome::ImplicitDeny,
         by: None,
         session_denied: false,
+        boundary_denied: false,
     }
 }
 

@@ -928,3 +928,56 @@ fn service_principals_in_function_policies() {
         by: None,
     }]);
 }
+
+#[test]
+fn permissions_boundaries_limit_what_identity_policies_grant() {
+    // The IAM User Guide's example: the identity allows s3:* and iam:CreateUser,
+    // the boundary allows s3:*, cloudwatch:*, ec2:* — only s3:* is effective.
+    let identity = Policy::identity(
+        r#"{"Version":"2012-10-17","Statement":[{"Sid":"Id","Effect":"Allow",
+        "Action":["s3:*","iam:CreateUser"],"Resource":"*"}]}"#,
+    )
+    .unwrap();
+    let boundary = Policy::identity(r#"{"Version":"2012-10-17","Statement":[{"Sid":"B","Effect":"Allow",
+        "Action":["s3:*","cloudwatch:*","ec2:*"],"Resource":"*"},
+        {"Sid":"NoSecrets","Effect":"Deny","Action":"s3:GetObject","Resource":"arn:aws:s3:::secrets/*"}]}"#).unwrap();
+    let caller = user("alice");
+    let c = Context::new();
+    let ask = |action, resource| {
+        let req = Request {
+            caller: &caller,
+            action,
+            resource,
+            context: &c,
+        };
+        let d = evaluate_bounded(
+            &req,
+            &[Named {
+                name: "id",
+                policy: &identity,
+            }],
+            None,
+            &[],
+            Some(Named {
+                name: "boundary",
+                policy: &boundary,
+            }),
+        );
+        (d.outcome, d.message(&req))
+    };
+    assert_eq!(ask("s3:PutObject", "arn:aws:s3:::b/k").0, Outcome::Allow);
+    let (o, msg) = ask("iam:CreateUser", "*");
+    assert_eq!(o, Outcome::ImplicitDeny);
+    assert!(
+        msg.ends_with("because no permissions boundary allows the iam:CreateUser action"),
+        "{msg}"
+    );
+    // Allowed by the boundary, not by the identity.
+    assert_eq!(ask("ec2:RunInstances", "*").0, Outcome::ImplicitDeny);
+    let (o, msg) = ask("s3:GetObject", "arn:aws:s3:::secrets/k");
+    assert_eq!(o, Outcome::ExplicitDeny);
+    assert!(
+        msg.ends_with("with an explicit deny in a permissions boundary"),
+        "{msg}"
+    );
+}

@@ -186,6 +186,7 @@ impl Authorizer for IamAuthorizer {
                             outcome: Outcome::ImplicitDeny,
                             by: None,
                             session_denied: false,
+                            boundary_denied: false,
                         };
                         (c.clone(), d, String::new())
                     }),
@@ -322,6 +323,98 @@ fn rest_name<O: nimbus_svc_common::Operation>(
     ) {
         nimbus_svc_common::RestMatch::Op(op) => Some(op.name()),
         _ => None,
+    }
+}
+
+/// Service-to-function invokes (an S3 notification, an SNS subscription, an
+/// EventBridge rule): the function's policy must let the service principal
+/// invoke it for that source, under its `aws:SourceArn`/`aws:SourceAccount`
+/// conditions — as Lambda checks what `AddPermission` granted. `enforce`
+/// refuses the delivery (`AccessDeniedException`, not retried); `audit` logs
+/// and counts it and lets it through.
+impl nimbus_triggers::sinks::InvokeCheck for IamAuthorizer {
+    fn check<'a>(
+        &'a self,
+        function_arn: &'a str,
+        source: &'a nimbus_triggers::sinks::InvokeSource,
+    ) -> nimbus_triggers::BoxFuture<'a, nimbus_triggers::sinks::SinkResult<()>> {
+        Box::pin(async move {
+            if self.iam.mode == Mode::Off {
+                return Ok(());
+            }
+            let check = Check {
+                action: "lambda:InvokeFunction".to_owned(),
+                resource: function_arn.to_owned(),
+                context: Context::new(),
+            };
+            let policy = self.resource_policy("lambda", &check).await;
+            let caller = Caller::service(source.service.clone(), ACCOUNT_ID);
+            let mut ctx = Context::new();
+            ctx.set("aws:SourceArn", source.source_arn.clone());
+            ctx.set("aws:SourceAccount", source.source_account.clone());
+            ctx.set("aws:PrincipalServiceName", source.service.clone());
+            let r = Request {
+                caller: &caller,
+                action: &check.action,
+                resource: function_arn,
+                context: &ctx,
+            };
+            let d = evaluate(
+                &r,
+                &[],
+                policy.as_ref().map(|(n, p)| Named { name: n, policy: p }),
+                &[],
+            );
+            self.iam.counters.evaluated.fetch_add(1, Ordering::Relaxed);
+            if d.allowed() {
+                self.iam.counters.allowed.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            let missing = format!(
+                "aws lambda add-permission --function-name {function_arn} --action \
+                 lambda:InvokeFunction --principal {} --source-arn {} --source-account {}",
+                source.service, source.source_arn, source.source_account
+            );
+            if self.iam.mode == Mode::Audit {
+                self.iam.counters.would_deny.fetch_add(1, Ordering::Relaxed);
+                *self
+                    .iam
+                    .counters
+                    .would_deny_by_action
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(check.action.clone())
+                    .or_default() += 1;
+                tracing::warn!(
+                    target: "nimbus::iam::audit",
+                    principal = %source.service,
+                    source_arn = %source.source_arn,
+                    action = %check.action,
+                    resource = %function_arn,
+                    reason = "no function policy statement allows this source",
+                    missing_permission = %missing,
+                    "iam audit: --iam enforce would refuse this invocation"
+                );
+                return Ok(());
+            }
+            self.iam.counters.denied.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                target: "nimbus::iam",
+                principal = %source.service,
+                source_arn = %source.source_arn,
+                resource = %function_arn,
+                missing_permission = %missing,
+                "iam refused a service's invocation of a function"
+            );
+            Err(nimbus_triggers::sinks::SinkError::Rejected {
+                code: "AccessDeniedException".to_owned(),
+                message: format!(
+                    "The function policy of {function_arn} does not allow {} to invoke it \
+                     for {}",
+                    source.service, source.source_arn
+                ),
+            })
+        })
     }
 }
 

@@ -104,6 +104,7 @@ pub fn simulate(
             outcome: Outcome::Allow,
             by: None,
             session_denied: false,
+            boundary_denied: false,
         }
     } else {
         evaluate(
