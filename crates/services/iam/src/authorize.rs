@@ -20,7 +20,9 @@ use axum::body::Body;
 use nimbus_core::{Principal, ACCOUNT_ID};
 use nimbus_edge::authz::{Authorizer, AuthzFuture, AuthzRequest};
 use nimbus_policy::authz::{access_denied, describe, ApiCall, Check};
-use nimbus_policy::{evaluate, Caller, Context, Decision, Kind, Named, Outcome, Policy, Request};
+use nimbus_policy::{
+    evaluate, evaluate_bounded, Caller, Context, Decision, Kind, Named, Outcome, Policy, Request,
+};
 use nimbus_protocol::{AwsError, EdgeContext, Frontend, Protocol};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -194,6 +196,7 @@ impl Authorizer for IamAuthorizer {
                 },
                 Identity::Admin => unreachable!("returned above"),
                 Identity::Policies { policies, session } => {
+                    let boundary = self.iam.store.boundary(req.principal);
                     let mut failed = None;
                     for check in &described.checks {
                         let resource_policy = self.resource_policy(req.service, check).await;
@@ -216,7 +219,13 @@ impl Authorizer for IamAuthorizer {
                         let rp = resource_policy
                             .as_ref()
                             .map(|(n, p)| Named { name: n, policy: p });
-                        let d = evaluate(&r, &named, rp, &sess);
+                        let d = evaluate_bounded(
+                            &r,
+                            &named,
+                            rp,
+                            &sess,
+                            boundary.as_ref().map(|(n, p)| Named { name: n, policy: p }),
+                        );
                         if !d.allowed() {
                             let msg = d.message(&r);
                             failed = Some((check.clone(), d, msg));
@@ -251,6 +260,9 @@ impl Authorizer for IamAuthorizer {
                 (Some(role), _, _) => format!("role {role} does not exist in IAM"),
                 (None, Outcome::ExplicitDeny, Some(by)) => {
                     format!("explicit deny: {} in {}", by.statement, by.policy)
+                }
+                _ if decision.boundary_denied => {
+                    "the permissions boundary does not allow it".to_owned()
                 }
                 _ if decision.session_denied => "no session policy allows it".to_owned(),
                 _ => "no policy allows it".to_owned(),
@@ -632,7 +644,15 @@ pub fn identity_allows(
                 .iter()
                 .map(|(n, p)| Named { name: n, policy: p })
                 .collect();
-            evaluate(&r, &named, None, &sess).allowed()
+            let boundary = iam.store.boundary(principal);
+            evaluate_bounded(
+                &r,
+                &named,
+                None,
+                &sess,
+                boundary.as_ref().map(|(n, p)| Named { name: n, policy: p }),
+            )
+            .allowed()
         }
     }
 }

@@ -273,6 +273,7 @@ impl Iam {
                 inline: Default::default(),
                 attached: vec![],
                 tags: vec![],
+                boundary: None,
             });
             role.trust_policy = trust;
             role.inline = inline.into_iter().collect();

@@ -9,7 +9,7 @@ use crate::store::IamError;
 use crate::{Iam, Identity};
 use axum::response::Response;
 use nimbus_core::Principal;
-use nimbus_policy::{evaluate, Context, Decision, Kind, Named, Outcome, Policy, Request};
+use nimbus_policy::{evaluate_bounded, Context, Decision, Kind, Named, Outcome, Policy, Request};
 use nimbus_svc_common::admin::{AdminError, AdminRequest};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -107,7 +107,8 @@ pub fn simulate(
             boundary_denied: false,
         }
     } else {
-        evaluate(
+        let boundary = principal.and_then(|p| iam.store.boundary(p));
+        evaluate_bounded(
             &r,
             &named,
             resource_policy.map(|p| Named {
@@ -115,6 +116,7 @@ pub fn simulate(
                 policy: p,
             }),
             &sess,
+            boundary.as_ref().map(|(n, p)| Named { name: n, policy: p }),
         )
     };
     let message = if decision.allowed() {

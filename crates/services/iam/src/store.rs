@@ -81,6 +81,9 @@ pub struct Role {
     pub attached: Vec<String>,
     #[serde(default)]
     pub tags: Vec<(String, String)>,
+    /// The permissions boundary: a managed policy's ARN.
+    #[serde(default)]
+    pub boundary: Option<String>,
 }
 
 impl Role {
@@ -101,6 +104,9 @@ pub struct User {
     pub attached: Vec<String>,
     #[serde(default)]
     pub tags: Vec<(String, String)>,
+    /// The permissions boundary: a managed policy's ARN.
+    #[serde(default)]
+    pub boundary: Option<String>,
 }
 
 impl User {
@@ -455,6 +461,28 @@ impl Store {
                 }
             },
         }
+    }
+
+    /// The permissions boundary a principal is evaluated with (its role's or
+    /// user's; a federated user's is the asking user's), by name and parsed.
+    pub fn boundary(&self, principal: &Principal) -> Option<(String, Arc<Policy>)> {
+        let st = self.read();
+        let arn = match principal {
+            Principal::AssumedRole { role, .. } => st.roles.get(role)?.boundary.clone()?,
+            Principal::User(u) | Principal::FederatedUser { user: Some(u), .. } => {
+                st.users.get(u)?.boundary.clone()?
+            }
+            _ => return None,
+        };
+        // A boundary whose policy is gone allows nothing (never widens).
+        let doc = st
+            .policies
+            .get(&arn)
+            .map(|p| p.default_document().to_owned())
+            .unwrap_or_else(|| ALLOW_NOTHING.to_owned());
+        drop(st);
+        let p = self.parsed(&doc, nimbus_policy::Kind::Identity)?;
+        Some((format!("permissions boundary {arn}"), p))
     }
 
     /// A role by name.
