@@ -14,6 +14,8 @@ use nimbus_protocol::{query_response, AwsError, XmlWriter};
 use nimbus_svc_common::Call;
 use std::collections::BTreeSet;
 
+mod groups;
+
 /// Limits of IAM (the IAM User Guide, "IAM and AWS STS quotas").
 pub const MANAGED_POLICY_MAX: usize = 6144;
 pub const ROLE_INLINE_MAX: usize = 10240;
@@ -272,6 +274,10 @@ fn attachments(st: &crate::store::State, arn: &str) -> usize {
             .values()
             .filter(|u| u.attached.iter().any(|a| a == arn))
             .count()
+        + st.groups
+            .values()
+            .filter(|g| g.attached.iter().any(|a| a == arn))
+            .count()
 }
 
 fn no_role(name: &str) -> IamError {
@@ -313,6 +319,9 @@ fn run(
     empty: &dyn Fn() -> Response,
 ) -> Result<Response> {
     let store: &Store = &iam.store;
+    if let Some(r) = groups::run(store, call.op, p, ok, empty) {
+        return r;
+    }
     Ok(match call.op {
         // ---- roles
         Op::CreateRole => {
@@ -697,6 +706,11 @@ fn run(
                 if st.keys.values().any(|k| k.user == name) {
                     return Err(IamError::conflict(
                         "Cannot delete entity, must delete access keys first.",
+                    ));
+                }
+                if st.groups.values().any(|g| g.users.contains(&name)) {
+                    return Err(IamError::conflict(
+                        "Cannot delete entity, must remove users from group first.",
                     ));
                 }
                 st.users.remove(&name);
@@ -1156,9 +1170,21 @@ fn run(
                 .filter(|u| u.attached.iter().any(|a| a == arn))
                 .cloned()
                 .collect();
+            let groups: Vec<(String, String)> = st
+                .groups
+                .values()
+                .filter(|g| g.attached.iter().any(|a| a == arn))
+                .map(|g| (g.name.clone(), g.id.clone()))
+                .collect();
             drop(st);
             ok(&|w| {
-                w.nested("PolicyGroups", |_| {});
+                w.nested("PolicyGroups", |w| {
+                    for (n, id) in &groups {
+                        w.nested("member", |w| {
+                            w.element("GroupName", n).element("GroupId", id);
+                        });
+                    }
+                });
                 w.nested("PolicyUsers", |w| {
                     for u in &users {
                         w.nested("member", |w| {

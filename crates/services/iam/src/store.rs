@@ -115,6 +115,28 @@ impl User {
     }
 }
 
+/// An IAM group: its policies apply to its members.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub id: String,
+    pub path: String,
+    pub created_ms: i64,
+    #[serde(default)]
+    pub inline: BTreeMap<String, String>,
+    #[serde(default)]
+    pub attached: Vec<String>,
+    /// Member user names, in the order they were added.
+    #[serde(default)]
+    pub users: Vec<String>,
+}
+
+impl Group {
+    pub fn arn(&self) -> String {
+        format!("arn:aws:iam::{ACCOUNT_ID}:group{}{}", self.path, self.name)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccessKey {
     pub id: String,
@@ -215,6 +237,7 @@ pub(crate) struct State {
     /// By ARN.
     pub policies: BTreeMap<String, ManagedPolicy>,
     pub sessions: BTreeMap<String, Session>,
+    pub groups: BTreeMap<String, Group>,
 }
 
 /// What the authoriser evaluates a principal with.
@@ -254,7 +277,7 @@ impl std::fmt::Debug for Store {
     }
 }
 
-const KINDS: [&str; 5] = ["role", "user", "key", "policy", "session"];
+const KINDS: [&str; 6] = ["role", "user", "key", "policy", "session", "group"];
 
 impl Store {
     /// Open (or create) `path`.
@@ -311,6 +334,12 @@ impl Store {
                         }
                         Err(e) => bad(e),
                     },
+                    "group" => match serde_json::from_str(&json) {
+                        Ok(v) => {
+                            state.groups.insert(name, v);
+                        }
+                        Err(e) => bad(e),
+                    },
                     _ => {}
                 }
             }
@@ -344,6 +373,7 @@ impl Store {
             keys: guard.keys.clone(),
             policies: guard.policies.clone(),
             sessions: guard.sessions.clone(),
+            groups: guard.groups.clone(),
         };
         let (out, rows) = f(&mut copy)?;
         {
@@ -418,6 +448,7 @@ impl Store {
                             }
                         }
                         managed(&u.attached, &mut policies);
+                        self.group_policies(&st, &u.name, &mut policies);
                     }
                     // The root, or a configured key's user: the account's admins.
                     None => {
@@ -444,6 +475,7 @@ impl Store {
                         }
                     }
                     managed(&u.attached, &mut policies);
+                    self.group_policies(&st, &u.name, &mut policies);
                     Identity::Policies { policies, session }
                 }
             },
@@ -460,6 +492,29 @@ impl Store {
                     Identity::Policies { policies, session }
                 }
             },
+        }
+    }
+
+    /// The inline and attached policies of the groups `user` belongs to.
+    fn group_policies(&self, st: &State, user: &str, out: &mut Vec<(String, Arc<Policy>)>) {
+        let id = nimbus_policy::Kind::Identity;
+        for g in st
+            .groups
+            .values()
+            .filter(|g| g.users.iter().any(|u| u == user))
+        {
+            for (n, text) in &g.inline {
+                if let Some(p) = self.parsed(text, id) {
+                    out.push((format!("inline policy {n} of group {}", g.name), p));
+                }
+            }
+            for a in &g.attached {
+                if let Some(p) = st.policies.get(a) {
+                    if let Some(parsed) = self.parsed(p.default_document(), id) {
+                        out.push((a.clone(), parsed));
+                    }
+                }
+            }
         }
     }
 
