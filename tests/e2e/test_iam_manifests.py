@@ -3,7 +3,8 @@ serverless.yml whose `iamRoleStatements` allow only `dynamodb:GetItem` on its
 table creates that role in IAM and makes it the function's execution role, so
 under `--iam enforce` the function's GetItem works and its PutItem (and a
 GetItem on another table) gets AccessDeniedException; a SAM template whose
-function has the `DynamoDBReadPolicy` template likewise; `nimbus app rm`
+function has the `DynamoDBReadPolicy` template likewise (its `AutoPublishAlias`
+alias too); `nimbus app rm`
 deletes the role (GetRole → NoSuchEntity).
 
 Needs the function SDKs (`scripts/install-sdks`)."""
@@ -74,6 +75,7 @@ Resources:
       Handler: app.handler
       CodeUri: .
       Timeout: 60
+      AutoPublishAlias: live
       Environment:
         Variables:
           TABLE: !Ref Items
@@ -102,8 +104,9 @@ def cli(server, cwd, *args):
                           capture_output=True, text=True, timeout=300, env=env)
 
 
-def invoke(server, name, payload):
-    r = client(server, "lambda").invoke(FunctionName=name, Payload=json.dumps(payload))
+def invoke(server, name, payload, qualifier=None):
+    kw = {"Qualifier": qualifier} if qualifier else {}
+    r = client(server, "lambda").invoke(FunctionName=name, Payload=json.dumps(payload), **kw)
     body = json.loads(r["Payload"].read())
     assert "FunctionError" not in r, body
     return body
@@ -192,6 +195,10 @@ def test_sam_policy_template_is_the_functions_role(enforced, tmp_path):
     assert invoke(enforced, fn, {"op": "get"}) == {"ok": True}
     denied = invoke(enforced, fn, {"op": "put"})
     assert denied["code"] == "AccessDeniedException", denied
+    # The alias (AutoPublishAlias) serves a version with the declared role too.
+    assert invoke(enforced, fn, {"op": "get"}, qualifier="live") == {"ok": True}
+    denied = invoke(enforced, fn, {"op": "put"}, qualifier="live")
+    assert f"assumed-role/{role}/" in denied["message"], denied
     elsewhere = invoke(enforced, fn, {"op": "get", "table": other_table(enforced)})
     assert elsewhere["code"] == "AccessDeniedException", elsewhere
 

@@ -211,8 +211,8 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
         Ok(()) => apply_resources(client, &app, a.allow_replace).await,
         Err(e) => Err(e),
     };
-    // The engine set resource-dependent variables on $LATEST: an alias
-    // (AutoPublishAlias) moves to a version that has them.
+    // The engine set resource-dependent variables and the declared role on
+    // $LATEST: an alias (AutoPublishAlias) moves to a version that has them.
     let outcome = match outcome {
         Ok(v) => repoint_aliases(client, &app, &mut journal).await.map(|_| v),
         Err(e) => Err(e),
@@ -251,7 +251,9 @@ async fn repoint_aliases(client: &Client, app: &App, journal: &mut Vec<Undo>) ->
     for f in &app.functions {
         let Some(alias) = &f.alias else { continue };
         let has_env = app.template.functions.iter().any(|(logical, name)| {
-            *name == f.name && app.template.function_environment.contains_key(logical)
+            *name == f.name
+                && (app.template.function_environment.contains_key(logical)
+                    || app.template.function_roles.contains_key(logical))
         });
         if !has_env {
             continue;
