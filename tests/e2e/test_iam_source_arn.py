@@ -1,5 +1,6 @@
 """Service-to-function invokes against the function's policy (issue 19):
-under `--iam enforce` an S3 notification or an SNS delivery reaches a function
+under `--iam enforce` an S3 notification, an SNS delivery or an EventBridge rule
+target reaches a function
 only when its policy (AddPermission) lets that service invoke it for that
 source (`aws:SourceArn`, `aws:SourceAccount`); a bucket or topic the
 permission does not name is refused (counted in `nimbus_iam_denied_total`) and
@@ -21,8 +22,11 @@ ACCOUNT = "123456789012"
 RECORDER = """
 import json, os
 def handler(event, context):
-    rec = event["Records"][0]
-    src = rec.get("s3", {}).get("bucket", {}).get("name") or rec.get("Sns", {}).get("TopicArn")
+    if "Records" in event:
+        rec = event["Records"][0]
+        src = rec.get("s3", {}).get("bucket", {}).get("name") or rec.get("Sns", {}).get("TopicArn")
+    else:
+        src = event["detail"]["tag"]
     with open(os.environ["OUT"], "a") as f:
         f.write(src + "\\n")
         f.flush()
@@ -106,6 +110,23 @@ def test_sns_deliveries_need_the_functions_permission_for_that_topic(enforced):
     sns.publish(TopicArn=good, Message="yes")
     wait_for(lambda: good in seen(out), what="the permitted delivery")
     assert bad not in seen(out)
+
+
+def test_eventbridge_targets_need_the_functions_permission_for_that_rule(enforced):
+    server, out, fn = enforced
+    lam, ev = client(server, "lambda"), client(server, "events")
+    rules = {}
+    for name in ("permitted-rule", "other-rule"):
+        rules[name] = ev.put_rule(Name=name, EventPattern=json.dumps({"source": ["app.test"]}))["RuleArn"]
+        ev.put_targets(Rule=name, Targets=[{"Id": "t", "Arn": fn}])
+    lam.add_permission(FunctionName="recv", StatementId="events-permitted", Action="lambda:InvokeFunction",
+                       Principal="events.amazonaws.com", SourceArn=rules["permitted-rule"])
+    before = denied_count(server)
+    ev.put_events(Entries=[{"Source": "app.test", "DetailType": "t", "Detail": json.dumps({"tag": "ev-1"})}])
+    # One event, two rules: the permitted rule's target runs, the other is refused.
+    wait_for(lambda: denied_count(server) == before + 1, what="the refused rule target")
+    wait_for(lambda: "ev-1" in seen(out), what="the permitted rule's invocation")
+    assert seen(out).count("ev-1") == 1
 
 
 def test_audit_mode_runs_and_reports_an_unpermitted_invocation():
