@@ -67,11 +67,11 @@ def sdk_dir():
     pytest.fail("the function SDKs are not installed: run scripts/install-sdks")
 
 
-def start(mode):
+def start(mode, extra=()):
     d = tempfile.mkdtemp(prefix="nimbus-iam-")
     s = Server(
         d,
-        ["--credentials", f"{KEY}:{SECRET}", "--iam", mode, "--sts-min-duration", "1"],
+        ["--credentials", f"{KEY}:{SECRET}", "--iam", mode, "--sts-min-duration", "1", *extra],
         env={"NIMBUS_SDK_DIR": sdk_dir()},
     ).start()
     return s, d

@@ -155,7 +155,7 @@ def test_sts_unknown_and_unimplemented_actions_name_themselves(authed):
     assert r.status_code == 501, r.text
     assert "<Code>InvalidAction</Code>" in r.text and "AssumeRoleWithSAML" in r.text
     with pytest.raises(ClientError) as e:
-        client(authed, "sts").get_federation_token(Name="bob")
+        client(authed, "sts").decode_authorization_message(EncodedMessage="opaque")
     assert error_code(e.value) == ("InvalidAction", 501)
 
 

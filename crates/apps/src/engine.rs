@@ -697,7 +697,15 @@ impl Engine {
         // Function environment variables that name resources, now that they
         // exist: merged into each function's environment (one journaled step
         // per function, undone by restoring the variables it had).
-        for (logical, vars) in &t.function_environment {
+        // The execution role an app declares for a function is set in the same step.
+        let no_vars = BTreeMap::new();
+        let logicals: BTreeSet<&String> = t
+            .function_environment
+            .keys()
+            .chain(t.function_roles.keys())
+            .collect();
+        for logical in logicals {
+            let vars = t.function_environment.get(logical).unwrap_or(&no_vars);
             let Some(function) = t.functions.get(logical) else {
                 return Err(format!(
                     "environment of {logical}: the app has no function {logical}"
@@ -730,21 +738,40 @@ impl Engine {
                 }
                 out
             };
-            let current = providers::function_environment(&cx, function)
+            let role = match t.function_roles.get(logical) {
+                None => None,
+                Some(v) => {
+                    let live = |n: &str| rows.get(n).map(live_of);
+                    let import = |n: &str| self.import(n);
+                    let env = self.env(app, t, conditions, declared, &live, &import, false);
+                    match env.eval(v).map_err(|e| format!("role of {logical}: {e}"))? {
+                        Some(Value::String(s)) => Some(s),
+                        None => None,
+                        Some(other) => {
+                            return Err(format!("role of {logical}: {other} is not a string"))
+                        }
+                    }
+                }
+            };
+            let (current, current_role) = providers::function_configuration(&cx, function)
                 .await
                 .map_err(|e| format!("environment of {function}: {e}"))?;
             let mut merged = current.clone();
             merged.extend(resolved);
-            if merged == current {
+            let role = role.filter(|r| Some(r) != current_role.as_ref());
+            if merged == current && role.is_none() {
                 continue;
             }
-            let row = |vars: &Map<String, Value>| ResourceRow {
+            let row = |vars: &Map<String, Value>, role: Option<&String>| ResourceRow {
                 logical_id: logical.clone(),
                 kind: providers::FUNCTION_ENVIRONMENT.into(),
                 physical_id: function.clone(),
                 ref_value: Value::Null,
                 attributes: Map::new(),
-                properties: json!({ "Variables": vars }),
+                properties: match role {
+                    Some(r) => json!({ "Variables": vars, "Role": r }),
+                    None => json!({ "Variables": vars }),
+                },
                 generated_name: None,
                 deletion_policy: None,
                 update_replace_policy: None,
@@ -755,8 +782,8 @@ impl Engine {
                 logical_id: logical.clone(),
                 action: "env".into(),
                 state: "started".into(),
-                before: Some(row(&current)),
-                after: Some(row(&merged)),
+                before: Some(row(&current, role.as_ref().and(current_role.as_ref()))),
+                after: Some(row(&merged, role.as_ref())),
                 error: None,
             };
             self.inner
@@ -764,7 +791,9 @@ impl Engine {
                 .start_step(change, &step)
                 .map_err(|e| e.to_string())?;
             tracing::info!(app, change, function = %function, "apps: step: function environment");
-            let result = providers::set_function_environment(&cx, function, &merged).await;
+            let result =
+                providers::set_function_configuration(&cx, function, &merged, role.as_deref())
+                    .await;
             let (state, error) = match &result {
                 Ok(()) => ("done", None),
                 Err(e) => ("failed", Some(format!("environment of {function}: {e}"))),
@@ -880,8 +909,14 @@ impl Engine {
                             .as_object()
                             .cloned()
                             .unwrap_or_default();
-                        match providers::set_function_environment(&cx, &before.physical_id, &vars)
-                            .await
+                        let role = before.properties["Role"].as_str();
+                        match providers::set_function_configuration(
+                            &cx,
+                            &before.physical_id,
+                            &vars,
+                            role,
+                        )
+                        .await
                         {
                             // The function is gone (the CLI's undo removed it): nothing to restore.
                             Err(providers::ProviderError::Call(e)) if e.is_not_found() => Ok(()),

@@ -37,6 +37,7 @@ impl CallError {
             || self.code.contains("DoesNotExist")
             || self.code == "NoSuchBucket"
             || self.code == "ParameterNotFound"
+            || self.code == "NoSuchEntity"
     }
 }
 

@@ -19,6 +19,15 @@ pub enum Principal {
         /// The session name (the function's name for function credentials).
         session: String,
     },
+    /// A federated user session (STS `GetFederationToken`):
+    /// `arn:aws:sts::<account>:federated-user/<name>`, acting within the
+    /// permissions of the IAM user (or, `None`, the root) that asked for it.
+    FederatedUser {
+        /// The name given to `GetFederationToken`.
+        name: String,
+        /// The IAM user whose credentials asked for it; `None`: the root.
+        user: Option<String>,
+    },
 }
 
 impl Principal {
@@ -29,6 +38,9 @@ impl Principal {
             Principal::User(name) => format!("arn:aws:iam::{ACCOUNT_ID}:user/{name}"),
             Principal::AssumedRole { role, session } => {
                 format!("arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}/{session}")
+            }
+            Principal::FederatedUser { name, .. } => {
+                format!("arn:aws:sts::{ACCOUNT_ID}:federated-user/{name}")
             }
         }
     }

@@ -24,6 +24,13 @@ pub mod routes;
 pub mod server;
 
 pub use auth::{AccessKey, AuthConfig, Principal, RequestScope};
+
+/// A request extension: the edge let this request through without a
+/// signature although authentication is on, because it is STS's
+/// `AssumeRoleWithWebIdentity` (unsigned on AWS). Its principal is no one's;
+/// STS refuses any other operation carrying it.
+#[derive(Debug, Clone, Copy)]
+pub struct Unsigned;
 pub use peers::{InstancePeer, InstancePeers, PeerIdentity};
 pub use routes::{Route, Rule, Table, Unrecognised};
 pub use server::EdgeSettings;
@@ -195,6 +202,42 @@ impl Edge {
             (None, Some(_)) => Some(&inner.auth.instance_verifier),
             (None, None) => None,
         };
+        // STS's AssumeRoleWithWebIdentity is unsigned on AWS (its token is the
+        // proof): let an unsigned STS form through as `Unsigned`, which STS
+        // answers for that operation only.
+        let mut web_identity = false;
+        if verifier.is_some()
+            && !health
+            && !post_upload
+            && !parts.headers.contains_key(http::header::AUTHORIZATION)
+            && !query.contains("X-Amz-Credential")
+            && match &first {
+                Ok(r) => inner.frontends[r.index].meta().name == "sts",
+                Err(u) => matches!(u, Unrecognised::NeedsBody),
+            }
+        {
+            let form = if parts.method == Method::POST {
+                let max = inner.settings.form_limit.min(limit);
+                let small = BodyReader {
+                    limit: max,
+                    too_large: &default_too_large(max),
+                    timeout: inner.settings.body_read_timeout,
+                };
+                let bytes = small
+                    .read(&parts, body.take().expect("body unread"))
+                    .await
+                    .map_err(|e| refuse(&e))?;
+                buffered = Some(bytes.clone());
+                bytes
+            } else {
+                Bytes::new()
+            };
+            web_identity = form_urlencoded::parse(query.as_bytes())
+                .chain(form_urlencoded::parse(&form))
+                .filter(|(k, _)| k == "Action")
+                .last()
+                .is_some_and(|(_, v)| v == "AssumeRoleWithWebIdentity");
+        }
         let (principal, scope) = match verifier {
             None => {
                 // Unchecked, but a function's own key still says which function calls.
@@ -206,6 +249,10 @@ impl Edge {
                 (principal, scope.map(|s| RequestScope::new(s, false)))
             }
             Some(_) if health => (Principal::Root, None),
+            Some(_) if web_identity => {
+                parts.extensions.insert(Unsigned);
+                (Principal::Root, None)
+            }
             Some(verifier) if post_upload => {
                 policy_check = Some(nimbus_protocol::PostPolicyVerifier(Arc::new(PolicyCheck(
                     verifier.clone(),
@@ -263,10 +310,13 @@ impl Edge {
                     }
                     // The signature covers the body's hash: read it and check again.
                     Ok(_) | Err(AuthError::BodyNotProvided) => {
-                        let bytes = reader
-                            .read(&parts, body.take().expect("body unread"))
-                            .await
-                            .map_err(|e| refuse(&e))?;
+                        let bytes = match buffered.take() {
+                            Some(b) => b,
+                            None => reader
+                                .read(&parts, body.take().expect("body unread"))
+                                .await
+                                .map_err(|e| refuse(&e))?,
+                        };
                         let v = verifier
                             .verify(&request(&parts, Some(&bytes)))
                             .map_err(|e| refuse_auth(&e))?;

@@ -1450,6 +1450,13 @@ fn function(
     let role = raw
         .get("Role")
         .or_else(|| globals.and_then(|g| g.get("Role")));
+    app.template.function_roles.insert(
+        id.to_string(),
+        match role {
+            Some(r) => crate::cfn::to_cfn(r, d),
+            None => serde_json::json!({"Fn::GetAtt": [format!("{id}Role"), "Arn"]}),
+        },
+    );
     if role.is_none() {
         let policies = raw.get("Policies");
         crate::sam_events::role(

@@ -504,7 +504,7 @@ pub fn role(
                     })),
                     None => d.warn(
                         item.pos.line,
-                        format!("Policies: SAM policy template {name} is not expanded by Nimbus; it is left out of the stored role (IAM is not enforced yet)"),
+                        format!("Policies: SAM policy template {name} is not expanded by Nimbus; it is left out of the function's role"),
                     ),
                 }
             }

@@ -651,6 +651,12 @@ pub(crate) fn interpret(root: &Node, dir: &Path, opts: &Options, d: &mut Diags) 
                 source: Some(cfn::source(d, line)),
             },
         );
+        for logical in app.template.functions.keys() {
+            app.template.function_roles.insert(
+                logical.clone(),
+                serde_json::json!({"Fn::GetAtt": [sls_events::ROLE, "Arn"]}),
+            );
+        }
     }
     if let Some(f) = top.get("resources") {
         resources(d, *f, &mut app.template);

@@ -52,6 +52,13 @@ pub struct Template {
     /// app owns there. The CLI applies these settings; the engine only keeps them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<serde_json::Value>,
+    /// The execution role of the app's functions whose role the app declares
+    /// (the generated `IamRoleLambdaExecution`, SAM's `<Function>Role`, a SAM
+    /// `Role`): function logical id → role ARN, intrinsics unevaluated. The
+    /// engine sets it on the function once the role exists, so the function's
+    /// calls are authorised against exactly that role's policies.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub function_roles: BTreeMap<String, serde_json::Value>,
 }
 
 /// One resource.

@@ -128,6 +128,26 @@ pub struct UpArgs {
     /// Testing only: the shortest STS session DurationSeconds accepted (AWS: 900).
     #[arg(long, hide = true, default_value_t = 900)]
     sts_min_duration: u32,
+    /// An OpenID Connect issuer (`https://token.actions.githubusercontent.com`)
+    /// whose ID tokens STS AssumeRoleWithWebIdentity accepts: its keys come from
+    /// `<issuer>/.well-known/openid-configuration`. Repeat for more.
+    #[arg(
+        long,
+        env = "NIMBUS_OIDC_ISSUER",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    oidc_issuer: Vec<String>,
+    /// An audience (`aud`, IAM's client id) web identity tokens must carry; repeat
+    /// for more. Without one any audience is accepted and the role's trust
+    /// policy (`<issuer-host>:aud`) decides.
+    #[arg(
+        long,
+        env = "NIMBUS_OIDC_AUDIENCE",
+        value_name = "AUD",
+        value_delimiter = ','
+    )]
+    oidc_audience: Vec<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -453,6 +473,8 @@ async fn serve(args: UpArgs) -> Result<i32> {
             mode: args.iam,
             disabled: args.disable_services.iter().any(|d| d == "iam"),
             sts_min_duration: args.sts_min_duration,
+            oidc_issuers: args.oidc_issuer.clone(),
+            oidc_audiences: args.oidc_audience.clone(),
         },
         &data_dir,
         &auth,
@@ -508,7 +530,11 @@ async fn serve(args: UpArgs) -> Result<i32> {
     ];
     frontends.extend(service_frontends);
     let instance_peers = instance_peers(auth.is_enabled());
-    let authorizer = crate::iam::authorizer(iam.as_ref(), &frontends);
+    let authorizer = crate::iam::authorizer(
+        iam.as_ref(),
+        &frontends,
+        auth.is_enabled().then_some(&*sinks),
+    );
     let edge = nimbus_edge::Edge::new(
         frontends,
         auth,

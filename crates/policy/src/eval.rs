@@ -18,6 +18,14 @@ pub struct Caller {
     pub aliases: Vec<String>,
     /// The caller's account.
     pub account: String,
+    /// A web-identity caller (`sts:AssumeRoleWithWebIdentity`): the ARN of
+    /// the OIDC provider its token comes from, which a `Federated` principal
+    /// names. Such a caller is no IAM principal of the account.
+    pub federated: Option<String>,
+    /// An AWS service acting on behalf of a resource (`s3.amazonaws.com`
+    /// invoking a function for a bucket's notification), which a `Service`
+    /// principal names.
+    pub service: Option<String>,
 }
 
 impl Caller {
@@ -27,6 +35,33 @@ impl Caller {
             arn: arn.into(),
             aliases: vec![],
             account: account.into(),
+            federated: None,
+            service: None,
+        }
+    }
+
+    /// A web-identity caller holding a token of the OIDC provider
+    /// `provider_arn` (`arn:aws:iam::<account>:oidc-provider/<host/path>`).
+    pub fn federated(provider_arn: impl Into<String>, account: impl Into<String>) -> Self {
+        let arn = provider_arn.into();
+        Self {
+            arn: arn.clone(),
+            aliases: vec![],
+            account: account.into(),
+            federated: Some(arn),
+            service: None,
+        }
+    }
+
+    /// An AWS service principal (`sns.amazonaws.com`).
+    pub fn service(name: impl Into<String>, account: impl Into<String>) -> Self {
+        let name = name.into();
+        Self {
+            arn: name.clone(),
+            aliases: vec![],
+            account: account.into(),
+            federated: None,
+            service: Some(name),
         }
     }
 }
@@ -57,6 +92,8 @@ pub enum Source {
     Identity,
     Resource,
     Session,
+    /// A permissions boundary (`PutRolePermissionsBoundary`).
+    Boundary,
 }
 
 /// The statement that decided (or, for an implicit deny, nothing).
@@ -85,6 +122,9 @@ pub struct Decision {
     pub by: Option<Deciding>,
     /// For an implicit deny caused by session policies (the identity allowed).
     pub session_denied: bool,
+    /// For an implicit deny caused by the permissions boundary (the identity
+    /// or the resource policy allowed).
+    pub boundary_denied: bool,
 }
 
 impl Decision {
@@ -104,10 +144,17 @@ impl Decision {
                     format!("{head} with an explicit deny in a resource-based policy")
                 }
                 Source::Session => format!("{head} with an explicit deny in a session policy"),
+                Source::Boundary => {
+                    format!("{head} with an explicit deny in a permissions boundary")
+                }
                 Source::Identity => {
                     format!("{head} with an explicit deny in an identity-based policy")
                 }
             },
+            _ if self.boundary_denied => format!(
+                "{head} because no permissions boundary allows the {} action",
+                req.action
+            ),
             _ if self.session_denied => format!(
                 "{head} because no session policy allows the {} action",
                 req.action
@@ -129,6 +176,53 @@ pub fn evaluate(
     resource: Option<Named<'_>>,
     session: &[Named<'_>],
 ) -> Decision {
+    evaluate_bounded(req, identity, resource, session, None)
+}
+
+/// [`evaluate`] for a principal with a permissions boundary: an explicit deny
+/// in it denies, and an allow (by an identity policy, or by a resource policy
+/// naming the role or user) must also be allowed by it.
+pub fn evaluate_bounded(
+    req: &Request<'_>,
+    identity: &[Named<'_>],
+    resource: Option<Named<'_>>,
+    session: &[Named<'_>],
+    boundary: Option<Named<'_>>,
+) -> Decision {
+    let d = evaluate_unbounded(req, identity, resource, session);
+    let Some(b) = boundary else { return d };
+    if d.outcome == Outcome::ExplicitDeny {
+        return d;
+    }
+    if let Some(st) = first_match(b.policy, req, Effect::Deny, false) {
+        return Decision {
+            outcome: Outcome::ExplicitDeny,
+            by: Some(Deciding {
+                source: Source::Boundary,
+                policy: b.name.to_owned(),
+                statement: st.label(),
+            }),
+            session_denied: false,
+            boundary_denied: false,
+        };
+    }
+    if d.outcome == Outcome::Allow && first_match(b.policy, req, Effect::Allow, false).is_none() {
+        return Decision {
+            outcome: Outcome::ImplicitDeny,
+            by: None,
+            session_denied: false,
+            boundary_denied: true,
+        };
+    }
+    d
+}
+
+fn evaluate_unbounded(
+    req: &Request<'_>,
+    identity: &[Named<'_>],
+    resource: Option<Named<'_>>,
+    session: &[Named<'_>],
+) -> Decision {
     let deny = |source, n: &Named<'_>, st: &Statement| Decision {
         outcome: Outcome::ExplicitDeny,
         by: Some(Deciding {
@@ -137,6 +231,7 @@ pub fn evaluate(
             statement: st.label(),
         }),
         session_denied: false,
+        boundary_denied: false,
     };
     // 1. Explicit denies anywhere.
     for n in identity {
@@ -165,6 +260,7 @@ pub fn evaluate(
                     statement: st.label(),
                 }),
                 session_denied: false,
+                boundary_denied: false,
             };
         }
     }
@@ -185,12 +281,14 @@ pub fn evaluate(
                     outcome: Outcome::ImplicitDeny,
                     by: None,
                     session_denied: true,
+                    boundary_denied: false,
                 };
             }
             return Decision {
                 outcome: Outcome::Allow,
                 by,
                 session_denied: false,
+                boundary_denied: false,
             };
         }
     }
@@ -198,6 +296,7 @@ pub fn evaluate(
         outcome: Outcome::ImplicitDeny,
         by: None,
         session_denied: false,
+        boundary_denied: false,
     }
 }
 
@@ -268,6 +367,7 @@ pub fn applies(st: &Statement, policy: &Policy, req: &Request<'_>, check_princip
 pub fn principal_matches(p: &PrincipalEntry, caller: &Caller) -> bool {
     match p {
         PrincipalEntry::Everyone => true,
+        PrincipalEntry::Aws(_) if caller.federated.is_some() || caller.service.is_some() => false,
         PrincipalEntry::Aws(x) => {
             let root = format!("arn:aws:iam::{}:root", caller.account);
             if *x == caller.account || *x == root {
@@ -275,8 +375,14 @@ pub fn principal_matches(p: &PrincipalEntry, caller: &Caller) -> bool {
             }
             *x == caller.arn || caller.aliases.iter().any(|a| a == x)
         }
-        // Nimbus's callers are IAM principals, not services or federated users.
-        PrincipalEntry::Service(_) | PrincipalEntry::Federated(_) => false,
+        // A provider is named by its ARN (or, for the well-known ones like
+        // `accounts.google.com`, by its name).
+        PrincipalEntry::Federated(x) => caller.federated.as_deref().is_some_and(|f| {
+            f == x
+                || f.split_once(":oidc-provider/")
+                    .is_some_and(|(_, name)| name == x)
+        }),
+        PrincipalEntry::Service(x) => caller.service.as_deref() == Some(x.as_str()),
         PrincipalEntry::CanonicalUser(_) => false,
     }
 }

@@ -32,7 +32,9 @@ pub mod wildcard;
 
 pub use context::Context;
 pub use document::{counted_size, Effect, Kind, Malformed, Policy, Statement};
-pub use eval::{evaluate, Caller, Deciding, Decision, Named, Outcome, Request, Source};
+pub use eval::{
+    evaluate, evaluate_bounded, Caller, Deciding, Decision, Named, Outcome, Request, Source,
+};
 
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,8 @@ fn session(role: &str, s: &str) -> Caller {
         arn: format!("arn:aws:sts::{ACCT}:assumed-role/{role}/{s}"),
         aliases: vec![format!("arn:aws:iam::{ACCT}:role/{role}")],
         account: ACCT.into(),
+        federated: None,
+        service: None,
     }
 }
 
@@ -790,4 +792,192 @@ fn variable_defaults_and_escapes() {
         Some("a/alice/*/none")
     );
     assert_eq!(eval::substitute("${aws:userid}", &c), None);
+}
+
+#[test]
+fn web_identity_trust_policies() {
+    // The trust policy IAM's User Guide gives for GitHub Actions' OIDC provider.
+    let gh = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com";
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Sid":"GitHub","Effect":"Allow",
+        "Principal":{"Federated":"arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"},
+        "Action":"sts:AssumeRoleWithWebIdentity",
+        "Condition":{"StringEquals":{"token.actions.githubusercontent.com:aud":"sts.amazonaws.com"},
+                     "StringLike":{"token.actions.githubusercontent.com:sub":"repo:octo-org/octo-repo:*"}}}]}"#;
+    let account_trust = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Account","Effect":"Allow",
+        "Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRoleWithWebIdentity"}]}"#;
+    let role = "arn:aws:iam::123456789012:role/deploy";
+    let case = |name, resource, caller: Caller, sub: &str, want, by| Case {
+        name,
+        identity: &[],
+        resource: Some(resource),
+        caller,
+        action: "sts:AssumeRoleWithWebIdentity",
+        resource_arn: role,
+        context: ctx(&[
+            (
+                "token.actions.githubusercontent.com:aud",
+                "sts.amazonaws.com",
+            ),
+            ("token.actions.githubusercontent.com:sub", sub),
+        ]),
+        want,
+        by,
+    };
+    run(vec![
+        case(
+            "the provider's token for the named repository",
+            trust,
+            Caller::federated(gh, ACCT),
+            "repo:octo-org/octo-repo:ref:refs/heads/main",
+            Outcome::Allow,
+            Some("GitHub"),
+        ),
+        case(
+            "another repository's token",
+            trust,
+            Caller::federated(gh, ACCT),
+            "repo:octo-org/other:ref:refs/heads/main",
+            Outcome::ImplicitDeny,
+            None,
+        ),
+        case(
+            "another provider's token",
+            trust,
+            Caller::federated(
+                "arn:aws:iam::123456789012:oidc-provider/accounts.google.com",
+                ACCT,
+            ),
+            "repo:octo-org/octo-repo:ref:refs/heads/main",
+            Outcome::ImplicitDeny,
+            None,
+        ),
+        case(
+            "an IAM user is not the federated principal",
+            trust,
+            user("alice"),
+            "repo:octo-org/octo-repo:ref:refs/heads/main",
+            Outcome::ImplicitDeny,
+            None,
+        ),
+        case(
+            "a web identity is no principal of the account",
+            account_trust,
+            Caller::federated(gh, ACCT),
+            "repo:octo-org/octo-repo:x",
+            Outcome::ImplicitDeny,
+            None,
+        ),
+    ]);
+}
+
+#[test]
+fn service_principals_in_function_policies() {
+    // What `aws lambda add-permission --principal s3.amazonaws.com --source-arn
+    // arn:aws:s3:::uploads --source-account 123456789012` writes.
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Sid":"s3","Effect":"Allow",
+        "Principal":{"Service":"s3.amazonaws.com"},"Action":"lambda:InvokeFunction",
+        "Resource":"arn:aws:lambda:us-east-1:123456789012:function:thumbs",
+        "Condition":{"StringEquals":{"AWS:SourceAccount":"123456789012"},
+                     "ArnLike":{"AWS:SourceArn":"arn:aws:s3:::uploads"}}}]}"#;
+    let case = |name, caller: Caller, bucket: &str, want, by| Case {
+        name,
+        identity: &[],
+        resource: Some(policy),
+        caller,
+        action: "lambda:InvokeFunction",
+        resource_arn: "arn:aws:lambda:us-east-1:123456789012:function:thumbs",
+        context: ctx(&[("aws:SourceArn", bucket), ("aws:SourceAccount", ACCT)]),
+        want,
+        by,
+    };
+    run(vec![
+        case(
+            "the named bucket",
+            Caller::service("s3.amazonaws.com", ACCT),
+            "arn:aws:s3:::uploads",
+            Outcome::Allow,
+            Some("s3"),
+        ),
+        case(
+            "another bucket",
+            Caller::service("s3.amazonaws.com", ACCT),
+            "arn:aws:s3:::other",
+            Outcome::ImplicitDeny,
+            None,
+        ),
+        case(
+            "another service",
+            Caller::service("sns.amazonaws.com", ACCT),
+            "arn:aws:s3:::uploads",
+            Outcome::ImplicitDeny,
+            None,
+        ),
+    ]);
+    // A service is no principal of the account.
+    let account = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+        "Principal":{"AWS":"123456789012"},"Action":"lambda:InvokeFunction","Resource":"*"}]}"#;
+    run(vec![Case {
+        name: "account principal",
+        identity: &[],
+        resource: Some(account),
+        caller: Caller::service("s3.amazonaws.com", ACCT),
+        action: "lambda:InvokeFunction",
+        resource_arn: "arn:aws:lambda:us-east-1:123456789012:function:thumbs",
+        context: Context::new(),
+        want: Outcome::ImplicitDeny,
+        by: None,
+    }]);
+}
+
+#[test]
+fn permissions_boundaries_limit_what_identity_policies_grant() {
+    // The IAM User Guide's example: the identity allows s3:* and iam:CreateUser,
+    // the boundary allows s3:*, cloudwatch:*, ec2:* — only s3:* is effective.
+    let identity = Policy::identity(
+        r#"{"Version":"2012-10-17","Statement":[{"Sid":"Id","Effect":"Allow",
+        "Action":["s3:*","iam:CreateUser"],"Resource":"*"}]}"#,
+    )
+    .unwrap();
+    let boundary = Policy::identity(r#"{"Version":"2012-10-17","Statement":[{"Sid":"B","Effect":"Allow",
+        "Action":["s3:*","cloudwatch:*","ec2:*"],"Resource":"*"},
+        {"Sid":"NoSecrets","Effect":"Deny","Action":"s3:GetObject","Resource":"arn:aws:s3:::secrets/*"}]}"#).unwrap();
+    let caller = user("alice");
+    let c = Context::new();
+    let ask = |action, resource| {
+        let req = Request {
+            caller: &caller,
+            action,
+            resource,
+            context: &c,
+        };
+        let d = evaluate_bounded(
+            &req,
+            &[Named {
+                name: "id",
+                policy: &identity,
+            }],
+            None,
+            &[],
+            Some(Named {
+                name: "boundary",
+                policy: &boundary,
+            }),
+        );
+        (d.outcome, d.message(&req))
+    };
+    assert_eq!(ask("s3:PutObject", "arn:aws:s3:::b/k").0, Outcome::Allow);
+    let (o, msg) = ask("iam:CreateUser", "*");
+    assert_eq!(o, Outcome::ImplicitDeny);
+    assert!(
+        msg.ends_with("because no permissions boundary allows the iam:CreateUser action"),
+        "{msg}"
+    );
+    // Allowed by the boundary, not by the identity.
+    assert_eq!(ask("ec2:RunInstances", "*").0, Outcome::ImplicitDeny);
+    let (o, msg) = ask("s3:GetObject", "arn:aws:s3:::secrets/k");
+    assert_eq!(o, Outcome::ExplicitDeny);
+    assert!(
+        msg.ends_with("with an explicit deny in a permissions boundary"),
+        "{msg}"
+    );
 }

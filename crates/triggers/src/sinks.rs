@@ -175,6 +175,31 @@ pub trait MailSink: Send + Sync + 'static {
     fn send_mail(&self, mail: OutgoingMail) -> BoxFuture<'_, SinkResult<String>>;
 }
 
+/// Which AWS service invokes a function, on behalf of which resource: what a
+/// Lambda function policy's `Principal` (`s3.amazonaws.com`) and its
+/// `aws:SourceArn` / `aws:SourceAccount` conditions are checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvokeSource {
+    /// The service principal, e.g. `s3.amazonaws.com`, `sns.amazonaws.com`.
+    pub service: String,
+    /// The resource the invocation is for (a bucket, topic or rule ARN).
+    pub source_arn: String,
+    /// The account owning it.
+    pub source_account: String,
+}
+
+/// Whether a service may invoke a function (its resource policy, evaluated
+/// by IAM), registered by the server when IAM evaluates (`--iam audit|enforce`).
+pub trait InvokeCheck: Send + Sync + 'static {
+    /// `Err(SinkError::Rejected)` when the function's policy does not let
+    /// `source` invoke `function_arn`.
+    fn check<'a>(
+        &'a self,
+        function_arn: &'a str,
+        source: &'a InvokeSource,
+    ) -> BoxFuture<'a, SinkResult<()>>;
+}
+
 /// A payload for [`Sinks::deliver`]: what a generic deliverer (a Lambda
 /// destination, an EventBridge target, an S3 notification) hands to whatever its
 /// target ARN names. Each variant is converted into the target's own message type
@@ -245,6 +270,7 @@ pub struct Sinks {
     streams: OnceLock<Arc<dyn StreamSink>>,
     mail: OnceLock<Arc<dyn MailSink>>,
     objects: OnceLock<Arc<dyn ObjectSource>>,
+    invoke_check: OnceLock<Arc<dyn InvokeCheck>>,
 }
 
 fn unavailable(what: &str) -> SinkError {
@@ -261,6 +287,7 @@ impl Sinks {
             streams: OnceLock::new(),
             mail: OnceLock::new(),
             objects: OnceLock::new(),
+            invoke_check: OnceLock::new(),
         }
     }
 
@@ -286,6 +313,11 @@ impl Sinks {
     }
     pub fn register_objects(&self, s: Arc<dyn ObjectSource>) {
         let _ = self.objects.set(s);
+    }
+    /// Check service-to-function deliveries ([`Sinks::deliver_from`]) against
+    /// the functions' policies.
+    pub fn register_invoke_check(&self, c: Arc<dyn InvokeCheck>) {
+        let _ = self.invoke_check.set(c);
     }
 
     pub fn queues(&self) -> SinkResult<&Arc<dyn QueueSink>> {
@@ -326,6 +358,23 @@ impl Sinks {
     /// Deliver `payload` to whatever `arn` names; returns the id the target
     /// assigned (message id, event id, sequence number, request id).
     pub async fn deliver(&self, arn: &str, payload: Delivery) -> SinkResult<String> {
+        self.deliver_from(arn, payload, None).await
+    }
+
+    /// [`Sinks::deliver`] on behalf of a service's resource (an S3 bucket's
+    /// notification, an SNS subscription, an EventBridge rule): a function
+    /// target is first checked against its policy (when a check is registered).
+    pub async fn deliver_from(
+        &self,
+        arn: &str,
+        payload: Delivery,
+        source: Option<&InvokeSource>,
+    ) -> SinkResult<String> {
+        if let (Some(TargetKind::Function), Some(source), Some(check)) =
+            (TargetKind::of(arn), source, self.invoke_check.get())
+        {
+            check.check(arn, source).await?;
+        }
         let Delivery::Json {
             body,
             source,

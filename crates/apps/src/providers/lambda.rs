@@ -346,6 +346,53 @@ pub async fn environment(cx: &Cx<'_>, function: &str) -> R<Map<String, Value>> {
         .unwrap_or_default())
 }
 
+/// A function's environment variables and `Role` ARN.
+pub async fn configuration(cx: &Cx<'_>, function: &str) -> R<(Map<String, Value>, Option<String>)> {
+    let v = call(
+        cx,
+        "GetFunctionConfiguration",
+        Method::GET,
+        &format!(
+            "/2015-03-31/functions/{}/configuration",
+            function_path(function)
+        ),
+        None,
+    )
+    .await?;
+    Ok((
+        v["Environment"]["Variables"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        v["Role"].as_str().map(str::to_string),
+    ))
+}
+
+/// Set a function's whole environment and, when given, its `Role`.
+pub async fn set_configuration(
+    cx: &Cx<'_>,
+    function: &str,
+    vars: &Map<String, Value>,
+    role: Option<&str>,
+) -> R<()> {
+    let mut body = json!({"Environment": {"Variables": vars}});
+    if let Some(r) = role {
+        body["Role"] = json!(r);
+    }
+    call(
+        cx,
+        "UpdateFunctionConfiguration",
+        Method::PUT,
+        &format!(
+            "/2015-03-31/functions/{}/configuration",
+            function_path(function)
+        ),
+        Some(&body),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Set a function's whole environment (UpdateFunctionConfiguration with only
 /// `Environment`: the rest of its configuration stays).
 pub async fn set_environment(cx: &Cx<'_>, function: &str, vars: &Map<String, Value>) -> R<()> {

@@ -55,7 +55,7 @@ pub struct Made {
 pub struct Cx<'a> {
     pub services: &'a Services,
     pub app: &'a str,
-    /// The store, for the types kept in apps.db (IAM, until the IAM service).
+    /// The app engine's store.
     pub store: &'a crate::store::Store,
 }
 
@@ -102,7 +102,7 @@ pub fn supported(kind: &str) -> bool {
 /// What the providers do with property `prop` of `kind`: the properties each
 /// provider applies, those accepted without effect on one self-hosted node,
 /// and the rest (reported by the CLI as not supported yet, so a strict deploy
-/// never silently drops a setting). IAM types are stored whole.
+/// never silently drops a setting). IAM types are applied whole.
 pub fn property_support(kind: &str, prop: &str) -> nimbus_manifest::PropertySupport {
     use nimbus_manifest::PropertySupport::*;
     let (applied, no_effect): (&[&str], &[&str]) = match kind {
@@ -348,7 +348,7 @@ pub async fn create(cx: &Cx<'_>, kind: &str, logical: &str, props: &Value) -> R<
         "AWS::Lambda::EventInvokeConfig" => lambda::put_event_invoke(cx, props).await,
         "Nimbus::Lambda::DeadLetterConfig" => lambda::put_dead_letter(cx, props).await,
         "AWS::IAM::Role" | "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" => {
-            iam::put(cx, kind, logical, props).await
+            iam::put(cx, kind, logical, props, None).await
         }
         other => invalid(format!("resource type {other} is not supported")),
     }
@@ -383,7 +383,7 @@ pub async fn update(cx: &Cx<'_>, row: &ResourceRow, props: &Value) -> R<Made> {
         "AWS::Lambda::EventInvokeConfig" => lambda::put_event_invoke(cx, props).await,
         "Nimbus::Lambda::DeadLetterConfig" => lambda::put_dead_letter(cx, props).await,
         "AWS::IAM::Role" | "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" => {
-            iam::put(cx, &row.kind, &row.logical_id, props).await
+            iam::put(cx, &row.kind, &row.logical_id, props, Some(row)).await
         }
         other => invalid(format!("{other} cannot be updated in place")),
     }
@@ -412,6 +412,9 @@ pub async fn delete(cx: &Cx<'_>, row: &ResourceRow) -> R<()> {
         "AWS::Lambda::Url" => lambda::delete_url(cx, row).await,
         "AWS::Lambda::EventInvokeConfig" => lambda::delete_event_invoke(cx, row).await,
         "Nimbus::Lambda::DeadLetterConfig" => lambda::delete_dead_letter(cx, row).await,
+        "AWS::IAM::Role" | "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" => {
+            iam::delete(cx, row).await
+        }
         _ => Ok(()),
     };
     match r {
@@ -428,6 +431,24 @@ pub const FUNCTION_ENVIRONMENT: &str = "Nimbus::Function::Environment";
 /// A function's environment variables now.
 pub async fn function_environment(cx: &Cx<'_>, function: &str) -> R<Map<String, Value>> {
     lambda::environment(cx, function).await
+}
+
+/// A function's environment variables and execution role ARN now.
+pub async fn function_configuration(
+    cx: &Cx<'_>,
+    function: &str,
+) -> R<(Map<String, Value>, Option<String>)> {
+    lambda::configuration(cx, function).await
+}
+
+/// Set a function's whole environment and, when given, its execution role.
+pub async fn set_function_configuration(
+    cx: &Cx<'_>,
+    function: &str,
+    vars: &Map<String, Value>,
+    role: Option<&str>,
+) -> R<()> {
+    lambda::set_configuration(cx, function, vars, role).await
 }
 
 /// Set a function's whole environment.
@@ -466,6 +487,7 @@ pub async fn delete_planned(cx: &Cx<'_>, planned: &ResourceRow) -> R<()> {
         "AWS::SecretsManager::Secret" => secrets::delete_planned_secret(cx, planned).await,
         "AWS::SSM::Parameter" => secrets::delete_planned_parameter(cx, planned).await,
         "AWS::SES::EmailIdentity" => secrets::delete_planned_identity(cx, planned).await,
+        "AWS::IAM::Role" => iam::delete_planned(cx, planned).await,
         _ if planned.physical_id.is_empty() => Ok(()),
         _ => delete(cx, planned).await,
     }

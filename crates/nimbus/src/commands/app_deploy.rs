@@ -239,8 +239,8 @@ pub async fn run(client: &Client, a: AppArgs) -> Result<i32> {
         Ok(()) => apply_resources(client, &app, a.allow_replace).await,
         Err(e) => Err(e),
     };
-    // The engine set resource-dependent variables on $LATEST: an alias
-    // (AutoPublishAlias) moves to a version that has them.
+    // The engine set resource-dependent variables and the declared role on
+    // $LATEST: an alias (AutoPublishAlias) moves to a version that has them.
     let outcome = match outcome {
         Ok(v) => repoint_aliases(client, &app, &mut journal).await.map(|_| v),
         Err(e) => Err(e),
@@ -290,7 +290,8 @@ async fn repoint_aliases(client: &Client, app: &App, journal: &mut Vec<Undo>) ->
                     || app.template.resources.values().any(|r| {
                         r.kind == "Nimbus::Lambda::DeadLetterConfig"
                             && r.properties["FunctionName"]["Ref"] == logical.as_str()
-                    }))
+                    })
+                    || app.template.function_roles.contains_key(logical))
         });
         if !has_env {
             continue;

@@ -201,10 +201,16 @@ async fn attempt(inner: &Arc<Inner>, row: OutboxRow) {
         "bus" => to_bus(inner, &row).await,
         "api" => to_api(inner, &row, &spec).await,
         _ => {
+            // A function's policy decides whether this rule may invoke it.
+            let source = nimbus_triggers::sinks::InvokeSource {
+                service: "events.amazonaws.com".into(),
+                source_arn: row.rule_arn.clone(),
+                source_account: inner.ctx.account_id.clone(),
+            };
             inner
                 .ctx
                 .sinks
-                .deliver(
+                .deliver_from(
                     &row.target_arn,
                     Delivery::Json {
                         body: row.payload.clone(),
@@ -216,6 +222,7 @@ async fn attempt(inner: &Arc<Inner>, row: OutboxRow) {
                         trace_header: None,
                         resources: Vec::new(),
                     },
+                    Some(&source),
                 )
                 .await
         }

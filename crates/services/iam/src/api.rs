@@ -14,6 +14,8 @@ use nimbus_protocol::{query_response, AwsError, XmlWriter};
 use nimbus_svc_common::Call;
 use std::collections::BTreeSet;
 
+mod groups;
+
 /// Limits of IAM (the IAM User Guide, "IAM and AWS STS quotas").
 pub const MANAGED_POLICY_MAX: usize = 6144;
 pub const ROLE_INLINE_MAX: usize = 10240;
@@ -208,6 +210,7 @@ fn write_role(w: &mut XmlWriter, r: &Role, with_tags: bool) {
         .element("AssumeRolePolicyDocument", &url_encode(&r.trust_policy))
         .element_opt("Description", r.description.as_deref())
         .element("MaxSessionDuration", &r.max_session_duration.to_string());
+    write_boundary(w, r.boundary.as_deref());
     if with_tags {
         write_tags(w, &r.tags);
     }
@@ -219,7 +222,32 @@ fn write_user(w: &mut XmlWriter, u: &User) {
         .element("UserId", &u.id)
         .element("Arn", &u.arn())
         .element("CreateDate", &ts(u.created_ms));
+    write_boundary(w, u.boundary.as_deref());
     write_tags(w, &u.tags);
+}
+
+fn write_boundary(w: &mut XmlWriter, arn: Option<&str>) {
+    if let Some(arn) = arn {
+        w.nested("PermissionsBoundary", |w| {
+            w.element("PermissionsBoundaryType", "PermissionsBoundaryPolicy")
+                .element("PermissionsBoundaryArn", arn);
+        });
+    }
+}
+
+/// `PermissionsBoundary`: a managed policy that exists.
+fn boundary_param(store: &Store, p: &Params) -> Result<Option<String>> {
+    match p.get("PermissionsBoundary") {
+        None => Ok(None),
+        Some(arn) => {
+            if !store.has_policy(arn) {
+                return Err(IamError::no_such(format!(
+                    "Scope ARN: {arn} does not exist or is not attachable."
+                )));
+            }
+            Ok(Some(arn.to_owned()))
+        }
+    }
 }
 
 fn write_policy(w: &mut XmlWriter, p: &ManagedPolicy, attachments: usize) {
@@ -245,6 +273,10 @@ fn attachments(st: &crate::store::State, arn: &str) -> usize {
         + st.users
             .values()
             .filter(|u| u.attached.iter().any(|a| a == arn))
+            .count()
+        + st.groups
+            .values()
+            .filter(|g| g.attached.iter().any(|a| a == arn))
             .count()
 }
 
@@ -287,6 +319,9 @@ fn run(
     empty: &dyn Fn() -> Response,
 ) -> Result<Response> {
     let store: &Store = &iam.store;
+    if let Some(r) = groups::run(store, call.op, p, ok, empty) {
+        return r;
+    }
     Ok(match call.op {
         // ---- roles
         Op::CreateRole => {
@@ -320,6 +355,7 @@ fn run(
                 inline: Default::default(),
                 attached: vec![],
                 tags: p.tags(),
+                boundary: boundary_param(store, p)?,
             };
             let role = create_role(store, role)?;
             ok(&|w| {
@@ -414,6 +450,36 @@ fn run(
                 }
                 st.roles.remove(&name);
                 Ok(((), vec![Row::delete("role", &name)]))
+            })?;
+            empty()
+        }
+        Op::PutRolePermissionsBoundary | Op::DeleteRolePermissionsBoundary => {
+            let name = p.req("RoleName")?.to_owned();
+            let boundary = if call.op == Op::PutRolePermissionsBoundary {
+                p.req("PermissionsBoundary")?;
+                boundary_param(store, p)?
+            } else {
+                None
+            };
+            store.write(|st| {
+                let r = st.roles.get_mut(&name).ok_or_else(|| no_role(&name))?;
+                r.boundary = boundary;
+                Ok(((), vec![Row::put("role", &name, &*r)]))
+            })?;
+            empty()
+        }
+        Op::PutUserPermissionsBoundary | Op::DeleteUserPermissionsBoundary => {
+            let name = p.req("UserName")?.to_owned();
+            let boundary = if call.op == Op::PutUserPermissionsBoundary {
+                p.req("PermissionsBoundary")?;
+                boundary_param(store, p)?
+            } else {
+                None
+            };
+            store.write(|st| {
+                let u = st.users.get_mut(&name).ok_or_else(|| no_user(&name))?;
+                u.boundary = boundary;
+                Ok(((), vec![Row::put("user", &name, &*u)]))
             })?;
             empty()
         }
@@ -567,6 +633,7 @@ fn run(
                 inline: Default::default(),
                 attached: vec![],
                 tags: p.tags(),
+                boundary: boundary_param(store, p)?,
             };
             let u = user.clone();
             store.write(|st| {
@@ -639,6 +706,11 @@ fn run(
                 if st.keys.values().any(|k| k.user == name) {
                     return Err(IamError::conflict(
                         "Cannot delete entity, must delete access keys first.",
+                    ));
+                }
+                if st.groups.values().any(|g| g.users.contains(&name)) {
+                    return Err(IamError::conflict(
+                        "Cannot delete entity, must remove users from group first.",
                     ));
                 }
                 st.users.remove(&name);
@@ -1098,9 +1170,21 @@ fn run(
                 .filter(|u| u.attached.iter().any(|a| a == arn))
                 .cloned()
                 .collect();
+            let groups: Vec<(String, String)> = st
+                .groups
+                .values()
+                .filter(|g| g.attached.iter().any(|a| a == arn))
+                .map(|g| (g.name.clone(), g.id.clone()))
+                .collect();
             drop(st);
             ok(&|w| {
-                w.nested("PolicyGroups", |_| {});
+                w.nested("PolicyGroups", |w| {
+                    for (n, id) in &groups {
+                        w.nested("member", |w| {
+                            w.element("GroupName", n).element("GroupId", id);
+                        });
+                    }
+                });
                 w.nested("PolicyUsers", |w| {
                     for u in &users {
                         w.nested("member", |w| {

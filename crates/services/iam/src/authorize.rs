@@ -20,7 +20,9 @@ use axum::body::Body;
 use nimbus_core::{Principal, ACCOUNT_ID};
 use nimbus_edge::authz::{Authorizer, AuthzFuture, AuthzRequest};
 use nimbus_policy::authz::{access_denied, describe, ApiCall, Check};
-use nimbus_policy::{evaluate, Caller, Context, Decision, Kind, Named, Outcome, Policy, Request};
+use nimbus_policy::{
+    evaluate, evaluate_bounded, Caller, Context, Decision, Kind, Named, Outcome, Policy, Request,
+};
 use nimbus_protocol::{AwsError, EdgeContext, Frontend, Protocol};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -109,6 +111,10 @@ pub fn global_context(
             c.set("aws:userid", format!("{id}:{session}"));
             c.set("aws:RoleSessionName", session.clone());
         }
+        Principal::FederatedUser { name, .. } => {
+            c.set("aws:PrincipalType", "FederatedUser");
+            c.set("aws:userid", format!("{ACCOUNT_ID}:{name}"));
+        }
     }
     c
 }
@@ -182,6 +188,7 @@ impl Authorizer for IamAuthorizer {
                             outcome: Outcome::ImplicitDeny,
                             by: None,
                             session_denied: false,
+                            boundary_denied: false,
                         };
                         (c.clone(), d, String::new())
                     }),
@@ -189,6 +196,7 @@ impl Authorizer for IamAuthorizer {
                 },
                 Identity::Admin => unreachable!("returned above"),
                 Identity::Policies { policies, session } => {
+                    let boundary = self.iam.store.boundary(req.principal);
                     let mut failed = None;
                     for check in &described.checks {
                         let resource_policy = self.resource_policy(req.service, check).await;
@@ -211,7 +219,13 @@ impl Authorizer for IamAuthorizer {
                         let rp = resource_policy
                             .as_ref()
                             .map(|(n, p)| Named { name: n, policy: p });
-                        let d = evaluate(&r, &named, rp, &sess);
+                        let d = evaluate_bounded(
+                            &r,
+                            &named,
+                            rp,
+                            &sess,
+                            boundary.as_ref().map(|(n, p)| Named { name: n, policy: p }),
+                        );
                         if !d.allowed() {
                             let msg = d.message(&r);
                             failed = Some((check.clone(), d, msg));
@@ -246,6 +260,9 @@ impl Authorizer for IamAuthorizer {
                 (Some(role), _, _) => format!("role {role} does not exist in IAM"),
                 (None, Outcome::ExplicitDeny, Some(by)) => {
                     format!("explicit deny: {} in {}", by.statement, by.policy)
+                }
+                _ if decision.boundary_denied => {
+                    "the permissions boundary does not allow it".to_owned()
                 }
                 _ if decision.session_denied => "no session policy allows it".to_owned(),
                 _ => "no policy allows it".to_owned(),
@@ -318,6 +335,98 @@ fn rest_name<O: nimbus_svc_common::Operation>(
     ) {
         nimbus_svc_common::RestMatch::Op(op) => Some(op.name()),
         _ => None,
+    }
+}
+
+/// Service-to-function invokes (an S3 notification, an SNS subscription, an
+/// EventBridge rule): the function's policy must let the service principal
+/// invoke it for that source, under its `aws:SourceArn`/`aws:SourceAccount`
+/// conditions — as Lambda checks what `AddPermission` granted. `enforce`
+/// refuses the delivery (`AccessDeniedException`, not retried); `audit` logs
+/// and counts it and lets it through.
+impl nimbus_triggers::sinks::InvokeCheck for IamAuthorizer {
+    fn check<'a>(
+        &'a self,
+        function_arn: &'a str,
+        source: &'a nimbus_triggers::sinks::InvokeSource,
+    ) -> nimbus_triggers::BoxFuture<'a, nimbus_triggers::sinks::SinkResult<()>> {
+        Box::pin(async move {
+            if self.iam.mode == Mode::Off {
+                return Ok(());
+            }
+            let check = Check {
+                action: "lambda:InvokeFunction".to_owned(),
+                resource: function_arn.to_owned(),
+                context: Context::new(),
+            };
+            let policy = self.resource_policy("lambda", &check).await;
+            let caller = Caller::service(source.service.clone(), ACCOUNT_ID);
+            let mut ctx = Context::new();
+            ctx.set("aws:SourceArn", source.source_arn.clone());
+            ctx.set("aws:SourceAccount", source.source_account.clone());
+            ctx.set("aws:PrincipalServiceName", source.service.clone());
+            let r = Request {
+                caller: &caller,
+                action: &check.action,
+                resource: function_arn,
+                context: &ctx,
+            };
+            let d = evaluate(
+                &r,
+                &[],
+                policy.as_ref().map(|(n, p)| Named { name: n, policy: p }),
+                &[],
+            );
+            self.iam.counters.evaluated.fetch_add(1, Ordering::Relaxed);
+            if d.allowed() {
+                self.iam.counters.allowed.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            let missing = format!(
+                "aws lambda add-permission --function-name {function_arn} --action \
+                 lambda:InvokeFunction --principal {} --source-arn {} --source-account {}",
+                source.service, source.source_arn, source.source_account
+            );
+            if self.iam.mode == Mode::Audit {
+                self.iam.counters.would_deny.fetch_add(1, Ordering::Relaxed);
+                *self
+                    .iam
+                    .counters
+                    .would_deny_by_action
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(check.action.clone())
+                    .or_default() += 1;
+                tracing::warn!(
+                    target: "nimbus::iam::audit",
+                    principal = %source.service,
+                    source_arn = %source.source_arn,
+                    action = %check.action,
+                    resource = %function_arn,
+                    reason = "no function policy statement allows this source",
+                    missing_permission = %missing,
+                    "iam audit: --iam enforce would refuse this invocation"
+                );
+                return Ok(());
+            }
+            self.iam.counters.denied.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                target: "nimbus::iam",
+                principal = %source.service,
+                source_arn = %source.source_arn,
+                resource = %function_arn,
+                missing_permission = %missing,
+                "iam refused a service's invocation of a function"
+            );
+            Err(nimbus_triggers::sinks::SinkError::Rejected {
+                code: "AccessDeniedException".to_owned(),
+                message: format!(
+                    "The function policy of {function_arn} does not allow {} to invoke it \
+                     for {}",
+                    source.service, source.source_arn
+                ),
+            })
+        })
     }
 }
 
@@ -535,7 +644,15 @@ pub fn identity_allows(
                 .iter()
                 .map(|(n, p)| Named { name: n, policy: p })
                 .collect();
-            evaluate(&r, &named, None, &sess).allowed()
+            let boundary = iam.store.boundary(principal);
+            evaluate_bounded(
+                &r,
+                &named,
+                None,
+                &sess,
+                boundary.as_ref().map(|(n, p)| Named { name: n, policy: p }),
+            )
+            .allowed()
         }
     }
 }

@@ -89,6 +89,11 @@ pub struct Iam {
     /// The shortest STS session (`DurationSeconds` lower bound): AWS's 900;
     /// tests lower it to see expiry without waiting 15 minutes.
     pub min_session_seconds: u32,
+    /// The OIDC issuers whose ID tokens `AssumeRoleWithWebIdentity` accepts
+    /// (`nimbus up --oidc-issuer`), and the audiences it accepts (none: any;
+    /// the role's trust policy decides).
+    pub oidc_issuers: Vec<String>,
+    pub oidc_audiences: Vec<String>,
 }
 
 impl std::fmt::Debug for Iam {
@@ -114,6 +119,8 @@ impl Iam {
             mode,
             counters: Arc::default(),
             min_session_seconds: 900,
+            oidc_issuers: vec![],
+            oidc_audiences: vec![],
         };
         let (keys, sessions) = iam.store.credentials();
         for k in &keys {
@@ -266,6 +273,7 @@ impl Iam {
                 inline: Default::default(),
                 attached: vec![],
                 tags: vec![],
+                boundary: None,
             });
             role.trust_policy = trust;
             role.inline = inline.into_iter().collect();

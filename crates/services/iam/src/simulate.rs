@@ -9,7 +9,7 @@ use crate::store::IamError;
 use crate::{Iam, Identity};
 use axum::response::Response;
 use nimbus_core::Principal;
-use nimbus_policy::{evaluate, Context, Decision, Kind, Named, Outcome, Policy, Request};
+use nimbus_policy::{evaluate_bounded, Context, Decision, Kind, Named, Outcome, Policy, Request};
 use nimbus_svc_common::admin::{AdminError, AdminRequest};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -104,9 +104,11 @@ pub fn simulate(
             outcome: Outcome::Allow,
             by: None,
             session_denied: false,
+            boundary_denied: false,
         }
     } else {
-        evaluate(
+        let boundary = principal.and_then(|p| iam.store.boundary(p));
+        evaluate_bounded(
             &r,
             &named,
             resource_policy.map(|p| Named {
@@ -114,6 +116,7 @@ pub fn simulate(
                 policy: p,
             }),
             &sess,
+            boundary.as_ref().map(|(n, p)| Named { name: n, policy: p }),
         )
     };
     let message = if decision.allowed() {

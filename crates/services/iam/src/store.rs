@@ -81,6 +81,9 @@ pub struct Role {
     pub attached: Vec<String>,
     #[serde(default)]
     pub tags: Vec<(String, String)>,
+    /// The permissions boundary: a managed policy's ARN.
+    #[serde(default)]
+    pub boundary: Option<String>,
 }
 
 impl Role {
@@ -101,11 +104,36 @@ pub struct User {
     pub attached: Vec<String>,
     #[serde(default)]
     pub tags: Vec<(String, String)>,
+    /// The permissions boundary: a managed policy's ARN.
+    #[serde(default)]
+    pub boundary: Option<String>,
 }
 
 impl User {
     pub fn arn(&self) -> String {
         format!("arn:aws:iam::{ACCOUNT_ID}:user{}{}", self.path, self.name)
+    }
+}
+
+/// An IAM group: its policies apply to its members.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub id: String,
+    pub path: String,
+    pub created_ms: i64,
+    #[serde(default)]
+    pub inline: BTreeMap<String, String>,
+    #[serde(default)]
+    pub attached: Vec<String>,
+    /// Member user names, in the order they were added.
+    #[serde(default)]
+    pub users: Vec<String>,
+}
+
+impl Group {
+    pub fn arn(&self) -> String {
+        format!("arn:aws:iam::{ACCOUNT_ID}:group{}{}", self.path, self.name)
     }
 }
 
@@ -178,11 +206,19 @@ pub struct Session {
     pub policy: Option<String>,
     #[serde(default)]
     pub policy_arns: Vec<String>,
+    /// The federated user's name, for GetFederationToken (`user`: who asked;
+    /// none: the root).
+    #[serde(default)]
+    pub federated: Option<String>,
 }
 
 impl Session {
     pub fn principal(&self) -> Principal {
         match (&self.role, &self.session_name, &self.user) {
+            _ if self.federated.is_some() => Principal::FederatedUser {
+                name: self.federated.clone().unwrap_or_default(),
+                user: self.user.clone(),
+            },
             (Some(r), Some(s), _) => Principal::AssumedRole {
                 role: r.clone(),
                 session: s.clone(),
@@ -201,6 +237,7 @@ pub(crate) struct State {
     /// By ARN.
     pub policies: BTreeMap<String, ManagedPolicy>,
     pub sessions: BTreeMap<String, Session>,
+    pub groups: BTreeMap<String, Group>,
 }
 
 /// What the authoriser evaluates a principal with.
@@ -218,6 +255,13 @@ pub enum Identity {
     MissingRole(String),
 }
 
+/// What the account's administrators may do.
+const ALLOW_ALL: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+/// A session policy that allows no action (a federated user given none).
+const ALLOW_NOTHING: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","NotAction":"*","Resource":"*"}]}"#;
+
 /// The store (cheap to clone).
 #[derive(Clone)]
 pub struct Store {
@@ -233,7 +277,7 @@ impl std::fmt::Debug for Store {
     }
 }
 
-const KINDS: [&str; 5] = ["role", "user", "key", "policy", "session"];
+const KINDS: [&str; 6] = ["role", "user", "key", "policy", "session", "group"];
 
 impl Store {
     /// Open (or create) `path`.
@@ -290,6 +334,12 @@ impl Store {
                         }
                         Err(e) => bad(e),
                     },
+                    "group" => match serde_json::from_str(&json) {
+                        Ok(v) => {
+                            state.groups.insert(name, v);
+                        }
+                        Err(e) => bad(e),
+                    },
                     _ => {}
                 }
             }
@@ -323,6 +373,7 @@ impl Store {
             keys: guard.keys.clone(),
             policies: guard.policies.clone(),
             sessions: guard.sessions.clone(),
+            groups: guard.groups.clone(),
         };
         let (out, rows) = f(&mut copy)?;
         {
@@ -385,6 +436,34 @@ impl Store {
             managed(&s.policy_arns, &mut session);
         }
         match principal {
+            // Within what the user (or root) who asked may do, and only what
+            // its session policies allow: none passed, nothing allowed.
+            Principal::FederatedUser { user, .. } => {
+                let mut policies = vec![];
+                match user.as_deref().and_then(|u| st.users.get(u)) {
+                    Some(u) => {
+                        for (n, text) in &u.inline {
+                            if let Some(p) = self.parsed(text, id) {
+                                policies.push((format!("inline policy {n} of user {}", u.name), p));
+                            }
+                        }
+                        managed(&u.attached, &mut policies);
+                        self.group_policies(&st, &u.name, &mut policies);
+                    }
+                    // The root, or a configured key's user: the account's admins.
+                    None => {
+                        if let Some(p) = self.parsed(ALLOW_ALL, id) {
+                            policies.push(("the account's administrator".to_owned(), p));
+                        }
+                    }
+                }
+                if session.is_empty() {
+                    if let Some(p) = self.parsed(ALLOW_NOTHING, id) {
+                        session.push(("no session policy".to_owned(), p));
+                    }
+                }
+                Identity::Policies { policies, session }
+            }
             Principal::Root => Identity::Admin,
             Principal::User(name) => match st.users.get(name) {
                 None => Identity::Admin,
@@ -396,6 +475,7 @@ impl Store {
                         }
                     }
                     managed(&u.attached, &mut policies);
+                    self.group_policies(&st, &u.name, &mut policies);
                     Identity::Policies { policies, session }
                 }
             },
@@ -415,9 +495,59 @@ impl Store {
         }
     }
 
+    /// The inline and attached policies of the groups `user` belongs to.
+    fn group_policies(&self, st: &State, user: &str, out: &mut Vec<(String, Arc<Policy>)>) {
+        let id = nimbus_policy::Kind::Identity;
+        for g in st
+            .groups
+            .values()
+            .filter(|g| g.users.iter().any(|u| u == user))
+        {
+            for (n, text) in &g.inline {
+                if let Some(p) = self.parsed(text, id) {
+                    out.push((format!("inline policy {n} of group {}", g.name), p));
+                }
+            }
+            for a in &g.attached {
+                if let Some(p) = st.policies.get(a) {
+                    if let Some(parsed) = self.parsed(p.default_document(), id) {
+                        out.push((a.clone(), parsed));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The permissions boundary a principal is evaluated with (its role's or
+    /// user's; a federated user's is the asking user's), by name and parsed.
+    pub fn boundary(&self, principal: &Principal) -> Option<(String, Arc<Policy>)> {
+        let st = self.read();
+        let arn = match principal {
+            Principal::AssumedRole { role, .. } => st.roles.get(role)?.boundary.clone()?,
+            Principal::User(u) | Principal::FederatedUser { user: Some(u), .. } => {
+                st.users.get(u)?.boundary.clone()?
+            }
+            _ => return None,
+        };
+        // A boundary whose policy is gone allows nothing (never widens).
+        let doc = st
+            .policies
+            .get(&arn)
+            .map(|p| p.default_document().to_owned())
+            .unwrap_or_else(|| ALLOW_NOTHING.to_owned());
+        drop(st);
+        let p = self.parsed(&doc, nimbus_policy::Kind::Identity)?;
+        Some((format!("permissions boundary {arn}"), p))
+    }
+
     /// A role by name.
     pub fn role(&self, name: &str) -> Option<Role> {
         self.read().roles.get(name).cloned()
+    }
+
+    /// Whether a managed policy of that ARN exists.
+    pub fn has_policy(&self, arn: &str) -> bool {
+        self.read().policies.contains_key(arn)
     }
 
     /// A user by name.

@@ -485,6 +485,20 @@ impl Drain {
             };
             return self.sinks.buses()?.put_event(target, ev).await.map(|_| ());
         }
+        // A function's policy decides whether this bucket may invoke it.
+        let source = (TargetKind::of(target) == Some(TargetKind::Function))
+            .then(|| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .flatten()
+            .and_then(|v| {
+                v["Records"][0]["s3"]["bucket"]["arn"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .map(|bucket| nimbus_triggers::sinks::InvokeSource {
+                service: "s3.amazonaws.com".into(),
+                source_arn: bucket,
+                source_account: nimbus_core::ACCOUNT_ID.into(),
+            });
         let payload = Delivery::Json {
             body,
             source: "aws.s3".into(),
@@ -495,7 +509,10 @@ impl Drain {
             trace_header: None,
             resources: Vec::new(),
         };
-        self.sinks.deliver(target, payload).await.map(|_| ())
+        self.sinks
+            .deliver_from(target, payload, source.as_ref())
+            .await
+            .map(|_| ())
     }
 }
 

@@ -588,8 +588,14 @@ async fn send(
         }
         "lambda" => {
             let event = lambda_event(sns, sub, msg, &body);
+            // The function's policy decides whether this topic may invoke it.
+            let source = nimbus_triggers::sinks::InvokeSource {
+                service: "sns.amazonaws.com".into(),
+                source_arn: msg.topic_arn.clone(),
+                source_account: sns.account.clone(),
+            };
             sns.sinks
-                .deliver(
+                .deliver_from(
                     &sub.endpoint,
                     Delivery::Json {
                         body: event,
@@ -601,6 +607,7 @@ async fn send(
                         trace_header: None,
                         resources: Vec::new(),
                     },
+                    Some(&source),
                 )
                 .await?;
             Ok(())

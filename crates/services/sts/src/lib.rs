@@ -18,6 +18,7 @@ use nimbus_svc_iam::Iam;
 use sha2::Digest;
 use std::sync::Arc;
 
+pub mod oidc;
 mod session;
 
 /// The only STS API version.
@@ -40,17 +41,30 @@ pub const META: ServiceMeta = ServiceMeta {
 /// Largest STS request (policies and SAML assertions are the big ones).
 const BODY_MAX: usize = 1024 * 1024;
 
-struct Sts(Option<Iam>);
+struct Sts {
+    iam: Option<Iam>,
+    oidc: Arc<oidc::Verifier>,
+}
 
 /// The STS front-end without IAM: `GetCallerIdentity` only.
 pub fn frontend() -> Arc<dyn Frontend> {
-    Arc::new(Sts(None))
+    Arc::new(Sts {
+        iam: None,
+        oidc: Arc::new(oidc::Verifier::new(vec![], vec![])),
+    })
 }
 
 /// The STS front-end over IAM: roles to assume, sessions registered in IAM's
-/// key ring and store.
+/// key ring and store; web identity tokens of IAM's configured OIDC issuers.
 pub fn frontend_with(iam: Iam) -> Arc<dyn Frontend> {
-    Arc::new(Sts(Some(iam)))
+    let oidc = Arc::new(oidc::Verifier::new(
+        iam.oidc_issuers.clone(),
+        iam.oidc_audiences.clone(),
+    ));
+    Arc::new(Sts {
+        iam: Some(iam),
+        oidc,
+    })
 }
 
 impl Frontend for Sts {
@@ -59,7 +73,8 @@ impl Frontend for Sts {
     }
 
     fn call(&self, req: Request) -> ResponseFuture {
-        let iam = self.0.clone();
+        let iam = self.iam.clone();
+        let oidc = self.oidc.clone();
         Box::pin(async move {
             let (parts, body) = req.into_parts();
             let key = parts
@@ -67,6 +82,7 @@ impl Frontend for Sts {
                 .get::<nimbus_edge::RequestScope>()
                 .map(|s| s.access_key_id.clone());
             let ctx = parts.extensions.get::<EdgeContext>().cloned();
+            let unsigned = parts.extensions.get::<nimbus_edge::Unsigned>().is_some();
             let body = match axum::body::to_bytes(body, BODY_MAX).await {
                 Ok(b) => b,
                 Err(e) => {
@@ -83,6 +99,9 @@ impl Frontend for Sts {
                 principal,
                 access_key_id: key,
                 iam,
+                unsigned,
+                oidc,
+                runtime: tokio::runtime::Handle::current(),
             };
             match tokio::task::spawn_blocking(move || {
                 query_api(&caller, parts.method, parts.headers, parts.uri, body)
@@ -208,6 +227,12 @@ struct Caller {
     principal: Principal,
     access_key_id: Option<String>,
     iam: Option<Iam>,
+    /// The edge let the request through unsigned (authentication on): only
+    /// `AssumeRoleWithWebIdentity` may be asked that way.
+    unsigned: bool,
+    oidc: Arc<oidc::Verifier>,
+    /// To wait, from the blocking handler, for an issuer's keys to be fetched.
+    runtime: tokio::runtime::Handle,
 }
 
 /// One STS request: its `Action` from the query string or the form body.
@@ -252,11 +277,25 @@ fn query_api(
         )
         .into_response();
     };
+    if caller.unsigned && operation != Operation::AssumeRoleWithWebIdentity {
+        return QueryError::new(
+            StatusCode::FORBIDDEN,
+            "MissingAuthenticationToken",
+            "Request is missing Authentication Token",
+        )
+        .into_response();
+    }
     let iam = caller.iam.as_ref();
     let result = match (operation, iam) {
         (Operation::GetCallerIdentity, _) => return get_caller_identity(caller),
         (Operation::AssumeRole, Some(iam)) => session::assume_role(iam, caller, &param),
+        (Operation::AssumeRoleWithWebIdentity, Some(iam)) => {
+            session::assume_role_with_web_identity(iam, caller, &param)
+        }
         (Operation::GetSessionToken, Some(iam)) => session::get_session_token(iam, caller, &param),
+        (Operation::GetFederationToken, Some(iam)) => {
+            session::get_federation_token(iam, caller, &param)
+        }
         (Operation::GetAccessKeyInfo, _) => session::get_access_key_info(&param),
         _ => Err(QueryError::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -295,6 +334,7 @@ fn get_caller_identity(caller: &Caller) -> Response {
                 .unwrap_or_else(|| nimbus_auth::role_id(role));
             format!("{id}:{session}")
         }
+        Principal::FederatedUser { name, .. } => format!("{ACCOUNT_ID}:{name}"),
     };
     let request_id = nimbus_core::new_request_id();
     let body = format!(

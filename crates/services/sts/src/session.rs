@@ -11,6 +11,8 @@ use nimbus_policy::{counted_size, Context, Kind, Policy};
 use nimbus_svc_iam::store::{random_id, random_secret, Session};
 use nimbus_svc_iam::Iam;
 
+use crate::oidc::TokenError;
+
 /// The packed session policy limit (AWS compresses; Nimbus counts characters).
 const SESSION_POLICY_MAX: usize = 2048;
 
@@ -187,22 +189,7 @@ pub(crate) fn assume_role<'a>(
         role.max_session_duration,
         3600,
     )?;
-    let policy = match param("Policy") {
-        None => None,
-        Some(p) => {
-            if counted_size(p) > SESSION_POLICY_MAX {
-                return Err(QueryError::new(
-                    StatusCode::BAD_REQUEST,
-                    "PackedPolicyTooLarge",
-                    "Packed policy consumes more than 100% of the allotted size.",
-                ));
-            }
-            Policy::parse(p, Kind::Identity).map_err(|e| {
-                QueryError::new(StatusCode::BAD_REQUEST, "MalformedPolicyDocument", e.0)
-            })?;
-            Some(p.to_owned())
-        }
-    };
+    let policy = session_policy(param)?;
     let s = mint(
         iam,
         Session {
@@ -216,6 +203,7 @@ pub(crate) fn assume_role<'a>(
             expires_ms: (nimbus_core::now_ms() / 1000 + i64::from(secs)) * 1000,
             policy,
             policy_arns: vec![],
+            federated: None,
         },
     )?;
     let assumed = Principal::AssumedRole {
@@ -232,6 +220,297 @@ pub(crate) fn assume_role<'a>(
         xml_escape(&assumed.arn())
     );
     Ok(wrap("AssumeRole", &result))
+}
+
+/// The `Policy` parameter: a session policy, validated and size-checked.
+fn session_policy<'a>(
+    param: &impl Fn(&str) -> Option<&'a str>,
+) -> Result<Option<String>, QueryError> {
+    match param("Policy") {
+        None => Ok(None),
+        Some(p) => {
+            if counted_size(p) > SESSION_POLICY_MAX {
+                return Err(QueryError::new(
+                    StatusCode::BAD_REQUEST,
+                    "PackedPolicyTooLarge",
+                    "Packed policy consumes more than 100% of the allotted size.",
+                ));
+            }
+            Policy::parse(p, Kind::Identity).map_err(|e| {
+                QueryError::new(StatusCode::BAD_REQUEST, "MalformedPolicyDocument", e.0)
+            })?;
+            Ok(Some(p.to_owned()))
+        }
+    }
+}
+
+fn required<'a>(
+    param: &impl Fn(&str) -> Option<&'a str>,
+    name: &str,
+    member: &str,
+) -> Result<&'a str, QueryError> {
+    param(name).ok_or_else(|| {
+        validation(format!(
+            "1 validation error detected: Value null at '{member}' failed to satisfy \
+             constraint: Member must not be null"
+        ))
+    })
+}
+
+fn check_session_name(session: &str) -> Result<(), QueryError> {
+    if !(2..=64).contains(&session.len())
+        || !session
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+    {
+        return Err(validation(format!(
+            "1 validation error detected: Value '{session}' at 'roleSessionName' failed to \
+             satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*"
+        )));
+    }
+    Ok(())
+}
+
+/// `AssumeRoleWithWebIdentity`: an OIDC ID token of a configured issuer (the
+/// request itself is unsigned, as on AWS) buys a session of a role whose trust
+/// policy lets that provider's `Federated` principal in, under its
+/// `<provider>:aud`/`:sub` conditions.
+pub(crate) fn assume_role_with_web_identity<'a>(
+    iam: &Iam,
+    caller: &Caller,
+    param: &impl Fn(&str) -> Option<&'a str>,
+) -> Result<(String, String), QueryError> {
+    let arn = required(param, "RoleArn", "roleArn")?;
+    let session = required(param, "RoleSessionName", "roleSessionName")?;
+    let token = required(param, "WebIdentityToken", "webIdentityToken")?;
+    check_session_name(session)?;
+    if !(4..=20_000).contains(&token.len()) {
+        return Err(validation(
+            "1 validation error detected: Value at 'webIdentityToken' failed to satisfy \
+             constraint: Member must have length less than or equal to 20000",
+        ));
+    }
+    if arn.len() < 20 || !arn.starts_with("arn:") {
+        return Err(validation(format!("{arn} is invalid")));
+    }
+    if param("ProviderId").is_some() {
+        return Err(QueryError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValue",
+            "Nimbus accepts OpenID Connect ID tokens only: ProviderId (OAuth 2.0 access \
+             tokens of www.amazon.com and graph.facebook.com) is not supported.",
+        ));
+    }
+    let verified = caller
+        .runtime
+        .block_on(caller.oidc.verify(token))
+        .map_err(|e| {
+            tracing::info!(role = arn, error = ?e, "sts: web identity token refused");
+            match e {
+                TokenError::Invalid(m) => {
+                    QueryError::new(StatusCode::BAD_REQUEST, "InvalidIdentityToken", m)
+                }
+                TokenError::Expired(m) => {
+                    QueryError::new(StatusCode::BAD_REQUEST, "ExpiredTokenException", m)
+                }
+                TokenError::Rejected(m) => {
+                    QueryError::new(StatusCode::FORBIDDEN, "IDPRejectedClaim", m)
+                }
+                TokenError::Communication(m) => {
+                    QueryError::new(StatusCode::BAD_REQUEST, "IDPCommunicationError", m)
+                }
+            }
+        })?;
+    let provider = verified.provider();
+    let provider_arn = format!("arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{provider}");
+    let sub = verified.claim("sub").unwrap_or_default().to_owned();
+    let denied = || access_denied("Not authorized to perform sts:AssumeRoleWithWebIdentity");
+    let name = arn.rsplit('/').next().unwrap_or("");
+    let role = iam
+        .store
+        .role(name)
+        .filter(|r| r.arn() == arn || arn.ends_with(&format!(":role/{name}")))
+        .ok_or_else(denied)?;
+    let trust = Policy::resource(&role.trust_policy).map_err(|_| denied())?;
+    let who = nimbus_policy::Caller::federated(provider_arn.clone(), ACCOUNT_ID);
+    let mut ctx = Context::new();
+    ctx.set_many(&format!("{provider}:aud"), verified.audiences());
+    ctx.set(&format!("{provider}:sub"), sub.clone());
+    for claim in ["azp", "amr", "email"] {
+        if let Some(v) = verified.claim(claim) {
+            ctx.set(&format!("{provider}:{claim}"), v);
+        }
+    }
+    ctx.set("aws:FederatedProvider", provider_arn.clone());
+    ctx.set("aws:RequestedRegion", nimbus_core::DEFAULT_REGION);
+    let now = time::OffsetDateTime::now_utc();
+    ctx.set(
+        "aws:CurrentTime",
+        now.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    );
+    ctx.set("aws:EpochTime", now.unix_timestamp().to_string());
+    let req = nimbus_policy::Request {
+        caller: &who,
+        action: "sts:AssumeRoleWithWebIdentity",
+        resource: arn,
+        context: &ctx,
+    };
+    let d = nimbus_policy::evaluate(
+        &req,
+        &[],
+        Some(nimbus_policy::Named {
+            name: "trust policy",
+            policy: &trust,
+        }),
+        &[],
+    );
+    if !d.allowed() {
+        tracing::info!(role = %role.name, provider = %provider, sub = %sub, "sts: web identity not trusted by the role");
+        return Err(denied());
+    }
+    let secs = duration(
+        param,
+        iam.min_session_seconds,
+        role.max_session_duration,
+        3600,
+    )?;
+    let policy = session_policy(param)?;
+    let s = mint(
+        iam,
+        Session {
+            access_key_id: String::new(),
+            secret: String::new(),
+            token: String::new(),
+            role: Some(role.name.clone()),
+            session_name: Some(session.to_owned()),
+            user: None,
+            expires_ms: (nimbus_core::now_ms() / 1000 + i64::from(secs)) * 1000,
+            policy,
+            policy_arns: vec![],
+            federated: None,
+        },
+    )?;
+    let assumed = Principal::AssumedRole {
+        role: role.name.clone(),
+        session: session.to_owned(),
+    };
+    tracing::info!(role = %role.name, session, provider = %provider, sub = %sub, expires_in_s = secs, "sts: role assumed with a web identity");
+    let audience = verified
+        .claim("azp")
+        .map(str::to_owned)
+        .or_else(|| verified.audiences().into_iter().next())
+        .unwrap_or_default();
+    let result = format!(
+        "{}    <SubjectFromWebIdentityToken>{}</SubjectFromWebIdentityToken>\n    \
+         <AssumedRoleUser>\n      <AssumedRoleId>{}:{}</AssumedRoleId>\n      \
+         <Arn>{}</Arn>\n    </AssumedRoleUser>\n    <PackedPolicySize>0</PackedPolicySize>\n    \
+         <Provider>{}</Provider>\n    <Audience>{}</Audience>\n",
+        credentials_xml(&s),
+        xml_escape(&sub),
+        role.id,
+        xml_escape(session),
+        xml_escape(&assumed.arn()),
+        xml_escape(&verified.issuer),
+        xml_escape(&audience)
+    );
+    Ok(wrap("AssumeRoleWithWebIdentity", &result))
+}
+
+/// `PolicyArns.member.N.arn`: managed session policies (which must exist).
+fn policy_arns<'a>(
+    iam: &Iam,
+    param: &impl Fn(&str) -> Option<&'a str>,
+) -> Result<Vec<String>, QueryError> {
+    let mut out = vec![];
+    for i in 1.. {
+        let Some(arn) = param(&format!("PolicyArns.member.{i}.arn")) else {
+            break;
+        };
+        if i > 10 {
+            return Err(validation(
+                "1 validation error detected: Value at 'policyArns' failed to satisfy \
+                 constraint: Member must have length less than or equal to 10",
+            ));
+        }
+        if !iam.store.has_policy(arn) {
+            return Err(QueryError::new(
+                StatusCode::BAD_REQUEST,
+                "MalformedPolicyDocument",
+                format!("The policy {arn} does not exist or is not attachable."),
+            ));
+        }
+        out.push(arn.to_owned());
+    }
+    Ok(out)
+}
+
+/// `GetFederationToken`: credentials of a federated user, asked for with an
+/// IAM user's (or the root's) long-term key; the session may do what both the
+/// asker's policies and the session policies (`Policy`, `PolicyArns`) allow —
+/// nothing when none is passed, as on AWS.
+pub(crate) fn get_federation_token<'a>(
+    iam: &Iam,
+    caller: &Caller,
+    param: &impl Fn(&str) -> Option<&'a str>,
+) -> Result<(String, String), QueryError> {
+    let name = required(param, "Name", "name")?;
+    if !(2..=32).contains(&name.len())
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+    {
+        return Err(validation(format!(
+            "1 validation error detected: Value '{name}' at 'name' failed to satisfy \
+             constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*"
+        )));
+    }
+    let session_creds = caller
+        .access_key_id
+        .as_deref()
+        .is_some_and(|k| iam.store.session(k).is_some());
+    let (max, default, user) = match &caller.principal {
+        _ if session_creds => {
+            return Err(access_denied(
+                "Cannot call GetFederationToken with session credentials",
+            ))
+        }
+        Principal::Root => (3600, 3600, None),
+        Principal::User(u) => (129_600, 43_200, Some(u.clone())),
+        Principal::AssumedRole { .. } | Principal::FederatedUser { .. } => {
+            return Err(access_denied(
+                "Cannot call GetFederationToken with session credentials",
+            ))
+        }
+    };
+    let secs = duration(param, iam.min_session_seconds, max, default)?;
+    let policy = session_policy(param)?;
+    let arns = policy_arns(iam, param)?;
+    let s = mint(
+        iam,
+        Session {
+            access_key_id: String::new(),
+            secret: String::new(),
+            token: String::new(),
+            role: None,
+            session_name: None,
+            user,
+            expires_ms: (nimbus_core::now_ms() / 1000 + i64::from(secs)) * 1000,
+            policy,
+            policy_arns: arns,
+            federated: Some(name.to_owned()),
+        },
+    )?;
+    let arn = s.principal().arn();
+    tracing::info!(name, expires_in_s = secs, caller = %caller.principal.arn(), "sts: federation token issued");
+    let result = format!(
+        "{}    <FederatedUser>\n      <FederatedUserId>{ACCOUNT_ID}:{}</FederatedUserId>\n      \
+         <Arn>{}</Arn>\n    </FederatedUser>\n    <PackedPolicySize>0</PackedPolicySize>\n",
+        credentials_xml(&s),
+        xml_escape(name),
+        xml_escape(&arn)
+    );
+    Ok(wrap("GetFederationToken", &result))
 }
 
 /// `GetSessionToken`: temporary credentials of the calling user (or root).
@@ -252,7 +531,7 @@ pub(crate) fn get_session_token<'a>(
     let (max, user) = match &caller.principal {
         Principal::Root => (3600, None),
         Principal::User(u) => (129_600, Some(u.clone())),
-        Principal::AssumedRole { .. } => {
+        Principal::AssumedRole { .. } | Principal::FederatedUser { .. } => {
             return Err(access_denied(
                 "Cannot call GetSessionToken with session credentials",
             ))
@@ -272,6 +551,7 @@ pub(crate) fn get_session_token<'a>(
             expires_ms: (nimbus_core::now_ms() / 1000 + i64::from(secs)) * 1000,
             policy: None,
             policy_arns: vec![],
+            federated: None,
         },
     )?;
     Ok(wrap("GetSessionToken", &credentials_xml(&s)))
