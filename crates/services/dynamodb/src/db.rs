@@ -24,6 +24,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Digest;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -301,6 +302,10 @@ impl Store {
         T: Send,
         E: From<StoreError> + Send,
     {
+        if ON_WRITER.with(Cell::get) {
+            // A write from inside a write would wait for itself.
+            return Err(StoreError::Commit("a write cannot start another write".into()).into());
+        }
         let mut slot = Slot {
             f: Some(f),
             out: None,
@@ -372,6 +377,11 @@ fn load_tables(conn: &Connection) -> Result<HashMap<String, Arc<TableMeta>>, Sto
         }
     }
     Ok(t)
+}
+
+thread_local! {
+    /// Set on the writer thread.
+    static ON_WRITER: Cell<bool> = const { Cell::new(false) };
 }
 
 /// One write request as the writer thread sees it: its closure and result slot
@@ -457,6 +467,7 @@ impl Writer {
     /// Take the waiting requests, run each in its own savepoint of one
     /// transaction, commit once and answer them all; until every `Store` is gone.
     fn run(self, rx: mpsc::Receiver<Job>) {
+        ON_WRITER.with(|w| w.set(true));
         let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH_WRITES);
         while let Ok(first) = rx.recv() {
             self.shared.queued.fetch_sub(1, Ordering::Relaxed);

@@ -343,3 +343,18 @@ async fn a_panicking_write_is_rolled_back_and_the_writer_goes_on() {
     assert_eq!(count_items(&store), 1);
     assert_eq!(stream_records(&store).len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_inside_a_write_is_refused_not_deadlocked() {
+    let (_dir, store) = open();
+    let s = store.clone();
+    let inner = tokio::task::spawn_blocking(move || {
+        s.write(|_tx| -> Result<bool, StoreError> {
+            let nested = s.write(|_tx| -> Result<(), StoreError> { Ok(()) });
+            Ok(matches!(nested, Err(StoreError::Commit(_))))
+        })
+    })
+    .await
+    .unwrap();
+    assert!(inner.unwrap());
+}
