@@ -414,7 +414,7 @@ impl Job {
 trait Work: Send {
     /// Run the closure; `true` when it returned `Ok`.
     fn run(&mut self, tx: &mut Tx<'_>) -> bool;
-    /// The batch was not committed: answer the error instead.
+    /// The batch was not committed: a request that succeeded answers this error.
     fn fail(&mut self, e: StoreError);
 }
 
@@ -440,7 +440,9 @@ where
     }
 
     fn fail(&mut self, e: StoreError) {
-        if !matches!(self.out, Some(Err(_))) {
+        // A request that failed (or panicked) on its own wrote nothing and keeps its
+        // own answer; one that succeeded, or never ran, gets the batch's error.
+        if matches!(self.out, None | Some(Ok(Ok(_)))) {
             self.out = Some(Ok(Err(E::from(e))));
         }
     }

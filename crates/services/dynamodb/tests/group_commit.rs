@@ -358,3 +358,41 @@ async fn a_write_inside_a_write_is_refused_not_deadlocked() {
     .unwrap();
     assert!(inner.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_database_rolled_back_fails_every_request_in_it() {
+    let (_dir, store) = open();
+    create_table(&store);
+    let t = store.table("tbl").unwrap();
+    // The held write puts "h", then waits for the next request to queue behind it
+    // in the same batch; that one ends the transaction the way SQLite does on a
+    // full disk or an I/O error (a ROLLBACK of everything).
+    let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+    let held = {
+        let (store, t) = (store.clone(), t.clone());
+        tokio::task::spawn_blocking(move || {
+            store.write(|tx| -> Result<(), StoreError> {
+                let key: Item = [("pk".to_string(), AttrValue::S("h".into()))].into();
+                tx.put(&t, &key, None, Some(&key), None)?;
+                held_tx.send(()).unwrap();
+                hold_until_queued(&store, 1);
+                Ok(())
+            })
+        })
+    };
+    held_rx.recv().unwrap();
+    let s = store.clone();
+    let lost = tokio::task::spawn_blocking(move || {
+        s.write(|tx| -> Result<(), StoreError> {
+            tx.tx.execute_batch("ROLLBACK")?;
+            Ok(())
+        })
+    });
+    assert!(matches!(held.await.unwrap(), Err(StoreError::Commit(_))));
+    assert!(matches!(lost.await.unwrap(), Err(StoreError::Commit(_))));
+    assert!(get(&store, "h").is_none());
+    assert!(stream_records(&store).is_empty());
+    // The writer goes on with the next batch.
+    call(&store, Op::PutItem, put_req("after", 1)).unwrap();
+    assert_eq!(count_items(&store), 1);
+}
