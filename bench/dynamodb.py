@@ -11,9 +11,10 @@ per server per operation and client count; the table has the median ops/s of the
 segments, their spread, p50/p99 pooled, and Nimbus/peer. Each endpoint gets its own
 table; every client has its own boto3 client (they are not thread-safe to share under
 load). boto3 on the same 2 cores is the load generator: at 1 client its own cost is a
-large part of every millisecond, for both servers alike. With --wrk (and --ops
-PutItem,GetItem), the requests come from `wrk` (C, bench/aws_json.lua) instead: the
-server's own capacity; the table has the median of the segments' p50s and their worst p99.
+large part of every millisecond, for both servers alike. With --wrk, the requests (all
+four operations) come from `wrk` (C, bench/aws_json.lua) instead: the server's own
+capacity; the table has the median of the segments' p50s and their worst p99, and the
+PutItem and UpdateItem acknowledgements are read back afterwards.
 """
 
 import argparse
@@ -99,12 +100,23 @@ def segment(url, table, kind, clients, duration):
 
 
 def wrk_segment(url, table, kind, clients, duration):
-    """PutItem (a new item each request: an identical rewrite is skipped by Nimbus, no
-    fsync) or GetItem of one item, from wrk (bench/aws_json.lua)."""
+    """One operation from wrk (bench/aws_json.lua): PutItem (a new item each request:
+    an identical rewrite is skipped by Nimbus, no fsync), GetItem of one item, Query of
+    the 100 items under "q", or UpdateItem `SET n = n + :one` with
+    `attribute_exists(pk)` on the one counter item (every request an effective write)."""
     if kind == "PutItem":
         body = {"TableName": table, "Item": {"pk": {"S": "wrk__N__"}, "sk": {"N": "1"}, "v": {"S": "x" * 100}}}
-    else:
+    elif kind == "GetItem":
         body = {"TableName": table, "Key": {"pk": {"S": "q"}, "sk": {"N": "7"}}}
+    elif kind == "Query":
+        body = {"TableName": table, "KeyConditionExpression": "pk = :p",
+                "ExpressionAttributeValues": {":p": {"S": "q"}}}
+    elif kind == "UpdateItem":
+        body = {"TableName": table, "Key": {"pk": {"S": "ctr"}, "sk": {"N": "0"}},
+                "UpdateExpression": "SET n = n + :one", "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeValues": {":one": {"N": "1"}}}
+    else:
+        raise SystemExit(f"--wrk does not know {kind}")
     env = {**os.environ, "TARGET": f"DynamoDB_20120810.{kind}", "BODY": json.dumps(body), "SERVICE": "dynamodb",
            "RUN": uuid.uuid4().hex[:12]}
     out = subprocess.run(["wrk", f"-t{min(2, clients)}", f"-c{clients}", f"-d{int(duration)}s", "-s",
@@ -145,7 +157,7 @@ def main():
     ap.add_argument("--clients", default="1,16,64")
     ap.add_argument("--ops", default="PutItem,GetItem,Query,UpdateItem")
     ap.add_argument("--wrk", action="store_true",
-                    help="PutItem and GetItem from wrk instead of boto3 (server-bound)")
+                    help="requests from wrk instead of boto3 (server-bound)")
     args = ap.parse_args()
     ts = dict(targets(args.nimbus, args.peer))
     tables = {name: setup(url) for name, url in ts.items()}
@@ -171,6 +183,17 @@ def main():
             acked = sum(by[name]["acked"] for label, _, by in rows if label.startswith("PutItem"))
             items = count_items(url, tables[name]) - 101
             print(f"| {name} | {acked} | {items} | {max(0, acked - items)} |", flush=True)
+    if args.wrk and "UpdateItem" in args.ops.split(","):
+        # Read-back: every acknowledged UpdateItem added one to the counter.
+        print()
+        print("| server | UpdateItems acknowledged (wrk) | counter value (GetItem) | short |")
+        print("|---|---|---|---|")
+        for name, url in ts.items():
+            acked = sum(by[name]["acked"] for label, _, by in rows if label.startswith("UpdateItem"))
+            got = client(url).get_item(TableName=tables[name], Key={"pk": {"S": "ctr"}, "sk": {"N": "0"}},
+                                       ConsistentRead=True)
+            n = int(got["Item"]["n"]["N"])
+            print(f"| {name} | {acked} | {n} | {max(0, acked - n)} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,11 @@
 //! The table store: one SQLite file `<data>/dynamodb.db` (WAL, `synchronous=FULL`:
 //! an acknowledged write is on disk).
 //!
+//! Writes are group-committed: one writer thread owns the write connection and
+//! runs the waiting write requests one after the other, each in its own SAVEPOINT
+//! of one shared transaction, then commits once (one fsync) and answers them all
+//! ([`Store::write`]). Reads use pooled reader connections beside it (WAL).
+//!
 //! * `tables` — one row per table, its description as JSON ([`TableMeta`]).
 //! * `items` — `(tid, hk, rk)` primary key: `hk`/`rk` are the hash and range key
 //!   values in an order-preserving byte encoding ([`AttrValue::key_bytes`]; numbers
@@ -15,13 +20,16 @@
 
 use crate::value::{item_from_json, item_size, item_to_json, AttrValue, Item};
 use nimbus_store::migrate::{Migration, Schema, Step};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Digest;
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
 pub const SCHEMA: Schema = Schema {
     file: "dynamodb.db",
@@ -152,18 +160,43 @@ pub fn h32(hk: &[u8]) -> u32 {
 }
 
 /// The store shared by the DynamoDB and DynamoDB Streams front-ends.
+///
+/// Writes go through one writer thread that owns the write connection (group
+/// commit, see [`Store::write`]); reads run on pooled reader connections beside it
+/// (WAL), each in its own snapshot of what is committed.
 pub struct Store {
-    /// The one writer.
-    conn: Mutex<Connection>,
+    /// Jobs for the writer thread.
+    writer: mpsc::Sender<Job>,
     /// Idle reader connections: WAL lets reads run beside the writer, each in
     /// its own snapshot.
     readers: Mutex<Vec<Connection>>,
     path: std::path::PathBuf,
-    tables: Mutex<HashMap<String, Arc<TableMeta>>>,
+    shared: Arc<Shared>,
     /// Bumped after every commit that appended stream records.
-    pub changes: tokio::sync::watch::Sender<u64>,
+    pub changes: Arc<tokio::sync::watch::Sender<u64>>,
     pub region: String,
     pub account_id: String,
+}
+
+/// What the writer thread updates after a commit and the front-ends read.
+struct Shared {
+    tables: Mutex<HashMap<String, Arc<TableMeta>>>,
+    /// Write requests handed to the writer and not yet taken by it.
+    queued: AtomicI64,
+    /// Commits (fsyncs) of the writer, and the write requests they carried.
+    commits: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// Counters of the group commit, for `/metrics` and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriterStats {
+    /// Transactions committed (each one fsync).
+    pub commits: u64,
+    /// Write requests run (each in its own savepoint), committed or rolled back.
+    pub writes: u64,
+    /// Write requests handed to the writer and not yet started.
+    pub queued: usize,
 }
 
 /// A storage failure (a bug or a broken disk): answered as 500.
@@ -173,116 +206,140 @@ pub enum StoreError {
     Db(#[from] rusqlite::Error),
     #[error("store: {0}")]
     Open(String),
+    /// The batch this write was part of could not be committed (nothing of it is
+    /// on disk), or the writer thread is gone.
+    #[error("commit: {0}")]
+    Commit(String),
 }
+
+/// Most write requests one transaction (one fsync) carries.
+const MAX_BATCH_WRITES: usize = 128;
+/// Most item bytes one transaction carries before it is committed.
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 impl Store {
     pub fn open(path: &Path, region: &str, account_id: &str) -> Result<Store, StoreError> {
         let conn = nimbus_store::open_migrated(path, &SCHEMA)
             .map_err(|e| StoreError::Open(e.to_string()))?;
-        let store = Store {
-            conn: Mutex::new(conn),
+        let shared = Arc::new(Shared {
+            tables: Mutex::new(load_tables(&conn)?),
+            queued: AtomicI64::new(0),
+            commits: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+        });
+        let changes = Arc::new(tokio::sync::watch::channel(0).0);
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            conn,
+            shared: shared.clone(),
+            changes: changes.clone(),
+            region: region.to_string(),
+        };
+        std::thread::Builder::new()
+            .name("dynamodb-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Open(format!("writer thread: {e}")))?;
+        Ok(Store {
+            writer: tx,
             readers: Mutex::new(Vec::new()),
             path: path.to_path_buf(),
-            tables: Mutex::new(HashMap::new()),
-            changes: tokio::sync::watch::channel(0).0,
+            shared,
+            changes,
             region: region.to_string(),
             account_id: account_id.to_string(),
-        };
-        store.reload()?;
-        Ok(store)
+        })
     }
 
-    fn reload(&self) -> Result<(), StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt = conn.prepare("SELECT meta FROM tables")?;
-        let metas: Vec<String> = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
-        t.clear();
-        for m in metas {
-            if let Ok(m) = serde_json::from_str::<TableMeta>(&m) {
-                t.insert(m.name.clone(), Arc::new(m));
-            }
-        }
-        Ok(())
+    fn tables_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<TableMeta>>> {
+        self.shared.tables.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn table(&self, name: &str) -> Option<Arc<TableMeta>> {
-        self.tables
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()
+        self.tables_map().get(name).cloned()
     }
 
     pub fn table_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .tables
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        let mut v: Vec<String> = self.tables_map().keys().cloned().collect();
         v.sort();
         v
     }
 
     pub fn tables(&self) -> Vec<Arc<TableMeta>> {
-        let mut v: Vec<Arc<TableMeta>> = self
-            .tables
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let mut v: Vec<Arc<TableMeta>> = self.tables_map().values().cloned().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
 
-    /// Run `f` in one IMMEDIATE transaction; committed when it returns `Ok`.
-    /// Table metadata written with [`save_meta`] becomes visible after commit;
-    /// stream watchers are woken when records were appended.
-    pub fn write<T, E: From<StoreError>>(
-        &self,
-        f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
-    ) -> Result<T, E> {
-        let (out, metas, dropped, records) = {
-            let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            let mut w = Tx {
-                tx,
-                metas: Vec::new(),
-                dropped: Vec::new(),
-                records: 0,
-                region: &self.region,
-            };
-            let out = f(&mut w)?;
-            let Tx {
-                tx,
-                metas,
-                dropped,
-                records,
-                ..
-            } = w;
-            tx.commit().map_err(StoreError::from)?;
-            (out, metas, dropped, records)
+    /// The group-commit counters.
+    pub fn writer_stats(&self) -> WriterStats {
+        WriterStats {
+            commits: self.shared.commits.load(Ordering::Relaxed),
+            writes: self.shared.writes.load(Ordering::Relaxed),
+            queued: self.shared.queued.load(Ordering::Relaxed).max(0) as usize,
+        }
+    }
+
+    /// Run `f` as one all-or-nothing write, and return once it is on disk.
+    ///
+    /// `f` runs on the writer thread inside its own SAVEPOINT of a transaction
+    /// that the writer shares between the write requests waiting for it (group
+    /// commit): requests run one after the other in arrival order, each seeing
+    /// what the ones before it wrote; a request whose `f` returns `Err` (or
+    /// panics) is rolled back to its savepoint without touching the others. The
+    /// writer commits (one fsync) when no request is waiting or the batch is
+    /// full, and only then does any of them return. A lone request is committed
+    /// at once. When the commit fails, every request of the batch gets the error
+    /// and nothing of the batch is on disk.
+    ///
+    /// Table metadata written with [`Tx::save_meta`] becomes visible after
+    /// commit; stream watchers are woken when records were appended.
+    ///
+    /// Blocks the calling thread: call it from a blocking thread, never from an
+    /// async task.
+    pub fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send,
+        T: Send,
+        E: From<StoreError> + Send,
+    {
+        if ON_WRITER.with(Cell::get) {
+            // A write from inside a write would wait for itself.
+            return Err(StoreError::Commit("a write cannot start another write".into()).into());
+        }
+        let mut slot = Slot {
+            f: Some(f),
+            out: None,
         };
-        if !metas.is_empty() || !dropped.is_empty() {
-            let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
-            for d in dropped {
-                t.remove(&d);
-            }
-            for m in metas {
-                t.insert(m.name.clone(), Arc::new(m));
-            }
+        let (done_tx, done_rx) = mpsc::sync_channel::<()>(1);
+        let ptr: *mut (dyn Work + '_) = &mut slot;
+        // SAFETY: the writer thread uses this pointer only between receiving the
+        // job and sending (or dropping) `done`; this function does not return, and
+        // `slot` stays where it is, until `done_rx.recv()` below has returned, which
+        // happens only after the `done` sender is used or dropped — every path of
+        // the writer (answer, thread exit, panic unwinding, the job never received)
+        // ends the job by consuming or dropping it, and `Job` has no other use of
+        // the pointer. Erasing the lifetime is what lets `f` borrow from this
+        // stack frame, as in a scoped thread. `Slot` is `Send` (`F`, `T`, `E` are).
+        let ptr: *mut (dyn Work + 'static) = unsafe { std::mem::transmute(ptr) };
+        let job = Job {
+            work: WorkPtr(ptr),
+            done: done_tx,
+        };
+        if self.writer.send(job).is_err() {
+            return Err(StoreError::Commit("the writer thread has stopped".into()).into());
         }
-        if records > 0 {
-            self.changes.send_modify(|v| *v += 1);
+        // Counted once in the channel (the writer may take it first: the count
+        // is signed and only settles between batches).
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        if done_rx.recv().is_err() {
+            // The writer died with this job: its transaction was not committed.
+            return Err(StoreError::Commit("the writer thread has stopped".into()).into());
         }
-        Ok(out)
+        match slot.out.take() {
+            Some(Ok(r)) => r,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Err(StoreError::Commit("write was not run".into()).into()),
+        }
     }
 
     /// Run `f` in a read transaction (a consistent snapshot of what is committed)
@@ -308,15 +365,244 @@ impl Store {
     }
 }
 
+fn load_tables(conn: &Connection) -> Result<HashMap<String, Arc<TableMeta>>, StoreError> {
+    let mut stmt = conn.prepare("SELECT meta FROM tables")?;
+    let metas: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut t = HashMap::new();
+    for m in metas {
+        if let Ok(m) = serde_json::from_str::<TableMeta>(&m) {
+            t.insert(m.name.clone(), Arc::new(m));
+        }
+    }
+    Ok(t)
+}
+
+thread_local! {
+    /// Set on the writer thread.
+    static ON_WRITER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// One write request as the writer thread sees it: its closure and result slot
+/// (type-erased, on the requester's stack) and the signal that it is finished.
+struct Job {
+    work: WorkPtr,
+    done: mpsc::SyncSender<()>,
+}
+
+struct WorkPtr(*mut (dyn Work + 'static));
+
+// SAFETY: the pointee is a `Slot` whose closure and results are `Send`; the
+// pointer is dereferenced only by the writer thread while the requester waits.
+unsafe impl Send for WorkPtr {}
+
+impl Job {
+    fn work(&mut self) -> &mut (dyn Work + 'static) {
+        // SAFETY: see `Store::write`: the requester keeps the slot alive and does
+        // not touch it until `done` is sent or dropped, which consumes this job.
+        unsafe { &mut *self.work.0 }
+    }
+
+    /// Wake the requester; the slot is not touched again.
+    fn finish(self) {
+        let _ = self.done.send(());
+    }
+}
+
+/// A write request's closure and its outcome.
+trait Work: Send {
+    /// Run the closure; `true` when it returned `Ok`.
+    fn run(&mut self, tx: &mut Tx<'_>) -> bool;
+    /// The batch was not committed: a request that succeeded answers this error.
+    fn fail(&mut self, e: StoreError);
+}
+
+struct Slot<F, T, E> {
+    f: Option<F>,
+    out: Option<std::thread::Result<Result<T, E>>>,
+}
+
+impl<F, T, E> Work for Slot<F, T, E>
+where
+    F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send,
+    T: Send,
+    E: From<StoreError> + Send,
+{
+    fn run(&mut self, tx: &mut Tx<'_>) -> bool {
+        let Some(f) = self.f.take() else {
+            return false;
+        };
+        let r = std::panic::catch_unwind(AssertUnwindSafe(|| f(tx)));
+        let ok = matches!(r, Ok(Ok(_)));
+        self.out = Some(r);
+        ok
+    }
+
+    fn fail(&mut self, e: StoreError) {
+        // A request that failed (or panicked) on its own wrote nothing and keeps its
+        // own answer; one that succeeded, or never ran, gets the batch's error.
+        if matches!(self.out, None | Some(Ok(Ok(_)))) {
+            self.out = Some(Ok(Err(E::from(e))));
+        }
+    }
+}
+
+/// The writer thread: owns the write connection.
+struct Writer {
+    conn: Connection,
+    shared: Arc<Shared>,
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
+    region: String,
+}
+
+/// What the committed requests of a batch changed besides rows.
+#[derive(Default)]
+struct BatchEffects {
+    /// Table metadata saved or dropped, in commit order.
+    tables: Vec<MetaChange>,
+    records: usize,
+    bytes: usize,
+}
+
+impl Writer {
+    /// Take the waiting requests, run each in its own savepoint of one
+    /// transaction, commit once and answer them all; until every `Store` is gone.
+    fn run(self, rx: mpsc::Receiver<Job>) {
+        ON_WRITER.with(|w| w.set(true));
+        let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH_WRITES);
+        while let Ok(first) = rx.recv() {
+            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+            let mut effects = BatchEffects::default();
+            let mut broken: Option<String> = None;
+            if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+                broken = Some(format!("begin: {e}"));
+                batch.push(first);
+            } else {
+                let mut next = Some(first);
+                while let Some(mut job) = next.take() {
+                    if let Err(e) = self.run_one(&mut job, &mut effects) {
+                        broken = Some(e);
+                    }
+                    batch.push(job);
+                    if broken.is_some()
+                        || batch.len() >= MAX_BATCH_WRITES
+                        || effects.bytes >= MAX_BATCH_BYTES
+                    {
+                        break;
+                    }
+                    if let Ok(j) = rx.try_recv() {
+                        self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                        next = Some(j);
+                    }
+                }
+                if broken.is_none() {
+                    if let Err(e) = self.conn.execute_batch("COMMIT") {
+                        broken = Some(e.to_string());
+                    }
+                }
+            }
+            self.shared
+                .writes
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            match broken {
+                None => {
+                    self.shared.commits.fetch_add(1, Ordering::Relaxed);
+                    self.publish(effects);
+                }
+                Some(e) => {
+                    if !self.conn.is_autocommit() {
+                        let _ = self.conn.execute_batch("ROLLBACK");
+                    }
+                    tracing::error!(error = %e, writes = batch.len(), "dynamodb batch not committed");
+                    for job in batch.iter_mut() {
+                        job.work().fail(StoreError::Commit(e.clone()));
+                    }
+                }
+            }
+            tracing::trace!(writes = batch.len(), "dynamodb group commit");
+            for job in batch.drain(..) {
+                job.finish();
+            }
+        }
+    }
+
+    /// Run one request in its own savepoint. `Err` when the transaction itself
+    /// is broken (the batch must be rolled back), not when the request failed.
+    fn run_one(&self, job: &mut Job, effects: &mut BatchEffects) -> Result<(), String> {
+        self.conn
+            .execute_batch("SAVEPOINT w")
+            .map_err(|e| format!("savepoint: {e}"))?;
+        let mut tx = Tx {
+            tx: &self.conn,
+            tables: Vec::new(),
+            records: 0,
+            bytes: 0,
+            region: &self.region,
+        };
+        let ok = job.work().run(&mut tx);
+        let Tx {
+            tables,
+            records,
+            bytes,
+            ..
+        } = tx;
+        if self.conn.is_autocommit() {
+            // SQLite rolled the whole transaction back (a full disk, an I/O error).
+            return Err("the transaction was rolled back by the database".into());
+        }
+        if ok {
+            self.conn
+                .execute_batch("RELEASE w")
+                .map_err(|e| format!("release: {e}"))?;
+            effects.tables.extend(tables);
+            effects.records += records;
+            effects.bytes += bytes;
+        } else {
+            self.conn
+                .execute_batch("ROLLBACK TO w; RELEASE w")
+                .map_err(|e| format!("rollback to savepoint: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// After a commit: table metadata becomes visible, stream watchers wake.
+    fn publish(&self, effects: BatchEffects) {
+        if !effects.tables.is_empty() {
+            let mut t = self.shared.tables.lock().unwrap_or_else(|p| p.into_inner());
+            // In commit order: a table created and deleted in one batch is gone.
+            for c in effects.tables {
+                match c {
+                    MetaChange::Saved(m) => {
+                        t.insert(m.name.clone(), Arc::new(*m));
+                    }
+                    MetaChange::Dropped(name) => {
+                        t.remove(&name);
+                    }
+                }
+            }
+        }
+        if effects.records > 0 {
+            self.changes.send_modify(|v| *v += 1);
+        }
+    }
+}
+
+/// A table's metadata saved or dropped by a write.
+enum MetaChange {
+    Saved(Box<TableMeta>),
+    Dropped(String),
+}
+
 /// Idle reader connections kept open.
 const READER_POOL: usize = 8;
 
-/// A write transaction.
+/// A write request's view of the batch transaction (inside its own savepoint).
 pub struct Tx<'a> {
-    pub tx: Transaction<'a>,
-    metas: Vec<TableMeta>,
-    dropped: Vec<String>,
+    pub tx: &'a Connection,
+    tables: Vec<MetaChange>,
     records: usize,
+    bytes: usize,
     region: &'a str,
 }
 
@@ -327,7 +613,7 @@ impl Tx<'_> {
              ON CONFLICT(name) DO UPDATE SET meta = excluded.meta",
             params![m.name, m.tid, serde_json::to_string(m).unwrap_or_default()],
         )?;
-        self.metas.push(m.clone());
+        self.tables.push(MetaChange::Saved(Box::new(m.clone())));
         Ok(())
     }
 
@@ -339,7 +625,7 @@ impl Tx<'_> {
         self.tx.execute("DELETE FROM idx WHERE tid = ?1", [m.tid])?;
         self.tx
             .execute("DELETE FROM tags WHERE arn = ?1", [&m.arn])?;
-        self.dropped.push(m.name.clone());
+        self.tables.push(MetaChange::Dropped(m.name.clone()));
         Ok(())
     }
 
@@ -355,7 +641,7 @@ impl Tx<'_> {
 
     /// The item with this key, if any.
     pub fn get(&self, t: &TableMeta, key: &Item) -> Result<Option<Item>, StoreError> {
-        get_item(&self.tx, t, key)
+        get_item(self.tx, t, key)
     }
 
     /// Replace (`Some`) or delete (`None`) the item at `key`, keeping its index
@@ -372,36 +658,37 @@ impl Tx<'_> {
         match new {
             Some(item) => {
                 let expires = t.ttl_attr.as_ref().and_then(|a| ttl_of(item, a));
-                self.tx.execute(
-                    "INSERT INTO items(tid, hk, rk, h32, item, size, expires) VALUES (?1,?2,?3,?4,?5,?6,?7)
-                     ON CONFLICT(tid, hk, rk) DO UPDATE SET item = excluded.item, size = excluded.size,
-                     expires = excluded.expires",
-                    params![
+                let size = item_size(item);
+                self.bytes += size;
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO items(tid, hk, rk, h32, item, size, expires) VALUES (?1,?2,?3,?4,?5,?6,?7)
+                         ON CONFLICT(tid, hk, rk) DO UPDATE SET item = excluded.item, size = excluded.size,
+                         expires = excluded.expires",
+                    )?
+                    .execute(params![
                         t.tid,
                         hk,
                         rk,
                         h32(&hk),
                         item_to_json(item).to_string(),
-                        item_size(item) as i64,
+                        size as i64,
                         expires
-                    ],
-                )?;
+                    ])?;
             }
             None => {
-                self.tx.execute(
-                    "DELETE FROM items WHERE tid = ?1 AND hk = ?2 AND rk = ?3",
-                    params![t.tid, hk, rk],
-                )?;
+                self.tx
+                    .prepare_cached("DELETE FROM items WHERE tid = ?1 AND hk = ?2 AND rk = ?3")?
+                    .execute(params![t.tid, hk, rk])?;
             }
         }
         if !t.gsis.is_empty() || !t.lsis.is_empty() {
-            self.tx.execute(
-                "DELETE FROM idx WHERE tid = ?1 AND hk = ?2 AND rk = ?3",
-                params![t.tid, hk, rk],
-            )?;
+            self.tx
+                .prepare_cached("DELETE FROM idx WHERE tid = ?1 AND hk = ?2 AND rk = ?3")?
+                .execute(params![t.tid, hk, rk])?;
             if let Some(item) = new {
                 for ix in t.gsis.iter().chain(&t.lsis) {
-                    index_entry(&self.tx, t, ix, item, &hk, &rk)?;
+                    index_entry(self.tx, t, ix, item, &hk, &rk)?;
                 }
             }
         }
@@ -413,10 +700,11 @@ impl Tx<'_> {
             };
             if effective {
                 let rec = stream_record(self.region, t, s, key, old, new, user_identity);
-                self.tx.execute(
-                    "INSERT INTO stream_records(stream_arn, created_ms, record) VALUES (?1, ?2, ?3)",
-                    params![s.arn, nimbus_core::now_ms(), rec.to_string()],
-                )?;
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO stream_records(stream_arn, created_ms, record) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![s.arn, nimbus_core::now_ms(), rec.to_string()])?;
                 self.records += 1;
             }
         }
@@ -436,7 +724,7 @@ impl Tx<'_> {
         };
         for (hk, rk, item) in rows {
             if let Some(item) = parse_stored(&item) {
-                index_entry(&self.tx, t, ix, &item, &hk, &rk)?;
+                index_entry(self.tx, t, ix, &item, &hk, &rk)?;
             }
         }
         Ok(())
@@ -488,10 +776,10 @@ fn index_entry(
         },
         None => Vec::new(),
     };
-    tx.execute(
+    tx.prepare_cached(
         "INSERT OR REPLACE INTO idx(tid, iname, ihk, irk, hk, rk) VALUES (?1,?2,?3,?4,?5,?6)",
-        params![_t.tid, ix.name, ih.key_bytes(), irk, hk, rk],
-    )?;
+    )?
+    .execute(params![_t.tid, ix.name, ih.key_bytes(), irk, hk, rk])?;
     Ok(())
 }
 
@@ -515,11 +803,8 @@ pub fn parse_stored(s: &str) -> Option<Item> {
 pub fn get_item(conn: &Connection, t: &TableMeta, key: &Item) -> Result<Option<Item>, StoreError> {
     let (hk, rk) = row_key(t, key);
     let s: Option<String> = conn
-        .query_row(
-            "SELECT item FROM items WHERE tid = ?1 AND hk = ?2 AND rk = ?3",
-            params![t.tid, hk, rk],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT item FROM items WHERE tid = ?1 AND hk = ?2 AND rk = ?3")?
+        .query_row(params![t.tid, hk, rk], |r| r.get(0))
         .optional()?;
     Ok(s.as_deref().and_then(parse_stored))
 }

@@ -312,6 +312,15 @@ impl ServiceAdmin for Admin {
             "# HELP nimbus_dynamodb_ttl_deleted Items deleted by TTL expiry.\n# TYPE nimbus_dynamodb_ttl_deleted counter\nnimbus_dynamodb_ttl_deleted_total {}\n",
             self.metrics.ttl_deleted.load(Ordering::Relaxed)
         ));
+        let w = self.store.writer_stats();
+        out.push_str(&format!(
+            "# HELP nimbus_dynamodb_commits Write transactions committed by the group-commit writer (one fsync each).\n# TYPE nimbus_dynamodb_commits counter\nnimbus_dynamodb_commits_total {}\n",
+            w.commits
+        ));
+        out.push_str(&format!(
+            "# HELP nimbus_dynamodb_writes Write requests run by the writer, each in its own savepoint.\n# TYPE nimbus_dynamodb_writes counter\nnimbus_dynamodb_writes_total {}\n",
+            w.writes
+        ));
         out
     }
 }
