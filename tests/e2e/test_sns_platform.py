@@ -1,5 +1,5 @@
 """SNS's mobile push, SMS and data-protection operations end to end against the
-real binary with boto3 (and the aws CLI): platform applications and endpoints
+real binary with boto3, the aws CLI and the JS SDK v3: platform applications and endpoints
 (idempotent creation, AWS's conflict error, disabled endpoints, per-platform
 bodies, `application` subscriptions), the SMS account attributes, opt-outs and
 the SMS sandbox's one-time-password handshake, data-protection policies, the
@@ -372,3 +372,27 @@ def test_platform_and_sms_state_survives_kill9(server_factory):
     assert c.list_sms_sandbox_phone_numbers()["PhoneNumbers"] == \
         [{"PhoneNumber": "+15555550301", "Status": "Pending"}]
     assert c.get_data_protection_policy(ResourceArn=topic)["DataProtectionPolicy"] == '{"Name": "p"}'
+
+
+# -- the AWS SDK for JavaScript v3 ------------------------------------------------------
+
+def test_js_sdk_v3_platform_endpoints_sms_and_data_protection(server):
+    modules = ROOT / "sdk" / "node_modules"
+    assert (modules / "@aws-sdk" / "client-sns").is_dir(), "run scripts/install-sdks"
+    env = dict(os.environ, NODE_PATH=str(modules))
+    p = subprocess.run(["node", str(Path(__file__).with_name("sns_platform_js.js")), server.api],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["app"].endswith(":app/APNS_SANDBOX/js-app")
+    assert out["appAttrs"] == {"Enabled": "true"}
+    assert ":endpoint/APNS_SANDBOX/js-app/" in out["endpoint"]
+    assert out["endpoints"] == [{"EndpointArn": out["endpoint"], "Attributes": {
+        "Enabled": "true", "Token": "js-device", "CustomUserData": "js"}}]
+    assert out["conflict"].startswith("InvalidParameterException: Invalid parameter: Token Reason: "
+                                      f"Endpoint {out['endpoint']} already exists")
+    assert out["missing"] == "NotFoundException: Endpoint does not exist"
+    assert out["optedOut"] is False and out["inSandbox"] is False
+    assert out["dataProtection"] == '{"Name":"js"}'
+    [rec] = [d for d in deliveries(server, "application") if d["MessageId"] == out["messageId"]]
+    assert rec["Endpoint"] == out["endpoint"] and rec["Message"] == '{"aps":{"alert":"hi"}}'
