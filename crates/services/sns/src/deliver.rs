@@ -701,7 +701,12 @@ async fn send(
                     })?
                 }
                 "sms" => {
-                    let (s, phone) = (sns.clone(), sub.endpoint.clone());
+                    let phone = if sub.endpoint.starts_with('+') {
+                        sub.endpoint.clone()
+                    } else {
+                        format!("+{}", sub.endpoint)
+                    };
+                    let s = sns.clone();
                     let out = tokio::task::spawn_blocking(move || s.opted_out(&phone))
                         .await
                         .map_err(|e| Failure::Transient(e.to_string()))?

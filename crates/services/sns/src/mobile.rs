@@ -163,6 +163,36 @@ fn shown_app_attrs(stored: &str) -> BTreeMap<String, String> {
     a
 }
 
+fn app_attrs_in(
+    conn: &rusqlite::Connection,
+    arn: &str,
+) -> Result<BTreeMap<String, String>, AwsError> {
+    let stored: Option<String> = conn
+        .query_row(
+            "SELECT attrs FROM platform_apps WHERE arn = ?1",
+            [arn],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(internal)?;
+    stored
+        .map(|s| parse_map(&s))
+        .ok_or_else(|| not_found("PlatformApplication does not exist"))
+}
+
+fn endpoint_in(
+    conn: &rusqlite::Connection,
+    arn: &str,
+) -> Result<Option<BTreeMap<String, String>>, AwsError> {
+    let stored: Option<String> = conn
+        .query_row("SELECT attrs FROM endpoints WHERE arn = ?1", [arn], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(internal)?;
+    Ok(stored.map(|s| parse_map(&s)))
+}
+
 impl Sns {
     // -- platform applications ------------------------------------------------
 
@@ -223,19 +253,7 @@ impl Sns {
     }
 
     fn app_attrs_raw(&self, arn: &str) -> Result<BTreeMap<String, String>, AwsError> {
-        let inner = self.lock();
-        let stored: Option<String> = inner
-            .conn
-            .query_row(
-                "SELECT attrs FROM platform_apps WHERE arn = ?1",
-                [arn],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(internal)?;
-        stored
-            .map(|s| parse_map(&s))
-            .ok_or_else(|| not_found("PlatformApplication does not exist"))
+        app_attrs_in(&self.lock().conn, arn)
     }
 
     pub fn platform_application_attributes(
@@ -252,7 +270,8 @@ impl Sns {
         attrs: BTreeMap<String, String>,
     ) -> Result<(), AwsError> {
         validate_app_attrs(&attrs)?;
-        let mut all = self.app_attrs_raw(arn)?;
+        let inner = self.lock();
+        let mut all = app_attrs_in(&inner.conn, arn)?;
         for (k, v) in attrs {
             if v.is_empty() && !SECRET_APP_ATTRS.contains(&k.as_str()) {
                 all.remove(&k);
@@ -264,7 +283,7 @@ impl Sns {
                 all.insert(k, v);
             }
         }
-        self.lock()
+        inner
             .conn
             .execute(
                 "UPDATE platform_apps SET attrs = ?2 WHERE arn = ?1",
@@ -341,9 +360,9 @@ impl Sns {
         let (platform, app_name) = app_parts(app_arn)
             .ok_or_else(|| invalid_parameter("Invalid parameter: PlatformApplicationArn"))?;
         let (platform, app_name) = (platform.to_string(), app_name.to_string());
-        self.app_attrs_raw(app_arn)?;
         let mut inner = self.lock();
         let tx = inner.conn.transaction().map_err(internal)?;
+        app_attrs_in(&tx, app_arn)?;
         let existing: Option<(String, String)> = tx
             .query_row(
                 "SELECT arn, attrs FROM endpoints WHERE app_arn = ?1 AND token = ?2",
@@ -378,15 +397,7 @@ impl Sns {
 
     /// An endpoint's attributes, `None` when it does not exist.
     pub fn endpoint(&self, arn: &str) -> Result<Option<BTreeMap<String, String>>, AwsError> {
-        let inner = self.lock();
-        let stored: Option<String> = inner
-            .conn
-            .query_row("SELECT attrs FROM endpoints WHERE arn = ?1", [arn], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(internal)?;
-        Ok(stored.map(|s| parse_map(&s)))
+        endpoint_in(&self.lock().conn, arn)
     }
 
     pub fn endpoint_attributes(&self, arn: &str) -> Result<BTreeMap<String, String>, AwsError> {
@@ -400,10 +411,12 @@ impl Sns {
         attrs: BTreeMap<String, String>,
     ) -> Result<(), AwsError> {
         validate_endpoint_attrs(&attrs)?;
-        let mut all = self.endpoint_attributes(arn)?;
+        let inner = self.lock();
+        let mut all =
+            endpoint_in(&inner.conn, arn)?.ok_or_else(|| not_found("Endpoint does not exist"))?;
         all.extend(attrs);
         let token = all.get("Token").cloned().unwrap_or_default();
-        self.lock()
+        inner
             .conn
             .execute(
                 "UPDATE endpoints SET attrs = ?2, token = ?3 WHERE arn = ?1",
@@ -641,9 +654,15 @@ impl Sns {
                 "The phone number has opted out of receiving SMS messages",
             ));
         }
-        let status: Option<String> = self
-            .lock()
-            .conn
+        let n = u32::from_le_bytes(
+            uuid::Uuid::new_v4().as_bytes()[..4]
+                .try_into()
+                .unwrap_or([0; 4]),
+        );
+        let otp = format!("{:06}", n % 1_000_000);
+        let mut inner = self.lock();
+        let tx = inner.conn.transaction().map_err(internal)?;
+        let status: Option<String> = tx
             .query_row(
                 "SELECT status FROM sms_sandbox WHERE phone = ?1",
                 [phone],
@@ -654,30 +673,26 @@ impl Sns {
         if status.as_deref() == Some("Verified") {
             return Err(user_error("The phone number is already verified"));
         }
-        let n = u32::from_le_bytes(
-            uuid::Uuid::new_v4().as_bytes()[..4]
-                .try_into()
-                .unwrap_or([0; 4]),
-        );
-        let otp = format!("{:06}", n % 1_000_000);
-        self.lock()
-            .conn
-            .execute(
-                "INSERT INTO sms_sandbox(phone, status, otp, language, at_ms) VALUES (?1, 'Pending', ?2, ?3, ?4)
-                 ON CONFLICT(phone) DO UPDATE SET otp = excluded.otp, language = excluded.language, at_ms = excluded.at_ms",
-                params![phone, otp, language, now_ms()],
-            )
-            .map_err(internal)?;
-        let id = uuid::Uuid::new_v4().to_string();
-        self.record(
-            "sms",
-            phone,
-            "",
-            "",
-            &id,
-            &format!("Your Amazon SNS verification code is: {otp}"),
+        let now = now_ms();
+        tx.execute(
+            "INSERT INTO sms_sandbox(phone, status, otp, language, at_ms) VALUES (?1, 'Pending', ?2, ?3, ?4)
+             ON CONFLICT(phone) DO UPDATE SET otp = excluded.otp, language = excluded.language, at_ms = excluded.at_ms",
+            params![phone, otp, language, now],
         )
         .map_err(internal)?;
+        // The one-time password "sent": recorded with the row, in one transaction.
+        tx.execute(
+            "INSERT INTO recorded(protocol, endpoint, sub_arn, topic_arn, message_id, body, at_ms)
+             VALUES ('sms', ?1, '', '', ?2, ?3, ?4)",
+            params![
+                phone,
+                uuid::Uuid::new_v4().to_string(),
+                format!("Your Amazon SNS verification code is: {otp}"),
+                now
+            ],
+        )
+        .map_err(internal)?;
+        tx.commit().map_err(internal)?;
         Ok(())
     }
 
