@@ -112,6 +112,8 @@ def test_endpoints_are_idempotent_per_token_and_conflict_as_aws(server):
     # Same token, same attributes: the same endpoint.
     assert c.create_platform_endpoint(PlatformApplicationArn=app, Token="tok-1",
                                       CustomUserData="user-1")["EndpointArn"] == ep
+    # Without CustomUserData, it is not compared.
+    assert c.create_platform_endpoint(PlatformApplicationArn=app, Token="tok-1")["EndpointArn"] == ep
     # Same token, different attributes: AWS's error, naming the endpoint.
     code, msg = error_of(lambda: c.create_platform_endpoint(
         PlatformApplicationArn=app, Token="tok-1", CustomUserData="someone else"))
@@ -124,6 +126,11 @@ def test_endpoints_are_idempotent_per_token_and_conflict_as_aws(server):
     c.set_endpoint_attributes(EndpointArn=ep, Attributes={"Token": "tok-2", "Enabled": "false"})
     attrs = c.get_endpoint_attributes(EndpointArn=ep)["Attributes"]
     assert attrs["Token"] == "tok-2" and attrs["Enabled"] == "false"
+    # Re-registering a disabled endpoint's token conflicts (Enabled defaults to true).
+    assert error_of(lambda: c.create_platform_endpoint(
+        PlatformApplicationArn=app, Token="tok-2"))[0] == "InvalidParameter"
+    assert c.create_platform_endpoint(PlatformApplicationArn=app, Token="tok-2",
+                                      Attributes={"Enabled": "false"})["EndpointArn"] == ep
     assert error_of(lambda: c.set_endpoint_attributes(
         EndpointArn=ep, Attributes={"Enabled": "maybe"}))[0] == "InvalidParameter"
     assert error_of(lambda: c.set_endpoint_attributes(

@@ -372,7 +372,14 @@ impl Sns {
             .optional()
             .map_err(internal)?;
         if let Some((arn, stored)) = existing {
-            if parse_map(&stored) == attrs {
+            // Same token: the same endpoint when the attributes match; a request
+            // without CustomUserData does not compare it, `Enabled` defaults to true
+            // (so re-registering a disabled endpoint's token conflicts, as in AWS).
+            let mut stored = parse_map(&stored);
+            if !attrs.contains_key("CustomUserData") {
+                stored.remove("CustomUserData");
+            }
+            if stored == attrs {
                 return Ok(arn);
             }
             return Err(invalid_parameter(format!(
