@@ -7,6 +7,7 @@ errors, and that all of it survives `kill -9`."""
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -143,6 +144,9 @@ def test_endpoints_are_idempotent_per_token_and_conflict_as_aws(server):
     assert sorted(e["EndpointArn"] for e in listed) == sorted([ep, *others])
     assert {e["EndpointArn"]: e["Attributes"]["Token"] for e in listed}[ep] == "tok-2"
 
+    metrics = requests.get(f"{server.api}/metrics", timeout=10).text
+    gauge = re.search(r"^nimbus_sns_platform_endpoints (\d+)$", metrics, re.M)
+    assert gauge and int(gauge.group(1)) >= 4, metrics
     c.delete_endpoint(EndpointArn=others[0])
     c.delete_endpoint(EndpointArn=others[0])  # deleting again succeeds, as in AWS
     assert error_of(lambda: c.get_endpoint_attributes(EndpointArn=others[0])) == \

@@ -246,9 +246,20 @@ impl ServiceAdmin for Admin {
 
     fn metrics(&self) -> String {
         let m = &self.0.metrics;
-        let (topics, subs) = {
+        let (topics, subs, apps, endpoints) = {
             let inner = self.0.lock();
-            (inner.topics.len(), inner.subs.len())
+            let count = |table: &str| -> i64 {
+                inner
+                    .conn
+                    .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                    .unwrap_or(0)
+            };
+            (
+                inner.topics.len(),
+                inner.subs.len(),
+                count("platform_apps"),
+                count("endpoints"),
+            )
         };
         let backlog = deliver::backlog(&self.0);
         format!(
@@ -270,7 +281,13 @@ impl ServiceAdmin for Admin {
              nimbus_sns_topics {topics}\n\
              # HELP nimbus_sns_subscriptions Subscriptions, confirmed or pending.\n\
              # TYPE nimbus_sns_subscriptions gauge\n\
-             nimbus_sns_subscriptions {subs}\n",
+             nimbus_sns_subscriptions {subs}\n\
+             # HELP nimbus_sns_platform_applications Platform applications (mobile push).\n\
+             # TYPE nimbus_sns_platform_applications gauge\n\
+             nimbus_sns_platform_applications {apps}\n\
+             # HELP nimbus_sns_platform_endpoints Platform endpoints (mobile push).\n\
+             # TYPE nimbus_sns_platform_endpoints gauge\n\
+             nimbus_sns_platform_endpoints {endpoints}\n",
             m.published.load(Ordering::Relaxed),
             m.delivered.load(Ordering::Relaxed),
             m.retried.load(Ordering::Relaxed),
