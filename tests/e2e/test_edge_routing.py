@@ -102,7 +102,7 @@ def assert_not_implemented(err, service, operation, content_type):
 
 
 # Services whose routing-probe operation is implemented: it answers, in its protocol.
-IMPLEMENTED = {"dynamodb", "dynamodbstreams", "iam", "secretsmanager", "ssm", "sqs"}
+IMPLEMENTED = {"dynamodb", "dynamodbstreams", "iam", "secretsmanager", "sns", "ssm", "sqs"}
 
 
 @pytest.mark.parametrize("service", sorted(BOTO_CALLS))

@@ -1,5 +1,6 @@
 //! The awsQuery operations: parameters in, XML out.
 
+use crate::mobile::PlatformApp;
 use crate::model::*;
 use crate::ops::{Op, META};
 use crate::state::{PublishInput, Sns};
@@ -243,6 +244,12 @@ pub fn handle(sns: &Sns, call: &Call<Op>) -> Response {
             Op::Subscribe => {
                 let topic = p.req("TopicArn")?;
                 validate_arn(topic, "TopicArn")?;
+                if p.get("Protocol") == Some("application") {
+                    let ep = p.get("Endpoint").unwrap_or("");
+                    if ep.contains(":endpoint/") && sns.endpoint(ep)?.is_none() {
+                        return Err(not_found("Endpoint does not exist"));
+                    }
+                }
                 let (arn, confirmed) = sns.subscribe(
                     topic,
                     p.req("Protocol")?,
@@ -335,10 +342,14 @@ pub fn handle(sns: &Sns, call: &Call<Op>) -> Response {
                         ))
                     }
                 };
-                validate_arn(topic, "TopicArn")?;
                 if topic.contains(":endpoint/") {
-                    return Err(not_found("Endpoint does not exist"));
+                    validate_arn(topic, "TargetArn")?;
+                    let id = sns.publish_to_endpoint(topic, p.publish_input("")?)?;
+                    return Ok(ok(&|w| {
+                        w.element("MessageId", &id);
+                    }));
                 }
+                validate_arn(topic, "TopicArn")?;
                 let input = p.publish_input("")?;
                 let (id, seq) = sns.publish(topic, input)?;
                 ok(&|w| {
@@ -347,7 +358,7 @@ pub fn handle(sns: &Sns, call: &Call<Op>) -> Response {
                 })
             }
             Op::PublishBatch => publish_batch(sns, &p, &ok)?,
-            _ => return Ok(call.not_implemented()),
+            _ => return mobile_ops(sns, call.op, &p, &ok, &empty),
         })
     })();
     match result {
@@ -448,4 +459,203 @@ fn publish_batch(sns: &Sns, p: &Params, ok: &Answer<'_>) -> Result<Response, Aws
             }
         });
     }))
+}
+
+fn max_results(p: &Params, max: usize) -> Result<usize, AwsError> {
+    match p.get("MaxResults") {
+        None => Ok(max),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                AwsError::new(
+                    http::StatusCode::BAD_REQUEST,
+                    "ValidationException",
+                    format!("1 validation error detected: Value '{v}' at 'maxResults' failed to satisfy constraint: Member must have value between 1 and {max}"),
+                )
+            }),
+    }
+}
+
+fn endpoint_list(w: &mut XmlWriter, name: &str, arn_name: &str, items: &[PlatformApp]) {
+    w.nested(name, |w| {
+        for a in items {
+            w.nested("member", |w| {
+                w.element(arn_name, &a.arn);
+                entries(w, "Attributes", &a.attrs);
+            });
+        }
+    });
+}
+
+/// Platform applications and endpoints, SMS, the SMS sandbox and data protection.
+fn mobile_ops(
+    sns: &Sns,
+    op: Op,
+    p: &Params,
+    ok: &Answer<'_>,
+    empty: &dyn Fn() -> Response,
+) -> Result<Response, AwsError> {
+    Ok(match op {
+        Op::CreatePlatformApplication => {
+            let arn = sns.create_platform_application(
+                p.req("Name")?,
+                p.req("Platform")?,
+                p.map("Attributes"),
+            )?;
+            ok(&|w| {
+                w.element("PlatformApplicationArn", &arn);
+            })
+        }
+        Op::GetPlatformApplicationAttributes => {
+            let arn = p.req("PlatformApplicationArn")?;
+            validate_arn(arn, "PlatformApplicationArn")?;
+            let attrs = sns.platform_application_attributes(arn)?;
+            ok(&|w| entries(w, "Attributes", &attrs))
+        }
+        Op::SetPlatformApplicationAttributes => {
+            let arn = p.req("PlatformApplicationArn")?;
+            validate_arn(arn, "PlatformApplicationArn")?;
+            sns.set_platform_application_attributes(arn, p.map("Attributes"))?;
+            empty()
+        }
+        Op::ListPlatformApplications => {
+            let (apps, next) = sns.list_platform_applications(p.get("NextToken"))?;
+            ok(&|w| {
+                endpoint_list(w, "PlatformApplications", "PlatformApplicationArn", &apps);
+                w.element_opt("NextToken", next.as_deref());
+            })
+        }
+        Op::DeletePlatformApplication => {
+            let arn = p.req("PlatformApplicationArn")?;
+            validate_arn(arn, "PlatformApplicationArn")?;
+            sns.delete_platform_application(arn)?;
+            empty()
+        }
+        Op::CreatePlatformEndpoint => {
+            let app = p.req("PlatformApplicationArn")?;
+            validate_arn(app, "PlatformApplicationArn")?;
+            let arn = sns.create_platform_endpoint(
+                app,
+                p.req("Token")?,
+                p.get("CustomUserData"),
+                p.map("Attributes"),
+            )?;
+            ok(&|w| {
+                w.element("EndpointArn", &arn);
+            })
+        }
+        Op::GetEndpointAttributes => {
+            let arn = p.req("EndpointArn")?;
+            validate_arn(arn, "EndpointArn")?;
+            let attrs = sns.endpoint_attributes(arn)?;
+            ok(&|w| entries(w, "Attributes", &attrs))
+        }
+        Op::SetEndpointAttributes => {
+            let arn = p.req("EndpointArn")?;
+            validate_arn(arn, "EndpointArn")?;
+            sns.set_endpoint_attributes(arn, p.map("Attributes"))?;
+            empty()
+        }
+        Op::ListEndpointsByPlatformApplication => {
+            let app = p.req("PlatformApplicationArn")?;
+            validate_arn(app, "PlatformApplicationArn")?;
+            let (eps, next) = sns.list_endpoints(app, p.get("NextToken"))?;
+            ok(&|w| {
+                endpoint_list(w, "Endpoints", "EndpointArn", &eps);
+                w.element_opt("NextToken", next.as_deref());
+            })
+        }
+        Op::DeleteEndpoint => {
+            let arn = p.req("EndpointArn")?;
+            validate_arn(arn, "EndpointArn")?;
+            sns.delete_endpoint(arn)?;
+            empty()
+        }
+        Op::GetSMSAttributes => {
+            let attrs = sns.sms_attributes(&p.list("attributes"))?;
+            ok(&|w| entries(w, "attributes", &attrs))
+        }
+        Op::SetSMSAttributes => {
+            sns.set_sms_attributes(p.map("attributes"))?;
+            ok(&|_| {})
+        }
+        Op::CheckIfPhoneNumberIsOptedOut => {
+            let out = sns.is_opted_out(p.req("phoneNumber")?)?;
+            ok(&|w| {
+                w.element("isOptedOut", if out { "true" } else { "false" });
+            })
+        }
+        Op::ListPhoneNumbersOptedOut => {
+            let (numbers, next) = sns.list_opted_out(p.get("nextToken"))?;
+            ok(&|w| {
+                w.nested("phoneNumbers", |w| {
+                    for n in &numbers {
+                        w.element("member", n);
+                    }
+                });
+                w.element_opt("nextToken", next.as_deref());
+            })
+        }
+        Op::OptInPhoneNumber => {
+            sns.set_opted_out(p.req("phoneNumber")?, false)?;
+            ok(&|_| {})
+        }
+        Op::CreateSMSSandboxPhoneNumber => {
+            sns.create_sandbox_number(
+                p.req("PhoneNumber")?,
+                p.get("LanguageCode").unwrap_or("en-US"),
+            )?;
+            ok(&|_| {})
+        }
+        Op::VerifySMSSandboxPhoneNumber => {
+            sns.verify_sandbox_number(p.req("PhoneNumber")?, p.req("OneTimePassword")?)?;
+            ok(&|_| {})
+        }
+        Op::DeleteSMSSandboxPhoneNumber => {
+            sns.delete_sandbox_number(p.req("PhoneNumber")?)?;
+            ok(&|_| {})
+        }
+        Op::ListSMSSandboxPhoneNumbers => {
+            let max = max_results(p, 100)?;
+            let (numbers, next) = sns.list_sandbox_numbers(p.get("NextToken"), max)?;
+            ok(&|w| {
+                w.nested("PhoneNumbers", |w| {
+                    for (n, s) in &numbers {
+                        w.nested("member", |w| {
+                            w.element("PhoneNumber", n);
+                            w.element("Status", s);
+                        });
+                    }
+                });
+                w.element_opt("NextToken", next.as_deref());
+            })
+        }
+        Op::GetSMSSandboxAccountStatus => ok(&|w| {
+            // Nimbus records SMS to any number: the account is not sandboxed.
+            w.element("IsInSandbox", "false");
+        }),
+        Op::ListOriginationNumbers => {
+            max_results(p, 30)?;
+            ok(&|w| {
+                w.nested("PhoneNumbers", |_| {});
+            })
+        }
+        Op::GetDataProtectionPolicy => {
+            let arn = p.req("ResourceArn")?;
+            validate_arn(arn, "ResourceArn")?;
+            let policy = sns.data_protection_policy(arn)?;
+            ok(&|w| {
+                w.element("DataProtectionPolicy", &policy);
+            })
+        }
+        Op::PutDataProtectionPolicy => {
+            let arn = p.req("ResourceArn")?;
+            validate_arn(arn, "ResourceArn")?;
+            sns.put_data_protection_policy(arn, p.req("DataProtectionPolicy")?)?;
+            empty()
+        }
+        _ => return Err(internal("operation routed to the wrong handler")),
+    })
 }

@@ -692,10 +692,38 @@ async fn send(
                 msg.topic_arn.clone(),
                 msg.message_id.clone(),
             );
-            let rec = if sub.protocol == "firehose" && !sub.raw() {
-                envelope(sns, sub, msg, &body)
-            } else {
-                body
+            let rec = match sub.protocol.as_str() {
+                "firehose" if !sub.raw() => envelope(sns, sub, msg, &body),
+                "application" if sub.endpoint.contains(":endpoint/") => {
+                    let (s, ep, m) = (sns.clone(), sub.endpoint.clone(), msg.clone());
+                    let picked = tokio::task::spawn_blocking(move || s.application_body(&ep, &m))
+                        .await
+                        .map_err(|e| Failure::Transient(e.to_string()))?
+                        .map_err(|e| Failure::Transient(e.message))?;
+                    picked.ok_or_else(|| {
+                        Failure::Permanent(format!(
+                            "endpoint {} is disabled or does not exist",
+                            sub.endpoint
+                        ))
+                    })?
+                }
+                "sms" => {
+                    let phone = if sub.endpoint.starts_with('+') {
+                        sub.endpoint.clone()
+                    } else {
+                        format!("+{}", sub.endpoint)
+                    };
+                    let s = sns.clone();
+                    let out = tokio::task::spawn_blocking(move || s.opted_out(&phone))
+                        .await
+                        .map_err(|e| Failure::Transient(e.to_string()))?
+                        .map_err(|e| Failure::Transient(e.to_string()))?;
+                    if out {
+                        return Err(Failure::Permanent("the phone number opted out".to_string()));
+                    }
+                    body
+                }
+                _ => body,
             };
             tokio::task::spawn_blocking(move || s.record(&p, &e, &a, &t, &m, &rec))
                 .await

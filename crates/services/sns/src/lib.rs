@@ -10,11 +10,14 @@
 //! * [`deliver`]: the outbox drain, at least once per subscription across
 //!   restarts and `kill -9`, with each protocol's retries and the subscription's
 //!   `RedrivePolicy`.
+//! * [`mobile`]: platform applications and endpoints, SMS account attributes,
+//!   opt-outs and the SMS sandbox, topics' data-protection policies.
 //! * [`sign`]: the signing key and the certificate served at `SigningCertURL`.
 //!
 //! The admin surface (`/_nimbus/services/sns/…`) lists topics, subscriptions
 //! (with pending confirmation tokens), recorded `sms`/`application` deliveries
-//! and the outbox backlog; its `public/` paths (the certificate, the
+//! and the outbox backlog, and `POST sms/opt-out?phoneNumber=…` opts a number
+//! out as an SMS "STOP" reply does in AWS; its `public/` paths (the certificate, the
 //! `SubscribeURL` and `UnsubscribeURL` targets) are the only ones the edge
 //! serves without a signature, as AWS serves them.
 
@@ -23,6 +26,7 @@
 
 pub mod api;
 pub mod deliver;
+pub mod mobile;
 pub mod model;
 pub mod ops;
 pub mod sign;
@@ -198,11 +202,33 @@ impl ServiceAdmin for Admin {
                 .unwrap_or("")
                 .trim_start_matches('/')
                 .to_string();
+            if req.method() == http::Method::POST && rest == "sms/opt-out" {
+                // What a "STOP" reply does in AWS: opt the number out.
+                let Some(phone) = query.get("phoneNumber").cloned() else {
+                    return admin_error(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidParameter",
+                        "phoneNumber is required",
+                    );
+                };
+                let s = sns.clone();
+                return match tokio::task::spawn_blocking(move || s.set_opted_out(&phone, true))
+                    .await
+                {
+                    Ok(Ok(())) => json_response(StatusCode::OK, json!({"OptedOut": true})),
+                    Ok(Err(e)) => admin_error(e.status, &e.code, &e.message),
+                    Err(e) => admin_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "InternalError",
+                        &e.to_string(),
+                    ),
+                };
+            }
             if req.method() != http::Method::GET {
                 return admin_error(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "MethodNotAllowed",
-                    "GET only",
+                    "GET only (and POST sms/opt-out)",
                 );
             }
             let s = sns.clone();
@@ -220,9 +246,20 @@ impl ServiceAdmin for Admin {
 
     fn metrics(&self) -> String {
         let m = &self.0.metrics;
-        let (topics, subs) = {
+        let (topics, subs, apps, endpoints) = {
             let inner = self.0.lock();
-            (inner.topics.len(), inner.subs.len())
+            let count = |table: &str| -> i64 {
+                inner
+                    .conn
+                    .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                    .unwrap_or(0)
+            };
+            (
+                inner.topics.len(),
+                inner.subs.len(),
+                count("platform_apps"),
+                count("endpoints"),
+            )
         };
         let backlog = deliver::backlog(&self.0);
         format!(
@@ -244,7 +281,13 @@ impl ServiceAdmin for Admin {
              nimbus_sns_topics {topics}\n\
              # HELP nimbus_sns_subscriptions Subscriptions, confirmed or pending.\n\
              # TYPE nimbus_sns_subscriptions gauge\n\
-             nimbus_sns_subscriptions {subs}\n",
+             nimbus_sns_subscriptions {subs}\n\
+             # HELP nimbus_sns_platform_applications Platform applications (mobile push).\n\
+             # TYPE nimbus_sns_platform_applications gauge\n\
+             nimbus_sns_platform_applications {apps}\n\
+             # HELP nimbus_sns_platform_endpoints Platform endpoints (mobile push).\n\
+             # TYPE nimbus_sns_platform_endpoints gauge\n\
+             nimbus_sns_platform_endpoints {endpoints}\n",
             m.published.load(Ordering::Relaxed),
             m.delivered.load(Ordering::Relaxed),
             m.retried.load(Ordering::Relaxed),

@@ -146,11 +146,11 @@ fn timestamp() -> String {
     nimbus_protocol::timestamp::format_iso8601(time::OffsetDateTime::now_utc())
 }
 
-fn json_map(m: &BTreeMap<String, String>) -> String {
+pub(crate) fn json_map(m: &BTreeMap<String, String>) -> String {
     serde_json::to_string(m).unwrap_or_else(|_| "{}".into())
 }
 
-fn parse_map(s: &str) -> BTreeMap<String, String> {
+pub(crate) fn parse_map(s: &str) -> BTreeMap<String, String> {
     serde_json::from_str(s).unwrap_or_default()
 }
 
@@ -1040,7 +1040,8 @@ impl Sns {
         Ok(results)
     }
 
-    /// `Publish` with a `PhoneNumber`: recorded for inspection.
+    /// `Publish` with a `PhoneNumber`: recorded for inspection, unless the
+    /// number opted out.
     pub fn record_sms(&self, phone: &str, message: &str) -> Result<String, AwsError> {
         let valid = phone.starts_with('+')
             && phone.len() >= 8
@@ -1055,6 +1056,11 @@ impl Sns {
             return Err(invalid_parameter("Invalid parameter: Empty message"));
         }
         let id = uuid::Uuid::new_v4().to_string();
+        // An opted-out number is not sent to; the publish still succeeds (AWS).
+        if self.opted_out(phone).map_err(internal)? {
+            tracing::info!(message_id = %id, "SMS not sent: the number opted out");
+            return Ok(id);
+        }
         self.record("sms", phone, "", "", &id, message)
             .map_err(internal)?;
         Ok(id)
@@ -1106,7 +1112,7 @@ pub(crate) fn insert_message(
     Ok(())
 }
 
-fn page(
+pub(crate) fn page(
     keys: Vec<String>,
     next: Option<&str>,
     size: usize,

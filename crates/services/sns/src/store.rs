@@ -1,16 +1,19 @@
 //! `<data>/sns.db`: topics, subscriptions, the FIFO deduplication window, the
 //! delivery outbox (each accepted message once in `messages`, one `outbox` row per
 //! matching subscription, committed in the publish's transaction) and the record of
-//! `sms`/`application` deliveries.
+//! `sms`/`application` deliveries; then (migration 2) platform applications and
+//! their endpoints, the SMS account attributes, opted-out phone numbers and the
+//! SMS sandbox's destination numbers.
 
 use nimbus_store::migrate::{Migration, Schema, Step};
 
 pub static SCHEMA: Schema = Schema {
     file: "sns.db",
-    migrations: &[Migration {
-        name: "topics, subscriptions, outbox, dedup, recorded deliveries",
-        step: Step::Sql(
-            "
+    migrations: &[
+        Migration {
+            name: "topics, subscriptions, outbox, dedup, recorded deliveries",
+            step: Step::Sql(
+                "
 CREATE TABLE topics(
   arn TEXT PRIMARY KEY,
   name TEXT NOT NULL,
@@ -61,6 +64,42 @@ CREATE TABLE recorded(
   at_ms INTEGER NOT NULL
 );
 ",
-        ),
-    }],
+            ),
+        },
+        Migration {
+            name: "platform applications, endpoints, SMS attributes, opt-outs, SMS sandbox",
+            step: Step::Sql(
+                "
+CREATE TABLE platform_apps(
+  arn TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  platform TEXT NOT NULL,
+  attrs TEXT NOT NULL
+);
+CREATE TABLE endpoints(
+  arn TEXT PRIMARY KEY,
+  app_arn TEXT NOT NULL,
+  token TEXT NOT NULL,
+  attrs TEXT NOT NULL
+);
+CREATE INDEX endpoints_app ON endpoints(app_arn, token);
+CREATE TABLE sms_attributes(
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE opted_out(
+  phone TEXT PRIMARY KEY,
+  at_ms INTEGER NOT NULL
+);
+CREATE TABLE sms_sandbox(
+  phone TEXT PRIMARY KEY,
+  status TEXT NOT NULL,
+  otp TEXT NOT NULL,
+  language TEXT NOT NULL,
+  at_ms INTEGER NOT NULL
+);
+",
+            ),
+        },
+    ],
 };
