@@ -242,9 +242,13 @@ def compat_md(name, issue, title, model, implemented, existing):
         f"Served on the API listener (`--endpoint-url http://127.0.0.1:4566`), protocol "
         f"`{md['protocol']}`" + (f" ({protocol})" if md["protocol"] == "json" else "")
         + f", signing name `{md.get('signingName') or md['endpointPrefix']}`. "
-        f"{done} of {len(ops)} operations are implemented; the rest arrive with issue {issue}. "
-        "An operation not implemented yet answers `501 NotImplemented` naming itself, in the "
-        "protocol's own error shape.",
+        + (
+            f"All {len(ops)} operations are implemented."
+            if done == len(ops)
+            else f"{done} of {len(ops)} operations are implemented; the rest arrive with issue "
+            f"{issue}. An operation not implemented yet answers `501 NotImplemented` naming "
+            "itself, in the protocol's own error shape."
+        ),
         "",
         "| Operation | Status |",
         "|---|---|",
