@@ -63,8 +63,8 @@ impl ObjectSource for Objects {
                     Ok(out)
                 })
                 .await;
-            let bytes = read
-                .map_err(|e| SinkError::Transient(format!("reading {bucket}/{key}: {e:?}")))?;
+            let bytes =
+                read.map_err(|e| SinkError::Transient(format!("reading {bucket}/{key}: {e:?}")))?;
             Ok(Bytes::from(bytes))
         })
     }

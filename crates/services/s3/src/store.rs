@@ -997,11 +997,20 @@ mod tests {
         let small: Vec<u8> = (0..SMALL_BLOB).map(|i| (i * 31 % 251) as u8).collect();
         let large: Vec<u8> = (0..SMALL_BLOB + 1).map(|i| (i * 17 % 253) as u8).collect();
 
-        let s = store.stage(body(small.clone()), None, u64::MAX).await.unwrap();
-        assert!(s.small.is_some(), "a body of exactly SMALL_BLOB bytes is small");
+        let s = store
+            .stage(body(small.clone()), None, u64::MAX)
+            .await
+            .unwrap();
+        assert!(
+            s.small.is_some(),
+            "a body of exactly SMALL_BLOB bytes is small"
+        );
         assert!(!s.tmp.exists(), "no file is written for a small body");
         assert_eq!(s.md5, <[u8; 16]>::from(Md5::digest(&small)));
-        let l = store.stage(body(large.clone()), None, u64::MAX).await.unwrap();
+        let l = store
+            .stage(body(large.clone()), None, u64::MAX)
+            .await
+            .unwrap();
         assert!(l.small.is_none() && l.tmp.exists());
 
         let (ss, ls) = (s.sha256.clone(), l.sha256.clone());
