@@ -7,8 +7,13 @@
 //! writer thread that takes every batch waiting and commits them in one
 //! transaction (group commit): under load many sends share one fsync, and a send is
 //! acknowledged only after the transaction holding it is on disk (WAL,
-//! `synchronous=FULL`). The trait names no SQLite type, so another backend (NATS
-//! JetStream) is an addition.
+//! `synchronous=FULL`). Changes nobody waits for ([`Backend::record`]: what a
+//! `ReceiveMessage` did to a message's receive count and visibility) are written
+//! without an fsync of their own: a transaction holding only such changes commits
+//! with `synchronous=NORMAL`, and the next durable commit's fsync of the same WAL
+//! file carries them to disk (a crash before it forgets them: the message is
+//! visible again early, at least once as SQS promises). The trait names no SQLite
+//! type, so another backend (NATS JetStream) is an addition.
 
 use crate::error::StoreError;
 use crate::model::{MsgAttr, QueueAttrs};
@@ -127,6 +132,14 @@ pub trait Backend: Send + Sync + 'static {
         changes: Vec<Change>,
         after: Option<AfterCommit>,
     ) -> oneshot::Receiver<Result<(), StoreError>>;
+
+    /// Apply `changes` in order after every batch committed before, without the
+    /// caller waiting and without forcing them to disk on their own: they become
+    /// durable with the next [`Backend::commit`] (or may be lost by a crash before
+    /// it). For state whose loss only makes a message visible again early.
+    fn record(&self, changes: Vec<Change>) {
+        drop(self.commit(changes, None));
+    }
 }
 
 const SCHEMA: nimbus_store::migrate::Schema = nimbus_store::migrate::Schema {
@@ -197,7 +210,8 @@ struct Meta {
 struct Job {
     changes: Vec<Change>,
     after: Option<AfterCommit>,
-    reply: oneshot::Sender<Result<(), StoreError>>,
+    /// `None`: a [`Backend::record`], nobody waits and it needs no fsync of its own.
+    reply: Option<oneshot::Sender<Result<(), StoreError>>>,
 }
 
 /// The SQLite backend: `<data>/sqs.db`, one writer thread with group commit.
@@ -210,13 +224,53 @@ fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// How many `fdatasync`s of the WAL may be in flight at once by default (see
+/// [`SqliteBackend::open_with`]); `NIMBUS_SQS_SYNC_THREADS` overrides it (0: the
+/// writer commits with `synchronous=FULL` itself, one fsync at a time).
+pub const DEFAULT_SYNC_THREADS: usize = 4;
+
 impl SqliteBackend {
+    /// [`SqliteBackend::open_with`] with `NIMBUS_SQS_SYNC_THREADS` or
+    /// [`DEFAULT_SYNC_THREADS`].
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let threads = std::env::var("NIMBUS_SQS_SYNC_THREADS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(DEFAULT_SYNC_THREADS);
+        Self::open_with(path, threads)
+    }
+
+    /// Open `path` with one writer thread. With `sync_threads` = 0 every awaited
+    /// transaction commits with `synchronous=FULL` (SQLite fsyncs the WAL inside the
+    /// commit; the writer waits). With more, commits are pipelined: the writer
+    /// commits with `synchronous=NORMAL` (the WAL frames are written, not synced) and
+    /// hands the batch to up to `sync_threads` threads that `fdatasync` the WAL file;
+    /// a batch is answered, in commit order, once a sync that started after it was
+    /// written has returned. The writer never waits for the disk, and several
+    /// flushes can be in flight (on this project's virtio disk one flush alone
+    /// takes 0.2–3.5 ms, concurrent ones overlap). Durability is the same: an
+    /// answered commit's frames are in the synced WAL, or SQLite checkpointed them
+    /// into the database file, which it syncs before reusing the WAL.
+    pub fn open_with(path: &Path, sync_threads: usize) -> Result<Self, StoreError> {
         let conn = nimbus_store::open_migrated(path, &SCHEMA).map_err(db_err)?;
         let (tx, rx) = mpsc::channel::<Job>();
+        let pipeline = if sync_threads > 0 {
+            match Pipeline::start(&conn, path, sync_threads) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(error = %e, "sqs: WAL not syncable on its own; committing with synchronous=FULL");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         std::thread::Builder::new()
             .name("nimbus-sqs-writer".into())
-            .spawn(move || writer(conn, rx))
+            .spawn(move || match pipeline {
+                Some(p) => pipelined_writer(conn, rx, p),
+                None => writer(conn, rx),
+            })
             .map_err(db_err)?;
         Ok(Self {
             tx,
@@ -228,31 +282,199 @@ impl SqliteBackend {
 /// The most jobs one transaction takes.
 const MAX_BATCH: usize = 512;
 
+/// The next batch: everything waiting, up to [`MAX_BATCH`] jobs.
+fn next_batch(rx: &mpsc::Receiver<Job>) -> Option<Vec<Job>> {
+    let first = rx.recv().ok()?;
+    let mut jobs = vec![first];
+    while jobs.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(j) => jobs.push(j),
+            Err(_) => break,
+        }
+    }
+    Some(jobs)
+}
+
+/// Answer every job of a batch that failed.
+fn fail(jobs: Vec<Job>, e: &dyn std::fmt::Display) {
+    for job in jobs {
+        if let Some(reply) = job.reply {
+            let _ = reply.send(Err(StoreError::Backend(e.to_string())));
+        }
+    }
+}
+
+/// Run the batch's after-commit work and answer it (it is durable).
+fn succeed(jobs: Vec<Job>) {
+    for job in jobs {
+        if let Some(after) = job.after {
+            after();
+        }
+        if let Some(reply) = job.reply {
+            let _ = reply.send(Ok(()));
+        }
+    }
+}
+
 fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
+    // The connection opens with `synchronous=FULL`; a batch of only recorded
+    // (unawaited) changes switches it to NORMAL for its commit: written to the WAL,
+    // no fsync. The next awaited batch switches back, and its fsync of the WAL file
+    // makes the earlier frames durable too.
+    let mut full = true;
+    while let Some(jobs) = next_batch(&rx) {
+        let awaited = jobs.iter().any(|j| j.reply.is_some());
+        if awaited != full {
+            let mode = if awaited { "FULL" } else { "NORMAL" };
+            match conn.pragma_update(None, "synchronous", mode) {
+                Ok(()) => full = awaited,
+                Err(e) => tracing::error!(error = %e, mode, "sqs: setting synchronous failed"),
             }
         }
-        let result = apply(&mut conn, &jobs);
-        if let Err(e) = &result {
+        let result = if awaited && !full {
+            // Never answer a durable commit without FULL.
+            Err(rusqlite::Error::InvalidQuery)
+        } else {
+            apply(&mut conn, &jobs)
+        };
+        match result {
+            Ok(()) => succeed(jobs),
+            Err(e) => {
+                tracing::error!(error = %e, jobs = jobs.len(), "sqs: commit failed");
+                fail(jobs, &e);
+            }
+        }
+    }
+}
+
+/// Committed batches waiting for an `fdatasync` of the WAL, and the sync threads.
+struct Pipeline {
+    shared: std::sync::Arc<SyncShared>,
+}
+
+struct SyncShared {
+    state: std::sync::Mutex<SyncState>,
+    cv: std::sync::Condvar,
+    wal_path: std::path::PathBuf,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// Batches committed (written to the WAL) so far.
+    written: u64,
+    /// The newest batch a started sync covers.
+    started: u64,
+    /// The newest batch known to be on disk.
+    durable: u64,
+    /// Committed batches with someone waiting, oldest first.
+    pending: std::collections::VecDeque<(u64, Vec<Job>)>,
+    stop: bool,
+}
+
+impl Pipeline {
+    fn start(conn: &Connection, path: &Path, threads: usize) -> Result<Self, StoreError> {
+        // Make sure the WAL exists (a read opens it), and that it can be opened.
+        conn.query_row("SELECT COUNT(*) FROM queues", [], |r| r.get::<_, i64>(0))
+            .map_err(db_err)?;
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        let wal_path = std::path::PathBuf::from(wal_path);
+        std::fs::File::open(&wal_path).map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db_err)?;
+        let shared = std::sync::Arc::new(SyncShared {
+            state: std::sync::Mutex::new(SyncState::default()),
+            cv: std::sync::Condvar::new(),
+            wal_path,
+        });
+        for i in 0..threads {
+            let s = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("nimbus-sqs-sync{i}"))
+                .spawn(move || syncer(&s))
+                .map_err(db_err)?;
+        }
+        Ok(Self { shared })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SyncState> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.lock().stop = true;
+        self.shared.cv.notify_all();
+    }
+}
+
+fn pipelined_writer(mut conn: Connection, rx: mpsc::Receiver<Job>, p: Pipeline) {
+    while let Some(jobs) = next_batch(&rx) {
+        if let Err(e) = apply(&mut conn, &jobs) {
             tracing::error!(error = %e, jobs = jobs.len(), "sqs: commit failed");
+            fail(jobs, &e);
+            continue;
         }
-        for job in jobs {
-            let r = match &result {
-                Ok(()) => {
-                    if let Some(after) = job.after {
-                        after();
+        // Recorded jobs (no reply, no after-work) need nothing more: the next sync
+        // carries them to disk.
+        let waiting: Vec<Job> = jobs
+            .into_iter()
+            .filter(|j| j.reply.is_some() || j.after.is_some())
+            .collect();
+        let mut st = p.lock();
+        st.written += 1;
+        if !waiting.is_empty() {
+            let n = st.written;
+            st.pending.push_back((n, waiting));
+            drop(st);
+            p.shared.cv.notify_one();
+        }
+    }
+}
+
+/// Open the WAL file by name each time: SQLite keeps it while its connection is
+/// open, but a sync must never go to a file that is no longer the WAL.
+fn sync_wal(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_data()
+}
+
+fn syncer(s: &SyncShared) {
+    let lock = || s.state.lock().unwrap_or_else(|p| p.into_inner());
+    let mut st = lock();
+    loop {
+        // Work: a committed batch with someone waiting that no started sync covers.
+        let newest_waiting = st.pending.back().map_or(0, |(n, _)| *n);
+        if newest_waiting > st.started {
+            let target = st.written;
+            st.started = target;
+            drop(st);
+            let r = sync_wal(&s.wal_path);
+            st = lock();
+            match r {
+                Ok(()) => st.durable = st.durable.max(target),
+                Err(e) => {
+                    tracing::error!(error = %e, "sqs: fdatasync of the WAL failed");
+                    while st.pending.front().is_some_and(|(n, _)| *n <= target) {
+                        let (_, jobs) = st.pending.pop_front().expect("front");
+                        fail(jobs, &e);
                     }
-                    Ok(())
                 }
-                Err(e) => Err(StoreError::Backend(e.to_string())),
-            };
-            let _ = job.reply.send(r);
+            }
+            // Answer in commit order, everything the disk now holds.
+            while st.pending.front().is_some_and(|(n, _)| *n <= st.durable) {
+                let (_, jobs) = st.pending.pop_front().expect("front");
+                succeed(jobs);
+            }
+            continue;
         }
+        if st.stop {
+            return;
+        }
+        st = s.cv.wait(st).unwrap_or_else(|p| p.into_inner());
     }
 }
 
@@ -475,11 +697,22 @@ impl Backend for SqliteBackend {
         if let Err(mpsc::SendError(job)) = self.tx.send(Job {
             changes,
             after,
-            reply,
+            reply: Some(reply),
         }) {
-            let _ = job.reply.send(Err(StoreError::Stopped));
+            if let Some(reply) = job.reply {
+                let _ = reply.send(Err(StoreError::Stopped));
+            }
         }
         rx
+    }
+
+    fn record(&self, changes: Vec<Change>) {
+        // A stopped writer loses them, as a crash would.
+        let _ = self.tx.send(Job {
+            changes,
+            after: None,
+            reply: None,
+        });
     }
 }
 
@@ -508,9 +741,15 @@ mod tests {
 
     #[tokio::test]
     async fn changes_survive_reopening() {
+        for threads in [0, 1, DEFAULT_SYNC_THREADS] {
+            changes_survive_reopening_with(threads).await;
+        }
+    }
+
+    async fn changes_survive_reopening_with(threads: usize) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sqs.db");
-        let b = SqliteBackend::open(&path).unwrap();
+        let b = SqliteBackend::open_with(&path, threads).unwrap();
         let q = QueueRecord {
             id: 1,
             name: "q".into(),
@@ -551,7 +790,7 @@ mod tests {
         .unwrap()
         .unwrap();
         drop(b);
-        let b = SqliteBackend::open(&path).unwrap();
+        let b = SqliteBackend::open_with(&path, threads).unwrap();
         let snap = b.load().unwrap();
         assert_eq!(snap.queues, vec![q]);
         assert_eq!(snap.messages.len(), 1);
@@ -559,5 +798,52 @@ mod tests {
         assert_eq!(snap.messages[0].receive_count, 1);
         assert_eq!(snap.messages[0].visible_at_ms, 99);
         assert_eq!(snap.messages[0].group_id.as_deref(), Some("g"));
+    }
+
+    /// Recorded (unawaited) changes apply in order with the awaited ones around them
+    /// and are on disk once a later awaited commit answers.
+    #[tokio::test]
+    async fn recorded_changes_ride_the_next_durable_commit() {
+        for threads in [0, 1, DEFAULT_SYNC_THREADS] {
+            recorded_changes_with(threads).await;
+        }
+    }
+
+    async fn recorded_changes_with(threads: usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sqs.db");
+        let b = SqliteBackend::open_with(&path, threads).unwrap();
+        b.commit(vec![Change::Insert(msg(1)), Change::Insert(msg(2))], None)
+            .await
+            .unwrap()
+            .unwrap();
+        b.record(vec![Change::Received {
+            seq: 1,
+            receive_count: 1,
+            first_receive_ms: Some(7),
+            visible_at_ms: 1_000,
+        }]);
+        b.record(vec![Change::Received {
+            seq: 2,
+            receive_count: 3,
+            first_receive_ms: Some(8),
+            visible_at_ms: 2_000,
+        }]);
+        // Awaited after the records: deletes message 2, so a record applied after it
+        // (out of order) would not matter, but one lost would leave message 1 unreceived.
+        b.commit(vec![Change::Delete { seq: 2 }], None)
+            .await
+            .unwrap()
+            .unwrap();
+        drop(b);
+        let snap = SqliteBackend::open_with(&path, threads)
+            .unwrap()
+            .load()
+            .unwrap();
+        assert_eq!(snap.messages.len(), 1);
+        assert_eq!(snap.messages[0].seq, 1);
+        assert_eq!(snap.messages[0].receive_count, 1);
+        assert_eq!(snap.messages[0].first_receive_ms, Some(7));
+        assert_eq!(snap.messages[0].visible_at_ms, 1_000);
     }
 }
