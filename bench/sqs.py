@@ -122,6 +122,27 @@ def gen_segment(url, queue, clients, duration, max_messages):
     return r
 
 
+def fsync_probe(directory, n=300):
+    """fdatasync latency of a 4 KiB overwrite in `directory` (the disk the durable
+    servers write to), sequential: the floor of one acknowledged write at 1 client."""
+    path = os.path.join(directory, f".fsync-probe-{os.getpid()}")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.pwrite(fd, b"\0" * 4096 * 16, 0)
+        os.fsync(fd)
+        lat = []
+        for i in range(n):
+            os.pwrite(fd, b"x" * 4096, (i % 16) * 4096)
+            t = time.perf_counter()
+            os.fdatasync(fd)
+            lat.append((time.perf_counter() - t) * 1000)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    lat.sort()
+    return lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
+
+
 def summarize_gen(segs):
     rates = [s["rounds_per_s"] for s in segs]
     return {"rate": statistics.median(rates), "lo": min(rates), "hi": max(rates),
@@ -156,14 +177,18 @@ def main():
     ap.add_argument("--gen", action="store_true",
                     help="send+receive+delete rounds from sqs-round (Rust) instead of boto3")
     ap.add_argument("--max-messages", type=int, default=1, help="--gen: ReceiveMessage's MaxNumberOfMessages")
+    ap.add_argument("--fsync-probe", metavar="DIR",
+                    help="also measure fdatasync latency in DIR before each client count (same run)")
     ap.add_argument("--drain", action="store_true",
                     help="--wrk: afterwards receive and delete every message, count them")
     a = ap.parse_args()
     ts = dict(targets(a.nimbus, a.peer))
     queues = {n: client("sqs", u).create_queue(QueueName="bench" + uuid.uuid4().hex[:8])["QueueUrl"]
               for n, u in ts.items()}
-    rows = []
+    rows, probes = [], []
     for n in map(int, a.clients.split(",")):
+        if a.fsync_probe:
+            probes.append((n, *fsync_probe(a.fsync_probe)))
         if a.gen:
             res = interleaved(list(ts), a.rounds,
                               lambda name: gen_segment(ts[name], queues[name], n, a.duration, a.max_messages))
@@ -179,6 +204,12 @@ def main():
                                                          "left": v[-1]["left"]} for k, v in res.items()}))
     table(rows, unit="rounds/s" if not a.wrk else "sends/s")
     print()
+    if probes:
+        print("| before the segments at | fdatasync p50 ms | p99 ms |")
+        print("|---|---|---|")
+        for n, p50, p99 in probes:
+            print(f"| {n} clients | {p50:.3f} | {p99:.3f} |")
+        print()
     if a.gen:
         print("| clients | server | rounds | sends | deleted | empty receives | read-back off by | generator CPU (max) | first error |")
         print("|---|---|---|---|---|---|---|---|---|")

@@ -398,10 +398,7 @@ impl Pipeline {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SyncState> {
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
