@@ -144,6 +144,9 @@ def fsync_probe(directory, n=300):
 
 
 def summarize_gen(segs):
+    for s in segs:  # no completed round: JSON null latencies
+        for k in ("round_p50_ms", "round_p99_ms"):
+            s[k] = float("nan") if s[k] is None else s[k]
     rates = [s["rounds_per_s"] for s in segs]
     return {"rate": statistics.median(rates), "lo": min(rates), "hi": max(rates),
             "p50": statistics.median(s["round_p50_ms"] for s in segs),

@@ -132,6 +132,11 @@ fn headers(target: &'static str) -> [(&'static str, String); 7] {
 async fn call(conn: &mut Conn, target: &'static str, payload: &Value) -> Result<Value> {
     let h = headers(target);
     let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    if conn.closing || conn.sender.is_closed() {
+        // The server closed the connection after its last answer (moto does, after
+        // every one): open a new one, as an HTTP client pool would.
+        *conn = Conn::connect(conn.addr).await?;
+    }
     conn.sender.ready().await?;
     let mut req = Request::builder()
         .method("POST")
@@ -145,6 +150,12 @@ async fn call(conn: &mut Conn, target: &'static str, payload: &Value) -> Result<
         .send_request(req.body(Full::new(Bytes::from(serde_json::to_vec(payload)?)))?)
         .await?;
     let (parts, body) = resp.into_parts();
+    conn.closing = parts.version < hyper::Version::HTTP_11
+        || parts
+            .headers
+            .get(hyper::header::CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
     let body = body.collect().await?.to_bytes();
     if !parts.status.is_success() {
         bail!(
@@ -161,6 +172,9 @@ async fn call(conn: &mut Conn, target: &'static str, payload: &Value) -> Result<
 
 /// One keep-alive HTTP/1.1 connection, `TCP_NODELAY` on.
 struct Conn {
+    addr: SocketAddr,
+    /// The last answer said `Connection: close`.
+    closing: bool,
     host: String,
     sender: SendRequest<Full<Bytes>>,
 }
@@ -176,6 +190,8 @@ impl Conn {
             let _ = conn.await;
         });
         Ok(Conn {
+            addr,
+            closing: false,
             host: addr.to_string(),
             sender,
         })
