@@ -224,53 +224,14 @@ fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-/// How many `fdatasync`s of the WAL may be in flight at once by default (see
-/// [`SqliteBackend::open_with`]); `NIMBUS_SQS_SYNC_THREADS` overrides it (0: the
-/// writer commits with `synchronous=FULL` itself, one fsync at a time).
-pub const DEFAULT_SYNC_THREADS: usize = 4;
-
 impl SqliteBackend {
-    /// [`SqliteBackend::open_with`] with `NIMBUS_SQS_SYNC_THREADS` or
-    /// [`DEFAULT_SYNC_THREADS`].
+    /// Open `path` (migrating it) and start its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let threads = std::env::var("NIMBUS_SQS_SYNC_THREADS")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(DEFAULT_SYNC_THREADS);
-        Self::open_with(path, threads)
-    }
-
-    /// Open `path` with one writer thread. With `sync_threads` = 0 every awaited
-    /// transaction commits with `synchronous=FULL` (SQLite fsyncs the WAL inside the
-    /// commit; the writer waits). With more, commits are pipelined: the writer
-    /// commits with `synchronous=NORMAL` (the WAL frames are written, not synced) and
-    /// hands the batch to up to `sync_threads` threads that `fdatasync` the WAL file;
-    /// a batch is answered, in commit order, once a sync that started after it was
-    /// written has returned. The writer never waits for the disk, and several
-    /// flushes can be in flight (on this project's virtio disk one flush alone
-    /// takes 0.2–3.5 ms, concurrent ones overlap). Durability is the same: an
-    /// answered commit's frames are in the synced WAL, or SQLite checkpointed them
-    /// into the database file, which it syncs before reusing the WAL.
-    pub fn open_with(path: &Path, sync_threads: usize) -> Result<Self, StoreError> {
         let conn = nimbus_store::open_migrated(path, &SCHEMA).map_err(db_err)?;
         let (tx, rx) = mpsc::channel::<Job>();
-        let pipeline = if sync_threads > 0 {
-            match Pipeline::start(&conn, path, sync_threads) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    tracing::warn!(error = %e, "sqs: WAL not syncable on its own; committing with synchronous=FULL");
-                    None
-                }
-            }
-        } else {
-            None
-        };
         std::thread::Builder::new()
             .name("nimbus-sqs-writer".into())
-            .spawn(move || match pipeline {
-                Some(p) => pipelined_writer(conn, rx, p),
-                None => writer(conn, rx),
-            })
+            .spawn(move || writer(conn, rx))
             .map_err(db_err)?;
         Ok(Self {
             tx,
@@ -344,134 +305,6 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                 fail(jobs, &e);
             }
         }
-    }
-}
-
-/// Committed batches waiting for an `fdatasync` of the WAL, and the sync threads.
-struct Pipeline {
-    shared: std::sync::Arc<SyncShared>,
-}
-
-struct SyncShared {
-    state: std::sync::Mutex<SyncState>,
-    cv: std::sync::Condvar,
-    wal_path: std::path::PathBuf,
-}
-
-#[derive(Default)]
-struct SyncState {
-    /// Batches committed (written to the WAL) so far.
-    written: u64,
-    /// The newest batch a started sync covers.
-    started: u64,
-    /// The newest batch known to be on disk.
-    durable: u64,
-    /// Committed batches with someone waiting, oldest first.
-    pending: std::collections::VecDeque<(u64, Vec<Job>)>,
-    stop: bool,
-}
-
-impl Pipeline {
-    fn start(conn: &Connection, path: &Path, threads: usize) -> Result<Self, StoreError> {
-        // Make sure the WAL exists (a read opens it), and that it can be opened.
-        conn.query_row("SELECT COUNT(*) FROM queues", [], |r| r.get::<_, i64>(0))
-            .map_err(db_err)?;
-        let mut wal_path = path.as_os_str().to_owned();
-        wal_path.push("-wal");
-        let wal_path = std::path::PathBuf::from(wal_path);
-        std::fs::File::open(&wal_path).map_err(db_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(db_err)?;
-        let shared = std::sync::Arc::new(SyncShared {
-            state: std::sync::Mutex::new(SyncState::default()),
-            cv: std::sync::Condvar::new(),
-            wal_path,
-        });
-        for i in 0..threads {
-            let s = shared.clone();
-            std::thread::Builder::new()
-                .name(format!("nimbus-sqs-sync{i}"))
-                .spawn(move || syncer(&s))
-                .map_err(db_err)?;
-        }
-        Ok(Self { shared })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, SyncState> {
-        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl Drop for Pipeline {
-    fn drop(&mut self) {
-        self.lock().stop = true;
-        self.shared.cv.notify_all();
-    }
-}
-
-fn pipelined_writer(mut conn: Connection, rx: mpsc::Receiver<Job>, p: Pipeline) {
-    while let Some(jobs) = next_batch(&rx) {
-        if let Err(e) = apply(&mut conn, &jobs) {
-            tracing::error!(error = %e, jobs = jobs.len(), "sqs: commit failed");
-            fail(jobs, &e);
-            continue;
-        }
-        // Recorded jobs (no reply, no after-work) need nothing more: the next sync
-        // carries them to disk.
-        let waiting: Vec<Job> = jobs
-            .into_iter()
-            .filter(|j| j.reply.is_some() || j.after.is_some())
-            .collect();
-        let mut st = p.lock();
-        st.written += 1;
-        if !waiting.is_empty() {
-            let n = st.written;
-            st.pending.push_back((n, waiting));
-            drop(st);
-            p.shared.cv.notify_one();
-        }
-    }
-}
-
-/// Open the WAL file by name each time: SQLite keeps it while its connection is
-/// open, but a sync must never go to a file that is no longer the WAL.
-fn sync_wal(path: &Path) -> std::io::Result<()> {
-    std::fs::File::open(path)?.sync_data()
-}
-
-fn syncer(s: &SyncShared) {
-    let lock = || s.state.lock().unwrap_or_else(|p| p.into_inner());
-    let mut st = lock();
-    loop {
-        // Work: a committed batch with someone waiting that no started sync covers.
-        let newest_waiting = st.pending.back().map_or(0, |(n, _)| *n);
-        if newest_waiting > st.started {
-            let target = st.written;
-            st.started = target;
-            drop(st);
-            let r = sync_wal(&s.wal_path);
-            st = lock();
-            match r {
-                Ok(()) => st.durable = st.durable.max(target),
-                Err(e) => {
-                    tracing::error!(error = %e, "sqs: fdatasync of the WAL failed");
-                    while st.pending.front().is_some_and(|(n, _)| *n <= target) {
-                        let (_, jobs) = st.pending.pop_front().expect("front");
-                        fail(jobs, &e);
-                    }
-                }
-            }
-            // Answer in commit order, everything the disk now holds.
-            while st.pending.front().is_some_and(|(n, _)| *n <= st.durable) {
-                let (_, jobs) = st.pending.pop_front().expect("front");
-                succeed(jobs);
-            }
-            continue;
-        }
-        if st.stop {
-            return;
-        }
-        st = s.cv.wait(st).unwrap_or_else(|p| p.into_inner());
     }
 }
 
@@ -738,15 +571,9 @@ mod tests {
 
     #[tokio::test]
     async fn changes_survive_reopening() {
-        for threads in [0, 1, DEFAULT_SYNC_THREADS] {
-            changes_survive_reopening_with(threads).await;
-        }
-    }
-
-    async fn changes_survive_reopening_with(threads: usize) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sqs.db");
-        let b = SqliteBackend::open_with(&path, threads).unwrap();
+        let b = SqliteBackend::open(&path).unwrap();
         let q = QueueRecord {
             id: 1,
             name: "q".into(),
@@ -787,7 +614,7 @@ mod tests {
         .unwrap()
         .unwrap();
         drop(b);
-        let b = SqliteBackend::open_with(&path, threads).unwrap();
+        let b = SqliteBackend::open(&path).unwrap();
         let snap = b.load().unwrap();
         assert_eq!(snap.queues, vec![q]);
         assert_eq!(snap.messages.len(), 1);
@@ -797,19 +624,58 @@ mod tests {
         assert_eq!(snap.messages[0].group_id.as_deref(), Some("g"));
     }
 
+    /// Awaited commits from many tasks at once are answered only after their
+    /// after-work ran, in commit order, and every one is on disk after reopening.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_commits_answer_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sqs.db");
+        let b = SqliteBackend::open(&path).unwrap();
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut waits = Vec::new();
+        for seq in 1..=200u64 {
+            let o = order.clone();
+            // Every third one interleaves a recorded change, as receives do.
+            if seq % 3 == 0 {
+                b.record(vec![Change::Received {
+                    seq: seq - 1,
+                    receive_count: 1,
+                    first_receive_ms: Some(1),
+                    visible_at_ms: 5,
+                }]);
+            }
+            let rx = b.commit(
+                vec![Change::Insert(msg(seq))],
+                Some(Box::new(move || o.lock().unwrap().push(seq))),
+            );
+            waits.push((seq, rx));
+        }
+        for (seq, rx) in waits {
+            rx.await.unwrap().unwrap();
+            assert!(
+                order.lock().unwrap().contains(&seq),
+                "answered before its after-work"
+            );
+        }
+        assert_eq!(*order.lock().unwrap(), (1..=200).collect::<Vec<_>>());
+        drop(b);
+        let snap = SqliteBackend::open(&path).unwrap().load().unwrap();
+        assert_eq!(snap.messages.len(), 200);
+        let received = snap
+            .messages
+            .iter()
+            .filter(|m| m.receive_count == 1)
+            .count();
+        assert_eq!(received, 66);
+    }
+
     /// Recorded (unawaited) changes apply in order with the awaited ones around them
     /// and are on disk once a later awaited commit answers.
     #[tokio::test]
     async fn recorded_changes_ride_the_next_durable_commit() {
-        for threads in [0, 1, DEFAULT_SYNC_THREADS] {
-            recorded_changes_with(threads).await;
-        }
-    }
-
-    async fn recorded_changes_with(threads: usize) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sqs.db");
-        let b = SqliteBackend::open_with(&path, threads).unwrap();
+        let b = SqliteBackend::open(&path).unwrap();
         b.commit(vec![Change::Insert(msg(1)), Change::Insert(msg(2))], None)
             .await
             .unwrap()
@@ -833,10 +699,7 @@ mod tests {
             .unwrap()
             .unwrap();
         drop(b);
-        let snap = SqliteBackend::open_with(&path, threads)
-            .unwrap()
-            .load()
-            .unwrap();
+        let snap = SqliteBackend::open(&path).unwrap().load().unwrap();
         assert_eq!(snap.messages.len(), 1);
         assert_eq!(snap.messages[0].seq, 1);
         assert_eq!(snap.messages[0].receive_count, 1);
