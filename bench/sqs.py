@@ -17,7 +17,18 @@ numbers are a floor for both (compare within the run only).
 With --wrk, SendMessage alone from `wrk` (C; bench/sqs_send.lua, unsigned-but-shaped
 Authorization header) instead: sends/s, p50 of the segments' p50s, worst p99 — closer
 to what the server itself can take. Needs `wrk` (Debian package).
+
+With --gen, the issue's measure (send + receive + delete rounds) from `sqs-round`
+(bench/src/bin/sqs-round.rs, Rust, one keep-alive connection per client, awsJson 1.0
+requests shaped as boto3 sends them, every received body checked): rounds/s, round
+p50/p99, the generator's own CPU share (it must stay well under one core), and a
+read-back after every segment (the queue's depth changed by exactly sends − deletes)
+and at the end (every queue drained: what is left is received, deleted and counted,
+and the queue is then empty). Build it with
+`cargo build --release -p nimbus-bench --bin sqs-round`.
 """
+
+import json
 
 import argparse
 import os
@@ -95,6 +106,59 @@ def wrk_segment(url, queue, clients, duration):
             "errors": errs, "acked": acked, "grown": grown}
 
 
+GEN = os.path.join(os.path.dirname(__file__), "..", "target", "release", "sqs-round")
+
+
+def gen_segment(url, queue, clients, duration, max_messages):
+    """One sqs-round run; checks the queue's depth moved by exactly sends − deletes
+    (every round finishes before the generator exits, so nothing is in flight)."""
+    before = depth(url, queue)
+    out = subprocess.run([GEN, "--endpoint", url, "--queue-url", queue, "--clients", str(clients),
+                          "--duration", str(duration), "--max-messages", str(max_messages)],
+                         capture_output=True, text=True, check=True)
+    r = json.loads(out.stdout)
+    after = depth(url, queue)
+    r["readback_off"] = (after - before) - (r["sends"] - r["deleted"])
+    return r
+
+
+def fsync_probe(directory, n=300):
+    """fdatasync latency of a 4 KiB overwrite in `directory` (the disk the durable
+    servers write to), sequential: the floor of one acknowledged write at 1 client."""
+    path = os.path.join(directory, f".fsync-probe-{os.getpid()}")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.pwrite(fd, b"\0" * 4096 * 16, 0)
+        os.fsync(fd)
+        lat = []
+        for i in range(n):
+            os.pwrite(fd, b"x" * 4096, (i % 16) * 4096)
+            t = time.perf_counter()
+            os.fdatasync(fd)
+            lat.append((time.perf_counter() - t) * 1000)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    lat.sort()
+    return lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
+
+
+def summarize_gen(segs):
+    for s in segs:  # no completed round: JSON null latencies
+        for k in ("round_p50_ms", "round_p99_ms"):
+            s[k] = float("nan") if s[k] is None else s[k]
+    rates = [s["rounds_per_s"] for s in segs]
+    return {"rate": statistics.median(rates), "lo": min(rates), "hi": max(rates),
+            "p50": statistics.median(s["round_p50_ms"] for s in segs),
+            "p99": max(s["round_p99_ms"] for s in segs),
+            "errors": sum(s["errors"] + s["mismatched_bodies"] + s["duplicate_ids"] for s in segs),
+            "rounds": sum(s["rounds"] for s in segs), "sends": sum(s["sends"] for s in segs),
+            "deleted": sum(s["deleted"] for s in segs), "empty": sum(s["empty_receives"] for s in segs),
+            "readback_off": sum(abs(s["readback_off"]) for s in segs),
+            "cpu": max(s["cpu_share"] for s in segs),
+            "first_error": next((s["first_error"] for s in segs if s["first_error"]), None)}
+
+
 def summarize_wrk(segs):
     rates = [s["rate"] for s in segs]
     return {"rate": statistics.median(rates), "lo": min(rates), "hi": max(rates),
@@ -113,15 +177,27 @@ def main():
     ap.add_argument("--clients", default="1,16,64")
     ap.add_argument("--wrk", action="store_true",
                     help="SendMessage alone from wrk instead of boto3 rounds (server-bound)")
+    ap.add_argument("--gen", action="store_true",
+                    help="send+receive+delete rounds from sqs-round (Rust) instead of boto3")
+    ap.add_argument("--max-messages", type=int, default=1, help="--gen: ReceiveMessage's MaxNumberOfMessages")
+    ap.add_argument("--fsync-probe", metavar="DIR",
+                    help="also measure fdatasync latency in DIR before each client count (same run)")
     ap.add_argument("--drain", action="store_true",
                     help="--wrk: afterwards receive and delete every message, count them")
     a = ap.parse_args()
     ts = dict(targets(a.nimbus, a.peer))
     queues = {n: client("sqs", u).create_queue(QueueName="bench" + uuid.uuid4().hex[:8])["QueueUrl"]
               for n, u in ts.items()}
-    rows = []
+    rows, probes = [], []
     for n in map(int, a.clients.split(",")):
-        if a.wrk:
+        if a.fsync_probe:
+            probes.append((n, *fsync_probe(a.fsync_probe)))
+        if a.gen:
+            res = interleaved(list(ts), a.rounds,
+                              lambda name: gen_segment(ts[name], queues[name], n, a.duration, a.max_messages))
+            rows.append((f"send+receive+delete (sqs-round, max {a.max_messages})", n,
+                         {k: summarize_gen(v) for k, v in res.items()}))
+        elif a.wrk:
             res = interleaved(list(ts), a.rounds,
                               lambda name: wrk_segment(ts[name], queues[name], n, int(a.duration)))
             rows.append(("SendMessage (wrk)", n, {k: summarize_wrk(v) for k, v in res.items()}))
@@ -131,7 +207,27 @@ def main():
                                                          "left": v[-1]["left"]} for k, v in res.items()}))
     table(rows, unit="rounds/s" if not a.wrk else "sends/s")
     print()
-    if a.wrk:
+    if probes:
+        print("| before the segments at | fdatasync p50 ms | p99 ms |")
+        print("|---|---|---|")
+        for n, p50, p99 in probes:
+            print(f"| {n} clients | {p50:.3f} | {p99:.3f} |")
+        print()
+    if a.gen:
+        print("| clients | server | rounds | sends | deleted | empty receives | read-back off by | generator CPU (max) | first error |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for _, n, by in rows:
+            for name, s in by.items():
+                print(f"| {n} | {name} | {s['rounds']} | {s['sends']} | {s['deleted']} | {s['empty']} | "
+                      f"{s['readback_off']} | {s['cpu']:.0%} | {s['first_error'] or ''} |")
+        print()
+        print("| server | left in the queue after the run | drained (received and deleted, distinct) | depth after the drain |")
+        print("|---|---|---|---|")
+        for name, url in ts.items():
+            before = depth(url, queues[name])
+            got = drain(url, queues[name])
+            print(f"| {name} | {before} | {got} | {depth(url, queues[name])} |", flush=True)
+    elif a.wrk:
         # Read-back: what each server acknowledged is in its queue.
         print("| clients | server | sends acknowledged | queue depth grew by | short |")
         print("|---|---|---|---|---|")

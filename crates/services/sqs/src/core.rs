@@ -407,10 +407,11 @@ impl Sqs {
         Ok(())
     }
 
-    /// Record changes without waiting for them to be durable.
+    /// Record changes without waiting for them, and without an fsync of their own
+    /// (they reach disk with the next durable commit; see [`Backend::record`]).
     fn commit_behind(&self, changes: Vec<Change>) {
         if !changes.is_empty() {
-            drop(self.backend.commit(changes, None));
+            self.backend.record(changes);
         }
     }
 

@@ -7,8 +7,13 @@
 //! writer thread that takes every batch waiting and commits them in one
 //! transaction (group commit): under load many sends share one fsync, and a send is
 //! acknowledged only after the transaction holding it is on disk (WAL,
-//! `synchronous=FULL`). The trait names no SQLite type, so another backend (NATS
-//! JetStream) is an addition.
+//! `synchronous=FULL`). Changes nobody waits for ([`Backend::record`]: what a
+//! `ReceiveMessage` did to a message's receive count and visibility) are written
+//! without an fsync of their own: a transaction holding only such changes commits
+//! with `synchronous=NORMAL`, and the next durable commit's fsync of the same WAL
+//! file carries them to disk (a crash before it forgets them: the message is
+//! visible again early, at least once as SQS promises). The trait names no SQLite
+//! type, so another backend (NATS JetStream) is an addition.
 
 use crate::error::StoreError;
 use crate::model::{MsgAttr, QueueAttrs};
@@ -127,6 +132,14 @@ pub trait Backend: Send + Sync + 'static {
         changes: Vec<Change>,
         after: Option<AfterCommit>,
     ) -> oneshot::Receiver<Result<(), StoreError>>;
+
+    /// Apply `changes` in order after every batch committed before, without the
+    /// caller waiting and without forcing them to disk on their own: they become
+    /// durable with the next [`Backend::commit`] (or may be lost by a crash before
+    /// it). For state whose loss only makes a message visible again early.
+    fn record(&self, changes: Vec<Change>) {
+        drop(self.commit(changes, None));
+    }
 }
 
 const SCHEMA: nimbus_store::migrate::Schema = nimbus_store::migrate::Schema {
@@ -197,7 +210,8 @@ struct Meta {
 struct Job {
     changes: Vec<Change>,
     after: Option<AfterCommit>,
-    reply: oneshot::Sender<Result<(), StoreError>>,
+    /// `None`: a [`Backend::record`], nobody waits and it needs no fsync of its own.
+    reply: Option<oneshot::Sender<Result<(), StoreError>>>,
 }
 
 /// The SQLite backend: `<data>/sqs.db`, one writer thread with group commit.
@@ -211,6 +225,7 @@ fn db_err(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl SqliteBackend {
+    /// Open `path` (migrating it) and start its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = nimbus_store::open_migrated(path, &SCHEMA).map_err(db_err)?;
         let (tx, rx) = mpsc::channel::<Job>();
@@ -228,30 +243,67 @@ impl SqliteBackend {
 /// The most jobs one transaction takes.
 const MAX_BATCH: usize = 512;
 
+/// The next batch: everything waiting, up to [`MAX_BATCH`] jobs.
+fn next_batch(rx: &mpsc::Receiver<Job>) -> Option<Vec<Job>> {
+    let first = rx.recv().ok()?;
+    let mut jobs = vec![first];
+    while jobs.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(j) => jobs.push(j),
+            Err(_) => break,
+        }
+    }
+    Some(jobs)
+}
+
+/// Answer every job of a batch that failed.
+fn fail(jobs: Vec<Job>, e: &dyn std::fmt::Display) {
+    for job in jobs {
+        if let Some(reply) = job.reply {
+            let _ = reply.send(Err(StoreError::Backend(e.to_string())));
+        }
+    }
+}
+
+/// Run the batch's after-commit work and answer it (it is durable).
+fn succeed(jobs: Vec<Job>) {
+    for job in jobs {
+        if let Some(after) = job.after {
+            after();
+        }
+        if let Some(reply) = job.reply {
+            let _ = reply.send(Ok(()));
+        }
+    }
+}
+
 fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
+    // The connection opens with `synchronous=FULL`; a batch of only recorded
+    // (unawaited) changes switches it to NORMAL for its commit: written to the WAL,
+    // no fsync. The next awaited batch switches back, and its fsync of the WAL file
+    // makes the earlier frames durable too.
+    let mut full = true;
+    while let Some(jobs) = next_batch(&rx) {
+        let awaited = jobs.iter().any(|j| j.reply.is_some());
+        if awaited != full {
+            let mode = if awaited { "FULL" } else { "NORMAL" };
+            match conn.pragma_update(None, "synchronous", mode) {
+                Ok(()) => full = awaited,
+                Err(e) => tracing::error!(error = %e, mode, "sqs: setting synchronous failed"),
             }
         }
-        let result = apply(&mut conn, &jobs);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, jobs = jobs.len(), "sqs: commit failed");
-        }
-        for job in jobs {
-            let r = match &result {
-                Ok(()) => {
-                    if let Some(after) = job.after {
-                        after();
-                    }
-                    Ok(())
-                }
-                Err(e) => Err(StoreError::Backend(e.to_string())),
-            };
-            let _ = job.reply.send(r);
+        let result = if awaited && !full {
+            // Never answer a durable commit without FULL.
+            Err(rusqlite::Error::InvalidQuery)
+        } else {
+            apply(&mut conn, &jobs)
+        };
+        match result {
+            Ok(()) => succeed(jobs),
+            Err(e) => {
+                tracing::error!(error = %e, jobs = jobs.len(), "sqs: commit failed");
+                fail(jobs, &e);
+            }
         }
     }
 }
@@ -475,11 +527,22 @@ impl Backend for SqliteBackend {
         if let Err(mpsc::SendError(job)) = self.tx.send(Job {
             changes,
             after,
-            reply,
+            reply: Some(reply),
         }) {
-            let _ = job.reply.send(Err(StoreError::Stopped));
+            if let Some(reply) = job.reply {
+                let _ = reply.send(Err(StoreError::Stopped));
+            }
         }
         rx
+    }
+
+    fn record(&self, changes: Vec<Change>) {
+        // A stopped writer loses them, as a crash would.
+        let _ = self.tx.send(Job {
+            changes,
+            after: None,
+            reply: None,
+        });
     }
 }
 
@@ -559,5 +622,88 @@ mod tests {
         assert_eq!(snap.messages[0].receive_count, 1);
         assert_eq!(snap.messages[0].visible_at_ms, 99);
         assert_eq!(snap.messages[0].group_id.as_deref(), Some("g"));
+    }
+
+    /// Awaited commits from many tasks at once are answered only after their
+    /// after-work ran, in commit order, and every one is on disk after reopening.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_commits_answer_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sqs.db");
+        let b = SqliteBackend::open(&path).unwrap();
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut waits = Vec::new();
+        for seq in 1..=200u64 {
+            let o = order.clone();
+            // Every third one interleaves a recorded change, as receives do.
+            if seq % 3 == 0 {
+                b.record(vec![Change::Received {
+                    seq: seq - 1,
+                    receive_count: 1,
+                    first_receive_ms: Some(1),
+                    visible_at_ms: 5,
+                }]);
+            }
+            let rx = b.commit(
+                vec![Change::Insert(msg(seq))],
+                Some(Box::new(move || o.lock().unwrap().push(seq))),
+            );
+            waits.push((seq, rx));
+        }
+        for (seq, rx) in waits {
+            rx.await.unwrap().unwrap();
+            assert!(
+                order.lock().unwrap().contains(&seq),
+                "answered before its after-work"
+            );
+        }
+        assert_eq!(*order.lock().unwrap(), (1..=200).collect::<Vec<_>>());
+        drop(b);
+        let snap = SqliteBackend::open(&path).unwrap().load().unwrap();
+        assert_eq!(snap.messages.len(), 200);
+        let received = snap
+            .messages
+            .iter()
+            .filter(|m| m.receive_count == 1)
+            .count();
+        assert_eq!(received, 66);
+    }
+
+    /// Recorded (unawaited) changes apply in order with the awaited ones around them
+    /// and are on disk once a later awaited commit answers.
+    #[tokio::test]
+    async fn recorded_changes_ride_the_next_durable_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sqs.db");
+        let b = SqliteBackend::open(&path).unwrap();
+        b.commit(vec![Change::Insert(msg(1)), Change::Insert(msg(2))], None)
+            .await
+            .unwrap()
+            .unwrap();
+        b.record(vec![Change::Received {
+            seq: 1,
+            receive_count: 1,
+            first_receive_ms: Some(7),
+            visible_at_ms: 1_000,
+        }]);
+        b.record(vec![Change::Received {
+            seq: 2,
+            receive_count: 3,
+            first_receive_ms: Some(8),
+            visible_at_ms: 2_000,
+        }]);
+        // Awaited after the records: deletes message 2, so a record applied after it
+        // (out of order) would not matter, but one lost would leave message 1 unreceived.
+        b.commit(vec![Change::Delete { seq: 2 }], None)
+            .await
+            .unwrap()
+            .unwrap();
+        drop(b);
+        let snap = SqliteBackend::open(&path).unwrap().load().unwrap();
+        assert_eq!(snap.messages.len(), 1);
+        assert_eq!(snap.messages[0].seq, 1);
+        assert_eq!(snap.messages[0].receive_count, 1);
+        assert_eq!(snap.messages[0].first_receive_ms, Some(7));
+        assert_eq!(snap.messages[0].visible_at_ms, 1_000);
     }
 }
