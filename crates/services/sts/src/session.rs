@@ -183,6 +183,29 @@ pub(crate) fn assume_role<'a>(
     if !d.allowed() {
         return Err(denied());
     }
+    let (s, secs, assumed) = role_session(iam, param, &role, session)?;
+    tracing::info!(role = %role.name, session, expires_in_s = secs, caller = %caller.principal.arn(), "sts: role assumed");
+    let result = format!(
+        "{}    <AssumedRoleUser>\n      <AssumedRoleId>{}:{}</AssumedRoleId>\n      \
+         <Arn>{}</Arn>\n    </AssumedRoleUser>\n    <PackedPolicySize>0</PackedPolicySize>\n",
+        credentials_xml(&s),
+        role.id,
+        xml_escape(session),
+        xml_escape(&assumed.arn())
+    );
+    Ok(wrap("AssumeRole", &result))
+}
+
+/// The `Policy` parameter: a session policy, validated and size-checked.
+/// A session of `role` named `session` (AssumeRole, AssumeRoleWithWebIdentity):
+/// its duration and session policy from the request, minted and registered;
+/// with its lifetime in seconds and the assumed-role principal.
+fn role_session<'a>(
+    iam: &Iam,
+    param: &impl Fn(&str) -> Option<&'a str>,
+    role: &nimbus_svc_iam::store::Role,
+    session: &str,
+) -> Result<(Session, u32, Principal), QueryError> {
     let secs = duration(
         param,
         iam.min_session_seconds,
@@ -210,19 +233,9 @@ pub(crate) fn assume_role<'a>(
         role: role.name.clone(),
         session: session.to_owned(),
     };
-    tracing::info!(role = %role.name, session, expires_in_s = secs, caller = %caller.principal.arn(), "sts: role assumed");
-    let result = format!(
-        "{}    <AssumedRoleUser>\n      <AssumedRoleId>{}:{}</AssumedRoleId>\n      \
-         <Arn>{}</Arn>\n    </AssumedRoleUser>\n    <PackedPolicySize>0</PackedPolicySize>\n",
-        credentials_xml(&s),
-        role.id,
-        xml_escape(session),
-        xml_escape(&assumed.arn())
-    );
-    Ok(wrap("AssumeRole", &result))
+    Ok((s, secs, assumed))
 }
 
-/// The `Policy` parameter: a session policy, validated and size-checked.
 fn session_policy<'a>(
     param: &impl Fn(&str) -> Option<&'a str>,
 ) -> Result<Option<String>, QueryError> {
@@ -369,32 +382,7 @@ pub(crate) fn assume_role_with_web_identity<'a>(
         tracing::info!(role = %role.name, provider = %provider, sub = %sub, "sts: web identity not trusted by the role");
         return Err(denied());
     }
-    let secs = duration(
-        param,
-        iam.min_session_seconds,
-        role.max_session_duration,
-        3600,
-    )?;
-    let policy = session_policy(param)?;
-    let s = mint(
-        iam,
-        Session {
-            access_key_id: String::new(),
-            secret: String::new(),
-            token: String::new(),
-            role: Some(role.name.clone()),
-            session_name: Some(session.to_owned()),
-            user: None,
-            expires_ms: (nimbus_core::now_ms() / 1000 + i64::from(secs)) * 1000,
-            policy,
-            policy_arns: vec![],
-            federated: None,
-        },
-    )?;
-    let assumed = Principal::AssumedRole {
-        role: role.name.clone(),
-        session: session.to_owned(),
-    };
+    let (s, secs, assumed) = role_session(iam, param, &role, session)?;
     tracing::info!(role = %role.name, session, provider = %provider, sub = %sub, expires_in_s = secs, "sts: role assumed with a web identity");
     let audience = verified
         .claim("azp")
