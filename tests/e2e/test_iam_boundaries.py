@@ -5,34 +5,9 @@ identity policies grant — an action the identity allows and the boundary does
 not is refused with AWS's "no permissions boundary allows" message — and
 removing it restores them, with no restart."""
 
-import json
-import shutil
-
-import pytest
-from botocore.exceptions import ClientError
-
-from test_iam_enforce import TRUST_ACCOUNT, client, start
+from test_iam_enforce import TRUST_ACCOUNT, allow, client, code_of, enforced  # noqa: F401 (a fixture)
 
 ACCOUNT = "123456789012"
-
-
-def allow(*actions):
-    return json.dumps({"Version": "2012-10-17",
-                       "Statement": [{"Effect": "Allow", "Action": list(actions), "Resource": "*"}]})
-
-
-@pytest.fixture(scope="module")
-def enforced():
-    s, d = start("enforce")
-    yield s
-    s.stop()
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def code_of(call):
-    with pytest.raises(ClientError) as e:
-        call()
-    return e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]
 
 
 def test_a_users_boundary_caps_its_policies(enforced):

@@ -85,6 +85,19 @@ def enforced():
     shutil.rmtree(d, ignore_errors=True)
 
 
+def allow(*actions):
+    """An identity policy allowing `actions` on everything."""
+    return json.dumps({"Version": "2012-10-17",
+                       "Statement": [{"Effect": "Allow", "Action": list(actions), "Resource": "*"}]})
+
+
+def code_of(call):
+    """The error code and message `call` fails with."""
+    with pytest.raises(ClientError) as e:
+        call()
+    return e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]
+
+
 def client(server, service, key=KEY, secret=SECRET, token=None):
     return boto3.client(
         service,

@@ -3,34 +3,9 @@ members added and removed, inline and attached group policies — which apply
 to every member under `--iam enforce`, at once — and AWS's DeleteConflict
 errors while a group has members or policies, or a user is in a group."""
 
-import json
-import shutil
-
-import pytest
-from botocore.exceptions import ClientError
-
-from test_iam_enforce import client, start
+from test_iam_enforce import allow, client, code_of, enforced  # noqa: F401 (a fixture)
 
 ACCOUNT = "123456789012"
-
-
-def allow(*actions):
-    return json.dumps({"Version": "2012-10-17",
-                       "Statement": [{"Effect": "Allow", "Action": list(actions), "Resource": "*"}]})
-
-
-@pytest.fixture(scope="module")
-def enforced():
-    s, d = start("enforce")
-    yield s
-    s.stop()
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def code_of(call):
-    with pytest.raises(ClientError) as e:
-        call()
-    return e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]
 
 
 def test_group_policies_apply_to_members(enforced):
