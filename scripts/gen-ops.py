@@ -245,9 +245,9 @@ def compat_md(name, issue, title, model, implemented, existing):
         + (
             f"All {len(ops)} operations are implemented."
             if done == len(ops)
-            else f"{done} of {len(ops)} operations are implemented; the rest arrive with issue "
-            f"{issue}. An operation not implemented yet answers `501 NotImplemented` naming "
-            "itself, in the protocol's own error shape."
+            else f"{done} of {len(ops)} operations are implemented. An operation not "
+            "implemented answers `501 NotImplemented` naming itself, in the protocol's own "
+            "error shape."
         ),
         "",
         "| Operation | Status |",
