@@ -399,8 +399,7 @@ def test_custom_s3_adds_notifications_to_an_existing_bucket(env):
     assert [c["Id"] for c in n["QueueConfigurations"]] == ["theirs"]
     [mine] = n["LambdaFunctionConfigurations"]
     assert mine["LambdaFunctionArn"].endswith(":function:recorder")
-    assert mine["Filter"]["Key"]["FilterRules"] == [{"Name": "Prefix", "Value": "legacy/"}] or \
-        mine["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": "legacy/"}]
+    assert mine["Filter"]["Key"]["FilterRules"] == [{"Name": "Prefix", "Value": "legacy/"}]
     s3.put_object(Bucket="prov-legacy", Key="legacy/x.txt", Body=b"x")
     wait_for(lambda: any(rec.get("s3", {}).get("object", {}).get("key") == "legacy/x.txt"
                          for e in events(out) for rec in e.get("Records", [])),

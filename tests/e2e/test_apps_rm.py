@@ -84,7 +84,7 @@ def test_rm_refuses_then_cascades_subscriptions_targets_notifications_authorizer
     assert [c["Id"] for c in n.get("LambdaFunctionConfigurations", [])] == ["other"]
     assert [c["Id"] for c in n.get("QueueConfigurations", [])] == ["q"]
     rules = n["QueueConfigurations"][0]["Filter"]["Key"]["FilterRules"]
-    assert [(r["Name"].lower(), r["Value"]) for r in rules] == [("prefix", "q/")]
+    assert [(r["Name"], r["Value"]) for r in rules] == [("Prefix", "q/")]
     names = [a["name"] for a in server.session.get(f"{server.api}/_nimbus/authorizers", timeout=10)
              .json()["authorizers"]]
     assert "rm-gate" not in names

@@ -469,7 +469,8 @@ def test_notifications_to_a_function(server, s3):
     ids = sorted(c["Id"] for c in conf["LambdaFunctionConfigurations"])
     assert ids == ["created", "removed"]
     rules = conf["LambdaFunctionConfigurations"][0]["Filter"]["Key"]["FilterRules"]
-    assert {r["Name"].lower(): r["Value"] for r in rules} == {"prefix": "in/", "suffix": ".jpg"}
+    # Given as "prefix"/"suffix", answered capitalised, as S3 does.
+    assert {r["Name"]: r["Value"] for r in rules} == {"Prefix": "in/", "Suffix": ".jpg"}
 
     s3.put_object(Bucket="notified", Key="in/skip.png", Body=b"no")     # suffix does not match
     s3.put_object(Bucket="notified", Key="out/skip.jpg", Body=b"no")    # prefix does not match

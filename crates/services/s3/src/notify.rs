@@ -744,7 +744,7 @@ pub async fn get_configuration(state: &Arc<State>, r: S3Request) -> Result<Respo
                         w.nested("Filter", |w| {
                             w.nested("S3Key", |w| {
                                 for (name, v) in
-                                    [("prefix", &rule.prefix), ("suffix", &rule.suffix)]
+                                    [("Prefix", &rule.prefix), ("Suffix", &rule.suffix)]
                                 {
                                     if let Some(v) = v {
                                         w.nested("FilterRule", |w| {
