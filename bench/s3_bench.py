@@ -19,6 +19,10 @@
 * With --curl-mib N: one N MiB object PUT and GET (to /dev/null) with curl (`--aws-sigv4`,
   unsigned payload), --rounds times interleaved: the servers' own large-object rate,
   without boto3's Python checksumming (--only-curl: nothing else).
+* With --wrk: the 4 KiB PUT (a new key per request) and GET at each client count from
+  wrk (bench/s3_wrk.lua) instead of boto3 — the servers' own rate; only for servers that do
+  not verify signatures (Nimbus without --credentials, moto). Every acknowledged PUT is
+  counted back with ListObjectsV2.
 Every server needs credentials test/test (SeaweedFS enforces them).
 """
 
@@ -34,7 +38,7 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from sidebyside import interleaved, summarize, table, targets
+from sidebyside import interleaved, run_wrk, summarize, summarize_wrk, table, targets
 
 
 def client(endpoint, pool=8):
@@ -121,6 +125,37 @@ def curl(url, bucket, key, src=None):
     return float(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
 
 
+def count_prefix(url, bucket, prefix):
+    """Objects under `prefix` (ListObjectsV2, every page)."""
+    c, n = client(url), 0
+    for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        n += page.get("KeyCount", 0)
+    return n
+
+
+def wrk_main(a, ts, bucket):
+    """4 KiB PUT (a new key each request) and GET from wrk (bench/s3_wrk.lua): the servers'
+    own rate, without boto3. Only for servers that do not verify signatures. PUTs are read
+    back: the objects under the run's prefix must number at least those acknowledged."""
+    import uuid
+    rows, short = [], {}
+    for op in ("PUT", "GET"):
+        for n in (int(x) for x in a.clients.split(",") if x):
+            def seg(name):
+                run = uuid.uuid4().hex[:12]
+                r = run_wrk("s3_wrk.lua", ts[name], n, a.duration,
+                            {"MODE": op, "BUCKET": bucket, "RUN": run, "KEY": "get/0"})
+                if op == "PUT":
+                    got = count_prefix(ts[name], bucket, f"w/{run}-")
+                    short[name] = short.get(name, 0) + max(0, r["acked"] - got)
+                return r
+            res = interleaved(list(ts), a.rounds, seg)
+            rows.append((f"{op} 4 KiB (wrk)", n, {k: summarize_wrk(v) for k, v in res.items()}))
+    table(rows)
+    print("\nread-back, PUTs acknowledged but not listed: " +
+          ", ".join(f"{k} {v}" for k, v in short.items()))
+
+
 def dd_floor(directory, mib):
     path = os.path.join(directory, "dd-floor")
     t = time.perf_counter()
@@ -145,6 +180,8 @@ def main():
     ap.add_argument("--curl-mib", type=int, default=0,
                     help="also PUT/GET one object of this size with curl (a C client: server-bound)")
     ap.add_argument("--only-curl", action="store_true", help="skip the boto3 parts")
+    ap.add_argument("--wrk", action="store_true",
+                    help="4 KiB PUT/GET from wrk instead of boto3 (servers that do not verify signatures)")
     a = ap.parse_args()
     ts = dict(targets(a.nimbus, a.peer))
     pids = {k: int(v) for k, v in (p.split("=", 1) for p in a.pid)}
@@ -177,6 +214,9 @@ def main():
             print(f"\n`dd if=/dev/zero bs=1M count={a.curl_mib} conv=fsync` in {a.dd_dir}: "
                   f"{dd_floor(a.dd_dir, a.curl_mib):.0f} MB/s (the disk's floor)\n")
     if a.only_curl:
+        return
+    if a.wrk:
+        wrk_main(a, ts, bucket)
         return
     rows = []
     for op in ("PUT", "GET"):

@@ -60,3 +60,27 @@ def table(rows, unit="ops/s"):
                 p50r = f"{nim['p50'] / s['p50']:.2g}×" if s["p50"] else ""
             print(f"| {label} | {clients} | {name} | {s['rate']:.0f} | {s['lo']:.0f}–{s['hi']:.0f} | "
                   f"{s['p50']:.2f} | {s['p99']:.2f} | {s['errors']} | {ratio} | {p50r} |", flush=True)
+
+
+def run_wrk(script, url, clients, duration, env):
+    """One wrk run of bench/SCRIPT (which prints a `WRK requests µs errors p50 p99 max` line
+    and writes `status N: …` to stderr for every non-2xx answer): rate, p50/p99 in ms,
+    errors, and the requests acknowledged (completed without error)."""
+    import os
+    import subprocess
+    out = subprocess.run(["wrk", f"-t{min(2, clients)}", f"-c{clients}", f"-d{int(duration)}s", "-s",
+                          os.path.join(os.path.dirname(__file__), script), url],
+                         env={**os.environ, **env}, capture_output=True, text=True, check=True)
+    line = next(x for x in out.stdout.splitlines() if x.startswith("WRK "))
+    req, us, err, p50, p99, _ = line.split()[1:]
+    errors = int(err) + out.stderr.count("status ")
+    return {"rate": int(req) / (int(us) / 1e6), "p50": float(p50) / 1000, "p99": float(p99) / 1000,
+            "errors": errors, "acked": int(req) - errors}
+
+
+def summarize_wrk(segs):
+    """Median rate of wrk segments, their spread, the median of their p50s, the worst p99."""
+    rates = [s["rate"] for s in segs]
+    return {"rate": statistics.median(rates), "lo": min(rates), "hi": max(rates),
+            "p50": statistics.median(s["p50"] for s in segs), "p99": max(s["p99"] for s in segs),
+            "errors": sum(s["errors"] for s in segs), "acked": sum(s.get("acked", 0) for s in segs)}
