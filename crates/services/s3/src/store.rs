@@ -203,12 +203,23 @@ pub struct Staged {
     pub checksum: Option<(ChecksumAlgorithm, Vec<u8>)>,
 }
 
-/// The store: one connection and the blob directory.
+/// The store: one connection, the blob directory, and the writer that
+/// group-commits [`Store::tx`] requests.
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
     root: PathBuf,
+    writer: std::sync::mpsc::Sender<Job>,
 }
+
+/// One [`Store::tx`] request as the writer runs it: the caller's closure, run
+/// inside its own savepoint; `true` when it succeeded, and what answers the
+/// caller once the batch's commit is known (`Some(error)` when it failed).
+type Job = Box<dyn FnOnce(&Transaction<'_>, &Store) -> (bool, Answer) + Send>;
+type Answer = Box<dyn FnOnce(Option<String>) + Send>;
+
+/// Most requests one transaction (one fsync) carries.
+const MAX_BATCH: usize = 64;
 
 impl Store {
     pub fn open(data_dir: &Path) -> Result<Self, String> {
@@ -218,12 +229,64 @@ impl Store {
         }
         let conn = nimbus_store::open_migrated(&data_dir.join("s3.db"), &SCHEMA)
             .map_err(|e| e.to_string())?;
+        let (writer, jobs) = std::sync::mpsc::channel::<Job>();
         let store = Self {
             conn: Arc::new(Mutex::new(conn)),
             root,
+            writer,
         };
         store.recover();
+        // The writer holds a Store without a live sender of its own: it stops
+        // when the last Store (and so the last sender) is dropped.
+        let (dead, _) = std::sync::mpsc::channel::<Job>();
+        let writer_store = Self {
+            writer: dead,
+            ..store.clone()
+        };
+        std::thread::Builder::new()
+            .name("s3-writer".into())
+            .spawn(move || writer_store.write_batches(jobs))
+            .map_err(|e| format!("s3 writer thread: {e}"))?;
         Ok(store)
+    }
+
+    /// The writer: takes the waiting [`Store::tx`] requests, runs each in its own
+    /// savepoint of one transaction, commits once (one fsync) and then answers
+    /// them all. A lone request commits at once.
+    fn write_batches(self, jobs: std::sync::mpsc::Receiver<Job>) {
+        while let Ok(first) = jobs.recv() {
+            let mut answers: Vec<Answer> = Vec::new();
+            let outcome: Result<(), String> = self.with(|c| {
+                let tx = c.transaction().map_err(|e| e.to_string())?;
+                let mut next = Some(first);
+                while let Some(job) = next.take() {
+                    tx.execute_batch("SAVEPOINT s3w")
+                        .map_err(|e| format!("savepoint: {e}"))?;
+                    let (ok, answer) = job(&tx, &self);
+                    answers.push(answer);
+                    if tx.is_autocommit() {
+                        return Err("the transaction was rolled back by the database".into());
+                    }
+                    let end = if ok {
+                        "RELEASE s3w"
+                    } else {
+                        "ROLLBACK TO s3w; RELEASE s3w"
+                    };
+                    tx.execute_batch(end).map_err(|e| format!("{end}: {e}"))?;
+                    if answers.len() < MAX_BATCH {
+                        next = jobs.try_recv().ok();
+                    }
+                }
+                tx.commit().map_err(|e| e.to_string())
+            });
+            if let Err(e) = &outcome {
+                tracing::error!(error = %e, requests = answers.len(), "s3 batch not committed");
+            }
+            let failed = outcome.err();
+            for answer in answers {
+                answer(failed.clone());
+            }
+        }
     }
 
     /// After a crash: staged files nobody will link, and blobs linked whose row
@@ -268,22 +331,37 @@ impl Store {
         f(&mut c)
     }
 
-    /// Run `f` in a transaction on a blocking thread; commit if it succeeds.
+    /// Run `f` as one all-or-nothing change and answer once it is on disk.
+    ///
+    /// Group commit: `f` runs on the writer thread inside its own savepoint of a
+    /// transaction shared with the other requests waiting then, in arrival
+    /// order, each seeing what the ones before it wrote; an `Err` rolls back its
+    /// own savepoint only. The writer commits once (one fsync) for the batch and
+    /// only then answers; when that commit fails every request of the batch gets
+    /// the error and nothing of it is on disk (files `f` removed with
+    /// [`Store::release`] stay removed, as with a single failed commit).
     pub async fn tx<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Transaction<'_>, &Store) -> Result<T, S3Error> + Send + 'static,
     ) -> Result<T, S3Error> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || {
-            store.with(|c| {
-                let tx = c.transaction().map_err(internal)?;
-                let out = f(&tx, &store)?;
-                tx.commit().map_err(internal)?;
-                Ok(out)
-            })
-        })
-        .await
-        .map_err(internal)?
+        let (send, recv) = tokio::sync::oneshot::channel::<Result<T, S3Error>>();
+        let job: Job = Box::new(move |tx, store| {
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(tx, store)))
+                .unwrap_or_else(|_| Err(internal("an S3 write panicked")));
+            let ok = out.is_ok();
+            let answer: Answer = Box::new(move |failed: Option<String>| {
+                let _ = send.send(match failed {
+                    Some(e) if ok => Err(internal(format!("commit: {e}"))),
+                    _ => out,
+                });
+            });
+            (ok, answer)
+        });
+        self.writer
+            .send(job)
+            .map_err(|_| internal("the S3 writer has stopped"))?;
+        recv.await
+            .map_err(|_| internal("the S3 writer stopped before answering"))?
     }
 
     /// Read-only work on a blocking thread.
@@ -1059,6 +1137,64 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((left, files_under(&blobs)), (0, 0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writes_commit_together_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let st = store.clone();
+            tasks.push(tokio::spawn(async move {
+                st.tx(move |tx, _| {
+                    tx.execute(
+                        "INSERT INTO counters(name, value) VALUES (?1, ?2)",
+                        params![format!("c{i}"), i],
+                    )
+                    .map_err(internal)?;
+                    match i % 50 {
+                        // Fails after writing: its savepoint is rolled back.
+                        7 => Err(internal("refused")),
+                        // Panics after writing: likewise, and the writer goes on.
+                        13 => panic!("a write that panics"),
+                        _ => Ok(i),
+                    }
+                })
+                .await
+            }));
+        }
+        let mut ok = 0;
+        for (i, t) in tasks.into_iter().enumerate() {
+            match (i % 50, t.await.unwrap()) {
+                (7 | 13, r) => assert!(r.is_err(), "write {i} should fail"),
+                (_, r) => {
+                    assert_eq!(r.unwrap(), i);
+                    ok += 1;
+                }
+            }
+        }
+        let names: Vec<String> = store
+            .read(|c| {
+                let mut s = c
+                    .prepare("SELECT name FROM counters ORDER BY value")
+                    .unwrap();
+                let rows = s.query_map([], |r| r.get(0)).unwrap();
+                Ok(rows.map(|r| r.unwrap()).collect())
+            })
+            .await
+            .unwrap();
+        assert_eq!(names.len(), ok);
+        assert!(!names.iter().any(|n| n == "c7" || n == "c13" || n == "c57"));
+        // A write started from inside a write is refused, not deadlocked.
+        let nested = store
+            .tx(|_, st| {
+                let inner = st.writer.send(Box::new(|_, _| (true, Box::new(|_| ()))));
+                Ok(inner.is_err())
+            })
+            .await
+            .unwrap();
+        assert!(nested);
     }
 
     #[tokio::test]
