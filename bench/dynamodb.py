@@ -19,14 +19,11 @@ PutItem and UpdateItem acknowledgements are read back afterwards.
 
 import argparse
 import json
-import os
-import statistics
-import subprocess
 import threading
 import time
 import uuid
 
-from sidebyside import client as _client, interleaved, summarize, table, targets
+from sidebyside import client as _client, interleaved, run_wrk, summarize, summarize_wrk, table, targets
 
 
 def client(url):
@@ -117,16 +114,9 @@ def wrk_segment(url, table, kind, clients, duration):
                 "ExpressionAttributeValues": {":one": {"N": "1"}}}
     else:
         raise SystemExit(f"--wrk does not know {kind}")
-    env = {**os.environ, "TARGET": f"DynamoDB_20120810.{kind}", "BODY": json.dumps(body), "SERVICE": "dynamodb",
-           "RUN": uuid.uuid4().hex[:12]}
-    out = subprocess.run(["wrk", f"-t{min(2, clients)}", f"-c{clients}", f"-d{int(duration)}s", "-s",
-                          os.path.join(os.path.dirname(__file__), "aws_json.lua"), url],
-                         env=env, capture_output=True, text=True, check=True)
-    line = next(x for x in out.stdout.splitlines() if x.startswith("WRK "))
-    req, us, err, p50, p99, _ = line.split()[1:]
-    errors = int(err) + out.stderr.count("status ")
-    return {"rate": int(req) / (int(us) / 1e6), "p50": float(p50) / 1000, "p99": float(p99) / 1000,
-            "errors": errors, "acked": int(req) - errors}
+    return run_wrk("aws_json.lua", url, clients, duration,
+                   {"TARGET": f"DynamoDB_20120810.{kind}", "BODY": json.dumps(body), "SERVICE": "dynamodb",
+                    "RUN": uuid.uuid4().hex[:12]})
 
 
 def count_items(url, table):
@@ -139,13 +129,6 @@ def count_items(url, table):
         start = r.get("LastEvaluatedKey")
         if not start:
             return n
-
-
-def summarize_wrk(segs):
-    rates = [s["rate"] for s in segs]
-    return {"rate": statistics.median(rates), "lo": min(rates), "hi": max(rates),
-            "p50": statistics.median(s["p50"] for s in segs), "p99": max(s["p99"] for s in segs),
-            "errors": sum(s["errors"] for s in segs), "acked": sum(s.get("acked", 0) for s in segs)}
 
 
 def main():

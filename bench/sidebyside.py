@@ -4,7 +4,9 @@ sns_fanout.py, s3_bench.py): targets given as NAME=URL, segments run interleaved
 every server alike, and a markdown table with the median of the segments, their spread
 and the Nimbus/peer ratio."""
 
+import os
 import statistics
+import subprocess
 
 import boto3
 from botocore.config import Config
@@ -66,8 +68,6 @@ def run_wrk(script, url, clients, duration, env):
     """One wrk run of bench/SCRIPT (which prints a `WRK requests µs errors p50 p99 max` line
     and writes `status N: …` to stderr for every non-2xx answer): rate, p50/p99 in ms,
     errors, and the requests acknowledged (completed without error)."""
-    import os
-    import subprocess
     out = subprocess.run(["wrk", f"-t{min(2, clients)}", f"-c{clients}", f"-d{int(duration)}s", "-s",
                           os.path.join(os.path.dirname(__file__), script), url],
                          env={**os.environ, **env}, capture_output=True, text=True, check=True)
