@@ -523,7 +523,9 @@ pub fn sweep(store: &Store, now_ms: i64) -> Result<(SweepReport, bool), S3Error>
                 }
             }
         }
-        tx.commit().map_err(internal)?;
+        let committed = tx.commit().map_err(internal);
+        store.settle(c, committed.is_ok());
+        committed?;
         Ok((report, queued))
     })
 }

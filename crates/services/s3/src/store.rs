@@ -210,6 +210,9 @@ pub struct Store {
     conn: Arc<Mutex<Connection>>,
     root: PathBuf,
     writer: std::sync::mpsc::Sender<Job>,
+    /// Blob files released by the transaction in progress: removed once it has
+    /// committed, and only if still unreferenced then ([`Store::settle`]).
+    released: Arc<Mutex<Vec<String>>>,
 }
 
 /// One [`Store::tx`] request as the writer runs it: the caller's closure, run
@@ -234,6 +237,7 @@ impl Store {
             conn: Arc::new(Mutex::new(conn)),
             root,
             writer,
+            released: Arc::default(),
         };
         store.recover();
         // The writer holds a Store without a live sender of its own: it stops
@@ -257,27 +261,32 @@ impl Store {
         while let Ok(first) = jobs.recv() {
             let mut answers: Vec<Answer> = Vec::new();
             let outcome: Result<(), String> = self.with(|c| {
-                let tx = c.transaction().map_err(|e| e.to_string())?;
-                let mut next = Some(first);
-                while let Some(job) = next.take() {
-                    tx.execute_batch("SAVEPOINT s3w")
-                        .map_err(|e| format!("savepoint: {e}"))?;
-                    let (ok, answer) = job(&tx, &self);
-                    answers.push(answer);
-                    if tx.is_autocommit() {
-                        return Err("the transaction was rolled back by the database".into());
+                let batch = |c: &mut Connection| -> Result<(), String> {
+                    let tx = c.transaction().map_err(|e| e.to_string())?;
+                    let mut next = Some(first);
+                    while let Some(job) = next.take() {
+                        tx.execute_batch("SAVEPOINT s3w")
+                            .map_err(|e| format!("savepoint: {e}"))?;
+                        let (ok, answer) = job(&tx, &self);
+                        answers.push(answer);
+                        if tx.is_autocommit() {
+                            return Err("the transaction was rolled back by the database".into());
+                        }
+                        let end = if ok {
+                            "RELEASE s3w"
+                        } else {
+                            "ROLLBACK TO s3w; RELEASE s3w"
+                        };
+                        tx.execute_batch(end).map_err(|e| format!("{end}: {e}"))?;
+                        if answers.len() < MAX_BATCH {
+                            next = jobs.try_recv().ok();
+                        }
                     }
-                    let end = if ok {
-                        "RELEASE s3w"
-                    } else {
-                        "ROLLBACK TO s3w; RELEASE s3w"
-                    };
-                    tx.execute_batch(end).map_err(|e| format!("{end}: {e}"))?;
-                    if answers.len() < MAX_BATCH {
-                        next = jobs.try_recv().ok();
-                    }
-                }
-                tx.commit().map_err(|e| e.to_string())
+                    tx.commit().map_err(|e| e.to_string())
+                };
+                let outcome = batch(c);
+                self.settle(c, outcome.is_ok());
+                outcome
             });
             if let Err(e) = &outcome {
                 tracing::error!(error = %e, requests = answers.len(), "s3 batch not committed");
@@ -438,17 +447,39 @@ impl Store {
         Ok(())
     }
 
-    /// Remove `blob` if no row references it any more (inside [`Store::tx`]; the
-    /// file goes even if the transaction later rolls back, so call it last).
+    /// Drop `blob` if no row references it any more (inside a transaction of
+    /// this store): a small one's row goes with the transaction; a file is only
+    /// noted, and removed by [`Store::settle`] once the transaction has committed
+    /// — a rolled-back or failed commit keeps it.
     pub fn release(&self, tx: &Connection, blob: &str) -> Result<(), S3Error> {
         if !blob_referenced(tx, blob).map_err(internal)? {
             tx.execute("DELETE FROM small_blobs WHERE sha = ?1", [blob])
                 .map_err(internal)?;
-            // Also a file of the same content written before small bodies moved
-            // into the database.
-            let _ = std::fs::remove_file(self.blob_path(blob));
+            // A file too when the blob is one (or was written before small
+            // bodies moved into the database).
+            self.released
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(blob.to_string());
         }
         Ok(())
+    }
+
+    /// After a transaction of this store (still holding the connection, `c`):
+    /// when it committed, remove the files it released that no row references
+    /// now (a later request of the same batch may have linked the same content
+    /// again); otherwise forget them.
+    pub fn settle(&self, c: &Connection, committed: bool) {
+        let released =
+            std::mem::take(&mut *self.released.lock().unwrap_or_else(|p| p.into_inner()));
+        if !committed {
+            return;
+        }
+        for blob in released {
+            if !blob_referenced(c, &blob).unwrap_or(true) {
+                let _ = std::fs::remove_file(self.blob_path(&blob));
+            }
+        }
     }
 
     /// Drop a staged file that will not be linked.
@@ -1118,6 +1149,23 @@ mod tests {
         let mut got = Vec::new();
         lb.read_to_end(&mut got).unwrap();
         assert_eq!(got, large[5..]);
+
+        // A release in a transaction that then fails keeps the file.
+        let (ls2, ss2) = (ls.clone(), ss.clone());
+        let refused = store
+            .tx(move |tx, st| {
+                tx.execute("DELETE FROM objects", []).map_err(internal)?;
+                st.release(tx, &ss2)?;
+                st.release(tx, &ls2)?;
+                Err::<(), _>(internal("refused after releasing"))
+            })
+            .await;
+        assert!(refused.is_err());
+        assert_eq!(
+            files_under(&blobs),
+            1,
+            "a rolled-back release removes nothing"
+        );
 
         // Dropping the last reference reclaims both kinds.
         store
